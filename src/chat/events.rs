@@ -1,0 +1,100 @@
+//! The JSON events the server sends (SPEC §4), encoded straight into bytes.
+//! Strings go through `serde_json` so every quote and control character is
+//! escaped; numbers are written as they are.
+
+use std::io::Write;
+
+/// Appends `s` as a JSON string literal.
+fn push_str(out: &mut Vec<u8>, s: &str) {
+    // Writing to a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+/// `{"type":"message","user":…,"text":…,"at":…,"seq":…}`
+pub fn message(out: &mut Vec<u8>, user: &str, text: &str, at: u64, seq: u64) {
+    out.extend_from_slice(b"{\"type\":\"message\",\"user\":");
+    push_str(out, user);
+    out.extend_from_slice(b",\"text\":");
+    push_str(out, text);
+    let _ = write!(out, ",\"at\":{at},\"seq\":{seq}}}");
+}
+
+/// `{"type":"join","user":…,"at":…}` or `leave`.
+pub fn presence(out: &mut Vec<u8>, kind: &str, user: &str, at: u64) {
+    out.extend_from_slice(b"{\"type\":\"");
+    out.extend_from_slice(kind.as_bytes());
+    out.extend_from_slice(b"\",\"user\":");
+    push_str(out, user);
+    let _ = write!(out, ",\"at\":{at}}}");
+}
+
+/// What a `welcome` event says.
+pub struct Welcome<'a, U, H> {
+    pub room: u32,
+    pub user: &'a str,
+    pub users: U,
+    pub max_chars: usize,
+    /// Already-encoded `message` events, oldest first.
+    pub history: H,
+    pub gap: bool,
+}
+
+/// `{"type":"welcome","room":…,"user":…,"users":[…],"maxChars":…,"history":[…],"gap":…}`
+pub fn welcome<'a, U, H>(out: &mut Vec<u8>, w: Welcome<'a, U, H>)
+where
+    U: Iterator<Item = &'a str>,
+    H: Iterator<Item = &'a [u8]>,
+{
+    let _ = write!(out, "{{\"type\":\"welcome\",\"room\":{},\"user\":", w.room);
+    push_str(out, w.user);
+    out.extend_from_slice(b",\"users\":[");
+    for (i, user) in w.users.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        push_str(out, user);
+    }
+    let _ = write!(out, "],\"maxChars\":{},\"history\":[", w.max_chars);
+    for (i, event) in w.history.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(event);
+    }
+    let _ = write!(out, "],\"gap\":{}}}", w.gap);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_are_valid_json() {
+        let mut m = Vec::new();
+        message(&mut m, "al\"ice", "<b>hi</b>\n", 5, 17);
+        let v: serde_json::Value = serde_json::from_slice(&m).unwrap();
+        assert_eq!(v["text"], "<b>hi</b>\n");
+        assert_eq!(v["user"], "al\"ice");
+        assert_eq!(v["seq"], 17);
+        let mut p = Vec::new();
+        presence(&mut p, "join", "bob", 9);
+        let v: serde_json::Value = serde_json::from_slice(&p).unwrap();
+        assert_eq!(v["type"], "join");
+        let mut w = Vec::new();
+        welcome(
+            &mut w,
+            Welcome {
+                room: 5,
+                user: "bob",
+                users: ["alice", "bob"].into_iter(),
+                max_chars: 50,
+                history: [&m[..], &m[..]].into_iter(),
+                gap: true,
+            },
+        );
+        let v: serde_json::Value = serde_json::from_slice(&w).unwrap();
+        assert_eq!(v["users"][1], "bob");
+        assert_eq!(v["history"][1]["seq"], 17);
+        assert_eq!(v["gap"], true);
+    }
+}

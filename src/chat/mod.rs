@@ -1,0 +1,388 @@
+//! Rooms, sessions and reservations: the chat state, kept in memory, with no
+//! I/O. The server asks it questions ("may alice log in to room 5?", "who must
+//! get this frame?") and does the sending.
+//!
+//! - Rooms live in a `Slab`, found by number through a `HashMap`.
+//! - Sessions (one per successful login) live in a `Slab`, found by their
+//!   random token. A session reserves its user id in its room from login
+//!   until it expires: 60 s to open a socket, then 10 s of grace after its
+//!   socket closes, so a reload or network blip gets the same id back.
+//! - A room is freed when its last session is gone, and its history with it.
+
+pub mod events;
+pub mod names;
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use slab::Slab;
+
+use crate::conn::ConnId;
+use crate::queue::Frame;
+use crate::ws::frame::{self, Opcode};
+
+/// A session token: 128 random bits, sent as 32 hex digits.
+pub type Token = [u8; 16];
+
+/// A session's slab key plus a generation, so a timer or socket that refers
+/// to a removed session never touches a later one in the same slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SessionId {
+    pub key: u32,
+    pub gen: u32,
+}
+
+/// One login: a user id reserved in a room.
+#[derive(Debug)]
+pub struct Session {
+    pub gen: u32,
+    pub token: Token,
+    pub room: usize,
+    pub user: String,
+    /// The socket currently joined for this session.
+    pub socket: Option<ConnId>,
+    /// When the reservation lapses (only while no socket is joined).
+    pub expires: Option<Instant>,
+}
+
+/// One message kept for late joiners: its number and its encoded frame (the
+/// very bytes that were broadcast).
+#[derive(Debug, Clone)]
+pub struct Kept {
+    pub seq: u64,
+    pub frame: Frame,
+}
+
+impl Kept {
+    /// The event's JSON, inside the frame.
+    pub fn json(&self) -> &[u8] {
+        frame::payload_of(&self.frame)
+    }
+}
+
+/// A joined socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Member {
+    pub conn: ConnId,
+    pub session: usize,
+}
+
+/// One room.
+#[derive(Debug)]
+pub struct Room {
+    pub number: u32,
+    /// Folded user id → session key, for every session of the room (joined
+    /// or only reserved).
+    pub names: HashMap<String, usize>,
+    /// Joined sockets, in the order they joined.
+    pub members: Vec<Member>,
+    /// The `seq` of the last message (0 before the first).
+    pub last_seq: u64,
+    /// The last `history_messages` message frames.
+    pub history: VecDeque<Kept>,
+}
+
+/// Why a login is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginError {
+    /// The id is present or reserved in the room → 409.
+    Taken,
+    /// The room holds `max_users_per_room` → 409.
+    Full,
+}
+
+/// What joining a socket to its session did.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Joined {
+    /// The older socket of the same session, now replaced (close it with 4000).
+    pub replaced: Option<ConnId>,
+}
+
+/// A socket left its room.
+#[derive(Debug)]
+pub struct Left {
+    pub room: usize,
+    pub user: String,
+    pub session: SessionId,
+    pub expires: Instant,
+}
+
+/// All rooms and sessions.
+#[derive(Debug, Default)]
+pub struct Chat {
+    pub rooms: Slab<Room>,
+    by_number: HashMap<u32, usize>,
+    pub sessions: Slab<Session>,
+    by_token: HashMap<Token, usize>,
+    next_gen: u32,
+}
+
+impl Chat {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn room_by_number(&self, number: u32) -> Option<usize> {
+        self.by_number.get(&number).copied()
+    }
+
+    /// Reserves `user` in room `number` for a new session.
+    pub fn login(
+        &mut self,
+        number: u32,
+        user: &str,
+        token: Token,
+        expires: Instant,
+        max_users: usize,
+    ) -> Result<SessionId, LoginError> {
+        let folded = names::fold(user);
+        if let Some(&room) = self.by_number.get(&number) {
+            let names = &self.rooms[room].names;
+            if names.contains_key(&folded) {
+                return Err(LoginError::Taken);
+            }
+            if names.len() >= max_users {
+                return Err(LoginError::Full);
+            }
+        }
+        let room = self.room_or_create(number);
+        self.next_gen = self.next_gen.wrapping_add(1);
+        let gen = self.next_gen;
+        let key = self.sessions.insert(Session {
+            gen,
+            token,
+            room,
+            user: user.to_string(),
+            socket: None,
+            expires: Some(expires),
+        });
+        self.rooms[room].names.insert(folded, key);
+        self.by_token.insert(token, key);
+        Ok(SessionId { key: key as u32, gen })
+    }
+
+    fn room_or_create(&mut self, number: u32) -> usize {
+        if let Some(&room) = self.by_number.get(&number) {
+            return room;
+        }
+        let room = self.rooms.insert(Room {
+            number,
+            names: HashMap::new(),
+            members: Vec::new(),
+            last_seq: 0,
+            history: VecDeque::new(),
+        });
+        self.by_number.insert(number, room);
+        room
+    }
+
+    /// The session with this token, if it belongs to room `number`.
+    pub fn session_for(&self, token: &Token, number: u32) -> Option<usize> {
+        let &key = self.by_token.get(token)?;
+        let session = &self.sessions[key];
+        (self.rooms[session.room].number == number).then_some(key)
+    }
+
+    pub fn session_id(&self, key: usize) -> SessionId {
+        SessionId { key: key as u32, gen: self.sessions[key].gen }
+    }
+
+    /// Joins `conn` to its session's room. A session has one socket: a
+    /// newer one takes the older one's place.
+    pub fn join(&mut self, session: usize, conn: ConnId) -> Joined {
+        let s = &mut self.sessions[session];
+        s.expires = None;
+        let old = s.socket.replace(conn);
+        let room = &mut self.rooms[s.room];
+        match old.and_then(|old| room.members.iter_mut().find(|m| m.conn == old)) {
+            Some(member) => {
+                member.conn = conn;
+                Joined { replaced: old }
+            }
+            None => {
+                room.members.push(Member { conn, session });
+                Joined { replaced: None }
+            }
+        }
+    }
+
+    /// Takes `conn` out of its room. Does nothing (returns `None`) if `conn`
+    /// is no longer its session's socket (it was replaced).
+    pub fn leave(&mut self, session: usize, conn: ConnId, expires: Instant) -> Option<Left> {
+        let s = self.sessions.get_mut(session)?;
+        if s.socket != Some(conn) {
+            return None;
+        }
+        s.socket = None;
+        s.expires = Some(expires);
+        let room = &mut self.rooms[s.room];
+        room.members.retain(|m| m.conn != conn);
+        Some(Left {
+            room: s.room,
+            user: s.user.clone(),
+            session: SessionId { key: session as u32, gen: s.gen },
+            expires,
+        })
+    }
+
+    /// Ends a session whose reservation lapsed; frees its room when empty.
+    /// Returns the room number when the session was removed.
+    pub fn expire(&mut self, id: SessionId, now: Instant) -> Option<u32> {
+        let s = self.sessions.get(id.key as usize)?;
+        if s.gen != id.gen || s.socket.is_some() || s.expires.is_none_or(|t| t > now) {
+            return None;
+        }
+        let s = self.sessions.remove(id.key as usize);
+        self.by_token.remove(&s.token);
+        let room = &mut self.rooms[s.room];
+        room.names.remove(&names::fold(&s.user));
+        let number = room.number;
+        if room.names.is_empty() {
+            self.rooms.remove(s.room);
+            self.by_number.remove(&number);
+        }
+        Some(number)
+    }
+
+    /// Numbers a message, encodes its frame once, keeps it in the room's
+    /// history, and returns the frame to broadcast.
+    pub fn post(&mut self, room: usize, user: &str, text: &str, at: u64, keep: usize) -> Frame {
+        let room = &mut self.rooms[room];
+        room.last_seq += 1;
+        let seq = room.last_seq;
+        let mut json = Vec::with_capacity(64 + text.len() + user.len());
+        events::message(&mut json, user, text, at, seq);
+        let frame: Frame = frame::encode_frame(Opcode::Text, &json).into();
+        if keep > 0 {
+            if room.history.len() >= keep {
+                room.history.pop_front();
+            }
+            room.history.push_back(Kept { seq, frame: frame.clone() });
+        }
+        frame
+    }
+
+    /// The `welcome` event for a socket of `session`, with the history after
+    /// `since` (SPEC §4).
+    pub fn welcome(&self, session: usize, since: Option<u64>, max_chars: usize) -> Vec<u8> {
+        let s = &self.sessions[session];
+        let room = &self.rooms[s.room];
+        // A `since` beyond the last seq belongs to an older room of that number.
+        let since = since.filter(|&n| n <= room.last_seq);
+        let first_kept = room.history.front().map(|k| k.seq).unwrap_or(room.last_seq + 1);
+        let gap = since.is_some_and(|n| n < room.last_seq && first_kept > n + 1);
+        let after = since.unwrap_or(0);
+        let users = room.members.iter().map(|m| self.sessions[m.session].user.as_str());
+        let history = room.history.iter().filter(|k| k.seq > after).map(Kept::json);
+        let mut out = Vec::with_capacity(128 + room.history.len() * 96);
+        events::welcome(
+            &mut out,
+            events::Welcome { room: room.number, user: &s.user, users, max_chars, history, gap },
+        );
+        out
+    }
+
+    /// Bytes of message frames held in histories (for `/metrics`).
+    pub fn history_bytes(&self) -> usize {
+        self.rooms.iter().map(|(_, r)| r.history.iter().map(|k| k.frame.len()).sum::<usize>()).sum()
+    }
+}
+
+/// A new random session token.
+pub fn new_token() -> std::io::Result<Token> {
+    let mut token = [0u8; 16];
+    getrandom::fill(&mut token).map_err(|e| std::io::Error::other(e.to_string()))?;
+    Ok(token)
+}
+
+pub fn token_to_hex(token: &Token) -> String {
+    token.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn token_from_hex(text: &str) -> Option<Token> {
+    if text.len() != 32 {
+        return None;
+    }
+    let mut token = [0u8; 16];
+    for (i, byte) in token.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(text.get(i * 2..i * 2 + 2)?, 16).ok()?;
+    }
+    Some(token)
+}
+
+/// Milliseconds since the Unix epoch, for `at`.
+pub fn unix_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_millis() as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conn(key: u32) -> ConnId {
+        ConnId { key, gen: 1 }
+    }
+
+    #[test]
+    fn login_join_leave_expire() {
+        let mut chat = Chat::new();
+        let now = Instant::now();
+        let id = chat.login(5, "Alice", [1; 16], now, 10).unwrap();
+        assert_eq!(chat.login(5, "alice", [2; 16], now, 10), Err(LoginError::Taken));
+        assert!(chat.login(6, "alice", [3; 16], now, 10).is_ok());
+        let key = chat.session_for(&[1; 16], 5).unwrap();
+        assert_eq!(chat.session_for(&[1; 16], 6), None);
+        assert_eq!(chat.join(key, conn(1)), Joined { replaced: None });
+        assert_eq!(chat.join(key, conn(2)), Joined { replaced: Some(conn(1)) });
+        assert!(chat.leave(key, conn(1), now).is_none(), "a replaced socket does not leave");
+        assert_eq!(chat.expire(id, now), None, "joined sessions do not expire");
+        let left = chat.leave(key, conn(2), now).unwrap();
+        assert_eq!(left.user, "Alice");
+        assert_eq!(chat.expire(id, now), Some(5));
+        assert_eq!(chat.room_by_number(5), None, "the room went with its last user");
+        assert!(chat.login(5, "alice", [4; 16], now, 10).is_ok());
+    }
+
+    #[test]
+    fn rooms_fill_up() {
+        let mut chat = Chat::new();
+        let now = Instant::now();
+        chat.login(1, "a", [1; 16], now, 2).unwrap();
+        chat.login(1, "b", [2; 16], now, 2).unwrap();
+        assert_eq!(chat.login(1, "c", [3; 16], now, 2), Err(LoginError::Full));
+    }
+
+    #[test]
+    fn history_and_since() {
+        let mut chat = Chat::new();
+        let now = Instant::now();
+        chat.login(1, "a", [1; 16], now, 10).unwrap();
+        let key = chat.session_for(&[1; 16], 1).unwrap();
+        let room = chat.room_by_number(1).unwrap();
+        for i in 0..8 {
+            chat.post(room, "a", &format!("m{i}"), 0, 5);
+        }
+        let seqs = |w: Vec<u8>| {
+            let v: serde_json::Value = serde_json::from_slice(&w).unwrap();
+            let seqs: Vec<u64> =
+                v["history"].as_array().unwrap().iter().map(|m| m["seq"].as_u64().unwrap()).collect();
+            (seqs, v["gap"].as_bool().unwrap())
+        };
+        assert_eq!(seqs(chat.welcome(key, None, 50)), (vec![4, 5, 6, 7, 8], false));
+        assert_eq!(seqs(chat.welcome(key, Some(6), 50)), (vec![7, 8], false));
+        assert_eq!(seqs(chat.welcome(key, Some(3), 50)), (vec![4, 5, 6, 7, 8], false));
+        assert_eq!(seqs(chat.welcome(key, Some(1), 50)), (vec![4, 5, 6, 7, 8], true));
+        assert_eq!(seqs(chat.welcome(key, Some(8), 50)), (vec![], false));
+        assert_eq!(seqs(chat.welcome(key, Some(99), 50)), (vec![4, 5, 6, 7, 8], false));
+    }
+
+    #[test]
+    fn tokens_round_trip() {
+        let t = new_token().unwrap();
+        assert_eq!(token_from_hex(&token_to_hex(&t)), Some(t));
+        assert_eq!(token_from_hex("zz"), None);
+    }
+}

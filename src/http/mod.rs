@@ -1,0 +1,80 @@
+//! HTTP/1.1, just enough for the pages, the login form and the WebSocket
+//! upgrade:
+//!
+//! - [`request`]: finding and parsing a request head (with `httparse`), bounded;
+//! - [`response`]: status codes and response bytes;
+//! - [`form`]: `application/x-www-form-urlencoded` bodies and query strings;
+//! - [`routes`]: which URL does what.
+
+pub mod form;
+pub mod request;
+pub mod response;
+pub mod routes;
+
+/// The HTTP statuses this server answers with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Ok,
+    SeeOther,
+    TemporaryRedirect,
+    NotModified,
+    BadRequest,
+    Forbidden,
+    NotFound,
+    MethodNotAllowed,
+    Conflict,
+    LengthRequired,
+    PayloadTooLarge,
+    UriTooLong,
+    UnsupportedMediaType,
+    UpgradeRequired,
+    HeadersTooLarge,
+    InternalError,
+    ServiceUnavailable,
+}
+
+impl Status {
+    pub fn code(self) -> u16 {
+        match self {
+            Status::Ok => 200,
+            Status::SeeOther => 303,
+            Status::TemporaryRedirect => 307,
+            Status::NotModified => 304,
+            Status::BadRequest => 400,
+            Status::Forbidden => 403,
+            Status::NotFound => 404,
+            Status::MethodNotAllowed => 405,
+            Status::Conflict => 409,
+            Status::LengthRequired => 411,
+            Status::PayloadTooLarge => 413,
+            Status::UriTooLong => 414,
+            Status::UnsupportedMediaType => 415,
+            Status::UpgradeRequired => 426,
+            Status::HeadersTooLarge => 431,
+            Status::InternalError => 500,
+            Status::ServiceUnavailable => 503,
+        }
+    }
+
+    pub fn phrase(self) -> &'static str {
+        match self {
+            Status::Ok => "OK",
+            Status::SeeOther => "See Other",
+            Status::TemporaryRedirect => "Temporary Redirect",
+            Status::NotModified => "Not Modified",
+            Status::BadRequest => "Bad Request",
+            Status::Forbidden => "Forbidden",
+            Status::NotFound => "Not Found",
+            Status::MethodNotAllowed => "Method Not Allowed",
+            Status::Conflict => "Conflict",
+            Status::LengthRequired => "Length Required",
+            Status::PayloadTooLarge => "Payload Too Large",
+            Status::UriTooLong => "URI Too Long",
+            Status::UnsupportedMediaType => "Unsupported Media Type",
+            Status::UpgradeRequired => "Upgrade Required",
+            Status::HeadersTooLarge => "Request Header Fields Too Large",
+            Status::InternalError => "Internal Server Error",
+            Status::ServiceUnavailable => "Service Unavailable",
+        }
+    }
+}

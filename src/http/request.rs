@@ -1,0 +1,230 @@
+//! Request heads: finding where a head ends in a growing buffer without
+//! re-scanning it (a slowly sent long head must not cost quadratic time),
+//! enforcing the size limits, and parsing it once, zero-copy, with `httparse`.
+
+use super::Status;
+
+/// Most headers a request may have (more → `431`).
+pub const MAX_HEADERS: usize = 48;
+
+/// Why a request head is refused, and the status it becomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeadError {
+    /// The request line is over its limit → `414`.
+    LineTooLong,
+    /// The head is over `--max-head-bytes`, or has too many headers → `431`.
+    TooLarge,
+    /// Not HTTP → `400`.
+    Malformed,
+}
+
+impl HeadError {
+    pub fn status(self) -> Status {
+        match self {
+            HeadError::LineTooLong => Status::UriTooLong,
+            HeadError::TooLarge => Status::HeadersTooLarge,
+            HeadError::Malformed => Status::BadRequest,
+        }
+    }
+}
+
+/// Size limits for a head.
+#[derive(Debug, Clone, Copy)]
+pub struct HeadLimits {
+    pub max_head_bytes: usize,
+    pub max_line_bytes: usize,
+}
+
+/// Looks for the blank line that ends a head in `buf`, starting near
+/// `*scanned` (how far earlier calls looked) and moving `*scanned` forward, so
+/// each byte is looked at a bounded number of times however the head arrives.
+/// Returns the head's length (blank line included), or an error once the
+/// buffer is past a limit without a complete head or line.
+pub fn find_head_end(buf: &[u8], scanned: &mut usize, limits: &HeadLimits) -> Result<Option<usize>, HeadError> {
+    let from = scanned.saturating_sub(3);
+    let mut end = None;
+    let mut i = from;
+    while i < buf.len() {
+        if buf[i] == b'\n' {
+            // The head ends at an empty line: "\n\n" or "\n\r\n".
+            if buf.get(i + 1) == Some(&b'\n') {
+                end = Some(i + 2);
+                break;
+            }
+            if buf.get(i + 1) == Some(&b'\r') && buf.get(i + 2) == Some(&b'\n') {
+                end = Some(i + 3);
+                break;
+            }
+        }
+        i += 1;
+    }
+    // The request line ends at the first newline.
+    let line_end = buf[..end.unwrap_or(buf.len())].iter().position(|&b| b == b'\n');
+    match line_end {
+        Some(n) if n > limits.max_line_bytes => return Err(HeadError::LineTooLong),
+        None if buf.len() > limits.max_line_bytes => return Err(HeadError::LineTooLong),
+        _ => {}
+    }
+    match end {
+        Some(n) if n > limits.max_head_bytes => Err(HeadError::TooLarge),
+        Some(n) => Ok(Some(n)),
+        None if buf.len() >= limits.max_head_bytes => Err(HeadError::TooLarge),
+        None => {
+            *scanned = buf.len();
+            Ok(None)
+        }
+    }
+}
+
+/// A parsed request head. Borrows the connection's buffer: nothing copied.
+#[derive(Debug)]
+pub struct Request<'h, 'b> {
+    pub method: &'b str,
+    /// The path part of the target, still percent-encoded.
+    pub path: &'b str,
+    /// The query string after `?`, if any.
+    pub query: Option<&'b str>,
+    /// Minor version: 1 for HTTP/1.1, 0 for HTTP/1.0.
+    pub version: u8,
+    pub headers: &'h [httparse::Header<'b>],
+}
+
+impl<'h, 'b> Request<'h, 'b> {
+    /// Values of every header with this (lower-case) name.
+    pub fn headers_named<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'b [u8]> + 's {
+        self.headers
+            .iter()
+            .filter(move |h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value)
+    }
+
+    /// The value of a header that should appear once (the first one).
+    pub fn header(&self, name: &str) -> Option<&'b [u8]> {
+        self.headers_named(name).next()
+    }
+
+    /// The header as text, if it is there and is UTF-8.
+    pub fn header_str(&self, name: &str) -> Option<&'b str> {
+        self.header(name).and_then(|v| std::str::from_utf8(v).ok()).map(str::trim)
+    }
+
+    /// Does a comma-separated header list (in any of its headers) hold this
+    /// token, compared case-insensitively?
+    pub fn header_has_token(&self, name: &str, token: &str) -> bool {
+        self.headers_named(name).any(|value| {
+            value
+                .split(|&b| b == b',')
+                .any(|item| item.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+        })
+    }
+
+    /// `Content-Length`, `Ok(0)` when absent; `Err` when unusable.
+    pub fn content_length(&self) -> Result<usize, Status> {
+        if self.header("transfer-encoding").is_some() {
+            return Err(Status::LengthRequired);
+        }
+        let mut lengths = self.headers_named("content-length");
+        let Some(first) = lengths.next() else {
+            return Ok(0);
+        };
+        if lengths.any(|other| other != first) {
+            return Err(Status::BadRequest);
+        }
+        let text = std::str::from_utf8(first).map_err(|_| Status::BadRequest)?.trim();
+        if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(Status::BadRequest);
+        }
+        text.parse().map_err(|_| Status::PayloadTooLarge)
+    }
+
+    /// Should the connection stay open after the answer?
+    pub fn keep_alive(&self) -> bool {
+        if self.header_has_token("connection", "close") {
+            return false;
+        }
+        self.version >= 1 || self.header_has_token("connection", "keep-alive")
+    }
+
+    /// The value of a cookie.
+    pub fn cookie(&self, name: &str) -> Option<&'b str> {
+        self.headers_named("cookie")
+            .filter_map(|v| std::str::from_utf8(v).ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.trim())
+    }
+}
+
+/// Parses a complete head (as found by [`find_head_end`]) into `storage`.
+pub fn parse<'h, 'b>(
+    head: &'b [u8],
+    storage: &'h mut [httparse::Header<'b>],
+) -> Result<Request<'h, 'b>, HeadError> {
+    let mut req = httparse::Request::new(storage);
+    match req.parse(head) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Partial) => return Err(HeadError::Malformed),
+        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
+        Err(_) => return Err(HeadError::Malformed),
+    }
+    let method = req.method.ok_or(HeadError::Malformed)?;
+    let target = req.path.ok_or(HeadError::Malformed)?;
+    let version = req.version.ok_or(HeadError::Malformed)?;
+    if !target.starts_with('/') {
+        return Err(HeadError::Malformed);
+    }
+    let (path, query) = match target.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (target, None),
+    };
+    let headers: &'h [httparse::Header<'b>] = req.headers;
+    Ok(Request { method, path, query, version, headers })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: HeadLimits = HeadLimits { max_head_bytes: 8192, max_line_bytes: 2048 };
+
+    #[test]
+    fn finds_the_end_when_fed_byte_by_byte() {
+        let head = b"GET /x HTTP/1.1\r\nHost: a\r\n\r\nBODY";
+        let mut scanned = 0;
+        for n in 1..head.len() {
+            let found = find_head_end(&head[..n], &mut scanned, &LIMITS).unwrap();
+            if n < head.len() - 4 {
+                assert_eq!(found, None, "at {n}");
+            } else {
+                assert_eq!(found, Some(head.len() - 4));
+                break;
+            }
+        }
+    }
+
+    #[test]
+    fn limits() {
+        let mut scanned = 0;
+        let long_line = format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(3000));
+        assert_eq!(
+            find_head_end(long_line.as_bytes(), &mut scanned, &LIMITS),
+            Err(HeadError::LineTooLong)
+        );
+        let mut scanned = 0;
+        let big = format!("GET / HTTP/1.1\r\nX: {}\r\n", "a".repeat(9000));
+        assert_eq!(find_head_end(big.as_bytes(), &mut scanned, &LIMITS), Err(HeadError::TooLarge));
+    }
+
+    #[test]
+    fn parses_tokens_and_cookies() {
+        let head = b"GET /rooms/5/ws?since=3 HTTP/1.1\r\nConnection: keep-alive, Upgrade\r\nCookie: a=b; wsrooms_session=abc\r\n\r\n";
+        let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let req = parse(head, &mut storage).unwrap();
+        assert_eq!(req.path, "/rooms/5/ws");
+        assert_eq!(req.query, Some("since=3"));
+        assert!(req.header_has_token("connection", "upgrade"));
+        assert_eq!(req.cookie("wsrooms_session"), Some("abc"));
+        assert!(req.keep_alive());
+    }
+}

@@ -1,0 +1,161 @@
+//! Responses: a status, headers and a body, turned into bytes for the write
+//! queue. A body of embedded page bytes is not copied: it goes to the queue as
+//! a `&'static [u8]`.
+
+use super::Status;
+
+/// Sent with every page: no inline script, nothing from elsewhere.
+pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+connect-src 'self' ws: wss:; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+/// A response body.
+#[derive(Debug)]
+pub enum Body {
+    Empty,
+    Static(&'static [u8]),
+    Owned(Vec<u8>),
+}
+
+impl Body {
+    pub fn len(&self) -> usize {
+        match self {
+            Body::Empty => 0,
+            Body::Static(b) => b.len(),
+            Body::Owned(b) => b.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A response before it is turned into bytes.
+#[derive(Debug)]
+pub struct Response {
+    pub status: Status,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Body,
+    /// Close the connection after this response.
+    pub close: bool,
+}
+
+impl Response {
+    pub fn new(status: Status) -> Self {
+        Response { status, headers: Vec::new(), body: Body::Empty, close: false }
+    }
+
+    pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    pub fn body(mut self, content_type: &'static str, body: Body) -> Self {
+        self.headers.push(("Content-Type", content_type.to_string()));
+        self.body = body;
+        self
+    }
+
+    pub fn text(status: Status, text: &str) -> Self {
+        Response::new(status).body("text/plain; charset=utf-8", Body::Owned(text.as_bytes().to_vec()))
+    }
+
+    /// Headers every HTML page gets (SPEC §2).
+    pub fn page_headers(self) -> Self {
+        self.header("Content-Security-Policy", CSP)
+            .header("X-Content-Type-Options", "nosniff")
+            .header("Referrer-Policy", "no-referrer")
+            .header("X-Frame-Options", "DENY")
+    }
+
+    /// A small HTML page explaining an error; `field` names the form input
+    /// the message belongs to (the login page's script shows it there).
+    pub fn error_page(status: Status, field: &str, message: &str, back: &str) -> Self {
+        let html = format!(
+            "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+             <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+             <title>{code} {phrase}</title><link rel=\"stylesheet\" href=\"/static/style.css\"></head>\
+             <body><main class=\"card\"><h1>{phrase}</h1>\
+             <p class=\"error\" data-field=\"{field}\">{message}</p>\
+             <p><a href=\"{back}\">Back</a></p></main></body></html>\n",
+            code = status.code(),
+            phrase = status.phrase(),
+            field = escape_html(field),
+            message = escape_html(message),
+            back = escape_html(back),
+        );
+        Response::new(status)
+            .body("text/html; charset=utf-8", Body::Owned(html.into_bytes()))
+            .page_headers()
+    }
+
+    pub fn redirect(status: Status, location: &str) -> Self {
+        Response::new(status).header("Location", location)
+    }
+
+    /// The head as bytes, and the body (left out for `HEAD`).
+    pub fn encode(self, head_only: bool, keep_alive: bool) -> (Vec<u8>, Body) {
+        let mut out = Vec::with_capacity(256);
+        out.extend_from_slice(b"HTTP/1.1 ");
+        out.extend_from_slice(self.status.code().to_string().as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(self.status.phrase().as_bytes());
+        out.extend_from_slice(b"\r\n");
+        for (name, value) in &self.headers {
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        if self.status != Status::NotModified {
+            out.extend_from_slice(format!("Content-Length: {}\r\n", self.body.len()).as_bytes());
+        }
+        if !keep_alive || self.close {
+            out.extend_from_slice(b"Connection: close\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+        let body = if head_only { Body::Empty } else { self.body };
+        (out, body)
+    }
+}
+
+/// Escapes text for HTML element content and attribute values.
+pub fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_a_head() {
+        let (head, body) = Response::text(Status::Ok, "ok").encode(false, true);
+        let head = String::from_utf8(head).unwrap();
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"));
+        assert!(head.contains("Content-Length: 2\r\n"));
+        assert!(!head.contains("Connection: close"));
+        assert_eq!(body.len(), 2);
+        let (_, body) = Response::text(Status::Ok, "ok").encode(true, false);
+        assert!(body.is_empty());
+    }
+
+    #[test]
+    fn error_pages_escape() {
+        let r = Response::error_page(Status::BadRequest, "user", "<b>", "/");
+        let Body::Owned(b) = r.body else { panic!() };
+        let s = String::from_utf8(b).unwrap();
+        assert!(s.contains("&lt;b&gt;") && !s.contains("<b>"));
+    }
+}

@@ -1,0 +1,287 @@
+//! Which URL does what (SPEC §2). A handler looks at a parsed request and
+//! answers with an [`Outcome`]: a response to send, or a WebSocket upgrade for
+//! the server to carry out. Handlers do no I/O.
+//!
+//! | method   | path                | what                                        |
+//! |----------|---------------------|---------------------------------------------|
+//! | GET HEAD | `/`                 | login page                                  |
+//! | POST     | `/login`            | reserve an id in a room → 303, 400 or 409   |
+//! | GET HEAD | `/rooms/{n}`        | room page, or 303 to `/?room=n`             |
+//! | GET      | `/rooms/{n}/ws`     | the room's WebSocket (cookie + Origin)      |
+//! | GET      | `/echo`             | echo WebSocket (only with `--echo`)         |
+//! | GET HEAD | `/static/*`, `/favicon.svg` | embedded assets                     |
+//! | GET HEAD | `/healthz`, `/metrics` | operations                               |
+
+use std::time::Instant;
+
+use super::form;
+use super::request::Request;
+use super::response::{Body, Response};
+use super::Status;
+use crate::assets::{AssetBytes, Assets};
+use crate::chat::{self, names, Chat, LoginError};
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::timers::{TimerKey, Timers};
+use crate::ws::handshake::{self, Upgrade};
+
+/// The session cookie's name.
+pub const COOKIE: &str = "wsrooms_session";
+
+/// What to do with a request.
+pub enum Outcome {
+    Respond(Response),
+    /// Upgrade to a room socket for this session.
+    JoinRoom { upgrade: Upgrade, session: usize, since: Option<u64> },
+    /// Upgrade to an echo socket.
+    Echo { upgrade: Upgrade },
+    /// Answer with the metrics (the server fills in its gauges).
+    Metrics,
+}
+
+/// What handlers may read and change.
+pub struct Ctx<'a> {
+    pub chat: &'a mut Chat,
+    pub timers: &'a mut Timers,
+    pub metrics: &'a mut Metrics,
+    pub config: &'a Config,
+    pub assets: &'a Assets,
+    pub now: Instant,
+}
+
+/// Routes one request. `body` is the request body (complete).
+pub fn handle(req: &Request, body: &[u8], ctx: &mut Ctx) -> Outcome {
+    let path = req.path;
+    let get = req.method == "GET" || req.method == "HEAD";
+    if path == "/login" {
+        if req.method != "POST" {
+            return Outcome::Respond(not_allowed("POST"));
+        }
+        return Outcome::Respond(login(req, body, ctx));
+    }
+    if let Some(rest) = path.strip_prefix("/rooms/") {
+        return room_routes(req, rest, ctx);
+    }
+    if path == "/echo" && ctx.config.echo {
+        return match handshake::check(req) {
+            Ok(upgrade) => Outcome::Echo { upgrade },
+            Err(e) => Outcome::Respond(refuse_handshake(e, ctx.metrics)),
+        };
+    }
+    let asset = match path {
+        "/" => Some("index.html"),
+        "/favicon.svg" => Some("favicon.svg"),
+        "/static/style.css" => Some("style.css"),
+        "/static/login.js" => Some("login.js"),
+        "/static/room.js" => Some("room.js"),
+        _ => None,
+    };
+    let known = asset.is_some() || path == "/healthz" || path == "/metrics";
+    if known && !get {
+        return Outcome::Respond(not_allowed("GET, HEAD"));
+    }
+    match path {
+        "/healthz" => Outcome::Respond(Response::text(Status::Ok, "ok").header("Cache-Control", "no-store")),
+        "/metrics" => Outcome::Metrics,
+        _ => match asset {
+            Some(file) => Outcome::Respond(serve_asset(req, file, ctx.assets)),
+            None => Outcome::Respond(Response::text(Status::NotFound, "not found")),
+        },
+    }
+}
+
+fn not_allowed(allow: &'static str) -> Response {
+    Response::text(Status::MethodNotAllowed, "method not allowed").header("Allow", allow)
+}
+
+/// `/rooms/{n}` and `/rooms/{n}/ws`.
+fn room_routes(req: &Request, rest: &str, ctx: &mut Ctx) -> Outcome {
+    let (number, socket) = match rest.strip_suffix("/ws") {
+        Some(n) => (n, true),
+        None => (rest, false),
+    };
+    let Some(room) = names::parse_room_path(number) else {
+        return Outcome::Respond(Response::text(Status::NotFound, "no such room"));
+    };
+    let session = session_cookie(req).and_then(|t| ctx.chat.session_for(&t, room));
+    if !socket {
+        if req.method != "GET" && req.method != "HEAD" {
+            return Outcome::Respond(not_allowed("GET, HEAD"));
+        }
+        return Outcome::Respond(match session {
+            Some(_) => serve_asset(req, "room.html", ctx.assets).header("Cache-Control", "no-store"),
+            None => Response::redirect(Status::SeeOther, &format!("/?room={room}"))
+                .header("Cache-Control", "no-store"),
+        });
+    }
+    let upgrade = match handshake::check(req) {
+        Ok(u) => u,
+        Err(e) => return Outcome::Respond(refuse_handshake(e, ctx.metrics)),
+    };
+    if !origin_allowed(req, ctx.config) {
+        ctx.metrics.refuse("origin");
+        return Outcome::Respond(Response::text(Status::Forbidden, "origin not allowed"));
+    }
+    let Some(session) = session else {
+        ctx.metrics.refuse("session");
+        return Outcome::Respond(Response::text(Status::Forbidden, "no session for this room"));
+    };
+    Outcome::JoinRoom { upgrade, session, since: since_param(req.query) }
+}
+
+fn refuse_handshake(e: handshake::HandshakeError, metrics: &mut Metrics) -> Response {
+    metrics.refuse(match e {
+        handshake::HandshakeError::BadVersion => "version",
+        _ => "handshake",
+    });
+    let mut r = Response::text(e.status(), e.reason());
+    if e == handshake::HandshakeError::BadVersion {
+        r = r.header("Sec-WebSocket-Version", "13");
+    }
+    if e == handshake::HandshakeError::NotGet {
+        r = r.header("Allow", "GET");
+    }
+    r
+}
+
+fn session_cookie(req: &Request) -> Option<chat::Token> {
+    req.cookie(COOKIE).and_then(chat::token_from_hex)
+}
+
+/// `since=N` from the query: absent unless a non-negative integer.
+fn since_param(query: Option<&str>) -> Option<u64> {
+    let value = form::field(query?, "since")??;
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    value.parse().ok()
+}
+
+/// The `Origin` must be the page's own (`http(s)://` + `Host`) or allowed by
+/// `--allow-origin` (RFC 6455 §10.2: stops other sites' pages from using
+/// the visitor's cookie).
+pub fn origin_allowed(req: &Request, config: &Config) -> bool {
+    let Some(origin) = req.header_str("origin") else {
+        return false;
+    };
+    let origin = origin.to_ascii_lowercase();
+    if config.allow_origins.iter().any(|o| *o == origin) {
+        return true;
+    }
+    let Some(host) = req.header_str("host") else {
+        return false;
+    };
+    let host = host.to_ascii_lowercase();
+    let page = origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://"));
+    page == Some(host.as_str())
+}
+
+/// `POST /login`.
+fn login(req: &Request, body: &[u8], ctx: &mut Ctx) -> Response {
+    let form_type = req
+        .header_str("content-type")
+        .map(|t| t.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"))
+        .unwrap_or(false);
+    if !form_type {
+        return Response::error_page(
+            Status::UnsupportedMediaType,
+            "user",
+            "The form must be sent as application/x-www-form-urlencoded.",
+            "/",
+        );
+    }
+    let Ok(body) = std::str::from_utf8(body) else {
+        return bad("user", "The form is not valid UTF-8.", "/", ctx);
+    };
+    let user = match form::field(body, "user") {
+        Some(Some(u)) => u,
+        Some(None) => return bad("user", "The user id is not valid UTF-8.", "/", ctx),
+        None => String::new(),
+    };
+    let body_room = form::field(body, "room").flatten();
+    let query_room = req.query.and_then(|q| form::field(q, "room")).flatten();
+    let room_text = match (&body_room, &query_room) {
+        (Some(b), Some(q)) if names::parse_room_input(b) != names::parse_room_input(q) => {
+            return bad("room", "The room in the form and in the address differ.", "/", ctx);
+        }
+        (Some(b), _) => b.clone(),
+        (None, Some(q)) => q.clone(),
+        (None, None) => String::new(),
+    };
+    let room = match names::parse_room_input(&room_text) {
+        Ok(r) => r,
+        Err(msg) => return bad("room", msg, "/", ctx),
+    };
+    let back = format!("/?room={room}");
+    let user = match names::check_user(&user) {
+        Ok(u) => u.to_string(),
+        Err(msg) => return bad("user", msg, &back, ctx),
+    };
+    // The same browser logging in again with its own id: same session.
+    if let Some(key) = session_cookie(req).and_then(|t| ctx.chat.session_for(&t, room)) {
+        if names::fold(&ctx.chat.sessions[key].user) == names::fold(&user) {
+            return Response::redirect(Status::SeeOther, &format!("/rooms/{room}")).header("Cache-Control", "no-store");
+        }
+    }
+    let token = match chat::new_token() {
+        Ok(t) => t,
+        Err(e) => {
+            log::error!("no randomness for a session token: {e}");
+            return Response::text(Status::InternalError, "no randomness");
+        }
+    };
+    let expires = ctx.now + ctx.config.reserve_timeout;
+    match ctx.chat.login(room, &user, token, expires, ctx.config.max_users_per_room) {
+        Ok(id) => {
+            ctx.timers.add(expires, TimerKey::Session(id));
+            ctx.metrics.logins += 1;
+            log::info!("login: {user:?} reserved in room {room}");
+            Response::redirect(Status::SeeOther, &format!("/rooms/{room}"))
+                .header(
+                    "Set-Cookie",
+                    format!("{COOKIE}={}; HttpOnly; SameSite=Strict; Path=/", chat::token_to_hex(&token)),
+                )
+                .header("Cache-Control", "no-store")
+        }
+        Err(LoginError::Taken) => {
+            ctx.metrics.refuse("login_taken");
+            log::info!("login refused: {user:?} already in room {room}");
+            Response::error_page(Status::Conflict, "user", &format!("“{user}” is already in room {room}."), &back)
+        }
+        Err(LoginError::Full) => {
+            ctx.metrics.refuse("room_full");
+            log::info!("login refused: room {room} is full");
+            Response::error_page(Status::Conflict, "room", &format!("Room {room} is full."), &back)
+        }
+    }
+}
+
+fn bad(field: &str, message: &str, back: &str, ctx: &mut Ctx) -> Response {
+    ctx.metrics.refuse("login_invalid");
+    Response::error_page(Status::BadRequest, field, message, back)
+}
+
+/// An embedded page or file, with `ETag` revalidation.
+fn serve_asset(req: &Request, file: &str, assets: &Assets) -> Response {
+    let Some(found) = assets.get(file) else {
+        return Response::text(Status::NotFound, "not found");
+    };
+    let fresh = req
+        .header_str("if-none-match")
+        .is_some_and(|tags| tags.split(',').any(|t| t.trim() == found.etag || t.trim() == "*"));
+    let response = if fresh {
+        Response::new(Status::NotModified)
+    } else {
+        let body = match found.bytes {
+            AssetBytes::Embedded(b) => Body::Static(b),
+            AssetBytes::Disk(v) => Body::Owned(v),
+        };
+        Response::new(Status::Ok).body(found.content_type, body)
+    };
+    let response = response.header("ETag", found.etag).header("Cache-Control", "no-cache");
+    if file.ends_with(".html") {
+        response.page_headers()
+    } else {
+        response.header("X-Content-Type-Options", "nosniff")
+    }
+}

@@ -1,0 +1,44 @@
+//! The `wsrooms` binary: flags and environment → [`Config`], logger, run.
+
+use std::process::ExitCode;
+
+use wsrooms::config::{self, Config, Parsed};
+use wsrooms::Server;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let config = match Config::parse(&args, |name| std::env::var(name).ok()) {
+        Ok(Parsed::Run(config)) => *config,
+        Ok(Parsed::Help) => {
+            print!("{}", config::help());
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("wsrooms: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let level = config.log_level.parse().unwrap_or(log::LevelFilter::Info);
+    let _ = simple_logger::SimpleLogger::new().with_level(level).init();
+    log::info!("config: {}", config.summary());
+    let mut server = match Server::bind(config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("wsrooms: cannot listen: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Err(e) = server.handle_signals() {
+        eprintln!("wsrooms: cannot handle signals: {e}");
+        return ExitCode::FAILURE;
+    }
+    // Tests and scripts read this line to learn the port (with --bind …:0).
+    println!("wsrooms listening on http://{}", server.local_addr());
+    match server.run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error!("poll loop failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

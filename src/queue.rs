@@ -1,0 +1,206 @@
+//! The write queue of one connection: what it must still send, and how many
+//! bytes that is (`buffered`, like the browser's `bufferedAmount`).
+//!
+//! A broadcast frame is encoded once and held here as a [`Frame`]
+//! (`Rc<[u8]>`): a hundred receivers hold a hundred pointers to one buffer,
+//! not a hundred copies. Embedded page bytes are held as `&'static [u8]`.
+//!
+//! [`WriteQueue::write_to`] sends as many queued chunks as fit in one
+//! vectored write (`writev`), so frames queued during one poll-loop
+//! iteration leave in one system call ("corking").
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice, Write};
+use std::rc::Rc;
+
+/// An encoded frame shared by every receiver.
+pub type Frame = Rc<[u8]>;
+
+/// Chunks handed to one `writev` at most.
+const MAX_IOVECS: usize = 64;
+
+/// One queued piece of output.
+#[derive(Debug)]
+pub enum Chunk {
+    /// A broadcast frame, shared.
+    Shared(Frame),
+    /// Bytes for this connection only (a response head, a pong, a welcome).
+    Owned(Vec<u8>),
+    /// Embedded bytes (a page).
+    Static(&'static [u8]),
+}
+
+impl Chunk {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Chunk::Shared(f) => f,
+            Chunk::Owned(v) => v,
+            Chunk::Static(s) => s,
+        }
+    }
+}
+
+/// What a flush achieved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flushed {
+    /// Everything was sent.
+    All,
+    /// The socket is full (`WouldBlock`); the rest waits for `WRITABLE`.
+    Partly,
+}
+
+/// Outgoing chunks, oldest first, and the count of bytes not yet sent.
+#[derive(Debug, Default)]
+pub struct WriteQueue {
+    chunks: VecDeque<Chunk>,
+    /// Bytes of the front chunk already sent.
+    sent_of_front: usize,
+    buffered: usize,
+}
+
+impl WriteQueue {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Bytes queued and not yet accepted by the kernel.
+    pub fn buffered(&self) -> usize {
+        self.buffered
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.buffered == 0
+    }
+
+    pub fn push(&mut self, chunk: Chunk) {
+        let n = chunk.bytes().len();
+        if n > 0 {
+            self.buffered += n;
+            self.chunks.push_back(chunk);
+        }
+    }
+
+    /// Drops everything queued (a connection closed for backpressure gets
+    /// its memory back at once).
+    pub fn clear(&mut self) {
+        self.chunks = VecDeque::new();
+        self.sent_of_front = 0;
+        self.buffered = 0;
+    }
+
+    /// Writes queued bytes until the queue is empty or `w` would block.
+    pub fn write_to<W: Write>(&mut self, w: &mut W) -> io::Result<Flushed> {
+        while !self.chunks.is_empty() {
+            let written = {
+                let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+                let mut n = 0;
+                for (i, chunk) in self.chunks.iter().take(MAX_IOVECS).enumerate() {
+                    let bytes = chunk.bytes();
+                    slices[i] = IoSlice::new(if i == 0 { &bytes[self.sent_of_front..] } else { bytes });
+                    n += 1;
+                }
+                match w.write_vectored(&slices[..n]) {
+                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                    Ok(written) => written,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Flushed::Partly),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                }
+            };
+            self.advance(written);
+        }
+        // An idle connection should hold no big buffer.
+        if self.chunks.capacity() > 64 {
+            self.chunks = VecDeque::new();
+        }
+        Ok(Flushed::All)
+    }
+
+    /// Forgets `n` bytes that were written.
+    fn advance(&mut self, mut n: usize) {
+        self.buffered -= n;
+        while n > 0 {
+            let Some(front) = self.chunks.front() else { break };
+            let left = front.bytes().len() - self.sent_of_front;
+            if n >= left {
+                n -= left;
+                self.chunks.pop_front();
+                self.sent_of_front = 0;
+            } else {
+                self.sent_of_front += n;
+                n = 0;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A writer that takes at most `cap` bytes per call, then blocks.
+    struct Trickle {
+        out: Vec<u8>,
+        cap: usize,
+        calls: usize,
+        budget: usize,
+    }
+
+    impl Write for Trickle {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.write_vectored(&[IoSlice::new(buf)])
+        }
+        fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+            if self.budget == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            self.calls += 1;
+            let mut n = 0;
+            for b in bufs {
+                let take = b.len().min(self.cap - n).min(self.budget);
+                self.out.extend_from_slice(&b[..take]);
+                n += take;
+                self.budget -= take;
+                if n == self.cap || self.budget == 0 {
+                    break;
+                }
+            }
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn partial_writes_keep_order_and_count() {
+        let mut q = WriteQueue::new();
+        let shared: Frame = Rc::from(&b"shared-"[..]);
+        q.push(Chunk::Owned(b"head-".to_vec()));
+        q.push(Chunk::Shared(shared.clone()));
+        q.push(Chunk::Static(b"static"));
+        assert_eq!(q.buffered(), 18);
+        let mut w = Trickle { out: Vec::new(), cap: 4, calls: 0, budget: 10 };
+        assert_eq!(q.write_to(&mut w).unwrap(), Flushed::Partly);
+        assert_eq!(q.buffered(), 8);
+        w.budget = 100;
+        assert_eq!(q.write_to(&mut w).unwrap(), Flushed::All);
+        assert_eq!(w.out, b"head-shared-static");
+        assert_eq!(q.buffered(), 0);
+    }
+
+    #[test]
+    fn many_frames_one_call() {
+        let mut q = WriteQueue::new();
+        let f: Frame = Rc::from(&b"0123456789"[..]);
+        for _ in 0..50 {
+            q.push(Chunk::Shared(f.clone()));
+        }
+        assert_eq!(Rc::strong_count(&f), 51, "shared, not copied");
+        let mut w = Trickle { out: Vec::new(), cap: 1 << 20, calls: 0, budget: 1 << 20 };
+        q.write_to(&mut w).unwrap();
+        assert_eq!(w.calls, 1);
+        assert_eq!(w.out.len(), 500);
+        assert_eq!(Rc::strong_count(&f), 1);
+    }
+}

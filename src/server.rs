@@ -1,0 +1,918 @@
+//! The poll loop: one thread, one `mio::Poll`, every connection in one slab.
+//!
+//! Each turn of the loop:
+//! 1. sleep in `poll` until a socket is ready or the earliest timer is due;
+//! 2. handle each event: accept new connections, read from ready sockets
+//!    (until `WouldBlock`: readiness is edge-triggered), parse, act; output
+//!    is only *queued*;
+//! 3. fire due timers;
+//! 4. flush every connection that has output, once, with one vectored
+//!    write each ("corking": ten frames queued this turn cost one syscall).
+//!
+//! The path of one chat message: `on_readable` reads into the loop's
+//! scratch buffer → `on_ws_bytes` feeds the [`MessageReader`] → a complete
+//! text message reaches `on_chat_text` → `Chat::post` encodes its frame once →
+//! `broadcast` puts that one `Rc` frame in each member's [`WriteQueue`] →
+//! `flush_dirty` writes each queue to its socket.
+//!
+//! [`MessageReader`]: crate::ws::reader::MessageReader
+//! [`WriteQueue`]: crate::queue::WriteQueue
+
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token};
+use slab::Slab;
+
+use crate::assets::Assets;
+use crate::chat::{self, events, Chat};
+use crate::config::Config;
+use crate::conn::{Conn, ConnId, Phase, Role, TokenBucket, Ws};
+use crate::http::request::{self, HeadLimits, MAX_HEADERS};
+use crate::http::response::{Body, Response};
+use crate::http::routes::{self, Ctx, Outcome};
+use crate::http::Status;
+use crate::metrics::{Gauges, Metrics};
+use crate::queue::{Chunk, Flushed, Frame};
+use crate::timers::{TimerKey, Timers};
+use crate::ws::close::{self, CloseReason};
+use crate::ws::frame::{self, Opcode};
+use crate::ws::handshake;
+use crate::ws::reader::{Limits, Message};
+
+const LISTENER: Token = Token(usize::MAX);
+const SIGNALS: Token = Token(usize::MAX - 1);
+
+/// Bytes read per `read` call, into one buffer shared by all connections.
+const SCRATCH_BYTES: usize = 64 * 1024;
+/// Reads from one connection per event before others get a turn.
+const READS_PER_TURN: usize = 16;
+/// Listen backlog: bursts of connects wait here instead of being dropped.
+const BACKLOG: u32 = 4096;
+/// Pause before accepting again after running out of file descriptors.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(200);
+
+/// Why a connection is dropped without a close handshake.
+#[derive(Debug, Clone, Copy)]
+enum DropReason {
+    PeerClosed,
+    IoError,
+    HeadTimeout,
+    PongTimeout,
+    CloseTimeout,
+    Done,
+    Shutdown,
+}
+
+/// The server: listener, connections, chat state, timers.
+pub struct Server {
+    poll: Poll,
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    config: Config,
+    conns: Slab<Conn>,
+    next_gen: u32,
+    chat: Chat,
+    timers: Timers,
+    assets: Assets,
+    metrics: Metrics,
+    /// The one read buffer of the loop.
+    scratch: Vec<u8>,
+    /// Connections with output queued this turn, to flush at its end.
+    dirty: Vec<ConnId>,
+    /// Connections to read from without waiting for an event (resumed after
+    /// a pause, or stopped at `READS_PER_TURN`).
+    to_read: Vec<ConnId>,
+    now: Instant,
+    accepting: bool,
+    accept_error_logged: bool,
+    websockets: usize,
+    signals: Option<signal_hook_mio::v1_0::Signals>,
+    /// Set once SIGINT/SIGTERM arrived: the drain deadline.
+    shutting_down: Option<Instant>,
+    stopped: bool,
+}
+
+impl Server {
+    /// Binds the listener. The server runs when [`Server::run`] is called.
+    pub fn bind(mut config: Config) -> io::Result<Server> {
+        if let Some(fd_limit) = open_files_limit() {
+            // Leave room for the listener, the poll, stdio and a few spares.
+            let cap = fd_limit.saturating_sub(16).max(1) as usize;
+            if config.max_connections > cap {
+                log::warn!(
+                    "--max-connections {} lowered to {cap} (RLIMIT_NOFILE is {fd_limit})",
+                    config.max_connections
+                );
+                config.max_connections = cap;
+            }
+        }
+        let mut listener = listen(config.bind)?;
+        let local_addr = listener.local_addr()?;
+        let poll = Poll::new()?;
+        poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
+        Ok(Server {
+            poll,
+            listener,
+            local_addr,
+            assets: Assets::new(config.www.clone()),
+            config,
+            conns: Slab::new(),
+            next_gen: 0,
+            chat: Chat::new(),
+            timers: Timers::new(),
+            metrics: Metrics::default(),
+            scratch: vec![0; SCRATCH_BYTES],
+            dirty: Vec::new(),
+            to_read: Vec::new(),
+            now: Instant::now(),
+            accepting: true,
+            accept_error_logged: false,
+            websockets: 0,
+            signals: None,
+            shutting_down: None,
+            stopped: false,
+        })
+    }
+
+    /// The address the listener is bound to (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Stop gracefully on SIGINT and SIGTERM (call once, from `main`).
+    pub fn handle_signals(&mut self) -> io::Result<()> {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        let mut signals = signal_hook_mio::v1_0::Signals::new([SIGINT, SIGTERM])?;
+        self.poll.registry().register(&mut signals, SIGNALS, Interest::READABLE)?;
+        self.signals = Some(signals);
+        Ok(())
+    }
+
+    /// Runs the loop until a shutdown signal has been handled.
+    pub fn run(&mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        while !self.stopped {
+            let timeout = if self.to_read.is_empty() {
+                self.timers.poll_timeout(Instant::now())
+            } else {
+                Some(Duration::ZERO)
+            };
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            self.now = Instant::now();
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept_all(),
+                    SIGNALS => self.on_signal(),
+                    token => {
+                        let id = ConnId::from_token(token);
+                        if event.is_writable() {
+                            self.flush(id);
+                        }
+                        if event.is_readable() || event.is_read_closed() || event.is_error() {
+                            self.on_readable(id);
+                        }
+                    }
+                }
+            }
+            for id in std::mem::take(&mut self.to_read) {
+                self.on_readable(id);
+            }
+            self.fire_timers();
+            self.flush_dirty();
+            self.check_shutdown_done();
+        }
+        Ok(())
+    }
+
+    // ----- connections -------------------------------------------------
+
+    /// The connection `id`, if it is still the one that id names.
+    fn conn(&mut self, id: ConnId) -> Option<&mut Conn> {
+        get_conn(&mut self.conns, id)
+    }
+
+    fn accept_all(&mut self) {
+        while self.accepting {
+            match self.listener.accept() {
+                Ok((stream, peer)) => self.add_conn(stream, peer),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if is_out_of_resources(&e) => {
+                    // The listener stays readable while the backlog is full:
+                    // accepting in a loop now would spin at 100% CPU. Stop
+                    // listening for a moment instead.
+                    if !self.accept_error_logged {
+                        log::warn!("accept failed ({e}); pausing accepts (logged once)");
+                        self.accept_error_logged = true;
+                    }
+                    self.pause_accepting();
+                    self.timers.add(self.now + ACCEPT_BACKOFF, TimerKey::ResumeAccept);
+                    return;
+                }
+                Err(e) => log::debug!("accept: {e}"),
+            }
+        }
+    }
+
+    fn pause_accepting(&mut self) {
+        if self.accepting {
+            self.accepting = false;
+            let _ = self.poll.registry().deregister(&mut self.listener);
+        }
+    }
+
+    fn resume_accepting(&mut self) {
+        if !self.accepting && self.shutting_down.is_none() {
+            self.accepting = true;
+            if let Err(e) = self.poll.registry().register(&mut self.listener, LISTENER, Interest::READABLE) {
+                log::error!("cannot listen again: {e}");
+            }
+            self.accept_all();
+        }
+    }
+
+    fn add_conn(&mut self, mut stream: TcpStream, peer: SocketAddr) {
+        if self.conns.len() >= self.config.max_connections {
+            // Best effort: a short answer that fits any socket buffer.
+            let _ = stream.write(
+                b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 19\r\nConnection: close\r\nRetry-After: 5\r\n\r\ntoo many connections",
+            );
+            self.metrics.connections_refused += 1;
+            self.metrics.refuse("connections");
+            log::debug!("{peer}: refused, {} connections open", self.conns.len());
+            return;
+        }
+        let _ = stream.set_nodelay(true);
+        self.next_gen = self.next_gen.wrapping_add(1);
+        let entry = self.conns.vacant_entry();
+        let id = ConnId { key: entry.key() as u32, gen: self.next_gen };
+        if let Err(e) = self.poll.registry().register(&mut stream, id.token(), Interest::READABLE) {
+            log::warn!("{peer}: cannot register: {e}");
+            return;
+        }
+        entry.insert(Conn::new(id, stream, peer));
+        self.metrics.connections_accepted += 1;
+        log::debug!("{peer}: connected");
+        self.set_deadline(id, Some(self.now + self.config.head_timeout));
+        // Bytes may already be waiting (edge-triggered: no event for them yet
+        // if they arrived before registration).
+        self.to_read.push(id);
+    }
+
+    /// Closes the socket at once and forgets the connection.
+    fn drop_conn(&mut self, id: ConnId, why: DropReason) {
+        if self.conn(id).is_none() {
+            return;
+        }
+        let mut conn = self.conns.remove(id.key as usize);
+        let _ = self.poll.registry().deregister(&mut conn.stream);
+        log::debug!("{}: dropped ({why:?})", conn.peer);
+        if let Phase::WebSocket(ws) = &conn.phase {
+            self.websockets -= 1;
+            if let Role::Chat { session } = ws.role {
+                self.leave_room(session, id);
+            }
+        }
+    }
+
+    /// Sets a connection's one timer (see `timers` for the lazy scheme).
+    fn set_deadline(&mut self, id: ConnId, at: Option<Instant>) {
+        let Some(conn) = self.conn(id) else { return };
+        conn.deadline = at;
+        if let Some(at) = at {
+            if conn.queued_timer.is_none_or(|q| at < q) {
+                conn.queued_timer = Some(at);
+                self.timers.add(at, TimerKey::Conn(id));
+            }
+        }
+    }
+
+    // ----- reading -----------------------------------------------------
+
+    fn on_readable(&mut self, id: ConnId) {
+        for _ in 0..READS_PER_TURN {
+            let pause_at = self.config.pause_reading_at;
+            let Some(conn) = get_conn(&mut self.conns, id) else { return };
+            if conn.out.buffered() > pause_at {
+                // Backpressure: let the kernel's buffers fill and TCP push
+                // back on the peer until we have sent what we owe it.
+                conn.read_paused = true;
+                return;
+            }
+            match conn.stream.read(&mut self.scratch) {
+                Ok(0) => return self.on_eof(id),
+                Ok(n) => {
+                    self.metrics.bytes_in += n as u64;
+                    let scratch = std::mem::take(&mut self.scratch);
+                    self.on_bytes(id, &scratch[..n]);
+                    self.scratch = scratch;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return self.drop_conn(id, DropReason::IoError),
+            }
+        }
+        // More may be waiting: come back next turn, after the others.
+        self.to_read.push(id);
+    }
+
+    fn on_eof(&mut self, id: ConnId) {
+        let Some(conn) = self.conn(id) else { return };
+        let reason = match &conn.phase {
+            Phase::Draining => DropReason::Done,
+            _ => DropReason::PeerClosed,
+        };
+        self.drop_conn(id, reason);
+    }
+
+    fn on_bytes(&mut self, id: ConnId, bytes: &[u8]) {
+        let Some(conn) = self.conn(id) else { return };
+        match &mut conn.phase {
+            Phase::Http(http) => {
+                http.buf.extend_from_slice(bytes);
+                self.on_http_bytes(id);
+            }
+            Phase::WebSocket(_) => self.on_ws_bytes(id, bytes),
+            Phase::Draining => {}
+        }
+    }
+
+    // ----- HTTP --------------------------------------------------------
+
+    /// Answers every complete request in the connection's buffer.
+    fn on_http_bytes(&mut self, id: ConnId) {
+        let limits = HeadLimits {
+            max_head_bytes: self.config.max_head_bytes,
+            max_line_bytes: self.config.max_request_line_bytes,
+        };
+        loop {
+            let Some(conn) = self.conn(id) else { return };
+            let Phase::Http(http) = &mut conn.phase else { return };
+            let head_len = match request::find_head_end(&http.buf, &mut http.scanned, &limits) {
+                Ok(Some(n)) => n,
+                Ok(None) => return,
+                Err(e) => {
+                    let peer = conn.peer;
+                    log::info!("{peer}: request refused: {}", e.status().code());
+                    return self.answer_and_close(id, e.status());
+                }
+            };
+            let mut buf = std::mem::take(&mut http.buf);
+            let used = match self.answer_request(id, &buf, head_len) {
+                Some(used) => used,
+                None => {
+                    // The body is incomplete: keep the bytes, wait for more.
+                    if let Some(Phase::Http(http)) = self.conn(id).map(|c| &mut c.phase) {
+                        http.buf = buf;
+                    }
+                    return;
+                }
+            };
+            buf.drain(..used);
+            let Some(conn) = self.conn(id) else { return };
+            match &mut conn.phase {
+                Phase::Http(http) => {
+                    http.buf = buf;
+                    http.scanned = 0;
+                    if http.buf.is_empty() {
+                        http.buf = Vec::new(); // an idle keep-alive socket holds no buffer
+                    }
+                }
+                Phase::WebSocket(_) => {
+                    // Bytes sent right after the upgrade request are frames.
+                    if !buf.is_empty() {
+                        self.on_ws_bytes(id, &buf);
+                    }
+                    return;
+                }
+                Phase::Draining => return,
+            }
+        }
+    }
+
+    /// Parses and answers one request whose head is `buf[..head_len]`.
+    /// Returns the bytes it used, or `None` if its body has not all arrived.
+    fn answer_request(&mut self, id: ConnId, buf: &[u8], head_len: usize) -> Option<usize> {
+        let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let req = match request::parse(&buf[..head_len], &mut storage) {
+            Ok(r) => r,
+            Err(e) => {
+                self.answer_and_close(id, e.status());
+                return Some(buf.len());
+            }
+        };
+        let body_len = match req.content_length() {
+            Ok(n) if n > self.config.max_body_bytes => {
+                self.answer_and_close(id, Status::PayloadTooLarge);
+                return Some(buf.len());
+            }
+            Ok(n) => n,
+            Err(status) => {
+                self.answer_and_close(id, status);
+                return Some(buf.len());
+            }
+        };
+        if buf.len() < head_len + body_len {
+            return None;
+        }
+        let body = &buf[head_len..head_len + body_len];
+        let keep_alive = req.keep_alive();
+        let head_only = req.method == "HEAD";
+        self.metrics.http_requests += 1;
+        let outcome = {
+            let mut ctx = Ctx {
+                chat: &mut self.chat,
+                timers: &mut self.timers,
+                metrics: &mut self.metrics,
+                config: &self.config,
+                assets: &self.assets,
+                now: self.now,
+            };
+            routes::handle(&req, body, &mut ctx)
+        };
+        match outcome {
+            Outcome::Respond(response) => self.respond(id, response, head_only, keep_alive),
+            Outcome::Metrics => {
+                let text = self.metrics.render(&self.gauges());
+                let response = Response::new(Status::Ok)
+                    .body("text/plain; version=0.0.4; charset=utf-8", Body::Owned(text.into_bytes()))
+                    .header("Cache-Control", "no-store");
+                self.respond(id, response, head_only, keep_alive);
+            }
+            Outcome::Echo { upgrade } => self.upgrade(id, &upgrade, Role::Echo),
+            Outcome::JoinRoom { upgrade, session, since } => {
+                self.upgrade(id, &upgrade, Role::Chat { session });
+                self.join_room(id, session, since);
+            }
+        }
+        Some(head_len + body_len)
+    }
+
+    fn respond(&mut self, id: ConnId, response: Response, head_only: bool, keep_alive: bool) {
+        let close = !keep_alive || response.close || self.shutting_down.is_some();
+        let (head, body) = response.encode(head_only, !close);
+        let head_timeout = self.config.head_timeout;
+        let now = self.now;
+        let Some(conn) = self.conn(id) else { return };
+        conn.out.push(Chunk::Owned(head));
+        match body {
+            Body::Empty => {}
+            Body::Static(b) => conn.out.push(Chunk::Static(b)),
+            Body::Owned(v) => conn.out.push(Chunk::Owned(v)),
+        }
+        self.mark_dirty(id);
+        if close {
+            self.start_draining(id);
+        } else {
+            // The next request gets its own head timeout.
+            self.set_deadline(id, Some(now + head_timeout));
+        }
+    }
+
+    /// Answers with a bare status page and closes the connection.
+    fn answer_and_close(&mut self, id: ConnId, status: Status) {
+        let mut response = Response::text(status, status.phrase());
+        response.close = true;
+        self.respond(id, response, false, false);
+    }
+
+    /// No more requests: send what is queued, then FIN, then wait for the
+    /// peer to close (bounded by the close timeout).
+    fn start_draining(&mut self, id: ConnId) {
+        let deadline = self.now + self.config.close_timeout;
+        let Some(conn) = self.conn(id) else { return };
+        conn.phase = Phase::Draining;
+        conn.fin_when_flushed = true;
+        self.mark_dirty(id);
+        self.set_deadline(id, Some(deadline));
+    }
+
+    // ----- WebSocket ---------------------------------------------------
+
+    /// Sends `101 Switching Protocols` and turns the connection into a WebSocket.
+    fn upgrade(&mut self, id: ConnId, upgrade: &handshake::Upgrade, role: Role) {
+        let now = self.now;
+        let burst = self.config.rate_burst;
+        let ping_at = now + self.config.ping_interval;
+        let Some(conn) = self.conn(id) else { return };
+        conn.out.push(Chunk::Owned(handshake::response(upgrade)));
+        conn.phase = Phase::WebSocket(Box::new(Ws {
+            reader: Default::default(),
+            role,
+            close_sent: false,
+            awaiting_pong: false,
+            bucket: TokenBucket::new(burst, now),
+        }));
+        log::debug!("{}: upgraded to WebSocket ({role:?})", conn.peer);
+        self.websockets += 1;
+        self.mark_dirty(id);
+        self.set_deadline(id, Some(ping_at));
+    }
+
+    /// Puts a new room socket in its room: welcome to it, join to the others.
+    fn join_room(&mut self, id: ConnId, session: usize, since: Option<u64>) {
+        let joined = self.chat.join(session, id);
+        if let Some(old) = joined.replaced {
+            self.close_ws(old, CloseReason::new(close::REPLACED, "replaced by a newer connection"));
+        }
+        let welcome = self.chat.welcome(session, since, self.config.max_chat_chars);
+        self.send_owned(id, frame::encode_frame(Opcode::Text, &welcome));
+        let s = &self.chat.sessions[session];
+        let room = s.room;
+        let number = self.chat.rooms[room].number;
+        if joined.replaced.is_none() {
+            let mut json = Vec::with_capacity(64);
+            events::presence(&mut json, "join", &s.user, chat::unix_millis());
+            log::info!("join: {:?} in room {number}", s.user);
+            let frame: Frame = frame::encode_frame(Opcode::Text, &json).into();
+            self.broadcast(room, frame, Some(id));
+        } else {
+            log::info!("rejoin: {:?} in room {number} (newer socket)", s.user);
+        }
+    }
+
+    /// Takes a closing or closed socket out of its room and tells the others.
+    fn leave_room(&mut self, session: usize, id: ConnId) {
+        let expires = self.now + self.config.grace_timeout;
+        let Some(left) = self.chat.leave(session, id, expires) else { return };
+        self.timers.add(left.expires, TimerKey::Session(left.session));
+        log::info!("leave: {:?} from room {}", left.user, self.chat.rooms[left.room].number);
+        let mut json = Vec::with_capacity(64);
+        events::presence(&mut json, "leave", &left.user, chat::unix_millis());
+        let frame: Frame = frame::encode_frame(Opcode::Text, &json).into();
+        self.broadcast(left.room, frame, None);
+    }
+
+    /// Feeds bytes to the connection's message reader and handles each
+    /// complete message.
+    fn on_ws_bytes(&mut self, id: ConnId, mut input: &[u8]) {
+        let limits = Limits {
+            max_frame_bytes: self.config.max_frame_bytes,
+            max_message_bytes: self.config.max_message_bytes,
+        };
+        while !input.is_empty() {
+            let Some(conn) = self.conn(id) else { return };
+            let Some(ws) = conn.ws() else { return };
+            match ws.reader.read(&mut input, &limits) {
+                Ok(Some(message)) => self.on_message(id, message),
+                Ok(None) => return,
+                Err(e) => {
+                    let closing = ws.close_sent;
+                    if closing {
+                        // Garbage after our close: stop listening.
+                        self.start_draining(id);
+                    } else {
+                        let peer = conn.peer;
+                        log::info!("{peer}: protocol error, closing {}: {}", e.close_code(), e.reason());
+                        self.close_ws(id, e.to_close());
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    fn on_message(&mut self, id: ConnId, message: Message) {
+        let Some(conn) = self.conn(id) else { return };
+        let Some(ws) = conn.ws() else { return };
+        let (role, close_sent) = (ws.role, ws.close_sent);
+        match message {
+            Message::Close(payload) => self.on_close_frame(id, payload),
+            _ if close_sent => {} // after our close, only a close matters
+            Message::Ping(payload) => self.send_owned(id, frame::encode_frame(Opcode::Pong, &payload)),
+            Message::Pong(_) => {
+                if ws.awaiting_pong {
+                    ws.awaiting_pong = false;
+                    let next = self.now + self.config.ping_interval;
+                    self.set_deadline(id, Some(next));
+                }
+            }
+            Message::Text(bytes) => match role {
+                Role::Echo => self.send_owned(id, frame::encode_frame(Opcode::Text, &bytes)),
+                Role::Chat { session } => self.on_chat_text(id, session, bytes),
+            },
+            Message::Binary(bytes) => match role {
+                Role::Echo => self.send_owned(id, frame::encode_frame(Opcode::Binary, &bytes)),
+                Role::Chat { .. } => {
+                    self.close_ws(id, CloseReason::new(close::UNSUPPORTED_DATA, "text messages only"))
+                }
+            },
+        }
+    }
+
+    /// The peer's close frame: answer it (echoing its code) unless we
+    /// already sent ours; either way the handshake is now complete.
+    fn on_close_frame(&mut self, id: ConnId, payload: Option<(u16, String)>) {
+        let Some(conn) = self.conn(id) else { return };
+        let Some(ws) = conn.ws() else { return };
+        if !ws.close_sent {
+            let reply = match &payload {
+                Some((code, _)) => frame::encode_close(*code, ""),
+                None => frame::encode_frame(Opcode::Close, &[]),
+            };
+            ws.close_sent = true;
+            conn.out.push(Chunk::Owned(reply));
+            if let Some((code, _)) = payload {
+                self.metrics.closed(code);
+            }
+            self.mark_dirty(id);
+        }
+        self.leave_if_chat(id);
+        self.start_draining(id);
+    }
+
+    fn leave_if_chat(&mut self, id: ConnId) {
+        if let Some(session) = self.conn(id).and_then(|c| c.session()) {
+            self.leave_room(session, id);
+        }
+    }
+
+    /// A chat message from a room socket.
+    fn on_chat_text(&mut self, id: ConnId, session: usize, bytes: Vec<u8>) {
+        let (now, rate, burst) = (self.now, self.config.rate_limit, self.config.rate_burst);
+        let Some(conn) = self.conn(id) else { return };
+        let Some(ws) = conn.ws() else { return };
+        if !ws.bucket.take(rate, burst, now) {
+            let peer = conn.peer;
+            log::info!("{peer}: rate limit, closing 1008");
+            return self.close_ws(id, CloseReason::new(close::POLICY, "rate limit"));
+        }
+        self.metrics.messages_in += 1;
+        let Ok(text) = std::str::from_utf8(&bytes) else {
+            return self.close_ws(id, CloseReason::new(close::INVALID_PAYLOAD, "invalid UTF-8"));
+        };
+        let Some(text) = chat::names::chat_text(text, self.config.max_chat_chars) else {
+            return; // empty or only whitespace: ignored
+        };
+        let s = &self.chat.sessions[session];
+        let (room, user) = (s.room, s.user.clone());
+        let frame = self.chat.post(room, &user, text, chat::unix_millis(), self.config.history_messages);
+        self.broadcast(room, frame, None);
+    }
+
+    /// Queues one shared frame for every member of `room` (but `except`).
+    /// Receivers pushed over `--max-buffered` are closed afterwards.
+    fn broadcast(&mut self, room: usize, frame: Frame, except: Option<ConnId>) {
+        let max_buffered = self.config.max_buffered;
+        let mut too_slow = Vec::new();
+        let Some(r) = self.chat.rooms.get(room) else { return };
+        for member in &r.members {
+            if Some(member.conn) == except {
+                continue;
+            }
+            let Some(conn) = self.conns.get_mut(member.conn.key as usize) else { continue };
+            if conn.id != member.conn {
+                continue;
+            }
+            conn.out.push(Chunk::Shared(Rc::clone(&frame)));
+            self.metrics.messages_out += 1;
+            if !conn.dirty {
+                conn.dirty = true;
+                self.dirty.push(conn.id);
+            }
+            if conn.out.buffered() > max_buffered {
+                too_slow.push(conn.id);
+            }
+        }
+        for id in too_slow {
+            if let Some(conn) = self.conn(id) {
+                log::info!("{}: too slow ({} bytes buffered), closing 1008", conn.peer, conn.out.buffered());
+                conn.out.clear();
+            }
+            self.close_ws(id, CloseReason::new(close::POLICY, "backpressure limit"));
+        }
+    }
+
+    /// Sends our close frame (once), leaves the room, and waits for the
+    /// peer's close frame until the close timeout.
+    fn close_ws(&mut self, id: ConnId, reason: CloseReason) {
+        let deadline = self.now + self.config.close_timeout;
+        let Some(conn) = self.conn(id) else { return };
+        let Some(ws) = conn.ws() else { return };
+        if ws.close_sent {
+            return;
+        }
+        ws.close_sent = true;
+        conn.out.push(Chunk::Owned(frame::encode_close(reason.code, reason.reason)));
+        self.metrics.closed(reason.code);
+        self.mark_dirty(id);
+        self.set_deadline(id, Some(deadline));
+        self.leave_if_chat(id);
+    }
+
+    fn send_owned(&mut self, id: ConnId, bytes: Vec<u8>) {
+        if let Some(conn) = self.conn(id) {
+            conn.out.push(Chunk::Owned(bytes));
+            self.mark_dirty(id);
+        }
+    }
+
+    // ----- writing -----------------------------------------------------
+
+    fn mark_dirty(&mut self, id: ConnId) {
+        if let Some(conn) = self.conn(id) {
+            if !conn.dirty {
+                conn.dirty = true;
+                self.dirty.push(id);
+            }
+        }
+    }
+
+    fn flush_dirty(&mut self) {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        for id in dirty.drain(..) {
+            self.flush(id);
+        }
+        if self.dirty.is_empty() {
+            self.dirty = dirty; // keep the allocation
+        }
+    }
+
+    /// Writes a connection's queue until done or the socket is full, then
+    /// sets its interest: WRITABLE only while something is left.
+    fn flush(&mut self, id: ConnId) {
+        let pause_at = self.config.pause_reading_at;
+        let Some(conn) = self.conn(id) else { return };
+        conn.dirty = false;
+        let before = conn.out.buffered();
+        let result = conn.out.write_to(&mut conn.stream);
+        let written = before - conn.out.buffered();
+        self.metrics.bytes_out += written as u64;
+        let Some(conn) = get_conn(&mut self.conns, id) else { return };
+        let want = match result {
+            Ok(Flushed::All) => {
+                if conn.fin_when_flushed && !conn.fin_sent {
+                    conn.fin_sent = true;
+                    let _ = conn.stream.shutdown(std::net::Shutdown::Write);
+                }
+                Interest::READABLE
+            }
+            Ok(Flushed::Partly) => Interest::READABLE | Interest::WRITABLE,
+            Err(_) => return self.drop_conn(id, DropReason::IoError),
+        };
+        if conn.interest != want {
+            conn.interest = want;
+            if self.poll.registry().reregister(&mut conn.stream, id.token(), want).is_err() {
+                return self.drop_conn(id, DropReason::IoError);
+            }
+        }
+        if conn.read_paused && conn.out.buffered() < pause_at / 2 {
+            conn.read_paused = false;
+            self.to_read.push(id);
+        }
+    }
+
+    // ----- timers ------------------------------------------------------
+
+    fn fire_timers(&mut self) {
+        while let Some((at, key)) = self.timers.pop_due(self.now) {
+            match key {
+                TimerKey::Conn(id) => self.on_conn_timer(id, at),
+                TimerKey::Session(sid) => {
+                    if let Some(number) = self.chat.expire(sid, self.now) {
+                        log::debug!("reservation lapsed in room {number}");
+                    }
+                }
+                TimerKey::ResumeAccept => self.resume_accepting(),
+                TimerKey::ShutdownDeadline => self.stopped = true,
+            }
+        }
+    }
+
+    fn on_conn_timer(&mut self, id: ConnId, at: Instant) {
+        let now = self.now;
+        let Some(conn) = self.conn(id) else { return };
+        if conn.queued_timer != Some(at) {
+            return; // a stale entry; the live one is elsewhere in the heap
+        }
+        conn.queued_timer = None;
+        let Some(deadline) = conn.deadline else { return };
+        if deadline > now {
+            // The deadline moved later since this entry was queued.
+            conn.queued_timer = Some(deadline);
+            self.timers.add(deadline, TimerKey::Conn(id));
+            return;
+        }
+        conn.deadline = None;
+        match &mut conn.phase {
+            Phase::Http(_) => self.drop_conn(id, DropReason::HeadTimeout),
+            Phase::Draining => self.drop_conn(id, DropReason::CloseTimeout),
+            Phase::WebSocket(ws) if ws.close_sent => self.drop_conn(id, DropReason::CloseTimeout),
+            Phase::WebSocket(ws) if ws.awaiting_pong => {
+                let peer = conn.peer;
+                log::info!("{peer}: no pong, dropping");
+                self.drop_conn(id, DropReason::PongTimeout);
+            }
+            Phase::WebSocket(ws) => {
+                ws.awaiting_pong = true;
+                self.send_owned(id, frame::encode_frame(Opcode::Ping, b""));
+                let pong_by = now + self.config.pong_timeout;
+                self.set_deadline(id, Some(pong_by));
+            }
+        }
+    }
+
+    // ----- shutdown ----------------------------------------------------
+
+    fn on_signal(&mut self) {
+        let Some(signals) = self.signals.as_mut() else { return };
+        let got: Vec<i32> = signals.pending().collect();
+        if got.is_empty() || self.shutting_down.is_some() {
+            return;
+        }
+        self.begin_shutdown();
+    }
+
+    /// Stop accepting, send `1001` to every socket, drop idle HTTP
+    /// connections, and give the rest `shutdown_timeout` to finish.
+    pub fn begin_shutdown(&mut self) {
+        let deadline = self.now + self.config.shutdown_timeout;
+        log::info!(
+            "shutting down: {} connections, {} WebSockets; draining for up to {:?}",
+            self.conns.len(),
+            self.websockets,
+            self.config.shutdown_timeout
+        );
+        self.pause_accepting();
+        self.shutting_down = Some(deadline);
+        self.timers.add(deadline, TimerKey::ShutdownDeadline);
+        let ids: Vec<ConnId> = self.conns.iter().map(|(_, c)| c.id).collect();
+        for id in ids {
+            let Some(conn) = self.conn(id) else { continue };
+            match &conn.phase {
+                Phase::WebSocket(_) => self.close_ws(id, CloseReason::new(close::GOING_AWAY, "server shutting down")),
+                Phase::Http(http) if http.buf.is_empty() && conn.out.is_empty() => {
+                    self.drop_conn(id, DropReason::Shutdown)
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn check_shutdown_done(&mut self) {
+        if self.shutting_down.is_some() && self.conns.is_empty() {
+            self.stopped = true;
+        }
+        if self.stopped {
+            log::info!(
+                "stopped: {} connections left open, {} accepted in all, {} messages in, {} deliveries",
+                self.conns.len(),
+                self.metrics.connections_accepted,
+                self.metrics.messages_in,
+                self.metrics.messages_out
+            );
+        }
+    }
+
+    fn gauges(&self) -> Gauges {
+        Gauges {
+            connections: self.conns.len(),
+            websockets: self.websockets,
+            rooms: self.chat.rooms.len(),
+            users: self.chat.rooms.iter().map(|(_, r)| r.members.len()).sum(),
+            sessions: self.chat.sessions.len(),
+            buffered_bytes: self.conns.iter().map(|(_, c)| c.out.buffered()).sum(),
+            history_bytes: self.chat.history_bytes(),
+        }
+    }
+}
+
+/// The connection `id` in `conns`, if it is still the one that id names
+/// (a free function, so the borrow covers `conns` only, not the server).
+fn get_conn(conns: &mut Slab<Conn>, id: ConnId) -> Option<&mut Conn> {
+    conns.get_mut(id.key as usize).filter(|c| c.id == id)
+}
+
+/// A non-blocking listener with a large backlog (std's is 128: a burst of
+/// connects would overflow it and wait a second for SYN retransmits).
+fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG as i32)?;
+    socket.set_nonblocking(true)?;
+    Ok(TcpListener::from_std(socket.into()))
+}
+
+/// `EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`: the process or system is out of
+/// something; retrying at once cannot help.
+fn is_out_of_resources(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(24) | Some(23) | Some(105) | Some(12))
+}
+
+/// The soft `RLIMIT_NOFILE`, read from `/proc/self/limits` (no `unsafe`).
+fn open_files_limit() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = text.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}

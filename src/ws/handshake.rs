@@ -1,0 +1,130 @@
+//! The opening handshake (RFC 6455 §4.2): checking a client's upgrade request
+//! and computing the `101 Switching Protocols` answer.
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
+use sha1::{Digest, Sha1};
+
+use crate::http::request::Request;
+use crate::http::Status;
+
+/// The GUID every server appends to the key (RFC 6455 §1.3).
+const GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+/// The subprotocol we speak when a client offers it.
+pub const SUBPROTOCOL: &str = "chat";
+
+/// Why an upgrade request is refused, and with which HTTP status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandshakeError {
+    /// Not GET → 405.
+    NotGet,
+    /// Not HTTP/1.1 or later → 400.
+    OldHttp,
+    /// No `Upgrade: websocket` → 400 (426 would invite a retry that cannot work).
+    NoUpgradeToken,
+    /// No `Connection: upgrade` → 400.
+    NoConnectionToken,
+    /// `Sec-WebSocket-Version` missing or not 13 → 426 with `Sec-WebSocket-Version: 13`.
+    BadVersion,
+    /// `Sec-WebSocket-Key` missing or not 16 bytes of base64 → 400.
+    BadKey,
+}
+
+impl HandshakeError {
+    pub fn status(self) -> Status {
+        match self {
+            HandshakeError::NotGet => Status::MethodNotAllowed,
+            HandshakeError::BadVersion => Status::UpgradeRequired,
+            _ => Status::BadRequest,
+        }
+    }
+
+    pub fn reason(self) -> &'static str {
+        match self {
+            HandshakeError::NotGet => "WebSocket upgrades use GET",
+            HandshakeError::OldHttp => "WebSocket upgrades need HTTP/1.1",
+            HandshakeError::NoUpgradeToken => "missing Upgrade: websocket",
+            HandshakeError::NoConnectionToken => "missing Connection: upgrade",
+            HandshakeError::BadVersion => "unsupported Sec-WebSocket-Version (13 only)",
+            HandshakeError::BadKey => "bad Sec-WebSocket-Key",
+        }
+    }
+}
+
+/// A checked upgrade request: what the `101` answer needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upgrade {
+    /// The `Sec-WebSocket-Accept` value.
+    pub accept: String,
+    /// The chosen subprotocol, if the client offered one we speak.
+    pub protocol: Option<&'static str>,
+}
+
+/// Checks the parts of the request RFC 6455 §4.2.1 requires.
+pub fn check(req: &Request) -> Result<Upgrade, HandshakeError> {
+    if req.method != "GET" {
+        return Err(HandshakeError::NotGet);
+    }
+    if req.version < 1 {
+        return Err(HandshakeError::OldHttp);
+    }
+    if !req.header_has_token("upgrade", "websocket") {
+        return Err(HandshakeError::NoUpgradeToken);
+    }
+    if !req.header_has_token("connection", "upgrade") {
+        return Err(HandshakeError::NoConnectionToken);
+    }
+    let versions: Vec<&[u8]> = req.headers_named("sec-websocket-version").collect();
+    if versions.len() != 1 || versions[0].trim_ascii() != b"13" {
+        return Err(HandshakeError::BadVersion);
+    }
+    let keys: Vec<&[u8]> = req.headers_named("sec-websocket-key").collect();
+    if keys.len() != 1 {
+        return Err(HandshakeError::BadKey);
+    }
+    let key = keys[0].trim_ascii();
+    match BASE64.decode(key) {
+        Ok(raw) if raw.len() == 16 => {}
+        _ => return Err(HandshakeError::BadKey),
+    }
+    let protocol = if req.header_has_token("sec-websocket-protocol", SUBPROTOCOL) {
+        Some(SUBPROTOCOL)
+    } else {
+        None
+    };
+    Ok(Upgrade { accept: accept_key(key), protocol })
+}
+
+/// `base64(sha1(key + GUID))`.
+pub fn accept_key(key: &[u8]) -> String {
+    let mut sha = Sha1::new();
+    sha.update(key);
+    sha.update(GUID.as_bytes());
+    BASE64.encode(sha.finalize())
+}
+
+/// The `101 Switching Protocols` response head.
+pub fn response(upgrade: &Upgrade) -> Vec<u8> {
+    let mut head = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n",
+        upgrade.accept
+    );
+    if let Some(p) = upgrade.protocol {
+        head.push_str("Sec-WebSocket-Protocol: ");
+        head.push_str(p);
+        head.push_str("\r\n");
+    }
+    head.push_str("\r\n");
+    head.into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc_example_key() {
+        assert_eq!(accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+    }
+}

@@ -1,0 +1,716 @@
+'use strict';
+
+/*
+ * wsrooms — room page.
+ *
+ * One WebSocket to /rooms/{room}/ws. The server sends JSON events
+ * (welcome, join, leave, message); we send each chat message as plain text.
+ * When the connection drops for a reason worth retrying we reconnect with
+ * exponential backoff and ask only for the messages we have not seen yet
+ * (?since=lastSeq), so every message is shown exactly once.
+ */
+
+// ---------------------------------------------------------------- settings
+
+const DEFAULT_MAX_CHARS = 50;      // until the welcome event tells us
+const SEND_BUFFER_LIMIT = 64 * 1024; // bytes waiting in the browser before we hold back
+const SEND_RETRY_MS = 100;
+const BACKOFF_FIRST_MS = 500;      // 0.5 s, 1 s, 2 s, 4 s …
+const BACKOFF_MAX_MS = 15000;      // … never more than 15 s
+const NEAR_BOTTOM_PX = 80;         // "reading the newest messages" tolerance
+
+// ---------------------------------------------------------------- page elements
+
+const $ = (id) => document.getElementById(id);
+const ui = {
+  room: $('room'),
+  me: $('me'),
+  state: $('state'),
+  detail: $('status-detail'),
+  reconnect: $('reconnect'),
+  users: $('users'),
+  userCount: $('user-count'),
+  log: $('log'),
+  messages: $('messages'),
+  jump: $('jump'),
+  form: $('composer'),
+  input: $('text'),
+  count: $('count'),
+  send: $('send'),
+  hint: $('composer-hint'),
+};
+
+// ---------------------------------------------------------------- state
+
+const room = roomFromPath(location.pathname);
+const baseTitle = room === null ? 'wsrooms' : `Room ${room} — wsrooms`;
+
+let socket = null;        // the current WebSocket (kept after it closes, for inspection)
+let state = 'connecting'; // connecting | connected | reconnecting | closed
+let lastSeq = null;       // seq of the newest message shown, null before any
+let me = null;            // our own id, as the server spelled it in "welcome"
+let maxChars = DEFAULT_MAX_CHARS;
+let welcomed = false;     // has any welcome arrived yet?
+let failures = 0;         // failed attempts since the last successful open
+let generation = 0;       // bumps on every connect/stop, to ignore stale callbacks
+let reconnectTimer = null;
+let countdownTimer = null;
+let sendRetryTimer = null;
+let unread = 0;           // messages that arrived while the tab was hidden
+let leaving = false;      // the page is being unloaded
+let atBottom = true;      // was the reader at the newest message at the last scroll?
+const presence = new Map(); // lower-cased id → id as displayed
+
+// ---------------------------------------------------------------- small helpers
+
+/** "/rooms/42" → 42; anything else → null. */
+function roomFromPath(path) {
+  const match = /^\/rooms\/([0-9]{1,6})\/?$/.exec(path);
+  if (!match) {
+    return null;
+  }
+  const number = Number(match[1]);
+  return number >= 1 && number <= 999999 ? number : null;
+}
+
+/** Number of Unicode code points (what the server counts), not UTF-16 units. */
+function codePoints(text) {
+  return [...text].length;
+}
+
+/** Ids are unique per room ignoring case: "Alice" and "alice" are one person. */
+function sameUser(a, b) {
+  return typeof a === 'string' && typeof b === 'string' && a.toLowerCase() === b.toLowerCase();
+}
+
+function isMe(user) {
+  return me !== null && sameUser(user, me);
+}
+
+/**
+ * Creates an element. Text is always set with textContent, never innerHTML,
+ * so whatever a peer types ("<img src=x onerror=…>") shows literally.
+ */
+function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) {
+    node.className = className;
+  }
+  if (text !== undefined) {
+    node.textContent = text;
+  }
+  return node;
+}
+
+/** A <time> showing hours:minutes in the reader's own time zone. */
+function timeEl(at) {
+  const date = new Date(Number.isFinite(at) ? at : Date.now());
+  const node = el('time', '', date.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' }));
+  node.dateTime = date.toISOString();
+  node.title = date.toLocaleString();
+  return node;
+}
+
+/** Same id → same colour class (c0…c7), so authors are easy to tell apart. */
+function colourClass(user) {
+  let hash = 0;
+  for (const ch of String(user).toLowerCase()) {
+    hash = (hash * 31 + ch.codePointAt(0)) >>> 0;
+  }
+  return 'c' + (hash % 8);
+}
+
+// ---------------------------------------------------------------- connection state
+
+/**
+ * Shows the connection state in words. `detail` (optional) is the longer
+ * explanation line; pass undefined to keep the current one.
+ */
+function setState(next, detail) {
+  state = next;
+  ui.state.textContent = next;
+  ui.state.dataset.state = next;
+  document.body.dataset.state = next;
+  if (detail !== undefined) {
+    ui.detail.textContent = detail;
+  }
+  const usable = next === 'connected';
+  const hadFocus = document.activeElement === ui.input;
+  ui.input.disabled = !usable;
+  ui.send.disabled = !usable;
+  if (usable) {
+    if (hadFocus || ui.input.dataset.refocus === 'yes') {
+      ui.input.focus();
+    }
+    delete ui.input.dataset.refocus;
+  } else if (hadFocus) {
+    ui.input.dataset.refocus = 'yes'; // give the focus back once connected again
+  }
+}
+
+/** Shows the manual button with a label, or hides it (null). */
+function offerReconnect(label) {
+  ui.reconnect.hidden = label === null;
+  if (label !== null) {
+    ui.reconnect.textContent = label;
+  }
+}
+
+function clearTimers() {
+  clearTimeout(reconnectTimer);
+  clearInterval(countdownTimer);
+  reconnectTimer = null;
+  countdownTimer = null;
+}
+
+/**
+ * What a close code means for the person, and whether we try again.
+ * Codes: RFC 6455 §7.4; 4000 is this application's own ("replaced").
+ */
+function explainClose(code, reason) {
+  switch (code) {
+    case 1000:
+      return { retry: false, text: 'The server ended the connection normally.' };
+    case 1001: // the server is shutting down or restarting
+      return { retry: true, why: 'server restarted' };
+    case 1006: // no close frame at all: network drop, server crash, refused handshake
+      return { retry: true, why: 'connection lost' };
+    case 1011: // the server hit an unexpected error
+      return { retry: true, why: 'server error' };
+    case 1002:
+      return { retry: false, text: 'Disconnected: the server reported a WebSocket protocol error (code 1002).' };
+    case 1003:
+      return { retry: false, text: 'Disconnected: the server accepts only text messages (code 1003).' };
+    case 1007:
+      return { retry: false, text: 'Disconnected: a message was not valid UTF-8 text (code 1007).' };
+    case 1009:
+      return { retry: false, text: 'Disconnected: a message was too big for the server (code 1009).' };
+    case 1008: // policy violation; the reason says which policy
+      if (reason === 'rate limit') {
+        return { retry: false, text: 'Disconnected: messages were sent too fast (rate limit). Wait a moment before reconnecting.' };
+      }
+      if (reason === 'backpressure limit') {
+        return { retry: false, text: 'Disconnected: this connection could not keep up with the room (backpressure limit). Check your network, then reconnect.' };
+      }
+      return { retry: false, text: `Disconnected by server policy (code 1008${reason ? ': ' + reason : ''}).` };
+    case 4000: // the same session opened the room in another tab or window
+      return {
+        retry: false,
+        text: 'This room is now open in another tab or window, which took over your connection. ' +
+          'Use "Use this tab" to move it back here.',
+        button: 'Use this tab',
+      };
+    case 1005:
+      return { retry: false, text: 'The connection was closed without a status code.' };
+    default:
+      return { retry: false, text: `The connection closed (code ${code}${reason ? ': ' + reason : ''}).` };
+  }
+}
+
+// ---------------------------------------------------------------- connecting
+
+function socketUrl() {
+  const scheme = location.protocol === 'https:' ? 'wss://' : 'ws://';
+  const since = lastSeq !== null ? '?since=' + lastSeq : '';
+  return scheme + location.host + '/rooms/' + room + '/ws' + since;
+}
+
+function connect() {
+  clearTimers();
+  stopSendRetry();
+  const myGeneration = ++generation;
+  const first = !welcomed && failures === 0;
+  setState(first ? 'connecting' : 'reconnecting',
+    first ? `Connecting to room ${room}…` : 'Reconnecting…');
+  offerReconnect(null);
+
+  let ws;
+  try {
+    ws = new WebSocket(socketUrl());
+  } catch (err) {
+    // Only a malformed URL throws here; network problems arrive as 'close'.
+    setState('closed', 'Could not open a WebSocket in this browser.');
+    return;
+  }
+  socket = ws;
+  let opened = false;
+
+  // readyState goes CONNECTING (0) → OPEN (1) → CLOSING (2) → CLOSED (3).
+  ws.addEventListener('open', () => {
+    if (myGeneration !== generation) return;
+    opened = true;
+    failures = 0; // a successful open resets the backoff
+    setState('connected', '');
+  });
+
+  ws.addEventListener('message', (event) => {
+    if (myGeneration !== generation) return;
+    handleFrame(event.data);
+  });
+
+  // 'error' carries no detail on purpose (browsers hide it); a 'close' event
+  // with the code always follows, so all the handling happens there.
+  ws.addEventListener('close', (event) => {
+    if (myGeneration !== generation) return;
+    handleClose(event, opened, myGeneration);
+  });
+}
+
+/**
+ * The socket closed. event.code / event.reason come from the server's close
+ * frame; 1006 means there was none (connection dropped, or never opened).
+ */
+function handleClose(event, opened, myGeneration) {
+  stopSendRetry();
+  if (leaving) {
+    return;
+  }
+  const info = explainClose(event.code, event.reason);
+
+  if (!opened) {
+    // The handshake failed. Maybe the server is down, maybe it no longer
+    // knows our session (it restarted): ask the room page to find out.
+    checkSessionThenRetry(myGeneration, welcomed ? info.why || 'connection lost' : 'could not connect');
+    return;
+  }
+  if (info.retry) {
+    scheduleReconnect(info.why);
+    return;
+  }
+  generation++; // nothing more to wait for
+  setState('closed', info.text);
+  offerReconnect(info.button || 'Reconnect');
+}
+
+/**
+ * GET /rooms/{room} without following redirects: a 303 (seen as an
+ * "opaqueredirect" response) means the server has no session for us, so
+ * we go back to the login page with the room filled in.
+ */
+async function checkSessionThenRetry(myGeneration, why) {
+  setState(welcomed || failures > 0 ? 'reconnecting' : 'connecting', 'Checking the session…');
+  try {
+    const res = await fetch(location.pathname, { redirect: 'manual', cache: 'no-store' });
+    if (myGeneration !== generation) return;
+    if (res.type === 'opaqueredirect') {
+      generation++;
+      setState('closed', 'Your session has ended (the server may have restarted). Back to the login page…');
+      location.href = '/?room=' + room;
+      return;
+    }
+  } catch (err) {
+    // No answer at all: the server is down. Keep trying.
+    if (myGeneration !== generation) return;
+  }
+  scheduleReconnect(why);
+}
+
+/** Waits 0.5 s, 1 s, 2 s … 15 s (±20 % jitter, so tabs don't retry in step). */
+function scheduleReconnect(why) {
+  clearTimers();
+  const base = Math.min(BACKOFF_MAX_MS, BACKOFF_FIRST_MS * 2 ** failures);
+  const delay = Math.min(BACKOFF_MAX_MS, Math.round(base * (0.8 + Math.random() * 0.4)));
+  failures += 1;
+  const due = Date.now() + delay;
+
+  const showCountdown = () => {
+    const seconds = Math.max(1, Math.ceil((due - Date.now()) / 1000));
+    ui.detail.textContent = `Reconnecting in ${seconds} s (${why})…`;
+  };
+  setState('reconnecting');
+  showCountdown();
+  countdownTimer = setInterval(showCountdown, 250);
+  reconnectTimer = setTimeout(connect, delay);
+  offerReconnect('Reconnect now');
+}
+
+/** The manual button: "Reconnect now" while waiting, "Reconnect" once closed. */
+function onReconnectClick() {
+  if (state === 'closed') {
+    failures = 0;
+  }
+  connect();
+}
+
+// ---------------------------------------------------------------- incoming events
+
+/** One text frame = one JSON event. Anything else is ignored. */
+function handleFrame(data) {
+  if (typeof data !== 'string') {
+    return;
+  }
+  let event;
+  try {
+    event = JSON.parse(data);
+  } catch (err) {
+    return;
+  }
+  if (!event || typeof event !== 'object') {
+    return;
+  }
+  switch (event.type) {
+    case 'welcome': onWelcome(event); break;
+    case 'join': onJoin(event); break;
+    case 'leave': onLeave(event); break;
+    case 'message': onMessage(event); break;
+    default: break; // unknown event types are for newer pages
+  }
+}
+
+function onWelcome(event) {
+  const first = !welcomed;
+  welcomed = true;
+
+  if (typeof event.user === 'string') {
+    me = event.user;
+    ui.me.textContent = me;
+  }
+  if (Number.isInteger(event.maxChars) && event.maxChars > 0) {
+    maxChars = event.maxChars;
+  }
+  // maxlength counts UTF-16 units; one code point is at most two of them.
+  // The real limit (code points) is checked by updateCounter() and send().
+  ui.input.maxLength = maxChars * 2;
+  updateCounter();
+
+  setPresence(Array.isArray(event.users) ? event.users : []);
+
+  const history = (Array.isArray(event.history) ? event.history : [])
+    .filter((m) => m && m.type === 'message' && isNewSeq(m.seq));
+
+  withAutoScroll(first, () => {
+    if (event.gap === true) {
+      addSystem('Some messages were missed: the room no longer keeps them.', undefined, 'gap');
+    }
+    if (history.length > 0) {
+      addSeparator(first ? 'earlier messages' : 'missed while you were away');
+      for (const message of history) {
+        addMessage(message, true);
+      }
+    }
+    addSystem(first ? `You joined room ${room}.` : 'Reconnected.');
+    return true;
+  });
+
+  // Ready to type right away, unless the reader is busy elsewhere on the page.
+  if (first && (document.activeElement === null || document.activeElement === document.body)) {
+    ui.input.focus();
+  }
+}
+
+function onJoin(event) {
+  if (typeof event.user !== 'string') return;
+  addPresence(event.user);
+  if (!isMe(event.user)) {
+    withAutoScroll(false, () => addSystem(`${event.user} joined`, event.at));
+  }
+}
+
+function onLeave(event) {
+  if (typeof event.user !== 'string' || isMe(event.user)) return;
+  removePresence(event.user);
+  withAutoScroll(false, () => addSystem(`${event.user} left`, event.at));
+}
+
+function onMessage(event) {
+  const own = isMe(event.user);
+  // Our own message: always scroll to it. Others: only if we were at the bottom.
+  const added = withAutoScroll(own, () => addMessage(event, false));
+  if (added && !own) {
+    countUnread();
+  }
+}
+
+// ---------------------------------------------------------------- presence list
+
+function setPresence(users) {
+  presence.clear();
+  for (const user of users) {
+    if (typeof user === 'string') {
+      presence.set(user.toLowerCase(), user);
+    }
+  }
+  if (me !== null) {
+    presence.set(me.toLowerCase(), me);
+  }
+  renderPresence();
+}
+
+function addPresence(user) {
+  presence.set(user.toLowerCase(), user);
+  renderPresence();
+}
+
+function removePresence(user) {
+  presence.delete(user.toLowerCase());
+  renderPresence();
+}
+
+/** Redraws the list: ourselves first, then everyone else alphabetically. */
+function renderPresence() {
+  const names = [...presence.values()].sort((a, b) =>
+    (Number(isMe(b)) - Number(isMe(a))) || a.localeCompare(b));
+  ui.users.replaceChildren(...names.map(userItem));
+  ui.userCount.textContent = String(names.length);
+}
+
+function userItem(user) {
+  const li = el('li', 'user');
+  li.dataset.user = user;
+  // The initial is drawn by CSS (::before { content: attr(data-initial) }), so
+  // the item's text stays just "alice (you)".
+  const avatar = el('span', 'avatar ' + colourClass(user));
+  avatar.dataset.initial = [...user][0].toUpperCase();
+  avatar.setAttribute('aria-hidden', 'true');
+  li.append(avatar, el('span', 'user-name', user));
+  if (isMe(user)) {
+    li.classList.add('me');
+    li.append(' ', el('span', 'you', '(you)'));
+  }
+  return li;
+}
+
+// ---------------------------------------------------------------- message list
+
+/** True if this seq has not been shown yet (messages without seq always are). */
+function isNewSeq(seq) {
+  return !Number.isInteger(seq) || lastSeq === null || seq > lastSeq;
+}
+
+/** Adds one chat message; returns false if it was already shown. */
+function addMessage(message, fromHistory) {
+  if (!isNewSeq(message.seq)) {
+    return false; // already on screen (e.g. resent after a reconnect)
+  }
+  const user = String(message.user);
+  const li = el('li', 'msg');
+  if (Number.isInteger(message.seq)) {
+    lastSeq = message.seq;
+    li.dataset.seq = String(message.seq);
+  }
+  if (fromHistory) {
+    li.classList.add('history');
+  }
+  if (isMe(user)) {
+    li.classList.add('own');
+  }
+
+  const bubble = el('div', 'bubble');
+  const meta = el('div', 'meta');
+  meta.append(el('span', 'author ' + colourClass(user), user), ' ', timeEl(message.at));
+  bubble.append(meta, el('p', 'text', String(message.text ?? '')));
+  li.append(bubble);
+  ui.messages.append(li);
+  return true;
+}
+
+/** A grey line in the middle: joins, leaves, notices. */
+function addSystem(text, at, extraClass) {
+  const li = el('li', 'system' + (extraClass ? ' ' + extraClass : ''));
+  li.append(el('span', '', text));
+  if (at !== undefined) {
+    li.append(' · ', timeEl(at));
+  }
+  ui.messages.append(li);
+  return true;
+}
+
+/** A line with rules on both sides, e.g. "earlier messages". */
+function addSeparator(text) {
+  const li = el('li', 'system separator');
+  li.append(el('span', '', text));
+  ui.messages.append(li);
+}
+
+// ---------------------------------------------------------------- scrolling
+
+function isNearBottom() {
+  const log = ui.log;
+  return log.scrollHeight - log.scrollTop - log.clientHeight <= NEAR_BOTTOM_PX;
+}
+
+function scrollToBottom() {
+  ui.log.scrollTop = ui.log.scrollHeight;
+  ui.jump.hidden = true;
+}
+
+/**
+ * Runs render(); afterwards scrolls to the newest line only if the reader
+ * was already near the bottom (or `force`), so reading older messages is
+ * never interrupted. Otherwise a "New messages" button appears.
+ */
+function withAutoScroll(force, render) {
+  const follow = force || isNearBottom();
+  const added = render();
+  if (follow) {
+    scrollToBottom();
+  } else if (added) {
+    ui.jump.hidden = false;
+  }
+  return added;
+}
+
+function onLogScroll() {
+  atBottom = isNearBottom();
+  if (atBottom) {
+    ui.jump.hidden = true;
+  }
+}
+
+/**
+ * The log got shorter (status line shown, phone keyboard opened, window
+ * resized): if the reader was at the bottom, keep the newest message in view.
+ */
+function onLogResize() {
+  if (atBottom) {
+    ui.log.scrollTop = ui.log.scrollHeight;
+  }
+}
+
+// ---------------------------------------------------------------- unread count in the title
+
+function countUnread() {
+  if (document.hidden) {
+    unread += 1;
+    document.title = `(${unread}) ${baseTitle}`;
+  }
+}
+
+function onVisibilityChange() {
+  if (!document.hidden) {
+    unread = 0;
+    document.title = baseTitle;
+  }
+}
+
+// ---------------------------------------------------------------- sending
+
+function setHint(text, warn) {
+  ui.hint.textContent = text;
+  ui.hint.classList.toggle('warn', Boolean(warn));
+}
+
+/** Updates "n/50"; above the limit the counter turns to a warning colour. */
+function updateCounter() {
+  const used = codePoints(ui.input.value);
+  const over = used > maxChars;
+  ui.count.textContent = `${used}/${maxChars}`;
+  ui.count.classList.toggle('over', over);
+  ui.input.setAttribute('aria-invalid', over ? 'true' : 'false');
+  if (!over && ui.hint.classList.contains('warn')) {
+    setHint('');
+  }
+}
+
+function stopSendRetry() {
+  clearTimeout(sendRetryTimer);
+  sendRetryTimer = null;
+  if (ui.hint.textContent === 'sending…') {
+    setHint('');
+  }
+}
+
+/**
+ * Sends what is in the input. The text stays in the input until it has
+ * really been handed to the socket, so nothing piles up in a queue of ours.
+ */
+function send() {
+  sendRetryTimer = null;
+  const text = ui.input.value;
+  if (text.trim() === '') {
+    setHint('');
+    return; // the server ignores blank messages anyway
+  }
+  const used = codePoints(text);
+  if (used > maxChars) {
+    setHint(`Too long: ${used} characters, the limit is ${maxChars}.`, true);
+    return;
+  }
+  // send() is only allowed while readyState is OPEN.
+  if (!socket || socket.readyState !== WebSocket.OPEN) {
+    setHint('Not connected. Your message stays here until you can send it.');
+    return;
+  }
+  // bufferedAmount = bytes passed to send() that the browser has not yet put
+  // on the network. If a lot is still waiting, the network (or the server)
+  // is slow: wait instead of piling more on top.
+  if (socket.bufferedAmount > SEND_BUFFER_LIMIT) {
+    setHint('sending…');
+    if (sendRetryTimer === null) {
+      sendRetryTimer = setTimeout(send, SEND_RETRY_MS);
+    }
+    return;
+  }
+  socket.send(text);
+  ui.input.value = '';
+  updateCounter();
+  setHint('');
+}
+
+function onSubmit(event) {
+  event.preventDefault();
+  if (sendRetryTimer !== null) {
+    return; // already waiting for the buffer to drain
+  }
+  send();
+}
+
+// ---------------------------------------------------------------- page life
+
+function onPageHide() {
+  leaving = true;
+}
+
+/** Back/forward cache: the page comes back, but its socket is gone. */
+function onPageShow(event) {
+  leaving = false;
+  if (event.persisted && room !== null && (!socket || socket.readyState === WebSocket.CLOSED)) {
+    failures = 0;
+    connect();
+  }
+}
+
+/** The network came back: don't sit out the rest of the backoff. */
+function onOnline() {
+  if (state === 'reconnecting' && reconnectTimer !== null) {
+    connect();
+  }
+}
+
+// A read-only hook for automated browser tests.
+window.wsrooms = Object.freeze({
+  get socket() { return socket; },
+  get lastSeq() { return lastSeq; },
+  get state() { return state; },
+});
+
+function init() {
+  ui.form.addEventListener('submit', onSubmit);
+  ui.input.addEventListener('input', updateCounter);
+  ui.log.addEventListener('scroll', onLogScroll, { passive: true });
+  if ('ResizeObserver' in window) {
+    new ResizeObserver(onLogResize).observe(ui.log);
+  }
+  ui.jump.addEventListener('click', () => {
+    scrollToBottom();
+    ui.input.focus();
+  });
+  ui.reconnect.addEventListener('click', onReconnectClick);
+  document.addEventListener('visibilitychange', onVisibilityChange);
+  window.addEventListener('pagehide', onPageHide);
+  window.addEventListener('pageshow', onPageShow);
+  window.addEventListener('online', onOnline);
+
+  ui.input.maxLength = maxChars * 2;
+  updateCounter();
+
+  if (room === null) {
+    setState('closed', 'This address is not a chat room. Use "Leave" to pick a room.');
+    return;
+  }
+  ui.room.textContent = String(room);
+  document.title = baseTitle;
+  connect();
+}
+
+init();
