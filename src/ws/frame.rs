@@ -256,7 +256,7 @@ mod tests {
         assert_eq!(parse_header(&[0x83, 0x80]), Err(ProtocolError::UnknownOpcode));
         assert_eq!(parse_header(&[0x09, 0x80]), Err(ProtocolError::BadControlFrame));
         assert_eq!(parse_header(&[0x89, 0xFE]), Err(ProtocolError::BadControlFrame));
-        assert_eq!(parse_header(&[0x82, 0xFE, 0, 5]), Err(ProtocolError::BadLength));
+        assert_eq!(parse_header(&[0x82, 0x7E, 0, 5]), Err(ProtocolError::BadLength));
         let mut top = vec![0x82, 0x7F, 0x80, 0, 0, 0, 0, 0, 0, 0];
         assert_eq!(parse_header(&top), Err(ProtocolError::BadLength));
         top[2] = 0;
