@@ -65,6 +65,15 @@ pub struct Config {
     pub echo: bool,
     /// Serve the pages from this directory instead of the embedded copies.
     pub www: Option<PathBuf>,
+    /// Take the client address from `X-Forwarded-For` and the host from
+    /// `X-Forwarded-Host` (only behind a proxy that sets them). Default off.
+    pub trust_proxy: bool,
+    /// Serve `/metrics` and `/healthz` on this separate address instead of
+    /// the main one (`/metrics` is then 404 on the main one). Default unset.
+    pub metrics_bind: Option<SocketAddr>,
+    /// Behind a proxy that routes by room: a `POST /login` without
+    /// `?room=N` gets `307` to `/login?room=N`. Default off.
+    pub sharded: bool,
     /// Log level name (`error`, `warn`, `info`, `debug`, `trace`). Default `info`.
     pub log_level: String,
 }
@@ -96,6 +105,9 @@ impl Default for Config {
             allow_origins: Vec::new(),
             echo: false,
             www: None,
+            trust_proxy: false,
+            metrics_bind: None,
+            sharded: false,
             log_level: "info".to_string(),
         }
     }
@@ -152,6 +164,9 @@ const OPTIONS: &[Opt] = &[
     Opt { name: "allow-origin", takes_value: true, help: "extra allowed Origin for room sockets, repeatable or comma-separated [none]", set: set_allow_origin },
     Opt { name: "echo", takes_value: false, help: "serve the /echo WebSocket endpoint [off]", set: set_echo },
     Opt { name: "www", takes_value: true, help: "serve pages from this directory instead of the embedded ones [embedded]", set: set_www },
+    Opt { name: "trust-proxy", takes_value: false, help: "client address from X-Forwarded-For, host from X-Forwarded-Host [off]", set: set_trust_proxy },
+    Opt { name: "metrics-bind", takes_value: true, help: "ADDR:PORT serving only /metrics and /healthz; hides /metrics from --bind [unset]", set: set_metrics_bind },
+    Opt { name: "sharded", takes_value: false, help: "behind a room-hashing proxy: POST /login without ?room=N gets 307 to it [off]", set: set_sharded },
     Opt { name: "log-level", takes_value: true, help: "error, warn, info, debug or trace [info, or RUST_LOG]", set: set_log_level },
 ];
 
@@ -257,12 +272,30 @@ fn set_allow_origin(c: &mut Config, v: &str) -> Result<(), String> {
     }
     Ok(())
 }
+fn boolean(v: &str) -> Result<bool, String> {
+    match v.to_ascii_lowercase().as_str() {
+        "" | "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(format!("expects true or false, got {v:?}")),
+    }
+}
 fn set_echo(c: &mut Config, v: &str) -> Result<(), String> {
-    c.echo = match v {
-        "" | "1" | "true" | "yes" | "on" => true,
-        "0" | "false" | "no" | "off" => false,
-        _ => return Err(format!("expects true or false, got {v:?}")),
-    };
+    c.echo = boolean(v)?;
+    Ok(())
+}
+fn set_trust_proxy(c: &mut Config, v: &str) -> Result<(), String> {
+    c.trust_proxy = boolean(v)?;
+    Ok(())
+}
+fn set_sharded(c: &mut Config, v: &str) -> Result<(), String> {
+    c.sharded = boolean(v)?;
+    Ok(())
+}
+fn set_metrics_bind(c: &mut Config, v: &str) -> Result<(), String> {
+    c.metrics_bind = Some(
+        v.parse()
+            .map_err(|_| format!("expects ADDR:PORT such as 127.0.0.1:9090, got {v:?}"))?,
+    );
     Ok(())
 }
 fn set_www(c: &mut Config, v: &str) -> Result<(), String> {
@@ -377,7 +410,8 @@ impl Config {
             "bind={} max_connections={} max_head_bytes={} head_timeout={}s max_message_bytes={} \
              max_frame_bytes={} max_chat_chars={} rate_limit={}/s burst={} max_users_per_room={} \
              pause_reading_at={} max_buffered={} ping={}s pong_timeout={}s close_timeout={}s \
-             reserve={}s grace={}s history={} echo={} www={} allow_origin={:?}",
+             reserve={}s grace={}s history={} echo={} www={} allow_origin={:?} trust_proxy={} \
+             metrics_bind={} sharded={}",
             self.bind,
             self.max_connections,
             self.max_head_bytes,
@@ -399,6 +433,9 @@ impl Config {
             self.echo,
             self.www.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "embedded".into()),
             self.allow_origins,
+            self.trust_proxy,
+            self.metrics_bind.map(|a| a.to_string()).unwrap_or_else(|| "-".into()),
+            self.sharded,
         )
     }
 }

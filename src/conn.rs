@@ -127,6 +127,8 @@ pub struct Conn {
     /// Send FIN once the queue is empty.
     pub fin_when_flushed: bool,
     pub fin_sent: bool,
+    /// Accepted on the `--metrics-bind` listener.
+    pub via_metrics: bool,
 }
 
 impl Conn {
@@ -144,6 +146,7 @@ impl Conn {
             dirty: false,
             fin_when_flushed: false,
             fin_sent: false,
+            via_metrics: false,
         }
     }
 

@@ -45,6 +45,7 @@ use crate::ws::reader::{Limits, Message};
 
 const LISTENER: Token = Token(usize::MAX);
 const SIGNALS: Token = Token(usize::MAX - 1);
+const METRICS_LISTENER: Token = Token(usize::MAX - 2);
 
 /// Bytes read per `read` call, into one buffer shared by all connections.
 const SCRATCH_BYTES: usize = 64 * 1024;
@@ -72,6 +73,8 @@ pub struct Server {
     poll: Poll,
     listener: TcpListener,
     local_addr: SocketAddr,
+    /// The `--metrics-bind` listener: only `/metrics` and `/healthz`.
+    metrics_listener: Option<TcpListener>,
     config: Config,
     conns: Slab<Conn>,
     next_gen: u32,
@@ -114,10 +117,19 @@ impl Server {
         let local_addr = listener.local_addr()?;
         let poll = Poll::new()?;
         poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
+        let metrics_listener = match config.metrics_bind {
+            Some(addr) => {
+                let mut l = listen(addr)?;
+                poll.registry().register(&mut l, METRICS_LISTENER, Interest::READABLE)?;
+                Some(l)
+            }
+            None => None,
+        };
         Ok(Server {
             poll,
             listener,
             local_addr,
+            metrics_listener,
             assets: Assets::new(config.www.clone()),
             config,
             conns: Slab::new(),
@@ -141,6 +153,11 @@ impl Server {
     /// The address the listener is bound to (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The `--metrics-bind` address, if any.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// Stop gracefully on SIGINT and SIGTERM (call once, from `main`).
@@ -171,6 +188,7 @@ impl Server {
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept_all(),
+                    METRICS_LISTENER => self.accept_metrics(),
                     SIGNALS => self.on_signal(),
                     token => {
                         let id = ConnId::from_token(token);
@@ -203,7 +221,7 @@ impl Server {
     fn accept_all(&mut self) {
         while self.accepting {
             match self.listener.accept() {
-                Ok((stream, peer)) => self.add_conn(stream, peer),
+                Ok((stream, peer)) => self.add_conn(stream, peer, false),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if is_out_of_resources(&e) => {
@@ -219,6 +237,19 @@ impl Server {
                     return;
                 }
                 Err(e) => log::debug!("accept: {e}"),
+            }
+        }
+    }
+
+    /// Accepts on the metrics listener (few, short connections: no backoff
+    /// needed beyond giving up this turn on an error).
+    fn accept_metrics(&mut self) {
+        loop {
+            let Some(listener) = self.metrics_listener.as_ref() else { return };
+            match listener.accept() {
+                Ok((stream, peer)) => self.add_conn(stream, peer, true),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return,
             }
         }
     }
@@ -240,7 +271,7 @@ impl Server {
         }
     }
 
-    fn add_conn(&mut self, mut stream: TcpStream, peer: SocketAddr) {
+    fn add_conn(&mut self, mut stream: TcpStream, peer: SocketAddr, via_metrics: bool) {
         if self.conns.len() >= self.config.max_connections {
             // Best effort: a short answer that fits any socket buffer.
             let _ = stream.write(
@@ -259,7 +290,9 @@ impl Server {
             log::warn!("{peer}: cannot register: {e}");
             return;
         }
-        entry.insert(Conn::new(id, stream, peer));
+        let mut conn = Conn::new(id, stream, peer);
+        conn.via_metrics = via_metrics;
+        entry.insert(conn);
         self.metrics.connections_accepted += 1;
         log::debug!("{peer}: connected");
         self.set_deadline(id, Some(self.now + self.config.head_timeout));
@@ -427,6 +460,14 @@ impl Server {
         let body = &buf[head_len..head_len + body_len];
         let keep_alive = req.keep_alive();
         let head_only = req.method == "HEAD";
+        let via_metrics = self.conn(id).is_some_and(|c| c.via_metrics);
+        if self.config.trust_proxy {
+            if let Some(ip) = forwarded_for(&req) {
+                if let Some(conn) = self.conn(id) {
+                    conn.peer = SocketAddr::new(ip, conn.peer.port());
+                }
+            }
+        }
         self.metrics.http_requests += 1;
         let outcome = {
             let mut ctx = Ctx {
@@ -436,6 +477,7 @@ impl Server {
                 config: &self.config,
                 assets: &self.assets,
                 now: self.now,
+                via_metrics,
             };
             routes::handle(&req, body, &mut ctx)
         };
@@ -902,6 +944,13 @@ fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
     socket.listen(BACKLOG as i32)?;
     socket.set_nonblocking(true)?;
     Ok(TcpListener::from_std(socket.into()))
+}
+
+/// The client address a trusted proxy put last in `X-Forwarded-For`.
+fn forwarded_for(req: &request::Request) -> Option<std::net::IpAddr> {
+    let value = req.headers_named("x-forwarded-for").last()?;
+    let text = std::str::from_utf8(value).ok()?;
+    text.rsplit(',').next()?.trim().parse().ok()
 }
 
 /// `EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`: the process or system is out of

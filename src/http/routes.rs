@@ -47,12 +47,17 @@ pub struct Ctx<'a> {
     pub config: &'a Config,
     pub assets: &'a Assets,
     pub now: Instant,
+    /// The request came in on the `--metrics-bind` listener.
+    pub via_metrics: bool,
 }
 
 /// Routes one request. `body` is the request body (complete).
 pub fn handle(req: &Request, body: &[u8], ctx: &mut Ctx) -> Outcome {
     let path = req.path;
     let get = req.method == "GET" || req.method == "HEAD";
+    if ctx.via_metrics || (path == "/metrics" && ctx.config.metrics_bind.is_some()) {
+        return operations_only(path, get, ctx.via_metrics);
+    }
     if path == "/login" {
         if req.method != "POST" {
             return Outcome::Respond(not_allowed("POST"));
@@ -87,6 +92,17 @@ pub fn handle(req: &Request, body: &[u8], ctx: &mut Ctx) -> Outcome {
             Some(file) => Outcome::Respond(serve_asset(req, file, ctx.assets)),
             None => Outcome::Respond(Response::text(Status::NotFound, "not found")),
         },
+    }
+}
+
+/// The `--metrics-bind` listener serves `/metrics` and `/healthz` only, and
+/// the main one then hides `/metrics`.
+fn operations_only(path: &str, get: bool, via_metrics: bool) -> Outcome {
+    match path {
+        "/metrics" | "/healthz" if !get => Outcome::Respond(not_allowed("GET, HEAD")),
+        "/metrics" if via_metrics => Outcome::Metrics,
+        "/healthz" => Outcome::Respond(Response::text(Status::Ok, "ok").header("Cache-Control", "no-store")),
+        _ => Outcome::Respond(Response::text(Status::NotFound, "not found")),
     }
 }
 
@@ -168,7 +184,8 @@ pub fn origin_allowed(req: &Request, config: &Config) -> bool {
     if config.allow_origins.iter().any(|o| *o == origin) {
         return true;
     }
-    let Some(host) = req.header_str("host") else {
+    let forwarded_host = config.trust_proxy.then(|| req.header_str("x-forwarded-host")).flatten();
+    let Some(host) = forwarded_host.or_else(|| req.header_str("host")) else {
         return false;
     };
     let host = host.to_ascii_lowercase();
@@ -200,6 +217,13 @@ fn login(req: &Request, body: &[u8], ctx: &mut Ctx) -> Response {
     };
     let body_room = form::field(body, "room").flatten();
     let query_room = req.query.and_then(|q| form::field(q, "room")).flatten();
+    if ctx.config.sharded && query_room.is_none() {
+        // A room-hashing proxy routes by the query: send the form there.
+        if let Some(Ok(room)) = body_room.as_deref().map(names::parse_room_input) {
+            return Response::redirect(Status::TemporaryRedirect, &format!("/login?room={room}"))
+                .header("Cache-Control", "no-store");
+        }
+    }
     let room_text = match (&body_room, &query_room) {
         (Some(b), Some(q)) if names::parse_room_input(b) != names::parse_room_input(q) => {
             return bad("room", "The room in the form and in the address differ.", "/", ctx);
