@@ -14,12 +14,36 @@ struct Asset {
 }
 
 const ASSETS: &[Asset] = &[
-    Asset { file: "index.html", content_type: "text/html; charset=utf-8", bytes: include_bytes!("../www/index.html") },
-    Asset { file: "room.html", content_type: "text/html; charset=utf-8", bytes: include_bytes!("../www/room.html") },
-    Asset { file: "style.css", content_type: "text/css; charset=utf-8", bytes: include_bytes!("../www/style.css") },
-    Asset { file: "login.js", content_type: "text/javascript; charset=utf-8", bytes: include_bytes!("../www/login.js") },
-    Asset { file: "room.js", content_type: "text/javascript; charset=utf-8", bytes: include_bytes!("../www/room.js") },
-    Asset { file: "favicon.svg", content_type: "image/svg+xml", bytes: include_bytes!("../www/favicon.svg") },
+    Asset {
+        file: "index.html",
+        content_type: "text/html; charset=utf-8",
+        bytes: include_bytes!("../www/index.html"),
+    },
+    Asset {
+        file: "room.html",
+        content_type: "text/html; charset=utf-8",
+        bytes: include_bytes!("../www/room.html"),
+    },
+    Asset {
+        file: "style.css",
+        content_type: "text/css; charset=utf-8",
+        bytes: include_bytes!("../www/style.css"),
+    },
+    Asset {
+        file: "login.js",
+        content_type: "text/javascript; charset=utf-8",
+        bytes: include_bytes!("../www/login.js"),
+    },
+    Asset {
+        file: "room.js",
+        content_type: "text/javascript; charset=utf-8",
+        bytes: include_bytes!("../www/room.js"),
+    },
+    Asset {
+        file: "favicon.svg",
+        content_type: "image/svg+xml",
+        bytes: include_bytes!("../www/favicon.svg"),
+    },
 ];
 
 /// Bytes of an asset: embedded (no copy) or read from disk.
@@ -54,7 +78,11 @@ impl Assets {
         if let Some(dir) = &self.dir {
             let bytes = std::fs::read(dir.join(asset.file)).ok()?;
             let tag = etag(&bytes);
-            return Some(Found { bytes: AssetBytes::Disk(bytes), content_type: asset.content_type, etag: tag });
+            return Some(Found {
+                bytes: AssetBytes::Disk(bytes),
+                content_type: asset.content_type,
+                etag: tag,
+            });
         }
         Some(Found {
             bytes: AssetBytes::Embedded(asset.bytes),

@@ -177,7 +177,9 @@ fn number<T: std::str::FromStr + PartialOrd + std::fmt::Display>(
 ) -> Result<T, String> {
     match value.trim().parse::<T>() {
         Ok(n) if n >= min && n <= max => Ok(n),
-        _ => Err(format!("expects a number from {min} to {max}, got {value:?}")),
+        _ => Err(format!(
+            "expects a number from {min} to {max}, got {value:?}"
+        )),
     }
 }
 
@@ -266,9 +268,12 @@ fn set_history(c: &mut Config, v: &str) -> Result<(), String> {
 fn set_allow_origin(c: &mut Config, v: &str) -> Result<(), String> {
     for origin in v.split(',').map(str::trim).filter(|o| !o.is_empty()) {
         if !(origin.starts_with("http://") || origin.starts_with("https://")) {
-            return Err(format!("expects an origin such as https://chat.example, got {origin:?}"));
+            return Err(format!(
+                "expects an origin such as https://chat.example, got {origin:?}"
+            ));
         }
-        c.allow_origins.push(origin.trim_end_matches('/').to_ascii_lowercase());
+        c.allow_origins
+            .push(origin.trim_end_matches('/').to_ascii_lowercase());
     }
     Ok(())
 }
@@ -312,7 +317,9 @@ fn set_log_level(c: &mut Config, v: &str) -> Result<(), String> {
             c.log_level = v.to_ascii_lowercase();
             Ok(())
         }
-        _ => Err(format!("expects error, warn, info, debug, trace or off, got {v:?}")),
+        _ => Err(format!(
+            "expects error, warn, info, debug, trace or off, got {v:?}"
+        )),
     }
 }
 
@@ -335,7 +342,12 @@ pub fn help() -> String {
         } else {
             format!("--{}", opt.name)
         };
-        text.push_str(&format!("  {flag:<30} {}\n  {:<30} env {}\n", opt.help, "", env_name(opt.name)));
+        text.push_str(&format!(
+            "  {flag:<30} {}\n  {:<30} env {}\n",
+            opt.help,
+            "",
+            env_name(opt.name)
+        ));
     }
     text.push_str("  --help                         print this text\n");
     text
@@ -369,7 +381,9 @@ impl Config {
                 return Ok(Parsed::Help);
             }
             let Some(body) = arg.strip_prefix("--") else {
-                return Err(ConfigError(format!("unexpected argument {arg:?} (see --help)")));
+                return Err(ConfigError(format!(
+                    "unexpected argument {arg:?} (see --help)"
+                )));
             };
             let (name, inline) = match body.split_once('=') {
                 Some((n, v)) => (n, Some(v.to_string())),
@@ -431,10 +445,15 @@ impl Config {
             self.grace_timeout.as_secs(),
             self.history_messages,
             self.echo,
-            self.www.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "embedded".into()),
+            self.www
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "embedded".into()),
             self.allow_origins,
             self.trust_proxy,
-            self.metrics_bind.map(|a| a.to_string()).unwrap_or_else(|| "-".into()),
+            self.metrics_bind
+                .map(|a| a.to_string())
+                .unwrap_or_else(|| "-".into()),
             self.sharded,
         )
     }
@@ -449,8 +468,10 @@ mod tests {
     }
 
     fn run(list: &[&str], env: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let env: Vec<(String, String)> =
-            env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         match Config::parse(&args(list), |k| {
             env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
         })? {
@@ -477,7 +498,11 @@ mod tests {
 
     #[test]
     fn flags_win_over_environment() {
-        let c = run(&["--max-chat-chars", "7"], &[("WSROOMS_MAX_CHAT_CHARS", "9")]).unwrap();
+        let c = run(
+            &["--max-chat-chars", "7"],
+            &[("WSROOMS_MAX_CHAT_CHARS", "9")],
+        )
+        .unwrap();
         assert_eq!(c.max_chat_chars, 7);
         let c = run(&[], &[("WSROOMS_MAX_CHAT_CHARS", "9")]).unwrap();
         assert_eq!(c.max_chat_chars, 9);
@@ -490,14 +515,26 @@ mod tests {
     fn frame_limit_follows_a_raised_message_limit() {
         let c = run(&["--max-message-bytes", "16777216"], &[]).unwrap();
         assert_eq!(c.max_frame_bytes, 16 << 20);
-        let c = run(&["--max-message-bytes", "16777216", "--max-frame-bytes", "1000"], &[]).unwrap();
+        let c = run(
+            &[
+                "--max-message-bytes",
+                "16777216",
+                "--max-frame-bytes",
+                "1000",
+            ],
+            &[],
+        )
+        .unwrap();
         assert_eq!(c.max_frame_bytes, 1000);
     }
 
     #[test]
     fn bad_values_name_the_flag_and_range() {
         let e = run(&["--max-chat-chars", "0"], &[]).unwrap_err();
-        assert!(e.0.contains("--max-chat-chars") && e.0.contains("1 to 100000"), "{e}");
+        assert!(
+            e.0.contains("--max-chat-chars") && e.0.contains("1 to 100000"),
+            "{e}"
+        );
         let e = run(&[], &[("WSROOMS_RATE_LIMIT", "fast")]).unwrap_err();
         assert!(e.0.contains("WSROOMS_RATE_LIMIT"), "{e}");
         assert!(run(&["--nope"], &[]).is_err());

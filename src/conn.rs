@@ -36,7 +36,10 @@ impl ConnId {
     }
 
     pub fn from_token(token: Token) -> ConnId {
-        ConnId { key: token.0 as u32, gen: (token.0 >> 32) as u32 }
+        ConnId {
+            key: token.0 as u32,
+            gen: (token.0 >> 32) as u32,
+        }
     }
 }
 
@@ -65,7 +68,10 @@ pub struct TokenBucket {
 
 impl TokenBucket {
     pub fn new(burst: f64, now: Instant) -> Self {
-        TokenBucket { tokens: burst, last: now }
+        TokenBucket {
+            tokens: burst,
+            last: now,
+        }
     }
 
     /// Takes one token; false when the bucket is empty. `rate == 0` is no limit.
@@ -176,7 +182,10 @@ mod tests {
 
     #[test]
     fn token_round_trip() {
-        let id = ConnId { key: 7, gen: 0xDEAD_BEEF };
+        let id = ConnId {
+            key: 7,
+            gen: 0xDEAD_BEEF,
+        };
         assert_eq!(ConnId::from_token(id.token()), id);
     }
 

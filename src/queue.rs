@@ -96,7 +96,11 @@ impl WriteQueue {
                 let mut n = 0;
                 for (i, chunk) in self.chunks.iter().take(MAX_IOVECS).enumerate() {
                     let bytes = chunk.bytes();
-                    slices[i] = IoSlice::new(if i == 0 { &bytes[self.sent_of_front..] } else { bytes });
+                    slices[i] = IoSlice::new(if i == 0 {
+                        &bytes[self.sent_of_front..]
+                    } else {
+                        bytes
+                    });
                     n += 1;
                 }
                 match w.write_vectored(&slices[..n]) {
@@ -120,7 +124,9 @@ impl WriteQueue {
     fn advance(&mut self, mut n: usize) {
         self.buffered -= n;
         while n > 0 {
-            let Some(front) = self.chunks.front() else { break };
+            let Some(front) = self.chunks.front() else {
+                break;
+            };
             let left = front.bytes().len() - self.sent_of_front;
             if n >= left {
                 n -= left;
@@ -180,7 +186,12 @@ mod tests {
         q.push(Chunk::Shared(shared.clone()));
         q.push(Chunk::Static(b"static"));
         assert_eq!(q.buffered(), 18);
-        let mut w = Trickle { out: Vec::new(), cap: 4, calls: 0, budget: 10 };
+        let mut w = Trickle {
+            out: Vec::new(),
+            cap: 4,
+            calls: 0,
+            budget: 10,
+        };
         assert_eq!(q.write_to(&mut w).unwrap(), Flushed::Partly);
         assert_eq!(q.buffered(), 8);
         w.budget = 100;
@@ -197,7 +208,12 @@ mod tests {
             q.push(Chunk::Shared(f.clone()));
         }
         assert_eq!(Rc::strong_count(&f), 51, "shared, not copied");
-        let mut w = Trickle { out: Vec::new(), cap: 1 << 20, calls: 0, budget: 1 << 20 };
+        let mut w = Trickle {
+            out: Vec::new(),
+            cap: 1 << 20,
+            calls: 0,
+            budget: 1 << 20,
+        };
         q.write_to(&mut w).unwrap();
         assert_eq!(w.calls, 1);
         assert_eq!(w.out.len(), 500);

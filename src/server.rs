@@ -116,11 +116,13 @@ impl Server {
         let mut listener = listen(config.bind)?;
         let local_addr = listener.local_addr()?;
         let poll = Poll::new()?;
-        poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
         let metrics_listener = match config.metrics_bind {
             Some(addr) => {
                 let mut l = listen(addr)?;
-                poll.registry().register(&mut l, METRICS_LISTENER, Interest::READABLE)?;
+                poll.registry()
+                    .register(&mut l, METRICS_LISTENER, Interest::READABLE)?;
                 Some(l)
             }
             None => None,
@@ -157,14 +159,18 @@ impl Server {
 
     /// The `--metrics-bind` address, if any.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
-        self.metrics_listener.as_ref().and_then(|l| l.local_addr().ok())
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
     }
 
     /// Stop gracefully on SIGINT and SIGTERM (call once, from `main`).
     pub fn handle_signals(&mut self) -> io::Result<()> {
         use signal_hook::consts::{SIGINT, SIGTERM};
         let mut signals = signal_hook_mio::v1_0::Signals::new([SIGINT, SIGTERM])?;
-        self.poll.registry().register(&mut signals, SIGNALS, Interest::READABLE)?;
+        self.poll
+            .registry()
+            .register(&mut signals, SIGNALS, Interest::READABLE)?;
         self.signals = Some(signals);
         Ok(())
     }
@@ -233,7 +239,8 @@ impl Server {
                         self.accept_error_logged = true;
                     }
                     self.pause_accepting();
-                    self.timers.add(self.now + ACCEPT_BACKOFF, TimerKey::ResumeAccept);
+                    self.timers
+                        .add(self.now + ACCEPT_BACKOFF, TimerKey::ResumeAccept);
                     return;
                 }
                 Err(e) => log::debug!("accept: {e}"),
@@ -245,7 +252,9 @@ impl Server {
     /// needed beyond giving up this turn on an error).
     fn accept_metrics(&mut self) {
         loop {
-            let Some(listener) = self.metrics_listener.as_ref() else { return };
+            let Some(listener) = self.metrics_listener.as_ref() else {
+                return;
+            };
             match listener.accept() {
                 Ok((stream, peer)) => self.add_conn(stream, peer, true),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -264,7 +273,11 @@ impl Server {
     fn resume_accepting(&mut self) {
         if !self.accepting && self.shutting_down.is_none() {
             self.accepting = true;
-            if let Err(e) = self.poll.registry().register(&mut self.listener, LISTENER, Interest::READABLE) {
+            if let Err(e) =
+                self.poll
+                    .registry()
+                    .register(&mut self.listener, LISTENER, Interest::READABLE)
+            {
                 log::error!("cannot listen again: {e}");
             }
             self.accept_all();
@@ -285,8 +298,15 @@ impl Server {
         let _ = stream.set_nodelay(true);
         self.next_gen = self.next_gen.wrapping_add(1);
         let entry = self.conns.vacant_entry();
-        let id = ConnId { key: entry.key() as u32, gen: self.next_gen };
-        if let Err(e) = self.poll.registry().register(&mut stream, id.token(), Interest::READABLE) {
+        let id = ConnId {
+            key: entry.key() as u32,
+            gen: self.next_gen,
+        };
+        if let Err(e) = self
+            .poll
+            .registry()
+            .register(&mut stream, id.token(), Interest::READABLE)
+        {
             log::warn!("{peer}: cannot register: {e}");
             return;
         }
@@ -334,7 +354,9 @@ impl Server {
     fn on_readable(&mut self, id: ConnId) {
         for _ in 0..READS_PER_TURN {
             let pause_at = self.config.pause_reading_at;
-            let Some(conn) = get_conn(&mut self.conns, id) else { return };
+            let Some(conn) = get_conn(&mut self.conns, id) else {
+                return;
+            };
             if conn.out.buffered() > pause_at {
                 // Backpressure: let the kernel's buffers fill and TCP push
                 // back on the peer until we have sent what we owe it.
@@ -389,7 +411,9 @@ impl Server {
         };
         loop {
             let Some(conn) = self.conn(id) else { return };
-            let Phase::Http(http) = &mut conn.phase else { return };
+            let Phase::Http(http) = &mut conn.phase else {
+                return;
+            };
             let head_len = match request::find_head_end(&http.buf, &mut http.scanned, &limits) {
                 Ok(Some(n)) => n,
                 Ok(None) => return,
@@ -486,12 +510,19 @@ impl Server {
             Outcome::Metrics => {
                 let text = self.metrics.render(&self.gauges());
                 let response = Response::new(Status::Ok)
-                    .body("text/plain; version=0.0.4; charset=utf-8", Body::Owned(text.into_bytes()))
+                    .body(
+                        "text/plain; version=0.0.4; charset=utf-8",
+                        Body::Owned(text.into_bytes()),
+                    )
                     .header("Cache-Control", "no-store");
                 self.respond(id, response, head_only, keep_alive);
             }
             Outcome::Echo { upgrade } => self.upgrade(id, &upgrade, Role::Echo),
-            Outcome::JoinRoom { upgrade, session, since } => {
+            Outcome::JoinRoom {
+                upgrade,
+                session,
+                since,
+            } => {
                 self.upgrade(id, &upgrade, Role::Chat { session });
                 self.join_room(id, session, since);
             }
@@ -564,9 +595,14 @@ impl Server {
     fn join_room(&mut self, id: ConnId, session: usize, since: Option<u64>) {
         let joined = self.chat.join(session, id);
         if let Some(old) = joined.replaced {
-            self.close_ws(old, CloseReason::new(close::REPLACED, "replaced by a newer connection"));
+            self.close_ws(
+                old,
+                CloseReason::new(close::REPLACED, "replaced by a newer connection"),
+            );
         }
-        let welcome = self.chat.welcome(session, since, self.config.max_chat_chars);
+        let welcome = self
+            .chat
+            .welcome(session, since, self.config.max_chat_chars);
         self.send_owned(id, frame::encode_frame(Opcode::Text, &welcome));
         let s = &self.chat.sessions[session];
         let room = s.room;
@@ -585,9 +621,16 @@ impl Server {
     /// Takes a closing or closed socket out of its room and tells the others.
     fn leave_room(&mut self, session: usize, id: ConnId) {
         let expires = self.now + self.config.grace_timeout;
-        let Some(left) = self.chat.leave(session, id, expires) else { return };
-        self.timers.add(left.expires, TimerKey::Session(left.session));
-        log::info!("leave: {:?} from room {}", left.user, self.chat.rooms[left.room].number);
+        let Some(left) = self.chat.leave(session, id, expires) else {
+            return;
+        };
+        self.timers
+            .add(left.expires, TimerKey::Session(left.session));
+        log::info!(
+            "leave: {:?} from room {}",
+            left.user,
+            self.chat.rooms[left.room].number
+        );
         let mut json = Vec::with_capacity(64);
         events::presence(&mut json, "leave", &left.user, chat::unix_millis());
         let frame: Frame = frame::encode_frame(Opcode::Text, &json).into();
@@ -614,7 +657,11 @@ impl Server {
                         self.start_draining(id);
                     } else {
                         let peer = conn.peer;
-                        log::info!("{peer}: protocol error, closing {}: {}", e.close_code(), e.reason());
+                        log::info!(
+                            "{peer}: protocol error, closing {}: {}",
+                            e.close_code(),
+                            e.reason()
+                        );
                         self.close_ws(id, e.to_close());
                     }
                     return;
@@ -630,7 +677,9 @@ impl Server {
         match message {
             Message::Close(payload) => self.on_close_frame(id, payload),
             _ if close_sent => {} // after our close, only a close matters
-            Message::Ping(payload) => self.send_owned(id, frame::encode_frame(Opcode::Pong, &payload)),
+            Message::Ping(payload) => {
+                self.send_owned(id, frame::encode_frame(Opcode::Pong, &payload))
+            }
             Message::Pong(_) => {
                 if ws.awaiting_pong {
                     ws.awaiting_pong = false;
@@ -644,9 +693,10 @@ impl Server {
             },
             Message::Binary(bytes) => match role {
                 Role::Echo => self.send_owned(id, frame::encode_frame(Opcode::Binary, &bytes)),
-                Role::Chat { .. } => {
-                    self.close_ws(id, CloseReason::new(close::UNSUPPORTED_DATA, "text messages only"))
-                }
+                Role::Chat { .. } => self.close_ws(
+                    id,
+                    CloseReason::new(close::UNSUPPORTED_DATA, "text messages only"),
+                ),
             },
         }
     }
@@ -690,14 +740,23 @@ impl Server {
         }
         self.metrics.messages_in += 1;
         let Ok(text) = std::str::from_utf8(&bytes) else {
-            return self.close_ws(id, CloseReason::new(close::INVALID_PAYLOAD, "invalid UTF-8"));
+            return self.close_ws(
+                id,
+                CloseReason::new(close::INVALID_PAYLOAD, "invalid UTF-8"),
+            );
         };
         let Some(text) = chat::names::chat_text(text, self.config.max_chat_chars) else {
             return; // empty or only whitespace: ignored
         };
         let s = &self.chat.sessions[session];
         let (room, user) = (s.room, s.user.clone());
-        let frame = self.chat.post(room, &user, text, chat::unix_millis(), self.config.history_messages);
+        let frame = self.chat.post(
+            room,
+            &user,
+            text,
+            chat::unix_millis(),
+            self.config.history_messages,
+        );
         self.broadcast(room, frame, None);
     }
 
@@ -706,12 +765,16 @@ impl Server {
     fn broadcast(&mut self, room: usize, frame: Frame, except: Option<ConnId>) {
         let max_buffered = self.config.max_buffered;
         let mut too_slow = Vec::new();
-        let Some(r) = self.chat.rooms.get(room) else { return };
+        let Some(r) = self.chat.rooms.get(room) else {
+            return;
+        };
         for member in &r.members {
             if Some(member.conn) == except {
                 continue;
             }
-            let Some(conn) = self.conns.get_mut(member.conn.key as usize) else { continue };
+            let Some(conn) = self.conns.get_mut(member.conn.key as usize) else {
+                continue;
+            };
             if conn.id != member.conn {
                 continue;
             }
@@ -727,7 +790,11 @@ impl Server {
         }
         for id in too_slow {
             if let Some(conn) = self.conn(id) {
-                log::info!("{}: too slow ({} bytes buffered), closing 1008", conn.peer, conn.out.buffered());
+                log::info!(
+                    "{}: too slow ({} bytes buffered), closing 1008",
+                    conn.peer,
+                    conn.out.buffered()
+                );
                 conn.out.clear();
             }
             self.close_ws(id, CloseReason::new(close::POLICY, "backpressure limit"));
@@ -744,7 +811,10 @@ impl Server {
             return;
         }
         ws.close_sent = true;
-        conn.out.push(Chunk::Owned(frame::encode_close(reason.code, reason.reason)));
+        conn.out.push(Chunk::Owned(frame::encode_close(
+            reason.code,
+            reason.reason,
+        )));
         self.metrics.closed(reason.code);
         self.mark_dirty(id);
         self.set_deadline(id, Some(deadline));
@@ -789,7 +859,9 @@ impl Server {
         let result = conn.out.write_to(&mut conn.stream);
         let written = before - conn.out.buffered();
         self.metrics.bytes_out += written as u64;
-        let Some(conn) = get_conn(&mut self.conns, id) else { return };
+        let Some(conn) = get_conn(&mut self.conns, id) else {
+            return;
+        };
         let want = match result {
             Ok(Flushed::All) => {
                 if conn.fin_when_flushed && !conn.fin_sent {
@@ -803,7 +875,12 @@ impl Server {
         };
         if conn.interest != want {
             conn.interest = want;
-            if self.poll.registry().reregister(&mut conn.stream, id.token(), want).is_err() {
+            if self
+                .poll
+                .registry()
+                .reregister(&mut conn.stream, id.token(), want)
+                .is_err()
+            {
                 return self.drop_conn(id, DropReason::IoError);
             }
         }
@@ -837,7 +914,9 @@ impl Server {
             return; // a stale entry; the live one is elsewhere in the heap
         }
         conn.queued_timer = None;
-        let Some(deadline) = conn.deadline else { return };
+        let Some(deadline) = conn.deadline else {
+            return;
+        };
         if deadline > now {
             // The deadline moved later since this entry was queued.
             conn.queued_timer = Some(deadline);
@@ -866,7 +945,9 @@ impl Server {
     // ----- shutdown ----------------------------------------------------
 
     fn on_signal(&mut self) {
-        let Some(signals) = self.signals.as_mut() else { return };
+        let Some(signals) = self.signals.as_mut() else {
+            return;
+        };
         let got: Vec<i32> = signals.pending().collect();
         if got.is_empty() || self.shutting_down.is_some() {
             return;
@@ -891,7 +972,10 @@ impl Server {
         for id in ids {
             let Some(conn) = self.conn(id) else { continue };
             match &conn.phase {
-                Phase::WebSocket(_) => self.close_ws(id, CloseReason::new(close::GOING_AWAY, "server shutting down")),
+                Phase::WebSocket(_) => self.close_ws(
+                    id,
+                    CloseReason::new(close::GOING_AWAY, "server shutting down"),
+                ),
                 Phase::Http(http) if http.buf.is_empty() && conn.out.is_empty() => {
                     self.drop_conn(id, DropReason::Shutdown)
                 }

@@ -8,7 +8,12 @@ use common::*;
 use tungstenite::Message;
 
 fn seqs(welcome: &serde_json::Value) -> Vec<u64> {
-    welcome["history"].as_array().unwrap().iter().map(|m| m["seq"].as_u64().unwrap()).collect()
+    welcome["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["seq"].as_u64().unwrap())
+        .collect()
 }
 
 /// Sends `n` messages from `ws` and waits until they come back.
@@ -16,7 +21,9 @@ fn send_and_echo(ws: &mut Ws, prefix: &str, n: usize) -> Vec<u64> {
     for i in 0..n {
         ws.send(Message::text(format!("{prefix}{i}"))).unwrap();
     }
-    (0..n).map(|_| next_of_type(ws, "message")["seq"].as_u64().unwrap()).collect()
+    (0..n)
+        .map(|_| next_of_type(ws, "message")["seq"].as_u64().unwrap())
+        .collect()
 }
 
 fn config() -> Config {
@@ -58,18 +65,30 @@ fn a_dropped_socket_reconnects_with_since_and_misses_nothing() {
     }
     assert_eq!(last_seen, 4);
     // A TCP reset: no close frame (SO_LINGER 0, then drop).
-    socket2::SockRef::from(bob.get_ref()).set_linger(Some(Duration::ZERO)).unwrap();
+    socket2::SockRef::from(bob.get_ref())
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
     drop(bob);
     assert_eq!(next_of_type(&mut alice, "leave")["user"], "bob");
     let missed = send_and_echo(&mut alice, "while-away", 3);
     assert_eq!(missed, vec![5, 6, 7]);
     // Back within the grace period, with the same session.
     let origin = format!("http://{addr}");
-    let mut bob = ws_connect_path(addr, &format!("/rooms/1/ws?since={last_seen}"), Some(&bob_cookie), Some(&origin))
-        .expect("reconnect inside the grace period");
+    let mut bob = ws_connect_path(
+        addr,
+        &format!("/rooms/1/ws?since={last_seen}"),
+        Some(&bob_cookie),
+        Some(&origin),
+    )
+    .expect("reconnect inside the grace period");
     let welcome = next_of_type(&mut bob, "welcome");
     assert_eq!(seqs(&welcome), vec![5, 6, 7]);
-    let texts: Vec<&str> = welcome["history"].as_array().unwrap().iter().map(|m| m["text"].as_str().unwrap()).collect();
+    let texts: Vec<&str> = welcome["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["text"].as_str().unwrap())
+        .collect();
     assert_eq!(texts, ["while-away0", "while-away1", "while-away2"]);
     assert_eq!(welcome["gap"], false);
     // And live messages continue after them.
@@ -87,7 +106,13 @@ fn since_older_than_the_ring_gives_the_ring_and_a_gap() {
     let cookie = login(addr, "bob", 1);
     let origin = format!("http://{addr}");
     let open = |query: &str| {
-        let mut ws = ws_connect_path(addr, &format!("/rooms/1/ws{query}"), Some(&cookie), Some(&origin)).unwrap();
+        let mut ws = ws_connect_path(
+            addr,
+            &format!("/rooms/1/ws{query}"),
+            Some(&cookie),
+            Some(&origin),
+        )
+        .unwrap();
         next_of_type(&mut ws, "welcome")
     };
     let w = open("?since=5");
@@ -110,9 +135,22 @@ fn since_garbage_counts_as_absent() {
     send_and_echo(&mut alice, "m", 5);
     let cookie = login(addr, "bob", 1);
     let origin = format!("http://{addr}");
-    for query in ["?since=abc", "?since=-3", "?since=", "?since=99", "?since=1e3", "?since=18446744073709551616", "?x=1"] {
-        let mut ws = ws_connect_path(addr, &format!("/rooms/1/ws{query}"), Some(&cookie), Some(&origin))
-            .unwrap_or_else(|e| panic!("{query}: {e}"));
+    for query in [
+        "?since=abc",
+        "?since=-3",
+        "?since=",
+        "?since=99",
+        "?since=1e3",
+        "?since=18446744073709551616",
+        "?x=1",
+    ] {
+        let mut ws = ws_connect_path(
+            addr,
+            &format!("/rooms/1/ws{query}"),
+            Some(&cookie),
+            Some(&origin),
+        )
+        .unwrap_or_else(|e| panic!("{query}: {e}"));
         let w = next_of_type(&mut ws, "welcome");
         assert_eq!(seqs(&w), vec![1, 2, 3, 4, 5], "{query}");
         assert_eq!(w["gap"], false, "{query}");
@@ -129,7 +167,11 @@ fn history_goes_with_the_room() {
     alice.close(None).unwrap();
     expect_close(&mut alice);
     // Once alice's grace is over the room is gone, and a new room 7 starts empty.
-    assert!(wait_until(Duration::from_secs(5), || login_raw(addr, "alice", "7").status == 303));
+    assert!(wait_until(Duration::from_secs(5), || login_raw(
+        addr, "alice", "7"
+    )
+    .status
+        == 303));
     let cookie = login(addr, "zed", 7);
     let mut ws = ws_connect(addr, 7, &cookie);
     let w = next_of_type(&mut ws, "welcome");

@@ -158,7 +158,10 @@ impl Chat {
         });
         self.rooms[room].names.insert(folded, key);
         self.by_token.insert(token, key);
-        Ok(SessionId { key: key as u32, gen })
+        Ok(SessionId {
+            key: key as u32,
+            gen,
+        })
     }
 
     fn room_or_create(&mut self, number: u32) -> usize {
@@ -184,7 +187,10 @@ impl Chat {
     }
 
     pub fn session_id(&self, key: usize) -> SessionId {
-        SessionId { key: key as u32, gen: self.sessions[key].gen }
+        SessionId {
+            key: key as u32,
+            gen: self.sessions[key].gen,
+        }
     }
 
     /// Joins `conn` to its session's room. A session has one socket: a
@@ -220,7 +226,10 @@ impl Chat {
         Some(Left {
             room: s.room,
             user: s.user.clone(),
-            session: SessionId { key: session as u32, gen: s.gen },
+            session: SessionId {
+                key: session as u32,
+                gen: s.gen,
+            },
             expires,
         })
     }
@@ -257,7 +266,10 @@ impl Chat {
             if room.history.len() >= keep {
                 room.history.pop_front();
             }
-            room.history.push_back(Kept { seq, frame: frame.clone() });
+            room.history.push_back(Kept {
+                seq,
+                frame: frame.clone(),
+            });
         }
         frame
     }
@@ -269,22 +281,43 @@ impl Chat {
         let room = &self.rooms[s.room];
         // A `since` beyond the last seq belongs to an older room of that number.
         let since = since.filter(|&n| n <= room.last_seq);
-        let first_kept = room.history.front().map(|k| k.seq).unwrap_or(room.last_seq + 1);
+        let first_kept = room
+            .history
+            .front()
+            .map(|k| k.seq)
+            .unwrap_or(room.last_seq + 1);
         let gap = since.is_some_and(|n| n < room.last_seq && first_kept > n + 1);
         let after = since.unwrap_or(0);
-        let users = room.members.iter().map(|m| self.sessions[m.session].user.as_str());
-        let history = room.history.iter().filter(|k| k.seq > after).map(Kept::json);
+        let users = room
+            .members
+            .iter()
+            .map(|m| self.sessions[m.session].user.as_str());
+        let history = room
+            .history
+            .iter()
+            .filter(|k| k.seq > after)
+            .map(Kept::json);
         let mut out = Vec::with_capacity(128 + room.history.len() * 96);
         events::welcome(
             &mut out,
-            events::Welcome { room: room.number, user: &s.user, users, max_chars, history, gap },
+            events::Welcome {
+                room: room.number,
+                user: &s.user,
+                users,
+                max_chars,
+                history,
+                gap,
+            },
         );
         out
     }
 
     /// Bytes of message frames held in histories (for `/metrics`).
     pub fn history_bytes(&self) -> usize {
-        self.rooms.iter().map(|(_, r)| r.history.iter().map(|k| k.frame.len()).sum::<usize>()).sum()
+        self.rooms
+            .iter()
+            .map(|(_, r)| r.history.iter().map(|k| k.frame.len()).sum::<usize>())
+            .sum()
     }
 }
 
@@ -331,18 +364,33 @@ mod tests {
         let mut chat = Chat::new();
         let now = Instant::now();
         let id = chat.login(5, "Alice", [1; 16], now, 10).unwrap();
-        assert_eq!(chat.login(5, "alice", [2; 16], now, 10), Err(LoginError::Taken));
+        assert_eq!(
+            chat.login(5, "alice", [2; 16], now, 10),
+            Err(LoginError::Taken)
+        );
         assert!(chat.login(6, "alice", [3; 16], now, 10).is_ok());
         let key = chat.session_for(&[1; 16], 5).unwrap();
         assert_eq!(chat.session_for(&[1; 16], 6), None);
         assert_eq!(chat.join(key, conn(1)), Joined { replaced: None });
-        assert_eq!(chat.join(key, conn(2)), Joined { replaced: Some(conn(1)) });
-        assert!(chat.leave(key, conn(1), now).is_none(), "a replaced socket does not leave");
+        assert_eq!(
+            chat.join(key, conn(2)),
+            Joined {
+                replaced: Some(conn(1))
+            }
+        );
+        assert!(
+            chat.leave(key, conn(1), now).is_none(),
+            "a replaced socket does not leave"
+        );
         assert_eq!(chat.expire(id, now), None, "joined sessions do not expire");
         let left = chat.leave(key, conn(2), now).unwrap();
         assert_eq!(left.user, "Alice");
         assert_eq!(chat.expire(id, now), Some(5));
-        assert_eq!(chat.room_by_number(5), None, "the room went with its last user");
+        assert_eq!(
+            chat.room_by_number(5),
+            None,
+            "the room went with its last user"
+        );
         assert!(chat.login(5, "alice", [4; 16], now, 10).is_ok());
     }
 
@@ -367,16 +415,32 @@ mod tests {
         }
         let seqs = |w: Vec<u8>| {
             let v: serde_json::Value = serde_json::from_slice(&w).unwrap();
-            let seqs: Vec<u64> =
-                v["history"].as_array().unwrap().iter().map(|m| m["seq"].as_u64().unwrap()).collect();
+            let seqs: Vec<u64> = v["history"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["seq"].as_u64().unwrap())
+                .collect();
             (seqs, v["gap"].as_bool().unwrap())
         };
-        assert_eq!(seqs(chat.welcome(key, None, 50)), (vec![4, 5, 6, 7, 8], false));
+        assert_eq!(
+            seqs(chat.welcome(key, None, 50)),
+            (vec![4, 5, 6, 7, 8], false)
+        );
         assert_eq!(seqs(chat.welcome(key, Some(6), 50)), (vec![7, 8], false));
-        assert_eq!(seqs(chat.welcome(key, Some(3), 50)), (vec![4, 5, 6, 7, 8], false));
-        assert_eq!(seqs(chat.welcome(key, Some(1), 50)), (vec![4, 5, 6, 7, 8], true));
+        assert_eq!(
+            seqs(chat.welcome(key, Some(3), 50)),
+            (vec![4, 5, 6, 7, 8], false)
+        );
+        assert_eq!(
+            seqs(chat.welcome(key, Some(1), 50)),
+            (vec![4, 5, 6, 7, 8], true)
+        );
         assert_eq!(seqs(chat.welcome(key, Some(8), 50)), (vec![], false));
-        assert_eq!(seqs(chat.welcome(key, Some(99), 50)), (vec![4, 5, 6, 7, 8], false));
+        assert_eq!(
+            seqs(chat.welcome(key, Some(99), 50)),
+            (vec![4, 5, 6, 7, 8], false)
+        );
     }
 
     #[test]

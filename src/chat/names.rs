@@ -15,7 +15,10 @@ pub fn check_user(raw: &str) -> Result<&str, &'static str> {
     if count > MAX_USER_CHARS {
         return Err("A user id has at most 32 characters.");
     }
-    if !user.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '-' || c == '.') {
+    if !user
+        .chars()
+        .all(|c| c.is_alphanumeric() || c == '_' || c == '-' || c == '.')
+    {
         return Err("A user id may hold letters, digits, _, - and . only.");
     }
     Ok(user)

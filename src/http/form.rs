@@ -53,7 +53,10 @@ mod tests {
         assert_eq!(decode("%ED%95%9C").as_deref(), Some("한"));
         assert_eq!(decode("%ff"), None);
         assert_eq!(decode("%4"), None);
-        assert_eq!(field("user=al%69ce&room=5", "user"), Some(Some("alice".into())));
+        assert_eq!(
+            field("user=al%69ce&room=5", "user"),
+            Some(Some("alice".into()))
+        );
         assert_eq!(field("user=x&room=5", "room"), Some(Some("5".into())));
         assert_eq!(field("user=x", "room"), None);
     }

@@ -40,7 +40,11 @@ pub struct HeadLimits {
 /// each byte is looked at a bounded number of times however the head arrives.
 /// Returns the head's length (blank line included), or an error once the
 /// buffer is past a limit without a complete head or line.
-pub fn find_head_end(buf: &[u8], scanned: &mut usize, limits: &HeadLimits) -> Result<Option<usize>, HeadError> {
+pub fn find_head_end(
+    buf: &[u8],
+    scanned: &mut usize,
+    limits: &HeadLimits,
+) -> Result<Option<usize>, HeadError> {
     let from = scanned.saturating_sub(3);
     let mut end = None;
     let mut i = from;
@@ -59,7 +63,9 @@ pub fn find_head_end(buf: &[u8], scanned: &mut usize, limits: &HeadLimits) -> Re
         i += 1;
     }
     // The request line ends at the first newline.
-    let line_end = buf[..end.unwrap_or(buf.len())].iter().position(|&b| b == b'\n');
+    let line_end = buf[..end.unwrap_or(buf.len())]
+        .iter()
+        .position(|&b| b == b'\n');
     match line_end {
         Some(n) if n > limits.max_line_bytes => return Err(HeadError::LineTooLong),
         None if buf.len() > limits.max_line_bytes => return Err(HeadError::LineTooLong),
@@ -105,7 +111,9 @@ impl<'h, 'b> Request<'h, 'b> {
 
     /// The header as text, if it is there and is UTF-8.
     pub fn header_str(&self, name: &str) -> Option<&'b str> {
-        self.header(name).and_then(|v| std::str::from_utf8(v).ok()).map(str::trim)
+        self.header(name)
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .map(str::trim)
     }
 
     /// Does a comma-separated header list (in any of its headers) hold this
@@ -130,7 +138,9 @@ impl<'h, 'b> Request<'h, 'b> {
         if lengths.any(|other| other != first) {
             return Err(Status::BadRequest);
         }
-        let text = std::str::from_utf8(first).map_err(|_| Status::BadRequest)?.trim();
+        let text = std::str::from_utf8(first)
+            .map_err(|_| Status::BadRequest)?
+            .trim();
         if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
             return Err(Status::BadRequest);
         }
@@ -179,14 +189,23 @@ pub fn parse<'h, 'b>(
         None => (target, None),
     };
     let headers: &'h [httparse::Header<'b>] = req.headers;
-    Ok(Request { method, path, query, version, headers })
+    Ok(Request {
+        method,
+        path,
+        query,
+        version,
+        headers,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const LIMITS: HeadLimits = HeadLimits { max_head_bytes: 8192, max_line_bytes: 2048 };
+    const LIMITS: HeadLimits = HeadLimits {
+        max_head_bytes: 8192,
+        max_line_bytes: 2048,
+    };
 
     #[test]
     fn finds_the_end_when_fed_byte_by_byte() {
@@ -213,7 +232,10 @@ mod tests {
         );
         let mut scanned = 0;
         let big = format!("GET / HTTP/1.1\r\nX: {}\r\n", "a".repeat(9000));
-        assert_eq!(find_head_end(big.as_bytes(), &mut scanned, &LIMITS), Err(HeadError::TooLarge));
+        assert_eq!(
+            find_head_end(big.as_bytes(), &mut scanned, &LIMITS),
+            Err(HeadError::TooLarge)
+        );
     }
 
     #[test]

@@ -5,7 +5,8 @@
 use super::Status;
 
 /// Sent with every page: no inline script, nothing from elsewhere.
-pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+pub const CSP: &str =
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
 connect-src 'self' ws: wss:; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 /// A response body.
@@ -42,7 +43,12 @@ pub struct Response {
 
 impl Response {
     pub fn new(status: Status) -> Self {
-        Response { status, headers: Vec::new(), body: Body::Empty, close: false }
+        Response {
+            status,
+            headers: Vec::new(),
+            body: Body::Empty,
+            close: false,
+        }
     }
 
     pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
@@ -51,13 +57,17 @@ impl Response {
     }
 
     pub fn body(mut self, content_type: &'static str, body: Body) -> Self {
-        self.headers.push(("Content-Type", content_type.to_string()));
+        self.headers
+            .push(("Content-Type", content_type.to_string()));
         self.body = body;
         self
     }
 
     pub fn text(status: Status, text: &str) -> Self {
-        Response::new(status).body("text/plain; charset=utf-8", Body::Owned(text.as_bytes().to_vec()))
+        Response::new(status).body(
+            "text/plain; charset=utf-8",
+            Body::Owned(text.as_bytes().to_vec()),
+        )
     }
 
     /// Headers every HTML page gets (SPEC §2).

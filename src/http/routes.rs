@@ -32,9 +32,15 @@ pub const COOKIE: &str = "wsrooms_session";
 pub enum Outcome {
     Respond(Response),
     /// Upgrade to a room socket for this session.
-    JoinRoom { upgrade: Upgrade, session: usize, since: Option<u64> },
+    JoinRoom {
+        upgrade: Upgrade,
+        session: usize,
+        since: Option<u64>,
+    },
     /// Upgrade to an echo socket.
-    Echo { upgrade: Upgrade },
+    Echo {
+        upgrade: Upgrade,
+    },
     /// Answer with the metrics (the server fills in its gauges).
     Metrics,
 }
@@ -86,7 +92,9 @@ pub fn handle(req: &Request, body: &[u8], ctx: &mut Ctx) -> Outcome {
         return Outcome::Respond(not_allowed("GET, HEAD"));
     }
     match path {
-        "/healthz" => Outcome::Respond(Response::text(Status::Ok, "ok").header("Cache-Control", "no-store")),
+        "/healthz" => {
+            Outcome::Respond(Response::text(Status::Ok, "ok").header("Cache-Control", "no-store"))
+        }
         "/metrics" => Outcome::Metrics,
         _ => match asset {
             Some(file) => Outcome::Respond(serve_asset(req, file, ctx.assets)),
@@ -101,7 +109,9 @@ fn operations_only(path: &str, get: bool, via_metrics: bool) -> Outcome {
     match path {
         "/metrics" | "/healthz" if !get => Outcome::Respond(not_allowed("GET, HEAD")),
         "/metrics" if via_metrics => Outcome::Metrics,
-        "/healthz" => Outcome::Respond(Response::text(Status::Ok, "ok").header("Cache-Control", "no-store")),
+        "/healthz" => {
+            Outcome::Respond(Response::text(Status::Ok, "ok").header("Cache-Control", "no-store"))
+        }
         _ => Outcome::Respond(Response::text(Status::NotFound, "not found")),
     }
 }
@@ -125,7 +135,9 @@ fn room_routes(req: &Request, rest: &str, ctx: &mut Ctx) -> Outcome {
             return Outcome::Respond(not_allowed("GET, HEAD"));
         }
         return Outcome::Respond(match session {
-            Some(_) => serve_asset(req, "room.html", ctx.assets).header("Cache-Control", "no-store"),
+            Some(_) => {
+                serve_asset(req, "room.html", ctx.assets).header("Cache-Control", "no-store")
+            }
             None => Response::redirect(Status::SeeOther, &format!("/?room={room}"))
                 .header("Cache-Control", "no-store"),
         });
@@ -140,9 +152,16 @@ fn room_routes(req: &Request, rest: &str, ctx: &mut Ctx) -> Outcome {
     }
     let Some(session) = session else {
         ctx.metrics.refuse("session");
-        return Outcome::Respond(Response::text(Status::Forbidden, "no session for this room"));
+        return Outcome::Respond(Response::text(
+            Status::Forbidden,
+            "no session for this room",
+        ));
     };
-    Outcome::JoinRoom { upgrade, session, since: since_param(req.query) }
+    Outcome::JoinRoom {
+        upgrade,
+        session,
+        since: since_param(req.query),
+    }
 }
 
 fn refuse_handshake(e: handshake::HandshakeError, metrics: &mut Metrics) -> Response {
@@ -181,15 +200,20 @@ pub fn origin_allowed(req: &Request, config: &Config) -> bool {
         return false;
     };
     let origin = origin.to_ascii_lowercase();
-    if config.allow_origins.iter().any(|o| *o == origin) {
+    if config.allow_origins.contains(&origin) {
         return true;
     }
-    let forwarded_host = config.trust_proxy.then(|| req.header_str("x-forwarded-host")).flatten();
+    let forwarded_host = config
+        .trust_proxy
+        .then(|| req.header_str("x-forwarded-host"))
+        .flatten();
     let Some(host) = forwarded_host.or_else(|| req.header_str("host")) else {
         return false;
     };
     let host = host.to_ascii_lowercase();
-    let page = origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://"));
+    let page = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"));
     page == Some(host.as_str())
 }
 
@@ -197,7 +221,13 @@ pub fn origin_allowed(req: &Request, config: &Config) -> bool {
 fn login(req: &Request, body: &[u8], ctx: &mut Ctx) -> Response {
     let form_type = req
         .header_str("content-type")
-        .map(|t| t.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"))
+        .map(|t| {
+            t.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
         .unwrap_or(false);
     if !form_type {
         return Response::error_page(
@@ -226,7 +256,12 @@ fn login(req: &Request, body: &[u8], ctx: &mut Ctx) -> Response {
     }
     let room_text = match (&body_room, &query_room) {
         (Some(b), Some(q)) if names::parse_room_input(b) != names::parse_room_input(q) => {
-            return bad("room", "The room in the form and in the address differ.", "/", ctx);
+            return bad(
+                "room",
+                "The room in the form and in the address differ.",
+                "/",
+                ctx,
+            );
         }
         (Some(b), _) => b.clone(),
         (None, Some(q)) => q.clone(),
@@ -244,7 +279,8 @@ fn login(req: &Request, body: &[u8], ctx: &mut Ctx) -> Response {
     // The same browser logging in again with its own id: same session.
     if let Some(key) = session_cookie(req).and_then(|t| ctx.chat.session_for(&t, room)) {
         if names::fold(&ctx.chat.sessions[key].user) == names::fold(&user) {
-            return Response::redirect(Status::SeeOther, &format!("/rooms/{room}")).header("Cache-Control", "no-store");
+            return Response::redirect(Status::SeeOther, &format!("/rooms/{room}"))
+                .header("Cache-Control", "no-store");
         }
     }
     let token = match chat::new_token() {
@@ -255,7 +291,10 @@ fn login(req: &Request, body: &[u8], ctx: &mut Ctx) -> Response {
         }
     };
     let expires = ctx.now + ctx.config.reserve_timeout;
-    match ctx.chat.login(room, &user, token, expires, ctx.config.max_users_per_room) {
+    match ctx
+        .chat
+        .login(room, &user, token, expires, ctx.config.max_users_per_room)
+    {
         Ok(id) => {
             ctx.timers.add(expires, TimerKey::Session(id));
             ctx.metrics.logins += 1;
@@ -263,19 +302,32 @@ fn login(req: &Request, body: &[u8], ctx: &mut Ctx) -> Response {
             Response::redirect(Status::SeeOther, &format!("/rooms/{room}"))
                 .header(
                     "Set-Cookie",
-                    format!("{COOKIE}={}; HttpOnly; SameSite=Strict; Path=/", chat::token_to_hex(&token)),
+                    format!(
+                        "{COOKIE}={}; HttpOnly; SameSite=Strict; Path=/",
+                        chat::token_to_hex(&token)
+                    ),
                 )
                 .header("Cache-Control", "no-store")
         }
         Err(LoginError::Taken) => {
             ctx.metrics.refuse("login_taken");
             log::info!("login refused: {user:?} already in room {room}");
-            Response::error_page(Status::Conflict, "user", &format!("“{user}” is already in room {room}."), &back)
+            Response::error_page(
+                Status::Conflict,
+                "user",
+                &format!("“{user}” is already in room {room}."),
+                &back,
+            )
         }
         Err(LoginError::Full) => {
             ctx.metrics.refuse("room_full");
             log::info!("login refused: room {room} is full");
-            Response::error_page(Status::Conflict, "room", &format!("Room {room} is full."), &back)
+            Response::error_page(
+                Status::Conflict,
+                "room",
+                &format!("Room {room} is full."),
+                &back,
+            )
         }
     }
 }
@@ -290,9 +342,10 @@ fn serve_asset(req: &Request, file: &str, assets: &Assets) -> Response {
     let Some(found) = assets.get(file) else {
         return Response::text(Status::NotFound, "not found");
     };
-    let fresh = req
-        .header_str("if-none-match")
-        .is_some_and(|tags| tags.split(',').any(|t| t.trim() == found.etag || t.trim() == "*"));
+    let fresh = req.header_str("if-none-match").is_some_and(|tags| {
+        tags.split(',')
+            .any(|t| t.trim() == found.etag || t.trim() == "*")
+    });
     let response = if fresh {
         Response::new(Status::NotModified)
     } else {
@@ -302,7 +355,9 @@ fn serve_asset(req: &Request, file: &str, assets: &Assets) -> Response {
         };
         Response::new(Status::Ok).body(found.content_type, body)
     };
-    let response = response.header("ETag", found.etag).header("Cache-Control", "no-cache");
+    let response = response
+        .header("ETag", found.etag)
+        .header("Cache-Control", "no-cache");
     if file.ends_with(".html") {
         response.page_headers()
     } else {

@@ -123,7 +123,15 @@ pub fn parse_header(buf: &[u8]) -> Result<Option<(FrameHeader, usize)>, Protocol
     } else {
         None
     };
-    Ok(Some((FrameHeader { fin, opcode, mask, payload_len }, header_len)))
+    Ok(Some((
+        FrameHeader {
+            fin,
+            opcode,
+            mask,
+            payload_len,
+        },
+        header_len,
+    )))
 }
 
 /// XORs `data` with the masking key, as if `data` started `offset` bytes into
@@ -134,7 +142,9 @@ pub fn apply_mask(data: &mut [u8], mask: [u8; 4], offset: usize) {
         *k = mask[(offset + i) % 4];
     }
     // Eight bytes at a time: the key repeated twice as one u64.
-    let wide = u64::from_ne_bytes([key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3]]);
+    let wide = u64::from_ne_bytes([
+        key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3],
+    ]);
     let mut chunks = data.chunks_exact_mut(8);
     for chunk in &mut chunks {
         let mut word = [0u8; 8];
@@ -230,7 +240,9 @@ mod tests {
     #[test]
     fn parses_the_rfc_examples() {
         // RFC 6455 §5.7: a single-frame masked text message "Hello".
-        let frame = [0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58];
+        let frame = [
+            0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
+        ];
         let (h, n) = parse_header(&frame).unwrap().unwrap();
         assert_eq!(n, 6);
         assert!(h.fin);
@@ -252,11 +264,26 @@ mod tests {
 
     #[test]
     fn rejects_bad_headers() {
-        assert_eq!(parse_header(&[0xC1, 0x80]), Err(ProtocolError::ReservedBits));
-        assert_eq!(parse_header(&[0x83, 0x80]), Err(ProtocolError::UnknownOpcode));
-        assert_eq!(parse_header(&[0x09, 0x80]), Err(ProtocolError::BadControlFrame));
-        assert_eq!(parse_header(&[0x89, 0xFE]), Err(ProtocolError::BadControlFrame));
-        assert_eq!(parse_header(&[0x82, 0x7E, 0, 5]), Err(ProtocolError::BadLength));
+        assert_eq!(
+            parse_header(&[0xC1, 0x80]),
+            Err(ProtocolError::ReservedBits)
+        );
+        assert_eq!(
+            parse_header(&[0x83, 0x80]),
+            Err(ProtocolError::UnknownOpcode)
+        );
+        assert_eq!(
+            parse_header(&[0x09, 0x80]),
+            Err(ProtocolError::BadControlFrame)
+        );
+        assert_eq!(
+            parse_header(&[0x89, 0xFE]),
+            Err(ProtocolError::BadControlFrame)
+        );
+        assert_eq!(
+            parse_header(&[0x82, 0x7E, 0, 5]),
+            Err(ProtocolError::BadLength)
+        );
         let mut top = vec![0x82, 0x7F, 0x80, 0, 0, 0, 0, 0, 0, 0];
         assert_eq!(parse_header(&top), Err(ProtocolError::BadLength));
         top[2] = 0;
@@ -283,7 +310,10 @@ mod tests {
             let f = encode_frame(Opcode::Binary, &vec![7u8; n]);
             assert_eq!(f.len(), header_len(n) + n);
             let (h, hl) = parse_header(&f).unwrap().unwrap();
-            assert_eq!((h.payload_len as usize, hl, h.mask), (n, header_len(n), None));
+            assert_eq!(
+                (h.payload_len as usize, hl, h.mask),
+                (n, header_len(n), None)
+            );
         }
     }
 }

@@ -93,7 +93,10 @@ pub fn check(req: &Request) -> Result<Upgrade, HandshakeError> {
     } else {
         None
     };
-    Ok(Upgrade { accept: accept_key(key), protocol })
+    Ok(Upgrade {
+        accept: accept_key(key),
+        protocol,
+    })
 }
 
 /// `base64(sha1(key + GUID))`.
@@ -125,6 +128,9 @@ mod tests {
 
     #[test]
     fn rfc_example_key() {
-        assert_eq!(accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+        assert_eq!(
+            accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
     }
 }

@@ -40,7 +40,11 @@ enum State {
     /// Collecting header bytes (`have` of them are in `buf`).
     Header { buf: [u8; MAX_HEADER_LEN], have: u8 },
     /// Inside a frame's payload.
-    Payload { header: FrameHeader, remaining: u64, offset: usize },
+    Payload {
+        header: FrameHeader,
+        remaining: u64,
+        offset: usize,
+    },
 }
 
 /// The data message being assembled across frames.
@@ -72,7 +76,10 @@ impl Default for MessageReader {
 impl MessageReader {
     pub fn new() -> Self {
         MessageReader {
-            state: State::Header { buf: [0; MAX_HEADER_LEN], have: 0 },
+            state: State::Header {
+                buf: [0; MAX_HEADER_LEN],
+                have: 0,
+            },
             open: Open::None,
             utf8: Utf8Validator::new(),
             data: Vec::new(),
@@ -88,7 +95,11 @@ impl MessageReader {
     /// Consumes bytes from the front of `input` until one message is complete
     /// (returned) or `input` is used up (`Ok(None)`). Call again with the rest
     /// of `input` after a message. An error is final: close with its code.
-    pub fn read(&mut self, input: &mut &[u8], limits: &Limits) -> Result<Option<Message>, ProtocolError> {
+    pub fn read(
+        &mut self,
+        input: &mut &[u8],
+        limits: &Limits,
+    ) -> Result<Option<Message>, ProtocolError> {
         loop {
             match self.state {
                 State::Header { .. } => {
@@ -173,21 +184,34 @@ impl MessageReader {
             }
             self.data.reserve(len as usize);
         }
-        self.state = State::Payload { header, remaining: len, offset: 0 };
+        self.state = State::Payload {
+            header,
+            remaining: len,
+            offset: 0,
+        };
         Ok(())
     }
 
     /// Moves payload bytes from `input` into the message, unmasking and
     /// validating them. Returns a message when a frame completes one.
     fn read_payload(&mut self, input: &mut &[u8]) -> Result<Option<Message>, ProtocolError> {
-        let State::Payload { header, remaining, offset } = &mut self.state else {
+        let State::Payload {
+            header,
+            remaining,
+            offset,
+        } = &mut self.state
+        else {
             return Ok(None);
         };
         let take = (*remaining).min(input.len() as u64) as usize;
         let (chunk, rest) = input.split_at(take);
         *input = rest;
         let mask = header.mask.unwrap_or([0; 4]);
-        let target = if header.opcode.is_control() { &mut self.control } else { &mut self.data };
+        let target = if header.opcode.is_control() {
+            &mut self.control
+        } else {
+            &mut self.data
+        };
         let start = target.len();
         target.extend_from_slice(chunk);
         apply_mask(&mut target[start..], mask, *offset);
@@ -204,7 +228,10 @@ impl MessageReader {
             return Ok(None);
         }
         let header = *header;
-        self.state = State::Header { buf: [0; MAX_HEADER_LEN], have: 0 };
+        self.state = State::Header {
+            buf: [0; MAX_HEADER_LEN],
+            have: 0,
+        };
         self.finish_frame(header)
     }
 
@@ -246,7 +273,8 @@ pub fn parse_close_payload(payload: &[u8]) -> Result<Option<(u16, String)>, Prot
             if !close::is_valid_received(code) {
                 return Err(ProtocolError::BadCloseFrame);
             }
-            let reason = std::str::from_utf8(&payload[2..]).map_err(|_| ProtocolError::InvalidUtf8)?;
+            let reason =
+                std::str::from_utf8(&payload[2..]).map_err(|_| ProtocolError::InvalidUtf8)?;
             Ok(Some((code, reason.to_string())))
         }
     }
@@ -257,7 +285,10 @@ mod tests {
     use super::*;
     use crate::ws::frame::encode_client_frame;
 
-    const LIMITS: Limits = Limits { max_frame_bytes: 1 << 20, max_message_bytes: 1 << 20 };
+    const LIMITS: Limits = Limits {
+        max_frame_bytes: 1 << 20,
+        max_message_bytes: 1 << 20,
+    };
     const MASK: [u8; 4] = [0x11, 0x22, 0x33, 0x44];
 
     /// Reads everything; returns the messages and the first error.
@@ -293,7 +324,10 @@ mod tests {
         assert_eq!(err, None);
         assert_eq!(
             msgs,
-            vec![Message::Ping(b"p".to_vec()), Message::Text("안녕하세요".as_bytes().to_vec())]
+            vec![
+                Message::Ping(b"p".to_vec()),
+                Message::Text("안녕하세요".as_bytes().to_vec())
+            ]
         );
     }
 
@@ -310,7 +344,10 @@ mod tests {
         let unmasked = frame::encode_frame(Opcode::Text, b"hi");
         assert_eq!(both_ways(&unmasked).1, Some(ProtocolError::Unmasked));
         let cont = encode_client_frame(true, 0, MASK, b"x");
-        assert_eq!(both_ways(&cont).1, Some(ProtocolError::UnexpectedContinuation));
+        assert_eq!(
+            both_ways(&cont).1,
+            Some(ProtocolError::UnexpectedContinuation)
+        );
         let mut two = encode_client_frame(false, 1, MASK, b"a");
         two.extend(encode_client_frame(true, 1, MASK, b"b"));
         assert_eq!(both_ways(&two).1, Some(ProtocolError::ExpectedContinuation));
@@ -331,17 +368,26 @@ mod tests {
 
     #[test]
     fn limits_are_checked_from_the_header() {
-        let limits = Limits { max_frame_bytes: 10, max_message_bytes: 15 };
+        let limits = Limits {
+            max_frame_bytes: 10,
+            max_message_bytes: 15,
+        };
         let mut reader = MessageReader::new();
         let big = encode_client_frame(true, 2, MASK, &[0; 11]);
         // Only the header is given: the limit already trips.
         let mut input = &big[..6];
-        assert_eq!(reader.read(&mut input, &limits), Err(ProtocolError::FrameTooBig));
+        assert_eq!(
+            reader.read(&mut input, &limits),
+            Err(ProtocolError::FrameTooBig)
+        );
         let mut reader = MessageReader::new();
         let mut s = encode_client_frame(false, 2, MASK, &[0; 10]);
         s.extend(encode_client_frame(true, 0, MASK, &[0; 10]));
         let mut input = &s[..];
-        assert_eq!(reader.read(&mut input, &limits), Err(ProtocolError::MessageTooBig));
+        assert_eq!(
+            reader.read(&mut input, &limits),
+            Err(ProtocolError::MessageTooBig)
+        );
     }
 
     #[test]
@@ -349,7 +395,10 @@ mod tests {
         let mut p = 4999u16.to_be_bytes().to_vec();
         p.extend_from_slice("bye 👋".as_bytes());
         let s = encode_client_frame(true, 8, MASK, &p);
-        assert_eq!(both_ways(&s).0, vec![Message::Close(Some((4999, "bye 👋".into())))]);
+        assert_eq!(
+            both_ways(&s).0,
+            vec![Message::Close(Some((4999, "bye 👋".into())))]
+        );
         let empty = encode_client_frame(true, 8, MASK, b"");
         assert_eq!(both_ways(&empty).0, vec![Message::Close(None)]);
     }

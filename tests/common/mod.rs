@@ -4,7 +4,7 @@
 //!
 //! Every socket gets read and write timeouts, so no test can hang.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::result_large_err)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -23,7 +23,11 @@ pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A config for tests: port 0 (any free port), everything else default.
 pub fn test_config() -> Config {
-    Config { bind: "127.0.0.1:0".parse().unwrap(), log_level: "warn".into(), ..Config::default() }
+    Config {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        log_level: "warn".into(),
+        ..Config::default()
+    }
 }
 
 /// Starts a server in a thread of this test process; returns its address.
@@ -75,7 +79,9 @@ pub fn spawn_command(cmd: &mut Command) -> Spawned {
             }
         }
     });
-    let addr = rx.recv_timeout(IO_TIMEOUT).expect("wsrooms did not report its address");
+    let addr = rx
+        .recv_timeout(IO_TIMEOUT)
+        .expect("wsrooms did not report its address");
     Spawned { child, addr }
 }
 
@@ -98,7 +104,10 @@ pub struct HttpResponse {
 
 impl HttpResponse {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn text(&self) -> String {
@@ -112,7 +121,11 @@ pub fn read_response(stream: &mut TcpStream) -> HttpResponse {
     let mut byte = [0u8; 1];
     while !buf.ends_with(b"\r\n\r\n") {
         let n = stream.read(&mut byte).expect("read response head");
-        assert!(n == 1, "connection closed before a full response head: {:?}", String::from_utf8_lossy(&buf));
+        assert!(
+            n == 1,
+            "connection closed before a full response head: {:?}",
+            String::from_utf8_lossy(&buf)
+        );
         buf.push(byte[0]);
     }
     let head = String::from_utf8(buf).unwrap();
@@ -133,7 +146,11 @@ pub fn read_response(stream: &mut TcpStream) -> HttpResponse {
         .unwrap_or(0);
     let mut body = vec![0; len];
     stream.read_exact(&mut body).expect("read body");
-    HttpResponse { status, headers, body }
+    HttpResponse {
+        status,
+        headers,
+        body,
+    }
 }
 
 /// Sends a raw request on a new connection and reads the response.
@@ -144,14 +161,19 @@ pub fn http_raw(addr: SocketAddr, request: &str) -> HttpResponse {
 }
 
 pub fn get(addr: SocketAddr, path: &str, extra_headers: &str) -> HttpResponse {
-    http_raw(addr, &format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{extra_headers}Connection: close\r\n\r\n"))
+    http_raw(
+        addr,
+        &format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{extra_headers}Connection: close\r\n\r\n"),
+    )
 }
 
 /// Percent-encodes a form value.
 pub fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             b' ' => "+".to_string(),
             _ => format!("%{b:02X}"),
         })
@@ -175,7 +197,10 @@ pub fn login_raw(addr: SocketAddr, user: &str, room: &str) -> HttpResponse {
 pub fn login(addr: SocketAddr, user: &str, room: u32) -> String {
     let r = login_raw(addr, user, &room.to_string());
     assert_eq!(r.status, 303, "login of {user} to {room}: {}", r.text());
-    assert_eq!(r.header("Location"), Some(format!("/rooms/{room}").as_str()));
+    assert_eq!(
+        r.header("Location"),
+        Some(format!("/rooms/{room}").as_str())
+    );
     let cookie = r.header("Set-Cookie").expect("cookie");
     cookie.split(';').next().unwrap().to_string()
 }
@@ -184,8 +209,13 @@ pub type Ws = WebSocket<TcpStream>;
 
 /// Opens a room socket with the page's own Origin.
 pub fn ws_connect(addr: SocketAddr, room: u32, cookie: &str) -> Ws {
-    ws_connect_path(addr, &format!("/rooms/{room}/ws"), Some(cookie), Some(&format!("http://{addr}")))
-        .expect("websocket handshake")
+    ws_connect_path(
+        addr,
+        &format!("/rooms/{room}/ws"),
+        Some(cookie),
+        Some(&format!("http://{addr}")),
+    )
+    .expect("websocket handshake")
 }
 
 /// Opens a WebSocket to any path with optional cookie and Origin.
@@ -206,7 +236,9 @@ pub fn ws_connect_path(
     match tungstenite::client::client(request, stream) {
         Ok((ws, _)) => Ok(ws),
         Err(tungstenite::HandshakeError::Failure(e)) => Err(e),
-        Err(tungstenite::HandshakeError::Interrupted(_)) => panic!("blocking handshake interrupted"),
+        Err(tungstenite::HandshakeError::Interrupted(_)) => {
+            panic!("blocking handshake interrupted")
+        }
     }
 }
 
@@ -237,7 +269,9 @@ pub fn next_of_type(ws: &mut Ws, kind: &str) -> serde_json::Value {
 pub fn expect_close(ws: &mut Ws) -> (u16, String) {
     loop {
         match ws.read() {
-            Ok(Message::Close(Some(frame))) => return (frame.code.into(), frame.reason.to_string()),
+            Ok(Message::Close(Some(frame))) => {
+                return (frame.code.into(), frame.reason.to_string())
+            }
             Ok(Message::Close(None)) => return (1005, String::new()),
             Ok(_) => continue,
             Err(e) => panic!("expected a close frame, got error {e}"),
