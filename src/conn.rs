@@ -200,3 +200,22 @@ mod tests {
         assert!(b.take(0.0, 2.0, t0), "rate 0 is off");
     }
 }
+
+#[cfg(test)]
+mod size_tests {
+    /// What an idle connection costs in the slab (plus its boxed `Ws`):
+    /// keep it small; the README quotes these numbers.
+    #[test]
+    fn connection_structs_stay_small() {
+        assert!(
+            std::mem::size_of::<super::Conn>() <= 192,
+            "{}",
+            std::mem::size_of::<super::Conn>()
+        );
+        assert!(
+            std::mem::size_of::<super::Ws>() <= 160,
+            "{}",
+            std::mem::size_of::<super::Ws>()
+        );
+    }
+}

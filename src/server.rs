@@ -357,7 +357,7 @@ impl Server {
             let Some(conn) = get_conn(&mut self.conns, id) else {
                 return;
             };
-            if conn.out.buffered() > pause_at {
+            if conn.read_paused || conn.out.buffered() > pause_at {
                 // Backpressure: let the kernel's buffers fill and TCP push
                 // back on the peer until we have sent what we owe it.
                 conn.read_paused = true;
