@@ -380,13 +380,23 @@ impl Server {
         self.to_read.push(id);
     }
 
+    /// The peer sent FIN. It may still read: send what is queued for it (an
+    /// answer to its last request, the echo of its close frame) before
+    /// closing; if that does not fit in the socket now, drain it with the
+    /// close timeout as the bound.
     fn on_eof(&mut self, id: ConnId) {
+        self.flush(id);
         let Some(conn) = self.conn(id) else { return };
         let reason = match &conn.phase {
             Phase::Draining => DropReason::Done,
             _ => DropReason::PeerClosed,
         };
-        self.drop_conn(id, reason);
+        if conn.out.is_empty() {
+            return self.drop_conn(id, reason);
+        }
+        if !matches!(conn.phase, Phase::Draining) {
+            self.start_draining(id);
+        }
     }
 
     fn on_bytes(&mut self, id: ConnId, bytes: &[u8]) {
@@ -563,8 +573,16 @@ impl Server {
     fn start_draining(&mut self, id: ConnId) {
         let deadline = self.now + self.config.close_timeout;
         let Some(conn) = self.conn(id) else { return };
+        let was_websocket = matches!(conn.phase, Phase::WebSocket(_));
+        let session = conn.session();
         conn.phase = Phase::Draining;
         conn.fin_when_flushed = true;
+        if was_websocket {
+            self.websockets -= 1;
+        }
+        if let Some(session) = session {
+            self.leave_room(session, id);
+        }
         self.mark_dirty(id);
         self.set_deadline(id, Some(deadline));
     }

@@ -489,3 +489,16 @@ fn the_login_form_works_without_the_query_and_with_plus_and_percent() {
     );
     assert_eq!(r.status, 415);
 }
+
+#[test]
+fn a_client_that_half_closes_still_gets_its_answer() {
+    let addr = start(test_config());
+    let mut s = tcp(addr);
+    s.write_all(b"GET /healthz HTTP/1.0\r\n\r\n").unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut all = Vec::new();
+    s.read_to_end(&mut all).unwrap();
+    let text = String::from_utf8(all).unwrap();
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    assert!(text.ends_with("\r\n\r\nok"), "{text}");
+}
