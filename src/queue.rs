@@ -81,11 +81,24 @@ impl WriteQueue {
     }
 
     /// Drops everything queued (a connection closed for backpressure gets
-    /// its memory back at once).
+    /// its memory back at once) — except the rest of a frame the kernel has
+    /// already taken part of: cutting it would corrupt the stream, and the
+    /// close frame queued next would be read as its payload.
     pub fn clear(&mut self) {
+        let started = if self.sent_of_front > 0 {
+            self.chunks.pop_front()
+        } else {
+            None
+        };
         self.chunks = VecDeque::new();
-        self.sent_of_front = 0;
         self.buffered = 0;
+        match started {
+            Some(front) => {
+                self.buffered = front.bytes().len() - self.sent_of_front;
+                self.chunks.push_back(front);
+            }
+            None => self.sent_of_front = 0,
+        }
     }
 
     /// Writes queued bytes until the queue is empty or `w` would block.
@@ -198,6 +211,30 @@ mod tests {
         assert_eq!(q.write_to(&mut w).unwrap(), Flushed::All);
         assert_eq!(w.out, b"head-shared-static");
         assert_eq!(q.buffered(), 0);
+    }
+
+    #[test]
+    fn clear_keeps_the_rest_of_a_started_frame() {
+        let mut q = WriteQueue::new();
+        q.push(Chunk::Owned(b"frame-one".to_vec()));
+        q.push(Chunk::Owned(b"frame-two".to_vec()));
+        let mut w = Trickle {
+            out: Vec::new(),
+            cap: 4,
+            calls: 0,
+            budget: 4,
+        };
+        assert_eq!(q.write_to(&mut w).unwrap(), Flushed::Partly);
+        q.clear();
+        assert_eq!(q.buffered(), 5, "the rest of frame-one only");
+        q.push(Chunk::Static(b"close"));
+        w.budget = 100;
+        assert_eq!(q.write_to(&mut w).unwrap(), Flushed::All);
+        assert_eq!(w.out, b"frame-oneclose");
+        // A queue with nothing started empties completely.
+        q.push(Chunk::Static(b"x"));
+        q.clear();
+        assert!(q.is_empty());
     }
 
     #[test]

@@ -292,7 +292,18 @@ impl Server {
             );
             self.metrics.connections_refused += 1;
             self.metrics.refuse("connections");
-            log::debug!("{peer}: refused, {} connections open", self.conns.len());
+            if self.metrics.connections_refused == 1 {
+                log::warn!(
+                    "{peer}: refused with 503, --max-connections {} reached \
+                     (logged once; see wsrooms_connections_refused_total)",
+                    self.config.max_connections
+                );
+            } else {
+                log::debug!(
+                    "{peer}: refused with 503, {} connections open",
+                    self.conns.len()
+                );
+            }
             return;
         }
         let _ = stream.set_nodelay(true);
@@ -427,11 +438,7 @@ impl Server {
             let head_len = match request::find_head_end(&http.buf, &mut http.scanned, &limits) {
                 Ok(Some(n)) => n,
                 Ok(None) => return,
-                Err(e) => {
-                    let peer = conn.peer;
-                    log::info!("{peer}: request refused: {}", e.status().code());
-                    return self.answer_and_close(id, e.status());
-                }
+                Err(e) => return self.answer_and_close(id, e.status()),
             };
             let mut buf = std::mem::take(&mut http.buf);
             let used = match self.answer_request(id, &buf, head_len) {
@@ -516,7 +523,16 @@ impl Server {
             routes::handle(&req, body, &mut ctx)
         };
         match outcome {
-            Outcome::Respond(response) => self.respond(id, response, head_only, keep_alive),
+            Outcome::Respond(response) => {
+                if response.status.code() >= 400 && req.header_has_token("upgrade", "websocket") {
+                    if let Some(conn) = self.conn(id) {
+                        let code = response.status.code();
+                        let (peer, path) = (conn.peer, req.path);
+                        log::info!("{peer}: WebSocket handshake to {path} refused: {code}");
+                    }
+                }
+                self.respond(id, response, head_only, keep_alive)
+            }
             Outcome::Metrics => {
                 let text = self.metrics.render(&self.gauges());
                 let response = Response::new(Status::Ok)
@@ -563,6 +579,9 @@ impl Server {
 
     /// Answers with a bare status page and closes the connection.
     fn answer_and_close(&mut self, id: ConnId, status: Status) {
+        if let Some(conn) = self.conn(id) {
+            log::info!("{}: request refused: {}", conn.peer, status.code());
+        }
         let mut response = Response::text(status, status.phrase());
         response.close = true;
         self.respond(id, response, false, false);
@@ -711,10 +730,15 @@ impl Server {
             },
             Message::Binary(bytes) => match role {
                 Role::Echo => self.send_owned(id, frame::encode_frame(Opcode::Binary, &bytes)),
-                Role::Chat { .. } => self.close_ws(
-                    id,
-                    CloseReason::new(close::UNSUPPORTED_DATA, "text messages only"),
-                ),
+                Role::Chat { .. } => {
+                    if let Some(conn) = self.conn(id) {
+                        log::info!("{}: binary message, closing 1003", conn.peer);
+                    }
+                    self.close_ws(
+                        id,
+                        CloseReason::new(close::UNSUPPORTED_DATA, "text messages only"),
+                    )
+                }
             },
         }
     }
@@ -1003,13 +1027,25 @@ impl Server {
     }
 
     fn check_shutdown_done(&mut self) {
-        if self.shutting_down.is_some() && self.conns.is_empty() {
+        // Done once every socket has finished: its close handshake (or last
+        // response) sent and FIN'd. Waiting for the peers' FINs as well would
+        // only hold the exit until the deadline.
+        if self.shutting_down.is_some()
+            && self
+                .conns
+                .iter()
+                .all(|(_, c)| matches!(c.phase, Phase::Draining) && c.fin_sent)
+        {
             self.stopped = true;
         }
         if self.stopped {
+            let unfinished = self
+                .conns
+                .iter()
+                .filter(|(_, c)| !(matches!(c.phase, Phase::Draining) && c.fin_sent))
+                .count();
             log::info!(
-                "stopped: {} connections left open, {} accepted in all, {} messages in, {} deliveries",
-                self.conns.len(),
+                "stopped: {unfinished} connections had not finished closing, {} accepted in all, {} messages in, {} deliveries",
                 self.metrics.connections_accepted,
                 self.metrics.messages_in,
                 self.metrics.messages_out
