@@ -658,3 +658,35 @@ fn each_refusal_and_forced_close_logs_one_line_with_peer_and_reason() {
     std::thread::sleep(Duration::from_millis(200)); // any further lines would be out by now
     assert_eq!(log.matching(&[&peer]).len(), 1, "{}", log.all());
 }
+
+// ----- timers and slot reuse ------------------------------------------------
+
+#[test]
+fn a_closed_connections_timer_does_not_fire_on_the_next_one_in_its_slot() {
+    let head_timeout = Duration::from_millis(600);
+    let addr = start(Config {
+        head_timeout,
+        ..test_config()
+    });
+    // A: half a request, then it hangs up; its EOF back means the server
+    // has dropped it and freed its slot (the only one in use).
+    let t0 = Instant::now();
+    let mut a = tcp(addr);
+    a.write_all(b"GET / HTTP/1.1\r\n").unwrap();
+    a.shutdown(std::net::Shutdown::Write).unwrap();
+    read_until_closed(&mut a, Duration::from_secs(2));
+    // B takes that slot, later: A's timer entry (t0 + 600 ms) comes due
+    // while B's own deadline is still ahead.
+    std::thread::sleep(Duration::from_millis(300));
+    let mut b = tcp(addr);
+    b.write_all(b"GET / HTTP/1.1\r\n").unwrap();
+    let b_opened = Instant::now();
+    std::thread::sleep((t0 + Duration::from_millis(750)).saturating_duration_since(Instant::now()));
+    assert!(!is_closed(&b), "B was dropped by A's timer");
+    read_until_closed(&mut b, Duration::from_secs(3));
+    let lived = b_opened.elapsed();
+    assert!(
+        lived >= head_timeout - Duration::from_millis(50),
+        "B lived only {lived:?}"
+    );
+}
