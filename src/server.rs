@@ -688,11 +688,7 @@ impl Server {
                 Ok(Some(message)) => self.on_message(id, message),
                 Ok(None) => return,
                 Err(e) => {
-                    let closing = ws.close_sent;
-                    if closing {
-                        // Garbage after our close: stop listening.
-                        self.start_draining(id);
-                    } else {
+                    if !ws.close_sent {
                         let peer = conn.peer;
                         log::info!(
                             "{peer}: protocol error, closing {}: {}",
@@ -701,6 +697,11 @@ impl Server {
                         );
                         self.close_ws(id, e.to_close());
                     }
+                    // Fail the connection (RFC 6455 §7.1.7): after a protocol
+                    // error the stream cannot be parsed any more, so read
+                    // nothing more from it (not even a close frame); send
+                    // our close, then FIN.
+                    self.start_draining(id);
                     return;
                 }
             }

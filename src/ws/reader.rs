@@ -182,7 +182,14 @@ impl MessageReader {
             if self.data.len() as u64 + len > limits.max_message_bytes as u64 {
                 return Err(ProtocolError::MessageTooBig);
             }
-            self.data.reserve(len as usize);
+            // Room for the whole frame at once, growing by doubling like
+            // `Vec` would, but never past the message limit: a reader never
+            // holds more than its limits allow.
+            let need = self.data.len() + len as usize;
+            if need > self.data.capacity() {
+                let target = need.max((self.data.capacity() * 2).min(limits.max_message_bytes));
+                self.data.reserve_exact(target - self.data.len());
+            }
         }
         self.state = State::Payload {
             header,
@@ -388,6 +395,21 @@ mod tests {
             reader.read(&mut input, &limits),
             Err(ProtocolError::MessageTooBig)
         );
+    }
+
+    #[test]
+    fn never_holds_more_than_the_message_limit() {
+        // Vec's own doubling would take 60 → 120 bytes for a 100-byte limit.
+        let limits = Limits {
+            max_frame_bytes: 100,
+            max_message_bytes: 100,
+        };
+        let mut s = encode_client_frame(false, 2, MASK, &[1; 60]);
+        s.extend(encode_client_frame(true, 0, MASK, &[2; 40]));
+        let mut reader = MessageReader::new();
+        let mut input = &s[..s.len() - 1];
+        assert_eq!(reader.read(&mut input, &limits), Ok(None));
+        assert!(reader.buffered() <= 100, "{}", reader.buffered());
     }
 
     #[test]
