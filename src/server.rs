@@ -800,16 +800,19 @@ impl Server {
             chat::unix_millis(),
             self.config.history_messages,
         );
-        self.broadcast(room, frame, None);
+        // Only chat messages count as deliveries, not join/leave events.
+        self.metrics.messages_out += self.broadcast(room, frame, None) as u64;
     }
 
-    /// Queues one shared frame for every member of `room` (but `except`).
-    /// Receivers pushed over `--max-buffered` are closed afterwards.
-    fn broadcast(&mut self, room: usize, frame: Frame, except: Option<ConnId>) {
+    /// Queues one shared frame for every member of `room` (but `except`);
+    /// returns how many receivers it was queued for. Receivers pushed over
+    /// `--max-buffered` are closed afterwards.
+    fn broadcast(&mut self, room: usize, frame: Frame, except: Option<ConnId>) -> usize {
         let max_buffered = self.config.max_buffered;
         let mut too_slow = Vec::new();
+        let mut queued = 0;
         let Some(r) = self.chat.rooms.get(room) else {
-            return;
+            return 0;
         };
         for member in &r.members {
             if Some(member.conn) == except {
@@ -822,7 +825,7 @@ impl Server {
                 continue;
             }
             conn.out.push(Chunk::Shared(Rc::clone(&frame)));
-            self.metrics.messages_out += 1;
+            queued += 1;
             if !conn.dirty {
                 conn.dirty = true;
                 self.dirty.push(conn.id);
@@ -842,6 +845,7 @@ impl Server {
             }
             self.close_ws(id, CloseReason::new(close::POLICY, "backpressure limit"));
         }
+        queued
     }
 
     /// Sends our close frame (once), leaves the room, and waits for the
