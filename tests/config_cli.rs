@@ -1,0 +1,279 @@
+//! Configuration through the real binary (SPEC §7–§8, issue 7): flags and
+//! `WSROOMS_*` variables, flags winning; bad values refused at start with
+//! exit code 2 and one line naming the flag (or variable) and its range;
+//! `--help`; the effective configuration logged at start.
+//!
+//! Every run empties the environment first, so a developer's own
+//! `WSROOMS_*` or `RUST_LOG` cannot change the outcome.
+
+mod common;
+mod tools;
+
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+use tools::{free_port, run_with_timeout, TempDir, Wsrooms};
+use tungstenite::Message;
+
+/// Every flag of SPEC §7–§8 and the README's table.
+const FLAGS: &[&str] = &[
+    "bind",
+    "max-connections",
+    "max-head-bytes",
+    "head-timeout-secs",
+    "max-message-bytes",
+    "max-frame-bytes",
+    "max-chat-chars",
+    "rate-limit",
+    "rate-burst",
+    "max-users-per-room",
+    "pause-reading-at",
+    "max-buffered",
+    "ping-interval-secs",
+    "pong-timeout-secs",
+    "close-timeout-secs",
+    "shutdown-timeout-secs",
+    "reserve-secs",
+    "grace-secs",
+    "history-messages",
+    "allow-origin",
+    "echo",
+    "www",
+    "trust-proxy",
+    "metrics-bind",
+    "sharded",
+    "log-level",
+];
+
+fn env_name(flag: &str) -> String {
+    format!("WSROOMS_{}", flag.replace('-', "_").to_ascii_uppercase())
+}
+
+/// Runs the binary to its end (10 s at most) with only `envs` set.
+/// `--bind 127.0.0.1:0` comes first, so that a run which wrongly starts
+/// listens on a free port rather than on 8080 (and then times out here).
+fn run(args: &[&str], envs: &[(&str, &str)]) -> (Option<i32>, String, String) {
+    let out = run_with_timeout(
+        Command::new(env!("CARGO_BIN_EXE_wsrooms"))
+            .args(["--bind", "127.0.0.1:0"])
+            .args(args)
+            .env_clear()
+            .envs(envs.iter().copied()),
+        None,
+        Duration::from_secs(10),
+    );
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Asserts a refused start: exit 2, nothing on stdout, exactly one line on
+/// stderr that contains every one of `needles`.
+fn refused(args: &[&str], envs: &[(&str, &str)], needles: &[&str]) {
+    let (code, stdout, stderr) = run(args, envs);
+    let what = format!("{args:?} {envs:?}");
+    assert_eq!(code, Some(2), "{what}: exit code; stderr {stderr:?}");
+    assert_eq!(stdout, "", "{what}: stdout");
+    assert!(stderr.ends_with('\n'), "{what}: {stderr:?}");
+    assert_eq!(
+        stderr.trim_end().lines().count(),
+        1,
+        "{what}: one line: {stderr:?}"
+    );
+    for needle in needles {
+        assert!(
+            stderr.contains(needle),
+            "{what}: {stderr:?} lacks {needle:?}"
+        );
+    }
+}
+
+#[test]
+fn bad_values_stop_the_start_with_exit_2_and_one_line_naming_the_flag() {
+    refused(
+        &["--max-chat-chars", "0"],
+        &[],
+        &["--max-chat-chars", "1 to 100000", "\"0\""],
+    );
+    refused(
+        &["--max-chat-chars=abc"],
+        &[],
+        &["--max-chat-chars", "1 to 100000"],
+    );
+    refused(
+        &[],
+        &[("WSROOMS_RATE_LIMIT", "fast")],
+        &["WSROOMS_RATE_LIMIT", "0 to 1000000", "\"fast\""],
+    );
+    refused(
+        &[],
+        &[("WSROOMS_PING_INTERVAL_SECS", "0")],
+        &["WSROOMS_PING_INTERVAL_SECS", "1 to 86400"],
+    );
+    refused(&["--no-such-flag"], &[], &["--no-such-flag", "--help"]);
+    refused(&["stray"], &[], &["\"stray\""]);
+    refused(&["--max-buffered"], &[], &["--max-buffered", "value"]);
+    refused(&["--bind", "nowhere"], &[], &["--bind", "ADDR:PORT"]);
+    refused(
+        &["--metrics-bind", "localhost"],
+        &[],
+        &["--metrics-bind", "ADDR:PORT"],
+    );
+    refused(&["--log-level", "loud"], &[], &["--log-level", "debug"]);
+    refused(&["--echo=maybe"], &[], &["--echo", "true or false"]);
+    refused(
+        &[],
+        &[("WSROOMS_TRUST_PROXY", "perhaps")],
+        &["WSROOMS_TRUST_PROXY", "true or false"],
+    );
+    refused(
+        &["--allow-origin", "chat.example"],
+        &[],
+        &["--allow-origin", "https://"],
+    );
+    refused(
+        &["--max-head-bytes", "100"],
+        &[],
+        &["--max-head-bytes", "256 to 1048576"],
+    );
+    refused(
+        &["--pause-reading-at", "2000000", "--max-buffered", "1048576"],
+        &[],
+        &["--pause-reading-at", "--max-buffered"],
+    );
+    // A bad environment value is refused even when a flag would override
+    // it: an operator's typo in a unit file does not hide.
+    refused(
+        &["--max-chat-chars", "5"],
+        &[("WSROOMS_MAX_CHAT_CHARS", "lots")],
+        &["WSROOMS_MAX_CHAT_CHARS"],
+    );
+}
+
+#[test]
+fn help_lists_every_flag_with_its_variable_and_default() {
+    let (code, stdout, stderr) = run(&["--help"], &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    for flag in FLAGS {
+        let at = stdout
+            .find(&format!("--{flag} "))
+            .or_else(|| stdout.find(&format!("--{flag}\n")))
+            .unwrap_or_else(|| panic!("--help lacks --{flag}:\n{stdout}"));
+        // Its help line gives the default in brackets, then its variable.
+        let entry = &stdout[at..];
+        let line = entry.lines().next().unwrap();
+        assert!(
+            line.contains('[') && line.contains(']'),
+            "--{flag} has no [default]: {line}"
+        );
+        let env_line = entry.lines().nth(1).unwrap_or("");
+        assert!(
+            env_line.trim() == format!("env {}", env_name(flag)),
+            "--{flag}'s variable: {env_line:?}"
+        );
+    }
+    // And every flag --help lists is one the README documents.
+    let readme = std::fs::read_to_string(tools::repo().join("README.md")).unwrap();
+    for word in stdout.split_whitespace() {
+        if let Some(flag) = word.strip_prefix("--") {
+            if flag != "help" {
+                assert!(
+                    readme.contains(&format!("`--{flag}")),
+                    "--{flag} is in --help but not in README.md"
+                );
+            }
+        }
+    }
+    // -h too.
+    let (code, short, _) = run(&["-h"], &[]);
+    assert_eq!((code, short), (Some(0), stdout));
+}
+
+/// Starts the binary with `args` and `envs` (the environment otherwise
+/// empty); the caller's `args` must include `--bind`.
+fn spawn(dir: &TempDir, args: &[&str], envs: &[(&str, &str)]) -> Wsrooms {
+    Wsrooms::spawn(args, envs, dir.join("wsrooms.log"))
+}
+
+fn max_chars_seen(addr: SocketAddr) -> (u64, String) {
+    let (mut ws, welcome) = join(addr, "tess", 2);
+    ws.send(Message::text("abcdefghijklmnopqrstuvwxyz"))
+        .unwrap();
+    let echoed = next_of_type(&mut ws, "message");
+    (
+        welcome["maxChars"].as_u64().unwrap(),
+        echoed["text"].as_str().unwrap().to_string(),
+    )
+}
+
+#[test]
+fn environment_sets_and_flags_override_it() {
+    let dir = TempDir::new("config");
+    // The variable alone: a 5-character limit, seen in the welcome and in
+    // the truncation; the start log shows the effective value.
+    let s = spawn(
+        &dir,
+        &["--bind", "127.0.0.1:0"],
+        &[("WSROOMS_MAX_CHAT_CHARS", "5")],
+    );
+    assert_eq!(max_chars_seen(s.addr), (5, "abcde".to_string()));
+    let config_line = s.wait_for_log("config: ");
+    assert!(config_line.contains("max_chat_chars=5"), "{config_line}");
+    assert!(config_line.contains("INFO"), "{config_line}");
+    drop(s);
+    // Flag and variable: the flag wins.
+    let s = spawn(
+        &dir,
+        &["--bind", "127.0.0.1:0", "--max-chat-chars", "7"],
+        &[("WSROOMS_MAX_CHAT_CHARS", "5")],
+    );
+    assert_eq!(max_chars_seen(s.addr), (7, "abcdefg".to_string()));
+    drop(s);
+    // WSROOMS_BIND alone picks the address; a boolean variable turns a
+    // switch on (here /echo).
+    let port = free_port();
+    let bind = format!("127.0.0.1:{port}");
+    let s = spawn(&dir, &[], &[("WSROOMS_BIND", &bind), ("WSROOMS_ECHO", "1")]);
+    assert_eq!(s.addr.port(), port);
+    let mut echo = ws_connect_path(s.addr, "/echo", None, None).expect("/echo is on");
+    echo.send(Message::text("hi")).unwrap();
+    assert_eq!(echo.read().unwrap(), Message::text("hi"));
+    drop(s);
+    // ...and the flag form of a switch wins over a variable saying off.
+    let s = spawn(
+        &dir,
+        &["--bind", "127.0.0.1:0", "--echo"],
+        &[("WSROOMS_ECHO", "false")],
+    );
+    assert!(ws_connect_path(s.addr, "/echo", None, None).is_ok());
+    drop(s);
+    let s = spawn(
+        &dir,
+        &["--bind", "127.0.0.1:0"],
+        &[("WSROOMS_ECHO", "false")],
+    );
+    assert!(ws_connect_path(s.addr, "/echo", None, None).is_err());
+}
+
+#[test]
+fn log_level_comes_from_the_flag_or_rust_log() {
+    let dir = TempDir::new("loglevel");
+    // RUST_LOG=warn: no info lines (the config line is info).
+    let s = spawn(&dir, &["--bind", "127.0.0.1:0"], &[("RUST_LOG", "warn")]);
+    let _ = join(s.addr, "uma", 1);
+    assert!(!s.log_text().contains("config: "), "{}", s.log_text());
+    drop(s);
+    // --log-level debug over RUST_LOG=warn: connection lines appear.
+    let s = spawn(
+        &dir,
+        &["--bind", "127.0.0.1:0", "--log-level", "debug"],
+        &[("RUST_LOG", "warn")],
+    );
+    let _ = join(s.addr, "uma", 1);
+    s.wait_for_log("upgraded to WebSocket");
+    s.wait_for_log("config: ");
+}

@@ -1,0 +1,220 @@
+//! The shipped deploy/nginx.conf, run for real (issue 7): nginx from
+//! Debian's package with a self-signed certificate made here, terminating
+//! TLS in front of the real `wsrooms` binary run with `--trust-proxy` as
+//! deploy/wsrooms.service does. A Python client (tests/python/proxy_chat.py)
+//! logs in over https and chats over wss://.
+//!
+//! The test renders the shipped file, replacing only its `listen` lines,
+//! the certificate paths and the upstream `server` line (see the top of
+//! deploy/nginx.conf); everything else is tested as shipped.
+//!
+//! Skipped (with a message) without nginx, openssl or Python `websockets`;
+//! under `CI=true` their absence fails.
+
+mod common;
+mod tools;
+
+use std::path::{Path, PathBuf};
+
+use common::http_raw;
+use tools::*;
+
+/// A backend, nginx in front of it, and what the Python client needs.
+struct Proxied {
+    // Dropped in this order: nginx, the backend, then their directory.
+    nginx: Nginx,
+    backend: Wsrooms,
+    _dir: TempDir,
+    python: PathBuf,
+    cert: PathBuf,
+    https_port: u16,
+    http_port: u16,
+}
+
+impl Proxied {
+    fn start(backend_args: &[&str]) -> Option<Proxied> {
+        if !have_nginx_and_openssl() {
+            return None;
+        }
+        let python = python(&["websockets"])?;
+        let dir = TempDir::new("nginx");
+        let (cert, key) = self_signed_cert(dir.path());
+        let mut args = vec!["--bind", "127.0.0.1:0", "--trust-proxy"];
+        args.extend_from_slice(backend_args);
+        let backend = Wsrooms::spawn(&args, &[], dir.join("wsrooms.log"));
+        let (https_port, http_port) = (free_port(), free_port());
+        let site = render_site(
+            "nginx.conf",
+            https_port,
+            http_port,
+            &cert,
+            &key,
+            &[("server 127.0.0.1:8080", backend.addr)],
+        );
+        let nginx = Nginx::start(dir.path(), &site, &[https_port, http_port]);
+        Some(Proxied {
+            python,
+            _dir: dir,
+            cert,
+            https_port,
+            http_port,
+            nginx,
+            backend,
+        })
+    }
+
+    /// Runs proxy_chat.py `command` against this nginx.
+    fn client(&self, command: &str, args: &[&str]) -> serde_json::Value {
+        let mut all: Vec<String> = vec![
+            command.into(),
+            "--port".into(),
+            self.https_port.to_string(),
+            "--cafile".into(),
+            path(&self.cert),
+        ];
+        all.extend(args.iter().map(|s| s.to_string()));
+        let result = std::panic::catch_unwind(|| run_python(&self.python, "proxy_chat.py", &all));
+        match result {
+            Ok(v) => v,
+            Err(e) => {
+                eprintln!(
+                    "--- nginx error log ---\n{}\n--- wsrooms log ---\n{}",
+                    self.nginx.log(),
+                    self.backend.log_text()
+                );
+                std::panic::resume_unwind(e)
+            }
+        }
+    }
+}
+
+fn path(p: &Path) -> String {
+    p.display().to_string()
+}
+
+#[test]
+fn chat_over_wss_through_the_shipped_nginx_config() {
+    let Some(p) = Proxied::start(&["--log-level", "info"]) else {
+        return;
+    };
+    // Two rooms, three users each (one with a Hangul id), every one of them
+    // logs in over https, loads the room page, and chats over wss://.
+    let r = p.client(
+        "chat",
+        &[
+            "--rooms",
+            "5,6",
+            "--users",
+            "alice,bob,민준",
+            "--messages",
+            "4",
+        ],
+    );
+    assert_eq!(r["messages"], 2 * 3 * 4, "{r}");
+    // A page of another site may not open a socket with the visitor's cookie.
+    let r = p.client("bad-origin", &["--room", "7", "--user", "carol"]);
+    assert_eq!(r["status"], 403);
+    p.backend
+        .wait_for_log("login: \"alice\" reserved in room 5");
+    p.backend.wait_for_log("trust_proxy=true");
+}
+
+#[test]
+fn the_proxy_redirects_http_and_hides_metrics() {
+    let Some(p) = Proxied::start(&[]) else {
+        return;
+    };
+    let http = std::net::SocketAddr::from(([127, 0, 0, 1], p.http_port));
+    let r = http_raw(
+        http,
+        "GET /rooms/5?x=1 HTTP/1.1\r\nHost: chat.example.com\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(r.status, 301);
+    assert_eq!(
+        r.header("Location"),
+        Some("https://chat.example.com/rooms/5?x=1")
+    );
+    let get = |path: &str| p.client("get", &["--path", path]);
+    let r = get("/metrics");
+    assert_eq!(r["status"], 404, "/metrics must not be public: {r}");
+    let r = get("/healthz");
+    assert_eq!(r["status"], 200, "{r}");
+    assert_eq!(r["body"], "ok");
+    let r = get("/");
+    assert_eq!(r["status"], 200, "{r}");
+    assert!(
+        r["headers"]["strict-transport-security"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("max-age=")),
+        "{r}"
+    );
+    assert!(r["headers"]["content-security-policy"].is_string(), "{r}");
+    // Still there on the backend itself, for a local scraper.
+    let direct = common::get(p.backend.addr, "/metrics", "");
+    assert_eq!(direct.status, 200);
+}
+
+/// `--trust-proxy`: the client address is the one nginx saw and appended
+/// to X-Forwarded-For, not nginx's own and not one the client made up.
+/// The client connects from 127.0.0.2 (still loopback) so the two differ.
+#[test]
+fn trust_proxy_logs_the_address_nginx_saw() {
+    let Some(p) = Proxied::start(&["--log-level", "debug"]) else {
+        return;
+    };
+    let r = p.client(
+        "chat",
+        &[
+            "--rooms",
+            "9",
+            "--users",
+            "dora",
+            "--messages",
+            "1",
+            "--source",
+            "127.0.0.2",
+            "--spoof-xff",
+            "203.0.113.9",
+        ],
+    );
+    assert_eq!(r["messages"], 1);
+    p.backend.wait_for_log("upgraded to WebSocket");
+    let log = p.backend.log_text();
+    let upgraded: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("upgraded to WebSocket"))
+        .collect();
+    assert_eq!(upgraded.len(), 1, "{log}");
+    assert!(
+        upgraded[0].contains("127.0.0.2:"),
+        "the socket's address must be the client's (127.0.0.2): {}",
+        upgraded[0]
+    );
+    assert!(
+        !log.contains("203.0.113.9"),
+        "a spoofed address was believed:\n{log}"
+    );
+}
+
+/// Server pings and client pongs pass through the proxy: with a 1 s ping
+/// and 1 s pong timeout, a socket idle for 3 s is still open afterwards.
+#[test]
+fn keepalive_pings_pass_through_nginx() {
+    let Some(p) = Proxied::start(&["--ping-interval-secs", "1", "--pong-timeout-secs", "1"]) else {
+        return;
+    };
+    let r = p.client(
+        "chat",
+        &[
+            "--rooms",
+            "3",
+            "--users",
+            "erin,finn",
+            "--messages",
+            "2",
+            "--idle",
+            "3",
+        ],
+    );
+    assert_eq!(r["messages"], 4);
+}
