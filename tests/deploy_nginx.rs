@@ -42,16 +42,17 @@ impl Proxied {
         let mut args = vec!["--bind", "127.0.0.1:0", "--trust-proxy"];
         args.extend_from_slice(backend_args);
         let backend = Wsrooms::spawn(&args, &[], dir.join("wsrooms.log"));
-        let (https_port, http_port) = (free_port(), free_port());
-        let site = render_site(
-            "nginx.conf",
-            https_port,
-            http_port,
-            &cert,
-            &key,
-            &[("server 127.0.0.1:8080", backend.addr)],
-        );
-        let nginx = Nginx::start(dir.path(), &site, &[https_port, http_port]);
+        let (nginx, https_port, http_port) =
+            Nginx::start_on_free_ports(dir.path(), |https, http| {
+                render_site(
+                    "nginx.conf",
+                    https,
+                    http,
+                    &cert,
+                    &key,
+                    &[("server 127.0.0.1:8080", backend.addr)],
+                )
+            });
         Some(Proxied {
             python,
             _dir: dir,
@@ -217,4 +218,73 @@ fn keepalive_pings_pass_through_nginx() {
         ],
     );
     assert_eq!(r["messages"], 4);
+}
+
+/// The install steps of deploy/README.md: either site file dropped into
+/// Debian's own /etc/nginx (its nginx.conf, mime types, modules) passes
+/// `nginx -t`. Works on a copy with the paths moved into a temp directory.
+#[test]
+fn the_site_files_pass_nginx_t_inside_debians_own_nginx_conf() {
+    if !have_nginx_and_openssl() {
+        return;
+    }
+    let etc = Path::new("/etc/nginx");
+    if !etc.join("nginx.conf").is_file() {
+        missing("Debian's /etc/nginx/nginx.conf");
+        return;
+    }
+    let dir = TempDir::new("debian-nginx");
+    let (cert, key) = self_signed_cert(dir.path());
+    let root = dir.join("etc-nginx");
+    let out = run_with_timeout(
+        std::process::Command::new("cp")
+            .arg("-r")
+            .arg(etc)
+            .arg(&root),
+        None,
+        TOOL_TIMEOUT,
+    );
+    assert!(out.status.success(), "{out:?}");
+    let logs = dir.join("log");
+    std::fs::create_dir_all(&logs).unwrap();
+    let main = std::fs::read_to_string(root.join("nginx.conf"))
+        .unwrap()
+        .replace("/etc/nginx/", &format!("{}/", root.display()))
+        .replace("/var/log/nginx/", &format!("{}/", logs.display()));
+    std::fs::write(root.join("nginx.conf"), main).unwrap();
+    let enabled = root.join("sites-enabled");
+    let _ = std::fs::remove_dir_all(&enabled);
+    std::fs::create_dir_all(&enabled).unwrap();
+    for file in ["nginx.conf", "nginx-sharded.conf"] {
+        let site = render(
+            &shipped(file),
+            file,
+            &[
+                (
+                    "/etc/letsencrypt/live/chat.example.com/fullchain.pem",
+                    path(&cert),
+                ),
+                (
+                    "/etc/letsencrypt/live/chat.example.com/privkey.pem",
+                    path(&key),
+                ),
+            ],
+        );
+        std::fs::write(enabled.join("wsrooms"), site).unwrap();
+        let out = run_with_timeout(
+            std::process::Command::new("nginx")
+                .arg("-t")
+                .arg("-c")
+                .arg(root.join("nginx.conf"))
+                .arg("-e")
+                .arg(logs.join("error.log")),
+            None,
+            TOOL_TIMEOUT,
+        );
+        assert!(
+            out.status.success(),
+            "deploy/{file} in Debian's nginx.conf: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }

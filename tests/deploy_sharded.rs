@@ -52,19 +52,19 @@ fn rooms_are_hashed_to_processes_and_users_of_a_room_meet() {
     ];
     let a = Wsrooms::spawn(&args, &[], dir.join("a.log"));
     let b = Wsrooms::spawn(&args, &[], dir.join("b.log"));
-    let (https_port, http_port) = (free_port(), free_port());
-    let site = render_site(
-        "nginx-sharded.conf",
-        https_port,
-        http_port,
-        &cert,
-        &key,
-        &[
-            ("server 127.0.0.1:8081", a.addr),
-            ("server 127.0.0.1:8082", b.addr),
-        ],
-    );
-    let nginx = Nginx::start(dir.path(), &site, &[https_port, http_port]);
+    let (nginx, https_port, _) = Nginx::start_on_free_ports(dir.path(), |https, http| {
+        render_site(
+            "nginx-sharded.conf",
+            https,
+            http,
+            &cert,
+            &key,
+            &[
+                ("server 127.0.0.1:8081", a.addr),
+                ("server 127.0.0.1:8082", b.addr),
+            ],
+        )
+    });
     let client = |args: &[&str]| {
         let mut all: Vec<String> = vec![
             "chat".into(),

@@ -302,9 +302,42 @@ pub struct Nginx {
 }
 
 impl Nginx {
+    /// Starts nginx with the site `render(https_port, http_port)` returns,
+    /// on two free loopback ports; picks new ports when another process took
+    /// one meanwhile. Returns nginx and the two ports.
+    pub fn start_on_free_ports(
+        dir: &Path,
+        render: impl Fn(u16, u16) -> String,
+    ) -> (Nginx, u16, u16) {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let https_port = free_port();
+            let http_port = free_port();
+            if https_port == http_port {
+                continue;
+            }
+            match Nginx::try_start(
+                dir,
+                &render(https_port, http_port),
+                &[https_port, http_port],
+            ) {
+                Ok(nginx) => return (nginx, https_port, http_port),
+                Err(log) if attempt < 5 && log.contains("Address already in use") => continue,
+                Err(log) => panic!("nginx did not start:\n{log}"),
+            }
+        }
+    }
+
     /// Wraps `site` (an http-level site file) in a main config, checks it
     /// with `nginx -t`, starts nginx and waits until `ports` accept.
     pub fn start(dir: &Path, site: &str, ports: &[u16]) -> Nginx {
+        Nginx::try_start(dir, site, ports)
+            .unwrap_or_else(|log| panic!("nginx did not start:\n{log}"))
+    }
+
+    /// Like [`Nginx::start`]; when nginx exits at once, returns its log.
+    pub fn try_start(dir: &Path, site: &str, ports: &[u16]) -> Result<Nginx, String> {
         let d = dir.display();
         // WSROOMS_TEST_NGINX_LOG=debug to see nginx's side of a failure.
         let level = std::env::var("WSROOMS_TEST_NGINX_LOG").unwrap_or_else(|_| "notice".into());
@@ -348,20 +381,24 @@ impl Nginx {
         for &port in ports {
             loop {
                 if let Some(status) = child.try_wait().unwrap() {
-                    panic!(
+                    return Err(format!(
                         "nginx exited ({status}):\n{}\n{}",
                         std::fs::read_to_string(&error_log).unwrap_or_default(),
                         std::fs::read_to_string(dir.join("stderr.log")).unwrap_or_default()
-                    );
+                    ));
                 }
                 if TcpStream::connect(("127.0.0.1", port)).is_ok() {
                     break;
                 }
-                assert!(Instant::now() < deadline, "nginx does not listen on {port}");
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(format!("nginx does not listen on {port}"));
+                }
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
-        Nginx { child, error_log }
+        Ok(Nginx { child, error_log })
     }
 
     pub fn log(&self) -> String {
