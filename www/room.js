@@ -163,47 +163,57 @@ function clearTimers() {
   countdownTimer = null;
 }
 
+/** "(code 1008, “rate limit”)": the close code and the server's reason. */
+function codeWords(code, reason) {
+  return reason ? `(code ${code}, “${reason}”)` : `(code ${code})`;
+}
+
 /**
  * What a close code means for the person, and whether we try again.
  * Codes: RFC 6455 §7.4; 4000 is this application's own ("replaced").
+ * `text` is the sentence shown when we stop; `why` the short cause shown
+ * while we wait to retry. Both end with the code and the server's reason.
  */
 function explainClose(code, reason) {
+  const tail = codeWords(code, reason);
   switch (code) {
-    case 1000:
-      return { retry: false, text: 'The server ended the connection normally.' };
     case 1001: // the server is shutting down or restarting
-      return { retry: true, why: 'server restarted' };
+      return { retry: true, why: `the server is restarting ${tail}` };
     case 1006: // no close frame at all: network drop, server crash, refused handshake
-      return { retry: true, why: 'connection lost' };
+      return { retry: true, why: `the connection was lost ${tail}` };
     case 1011: // the server hit an unexpected error
-      return { retry: true, why: 'server error' };
+      return { retry: true, why: `the server had an internal error ${tail}` };
+    case 1012: // service restart
+    case 1013: // try again later
+      return { retry: true, why: `the server asked to try again later ${tail}` };
+    case 1000:
+      return { retry: false, text: `The server ended the connection normally ${tail}.` };
     case 1002:
-      return { retry: false, text: 'Disconnected: the server reported a WebSocket protocol error (code 1002).' };
+      return { retry: false, text: `Disconnected: the server reported a WebSocket protocol error ${tail}.` };
     case 1003:
-      return { retry: false, text: 'Disconnected: the server accepts only text messages (code 1003).' };
+      return { retry: false, text: `Disconnected: the server accepts only text messages ${tail}.` };
     case 1007:
-      return { retry: false, text: 'Disconnected: a message was not valid UTF-8 text (code 1007).' };
+      return { retry: false, text: `Disconnected: a message was not valid UTF-8 text ${tail}.` };
     case 1009:
-      return { retry: false, text: 'Disconnected: a message was too big for the server (code 1009).' };
+      return { retry: false, text: `Disconnected: a message was too big for the server ${tail}.` };
     case 1008: // policy violation; the reason says which policy
       if (reason === 'rate limit') {
-        return { retry: false, text: 'Disconnected: messages were sent too fast (rate limit). Wait a moment before reconnecting.' };
+        return { retry: false, text: `Disconnected: messages were sent too fast ${tail}. Wait a moment, then reconnect.` };
       }
       if (reason === 'backpressure limit') {
-        return { retry: false, text: 'Disconnected: this connection could not keep up with the room (backpressure limit). Check your network, then reconnect.' };
+        return { retry: false, text: `Disconnected: this connection could not keep up with the room ${tail}. Check your network, then reconnect.` };
       }
-      return { retry: false, text: `Disconnected by server policy (code 1008${reason ? ': ' + reason : ''}).` };
+      return { retry: false, text: `Disconnected by the server's policy ${tail}.` };
     case 4000: // the same session opened the room in another tab or window
       return {
         retry: false,
-        text: 'This room is now open in another tab or window, which took over your connection. ' +
-          'Use "Use this tab" to move it back here.',
+        text: `The room was opened in another tab or window, which took over ${tail}.`,
         button: 'Use this tab',
       };
     case 1005:
-      return { retry: false, text: 'The connection was closed without a status code.' };
+      return { retry: false, text: 'The connection was closed without a status code (code 1005).' };
     default:
-      return { retry: false, text: `The connection closed (code ${code}${reason ? ': ' + reason : ''}).` };
+      return { retry: false, text: `The connection closed ${tail}.` };
   }
 }
 
@@ -270,7 +280,7 @@ function handleClose(event, opened, myGeneration) {
   if (!opened) {
     // The handshake failed. Maybe the server is down, maybe it no longer
     // knows our session (it restarted): ask the room page to find out.
-    checkSessionThenRetry(myGeneration, welcomed ? info.why || 'connection lost' : 'could not connect');
+    checkSessionThenRetry(myGeneration);
     return;
   }
   if (info.retry) {
@@ -287,20 +297,27 @@ function handleClose(event, opened, myGeneration) {
  * "opaqueredirect" response) means the server has no session for us, so
  * we go back to the login page with the room filled in.
  */
-async function checkSessionThenRetry(myGeneration, why) {
+async function checkSessionThenRetry(myGeneration) {
   setState(welcomed || failures > 0 ? 'reconnecting' : 'connecting', 'Checking the session…');
+  let why;
   try {
     const res = await fetch(location.pathname, { redirect: 'manual', cache: 'no-store' });
     if (myGeneration !== generation) return;
     if (res.type === 'opaqueredirect') {
       generation++;
-      setState('closed', 'Your session has ended (the server may have restarted). Back to the login page…');
-      location.href = '/?room=' + room;
+      setState('closed', 'The server no longer knows your session (it may have restarted). ' +
+        'Back to the login page to enter the room again…');
+      location.replace('/?room=' + room);
       return;
     }
+    // The session is fine, yet the WebSocket was refused (e.g. the server
+    // is full right now): try again later.
+    why = res.ok ? 'the server refused the connection (code 1006)'
+      : `the server answered HTTP ${res.status} (code 1006)`;
   } catch (err) {
-    // No answer at all: the server is down. Keep trying.
+    // No answer at all: the server is down or the network is gone.
     if (myGeneration !== generation) return;
+    why = 'the server cannot be reached (code 1006)';
   }
   scheduleReconnect(why);
 }
@@ -315,7 +332,7 @@ function scheduleReconnect(why) {
 
   const showCountdown = () => {
     const seconds = Math.max(1, Math.ceil((due - Date.now()) / 1000));
-    ui.detail.textContent = `Reconnecting in ${seconds} s (${why})…`;
+    ui.detail.textContent = `Reconnecting in ${seconds} s: ${why}.`;
   };
   setState('reconnecting');
   showCountdown();

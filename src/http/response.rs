@@ -84,8 +84,9 @@ impl Response {
         let html = format!(
             "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
              <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-             <title>{code} {phrase}</title><link rel=\"stylesheet\" href=\"/static/style.css\"></head>\
-             <body><main class=\"card\"><h1>{phrase}</h1>\
+             <title>{code} {phrase}</title><link rel=\"icon\" href=\"/favicon.svg\" type=\"image/svg+xml\">\
+             <link rel=\"stylesheet\" href=\"/static/style.css\"></head>\
+             <body class=\"error-page\"><main class=\"card\"><h1>{phrase}</h1>\
              <p class=\"error\" data-field=\"{field}\">{message}</p>\
              <p><a href=\"{back}\">Back</a></p></main></body></html>\n",
             code = status.code(),

@@ -1,0 +1,556 @@
+// wsrooms pages in real headless Chromium (issue 5, and issue 8's browser case).
+//
+// Run by `cargo test --test browser` (tests/browser.rs), or by hand:
+//   cd tests/browser && npm ci && WSROOMS_BIN=../../target/release/wsrooms node --test run.mjs
+// Each test starts its own server binary on 127.0.0.1 and drives Chromium
+// with playwright-core. Screenshots go to target/browser-shots/.
+
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import {
+  WAIT_MS,
+  launchBrowser,
+  login,
+  messages,
+  newContext,
+  openLogin,
+  presence,
+  say,
+  shotPath,
+  startProxy,
+  startServer,
+  stopServer,
+  waitMessage,
+  waitPresence,
+  waitState,
+} from './lib.mjs';
+
+/** No test may take longer than this (ms). */
+const TEST_MS = 120000;
+
+let browser;
+
+before(async () => {
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  await browser?.close();
+});
+
+/** Runs `body(server)` with a fresh server; stops it afterwards. */
+async function withServer(options, body) {
+  const server = await startServer(options);
+  try {
+    return await body(server);
+  } finally {
+    await stopServer(server, 'SIGKILL');
+  }
+}
+
+/** Closes the contexts after checking that no page misbehaved. */
+async function finish(...contexts) {
+  try {
+    for (const c of contexts) await c.check();
+  } finally {
+    for (const c of contexts) await c.close();
+  }
+}
+
+function seqs(list) {
+  return list.map((m) => m.seq);
+}
+
+/** Messages must have increasing, consecutive seq numbers and no repeats. */
+function assertConsecutive(list) {
+  for (let i = 1; i < list.length; i++) {
+    assert.equal(list[i].seq, list[i - 1].seq + 1, `seq list not consecutive: ${JSON.stringify(seqs(list))}`);
+  }
+}
+
+// ---------------------------------------------------------------------------
+
+describe('login page', () => {
+  test('checks the fields before sending, pre-fills the room, keeps what was typed', { timeout: TEST_MS }, async () => {
+    await withServer({}, async (server) => {
+      const ctx = await newContext(browser);
+      const page = await ctx.newPage();
+      const requests = [];
+      page.on('request', (r) => {
+        const url = new URL(r.url());
+        requests.push(`${r.method()} ${url.pathname}${url.search}`);
+      });
+
+      const res = await openLogin(page, server.url, 42);
+      const headers = res.headers();
+      assert.match(headers['content-security-policy'], /script-src 'self'/);
+      assert.equal(headers['x-content-type-options'], 'nosniff');
+      // /?room=42 pre-fills the room; the id field has the focus.
+      assert.equal(await page.inputValue('#room'), '42');
+      assert.equal(await page.evaluate(() => document.activeElement.id), 'user');
+
+      // Empty id, then an id with a space: inline message, nothing sent.
+      await page.click('#submit');
+      assert.match(await page.textContent('#user-error'), /Enter a user id/);
+      await page.fill('#user', 'bad name');
+      await page.press('#user', 'Enter');
+      assert.match(await page.textContent('#user-error'), /letters, digits/);
+      assert.equal(await page.getAttribute('#user', 'aria-invalid'), 'true');
+      // Typing clears the message.
+      await page.fill('#user', 'good_name');
+      assert.equal((await page.textContent('#user-error')).trim(), '');
+
+      // Room out of range.
+      await page.fill('#room', '1000000');
+      await page.click('#submit');
+      assert.match(await page.textContent('#room-error'), /1 to 999999/);
+      await page.fill('#room', 'abc');
+      await page.click('#submit');
+      assert.match(await page.textContent('#room-error'), /whole number/);
+      assert.equal(await page.inputValue('#user'), 'good_name', 'typed id kept');
+      assert.ok(!requests.some((r) => r.startsWith('POST')), `no login was sent: ${requests}`);
+
+      // Too long id (33 code points of Hangul): refused on the page.
+      await page.fill('#room', '42');
+      await page.fill('#user', '가'.repeat(33));
+      await page.click('#submit');
+      assert.match(await page.textContent('#user-error'), /Too long: 33/);
+      // 32 Hangul code points are fine, and the login goes through.
+      await page.fill('#user', '가'.repeat(32));
+      await page.click('#submit');
+      await page.waitForURL(`${server.url}/rooms/42`);
+      await waitState(page, 'connected');
+      assert.equal(await page.textContent('#me'), '가'.repeat(32));
+      assert.ok(requests.includes('POST /login?room=42'), `login sent with ?room= (${requests})`);
+      await finish(ctx);
+    });
+  });
+
+  test('works as a plain form without JavaScript', { timeout: TEST_MS }, async () => {
+    await withServer({}, async (server) => {
+      const ctx = await newContext(browser, { javaScriptEnabled: false });
+      const page = await ctx.newPage();
+      await openLogin(page, server.url);
+      await page.fill('#user', 'nojs');
+      await page.fill('#room', '9');
+      await Promise.all([page.waitForURL(`${server.url}/rooms/9`), page.click('#submit')]);
+      // The room page says it needs JavaScript.
+      assert.match(await page.textContent('noscript'), /needs JavaScript/);
+
+      // Same id again from another browser: the server's 409 page, readable.
+      const other = await newContext(browser, { javaScriptEnabled: false });
+      const page2 = await other.newPage();
+      await openLogin(page2, server.url);
+      await page2.fill('#user', 'NoJS');
+      await page2.fill('#room', '9');
+      const [res] = await Promise.all([page2.waitForNavigation(), page2.click('#submit')]);
+      assert.equal(res.status(), 409);
+      const error = page2.locator('p.error[data-field="user"]');
+      assert.match(await error.textContent(), /already in room 9/);
+      assert.ok(await error.isVisible());
+      await page2.setViewportSize({ width: 360, height: 740 });
+      await page2.screenshot({ path: shotPath('error-409-nojs-360.png') });
+      await finish(ctx, other);
+    });
+  });
+});
+
+describe('room', () => {
+  test('two people chat both ways, see each other; a third gets 409 inline; HTML shows as text', { timeout: TEST_MS }, async () => {
+    await withServer({}, async (server) => {
+      const a = await newContext(browser);
+      const b = await newContext(browser);
+      const c = await newContext(browser);
+      const alice = await a.newPage();
+      const bob = await b.newPage();
+
+      await login(alice, server.url, 'Alice', 5);
+      await login(bob, server.url, 'bob', 5);
+      await waitPresence(alice, ['Alice', 'bob']);
+      await waitPresence(bob, ['Alice', 'bob']);
+      assert.equal(await alice.textContent('#user-count'), '2');
+      assert.equal(await alice.textContent('#room'), '5');
+      assert.equal(await alice.textContent('#me'), 'Alice');
+      // The join shows as a system line on Alice's page.
+      await alice.waitForSelector('#messages li.system:has-text("bob joined")');
+
+      await say(alice, 'hi bob');
+      await waitMessage(bob, 'hi bob');
+      await say(bob, 'hello Alice 👋');
+      await waitMessage(alice, 'hello Alice 👋');
+
+      const onAlice = await messages(alice);
+      const onBob = await messages(bob);
+      assert.deepEqual(onAlice.map((m) => [m.user, m.text]), [['Alice', 'hi bob'], ['bob', 'hello Alice 👋']]);
+      assert.deepEqual(seqs(onAlice), seqs(onBob), 'same order and seq on both pages');
+      assert.deepEqual(onAlice.map((m) => m.own), [true, false], 'own messages set apart on Alice');
+      assert.deepEqual(onBob.map((m) => m.own), [false, true], 'own messages set apart on Bob');
+      assertConsecutive(onAlice);
+      assert.equal(await alice.evaluate(() => window.wsrooms.lastSeq), onAlice[1].seq);
+
+      // The live counter counts code points: the emoji is one.
+      await alice.fill('#text', 'ab👋');
+      assert.equal(await alice.textContent('#count'), '3/50');
+      await alice.fill('#text', 'x'.repeat(51));
+      assert.equal(await alice.textContent('#count'), '51/50');
+      assert.ok(await alice.locator('#count.over').isVisible());
+      await alice.press('#text', 'Enter');
+      assert.match(await alice.textContent('#composer-hint'), /Too long/);
+      assert.ok(Number(await alice.getAttribute('#text', 'maxlength')) > 0, 'input has maxlength');
+      await alice.fill('#text', '');
+
+      // A third person tries Alice's id in another case: 409 inline.
+      const carol = await c.newPage();
+      await openLogin(carol, server.url, 5);
+      await carol.fill('#user', 'alice');
+      const answer = carol.waitForResponse((r) => r.url().includes('/login'));
+      await carol.click('#submit');
+      assert.equal((await answer).status(), 409);
+      await carol.waitForFunction(() => document.getElementById('user-error').textContent.trim() !== '');
+      assert.match(await carol.textContent('#user-error'), /already in room 5/);
+      assert.equal(new URL(carol.url()).pathname, '/', 'stays on the login page');
+      assert.equal(await carol.inputValue('#user'), 'alice', 'typed id kept');
+      assert.equal(await carol.inputValue('#room'), '5', 'typed room kept');
+      assert.ok(await carol.locator('#submit').isEnabled());
+      await carol.screenshot({ path: shotPath('login-409-1280.png') });
+
+      // HTML in a message is text: shown literally, no element, no dialog.
+      const evil = '<img src=x onerror=alert(1)>';
+      await say(bob, evil);
+      await waitMessage(alice, evil);
+      await waitMessage(bob, evil);
+      for (const page of [alice, bob]) {
+        assert.equal(await page.locator('#messages img').count(), 0, 'no <img> was created');
+        assert.equal(await page.locator('#messages li.msg .text').last().textContent(), evil);
+      }
+
+      // Bob leaves: Alice's list and a system line say so.
+      await bob.close();
+      await waitPresence(alice, ['Alice']);
+      await alice.waitForSelector('#messages li.system:has-text("bob left")');
+      await finish(a, b, c);
+    });
+  });
+
+  test('auto-scroll follows new messages but does not yank a reader who scrolled up', { timeout: TEST_MS }, async () => {
+    await withServer({ args: ['--rate-limit', '0'] }, async (server) => {
+      const a = await newContext(browser, { viewport: { width: 360, height: 740 } });
+      const b = await newContext(browser);
+      const alice = await a.newPage();
+      const bob = await b.newPage();
+      await login(alice, server.url, 'alice', 6);
+      await login(bob, server.url, 'bob', 6);
+      for (let i = 1; i <= 30; i++) {
+        await say(bob, `line ${i}`);
+      }
+      await waitMessage(alice, 'line 30');
+      const atBottom = () =>
+        alice.evaluate(() => {
+          const log = document.getElementById('log');
+          return log.scrollHeight - log.scrollTop - log.clientHeight < 2;
+        });
+      assert.ok(await atBottom(), 'followed the newest message');
+
+      // Scroll up, then a new message arrives: the view stays, a button appears.
+      await alice.evaluate(() => {
+        document.getElementById('log').scrollTop = 0;
+      });
+      await alice.waitForFunction(() => document.getElementById('log').scrollTop === 0);
+      await say(bob, 'while you read');
+      await waitMessage(alice, 'while you read');
+      assert.equal(await alice.evaluate(() => document.getElementById('log').scrollTop), 0, 'not yanked');
+      await alice.waitForSelector('#jump', { state: 'visible' });
+      await alice.click('#jump');
+      await alice.waitForFunction(() => {
+        const log = document.getElementById('log');
+        return log.scrollHeight - log.scrollTop - log.clientHeight < 2;
+      });
+      assert.ok(await alice.locator('#jump').isHidden());
+      // Focus went to the message box; Enter sends from the keyboard alone.
+      assert.equal(await alice.evaluate(() => document.activeElement.id), 'text');
+      await alice.keyboard.type('typed only');
+      await alice.keyboard.press('Enter');
+      await waitMessage(bob, 'typed only');
+      await finish(a, b);
+    });
+  });
+
+  test('a second tab of the same session takes over: the first stops and explains (4000)', { timeout: TEST_MS }, async () => {
+    await withServer({}, async (server) => {
+      const a = await newContext(browser);
+      const first = await a.newPage();
+      await login(first, server.url, 'dora', 8);
+      const second = await a.newPage();
+      await second.goto(`${server.url}/rooms/8`);
+      await waitState(second, 'connected');
+      await waitState(first, 'closed');
+      assert.match(await first.textContent('#status-detail'), /another tab/);
+      assert.match(await first.textContent('#status-detail'), /4000/);
+      assert.equal(await first.textContent('#reconnect'), 'Use this tab');
+      assert.ok(await first.locator('#text').isDisabled());
+      await first.setViewportSize({ width: 360, height: 740 });
+      await first.screenshot({ path: shotPath('room-360-replaced.png') });
+      // "Use this tab" takes it back.
+      await first.click('#reconnect');
+      await waitState(first, 'connected');
+      await waitState(second, 'closed');
+      await finish(a);
+    });
+  });
+
+  test('sending too fast: closed with 1008 rate limit, explained, no retry loop', { timeout: TEST_MS }, async () => {
+    await withServer({ args: ['--rate-limit', '1', '--rate-burst', '2'] }, async (server) => {
+      const a = await newContext(browser);
+      const page = await a.newPage();
+      await login(page, server.url, 'speedy', 11);
+      // Four messages at once, without waiting between them.
+      await page.evaluate(() => {
+        for (let i = 0; i < 4; i++) window.wsrooms.socket.send(`burst ${i}`);
+      });
+      await waitState(page, 'closed');
+      const detail = await page.textContent('#status-detail');
+      assert.match(detail, /too fast/);
+      assert.match(detail, /1008/);
+      assert.equal(await page.evaluate(() => window.wsrooms.socket.readyState), 3);
+      await finish(a);
+    });
+  });
+});
+
+// ---------------------------------------------------------------------------
+
+describe('connection life', () => {
+  test('server restart: reconnecting, then back to the login page with the room filled in, then chat again', { timeout: TEST_MS }, async () => {
+    let server = await startServer();
+    const port = server.port;
+    const a = await newContext(browser);
+    const b = await newContext(browser);
+    try {
+      const alice = await a.newPage();
+      const bob = await b.newPage();
+      await login(alice, server.url, 'alice', 7);
+      await login(bob, server.url, 'bob', 7);
+      await say(alice, 'before the restart');
+      await waitMessage(bob, 'before the restart');
+
+      // Graceful stop: the server sends 1001 to every socket.
+      const sockets = [];
+      alice.on('websocket', (ws) => sockets.push(ws.url()));
+      const stopped = stopServer(server, 'SIGTERM');
+      await waitState(alice, 'reconnecting');
+      await waitState(bob, 'reconnecting');
+      assert.match(await alice.textContent('#status-detail'), /Reconnect|Checking/);
+      assert.ok(await alice.locator('#text').isDisabled(), 'no typing while not connected');
+      const exit = await stopped;
+      assert.equal(exit.code, 0, `graceful exit: ${JSON.stringify(exit)}`);
+
+      // Same port, new process: it no longer knows the sessions, so the
+      // handshake is refused and the page goes back to /?room=7.
+      server = await startServer({ port });
+      for (const page of [alice, bob]) {
+        await page.waitForURL(`${server.url}/?room=7`, { timeout: WAIT_MS * 2 });
+        await page.waitForFunction(() => document.getElementById('room').value === '7');
+      }
+      assert.ok(sockets.length >= 1, 'the page tried to reconnect');
+      // The id is remembered in this tab, so logging in again is one click.
+      assert.equal(await alice.inputValue('#user'), 'alice');
+      await alice.click('#submit');
+      await alice.waitForURL(`${server.url}/rooms/7`);
+      await waitState(alice, 'connected');
+      await bob.fill('#user', 'bob');
+      await bob.click('#submit');
+      await waitState(bob, 'connected');
+
+      await say(bob, 'after the restart');
+      await waitMessage(alice, 'after the restart');
+      await say(alice, 'welcome back');
+      await waitMessage(bob, 'welcome back');
+      await waitPresence(alice, ['alice', 'bob']);
+      await finish(a, b);
+    } finally {
+      await a.close().catch(() => {});
+      await b.close().catch(() => {});
+      await stopServer(server, 'SIGKILL');
+    }
+  });
+
+  test('network cut (1006): the page reconnects with ?since= and shows every message exactly once, in order', { timeout: TEST_MS }, async () => {
+    await withServer({}, async (server) => {
+      const proxy = await startProxy(server.port);
+      const a = await newContext(browser);
+      const b = await newContext(browser);
+      try {
+        // Alice reaches the server through the proxy, Bob directly.
+        const alice = await a.newPage();
+        const bob = await b.newPage();
+        const sockets = [];
+        alice.on('websocket', (ws) => sockets.push(ws.url()));
+        await login(alice, proxy.url, 'alice', 12);
+        await login(bob, server.url, 'bob', 12);
+        await say(alice, 'one');
+        await say(bob, 'two');
+        await waitMessage(alice, 'two');
+        const before = await alice.evaluate(() => window.wsrooms.lastSeq);
+        await alice.evaluate(() => {
+          window.wsrooms.socket.addEventListener('close', (e) => {
+            window.__closed = { code: e.code, clean: e.wasClean };
+          });
+        });
+
+        await alice.setViewportSize({ width: 360, height: 740 });
+        proxy.cut();
+        const closed = await alice.waitForFunction(() => window.__closed, null, { timeout: WAIT_MS });
+        assert.deepEqual(await closed.jsonValue(), { code: 1006, clean: false }, 'an unclean close');
+        await waitState(alice, 'reconnecting');
+        assert.match(await alice.textContent('#status-detail'), /Reconnecting in|Checking/);
+        await alice.screenshot({ path: shotPath('room-360-reconnecting.png') });
+
+        // Meanwhile Bob talks.
+        const missed = ['three', 'four', 'five'];
+        for (const text of missed) await say(bob, text);
+        await waitMessage(bob, 'five');
+
+        proxy.restore();
+        await waitState(alice, 'connected', WAIT_MS * 2);
+        await waitMessage(alice, 'five');
+        const resumed = sockets.filter((u) => u.includes(`since=${before}`));
+        assert.ok(resumed.length >= 1, `reconnected with since=${before}: ${sockets.join(' ')}`);
+
+        // And after the reconnect, live messages flow again.
+        await say(bob, 'six');
+        await say(alice, 'seven');
+        await waitMessage(alice, 'seven');
+        await waitMessage(bob, 'seven');
+
+        const onAlice = await messages(alice);
+        const onBob = await messages(bob);
+        const texts = ['one', 'two', ...missed, 'six', 'seven'];
+        assert.deepEqual(onAlice.map((m) => m.text), texts, 'each message once, in order, on Alice');
+        assert.deepEqual(onBob.map((m) => m.text), texts);
+        assert.deepEqual(seqs(onAlice), seqs(onBob));
+        assertConsecutive(onAlice);
+        assert.equal(new Set(seqs(onAlice)).size, onAlice.length, 'no seq twice');
+        assert.equal(await alice.locator('#messages li.gap').count(), 0, 'no gap announced');
+        await waitPresence(alice, ['alice', 'bob']);
+        await finish(a, b);
+      } finally {
+        await a.close().catch(() => {});
+        await b.close().catch(() => {});
+        await proxy.close();
+      }
+    });
+  });
+
+  test('a cut longer than the history: the page says messages were missed; a newcomer sees earlier messages', { timeout: TEST_MS }, async () => {
+    await withServer({ args: ['--history-messages', '3'] }, async (server) => {
+      const proxy = await startProxy(server.port);
+      const a = await newContext(browser);
+      const b = await newContext(browser);
+      const c = await newContext(browser);
+      try {
+        const alice = await a.newPage();
+        const bob = await b.newPage();
+        await login(alice, proxy.url, 'alice', 13);
+        await login(bob, server.url, 'bob', 13);
+        await say(bob, 'm1');
+        await waitMessage(alice, 'm1');
+        await alice.evaluate(() => {
+          window.wsrooms.socket.addEventListener('close', () => {
+            window.__closed = true;
+          });
+        });
+        proxy.cut();
+        await alice.waitForFunction(() => window.__closed === true, null, { timeout: WAIT_MS });
+        for (const text of ['m2', 'm3', 'm4', 'm5', 'm6']) await say(bob, text);
+        await waitMessage(bob, 'm6');
+        proxy.restore();
+        await waitState(alice, 'connected', WAIT_MS * 2);
+        await waitMessage(alice, 'm6');
+        // Only m4..m6 are kept: m2 and m3 are gone, and the page says so.
+        const shown = await messages(alice);
+        assert.deepEqual(shown.map((m) => m.text), ['m1', 'm4', 'm5', 'm6']);
+        assert.equal(new Set(seqs(shown)).size, shown.length, 'no seq twice');
+        assert.match(await alice.locator('#messages li.gap').textContent(), /missed/);
+
+        // A newcomer gets the kept tail as earlier messages.
+        const carol = await c.newPage();
+        await login(carol, server.url, 'carol', 13);
+        await waitMessage(carol, 'm6');
+        const earlier = await messages(carol);
+        assert.deepEqual(earlier.map((m) => [m.text, m.history]), [['m4', true], ['m5', true], ['m6', true]]);
+        assert.equal(await carol.locator('#messages li.separator').first().textContent(), 'earlier messages');
+        assert.equal(await carol.locator('#messages li.gap').count(), 0, 'a newcomer is not told of a gap');
+        await say(bob, 'live');
+        await waitMessage(carol, 'live');
+        assert.deepEqual((await messages(carol)).at(-1).history, false);
+        await finish(a, b, c);
+      } finally {
+        await a.close().catch(() => {});
+        await b.close().catch(() => {});
+        await c.close().catch(() => {});
+        await proxy.close();
+      }
+    });
+  });
+});
+
+// ---------------------------------------------------------------------------
+
+describe('screenshots', () => {
+  test('login and room pages at 1280×800 and 360×740, light and dark', { timeout: TEST_MS }, async () => {
+    await withServer({}, async (server) => {
+      const ctxs = [];
+      const pages = {};
+      const people = ['Alice', 'bob', '민수', 'Zoë', 'carlos.m'];
+      // Login page first (light, both sizes), with a hint of history.
+      const l = await newContext(browser);
+      ctxs.push(l);
+      const loginPage = await l.newPage();
+      await openLogin(loginPage, server.url, 3);
+      await loginPage.screenshot({ path: shotPath('login-1280.png') });
+      await loginPage.setViewportSize({ width: 360, height: 740 });
+      await loginPage.screenshot({ path: shotPath('login-360.png') });
+      await loginPage.emulateMedia({ colorScheme: 'dark' });
+      await loginPage.screenshot({ path: shotPath('login-360-dark.png') });
+
+      for (const name of people) {
+        const ctx = await newContext(browser);
+        ctxs.push(ctx);
+        pages[name] = await ctx.newPage();
+        await login(pages[name], server.url, name, 3);
+      }
+      const lines = [
+        ['bob', 'morning everyone'],
+        ['민수', '안녕하세요! 반가워요 😊'],
+        ['Alice', 'hi! did the deploy go out?'],
+        ['Zoë', 'yes, about ten minutes ago — all green so far'],
+        ['carlos.m', 'nice. latency looks flat on my side'],
+        ['Alice', 'great, thanks for checking'],
+        ['bob', 'lunch at 12:30?'],
+      ];
+      for (const [who, text] of lines) {
+        await say(pages[who], text);
+        await waitMessage(pages.Alice, text);
+      }
+      // Someone leaves: a system line.
+      await pages['carlos.m'].close();
+      const alice = pages.Alice;
+      await waitPresence(alice, people.filter((p) => p !== 'carlos.m'));
+      await alice.fill('#text', 'sounds good');
+      await alice.screenshot({ path: shotPath('room-1280.png') });
+      await alice.setViewportSize({ width: 360, height: 740 });
+      await alice.screenshot({ path: shotPath('room-360.png') });
+      await alice.setViewportSize({ width: 320, height: 640 });
+      // Nothing sticks out sideways at 320 px.
+      const overflow = await alice.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+      assert.ok(overflow <= 0, `page wider than 320 px by ${overflow}`);
+      await alice.screenshot({ path: shotPath('room-320.png') });
+      await alice.emulateMedia({ colorScheme: 'dark' });
+      await alice.setViewportSize({ width: 1280, height: 800 });
+      await alice.screenshot({ path: shotPath('room-1280-dark.png') });
+      await alice.setViewportSize({ width: 360, height: 740 });
+      await alice.screenshot({ path: shotPath('room-360-dark.png') });
+      await finish(...ctxs);
+    });
+  });
+});
