@@ -14,7 +14,7 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 const repo = path.resolve(here, '..', '..');
 
 /** How long one wait in a test may take (ms). */
-export const WAIT_MS = 15000;
+export const WAIT_MS = 20000;
 
 export const SHOTS_DIR = process.env.WSROOMS_SHOTS_DIR || path.join(repo, 'target', 'browser-shots');
 

@@ -85,6 +85,25 @@ describe('login page', () => {
       const headers = res.headers();
       assert.match(headers['content-security-policy'], /script-src 'self'/);
       assert.equal(headers['x-content-type-options'], 'nosniff');
+      // The CSP really blocks inline script, and this test notices violations:
+      // an inline <script> added to the page does not run and is reported.
+      const ran = await page.evaluate(() => {
+        const script = document.createElement('script');
+        script.textContent = 'window.__inlineRan = true;';
+        document.head.append(script);
+        return window.__inlineRan === true;
+      });
+      assert.equal(ran, false, 'inline script must not run');
+      await page.waitForFunction(() => window.__cspViolations.length > 0);
+      const deadline = Date.now() + WAIT_MS;
+      while (!ctx.problems.some((p) => /Content Security Policy/.test(p)) && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      assert.ok(ctx.problems.some((p) => /Content Security Policy/.test(p)), `console shows the violation: ${ctx.problems}`);
+      ctx.problems.length = 0;
+      await page.evaluate(() => {
+        window.__cspViolations = [];
+      });
       // /?room=42 pre-fills the room; the id field has the focus.
       assert.equal(await page.inputValue('#room'), '42');
       assert.equal(await page.evaluate(() => document.activeElement.id), 'user');
