@@ -3,10 +3,25 @@
 //! `GET /rooms/{room}/ws`). Run it with
 //!
 //! ```text
-//! cargo bench --bench e2e                 # everything (≈1 minute)
+//! cargo bench --bench e2e                 # everything (≈35 s)
 //! cargo bench --bench e2e -- fanout       # only (a); also `rooms`, `idle`
 //! cargo bench --bench e2e -- wsrooms      # only wsrooms; also `peer`
+//! WSROOMS_BENCH_RT=10 cargo bench --bench e2e   # SCHED_FIFO, for busy machines
 //! ```
+//!
+//! Environment (all optional):
+//! - `WSROOMS_BENCH_RT=PRIO`: run the servers and the load client with
+//!   `SCHED_FIFO` priority PRIO (root): on a shared machine this keeps other
+//!   programs from stealing their CPUs. `WSROOMS_BENCH_NICE=N` is the milder
+//!   version (nice N).
+//! - `WSROOMS_BENCH_PERF=DIR`: attach `perf record` to each server, into
+//!   `DIR/<server>-<workload>.data` (`WSROOMS_BENCH_PERF_FREQ`, default 2000 Hz;
+//!   `WSROOMS_BENCH_PERF_ARGS`, e.g. `-g`).
+//!
+//! The table's "noise" rows say how much of the time the server or the client
+//! was runnable but waiting for its CPU (`/proc/<pid>/schedstat`): above a
+//! few %, other programs were running on the same cores and the figures are
+//! lower bounds.
 //!
 //! Each workload starts a fresh server as a child process and measures it
 //! from outside:
