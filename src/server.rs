@@ -327,9 +327,8 @@ impl Server {
         self.metrics.connections_accepted += 1;
         log::debug!("{peer}: connected");
         self.set_deadline(id, Some(self.now + self.config.head_timeout));
-        // Bytes may already be waiting (edge-triggered: no event for them yet
-        // if they arrived before registration).
-        self.to_read.push(id);
+        // No read now: registering a socket whose request already arrived
+        // reports it readable at once (epoll checks the state on add).
     }
 
     /// Closes the socket at once and forgets the connection.
@@ -337,8 +336,9 @@ impl Server {
         if self.conn(id).is_none() {
             return;
         }
-        let mut conn = self.conns.remove(id.key as usize);
-        let _ = self.poll.registry().deregister(&mut conn.stream);
+        // Dropping the stream closes the socket, and closing removes it from
+        // the poll: no `deregister` system call needed.
+        let conn = self.conns.remove(id.key as usize);
         log::debug!("{}: dropped ({why:?})", conn.peer);
         if let Phase::WebSocket(ws) = &conn.phase {
             self.websockets -= 1;
