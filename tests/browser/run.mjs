@@ -334,6 +334,40 @@ describe('room', () => {
       await finish(a);
     });
   });
+
+  test('a full send buffer (bufferedAmount) holds the message back with "sending…", then sends it once', { timeout: TEST_MS }, async () => {
+    await withServer({}, async (server) => {
+      const a = await newContext(browser);
+      const page = await a.newPage();
+      await login(page, server.url, 'slowlink', 12);
+      // Make this socket report a backlog above the page's 64 KiB threshold,
+      // as a browser does when the network cannot keep up.
+      await page.evaluate(() => {
+        window.__fakeBuffered = 100000;
+        Object.defineProperty(window.wsrooms.socket, 'bufferedAmount', {
+          configurable: true,
+          get: () => window.__fakeBuffered,
+        });
+      });
+      await page.fill('#text', 'held back');
+      await page.press('#text', 'Enter');
+      await page.waitForFunction(() => document.getElementById('composer-hint').textContent === 'sending…', null, { timeout: WAIT_MS });
+      // Pressing Enter again while waiting must not queue a second copy.
+      await page.press('#text', 'Enter');
+      assert.equal(await page.inputValue('#text'), 'held back', 'the text stays in the input while waiting');
+      assert.equal((await messages(page)).filter((m) => m.text === 'held back').length, 0, 'nothing was sent yet');
+      // The backlog drains: the retry sends it, exactly once.
+      await page.evaluate(() => { window.__fakeBuffered = 0; });
+      await waitMessage(page, 'held back');
+      await page.waitForFunction(() => document.getElementById('text').value === '', null, { timeout: WAIT_MS });
+      await say(page, 'after');
+      await waitMessage(page, 'after');
+      const texts = (await messages(page)).map((m) => m.text);
+      assert.deepEqual(texts.filter((t) => t === 'held back' || t === 'after'), ['held back', 'after']);
+      assert.equal(await page.textContent('#composer-hint'), '');
+      await finish(a);
+    });
+  });
 });
 
 // ---------------------------------------------------------------------------
