@@ -243,6 +243,12 @@ impl Server {
         }
         for id in too_slow {
             if let Some(conn) = self.conn(id) {
+                // Closing an earlier one broadcast its `leave`, which may
+                // already have closed this one (nested): its close frame is
+                // queued now, and clearing the queue would lose it.
+                if conn.ws().is_none_or(|ws| ws.close_sent) {
+                    continue;
+                }
                 log::info!(
                     "{}: too slow ({} bytes buffered), closing 1008",
                     conn.peer,
