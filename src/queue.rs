@@ -27,6 +27,10 @@ const MAX_IOVECS: usize = 64;
 /// written from where it is instead of being copied.
 const GATHER_BYTES: usize = 64 * 1024;
 
+/// Owned chunks up to this size are appended to an owned chunk before them
+/// (while that one is under this size too).
+const MERGE_BYTES: usize = 4096;
+
 thread_local! {
     /// The gather buffer of this thread's poll loop, shared by its connections.
     static GATHER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
@@ -87,16 +91,32 @@ impl WriteQueue {
 
     pub fn push(&mut self, chunk: Chunk) {
         let n = chunk.bytes().len();
-        if n > 0 {
-            self.buffered += n;
-            self.chunks.push_back(chunk);
+        if n == 0 {
+            return;
         }
+        self.buffered += n;
+        // A small frame for this connection only (a pong, an echo) joins
+        // the owned bytes queued just before it: a peer sending empty pings
+        // and never reading must not cost a chunk and an allocation per
+        // 2-byte pong (≈40 times what `buffered` counts).
+        if let Chunk::Owned(bytes) = &chunk {
+            if n <= MERGE_BYTES {
+                if let Some(Chunk::Owned(back)) = self.chunks.back_mut() {
+                    if back.len() < MERGE_BYTES {
+                        back.extend_from_slice(bytes);
+                        return;
+                    }
+                }
+            }
+        }
+        self.chunks.push_back(chunk);
     }
 
     /// Drops everything queued (a connection closed for backpressure gets
     /// its memory back at once) — except the rest of a frame the kernel has
-    /// already taken part of: cutting it would corrupt the stream, and the
-    /// close frame queued next would be read as its payload.
+    /// already taken part of (with any small frames merged into its chunk):
+    /// cutting it would corrupt the stream, and the close frame queued next
+    /// would be read as its payload.
     pub fn clear(&mut self) {
         let started = if self.sent_of_front > 0 {
             self.chunks.pop_front()
@@ -268,7 +288,8 @@ mod tests {
     fn clear_keeps_the_rest_of_a_started_frame() {
         let mut q = WriteQueue::new();
         q.push(Chunk::Owned(b"frame-one".to_vec()));
-        q.push(Chunk::Owned(b"frame-two".to_vec()));
+        // (A broadcast frame: small owned ones would join frame-one's chunk.)
+        q.push(Chunk::Shared(Rc::from(&b"frame-two"[..])));
         let mut w = Trickle {
             out: Vec::new(),
             cap: 4,
@@ -286,6 +307,31 @@ mod tests {
         q.push(Chunk::Static(b"x"));
         q.clear();
         assert!(q.is_empty());
+    }
+
+    #[test]
+    fn tiny_owned_frames_share_chunks() {
+        let mut q = WriteQueue::new();
+        let mut expected = Vec::new();
+        for i in 0..10_000u32 {
+            let pong = vec![0x8A, (i % 100) as u8];
+            expected.extend_from_slice(&pong);
+            q.push(Chunk::Owned(pong));
+            if i == 5_000 {
+                q.push(Chunk::Static(b"static"));
+                expected.extend_from_slice(b"static");
+            }
+        }
+        assert_eq!(q.buffered(), expected.len());
+        assert!(q.chunks.len() <= 12, "{} chunks", q.chunks.len());
+        let mut w = Trickle {
+            out: Vec::new(),
+            cap: 1000,
+            calls: 0,
+            budget: usize::MAX,
+        };
+        assert_eq!(q.write_to(&mut w).unwrap(), Flushed::All);
+        assert_eq!(w.out, expected);
     }
 
     #[test]
