@@ -2,6 +2,7 @@
 //! failed before its fix.
 
 mod common;
+mod limits_common;
 
 use std::time::Duration;
 
@@ -38,4 +39,36 @@ fn several_receivers_too_slow_in_one_broadcast_all_get_their_close_frame() {
             "{name}"
         );
     }
+}
+
+/// An upgrade request that completes after SIGTERM must not open a new
+/// WebSocket (it would never get its `1001` and would hold the exit until
+/// the drain deadline): it is refused with `503`, and the server exits at
+/// once since every socket has finished.
+#[test]
+fn an_upgrade_completed_during_shutdown_is_refused_with_503() {
+    use std::io::Write;
+    let mut server = spawn_binary(&["--log-level", "warn"]);
+    let addr = server.addr;
+    let (mut watcher, _) = join(addr, "watcher", 8);
+    let cookie = login(addr, "late", 8);
+    let request = limits_common::upgrade_request(addr, "/rooms/8/ws", Some(&cookie));
+    let (first, last) = request.split_at(request.len() - 2);
+    let mut late = tcp(addr);
+    late.write_all(first.as_bytes()).unwrap();
+    // Let the server read the first part before the signal.
+    assert_eq!(get(addr, "/healthz", "").status, 200);
+    let signalled = std::time::Instant::now();
+    limits_common::sigterm(server.child.id());
+    assert_eq!(expect_close(&mut watcher).0, 1001, "shutdown has begun");
+    watcher.close(None).unwrap();
+    let _ = watcher.flush();
+    late.write_all(last.as_bytes()).unwrap();
+    let r = read_response(&mut late);
+    assert_eq!(r.status, 503, "{}", r.text());
+    let status = limits_common::wait_exit(&mut server.child, Duration::from_secs(10))
+        .expect("still running 10 s after SIGTERM");
+    assert!(status.success(), "exit status {status}");
+    let took = signalled.elapsed();
+    assert!(took < Duration::from_secs(3), "exited after {took:?}");
 }

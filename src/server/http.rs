@@ -116,6 +116,17 @@ impl Server {
             };
             routes::handle(&req, body, &mut ctx)
         };
+        let outcome = match outcome {
+            // A socket opened now would miss the `1001` sent to the others
+            // and hold the exit until the drain deadline.
+            Outcome::Echo { .. } | Outcome::JoinRoom { .. } if self.shutting_down.is_some() => {
+                Outcome::Respond(
+                    Response::text(Status::ServiceUnavailable, "shutting down")
+                        .header("Retry-After", "5"),
+                )
+            }
+            other => other,
+        };
         match outcome {
             Outcome::Respond(response) => {
                 if response.status.code() >= 400 && req.header_has_token("upgrade", "websocket") {
