@@ -72,3 +72,22 @@ fn an_upgrade_completed_during_shutdown_is_refused_with_503() {
     let took = signalled.elapsed();
     assert!(took < Duration::from_secs(3), "exited after {took:?}");
 }
+
+/// The `503` sent past `--max-connections` is written by hand: its
+/// `Content-Length` must match its body, and nothing may follow the body.
+#[test]
+fn the_503_past_max_connections_has_a_correct_content_length() {
+    use std::io::Read;
+    let addr = start(Config {
+        max_connections: 1,
+        ..test_config()
+    });
+    let _held = tcp(addr);
+    let mut refused = tcp(addr);
+    let r = read_response(&mut refused);
+    assert_eq!(r.status, 503);
+    assert_eq!(r.text(), "too many connections");
+    let mut rest = Vec::new();
+    let _ = refused.read_to_end(&mut rest);
+    assert!(rest.is_empty(), "bytes after the body: {rest:?}");
+}

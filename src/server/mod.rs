@@ -288,7 +288,7 @@ impl Server {
         if self.conns.len() >= self.config.max_connections {
             // Best effort: a short answer that fits any socket buffer.
             let _ = stream.write(
-                b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 19\r\nConnection: close\r\nRetry-After: 5\r\n\r\ntoo many connections",
+                b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 20\r\nConnection: close\r\nRetry-After: 5\r\n\r\ntoo many connections",
             );
             self.metrics.connections_refused += 1;
             self.metrics.refuse("connections");
