@@ -91,3 +91,59 @@ fn the_503_past_max_connections_has_a_correct_content_length() {
     let _ = refused.read_to_end(&mut rest);
     assert!(rest.is_empty(), "bytes after the body: {rest:?}");
 }
+
+/// Like `common::start`, with the server's thread given `stack` bytes.
+fn start_with_stack(config: Config, stack: usize) -> std::net::SocketAddr {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .stack_size(stack)
+        .spawn(move || {
+            let mut server = wsrooms::Server::bind(config).expect("bind");
+            tx.send(server.local_addr()).unwrap();
+            server.run().expect("server loop");
+        })
+        .unwrap();
+    rx.recv_timeout(IO_TIMEOUT).expect("server did not start")
+}
+
+/// A whole room of receivers pushed over `--max-buffered` by one broadcast
+/// (they all stopped reading at the same time, so their queues are alike):
+/// each close broadcasts a `leave` to the rest, which must not recurse once
+/// per member: a stalled room of some thousands (`--max-users-per-room`)
+/// overflowed the stack. Here a small stack and a room of 400 show it.
+#[test]
+fn a_full_room_over_the_limit_at_once_is_closed_without_deep_recursion() {
+    const MEMBERS: usize = 400;
+    let addr = start_with_stack(
+        Config {
+            max_buffered: 4096,
+            pause_reading_at: 4096,
+            max_chat_chars: 100_000,
+            rate_limit: 0.0,
+            ..test_config()
+        },
+        256 * 1024,
+    );
+    let mut members = Vec::new();
+    for i in 0..MEMBERS {
+        let cookie = login(addr, &format!("m{i}"), 9);
+        members.push(limits_common::raw_ws(addr, "/rooms/9/ws", Some(&cookie)));
+    }
+    let (mut sender, _) = join(addr, "sender", 9);
+    sender.send(Message::text("x".repeat(10_000))).unwrap();
+    assert_eq!(
+        expect_close(&mut sender),
+        (1008, "backpressure limit".to_string())
+    );
+    // (Every member gets the others' leaves first: read a sample.)
+    for (i, m) in members.iter_mut().enumerate() {
+        if i % 50 != 0 && i != MEMBERS - 1 {
+            continue;
+        }
+        let mut r = std::io::BufReader::with_capacity(256 * 1024, m);
+        let close = limits_common::read_until_opcode(&mut r, limits_common::CLOSE);
+        assert_eq!(close.close().0, 1008, "member {i}");
+    }
+    // The server is still there.
+    assert_eq!(get(addr, "/healthz", "").status, 200);
+}

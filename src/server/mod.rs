@@ -89,6 +89,10 @@ pub struct Server {
     /// Connections to read from without waiting for an event (resumed after
     /// a pause, or stopped at `READS_PER_TURN`).
     to_read: Vec<ConnId>,
+    /// Receivers a broadcast pushed over `--max-buffered`, to close (with
+    /// the bytes they had queued), and whether a broadcast is closing them.
+    too_slow: Vec<(ConnId, usize)>,
+    closing_too_slow: bool,
     now: Instant,
     accepting: bool,
     accept_error_logged: bool,
@@ -142,6 +146,8 @@ impl Server {
             scratch: vec![0; SCRATCH_BYTES],
             dirty: Vec::new(),
             to_read: Vec::new(),
+            too_slow: Vec::new(),
+            closing_too_slow: false,
             now: Instant::now(),
             accepting: true,
             accept_error_logged: false,

@@ -213,10 +213,12 @@ impl Server {
 
     /// Queues one shared frame for every member of `room` (but `except`);
     /// returns how many receivers it was queued for. Receivers pushed over
-    /// `--max-buffered` are closed afterwards.
+    /// `--max-buffered` have their queue freed at once and are closed
+    /// afterwards: each close broadcasts a `leave`, so the closes run from a
+    /// work list in the outermost call, not nested once per slow receiver
+    /// (a stalled room of thousands would overflow the stack).
     pub(super) fn broadcast(&mut self, room: usize, frame: Frame, except: Option<ConnId>) -> usize {
         let max_buffered = self.config.max_buffered;
-        let mut too_slow = Vec::new();
         let mut queued = 0;
         let Some(r) = self.chat.rooms.get(room) else {
             return 0;
@@ -238,26 +240,30 @@ impl Server {
                 self.dirty.push(conn.id);
             }
             if conn.out.buffered() > max_buffered {
-                too_slow.push(conn.id);
-            }
-        }
-        for id in too_slow {
-            if let Some(conn) = self.conn(id) {
-                // Closing an earlier one broadcast its `leave`, which may
-                // already have closed this one (nested): its close frame is
-                // queued now, and clearing the queue would lose it.
-                if conn.ws().is_none_or(|ws| ws.close_sent) {
-                    continue;
-                }
-                log::info!(
-                    "{}: too slow ({} bytes buffered), closing 1008",
-                    conn.peer,
-                    conn.out.buffered()
-                );
+                // Freed now, so the leaves broadcast below do not find it
+                // over the limit again.
+                self.too_slow.push((conn.id, conn.out.buffered()));
                 conn.out.clear();
             }
+        }
+        if self.closing_too_slow {
+            return queued; // the outermost broadcast closes them
+        }
+        self.closing_too_slow = true;
+        while let Some((id, buffered)) = self.too_slow.pop() {
+            let Some(conn) = self.conn(id) else { continue };
+            // Found twice before its close (its queue held the rest of a
+            // started frame): closed once.
+            if conn.ws().is_none_or(|ws| ws.close_sent) {
+                continue;
+            }
+            log::info!(
+                "{}: too slow ({buffered} bytes buffered), closing 1008",
+                conn.peer
+            );
             self.close_ws(id, CloseReason::new(close::POLICY, "backpressure limit"));
         }
+        self.closing_too_slow = false;
         queued
     }
 
