@@ -147,3 +147,41 @@ fn a_full_room_over_the_limit_at_once_is_closed_without_deep_recursion() {
     // The server is still there.
     assert_eq!(get(addr, "/healthz", "").status, 200);
 }
+
+/// A keep-alive connection still receiving its responses when SIGTERM
+/// arrives gets them all, then FIN, and the server exits then, not at the
+/// drain deadline (the connection would otherwise sit idle, keep-alive,
+/// until the deadline).
+#[test]
+fn responses_in_flight_at_sigterm_finish_and_the_server_exits_without_waiting() {
+    use std::io::{Read, Write};
+    const REQUESTS: usize = 400;
+    let mut server = spawn_binary(&["--shutdown-timeout-secs", "20", "--log-level", "warn"]);
+    let addr = server.addr;
+    let (mut watcher, _) = join(addr, "watcher", 8);
+    let mut slow = limits_common::small_buffer_tcp(addr, 4096, 0);
+    let request = format!("GET /static/room.js HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    slow.write_all(request.repeat(REQUESTS).as_bytes()).unwrap();
+    // Wait until all of them are answered (queued, not yet read by us).
+    let last_before = get(addr, "/healthz", "");
+    assert_eq!(last_before.status, 200);
+    let signalled = std::time::Instant::now();
+    limits_common::sigterm(server.child.id());
+    assert_eq!(expect_close(&mut watcher).0, 1001, "shutdown has begun");
+    watcher.close(None).unwrap();
+    let _ = watcher.flush();
+    for i in 0..REQUESTS {
+        let r = read_response(&mut slow);
+        assert_eq!(r.status, 200, "response {i}");
+    }
+    // Then the server hangs up, and exits.
+    slow.set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    let mut rest = Vec::new();
+    let _ = slow.read_to_end(&mut rest);
+    let status = limits_common::wait_exit(&mut server.child, Duration::from_secs(20))
+        .expect("still running 20 s after SIGTERM");
+    assert!(status.success(), "exit status {status}");
+    let took = signalled.elapsed();
+    assert!(took < Duration::from_secs(5), "exited after {took:?}");
+}

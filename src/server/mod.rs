@@ -579,6 +579,9 @@ impl Server {
                 Phase::Http(http) if http.buf.is_empty() && conn.out.is_empty() => {
                     self.drop_conn(id, DropReason::Shutdown)
                 }
+                // Responses still going out: finish them, then FIN (else
+                // the socket sits idle, keep-alive, until the deadline).
+                Phase::Http(http) if http.buf.is_empty() => self.start_draining(id),
                 _ => {}
             }
         }
