@@ -185,3 +185,26 @@ fn responses_in_flight_at_sigterm_finish_and_the_server_exits_without_waiting() 
     let took = signalled.elapsed();
     assert!(took < Duration::from_secs(5), "exited after {took:?}");
 }
+
+/// RFC 9110 §15.5.22: a `426` MUST name the protocol to upgrade to in an
+/// `Upgrade` header (next to RFC 6455's `Sec-WebSocket-Version: 13`).
+#[test]
+fn a_426_names_the_protocol_in_an_upgrade_header() {
+    let addr = start(Config {
+        echo: true,
+        ..test_config()
+    });
+    let r = http_raw(
+        addr,
+        &format!(
+            "GET /echo HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n"
+        ),
+    );
+    assert_eq!(r.status, 426);
+    assert_eq!(r.header("Sec-WebSocket-Version"), Some("13"));
+    assert_eq!(
+        r.header("Upgrade").map(str::to_ascii_lowercase).as_deref(),
+        Some("websocket")
+    );
+}

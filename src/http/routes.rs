@@ -171,7 +171,11 @@ fn refuse_handshake(e: handshake::HandshakeError, metrics: &mut Metrics) -> Resp
     });
     let mut r = Response::text(e.status(), e.reason());
     if e == handshake::HandshakeError::BadVersion {
-        r = r.header("Sec-WebSocket-Version", "13");
+        // RFC 9110 §15.5.22 and §7.8: a 426 names what to upgrade to.
+        r = r
+            .header("Sec-WebSocket-Version", "13")
+            .header("Upgrade", "websocket")
+            .header("Connection", "Upgrade");
     }
     if e == handshake::HandshakeError::NotGet {
         r = r.header("Allow", "GET");
