@@ -38,6 +38,9 @@ pub struct Config {
     pub rate_burst: f64,
     /// Most users (reservations included) in one room. Default 1,000 → `409`.
     pub max_users_per_room: usize,
+    /// Most sessions (logins joined or reserved) in the whole server: bounds
+    /// the memory a flood of logins can take. Default 100,000 → `503`.
+    pub max_sessions: usize,
     /// Above this many buffered outgoing bytes, stop reading from that
     /// connection until it drains below half. Default 64 KiB.
     pub pause_reading_at: usize,
@@ -93,6 +96,7 @@ impl Default for Config {
             rate_limit: 20.0,
             rate_burst: 40.0,
             max_users_per_room: 1000,
+            max_sessions: 100_000,
             pause_reading_at: 64 * 1024,
             max_buffered: 1024 * 1024,
             ping_interval: Duration::from_secs(30),
@@ -152,6 +156,7 @@ const OPTIONS: &[Opt] = &[
     Opt { name: "rate-limit", takes_value: true, help: "chat messages per second per connection, 0..1000000, 0 = off [20]; more closes 1008", set: set_rate_limit },
     Opt { name: "rate-burst", takes_value: true, help: "chat messages allowed at once, 1..1000000 [40]", set: set_rate_burst },
     Opt { name: "max-users-per-room", takes_value: true, help: "users in one room, 1..1000000 [1000]; more get 409 at login", set: set_max_users },
+    Opt { name: "max-sessions", takes_value: true, help: "logins held at once in all rooms, 1..10000000 [100000]; more get 503 at login", set: set_max_sessions },
     Opt { name: "pause-reading-at", takes_value: true, help: "buffered outgoing bytes that pause reading, 1024..1073741824 [65536]", set: set_pause_reading_at },
     Opt { name: "max-buffered", takes_value: true, help: "buffered outgoing bytes before closing 1008, 1024..1073741824 [1048576]", set: set_max_buffered },
     Opt { name: "ping-interval-secs", takes_value: true, help: "seconds between pings, 1..86400 [30]", set: set_ping_interval },
@@ -227,6 +232,10 @@ fn set_rate_burst(c: &mut Config, v: &str) -> Result<(), String> {
 }
 fn set_max_users(c: &mut Config, v: &str) -> Result<(), String> {
     c.max_users_per_room = number(v, 1, 1_000_000)?;
+    Ok(())
+}
+fn set_max_sessions(c: &mut Config, v: &str) -> Result<(), String> {
+    c.max_sessions = number(v, 1, 10_000_000)?;
     Ok(())
 }
 fn set_pause_reading_at(c: &mut Config, v: &str) -> Result<(), String> {
@@ -422,7 +431,7 @@ impl Config {
     pub fn summary(&self) -> String {
         format!(
             "bind={} max_connections={} max_head_bytes={} head_timeout={}s max_message_bytes={} \
-             max_frame_bytes={} max_chat_chars={} rate_limit={}/s burst={} max_users_per_room={} \
+             max_frame_bytes={} max_chat_chars={} rate_limit={}/s burst={} max_users_per_room={} max_sessions={} \
              pause_reading_at={} max_buffered={} ping={}s pong_timeout={}s close_timeout={}s \
              reserve={}s grace={}s history={} echo={} www={} allow_origin={:?} trust_proxy={} \
              metrics_bind={} sharded={}",
@@ -436,6 +445,7 @@ impl Config {
             self.rate_limit,
             self.rate_burst,
             self.max_users_per_room,
+            self.max_sessions,
             self.pause_reading_at,
             self.max_buffered,
             self.ping_interval.as_secs(),

@@ -502,3 +502,15 @@ fn a_client_that_half_closes_still_gets_its_answer() {
     assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
     assert!(text.ends_with("\r\n\r\nok"), "{text}");
 }
+
+#[test]
+fn logins_past_max_sessions_get_503() {
+    let mut config = test_config();
+    config.max_sessions = 2;
+    let addr = start(config);
+    login(addr, "a", 1);
+    login(addr, "b", 2);
+    let r = login_raw(addr, "c", "3");
+    assert_eq!(r.status, 503);
+    assert_eq!(r.header("Retry-After"), Some("60"));
+}

@@ -287,6 +287,17 @@ fn login(req: &Request, body: &[u8], ctx: &mut Ctx) -> Response {
                 .header("Cache-Control", "no-store");
         }
     }
+    if ctx.chat.sessions.len() >= ctx.config.max_sessions {
+        ctx.metrics.refuse("sessions");
+        log::warn!("login refused: {} sessions held (--max-sessions)", ctx.chat.sessions.len());
+        return Response::error_page(
+            Status::ServiceUnavailable,
+            "room",
+            "The server is full right now. Try again in a minute.",
+            &back,
+        )
+        .header("Retry-After", "60");
+    }
     let token = match chat::new_token() {
         Ok(t) => t,
         Err(e) => {
