@@ -289,7 +289,10 @@ fn login(req: &Request, body: &[u8], ctx: &mut Ctx) -> Response {
     }
     if ctx.chat.sessions.len() >= ctx.config.max_sessions {
         ctx.metrics.refuse("sessions");
-        log::warn!("login refused: {} sessions held (--max-sessions)", ctx.chat.sessions.len());
+        log::warn!(
+            "login refused: {} sessions held (--max-sessions)",
+            ctx.chat.sessions.len()
+        );
         return Response::error_page(
             Status::ServiceUnavailable,
             "room",
