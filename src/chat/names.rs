@@ -24,9 +24,14 @@ pub fn check_user(raw: &str) -> Result<&str, &'static str> {
     Ok(user)
 }
 
-/// The form of an id used to compare ids: `Alice` and `alice` are one person.
+/// The form of an id used to compare ids: `Alice` and `alice` are one
+/// person, and so are ids that only look alike because they are encoded
+/// differently (Unicode compatibility normalisation, NFKC): `가` typed as one
+/// syllable or as two conjoining jamo, `Ａlice` in fullwidth letters.
 pub fn fold(user: &str) -> String {
-    user.to_lowercase()
+    use unicode_normalization::UnicodeNormalization;
+    let lower: String = user.nfkc().collect::<String>().to_lowercase();
+    lower.nfkc().collect()
 }
 
 /// Parses a room number typed into a form (surrounding spaces and leading
@@ -80,6 +85,9 @@ mod tests {
         assert!(check_user(&"가".repeat(32)).is_ok());
         assert!(check_user(&"가".repeat(33)).is_err());
         assert_eq!(fold("Alice"), fold("aLICE"));
+        assert_eq!(fold("가나"), fold("\u{1100}\u{1161}\u{1102}\u{1161}"), "jamo compose");
+        assert_eq!(fold("Alice"), fold("Ａｌｉｃｅ"), "fullwidth");
+        assert_ne!(fold("alice"), fold("alicf"));
     }
 
     #[test]
