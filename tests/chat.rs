@@ -58,7 +58,10 @@ fn duplicate_ids_get_409_in_any_case() {
     // The same syllables typed as conjoining jamo, and fullwidth letters,
     // look the same and are the same id.
     login(addr, "가나", 1);
-    assert_eq!(login_raw(addr, "\u{1100}\u{1161}\u{1102}\u{1161}", "1").status, 409);
+    assert_eq!(
+        login_raw(addr, "\u{1100}\u{1161}\u{1102}\u{1161}", "1").status,
+        409
+    );
     assert_eq!(login_raw(addr, "ＡＬＩＣＥ", "1").status, 409);
 }
 

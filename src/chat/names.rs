@@ -85,7 +85,11 @@ mod tests {
         assert!(check_user(&"가".repeat(32)).is_ok());
         assert!(check_user(&"가".repeat(33)).is_err());
         assert_eq!(fold("Alice"), fold("aLICE"));
-        assert_eq!(fold("가나"), fold("\u{1100}\u{1161}\u{1102}\u{1161}"), "jamo compose");
+        assert_eq!(
+            fold("가나"),
+            fold("\u{1100}\u{1161}\u{1102}\u{1161}"),
+            "jamo compose"
+        );
         assert_eq!(fold("Alice"), fold("Ａｌｉｃｅ"), "fullwidth");
         assert_ne!(fold("alice"), fold("alicf"));
     }
