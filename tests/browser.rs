@@ -9,20 +9,16 @@
 //! skips, except under `CI=true`, where that is a failure.
 //! Screenshots are saved in `target/browser-shots/`.
 
-use std::io::Read;
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
+
+use common::{on_path, require_tool, run_bounded};
 
 /// The whole browser suite must finish within this.
 const SUITE_TIMEOUT: Duration = Duration::from_secs(600);
-
-fn on_path(name: &str) -> Option<PathBuf> {
-    let paths = std::env::var_os("PATH")?;
-    std::env::split_paths(&paths)
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
-}
 
 fn chromium() -> Option<PathBuf> {
     let debian = PathBuf::from("/usr/bin/chromium");
@@ -32,17 +28,8 @@ fn chromium() -> Option<PathBuf> {
     on_path("chromium")
 }
 
-/// Skips (returns false) when something is missing, or fails under CI.
 fn require(what: &str, found: bool) -> bool {
-    if found {
-        return true;
-    }
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-    if ci {
-        panic!("browser tests: {what} is missing (CI=true, so this is a failure)");
-    }
-    eprintln!("browser tests SKIPPED: {what} is missing");
-    false
+    require_tool("browser tests", what, found)
 }
 
 #[test]
@@ -86,44 +73,12 @@ fn pages_in_chromium() {
         .env("CHROMIUM_PATH", chromium.unwrap())
         .env("WSROOMS_SHOTS_DIR", &shots)
         // The server must serve its embedded pages, whatever the shell says.
-        .env_remove("WSROOMS_WWW")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .env_remove("WSROOMS_WWW");
     // Its own process group, so a timeout can end node, Chromium and the
     // servers it started together.
     std::os::unix::process::CommandExt::process_group(&mut command, 0);
-    let mut child = command.spawn().expect("start node");
-
-    let mut stdout = child.stdout.take().unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let out_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stdout.read_to_string(&mut s);
-        s
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr.read_to_string(&mut s);
-        s
-    });
-
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for node") {
-            break Some(status);
-        }
-        if started.elapsed() > SUITE_TIMEOUT {
-            let _ = Command::new("kill")
-                .args(["-KILL", &format!("-{}", child.id())])
-                .status();
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let out = out_reader.join().unwrap_or_default();
-    let err = err_reader.join().unwrap_or_default();
+    let finished = run_bounded(&mut command, SUITE_TIMEOUT);
+    let (status, out, err) = (finished.status, finished.stdout, finished.stderr);
     println!("{out}");
     if !err.trim().is_empty() {
         eprintln!("{err}");

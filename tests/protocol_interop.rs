@@ -9,10 +9,9 @@
 
 mod common;
 
-use std::io::Read;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 
@@ -36,17 +35,14 @@ fn have_websockets(python: &PathBuf) -> bool {
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
-    if !ok {
-        let why = format!(
-            "{} cannot import websockets (pip install -r tests/python/requirements.txt)",
+    require_tool(
+        "python interop",
+        &format!(
+            "websockets for {} (pip install -r tests/python/requirements.txt)",
             python.display()
-        );
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("{why}");
-        }
-        eprintln!("skipping: {why}");
-    }
-    ok
+        ),
+        ok,
+    )
 }
 
 #[test]
@@ -57,40 +53,14 @@ fn python_websockets_echo_up_to_16_mib() {
     }
     let server = spawn_binary(&["--echo", "--max-message-bytes", "16777216"]);
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/echo_interop.py");
-    let mut child = Command::new(&python)
-        .arg(&script)
-        .arg(format!("ws://{}/echo", server.addr))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run python");
     // Bounded: the whole exchange takes seconds; give it two minutes.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break Some(status);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let mut out = String::new();
-    let mut err = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
+    let finished = run_bounded(
+        Command::new(&python)
+            .arg(&script)
+            .arg(format!("ws://{}/echo", server.addr)),
+        Duration::from_secs(120),
+    );
+    let (status, out, err) = (finished.status, finished.stdout, finished.stderr);
     let status = status.unwrap_or_else(|| panic!("interop timed out:\n{out}\n{err}"));
     assert!(status.success(), "interop failed ({status}):\n{out}\n{err}");
     assert!(out.contains("ok binary 16777216 B\n"), "{out}");

@@ -10,9 +10,8 @@
 
 mod common;
 
-use std::io::Read;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -20,24 +19,8 @@ use common::*;
 /// The whole exchange takes about a second; allow two minutes.
 const TIMEOUT: Duration = Duration::from_secs(120);
 
-fn on_path(name: &str) -> Option<PathBuf> {
-    let paths = std::env::var_os("PATH")?;
-    std::env::split_paths(&paths)
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
-}
-
-/// Skips (returns false) when something is missing, or fails under CI.
 fn require(what: &str, found: bool) -> bool {
-    if found {
-        return true;
-    }
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-    if ci {
-        panic!("node ws interop: {what} is missing (CI=true, so this is a failure)");
-    }
-    eprintln!("node ws interop SKIPPED: {what} is missing");
-    false
+    require_tool("node ws interop", what, found)
 }
 
 #[test]
@@ -59,41 +42,14 @@ fn node_ws_echo_up_to_16_mib() {
     }
     let server = spawn_binary(&["--echo", "--max-message-bytes", "16777216"]);
     let started = Instant::now();
-    let mut child = Command::new(node.unwrap())
-        .arg(dir.join("ws_interop.mjs"))
-        .arg(format!("ws://{}/echo", server.addr))
-        .current_dir(&dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run node");
-    // Drain both pipes in threads so a chatty child cannot block on them.
-    let mut stdout = child.stdout.take().unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let out = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stdout.read_to_string(&mut s);
-        s
-    });
-    let err = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr.read_to_string(&mut s);
-        s
-    });
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break Some(status);
-        }
-        if started.elapsed() > TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let out = out.join().unwrap();
-    let err = err.join().unwrap();
+    let finished = run_bounded(
+        Command::new(node.unwrap())
+            .arg(dir.join("ws_interop.mjs"))
+            .arg(format!("ws://{}/echo", server.addr))
+            .current_dir(&dir),
+        TIMEOUT,
+    );
+    let (status, out, err) = (finished.status, finished.stdout, finished.stderr);
     let status = status.unwrap_or_else(|| panic!("node ws interop timed out:\n{out}\n{err}"));
     assert!(
         status.success(),
