@@ -11,8 +11,8 @@
 //! peer still sends until it closes too (closing a socket with unread data
 //! would reset the connection and could destroy our last bytes in flight).
 
-use std::net::SocketAddr;
-use std::time::Instant;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
 use mio::{Interest, Token};
@@ -89,6 +89,15 @@ impl TokenBucket {
             false
         }
     }
+
+    /// How long until the bucket holds a whole token again (zero if it
+    /// does), refilling at `rate` per second.
+    pub fn time_to_token(&self, rate: f64) -> Duration {
+        if rate <= 0.0 || self.tokens >= 1.0 {
+            return Duration::ZERO;
+        }
+        Duration::from_secs_f64((1.0 - self.tokens) / rate)
+    }
 }
 
 /// An open WebSocket.
@@ -135,6 +144,9 @@ pub struct Conn {
     pub fin_sent: bool,
     /// Accepted on the `--metrics-bind` listener.
     pub via_metrics: bool,
+    /// The client address this connection is counted under in the
+    /// per-address limits (released when it is dropped).
+    pub counted_as: Option<IpAddr>,
 }
 
 impl Conn {
@@ -153,6 +165,7 @@ impl Conn {
             fin_when_flushed: false,
             fin_sent: false,
             via_metrics: false,
+            counted_as: None,
         }
     }
 

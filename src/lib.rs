@@ -10,7 +10,7 @@
 //! 4. [`ws`]: the WebSocket handshake, frames, message assembly, UTF-8;
 //! 5. [`chat`]: rooms, sessions, events, history;
 //! 6. [`queue`]: the write queue with shared frames and vectored writes;
-//! 7. [`timers`], [`config`], [`assets`], [`metrics`].
+//! 7. [`timers`], [`config`], [`assets`], [`metrics`], [`peer_limits`].
 
 pub mod assets;
 pub mod chat;
@@ -18,6 +18,7 @@ pub mod config;
 pub mod conn;
 pub mod http;
 pub mod metrics;
+pub mod peer_limits;
 pub mod queue;
 pub mod server;
 pub mod timers;
