@@ -77,6 +77,14 @@ pub struct Config {
     /// Behind a proxy that routes by room: a `POST /login` without
     /// `?room=N` gets `307` to `/login?room=N`. Default off.
     pub sharded: bool,
+    /// Most connections open at once from one client address (see
+    /// `trust_proxy` for which address). 0 = off (the default) → `503`.
+    pub max_connections_per_ip: usize,
+    /// `POST /login` per second from one client address (token bucket
+    /// refill). 0 = off (the default) → `429` with `Retry-After`.
+    pub login_rate_per_ip: f64,
+    /// Logins one client address may send at once. Default 10.
+    pub login_burst_per_ip: f64,
     /// Log level name (`error`, `warn`, `info`, `debug`, `trace`). Default `info`.
     pub log_level: String,
 }
@@ -112,6 +120,9 @@ impl Default for Config {
             trust_proxy: false,
             metrics_bind: None,
             sharded: false,
+            max_connections_per_ip: 0,
+            login_rate_per_ip: 0.0,
+            login_burst_per_ip: 10.0,
             log_level: "info".to_string(),
         }
     }
@@ -156,6 +167,9 @@ const OPTIONS: &[Opt] = &[
     Opt { name: "rate-limit", takes_value: true, help: "chat messages per second per connection, 0..1000000, 0 = off [20]; more closes 1008", set: set_rate_limit },
     Opt { name: "rate-burst", takes_value: true, help: "chat messages allowed at once, 1..1000000 [40]", set: set_rate_burst },
     Opt { name: "max-users-per-room", takes_value: true, help: "users in one room, 1..1000000 [1000]; more get 409 at login", set: set_max_users },
+    Opt { name: "max-connections-per-ip", takes_value: true, help: "connections open from one client address, 0..1000000, 0 = off [0]; more get 503", set: set_max_connections_per_ip },
+    Opt { name: "login-rate-per-ip", takes_value: true, help: "logins per second from one client address, 0..1000000, 0 = off [0]; more get 429", set: set_login_rate_per_ip },
+    Opt { name: "login-burst-per-ip", takes_value: true, help: "logins one client address may send at once, 1..1000000 [10]", set: set_login_burst_per_ip },
     Opt { name: "max-sessions", takes_value: true, help: "logins held at once in all rooms, 1..10000000 [100000]; more get 503 at login", set: set_max_sessions },
     Opt { name: "pause-reading-at", takes_value: true, help: "buffered outgoing bytes that pause reading, 1024..1073741824 [65536]", set: set_pause_reading_at },
     Opt { name: "max-buffered", takes_value: true, help: "buffered outgoing bytes before closing 1008, 1024..1073741824 [1048576]", set: set_max_buffered },
@@ -236,6 +250,18 @@ fn set_max_users(c: &mut Config, v: &str) -> Result<(), String> {
 }
 fn set_max_sessions(c: &mut Config, v: &str) -> Result<(), String> {
     c.max_sessions = number(v, 1, 10_000_000)?;
+    Ok(())
+}
+fn set_max_connections_per_ip(c: &mut Config, v: &str) -> Result<(), String> {
+    c.max_connections_per_ip = number(v, 0, 1_000_000)?;
+    Ok(())
+}
+fn set_login_rate_per_ip(c: &mut Config, v: &str) -> Result<(), String> {
+    c.login_rate_per_ip = number(v, 0.0, 1_000_000.0)?;
+    Ok(())
+}
+fn set_login_burst_per_ip(c: &mut Config, v: &str) -> Result<(), String> {
+    c.login_burst_per_ip = number(v, 1.0, 1_000_000.0)?;
     Ok(())
 }
 fn set_pause_reading_at(c: &mut Config, v: &str) -> Result<(), String> {
@@ -432,7 +458,7 @@ impl Config {
         format!(
             "bind={} max_connections={} max_head_bytes={} head_timeout={}s max_message_bytes={} \
              max_frame_bytes={} max_chat_chars={} rate_limit={}/s burst={} max_users_per_room={} max_sessions={} \
-             pause_reading_at={} max_buffered={} ping={}s pong_timeout={}s close_timeout={}s \
+             max_connections_per_ip={} login_rate_per_ip={}/s login_burst_per_ip={} pause_reading_at={} max_buffered={} ping={}s pong_timeout={}s close_timeout={}s \
              reserve={}s grace={}s history={} echo={} www={} allow_origin={:?} trust_proxy={} \
              metrics_bind={} sharded={}",
             self.bind,
@@ -446,6 +472,9 @@ impl Config {
             self.rate_burst,
             self.max_users_per_room,
             self.max_sessions,
+            self.max_connections_per_ip,
+            self.login_rate_per_ip,
+            self.login_burst_per_ip,
             self.pause_reading_at,
             self.max_buffered,
             self.ping_interval.as_secs(),
@@ -504,6 +533,8 @@ mod tests {
         assert_eq!(c.pause_reading_at, 65536);
         assert_eq!(c.max_buffered, 1 << 20);
         assert_eq!(c.history_messages, 50);
+        assert_eq!(c.max_connections_per_ip, 0, "per-address limits off");
+        assert_eq!(c.login_rate_per_ip, 0.0, "per-address limits off");
     }
 
     #[test]
