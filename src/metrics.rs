@@ -17,7 +17,7 @@ pub struct Metrics {
     pub bytes_out: u64,
     /// Close frames we sent, by code.
     pub closes: BTreeMap<u16, u64>,
-    /// Refused handshakes and logins, by reason.
+    /// Refused handshakes, logins and per-address connections, by reason.
     pub refused: BTreeMap<&'static str, u64>,
 }
 
@@ -30,6 +30,8 @@ pub struct Gauges {
     pub sessions: usize,
     pub buffered_bytes: usize,
     pub history_bytes: usize,
+    /// Addresses in the per-address limits' table.
+    pub peer_addresses: usize,
 }
 
 impl Metrics {
@@ -87,6 +89,12 @@ impl Metrics {
             g.history_bytes as u64,
         );
         one(
+            "wsrooms_peer_addresses",
+            "gauge",
+            "Client addresses tracked by the per-address limits (bounded).",
+            g.peer_addresses as u64,
+        );
+        one(
             "wsrooms_connections_accepted_total",
             "counter",
             "TCP connections accepted.",
@@ -138,7 +146,7 @@ impl Metrics {
         for (code, n) in &self.closes {
             let _ = writeln!(out, "wsrooms_closes_total{{code=\"{code}\"}} {n}");
         }
-        out.push_str("# HELP wsrooms_refused_total Refused handshakes and logins, by reason.\n# TYPE wsrooms_refused_total counter\n");
+        out.push_str("# HELP wsrooms_refused_total Refused handshakes, logins and per-address connections, by reason.\n# TYPE wsrooms_refused_total counter\n");
         for (reason, n) in &self.refused {
             let _ = writeln!(out, "wsrooms_refused_total{{reason=\"{reason}\"}} {n}");
         }

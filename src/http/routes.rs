@@ -12,6 +12,7 @@
 //! | GET HEAD | `/static/*`, `/favicon.svg` | embedded assets                     |
 //! | GET HEAD | `/healthz`, `/metrics` | operations                               |
 
+use std::net::IpAddr;
 use std::time::Instant;
 
 use super::form;
@@ -22,6 +23,7 @@ use crate::assets::{AssetBytes, Assets};
 use crate::chat::{self, names, Chat, LoginError};
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::peer_limits::{PeerLimits, Refusal};
 use crate::timers::{TimerKey, Timers};
 use crate::ws::handshake::{self, Upgrade};
 
@@ -55,6 +57,10 @@ pub struct Ctx<'a> {
     pub now: Instant,
     /// The request came in on the `--metrics-bind` listener.
     pub via_metrics: bool,
+    /// The client's address: the TCP peer, or with `--trust-proxy` the last
+    /// `X-Forwarded-For` entry.
+    pub client: IpAddr,
+    pub peer_limits: &'a mut PeerLimits,
 }
 
 /// Routes one request. `body` is the request body (complete).
@@ -221,8 +227,43 @@ pub fn origin_allowed(req: &Request, config: &Config) -> bool {
     page == Some(host.as_str())
 }
 
-/// `POST /login`.
+/// Is this login sent by another site's page (login CSRF)? It is when it
+/// says so (`Sec-Fetch-Site: cross-site`) or when its `Origin` is there and
+/// is not the page's own nor an `--allow-origin` (`null`, sent by sandboxed
+/// frames and some redirects, is foreign too). No `Origin` at all is
+/// allowed: curl and scripts send none, and browsers always send one with
+/// a `POST`.
+pub fn foreign_login(req: &Request, config: &Config) -> bool {
+    if req.header_has_token("sec-fetch-site", "cross-site") {
+        return true;
+    }
+    match req.headers_named("origin").count() {
+        0 => false,
+        1 => !origin_allowed(req, config),
+        _ => true,
+    }
+}
+
+/// `POST /login`. Every one counts towards its address's login rate, even
+/// those refused for another reason.
 fn login(req: &Request, body: &[u8], ctx: &mut Ctx) -> Response {
+    if let Err(refusal) = ctx.peer_limits.login(ctx.client, ctx.now) {
+        return too_many_logins(refusal, ctx);
+    }
+    if foreign_login(req, ctx.config) {
+        ctx.metrics.refuse("login_origin");
+        let origin = req.header("origin").map(String::from_utf8_lossy);
+        log::info!(
+            "{}: login refused: sent from another site (Origin {origin:?})",
+            ctx.client
+        );
+        return Response::error_page(
+            Status::Forbidden,
+            "user",
+            "This login was sent from another site. Log in from this site's own page.",
+            "/",
+        );
+    }
     let form_type = req
         .header_str("content-type")
         .map(|t| {
@@ -348,6 +389,23 @@ fn login(req: &Request, body: &[u8], ctx: &mut Ctx) -> Response {
             )
         }
     }
+}
+
+/// `429` with `Retry-After` (a refused login by rate).
+fn too_many_logins(refusal: Refusal, ctx: &mut Ctx) -> Response {
+    ctx.metrics.refuse(refusal.metric_reason());
+    let wait = match refusal {
+        Refusal::LoginRate { retry_after_secs } => retry_after_secs,
+        Refusal::Connections => 5,
+    };
+    log::debug!("{}: login refused: --login-rate-per-ip", ctx.client);
+    Response::error_page(
+        refusal.status(),
+        "user",
+        &format!("Too many logins from your address. Try again in {wait} s."),
+        "/",
+    )
+    .header("Retry-After", wait.to_string())
 }
 
 fn bad(field: &str, message: &str, back: &str, ctx: &mut Ctx) -> Response {

@@ -2,7 +2,7 @@
 //! buffer (keep-alive and pipelining included), sending the response, and
 //! closing cleanly (`Draining`). Part of the poll loop's `impl Server`.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use super::{forwarded_for, Server};
 use crate::conn::{ConnId, Phase, Role};
@@ -10,6 +10,7 @@ use crate::http::request::{self, HeadLimits, MAX_HEADERS};
 use crate::http::response::{Body, Response};
 use crate::http::routes::{self, Ctx, Outcome};
 use crate::http::Status;
+use crate::peer_limits::Refusal;
 use crate::queue::Chunk;
 
 impl Server {
@@ -78,6 +79,18 @@ impl Server {
                 return Some(buf.len());
             }
         };
+        let Some(client) = self.client_address(id, &req) else {
+            return Some(buf.len());
+        };
+        if let Err(refusal) = self.count_client(id, client) {
+            self.note_per_address_refusal(client, refusal);
+            let mut response =
+                Response::text(refusal.status(), "too many connections from one address")
+                    .header("Retry-After", "5");
+            response.close = true;
+            self.respond(id, response, false, false);
+            return Some(buf.len());
+        }
         let body_len = match req.content_length() {
             Ok(n) if n > self.config.max_body_bytes => {
                 self.answer_and_close(id, Status::PayloadTooLarge);
@@ -96,13 +109,6 @@ impl Server {
         let keep_alive = req.keep_alive();
         let head_only = req.method == "HEAD";
         let via_metrics = self.conn(id).is_some_and(|c| c.via_metrics);
-        if self.config.trust_proxy {
-            if let Some(ip) = forwarded_for(&req) {
-                if let Some(conn) = self.conn(id) {
-                    conn.peer = SocketAddr::new(ip, conn.peer.port());
-                }
-            }
-        }
         self.metrics.http_requests += 1;
         let outcome = {
             let mut ctx = Ctx {
@@ -113,6 +119,8 @@ impl Server {
                 assets: &self.assets,
                 now: self.now,
                 via_metrics,
+                client,
+                peer_limits: &mut self.peer_limits,
             };
             routes::handle(&req, body, &mut ctx)
         };
@@ -159,6 +167,46 @@ impl Server {
             }
         }
         Some(head_len + body_len)
+    }
+
+    /// The client's address for this request: the TCP peer, or with
+    /// `--trust-proxy` the last `X-Forwarded-For` entry (which then becomes
+    /// the connection's peer in the logs).
+    fn client_address(&mut self, id: ConnId, req: &request::Request) -> Option<IpAddr> {
+        let forwarded = if self.config.trust_proxy {
+            forwarded_for(req)
+        } else {
+            None
+        };
+        let conn = self.conn(id)?;
+        if let Some(ip) = forwarded {
+            conn.peer = SocketAddr::new(ip, conn.peer.port());
+        }
+        Some(conn.peer.ip())
+    }
+
+    /// With `--trust-proxy`, a connection is counted by
+    /// `--max-connections-per-ip` under the client address of its latest
+    /// request (a proxy reuses its connections for different clients);
+    /// without it, it was counted by its TCP peer when accepted.
+    fn count_client(&mut self, id: ConnId, client: IpAddr) -> Result<(), Refusal> {
+        if !self.config.trust_proxy {
+            return Ok(());
+        }
+        let Some(conn) = self.conn(id) else {
+            return Ok(());
+        };
+        if conn.via_metrics || conn.counted_as == Some(client) {
+            return Ok(());
+        }
+        if let Some(previous) = conn.counted_as.take() {
+            self.peer_limits.close(previous);
+        }
+        let counted = self.peer_limits.open(client)?;
+        if let Some(conn) = self.conn(id) {
+            conn.counted_as = counted;
+        }
+        Ok(())
     }
 
     pub(super) fn respond(

@@ -38,6 +38,7 @@ use crate::config::Config;
 use crate::conn::{Conn, ConnId, Phase, Role};
 use crate::http::request;
 use crate::metrics::{Gauges, Metrics};
+use crate::peer_limits::{PeerLimits, Refusal};
 use crate::queue::Flushed;
 use crate::timers::{TimerKey, Timers};
 use crate::ws::close::{self, CloseReason};
@@ -82,6 +83,8 @@ pub struct Server {
     timers: Timers,
     assets: Assets,
     metrics: Metrics,
+    /// Connections and logins per client address.
+    peer_limits: PeerLimits,
     /// The one read buffer of the loop.
     scratch: Vec<u8>,
     /// Connections with output queued this turn, to flush at its end.
@@ -137,6 +140,7 @@ impl Server {
             local_addr,
             metrics_listener,
             assets: Assets::new(config.www.clone()),
+            peer_limits: PeerLimits::new(&config),
             config,
             conns: Slab::new(),
             next_gen: 0,
@@ -312,6 +316,16 @@ impl Server {
             }
             return;
         }
+        // Behind a trusted proxy every TCP peer is the proxy: the client's
+        // address is known once a request head is read (`count_client`).
+        let counted_as = if via_metrics || self.config.trust_proxy {
+            None
+        } else {
+            match self.peer_limits.open(peer.ip()) {
+                Ok(counted) => counted,
+                Err(refusal) => return self.refuse_per_address(stream, peer, refusal),
+            }
+        };
         let _ = stream.set_nodelay(true);
         self.next_gen = self.next_gen.wrapping_add(1);
         let entry = self.conns.vacant_entry();
@@ -325,16 +339,45 @@ impl Server {
             .register(&mut stream, id.token(), Interest::READABLE)
         {
             log::warn!("{peer}: cannot register: {e}");
+            if let Some(ip) = counted_as {
+                self.peer_limits.close(ip);
+            }
             return;
         }
         let mut conn = Conn::new(id, stream, peer);
         conn.via_metrics = via_metrics;
+        conn.counted_as = counted_as;
         entry.insert(conn);
         self.metrics.connections_accepted += 1;
         log::debug!("{peer}: connected");
         self.set_deadline(id, Some(self.now + self.config.head_timeout));
         // No read now: registering a socket whose request already arrived
         // reports it readable at once (epoll checks the state on add).
+    }
+
+    /// A new connection over `--max-connections-per-ip`: a best-effort
+    /// `503` as at the global limit, then closed.
+    fn refuse_per_address(&mut self, mut stream: TcpStream, peer: SocketAddr, refusal: Refusal) {
+        let _ = stream.write(
+            b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 37\r\nConnection: close\r\nRetry-After: 5\r\n\r\ntoo many connections from one address",
+        );
+        self.note_per_address_refusal(peer.ip(), refusal);
+    }
+
+    /// Counts a per-address refusal; logs the first at warn, the rest at
+    /// debug (a flood must not flood the log too).
+    pub(super) fn note_per_address_refusal(&mut self, ip: std::net::IpAddr, refusal: Refusal) {
+        let reason = refusal.metric_reason();
+        self.metrics.refuse(reason);
+        if self.metrics.refused.get(reason) == Some(&1) {
+            log::warn!(
+                "{ip}: refused with 503, --max-connections-per-ip {} reached \
+                 (logged once; see wsrooms_refused_total{{reason=\"{reason}\"}})",
+                self.config.max_connections_per_ip
+            );
+        } else {
+            log::debug!("{ip}: refused with 503 (--max-connections-per-ip)");
+        }
     }
 
     /// Closes the socket at once and forgets the connection.
@@ -346,6 +389,9 @@ impl Server {
         // the poll: no `deregister` system call needed.
         let conn = self.conns.remove(id.key as usize);
         log::debug!("{}: dropped ({why:?})", conn.peer);
+        if let Some(ip) = conn.counted_as {
+            self.peer_limits.close(ip);
+        }
         if let Phase::WebSocket(ws) = &conn.phase {
             self.websockets -= 1;
             if let Role::Chat { session } = ws.role {
@@ -623,6 +669,7 @@ impl Server {
             sessions: self.chat.sessions.len(),
             buffered_bytes: self.conns.iter().map(|(_, c)| c.out.buffered()).sum(),
             history_bytes: self.chat.history_bytes(),
+            peer_addresses: self.peer_limits.len(),
         }
     }
 }
