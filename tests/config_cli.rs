@@ -29,6 +29,10 @@ const FLAGS: &[&str] = &[
     "rate-limit",
     "rate-burst",
     "max-users-per-room",
+    "max-sessions",
+    "max-connections-per-ip",
+    "login-rate-per-ip",
+    "login-burst-per-ip",
     "pause-reading-at",
     "max-buffered",
     "ping-interval-secs",
@@ -145,6 +149,23 @@ fn bad_values_stop_the_start_with_exit_2_and_one_line_naming_the_flag() {
         &[],
         &["--pause-reading-at", "--max-buffered"],
     );
+    // The per-address limits (issue 11): 0 is off, so the range starts there
+    // for the connections and the rate; a burst needs at least one.
+    refused(
+        &["--max-connections-per-ip", "-1"],
+        &[],
+        &["--max-connections-per-ip", "0 to 1000000", "\"-1\""],
+    );
+    refused(
+        &[],
+        &[("WSROOMS_LOGIN_RATE_PER_IP", "fast")],
+        &["WSROOMS_LOGIN_RATE_PER_IP", "0 to 1000000", "\"fast\""],
+    );
+    refused(
+        &["--login-burst-per-ip=0"],
+        &[],
+        &["--login-burst-per-ip", "1 to 1000000"],
+    );
     // A bad environment value is refused even when a flag would override
     // it: an operator's typo in a unit file does not hide.
     refused(
@@ -257,6 +278,32 @@ fn environment_sets_and_flags_override_it() {
         &[("WSROOMS_ECHO", "false")],
     );
     assert!(ws_connect_path(s.addr, "/echo", None, None).is_err());
+}
+
+#[test]
+fn per_address_limits_are_off_by_default_and_set_by_variable_or_flag() {
+    let dir = TempDir::new("config-per-ip");
+    let s = spawn(&dir, &["--bind", "127.0.0.1:0"], &[]);
+    let line = s.wait_for_log("config: ");
+    assert!(
+        line.contains("max_connections_per_ip=0 login_rate_per_ip=0/s"),
+        "{line}"
+    );
+    drop(s);
+    let s = spawn(
+        &dir,
+        &["--bind", "127.0.0.1:0", "--login-burst-per-ip", "30"],
+        &[
+            ("WSROOMS_MAX_CONNECTIONS_PER_IP", "200"),
+            ("WSROOMS_LOGIN_RATE_PER_IP", "0.5"),
+            ("WSROOMS_LOGIN_BURST_PER_IP", "7"),
+        ],
+    );
+    let line = s.wait_for_log("config: ");
+    assert!(
+        line.contains("max_connections_per_ip=200 login_rate_per_ip=0.5/s login_burst_per_ip=30"),
+        "{line}"
+    );
 }
 
 #[test]

@@ -19,6 +19,18 @@ use std::path::{Path, PathBuf};
 use common::http_raw;
 use tools::*;
 
+/// The per-address limits deploy/wsrooms.service sets (its
+/// `Environment=WSROOMS_…_PER_IP=` lines), so the backend runs with them.
+fn unit_per_address_limits() -> Vec<(String, String)> {
+    shipped("wsrooms.service")
+        .lines()
+        .filter_map(|l| l.strip_prefix("Environment="))
+        .filter_map(|l| l.split_once('='))
+        .filter(|(k, _)| k.starts_with("WSROOMS_") && k.ends_with("_PER_IP"))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 /// A backend, nginx in front of it, and what the Python client needs.
 struct Proxied {
     // Dropped in this order: nginx, the backend, then their directory.
@@ -41,7 +53,12 @@ impl Proxied {
         let (cert, key) = self_signed_cert(dir.path());
         let mut args = vec!["--bind", "127.0.0.1:0", "--trust-proxy"];
         args.extend_from_slice(backend_args);
-        let backend = Wsrooms::spawn(&args, &[], dir.join("wsrooms.log"));
+        let limits = unit_per_address_limits();
+        let envs: Vec<(&str, &str)> = limits
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let backend = Wsrooms::spawn(&args, &envs, dir.join("wsrooms.log"));
         let (nginx, https_port, http_port) =
             Nginx::start_on_free_ports(dir.path(), |https, http| {
                 render_site(
@@ -118,6 +135,16 @@ fn chat_over_wss_through_the_shipped_nginx_config() {
     p.backend
         .wait_for_log("login: \"alice\" reserved in room 5");
     p.backend.wait_for_log("trust_proxy=true");
+    // ...with the unit's per-address limits on, and not in the way.
+    let config = p.backend.wait_for_log("config: ");
+    for (name, value) in unit_per_address_limits() {
+        let key = name.trim_start_matches("WSROOMS_").to_ascii_lowercase();
+        assert!(
+            config.contains(&format!("{key}={value}")),
+            "{name}: {config}"
+        );
+    }
+    assert_eq!(unit_per_address_limits().len(), 3);
 }
 
 #[test]

@@ -67,6 +67,20 @@ pub fn small_buffer_tcp(addr: SocketAddr, rcvbuf: usize, sndbuf: usize) -> TcpSt
     s
 }
 
+/// A connection from another loopback address (`127.0.0.2`: all of
+/// 127.0.0.0/8 is loopback), for tests of per-address limits.
+pub fn tcp_from(source: std::net::IpAddr, addr: SocketAddr) -> TcpStream {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    s.bind(&SocketAddr::new(source, 0).into()).unwrap();
+    s.connect(&addr.into()).unwrap();
+    let s: TcpStream = s.into();
+    s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    s.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+    s.set_nodelay(true).unwrap();
+    s
+}
+
 /// One frame from the server (never masked).
 #[derive(Debug)]
 pub struct RawFrame {
