@@ -74,7 +74,10 @@ impl Response {
     pub fn page_headers(self) -> Self {
         self.header("Content-Security-Policy", CSP)
             .header("X-Content-Type-Options", "nosniff")
-            .header("Referrer-Policy", "no-referrer")
+            // Not `no-referrer`: under it a browser sends `Origin: null`
+            // with the login form's POST, which the login CSRF check must
+            // refuse. `same-origin` still sends no referrer to other sites.
+            .header("Referrer-Policy", "same-origin")
             .header("X-Frame-Options", "DENY")
     }
 
