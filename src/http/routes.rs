@@ -5,7 +5,7 @@
 //! | method   | path                | what                                        |
 //! |----------|---------------------|---------------------------------------------|
 //! | GET HEAD | `/`                 | login page                                  |
-//! | POST     | `/login`            | reserve an id in a room → 303, 400 or 409   |
+//! | POST     | `/login`            | reserve an id → 303 (or 400/403/409/429)    |
 //! | GET HEAD | `/rooms/{n}`        | room page, or 303 to `/?room=n`             |
 //! | GET      | `/rooms/{n}/ws`     | the room's WebSocket (cookie + Origin)      |
 //! | GET      | `/echo`             | echo WebSocket (only with `--echo`)         |
