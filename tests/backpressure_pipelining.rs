@@ -12,7 +12,7 @@ mod common;
 mod limits_common;
 mod tools;
 
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
@@ -202,7 +202,7 @@ fn pings_and_echoes_in_one_write_are_all_answered_in_order_once_the_client_reads
     // Echoes of 8 KB and pings between them: megabytes of replies in all,
     // more than the kernel's socket buffers take.
     let payload = |i: usize| {
-        let pad = if i % 2 == 0 { 8000 } else { 90 };
+        let pad = if i.is_multiple_of(2) { 8000 } else { 90 };
         format!("{i:06}-{}", "x".repeat(pad)).into_bytes()
     };
     let mut burst = Vec::new();
