@@ -198,7 +198,7 @@ fn responses_in_flight_at_sigterm_finish_and_the_server_exits_without_waiting() 
         r.read_exact(&mut body).expect("a whole body");
         answered += 1;
     }
-    assert!(answered >= 1 && answered <= REQUESTS, "{answered} answered");
+    assert!((1..=REQUESTS).contains(&answered), "{answered} answered");
     let status = limits_common::wait_exit(&mut server.child, Duration::from_secs(20))
         .expect("still running 20 s after SIGTERM");
     assert!(status.success(), "exit status {status}");
