@@ -103,3 +103,18 @@ heads = {
 }
 for name, data in heads.items():
     write("http_head", name, bytes([255, 64, 7]) + data)
+
+# http_pipeline: head limit 1056, line limit 528, body limit 128; seeds for
+# the read sizes and pauses.
+pipelines = {
+    "metrics-x20": b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n" * 20,
+    "rooms-and-login": b"".join(b"GET /rooms/%d HTTP/1.1\r\nHost: x\r\n\r\n" % n for n in range(1, 9))
+    + heads["login"]
+    + b"GET / HTTP/1.1\r\n\r\n",
+    "upgrade-then-frames": heads["upgrade"] + frames["text"] + frames["close-normal"],
+    "body-cut": heads["login"][:-5],
+    "then-garbage": heads["pipelined"] + heads["garbage"],
+    "then-too-large": heads["pipelined"] + heads["two-lengths"],
+}
+for i, (name, data) in enumerate(pipelines.items()):
+    write("http_pipeline", name, bytes([64, 64, 32, i, 7 * i + 1]) + data)

@@ -43,11 +43,92 @@ impl ConnId {
     }
 }
 
-/// Reading a request: the bytes so far, and how far we looked for its end.
+/// Reading requests: how far into the unprocessed input we already looked
+/// for the end of the next head (the bytes are in [`Conn::input`]).
 #[derive(Debug, Default)]
 pub struct HttpIn {
-    pub buf: Vec<u8>,
     pub scanned: usize,
+}
+
+/// Bytes read from the peer and not processed yet: a request or frame cut
+/// by the end of a read, or whole requests and messages held back because
+/// the connection's output is over `--pause-reading-at` (nothing more is
+/// read meanwhile, so this stays within one read plus one request).
+///
+/// Consumed by offset: answering a batch of pipelined requests moves
+/// `start` forward; the rest moves to the front only when more bytes must
+/// be appended. An idle connection holds no allocation.
+#[derive(Debug, Default)]
+pub struct Input {
+    bytes: Vec<u8>,
+    start: usize,
+}
+
+impl Input {
+    /// The bytes not processed yet.
+    pub fn pending(&self) -> &[u8] {
+        &self.bytes[self.start..]
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.start == self.bytes.len()
+    }
+
+    /// Appends bytes read after the pending ones.
+    pub fn push(&mut self, more: &[u8]) {
+        if self.start > 0 {
+            self.bytes.drain(..self.start);
+            self.start = 0;
+        }
+        self.bytes.extend_from_slice(more);
+    }
+
+    /// Marks the first `n` pending bytes as processed (`n` is clamped to
+    /// what is pending).
+    pub fn consume(&mut self, n: usize) {
+        self.start = (self.start + n).min(self.bytes.len());
+        if self.is_empty() {
+            *self = Input::default();
+        }
+    }
+
+    /// Forgets everything pending (the peer's input no longer matters).
+    pub fn clear(&mut self) {
+        *self = Input::default();
+    }
+}
+
+/// The one gate on a connection's input (backpressure, SPEC §6): while its
+/// output is over `--pause-reading-at`, no byte is read from it and no
+/// request or message already read is processed, whatever put the output
+/// there (responses, pongs, echoes, closes, broadcasts). It opens again once
+/// the output has drained below half of that.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum InputGate {
+    #[default]
+    Open,
+    Paused,
+}
+
+impl InputGate {
+    /// May one more unit of input (a read, a request, a message) be taken?
+    /// Pauses when `buffered` is over `pause_at`.
+    pub fn admits(&mut self, buffered: usize, pause_at: usize) -> bool {
+        if *self == InputGate::Open && buffered > pause_at {
+            *self = InputGate::Paused;
+        }
+        *self == InputGate::Open
+    }
+
+    /// After a flush: true when a paused gate opens again now (the caller
+    /// then resumes: first what is already read, then the socket).
+    pub fn reopens(&mut self, buffered: usize, pause_at: usize) -> bool {
+        if *self == InputGate::Paused && buffered < pause_at / 2 {
+            *self = InputGate::Open;
+            return true;
+        }
+        false
+    }
 }
 
 /// What an open WebSocket serves.
@@ -135,8 +216,10 @@ pub struct Conn {
     pub queued_timer: Option<Instant>,
     /// What we are registered for with the poll.
     pub interest: Interest,
-    /// Reading stopped because too much output is buffered (SPEC §6).
-    pub read_paused: bool,
+    /// Input read and not processed yet.
+    pub input: Input,
+    /// Whether input may be read and processed now (backpressure).
+    pub gate: InputGate,
     /// Already in the server's list of connections to flush.
     pub dirty: bool,
     /// Send FIN once the queue is empty.
@@ -160,7 +243,8 @@ impl Conn {
             deadline: None,
             queued_timer: None,
             interest: Interest::READABLE,
-            read_paused: false,
+            input: Input::default(),
+            gate: InputGate::Open,
             dirty: false,
             fin_when_flushed: false,
             fin_sent: false,
@@ -200,6 +284,40 @@ mod tests {
             gen: 0xDEAD_BEEF,
         };
         assert_eq!(ConnId::from_token(id.token()), id);
+    }
+
+    #[test]
+    fn the_gate_pauses_over_the_level_and_reopens_below_half() {
+        let mut gate = InputGate::Open;
+        assert!(gate.admits(1000, 1000), "at the level: still open");
+        assert!(!gate.reopens(0, 1000), "an open gate does not reopen");
+        assert!(!gate.admits(1001, 1000), "over it: paused");
+        // Paused until below half, whatever is asked meanwhile.
+        assert!(!gate.admits(600, 1000));
+        assert!(!gate.reopens(500, 1000));
+        assert!(!gate.admits(10, 1000), "only a flush reopens it");
+        assert!(gate.reopens(499, 1000));
+        assert!(!gate.reopens(0, 1000), "reopens once");
+        assert!(gate.admits(499, 1000));
+    }
+
+    #[test]
+    fn input_is_consumed_by_offset_and_idle_input_holds_nothing() {
+        let mut input = Input::default();
+        input.push(b"GET /a\n\nGET /b\n\nGE");
+        input.consume(8);
+        assert_eq!(input.pending(), b"GET /b\n\nGE");
+        assert_eq!(input.bytes.len(), 18, "not moved by consuming");
+        input.push(b"T /c\n\n");
+        assert_eq!(input.start, 0, "moved to the front once, when appending");
+        assert_eq!(input.pending(), b"GET /b\n\nGET /c\n\n");
+        input.consume(100);
+        assert!(input.is_empty());
+        assert_eq!(
+            input.bytes.capacity(),
+            0,
+            "an idle connection holds no buffer"
+        );
     }
 
     #[test]

@@ -2,11 +2,13 @@
 //! upgrade:
 //!
 //! - [`request`]: finding and parsing a request head (with `httparse`), bounded;
+//! - [`pipeline`]: where the next whole request in the input ends (sans I/O);
 //! - [`response`]: status codes and response bytes;
 //! - [`form`]: `application/x-www-form-urlencoded` bodies and query strings;
 //! - [`routes`]: which URL does what.
 
 pub mod form;
+pub mod pipeline;
 pub mod request;
 pub mod response;
 pub mod routes;

@@ -1,12 +1,15 @@
-//! The HTTP side of a connection: answering each complete request in its
-//! buffer (keep-alive and pipelining included), sending the response, and
-//! closing cleanly (`Draining`). Part of the poll loop's `impl Server`.
+//! The HTTP side of a connection: answering the next complete request in its
+//! input (keep-alive and pipelining included: the poll loop asks for one
+//! request at a time, and only while the connection is not paused), sending
+//! the response, and closing cleanly (`Draining`). Part of the poll loop's
+//! `impl Server`.
 
 use std::net::{IpAddr, SocketAddr};
 
-use super::{forwarded_for, Server};
+use super::{forwarded_for, Server, Step};
 use crate::conn::{ConnId, Phase, Role};
-use crate::http::request::{self, HeadLimits, MAX_HEADERS};
+use crate::http::pipeline::{next_request, Framed};
+use crate::http::request::{HeadLimits, Request, MAX_HEADERS};
 use crate::http::response::{Body, Response};
 use crate::http::routes::{self, Ctx, Outcome};
 use crate::http::Status;
@@ -14,73 +17,48 @@ use crate::peer_limits::Refusal;
 use crate::queue::Chunk;
 
 impl Server {
-    /// Answers every complete request in the connection's buffer.
-    pub(super) fn on_http_bytes(&mut self, id: ConnId) {
+    /// Answers the request at the front of `input`, if it is all there.
+    pub(super) fn http_step(&mut self, id: ConnId, input: &[u8]) -> Step {
         let limits = HeadLimits {
             max_head_bytes: self.config.max_head_bytes,
             max_line_bytes: self.config.max_request_line_bytes,
         };
-        loop {
-            let Some(conn) = self.conn(id) else { return };
-            let Phase::Http(http) = &mut conn.phase else {
-                return;
-            };
-            let head_len = match request::find_head_end(&http.buf, &mut http.scanned, &limits) {
-                Ok(Some(n)) => n,
-                Ok(None) => return,
-                Err(e) => return self.answer_and_close(id, e.status()),
-            };
-            let mut buf = std::mem::take(&mut http.buf);
-            let used = match self.answer_request(id, &buf, head_len) {
-                Some(used) => used,
-                None => {
-                    // The body is incomplete: keep the bytes, wait for more.
-                    if let Some(Phase::Http(http)) = self.conn(id).map(|c| &mut c.phase) {
-                        http.buf = buf;
-                    }
-                    return;
-                }
-            };
-            buf.drain(..used);
-            let Some(conn) = self.conn(id) else { return };
-            match &mut conn.phase {
-                Phase::Http(http) => {
-                    http.buf = buf;
-                    http.scanned = 0;
-                    if http.buf.is_empty() {
-                        http.buf = Vec::new(); // an idle keep-alive socket holds no buffer
-                    }
-                }
-                Phase::WebSocket(_) => {
-                    // Bytes sent right after the upgrade request are frames.
-                    if !buf.is_empty() {
-                        self.on_ws_bytes(id, &buf);
-                    }
-                    return;
-                }
-                Phase::Draining => return,
+        let max_body_bytes = self.config.max_body_bytes;
+        let Some(conn) = self.conn(id) else {
+            return Step::Took(input.len());
+        };
+        let Phase::Http(http) = &mut conn.phase else {
+            return Step::Took(0);
+        };
+        let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        match next_request(
+            input,
+            &mut http.scanned,
+            &limits,
+            max_body_bytes,
+            &mut storage,
+        ) {
+            Framed::Partial => Step::NeedMore,
+            Framed::Refused(status) => {
+                self.answer_and_close(id, status);
+                Step::Took(input.len())
+            }
+            Framed::Complete {
+                request,
+                head_len,
+                len,
+            } => {
+                http.scanned = 0;
+                self.answer_request(id, &request, &input[head_len..len]);
+                Step::Took(len)
             }
         }
     }
 
-    /// Parses and answers one request whose head is `buf[..head_len]`.
-    /// Returns the bytes it used, or `None` if its body has not all arrived.
-    pub(super) fn answer_request(
-        &mut self,
-        id: ConnId,
-        buf: &[u8],
-        head_len: usize,
-    ) -> Option<usize> {
-        let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let req = match request::parse(&buf[..head_len], &mut storage) {
-            Ok(r) => r,
-            Err(e) => {
-                self.answer_and_close(id, e.status());
-                return Some(buf.len());
-            }
-        };
-        let Some(client) = self.client_address(id, &req) else {
-            return Some(buf.len());
+    /// Answers one complete request.
+    pub(super) fn answer_request(&mut self, id: ConnId, req: &Request, body: &[u8]) {
+        let Some(client) = self.client_address(id, req) else {
+            return;
         };
         if let Err(refusal) = self.count_client(id, client) {
             self.note_per_address_refusal(client, refusal);
@@ -89,23 +67,8 @@ impl Server {
                     .header("Retry-After", "5");
             response.close = true;
             self.respond(id, response, false, false);
-            return Some(buf.len());
+            return;
         }
-        let body_len = match req.content_length() {
-            Ok(n) if n > self.config.max_body_bytes => {
-                self.answer_and_close(id, Status::PayloadTooLarge);
-                return Some(buf.len());
-            }
-            Ok(n) => n,
-            Err(status) => {
-                self.answer_and_close(id, status);
-                return Some(buf.len());
-            }
-        };
-        if buf.len() < head_len + body_len {
-            return None;
-        }
-        let body = &buf[head_len..head_len + body_len];
         let keep_alive = req.keep_alive();
         let head_only = req.method == "HEAD";
         let via_metrics = self.conn(id).is_some_and(|c| c.via_metrics);
@@ -122,7 +85,7 @@ impl Server {
                 client,
                 peer_limits: &mut self.peer_limits,
             };
-            routes::handle(&req, body, &mut ctx)
+            routes::handle(req, body, &mut ctx)
         };
         let outcome = match outcome {
             // A socket opened now would miss the `1001` sent to the others
@@ -166,13 +129,12 @@ impl Server {
                 self.join_room(id, session, since);
             }
         }
-        Some(head_len + body_len)
     }
 
     /// The client's address for this request: the TCP peer, or with
     /// `--trust-proxy` the last `X-Forwarded-For` entry (which then becomes
     /// the connection's peer in the logs).
-    fn client_address(&mut self, id: ConnId, req: &request::Request) -> Option<IpAddr> {
+    fn client_address(&mut self, id: ConnId, req: &Request) -> Option<IpAddr> {
         let forwarded = if self.config.trust_proxy {
             forwarded_for(req)
         } else {
@@ -254,6 +216,7 @@ impl Server {
         let was_websocket = matches!(conn.phase, Phase::WebSocket(_));
         let session = conn.session();
         conn.phase = Phase::Draining;
+        conn.input.clear(); // no more requests: what the peer sent after is ignored
         conn.fin_when_flushed = true;
         if was_websocket {
             self.websockets -= 1;

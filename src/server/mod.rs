@@ -4,13 +4,17 @@
 //! 1. sleep in `poll` until a socket is ready or the earliest timer is due;
 //! 2. handle each event: accept new connections, read from ready sockets
 //!    (until `WouldBlock`: readiness is edge-triggered), parse, act; output
-//!    is only *queued*;
+//!    is only *queued*. Input passes one gate (backpressure): a connection
+//!    whose queued output is over `--pause-reading-at` is not read, and the
+//!    requests or messages it already sent wait, unprocessed, until its
+//!    output drains (`process`, `flush`);
 //! 3. fire due timers;
 //! 4. flush every connection that has output, once: what was queued for it
 //!    this turn leaves in one write ("corking": ten frames, one syscall).
 //!
 //! The path of one chat message: `on_readable` (here) reads into the loop's
-//! scratch buffer → `on_ws_bytes` feeds the [`MessageReader`] → a complete
+//! scratch buffer → `process` takes it one unit at a time through the gate →
+//! `ws_step` feeds the [`MessageReader`] → a complete
 //! text message reaches `on_chat_text` → `Chat::post` encodes its frame once →
 //! `broadcast` puts that one `Rc` frame in each member's [`WriteQueue`] →
 //! `flush_dirty` writes each queue to its socket.
@@ -57,6 +61,16 @@ const BACKLOG: u32 = 4096;
 /// Pause before accepting again after running out of file descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(200);
 
+/// What one step of input processing did (one request or one message).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// Handled a unit (or fed all of the input to an unfinished one): this
+    /// many bytes are used.
+    Took(usize),
+    /// The unit at the front is incomplete: keep its bytes, read more.
+    NeedMore,
+}
+
 /// Why a connection is dropped without a close handshake.
 #[derive(Debug, Clone, Copy)]
 enum DropReason {
@@ -72,7 +86,8 @@ enum DropReason {
 /// The server: listener, connections, chat state, timers.
 pub struct Server {
     poll: Poll,
-    listener: TcpListener,
+    /// The listening socket; closed (`None`) once shutdown begins.
+    listener: Option<TcpListener>,
     local_addr: SocketAddr,
     /// The `--metrics-bind` listener: only `/metrics` and `/healthz`.
     metrics_listener: Option<TcpListener>,
@@ -136,7 +151,7 @@ impl Server {
         };
         Ok(Server {
             poll,
-            listener,
+            listener: Some(listener),
             local_addr,
             metrics_listener,
             assets: Assets::new(config.www.clone()),
@@ -236,7 +251,10 @@ impl Server {
 
     fn accept_all(&mut self) {
         while self.accepting {
-            match self.listener.accept() {
+            let Some(listener) = self.listener.as_ref() else {
+                return;
+            };
+            match listener.accept() {
                 Ok((stream, peer)) => self.add_conn(stream, peer, false),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -276,21 +294,44 @@ impl Server {
     fn pause_accepting(&mut self) {
         if self.accepting {
             self.accepting = false;
-            let _ = self.poll.registry().deregister(&mut self.listener);
+            if let Some(listener) = self.listener.as_mut() {
+                let _ = self.poll.registry().deregister(listener);
+            }
         }
     }
 
     fn resume_accepting(&mut self) {
-        if !self.accepting && self.shutting_down.is_none() {
-            self.accepting = true;
-            if let Err(e) =
-                self.poll
-                    .registry()
-                    .register(&mut self.listener, LISTENER, Interest::READABLE)
-            {
-                log::error!("cannot listen again: {e}");
-            }
-            self.accept_all();
+        if self.accepting || self.shutting_down.is_some() {
+            return;
+        }
+        let Some(listener) = self.listener.as_mut() else {
+            return;
+        };
+        self.accepting = true;
+        if let Err(e) = self
+            .poll
+            .registry()
+            .register(listener, LISTENER, Interest::READABLE)
+        {
+            log::error!("cannot listen again: {e}");
+        }
+        self.accept_all();
+    }
+
+    /// Closes both listening sockets: from now on a connect is refused at
+    /// once (a proxy can fail over) instead of waiting in the backlog for a
+    /// server that will never accept it; connects already waiting there are
+    /// reset.
+    fn close_listeners(&mut self) {
+        self.pause_accepting();
+        let registry = self.poll.registry();
+        for listener in [self.listener.take(), self.metrics_listener.take()]
+            .into_iter()
+            .flatten()
+        {
+            let mut listener = listener;
+            let _ = registry.deregister(&mut listener);
+            // Dropped here: the socket is closed.
         }
     }
 
@@ -414,16 +455,18 @@ impl Server {
 
     // ----- reading -----------------------------------------------------
 
+    /// Reads what the socket has, while the gate lets input in. A resumed
+    /// connection first processes what it had already read.
     fn on_readable(&mut self, id: ConnId) {
+        self.process_pending(id);
+        let pause_at = self.config.pause_reading_at;
         for _ in 0..READS_PER_TURN {
-            let pause_at = self.config.pause_reading_at;
             let Some(conn) = get_conn(&mut self.conns, id) else {
                 return;
             };
-            if conn.read_paused || conn.out.buffered() > pause_at {
+            if !conn.gate.admits(conn.out.buffered(), pause_at) {
                 // Backpressure: let the kernel's buffers fill and TCP push
                 // back on the peer until we have sent what we owe it.
-                conn.read_paused = true;
                 return;
             }
             match conn.stream.read(&mut self.scratch) {
@@ -462,16 +505,71 @@ impl Server {
         }
     }
 
+    /// Bytes just read. Without earlier input pending they are processed
+    /// where they are (the loop's scratch buffer) and only what is left is
+    /// copied into the connection's input; else they join that input.
     fn on_bytes(&mut self, id: ConnId, bytes: &[u8]) {
         let Some(conn) = self.conn(id) else { return };
-        match &mut conn.phase {
-            Phase::Http(http) => {
-                http.buf.extend_from_slice(bytes);
-                self.on_http_bytes(id);
-            }
-            Phase::WebSocket(_) => self.on_ws_bytes(id, bytes),
-            Phase::Draining => {}
+        if !conn.input.is_empty() {
+            conn.input.push(bytes);
+            return self.process_pending(id);
         }
+        let used = self.process(id, bytes);
+        if used < bytes.len() {
+            if let Some(conn) = self.conn(id) {
+                conn.input.push(&bytes[used..]);
+            }
+        }
+    }
+
+    /// Processes the connection's pending input (after a pause, or with
+    /// newly read bytes appended to an incomplete request).
+    fn process_pending(&mut self, id: ConnId) {
+        let Some(conn) = self.conn(id) else { return };
+        if conn.input.is_empty() {
+            return;
+        }
+        let mut input = std::mem::take(&mut conn.input);
+        let used = self.process(id, input.pending());
+        input.consume(used);
+        if let Some(conn) = self.conn(id) {
+            // (Empty if the connection stopped reading requests meanwhile.)
+            if !matches!(conn.phase, Phase::Draining) {
+                conn.input = input;
+            }
+        }
+    }
+
+    /// The one input-processing loop of a connection: before each request
+    /// or message, the gate is asked whether the connection's queued output
+    /// allows one more; whatever that unit produces (responses, pongs,
+    /// echoes, closes, broadcasts to its room) counts for the next one.
+    /// Returns how many bytes of `input` were used; the caller keeps the
+    /// rest in the connection's input.
+    fn process(&mut self, id: ConnId, input: &[u8]) -> usize {
+        let pause_at = self.config.pause_reading_at;
+        let mut used = 0;
+        while used < input.len() {
+            let Some(conn) = self.conn(id) else {
+                return input.len();
+            };
+            if !conn.gate.admits(conn.out.buffered(), pause_at) {
+                break;
+            }
+            let rest = &input[used..];
+            let step = match conn.phase {
+                Phase::Http(_) => self.http_step(id, rest),
+                Phase::WebSocket(_) => self.ws_step(id, rest),
+                Phase::Draining => Step::Took(rest.len()), // ignored
+            };
+            match step {
+                // Every step takes at least one byte; one that took none
+                // must not spin the loop.
+                Step::Took(0) | Step::NeedMore => break,
+                Step::Took(n) => used += n,
+            }
+        }
+        used
     }
 
     // ----- writing -----------------------------------------------------
@@ -530,8 +628,8 @@ impl Server {
                 return self.drop_conn(id, DropReason::IoError);
             }
         }
-        if conn.read_paused && conn.out.buffered() < pause_at / 2 {
-            conn.read_paused = false;
+        if conn.gate.reopens(conn.out.buffered(), pause_at) {
+            // Resume: what was read already first, then the socket.
             self.to_read.push(id);
         }
     }
@@ -601,8 +699,9 @@ impl Server {
         self.begin_shutdown();
     }
 
-    /// Stop accepting, send `1001` to every socket, drop idle HTTP
-    /// connections, and give the rest `shutdown_timeout` to finish.
+    /// Close the listeners, send `1001` to every socket, drop HTTP
+    /// connections that are idle or still sending a request, and give the
+    /// rest `shutdown_timeout` to finish.
     pub fn begin_shutdown(&mut self) {
         let deadline = self.now + self.config.shutdown_timeout;
         log::info!(
@@ -611,7 +710,7 @@ impl Server {
             self.websockets,
             self.config.shutdown_timeout
         );
-        self.pause_accepting();
+        self.close_listeners();
         self.shutting_down = Some(deadline);
         self.timers.add(deadline, TimerKey::ShutdownDeadline);
         let ids: Vec<ConnId> = self.conns.iter().map(|(_, c)| c.id).collect();
@@ -622,13 +721,13 @@ impl Server {
                     id,
                     CloseReason::new(close::GOING_AWAY, "server shutting down"),
                 ),
-                Phase::Http(http) if http.buf.is_empty() && conn.out.is_empty() => {
-                    self.drop_conn(id, DropReason::Shutdown)
-                }
+                // Idle, or half a request in: no answer is coming.
+                Phase::Http(_) if conn.out.is_empty() => self.drop_conn(id, DropReason::Shutdown),
                 // Responses still going out: finish them, then FIN (else
-                // the socket sits idle, keep-alive, until the deadline).
-                Phase::Http(http) if http.buf.is_empty() => self.start_draining(id),
-                _ => {}
+                // the socket sits idle, keep-alive, until the deadline);
+                // requests not answered yet stay unanswered.
+                Phase::Http(_) => self.start_draining(id),
+                Phase::Draining => {}
             }
         }
     }

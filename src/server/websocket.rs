@@ -4,7 +4,7 @@
 
 use std::rc::Rc;
 
-use super::Server;
+use super::{Server, Step};
 use crate::chat::{self, events};
 use crate::conn::{ConnId, Phase, Role, TokenBucket, Ws};
 use crate::queue::{Chunk, Frame};
@@ -81,36 +81,43 @@ impl Server {
         self.broadcast(left.room, frame, None);
     }
 
-    /// Feeds bytes to the connection's message reader and handles each
-    /// complete message.
-    pub(super) fn on_ws_bytes(&mut self, id: ConnId, mut input: &[u8]) {
+    /// Feeds `input` to the connection's message reader until one message
+    /// is complete (and handled) or `input` is used up.
+    pub(super) fn ws_step(&mut self, id: ConnId, input: &[u8]) -> Step {
         let limits = Limits {
             max_frame_bytes: self.config.max_frame_bytes,
             max_message_bytes: self.config.max_message_bytes,
         };
-        while !input.is_empty() {
-            let Some(conn) = self.conn(id) else { return };
-            let Some(ws) = conn.ws() else { return };
-            match ws.reader.read(&mut input, &limits) {
-                Ok(Some(message)) => self.on_message(id, message),
-                Ok(None) => return,
-                Err(e) => {
-                    if !ws.close_sent {
-                        let peer = conn.peer;
-                        log::info!(
-                            "{peer}: protocol error, closing {}: {}",
-                            e.close_code(),
-                            e.reason()
-                        );
-                        self.close_ws(id, e.to_close());
-                    }
-                    // Fail the connection (RFC 6455 §7.1.7): after a protocol
-                    // error the stream cannot be parsed any more, so read
-                    // nothing more from it (not even a close frame); send
-                    // our close, then FIN.
-                    self.start_draining(id);
-                    return;
+        let Some(conn) = self.conn(id) else {
+            return Step::Took(input.len());
+        };
+        let Some(ws) = conn.ws() else {
+            return Step::Took(0);
+        };
+        let mut rest = input;
+        match ws.reader.read(&mut rest, &limits) {
+            Ok(Some(message)) => {
+                let took = input.len() - rest.len();
+                self.on_message(id, message);
+                Step::Took(took)
+            }
+            Ok(None) => Step::Took(input.len()),
+            Err(e) => {
+                if !ws.close_sent {
+                    let peer = conn.peer;
+                    log::info!(
+                        "{peer}: protocol error, closing {}: {}",
+                        e.close_code(),
+                        e.reason()
+                    );
+                    self.close_ws(id, e.to_close());
                 }
+                // Fail the connection (RFC 6455 §7.1.7): after a protocol
+                // error the stream cannot be parsed any more, so read
+                // nothing more from it (not even a close frame); send
+                // our close, then FIN.
+                self.start_draining(id);
+                Step::Took(input.len())
             }
         }
     }
