@@ -274,3 +274,21 @@ fn login_accepts_indic_ids_and_refuses_a_hangul_filler() {
     let (_ws, welcome) = join(addr, "अर्जुनa", 8);
     assert_eq!(welcome["user"], "अर्जुनa");
 }
+
+/// A key costs at most 18 characters per character of the id (U+FDFA ﷺ
+/// becomes 18 letters under NFKC), so the longest key of a 32-character id
+/// is 576 characters.
+#[test]
+fn key_growth_is_bounded() {
+    let mut worst = (0, 'a');
+    for c in (0..=0x10FFFFu32).filter_map(char::from_u32) {
+        let id = format!("a{c}"); // after a letter, so marks count too
+        if check_user(&id).is_ok() {
+            let n = IdKey::of(&id).as_str().chars().count() - 1;
+            worst = worst.max((n, c));
+        }
+    }
+    assert_eq!(worst, (18, '\u{FDFA}'));
+    let longest = IdKey::of(&"\u{FDFA}".repeat(32));
+    assert_eq!(longest.as_str().chars().count(), 18 * 32);
+}
