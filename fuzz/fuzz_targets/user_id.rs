@@ -31,7 +31,9 @@ fn is_base(c: char) -> bool {
 /// Default-ignorable by unicode-security's own table: its skeleton drops
 /// such characters and maps every other one to at least one character.
 fn skeleton_drops(c: char) -> bool {
-    unicode_security::skeleton(c.encode_utf8(&mut [0; 4])).next().is_none()
+    unicode_security::skeleton(c.encode_utf8(&mut [0; 4]))
+        .next()
+        .is_none()
 }
 
 fn check_accepted(input: &str, id: &str) {
@@ -43,13 +45,21 @@ fn check_accepted(input: &str, id: &str) {
         let gc = CodePointMapData::<Gc>::new().get(c);
         assert!(!CodePointSetData::new::<DefaultIgnorableCodePoint>().contains(c));
         assert!(!CodePointSetData::new::<BidiControl>().contains(c));
-        assert!(!skeleton_drops(c), "U+{:04X} is default-ignorable", c as u32);
+        assert!(
+            !skeleton_drops(c),
+            "U+{:04X} is default-ignorable",
+            c as u32
+        );
         assert!(!c.is_control() && gc != Gc::Format && gc != Gc::Control);
         if is_mark(c) {
             let after = previous.is_some_and(|p| is_base(p) || is_mark(p));
             assert!(after, "mark U+{:04X} after {previous:?}", c as u32);
         } else {
-            assert!(is_base(c) || matches!(c, '_' | '-' | '.'), "U+{:04X}", c as u32);
+            assert!(
+                is_base(c) || matches!(c, '_' | '-' | '.'),
+                "U+{:04X}",
+                c as u32
+            );
         }
         previous = Some(c);
     }
