@@ -148,8 +148,9 @@ impl IdKey {
 /// NFKC_Casefold, computed as NFKC(full case folding(NFKC(s))): the first
 /// NFKC brings compatibility forms (fullwidth letters, jamo, ligatures) to
 /// their plain letters, folding then removes case (`ß` → `ss`), and the last
-/// NFKC recomposes what folding decomposed. Unicode also drops
-/// default-ignorable characters here; ids never hold any.
+/// NFKC recomposes what folding decomposed. (Unicode writes the inner step
+/// as NFKC(NFD(s)), which is the same: NFKC decomposes fully first. It also
+/// drops default-ignorable characters; ids never hold any.)
 pub fn nfkc_casefold(s: &str) -> String {
     use unicode_normalization::UnicodeNormalization;
     let compatible: String = s.nfkc().collect();
