@@ -118,3 +118,36 @@ pipelines = {
 }
 for i, (name, data) in enumerate(pipelines.items()):
     write("http_pipeline", name, bytes([64, 64, 32, i, 7 * i + 1]) + data)
+
+# The user_id target takes the text alone: ids of many scripts, look-alikes,
+# and each kind of refused character.
+user_ids = {
+    "latin": "alice",
+    "spaces": "  Straße  ",
+    "fullwidth": "ＡＬＩＣＥ",
+    "cyrillic-a": "\u0430lice",
+    "hindi": "कृष्ण",
+    "hindi-2": "अर्जुन",
+    "kannada": "ಕನ್ನಡ",
+    "khmer": "ខ្មែរ",
+    "burmese": "မြန်မာ",
+    "thai": "สมศักดิ์",
+    "arabic": "مُحَمَّد",
+    "hebrew": "שָׁלוֹם",
+    "han-hangul": "张伟_김철수",
+    "jamo": "\u1100\u1161\u1102\u1161",
+    "combining-acute": "e\u0301" * 16,
+    "too-long": "e\u0301" * 16 + "e",
+    "ligature": "\ufdfa" * 32,
+    "hangul-filler": "alice\u3164",
+    "zwj": "ali\u200dce",
+    "variation-selector": "a\ufe0f\U000e0100",
+    "cgj": "a\u034f",
+    "bidi": "ali\u202ece\u2066",
+    "control": "a\u0000\u0085\u009f",
+    "format": "\u0600a\U000e0001",
+    "stray-marks": "\u0301e_\u094d.\u17d2",
+    "symbols": "a b@😀",
+}
+for name, text in user_ids.items():
+    write("user_id", name, text.encode())

@@ -11,9 +11,20 @@
  *     the field it is about, keeping what the person typed.
  */
 
-// Same rules as the server: 1–32 code points, letters and digits of any
-// script plus _ - . (the `u` flag makes \p{…} and {1,32} work on code points).
-const USER_RE = /^[\p{L}\p{N}_.\-]{1,32}$/u;
+// Same rules as the server (which stays the authority; its Unicode data may
+// be newer than the browser's). 1–32 code points as typed; each one is
+//   - a letter or decimal digit of any script (\p{L}, \p{Nd}),
+//   - one of _ - . ,
+//   - or a combining mark (\p{M}: vowel signs, viramas, accents) right after
+//     a letter, a digit or another mark;
+// and none is invisible: default-ignorable (zero-width characters, Hangul
+// fillers, variation selectors…, though some are letters or marks), a bidi
+// control, or another control or format character.
+// The `u` flag makes \p{…} work, and [...text] splits text into code points.
+const USER_BASE = /^[\p{L}\p{Nd}]$/u;
+const USER_JOINER = /^[_.\-]$/u;
+const USER_MARK = /^\p{M}$/u;
+const USER_INVISIBLE = /^[\p{Default_Ignorable_Code_Point}\p{Bidi_Control}\p{Cc}\p{Cf}]$/u;
 const USER_MAX = 32;
 const ROOM_MAX = 999999;
 
@@ -43,8 +54,32 @@ function checkUser(raw) {
   if (length > USER_MAX) {
     return `Too long: ${length} characters (at most ${USER_MAX}).`;
   }
-  if (!USER_RE.test(user)) {
-    return 'Use only letters, digits, _ - and . (no spaces or other symbols).';
+  return checkUserChars([...user]);
+}
+
+/** Code point as U+XXXX, for messages about characters one may not see. */
+function codeName(c) {
+  return 'U+' + c.codePointAt(0).toString(16).toUpperCase().padStart(4, '0');
+}
+
+/** The per-character part of checkUser, over an array of code points. */
+function checkUserChars(chars) {
+  let afterBase = false; // may a mark come next?
+  for (const c of chars) {
+    if (USER_INVISIBLE.test(c)) {
+      return `Remove the invisible or control character ${codeName(c)}.`;
+    }
+    if (USER_MARK.test(c)) {
+      if (!afterBase) {
+        return `The combining mark ${codeName(c)} must follow a letter or a digit.`;
+      }
+    } else if (USER_BASE.test(c)) {
+      afterBase = true;
+    } else if (USER_JOINER.test(c)) {
+      afterBase = false;
+    } else {
+      return 'Use only letters, digits, _ - and . (no spaces or other symbols).';
+    }
   }
   return '';
 }

@@ -38,7 +38,10 @@ pub struct Session {
     pub gen: u32,
     pub token: Token,
     pub room: usize,
+    /// The id as typed, as everyone sees it.
     pub user: String,
+    /// What the room compares it by (see [`names::IdKey`]).
+    pub key: names::IdKey,
     /// The socket currently joined for this session.
     pub socket: Option<ConnId>,
     /// When the reservation lapses (only while no socket is joined).
@@ -71,9 +74,9 @@ pub struct Member {
 #[derive(Debug)]
 pub struct Room {
     pub number: u32,
-    /// Folded user id → session key, for every session of the room (joined
-    /// or only reserved).
-    pub names: HashMap<String, usize>,
+    /// Look-alike key of each user id → session key, for every session of
+    /// the room (joined or only reserved).
+    pub names: HashMap<names::IdKey, usize>,
     /// Joined sockets, in the order they joined.
     pub members: Vec<Member>,
     /// The `seq` of the last message (0 before the first).
@@ -83,10 +86,11 @@ pub struct Room {
 }
 
 /// Why a login is refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LoginError {
-    /// The id is present or reserved in the room → 409.
-    Taken,
+    /// An id that looks the same is present or reserved in the room → 409.
+    /// `present` is that id, as its owner typed it.
+    Taken { present: String },
     /// The room holds `max_users_per_room` → 409.
     Full,
 }
@@ -135,11 +139,12 @@ impl Chat {
         expires: Instant,
         max_users: usize,
     ) -> Result<SessionId, LoginError> {
-        let folded = names::fold(user);
+        let id_key = names::IdKey::of(user);
         if let Some(&room) = self.by_number.get(&number) {
             let names = &self.rooms[room].names;
-            if names.contains_key(&folded) {
-                return Err(LoginError::Taken);
+            if let Some(&owner) = names.get(&id_key) {
+                let present = self.sessions[owner].user.clone();
+                return Err(LoginError::Taken { present });
             }
             if names.len() >= max_users {
                 return Err(LoginError::Full);
@@ -153,10 +158,11 @@ impl Chat {
             token,
             room,
             user: user.to_string(),
+            key: id_key.clone(),
             socket: None,
             expires: Some(expires),
         });
-        self.rooms[room].names.insert(folded, key);
+        self.rooms[room].names.insert(id_key, key);
         self.by_token.insert(token, key);
         Ok(SessionId {
             key: key as u32,
@@ -244,7 +250,7 @@ impl Chat {
         let s = self.sessions.remove(id.key as usize);
         self.by_token.remove(&s.token);
         let room = &mut self.rooms[s.room];
-        room.names.remove(&names::fold(&s.user));
+        room.names.remove(&s.key);
         let number = room.number;
         if room.names.is_empty() {
             self.rooms.remove(s.room);
@@ -366,7 +372,9 @@ mod tests {
         let id = chat.login(5, "Alice", [1; 16], now, 10).unwrap();
         assert_eq!(
             chat.login(5, "alice", [2; 16], now, 10),
-            Err(LoginError::Taken)
+            Err(LoginError::Taken {
+                present: "Alice".into()
+            })
         );
         assert!(chat.login(6, "alice", [3; 16], now, 10).is_ok());
         let key = chat.session_for(&[1; 16], 5).unwrap();

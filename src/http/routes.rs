@@ -319,11 +319,11 @@ fn login(req: &Request, body: &[u8], ctx: &mut Ctx) -> Response {
     let back = format!("/?room={room}");
     let user = match names::check_user(&user) {
         Ok(u) => u.to_string(),
-        Err(msg) => return bad("user", msg, &back, ctx),
+        Err(why) => return bad("user", &why.to_string(), &back, ctx),
     };
     // The same browser logging in again with its own id: same session.
     if let Some(key) = session_cookie(req).and_then(|t| ctx.chat.session_for(&t, room)) {
-        if names::fold(&ctx.chat.sessions[key].user) == names::fold(&user) {
+        if ctx.chat.sessions[key].key == names::IdKey::of(&user) {
             return Response::redirect(Status::SeeOther, &format!("/rooms/{room}"))
                 .header("Cache-Control", "no-store");
         }
@@ -368,13 +368,13 @@ fn login(req: &Request, body: &[u8], ctx: &mut Ctx) -> Response {
                 )
                 .header("Cache-Control", "no-store")
         }
-        Err(LoginError::Taken) => {
+        Err(LoginError::Taken { present }) => {
             ctx.metrics.refuse("login_taken");
-            log::info!("login refused: {user:?} already in room {room}");
+            log::info!("login refused: {user:?} looks like {present:?}, already in room {room}");
             Response::error_page(
                 Status::Conflict,
                 "user",
-                &format!("“{user}” is already in room {room}."),
+                &taken(&user, &present, room),
                 &back,
             )
         }
@@ -406,6 +406,15 @@ fn too_many_logins(refusal: Refusal, ctx: &mut Ctx) -> Response {
         "/",
     )
     .header("Retry-After", wait.to_string())
+}
+
+/// The 409 message: which present id the refused one is (or looks like).
+fn taken(user: &str, present: &str, room: u32) -> String {
+    if user == present {
+        format!("“{user}” is already in room {room}.")
+    } else {
+        format!("“{user}” looks like “{present}”, who is already in room {room}.")
+    }
 }
 
 fn bad(field: &str, message: &str, back: &str, ctx: &mut Ctx) -> Response {

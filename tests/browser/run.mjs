@@ -115,6 +115,12 @@ describe('login page', () => {
       await page.press('#user', 'Enter');
       assert.match(await page.textContent('#user-error'), /letters, digits/);
       assert.equal(await page.getAttribute('#user', 'aria-invalid'), 'true');
+      // An invisible Hangul filler (a letter by category) is named; the
+      // marks of a Hindi id are not a problem.
+      await page.fill('#user', 'alice\u3164');
+      await page.press('#user', 'Enter');
+      assert.match(await page.textContent('#user-error'), /invisible .*U\+3164/);
+      assert.equal(await page.evaluate(() => checkUser('कृष्ण')), '');
       // Typing clears the message.
       await page.fill('#user', 'good_name');
       assert.equal((await page.textContent('#user-error')).trim(), '');

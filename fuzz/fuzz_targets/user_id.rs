@@ -1,0 +1,82 @@
+//! The user id rule and the look-alike key.
+//!
+//! Input: any bytes, read as UTF-8 (invalid sequences become U+FFFD).
+//! `check_user` and `IdKey::of` must never panic, on any text. An accepted
+//! id must be the trimmed input, 1–32 characters, each a letter, a decimal
+//! digit, `_ - .` or a mark that follows a letter, digit or mark; none
+//! default-ignorable (asked of both ICU4X and unicode-security, two sources),
+//! a bidi control, or a control or format character. The key must be the
+//! same when computed twice, for the id's NFD and NFC forms, and for its
+//! NFKC_Casefold form (folding first changes nothing), and grow at most 18
+//! characters per character of the id.
+#![no_main]
+
+use icu_properties::props::{
+    BidiControl, DefaultIgnorableCodePoint, GeneralCategory as Gc, GeneralCategoryGroup,
+};
+use icu_properties::{CodePointMapData, CodePointSetData};
+use libfuzzer_sys::fuzz_target;
+use unicode_normalization::UnicodeNormalization;
+use wsrooms::chat::names::{check_user, nfkc_casefold, IdKey, MAX_USER_CHARS};
+
+fn is_mark(c: char) -> bool {
+    GeneralCategoryGroup::Mark.contains(CodePointMapData::<Gc>::new().get(c))
+}
+
+fn is_base(c: char) -> bool {
+    let gc = CodePointMapData::<Gc>::new().get(c);
+    GeneralCategoryGroup::Letter.contains(gc) || gc == Gc::DecimalNumber
+}
+
+/// Default-ignorable by unicode-security's own table: its skeleton drops
+/// such characters and maps every other one to at least one character.
+fn skeleton_drops(c: char) -> bool {
+    unicode_security::skeleton(c.encode_utf8(&mut [0; 4]))
+        .next()
+        .is_none()
+}
+
+fn check_accepted(input: &str, id: &str) {
+    assert_eq!(id, input.trim());
+    let count = id.chars().count();
+    assert!((1..=MAX_USER_CHARS).contains(&count), "{count} characters");
+    let mut previous: Option<char> = None;
+    for c in id.chars() {
+        let gc = CodePointMapData::<Gc>::new().get(c);
+        assert!(!CodePointSetData::new::<DefaultIgnorableCodePoint>().contains(c));
+        assert!(!CodePointSetData::new::<BidiControl>().contains(c));
+        assert!(
+            !skeleton_drops(c),
+            "U+{:04X} is default-ignorable",
+            c as u32
+        );
+        assert!(!c.is_control() && gc != Gc::Format && gc != Gc::Control);
+        if is_mark(c) {
+            let after = previous.is_some_and(|p| is_base(p) || is_mark(p));
+            assert!(after, "mark U+{:04X} after {previous:?}", c as u32);
+        } else {
+            assert!(
+                is_base(c) || matches!(c, '_' | '-' | '.'),
+                "U+{:04X}",
+                c as u32
+            );
+        }
+        previous = Some(c);
+    }
+    let key = IdKey::of(id);
+    assert!(key.as_str().chars().count() <= 18 * count);
+    let nfd: String = id.nfd().collect();
+    let nfc: String = id.nfc().collect();
+    assert_eq!(IdKey::of(&nfd), key, "NFD form");
+    assert_eq!(IdKey::of(&nfc), key, "NFC form");
+}
+
+fuzz_target!(|data: &[u8]| {
+    let input = String::from_utf8_lossy(data);
+    let key = IdKey::of(&input);
+    assert_eq!(IdKey::of(&input), key, "computed twice");
+    assert_eq!(IdKey::of(&nfkc_casefold(&input)), key, "folded first");
+    if let Ok(id) = check_user(&input) {
+        check_accepted(&input, id);
+    }
+});
