@@ -21,6 +21,7 @@ use super::Status;
 use crate::assets::{AssetBytes, Assets};
 use crate::chat::{self, names, Chat, LoginError};
 use crate::config::Config;
+use crate::logsafe::Escaped;
 use crate::metrics::Metrics;
 use crate::timers::{TimerKey, Timers};
 use crate::ws::handshake::{self, Upgrade};
@@ -316,7 +317,7 @@ fn login(req: &Request, body: &[u8], ctx: &mut Ctx) -> Response {
         Ok(id) => {
             ctx.timers.add(expires, TimerKey::Session(id));
             ctx.metrics.logins += 1;
-            log::info!("login: {user:?} reserved in room {room}");
+            log::info!("login: \"{}\" reserved in room {room}", Escaped(&user));
             Response::redirect(Status::SeeOther, &format!("/rooms/{room}"))
                 .header(
                     "Set-Cookie",
@@ -329,7 +330,10 @@ fn login(req: &Request, body: &[u8], ctx: &mut Ctx) -> Response {
         }
         Err(LoginError::Taken) => {
             ctx.metrics.refuse("login_taken");
-            log::info!("login refused: {user:?} already in room {room}");
+            log::info!(
+                "login refused: \"{}\" already in room {room}",
+                Escaped(&user)
+            );
             Response::error_page(
                 Status::Conflict,
                 "user",
