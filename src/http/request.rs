@@ -51,6 +51,10 @@ pub fn find_head_end(
     scanned: &mut usize,
     limits: &HeadLimits,
 ) -> Result<Option<usize>, HeadError> {
+    // Only the first `max_head_bytes` matter: what lies beyond cannot be part
+    // of an acceptable head. (So the answer is the same whether the bytes
+    // come in one read or many.)
+    let buf = &buf[..buf.len().min(limits.max_head_bytes)];
     // Where the request line starts. Looked at again on each call, but only
     // a peer that sends empty lines pays for it, and the head limit bounds it.
     let start = leading_empty_lines(buf);
@@ -386,5 +390,46 @@ mod tests {
             assert_eq!(got, want, "{head:?}");
         }
         assert_eq!(HeadError::BadHost.status(), Status::BadRequest);
+    }
+
+    #[test]
+    fn growing_and_whole_agree_on_every_short_input() {
+        // Every string of up to 7 bytes over the bytes that matter, fed whole
+        // and in steps of 1, 2 and 3: the same answer.
+        let alphabet = [b'\r', b'\n', b'G', b':'];
+        for (max_head_bytes, max_line_bytes) in [(6, 3), (4, 6), (5, 5)] {
+            let limits = HeadLimits {
+                max_head_bytes,
+                max_line_bytes,
+            };
+            agree_on_every_short_input(&alphabet, &limits);
+        }
+    }
+
+    fn agree_on_every_short_input(alphabet: &[u8; 4], limits: &HeadLimits) {
+        for len in 1..=7u32 {
+            for mut code in 0..4usize.pow(len) {
+                let buf: Vec<u8> = (0..len)
+                    .map(|_| {
+                        let b = alphabet[code % 4];
+                        code /= 4;
+                        b
+                    })
+                    .collect();
+                let whole = find_head_end(&buf, &mut 0, limits);
+                for step in 1..=3 {
+                    let mut scanned = 0;
+                    let mut end = 0;
+                    let grown = loop {
+                        end = (end + step).min(buf.len());
+                        let r = find_head_end(&buf[..end], &mut scanned, limits);
+                        if r != Ok(None) || end == buf.len() {
+                            break r;
+                        }
+                    };
+                    assert_eq!(whole, grown, "{buf:?} in steps of {step}");
+                }
+            }
+        }
     }
 }
