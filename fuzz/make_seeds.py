@@ -100,6 +100,9 @@ heads = {
     "long-line": b"GET /" + b"a" * 300 + b" HTTP/1.1\r\n\r\n",
     "no-end": b"GET / HTTP/1.1\r\nX: " + b"y" * 200,
     "garbage": b"\x00\xff\r\n\r\n",
+    "empty-lines-first": b"\r\n\n\r\nGET /healthz HTTP/1.1\r\nHost: a\r\n\r\n",
+    "only-empty-lines": b"\r\n" * 40 + b"\n" * 40,
+    "two-hosts": b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
 }
 for name, data in heads.items():
     write("http_head", name, bytes([255, 64, 7]) + data)

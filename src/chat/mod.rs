@@ -338,15 +338,28 @@ pub fn token_to_hex(token: &Token) -> String {
     token.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Reads a token in the one form [`token_to_hex`] writes: exactly 32
+/// lower-case hex digits. Anything else (upper case, a sign, another length)
+/// is not a token, so one session has one spelling.
 pub fn token_from_hex(text: &str) -> Option<Token> {
-    if text.len() != 32 {
+    let digits = text.as_bytes();
+    if digits.len() != 32 {
         return None;
     }
     let mut token = [0u8; 16];
-    for (i, byte) in token.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(text.get(i * 2..i * 2 + 2)?, 16).ok()?;
+    for (byte, pair) in token.iter_mut().zip(digits.chunks_exact(2)) {
+        *byte = (hex_digit(pair[0])? << 4) | hex_digit(pair[1])?;
     }
     Some(token)
+}
+
+/// The value of one lower-case hex digit.
+fn hex_digit(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        _ => None,
+    }
 }
 
 /// Milliseconds since the Unix epoch, for `at`.
@@ -456,5 +469,26 @@ mod tests {
         let t = new_token().unwrap();
         assert_eq!(token_from_hex(&token_to_hex(&t)), Some(t));
         assert_eq!(token_from_hex("zz"), None);
+    }
+
+    #[test]
+    fn only_the_canonical_token_form_is_accepted() {
+        let canonical = "0123456789abcdef0123456789abcdef";
+        assert!(token_from_hex(canonical).is_some());
+        let refused = [
+            "+f23456789abcdef0123456789abcdef".to_string(), // from_str_radix takes "+f"
+            "0123456789abcdef0123456789abcde+".to_string(),
+            canonical.to_uppercase(),
+            "0123456789ABCDEF0123456789abcdef".to_string(),
+            canonical[..31].to_string(),
+            format!("{canonical}0"),
+            format!("{}é", &canonical[..30]), // 32 bytes, not ASCII
+            format!("{}٣", &canonical[..30]), // an Arabic-Indic digit
+            " 123456789abcdef0123456789abcdef".to_string(),
+            String::new(),
+        ];
+        for text in refused {
+            assert_eq!(token_from_hex(&text), None, "{text:?}");
+        }
     }
 }

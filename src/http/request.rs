@@ -16,6 +16,9 @@ pub enum HeadError {
     TooLarge,
     /// Not HTTP → `400`.
     Malformed,
+    /// An HTTP/1.1 request without a `Host` header, or any request with
+    /// more than one (RFC 9112 §3.2) → `400`.
+    BadHost,
 }
 
 impl HeadError {
@@ -23,7 +26,7 @@ impl HeadError {
         match self {
             HeadError::LineTooLong => Status::UriTooLong,
             HeadError::TooLarge => Status::HeadersTooLarge,
-            HeadError::Malformed => Status::BadRequest,
+            HeadError::Malformed | HeadError::BadHost => Status::BadRequest,
         }
     }
 }
@@ -37,38 +40,31 @@ pub struct HeadLimits {
 
 /// Looks for the blank line that ends a head in `buf`, starting near
 /// `*scanned` (how far earlier calls looked) and moving `*scanned` forward, so
-/// each byte is looked at a bounded number of times however the head arrives.
-/// Returns the head's length (blank line included), or an error once the
-/// buffer is past a limit without a complete head or line.
+/// each byte of the head is looked at a bounded number of times however it
+/// arrives. Empty lines before the request line (RFC 9112 §2.2) are skipped
+/// but belong to the head: they count towards `max_head_bytes`, so a peer
+/// sending nothing else gets `431` once the buffer reaches the limit.
+/// Returns the head's length (empty lines and blank line included), or an
+/// error once the buffer is past a limit without a complete head or line.
 pub fn find_head_end(
     buf: &[u8],
     scanned: &mut usize,
     limits: &HeadLimits,
 ) -> Result<Option<usize>, HeadError> {
-    let from = scanned.saturating_sub(3);
-    let mut end = None;
-    let mut i = from;
-    while i < buf.len() {
-        if buf[i] == b'\n' {
-            // The head ends at an empty line: "\n\n" or "\n\r\n".
-            if buf.get(i + 1) == Some(&b'\n') {
-                end = Some(i + 2);
-                break;
-            }
-            if buf.get(i + 1) == Some(&b'\r') && buf.get(i + 2) == Some(&b'\n') {
-                end = Some(i + 3);
-                break;
-            }
-        }
-        i += 1;
-    }
-    // The request line ends at the first newline.
-    let line_end = buf[..end.unwrap_or(buf.len())]
-        .iter()
-        .position(|&b| b == b'\n');
-    match line_end {
+    // Only the first `max_head_bytes` matter: what lies beyond cannot be part
+    // of an acceptable head. (So the answer is the same whether the bytes
+    // come in one read or many.)
+    let buf = &buf[..buf.len().min(limits.max_head_bytes)];
+    // Where the request line starts. Looked at again on each call, but only
+    // a peer that sends empty lines pays for it, and the head limit bounds it.
+    let start = leading_empty_lines(buf);
+    let from = scanned.saturating_sub(3).max(start);
+    let end = blank_line_end(buf, from);
+    // The request line ends at the first newline after the empty lines.
+    let line = &buf[start..end.unwrap_or(buf.len())];
+    match line.iter().position(|&b| b == b'\n') {
         Some(n) if n > limits.max_line_bytes => return Err(HeadError::LineTooLong),
-        None if buf.len() > limits.max_line_bytes => return Err(HeadError::LineTooLong),
+        None if line.len() > limits.max_line_bytes => return Err(HeadError::LineTooLong),
         _ => {}
     }
     match end {
@@ -80,6 +76,37 @@ pub fn find_head_end(
             Ok(None)
         }
     }
+}
+
+/// Length of the complete empty lines (`\r\n` or `\n`) at the start of
+/// `buf`. A final lone `\r` is not counted yet: its `\n` may follow.
+fn leading_empty_lines(buf: &[u8]) -> usize {
+    let mut at = 0;
+    loop {
+        match buf.get(at..at + 2) {
+            Some([b'\r', b'\n']) => at += 2,
+            _ if buf.get(at) == Some(&b'\n') => at += 1,
+            _ => return at,
+        }
+    }
+}
+
+/// The end of the first blank line ("\n\n" or "\n\r\n") whose first
+/// newline is at or after `from`.
+fn blank_line_end(buf: &[u8], from: usize) -> Option<usize> {
+    let mut i = from;
+    while i < buf.len() {
+        if buf[i] == b'\n' {
+            if buf.get(i + 1) == Some(&b'\n') {
+                return Some(i + 2);
+            }
+            if buf.get(i + 1) == Some(&b'\r') && buf.get(i + 2) == Some(&b'\n') {
+                return Some(i + 3);
+            }
+        }
+        i += 1;
+    }
+    None
 }
 
 /// A parsed request head. Borrows the connection's buffer: nothing copied.
@@ -167,6 +194,7 @@ impl<'h, 'b> Request<'h, 'b> {
 }
 
 /// Parses a complete head (as found by [`find_head_end`]) into `storage`.
+/// Leading empty lines are skipped; the `Host` rule is checked here.
 pub fn parse<'h, 'b>(
     head: &'b [u8],
     storage: &'h mut [httparse::Header<'b>],
@@ -189,6 +217,7 @@ pub fn parse<'h, 'b>(
         None => (target, None),
     };
     let headers: &'h [httparse::Header<'b>] = req.headers;
+    check_host(headers, version)?;
     Ok(Request {
         method,
         path,
@@ -196,6 +225,18 @@ pub fn parse<'h, 'b>(
         version,
         headers,
     })
+}
+
+/// Exactly one `Host` in HTTP/1.1; at most one in HTTP/1.0 (RFC 9112 §3.2).
+fn check_host(headers: &[httparse::Header], version: u8) -> Result<(), HeadError> {
+    let hosts = headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("host"))
+        .count();
+    match (hosts, version) {
+        (0, 0) | (1, _) => Ok(()),
+        _ => Err(HeadError::BadHost),
+    }
 }
 
 #[cfg(test)]
@@ -240,7 +281,7 @@ mod tests {
 
     #[test]
     fn parses_tokens_and_cookies() {
-        let head = b"GET /rooms/5/ws?since=3 HTTP/1.1\r\nConnection: keep-alive, Upgrade\r\nCookie: a=b; wsrooms_session=abc\r\n\r\n";
+        let head = b"GET /rooms/5/ws?since=3 HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, Upgrade\r\nCookie: a=b; wsrooms_session=abc\r\n\r\n";
         let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let req = parse(head, &mut storage).unwrap();
         assert_eq!(req.path, "/rooms/5/ws");
@@ -248,5 +289,147 @@ mod tests {
         assert!(req.header_has_token("connection", "upgrade"));
         assert_eq!(req.cookie("wsrooms_session"), Some("abc"));
         assert!(req.keep_alive());
+    }
+
+    /// Feeds `head` whole and then one byte at a time; both must agree.
+    fn find_both_ways(head: &[u8], limits: &HeadLimits) -> Result<Option<usize>, HeadError> {
+        let whole = find_head_end(head, &mut 0, limits);
+        let mut scanned = 0;
+        let mut grown = Ok(None);
+        for n in 1..=head.len() {
+            grown = find_head_end(&head[..n], &mut scanned, limits);
+            if grown != Ok(None) {
+                break;
+            }
+        }
+        assert_eq!(whole, grown, "{:?}", String::from_utf8_lossy(head));
+        whole
+    }
+
+    #[test]
+    fn empty_lines_before_the_request_line_are_part_of_the_head() {
+        for prefix in ["", "\r\n", "\n", "\r\n\r\n", "\n\r\n\n"] {
+            let head = format!("{prefix}GET /x HTTP/1.1\r\nHost: a\r\n\r\n");
+            let found = find_both_ways(head.as_bytes(), &LIMITS);
+            assert_eq!(found, Ok(Some(head.len())), "{prefix:?}");
+            let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let req = parse(head.as_bytes(), &mut storage).unwrap();
+            assert_eq!((req.method, req.path), ("GET", "/x"));
+        }
+        // A lone CR is not an empty line.
+        let head = b"\rGET /x HTTP/1.1\r\nHost: a\r\n\r\n";
+        let n = find_both_ways(head, &LIMITS).unwrap().unwrap();
+        let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        assert_eq!(
+            parse(&head[..n], &mut storage).unwrap_err(),
+            HeadError::Malformed
+        );
+    }
+
+    #[test]
+    fn empty_lines_count_towards_the_head_limit_not_the_line_limit() {
+        let limits = HeadLimits {
+            max_head_bytes: 256,
+            max_line_bytes: 64,
+        };
+        // Many empty lines, then a short request line: only the head limit.
+        let head = format!("{}GET / HTTP/1.1\r\n\r\n", "\r\n".repeat(100));
+        assert_eq!(
+            find_both_ways(head.as_bytes(), &limits),
+            Ok(Some(head.len()))
+        );
+        let head = format!("{}GET / HTTP/1.1\r\n\r\n", "\r\n".repeat(120));
+        assert_eq!(
+            find_both_ways(head.as_bytes(), &limits),
+            Err(HeadError::TooLarge)
+        );
+        // The request line after them is still held to the line limit,
+        // complete or not.
+        let long = format!("\n\nGET /{} HTTP/1.1\r\n\r\n", "a".repeat(80));
+        assert_eq!(
+            find_both_ways(long.as_bytes(), &limits),
+            Err(HeadError::LineTooLong)
+        );
+        let unfinished = format!("\r\nGET /{}", "a".repeat(80));
+        assert_eq!(
+            find_both_ways(unfinished.as_bytes(), &limits),
+            Err(HeadError::LineTooLong)
+        );
+        // Nothing but empty lines: waits, then 431 at the head limit.
+        assert_eq!(find_both_ways(&[b'\n'; 255], &limits), Ok(None));
+        assert_eq!(
+            find_both_ways(&[b'\n'; 256], &limits),
+            Err(HeadError::TooLarge)
+        );
+        let crlf = "\r\n".repeat(128);
+        assert_eq!(
+            find_both_ways(crlf.as_bytes(), &limits),
+            Err(HeadError::TooLarge)
+        );
+    }
+
+    #[test]
+    fn host_is_required_once_in_http11() {
+        let cases: [(&str, Result<(), HeadError>); 6] = [
+            ("GET / HTTP/1.1\r\nHost: a\r\n\r\n", Ok(())),
+            ("GET / HTTP/1.1\r\nX: y\r\n\r\n", Err(HeadError::BadHost)),
+            (
+                "GET / HTTP/1.1\r\nHost: a\r\nHOST: a\r\n\r\n",
+                Err(HeadError::BadHost),
+            ),
+            ("GET / HTTP/1.0\r\n\r\n", Ok(())),
+            ("GET / HTTP/1.0\r\nHost: a\r\n\r\n", Ok(())),
+            (
+                "GET / HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n",
+                Err(HeadError::BadHost),
+            ),
+        ];
+        for (head, want) in cases {
+            let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let got = parse(head.as_bytes(), &mut storage).map(|_| ());
+            assert_eq!(got, want, "{head:?}");
+        }
+        assert_eq!(HeadError::BadHost.status(), Status::BadRequest);
+    }
+
+    #[test]
+    fn growing_and_whole_agree_on_every_short_input() {
+        // Every string of up to 7 bytes over the bytes that matter, fed whole
+        // and in steps of 1, 2 and 3: the same answer.
+        let alphabet = [b'\r', b'\n', b'G', b':'];
+        for (max_head_bytes, max_line_bytes) in [(6, 3), (4, 6), (5, 5)] {
+            let limits = HeadLimits {
+                max_head_bytes,
+                max_line_bytes,
+            };
+            agree_on_every_short_input(&alphabet, &limits);
+        }
+    }
+
+    fn agree_on_every_short_input(alphabet: &[u8; 4], limits: &HeadLimits) {
+        for len in 1..=7u32 {
+            for mut code in 0..4usize.pow(len) {
+                let buf: Vec<u8> = (0..len)
+                    .map(|_| {
+                        let b = alphabet[code % 4];
+                        code /= 4;
+                        b
+                    })
+                    .collect();
+                let whole = find_head_end(&buf, &mut 0, limits);
+                for step in 1..=3 {
+                    let mut scanned = 0;
+                    let mut end = 0;
+                    let grown = loop {
+                        end = (end + step).min(buf.len());
+                        let r = find_head_end(&buf[..end], &mut scanned, limits);
+                        if r != Ok(None) || end == buf.len() {
+                            break r;
+                        }
+                    };
+                    assert_eq!(whole, grown, "{buf:?} in steps of {step}");
+                }
+            }
+        }
     }
 }

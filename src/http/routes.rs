@@ -22,6 +22,7 @@ use super::Status;
 use crate::assets::{AssetBytes, Assets};
 use crate::chat::{self, names, Chat, LoginError};
 use crate::config::Config;
+use crate::logsafe::Escaped;
 use crate::metrics::Metrics;
 use crate::peer_limits::{PeerLimits, Refusal};
 use crate::timers::{TimerKey, Timers};
@@ -254,8 +255,9 @@ fn login(req: &Request, body: &[u8], ctx: &mut Ctx) -> Response {
         ctx.metrics.refuse("login_origin");
         let origin = req.header("origin").map(String::from_utf8_lossy);
         log::info!(
-            "{}: login refused: sent from another site (Origin {origin:?})",
-            ctx.client
+            "{}: login refused: sent from another site (Origin \"{}\")",
+            ctx.client,
+            Escaped(origin.as_deref().unwrap_or("none"))
         );
         return Response::error_page(
             Status::Forbidden,
@@ -357,7 +359,7 @@ fn login(req: &Request, body: &[u8], ctx: &mut Ctx) -> Response {
         Ok(id) => {
             ctx.timers.add(expires, TimerKey::Session(id));
             ctx.metrics.logins += 1;
-            log::info!("login: {user:?} reserved in room {room}");
+            log::info!("login: \"{}\" reserved in room {room}", Escaped(&user));
             Response::redirect(Status::SeeOther, &format!("/rooms/{room}"))
                 .header(
                     "Set-Cookie",
@@ -370,7 +372,11 @@ fn login(req: &Request, body: &[u8], ctx: &mut Ctx) -> Response {
         }
         Err(LoginError::Taken { present }) => {
             ctx.metrics.refuse("login_taken");
-            log::info!("login refused: {user:?} looks like {present:?}, already in room {room}");
+            log::info!(
+                "login refused: \"{}\" looks like \"{}\", already in room {room}",
+                Escaped(&user),
+                Escaped(&present)
+            );
             Response::error_page(
                 Status::Conflict,
                 "user",

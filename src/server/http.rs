@@ -13,6 +13,7 @@ use crate::http::request::{HeadLimits, Request, MAX_HEADERS};
 use crate::http::response::{Body, Response};
 use crate::http::routes::{self, Ctx, Outcome};
 use crate::http::Status;
+use crate::logsafe::Escaped;
 use crate::peer_limits::Refusal;
 use crate::queue::Chunk;
 
@@ -103,7 +104,7 @@ impl Server {
                 if response.status.code() >= 400 && req.header_has_token("upgrade", "websocket") {
                     if let Some(conn) = self.conn(id) {
                         let code = response.status.code();
-                        let (peer, path) = (conn.peer, req.path);
+                        let (peer, path) = (conn.peer, Escaped(req.path));
                         log::info!("{peer}: WebSocket handshake to {path} refused: {code}");
                     }
                 }

@@ -7,6 +7,7 @@ use std::rc::Rc;
 use super::{Server, Step};
 use crate::chat::{self, events};
 use crate::conn::{ConnId, Phase, Role, TokenBucket, Ws};
+use crate::logsafe::Escaped;
 use crate::queue::{Chunk, Frame};
 use crate::timers::TimerKey;
 use crate::ws::close::{self, CloseReason};
@@ -54,11 +55,14 @@ impl Server {
         if joined.replaced.is_none() {
             let mut json = Vec::with_capacity(64);
             events::presence(&mut json, "join", &s.user, chat::unix_millis());
-            log::info!("join: {:?} in room {number}", s.user);
+            log::info!("join: \"{}\" in room {number}", Escaped(&s.user));
             let frame: Frame = frame::encode_frame(Opcode::Text, &json).into();
             self.broadcast(room, frame, Some(id));
         } else {
-            log::info!("rejoin: {:?} in room {number} (newer socket)", s.user);
+            log::info!(
+                "rejoin: \"{}\" in room {number} (newer socket)",
+                Escaped(&s.user)
+            );
         }
     }
 
@@ -71,8 +75,8 @@ impl Server {
         self.timers
             .add(left.expires, TimerKey::Session(left.session));
         log::info!(
-            "leave: {:?} from room {}",
-            left.user,
+            "leave: \"{}\" from room {}",
+            Escaped(&left.user),
             self.chat.rooms[left.room].number
         );
         let mut json = Vec::with_capacity(64);

@@ -7,7 +7,9 @@
 //! state of a text message. Payload bytes are unmasked and validated as they
 //! arrive, so an invalid text message fails in its first bad byte and a
 //! message is never copied twice. Limits are checked from each frame header,
-//! before any of its payload is stored.
+//! before any of its payload is stored; but memory is taken only for payload
+//! bytes that have arrived, so a header announcing a large frame costs the
+//! server nothing until the peer actually sends it.
 //!
 //! Feeding a stream whole or one byte at a time gives the same messages.
 
@@ -108,7 +110,7 @@ impl MessageReader {
                     }
                 }
                 State::Payload { .. } => {
-                    if let Some(message) = self.read_payload(input)? {
+                    if let Some(message) = self.read_payload(input, limits)? {
                         return Ok(Some(message));
                     }
                     if input.is_empty() && matches!(self.state, State::Payload { .. }) {
@@ -182,14 +184,8 @@ impl MessageReader {
             if self.data.len() as u64 + len > limits.max_message_bytes as u64 {
                 return Err(ProtocolError::MessageTooBig);
             }
-            // Room for the whole frame at once, growing by doubling like
-            // `Vec` would, but never past the message limit: a reader never
-            // holds more than its limits allow.
-            let need = self.data.len() + len as usize;
-            if need > self.data.capacity() {
-                let target = need.max((self.data.capacity() * 2).min(limits.max_message_bytes));
-                self.data.reserve_exact(target - self.data.len());
-            }
+            // Nothing reserved for the payload yet: a header costs a few
+            // bytes to send, so memory follows the bytes that arrive.
         }
         self.state = State::Payload {
             header,
@@ -201,7 +197,11 @@ impl MessageReader {
 
     /// Moves payload bytes from `input` into the message, unmasking and
     /// validating them. Returns a message when a frame completes one.
-    fn read_payload(&mut self, input: &mut &[u8]) -> Result<Option<Message>, ProtocolError> {
+    fn read_payload(
+        &mut self,
+        input: &mut &[u8],
+        limits: &Limits,
+    ) -> Result<Option<Message>, ProtocolError> {
         let State::Payload {
             header,
             remaining,
@@ -217,6 +217,7 @@ impl MessageReader {
         let target = if header.opcode.is_control() {
             &mut self.control
         } else {
+            grow_for(&mut self.data, take, limits.max_message_bytes);
             &mut self.data
         };
         let start = target.len();
@@ -266,6 +267,18 @@ impl MessageReader {
                 Ok(Some(Message::Binary(data)))
             }
         }
+    }
+}
+
+/// Makes room in `data` for `extra` bytes that have arrived, doubling like
+/// `Vec` (so growth stays amortised) but never past `limit`: the reader holds
+/// no more than the bytes it got, times two, and never more than its limit.
+/// (The frame header already checked that `data.len() + extra <= limit`.)
+fn grow_for(data: &mut Vec<u8>, extra: usize, limit: usize) {
+    let need = data.len() + extra;
+    if need > data.capacity() {
+        let target = need.max((data.capacity() * 2).min(limit));
+        data.reserve_exact(target - data.len());
     }
 }
 
@@ -410,6 +423,36 @@ mod tests {
         let mut input = &s[..s.len() - 1];
         assert_eq!(reader.read(&mut input, &limits), Ok(None));
         assert!(reader.buffered() <= 100, "{}", reader.buffered());
+    }
+
+    #[test]
+    fn a_frame_header_reserves_nothing_for_its_payload() {
+        let limits = Limits {
+            max_frame_bytes: 64 * 1024,
+            max_message_bytes: 64 * 1024,
+        };
+        let frame = encode_client_frame(true, 2, MASK, &[7; 60 * 1024]);
+        let header_len = frame.len() - 60 * 1024;
+        let mut reader = MessageReader::new();
+        let mut input = &frame[..header_len];
+        assert_eq!(reader.read(&mut input, &limits), Ok(None));
+        assert_eq!(reader.buffered(), 0, "a bare header claimed memory");
+        // Memory follows the bytes that arrive (doubling, so amortised).
+        let mut arrived = header_len;
+        for step in [1, 100, 1000, 10_000] {
+            let mut input = &frame[arrived..arrived + step];
+            assert_eq!(reader.read(&mut input, &limits), Ok(None));
+            arrived += step;
+            let held = arrived - header_len;
+            assert!(
+                reader.buffered() <= 2 * held,
+                "{} bytes held for {held} arrived",
+                reader.buffered()
+            );
+        }
+        let mut input = &frame[arrived..];
+        let message = reader.read(&mut input, &limits).unwrap().unwrap();
+        assert_eq!(message, Message::Binary(vec![7; 60 * 1024]));
     }
 
     #[test]
