@@ -113,7 +113,7 @@ pipelines = {
     "metrics-x20": b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n" * 20,
     "rooms-and-login": b"".join(b"GET /rooms/%d HTTP/1.1\r\nHost: x\r\n\r\n" % n for n in range(1, 9))
     + heads["login"]
-    + b"GET / HTTP/1.1\r\n\r\n",
+    + b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
     "upgrade-then-frames": heads["upgrade"] + frames["text"] + frames["close-normal"],
     "body-cut": heads["login"][:-5],
     "then-garbage": heads["pipelined"] + heads["garbage"],

@@ -11,7 +11,7 @@
 //! peer still sends until it closes too (closing a socket with unread data
 //! would reset the connection and could destroy our last bytes in flight).
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
@@ -227,9 +227,9 @@ pub struct Conn {
     pub fin_sent: bool,
     /// Accepted on the `--metrics-bind` listener.
     pub via_metrics: bool,
-    /// The client address this connection is counted under in the
-    /// per-address limits (released when it is dropped).
-    pub counted_as: Option<IpAddr>,
+    /// Counted under `peer`'s address in the per-address limits (released
+    /// when it is dropped).
+    pub counted: bool,
 }
 
 impl Conn {
@@ -249,7 +249,7 @@ impl Conn {
             fin_when_flushed: false,
             fin_sent: false,
             via_metrics: false,
-            counted_as: None,
+            counted: false,
         }
     }
 

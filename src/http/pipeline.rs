@@ -88,26 +88,26 @@ mod tests {
 
     #[test]
     fn frames_pipelined_requests_with_bodies() {
-        let input = b"GET /a HTTP/1.1\r\n\r\nPOST /b HTTP/1.1\r\nContent-Length: 3\r\n\r\nxyzGET /c HTTP/1.1\r\n\r\nGET /d";
+        let input = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nPOST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nxyzGET /c HTTP/1.1\r\nHost: x\r\n\r\nGET /d";
         let (found, end) = frame_all(input);
         let paths: Vec<&str> = found.iter().map(|(p, _)| p.as_str()).collect();
         assert_eq!(paths, ["/a", "/b", "/c"]);
-        assert_eq!(found[1].1, 42, "head and body");
+        assert_eq!(found[1].1, 51, "head and body");
         assert_eq!(end, "partial");
     }
 
     #[test]
     fn an_incomplete_body_is_partial_and_a_large_one_refused() {
-        let (found, end) = frame_all(b"POST /b HTTP/1.1\r\nContent-Length: 3\r\n\r\nxy");
+        let (found, end) = frame_all(b"POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nxy");
         assert!(found.is_empty());
         assert_eq!(end, "partial");
         let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let big = b"POST /b HTTP/1.1\r\nContent-Length: 101\r\n\r\n";
+        let big = b"POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 101\r\n\r\n";
         assert!(matches!(
             next_request(big, &mut 0, &LIMITS, 100, &mut storage),
             Framed::Refused(Status::PayloadTooLarge)
         ));
-        let (found, end) = frame_all(b"GET /a HTTP/1.1\r\n\r\nnot http\r\n\r\n");
+        let (found, end) = frame_all(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nnot http\r\n\r\n");
         assert_eq!((found.len(), end), (1, "refused"));
     }
 }

@@ -58,18 +58,21 @@ impl Server {
 
     /// Answers one complete request.
     pub(super) fn answer_request(&mut self, id: ConnId, req: &Request, body: &[u8]) {
-        let Some(client) = self.client_address(id, req) else {
+        let Some(attributed) = self.attribute_client(id, req) else {
             return;
         };
-        if let Err(refusal) = self.count_client(id, client) {
-            self.note_per_address_refusal(client, refusal);
-            let mut response =
-                Response::text(refusal.status(), "too many connections from one address")
-                    .header("Retry-After", "5");
-            response.close = true;
-            self.respond(id, response, false, false);
-            return;
-        }
+        let client = match attributed {
+            Ok(client) => client,
+            Err((client, refusal)) => {
+                self.note_per_address_refusal(client, refusal);
+                let mut response =
+                    Response::text(refusal.status(), "too many connections from one address")
+                        .header("Retry-After", "5");
+                response.close = true;
+                self.respond(id, response, false, false);
+                return;
+            }
+        };
         let keep_alive = req.keep_alive();
         let head_only = req.method == "HEAD";
         let via_metrics = self.conn(id).is_some_and(|c| c.via_metrics);
@@ -133,43 +136,42 @@ impl Server {
     }
 
     /// The client's address for this request: the TCP peer, or with
-    /// `--trust-proxy` the last `X-Forwarded-For` entry (which then becomes
-    /// the connection's peer in the logs).
-    fn client_address(&mut self, id: ConnId, req: &Request) -> Option<IpAddr> {
-        let forwarded = if self.config.trust_proxy {
+    /// `--trust-proxy` the last `X-Forwarded-For` entry, which then becomes
+    /// the connection's peer (in the logs too). Behind a trusted proxy a
+    /// connection is counted by `--max-connections-per-ip` under the address
+    /// of its latest request (a proxy reuses its connections for different
+    /// clients); without one, it was counted by its TCP peer when accepted.
+    /// `None` if the connection is gone; a refusal names the address.
+    fn attribute_client(
+        &mut self,
+        id: ConnId,
+        req: &Request,
+    ) -> Option<Result<IpAddr, (IpAddr, Refusal)>> {
+        let trust_proxy = self.config.trust_proxy;
+        let forwarded = if trust_proxy {
             forwarded_for(req)
         } else {
             None
         };
         let conn = self.conn(id)?;
-        if let Some(ip) = forwarded {
-            conn.peer = SocketAddr::new(ip, conn.peer.port());
+        let client = forwarded.unwrap_or(conn.peer.ip());
+        if !trust_proxy || conn.via_metrics || (conn.counted && client == conn.peer.ip()) {
+            return Some(Ok(client));
         }
-        Some(conn.peer.ip())
-    }
-
-    /// With `--trust-proxy`, a connection is counted by
-    /// `--max-connections-per-ip` under the client address of its latest
-    /// request (a proxy reuses its connections for different clients);
-    /// without it, it was counted by its TCP peer when accepted.
-    fn count_client(&mut self, id: ConnId, client: IpAddr) -> Result<(), Refusal> {
-        if !self.config.trust_proxy {
-            return Ok(());
-        }
-        let Some(conn) = self.conn(id) else {
-            return Ok(());
-        };
-        if conn.via_metrics || conn.counted_as == Some(client) {
-            return Ok(());
-        }
-        if let Some(previous) = conn.counted_as.take() {
+        let previous = conn.peer.ip();
+        let was_counted = std::mem::replace(&mut conn.counted, false);
+        conn.peer = SocketAddr::new(client, conn.peer.port());
+        if was_counted {
             self.peer_limits.close(previous);
         }
-        let counted = self.peer_limits.open(client)?;
+        let counted = match self.peer_limits.open(client) {
+            Ok(counted) => counted.is_some(),
+            Err(refusal) => return Some(Err((client, refusal))),
+        };
         if let Some(conn) = self.conn(id) {
-            conn.counted_as = counted;
+            conn.counted = counted;
         }
-        Ok(())
+        Some(Ok(client))
     }
 
     pub(super) fn respond(

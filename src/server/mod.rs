@@ -359,11 +359,11 @@ impl Server {
         }
         // Behind a trusted proxy every TCP peer is the proxy: the client's
         // address is known once a request head is read (`count_client`).
-        let counted_as = if via_metrics || self.config.trust_proxy {
-            None
+        let counted = if via_metrics || self.config.trust_proxy {
+            false
         } else {
             match self.peer_limits.open(peer.ip()) {
-                Ok(counted) => counted,
+                Ok(counted) => counted.is_some(),
                 Err(refusal) => return self.refuse_per_address(stream, peer, refusal),
             }
         };
@@ -380,14 +380,14 @@ impl Server {
             .register(&mut stream, id.token(), Interest::READABLE)
         {
             log::warn!("{peer}: cannot register: {e}");
-            if let Some(ip) = counted_as {
-                self.peer_limits.close(ip);
+            if counted {
+                self.peer_limits.close(peer.ip());
             }
             return;
         }
         let mut conn = Conn::new(id, stream, peer);
         conn.via_metrics = via_metrics;
-        conn.counted_as = counted_as;
+        conn.counted = counted;
         entry.insert(conn);
         self.metrics.connections_accepted += 1;
         log::debug!("{peer}: connected");
@@ -430,8 +430,8 @@ impl Server {
         // the poll: no `deregister` system call needed.
         let conn = self.conns.remove(id.key as usize);
         log::debug!("{}: dropped ({why:?})", conn.peer);
-        if let Some(ip) = conn.counted_as {
-            self.peer_limits.close(ip);
+        if conn.counted {
+            self.peer_limits.close(conn.peer.ip());
         }
         if let Phase::WebSocket(ws) = &conn.phase {
             self.websockets -= 1;
