@@ -162,8 +162,11 @@ fn two_thousand_pipelined_requests_are_all_answered_in_order_once_the_client_rea
     let one_response = get(addr, "/metrics", "").body.len() + 1024;
     let (buffered, answered) = settled(addr);
     eprintln!("paused at {buffered} bytes buffered, {answered} requests answered");
+    // Paused: reading stopped above PAUSE and resumes only below PAUSE / 2;
+    // the kernel may have taken some bytes since the pause, so the settled
+    // level is anywhere in between, never above one response over PAUSE.
     assert!(
-        buffered > PAUSE && buffered <= PAUSE + one_response,
+        buffered > PAUSE / 2 && buffered <= PAUSE + one_response,
         "{buffered} bytes buffered for one client"
     );
     assert!(answered < 8000, "all answered before the client read");
