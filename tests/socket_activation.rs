@@ -360,3 +360,45 @@ fn systemd_socket_activate_hands_over_its_socket() {
     );
     assert!(child.0.try_wait().unwrap().is_none(), "still serving");
 }
+
+/// The value of `key=` in a shipped unit file (the first such line).
+fn unit_value(file: &str, key: &str) -> String {
+    let path = format!("{}/deploy/{file}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let prefix = format!("{key}=");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("deploy/{file} has no {key}= line"))
+        .to_string()
+}
+
+#[test]
+fn the_shipped_socket_units_match_their_services_and_nginx() {
+    for (socket, service, nginx) in [
+        ("wsrooms.socket", "wsrooms.service", "nginx.conf"),
+        ("wsrooms@.socket", "wsrooms@.service", "nginx-sharded.conf"),
+    ] {
+        let listen = unit_value(socket, "ListenStream");
+        assert_eq!(unit_value(socket, "FileDescriptorName"), "main", "{socket}");
+        assert!(
+            unit_value(socket, "Backlog").parse::<u32>().unwrap() >= 4096,
+            "{socket}: a restart's reconnects must fit in the backlog"
+        );
+        // The fallback address of the service is the socket's address.
+        assert_eq!(
+            unit_value(service, "Environment=WSROOMS_BIND"),
+            listen,
+            "{service}"
+        );
+        let unit = socket.replace('@', "@%i");
+        assert!(unit_value(service, "Requires").contains(&unit), "{service}");
+        assert!(unit_value(service, "After").contains(&unit), "{service}");
+        let site = format!("{}/deploy/{nginx}", env!("CARGO_MANIFEST_DIR"));
+        let site = std::fs::read_to_string(site).unwrap();
+        let upstream = listen.replace("%i", "8081");
+        assert!(
+            site.contains(&format!("server {upstream}")),
+            "deploy/{nginx} proxies to {upstream}"
+        );
+    }
+}
