@@ -10,14 +10,15 @@
 //! 4. [`ws`]: the WebSocket handshake, frames, message assembly, UTF-8;
 //! 5. [`chat`]: rooms, sessions, events, history;
 //! 6. [`queue`]: the write queue with shared frames and vectored writes;
-//! 7. [`timers`], [`config`], [`assets`], [`metrics`], [`peer_limits`],
-//!    [`logsafe`] (how peer text reaches the log).
+//! 7. [`timers`], [`config`], [`listeners`], [`assets`], [`metrics`],
+//!    [`peer_limits`], [`logsafe`] (how peer text reaches the log).
 
 pub mod assets;
 pub mod chat;
 pub mod config;
 pub mod conn;
 pub mod http;
+pub mod listeners;
 pub mod logsafe;
 pub mod metrics;
 pub mod peer_limits;

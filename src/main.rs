@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use wsrooms::config::{self, Config, Parsed};
+use wsrooms::listeners::Listeners;
 use wsrooms::Server;
 
 fn main() -> ExitCode {
@@ -21,7 +22,16 @@ fn main() -> ExitCode {
     let level = config.log_level.parse().unwrap_or(log::LevelFilter::Info);
     let _ = simple_logger::SimpleLogger::new().with_level(level).init();
     log::info!("config: {}", config.summary());
-    let mut server = match Server::bind(config) {
+    // First, before anything opens a file: sockets passed in by the
+    // service manager are descriptors 3, 4, ….
+    let listeners = match Listeners::open(config.bind, config.metrics_bind) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("wsrooms: {e}");
+            return ExitCode::from(e.exit_code());
+        }
+    };
+    let mut server = match Server::with_listeners(config, listeners) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("wsrooms: cannot listen: {e}");

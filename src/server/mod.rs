@@ -41,6 +41,7 @@ use crate::chat::Chat;
 use crate::config::Config;
 use crate::conn::{Conn, ConnId, Phase, Role};
 use crate::http::request;
+use crate::listeners::Listeners;
 use crate::metrics::{Gauges, Metrics};
 use crate::peer_limits::{PeerLimits, Refusal};
 use crate::queue::Flushed;
@@ -56,8 +57,6 @@ const METRICS_LISTENER: Token = Token(usize::MAX - 2);
 const SCRATCH_BYTES: usize = 64 * 1024;
 /// Reads from one connection per event before others get a turn.
 const READS_PER_TURN: usize = 16;
-/// Listen backlog: bursts of connects wait here instead of being dropped.
-const BACKLOG: u32 = 4096;
 /// Pause before accepting again after running out of file descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(200);
 
@@ -88,6 +87,9 @@ pub struct Server {
     poll: Poll,
     /// The listening socket; closed (`None`) once shutdown begins.
     listener: Option<TcpListener>,
+    /// The listening socket was passed in by the service manager, which
+    /// keeps a copy open (see `close_listeners`).
+    listener_inherited: bool,
     local_addr: SocketAddr,
     /// The `--metrics-bind` listener: only `/metrics` and `/healthz`.
     metrics_listener: Option<TcpListener>,
@@ -122,8 +124,16 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds the listener. The server runs when [`Server::run`] is called.
-    pub fn bind(mut config: Config) -> io::Result<Server> {
+    /// Opens the listeners (passed in by the service manager, or bound from
+    /// `--bind` / `--metrics-bind`: [`crate::listeners`]). The server runs
+    /// when [`Server::run`] is called.
+    pub fn bind(config: Config) -> io::Result<Server> {
+        let listeners = Listeners::open(config.bind, config.metrics_bind)?;
+        Server::with_listeners(config, listeners)
+    }
+
+    /// A server accepting on `listeners`.
+    pub fn with_listeners(mut config: Config, listeners: Listeners) -> io::Result<Server> {
         if let Some(fd_limit) = open_files_limit() {
             // Leave room for the listener, the poll, stdio and a few spares.
             let cap = fd_limit.saturating_sub(16).max(1) as usize;
@@ -135,23 +145,26 @@ impl Server {
                 config.max_connections = cap;
             }
         }
-        let mut listener = listen(config.bind)?;
+        let Listeners {
+            main: mut listener,
+            metrics: mut metrics_listener,
+            inherited,
+        } = listeners;
         let local_addr = listener.local_addr()?;
         let poll = Poll::new()?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
-        let metrics_listener = match config.metrics_bind {
-            Some(addr) => {
-                let mut l = listen(addr)?;
-                poll.registry()
-                    .register(&mut l, METRICS_LISTENER, Interest::READABLE)?;
-                Some(l)
-            }
-            None => None,
-        };
+        if let Some(l) = metrics_listener.as_mut() {
+            poll.registry()
+                .register(l, METRICS_LISTENER, Interest::READABLE)?;
+            // A passed metrics socket hides /metrics from the main one, as
+            // `--metrics-bind` does.
+            config.metrics_bind = Some(l.local_addr()?);
+        }
         Ok(Server {
             poll,
             listener: Some(listener),
+            listener_inherited: inherited,
             local_addr,
             metrics_listener,
             assets: Assets::new(config.www.clone()),
@@ -322,7 +335,18 @@ impl Server {
     /// once (a proxy can fail over) instead of waiting in the backlog for a
     /// server that will never accept it; connects already waiting there are
     /// reset.
+    ///
+    /// Unless the socket was passed in by the service manager: closing our
+    /// copy then leaves the socket open in the service manager, so connects
+    /// keep waiting in its backlog and the next process accepts them (a
+    /// restart refuses no one). Nothing is accepted here from now on either
+    /// way: what waits there is left for the next process.
     fn close_listeners(&mut self) {
+        if self.listener_inherited && self.listener.is_some() {
+            log::info!(
+                "listening socket left to the service manager: new connections wait for the next process"
+            );
+        }
         self.pause_accepting();
         let registry = self.poll.registry();
         for listener in [self.listener.take(), self.metrics_listener.take()]
@@ -777,18 +801,6 @@ impl Server {
 /// (a free function, so the borrow covers `conns` only, not the server).
 fn get_conn(conns: &mut Slab<Conn>, id: ConnId) -> Option<&mut Conn> {
     conns.get_mut(id.key as usize).filter(|c| c.id == id)
-}
-
-/// A non-blocking listener with a large backlog (std's is 128: a burst of
-/// connects would overflow it and wait a second for SYN retransmits).
-fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
-    use socket2::{Domain, Socket, Type};
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
-    socket.set_reuse_address(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(BACKLOG as i32)?;
-    socket.set_nonblocking(true)?;
-    Ok(TcpListener::from_std(socket.into()))
 }
 
 /// The client address a trusted proxy put last in `X-Forwarded-For`.

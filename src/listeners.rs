@@ -1,0 +1,429 @@
+//! Where the listening sockets come from: passed in by the service manager
+//! (socket activation), or bound here from `--bind` and `--metrics-bind`.
+//!
+//! # Socket activation
+//!
+//! A service manager such as systemd can open the listening socket itself
+//! and hand it to the process it starts. The hand-over is three
+//! environment variables and inherited file descriptors:
+//!
+//! - `LISTEN_PID`: the process the sockets are for. Another process (a
+//!   child that inherited the variables) ignores them.
+//! - `LISTEN_FDS`: how many sockets; they are file descriptors 3, 4, ….
+//! - `LISTEN_FDNAMES` (optional): their names, separated by `:`.
+//!
+//! wsrooms takes at most two: one named `main` (the application, in place of
+//! `--bind`) and one named `metrics` (in place of `--metrics-bind`). With no
+//! socket named `main`, the first one not named `metrics` is the main one
+//! (systemd names a socket after its unit unless `FileDescriptorName=` says
+//! otherwise). Any other socket, a descriptor that is not a listening TCP
+//! socket, or variables that do not add up stop the server at start
+//! ([`ListenError::Passed`], exit 2), rather than serving on half of what
+//! the operator configured.
+//!
+//! Why it matters: the service manager keeps its own copy of the socket
+//! open while wsrooms restarts. A client that connects while no wsrooms
+//! process runs waits in the socket's backlog and is answered by the next
+//! process, instead of being refused.
+//!
+//! Turning a descriptor number into a socket needs `unsafe` (`FromRawFd`);
+//! the server has none, so the `listenfd` crate does that step (it also
+//! checks that the descriptor is a TCP socket and marks it close-on-exec).
+//! The rest is here: `LISTEN_PID` must name this process (`listenfd` also
+//! accepts it missing, a convention of other tools), the names, the check
+//! that the socket is listening, and removing all three variables so that
+//! nothing this process starts inherits them.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+
+use listenfd::ListenFd;
+use mio::net::TcpListener;
+
+/// Listen backlog for the sockets bound here: bursts of connects wait there
+/// instead of being dropped (std's 128 overflows with a few hundred clients
+/// connecting at once, and they retry only after a second). A passed socket
+/// has the backlog its service manager gave it (`Backlog=`).
+pub const BACKLOG: u32 = 4096;
+
+/// The first descriptor of passed sockets.
+const FIRST_FD: usize = 3;
+
+/// The most sockets wsrooms takes: `main` and `metrics`.
+const MAX_PASSED: usize = 2;
+
+/// The listening sockets the server accepts on (non-blocking).
+#[derive(Debug)]
+pub struct Listeners {
+    /// The application: pages, login, WebSockets.
+    pub main: TcpListener,
+    /// Only `/metrics` and `/healthz`, if configured or passed.
+    pub metrics: Option<TcpListener>,
+    /// `main` was passed in by the service manager, which keeps a copy:
+    /// closing ours at shutdown leaves it listening for the next process.
+    pub inherited: bool,
+}
+
+/// Why the listening sockets could not be had.
+#[derive(Debug)]
+pub enum ListenError {
+    /// The sockets or variables passed by the service manager are not
+    /// usable: a configuration error, exit code 2.
+    Passed(String),
+    /// Binding `--bind` or `--metrics-bind` failed (address in use, no
+    /// permission): exit code 1, as any other failure to start.
+    Bind {
+        flag: &'static str,
+        addr: SocketAddr,
+        source: io::Error,
+    },
+}
+
+impl ListenError {
+    /// The process exit code this error becomes.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ListenError::Passed(_) => 2,
+            ListenError::Bind { .. } => 1,
+        }
+    }
+}
+
+impl fmt::Display for ListenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ListenError::Passed(why) => write!(f, "socket activation: {why}"),
+            ListenError::Bind { flag, addr, source } => {
+                write!(f, "cannot listen on {addr} (--{flag}): {source}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ListenError {}
+
+impl From<ListenError> for io::Error {
+    fn from(e: ListenError) -> io::Error {
+        match e {
+            ListenError::Bind { source, .. } => source,
+            passed => io::Error::new(io::ErrorKind::InvalidInput, passed),
+        }
+    }
+}
+
+/// Which of the passed sockets (by position, 0 = descriptor 3) serves what.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Roles {
+    main: usize,
+    metrics: Option<usize>,
+}
+
+impl Listeners {
+    /// The sockets passed in by the service manager, or else bound from
+    /// `bind` / `metrics_bind` (the `--bind` and `--metrics-bind` values).
+    ///
+    /// Call it before the process opens any file of its own: descriptors
+    /// 3, 4, … are taken to be the passed sockets.
+    pub fn open(
+        bind: SocketAddr,
+        metrics_bind: Option<SocketAddr>,
+    ) -> Result<Listeners, ListenError> {
+        let passed = passed_roles(|name| std::env::var(name).ok(), std::process::id());
+        let fds = match passed {
+            // (It reads the same variables again; they were checked above.)
+            Ok(Some(_)) => ListenFd::from_env(),
+            _ => ListenFd::empty(),
+        };
+        forget_passed_variables();
+        match passed? {
+            Some(roles) => take_passed(fds, roles, metrics_bind),
+            None => bind_both(bind, metrics_bind),
+        }
+    }
+}
+
+/// Reads the `LISTEN_*` variables (through `env`, for tests): `None` when
+/// no sockets were passed to this process (`pid`).
+fn passed_roles(
+    env: impl Fn(&str) -> Option<String>,
+    pid: u32,
+) -> Result<Option<Roles>, ListenError> {
+    let Some(fds) = env("LISTEN_FDS") else {
+        return Ok(None);
+    };
+    let for_pid = env("LISTEN_PID");
+    if for_pid.as_deref().and_then(|p| p.parse::<u32>().ok()) != Some(pid) {
+        log::info!(
+            "LISTEN_FDS ignored: LISTEN_PID is {}, this process is {pid}",
+            for_pid.as_deref().unwrap_or("unset")
+        );
+        return Ok(None);
+    }
+    let count: usize = fds
+        .parse()
+        .map_err(|_| ListenError::Passed(format!("LISTEN_FDS={fds:?} is not a number")))?;
+    if count == 0 {
+        return Ok(None);
+    }
+    if count > MAX_PASSED {
+        return Err(ListenError::Passed(format!(
+            "LISTEN_FDS={count}: wsrooms takes one socket (main) or two (main, metrics)"
+        )));
+    }
+    let names = env("LISTEN_FDNAMES");
+    assign_roles(count, names.as_deref()).map(Some)
+}
+
+/// Decides which passed socket is `main` and which `metrics`, from their
+/// names (see the module documentation).
+fn assign_roles(count: usize, names: Option<&str>) -> Result<Roles, ListenError> {
+    let names: Vec<&str> = match names {
+        Some(list) => list.split(':').collect(),
+        None => vec![""; count],
+    };
+    if names.len() != count {
+        return Err(ListenError::Passed(format!(
+            "LISTEN_FDNAMES names {} sockets, LISTEN_FDS says {count}",
+            names.len()
+        )));
+    }
+    let mut main = None;
+    let mut metrics = None;
+    let mut others = Vec::new();
+    for (index, name) in names.iter().enumerate() {
+        let slot = match *name {
+            "main" => &mut main,
+            "metrics" => &mut metrics,
+            _ => {
+                others.push(index);
+                continue;
+            }
+        };
+        if slot.replace(index).is_some() {
+            return Err(ListenError::Passed(format!(
+                "two sockets are named {name:?}"
+            )));
+        }
+    }
+    if main.is_none() && !others.is_empty() {
+        main = Some(others.remove(0));
+    }
+    if let Some(&extra) = others.first() {
+        return Err(ListenError::Passed(format!(
+            "socket {} (fd {}) is named {:?}: name the sockets main and metrics",
+            extra + 1,
+            FIRST_FD + extra,
+            names[extra]
+        )));
+    }
+    let Some(main) = main else {
+        return Err(ListenError::Passed(
+            "only a metrics socket was passed: pass the main one too".into(),
+        ));
+    };
+    Ok(Roles { main, metrics })
+}
+
+/// Takes the passed sockets; `--metrics-bind` is bound only when no
+/// metrics socket was passed.
+fn take_passed(
+    mut fds: ListenFd,
+    roles: Roles,
+    metrics_bind: Option<SocketAddr>,
+) -> Result<Listeners, ListenError> {
+    let main = take_one(&mut fds, roles.main)?;
+    log::info!(
+        "listening on {}: socket passed in by the service manager (fd {}); --bind is not used",
+        local_addr_text(&main),
+        FIRST_FD + roles.main
+    );
+    let metrics = match roles.metrics {
+        Some(index) => {
+            let metrics = take_one(&mut fds, index)?;
+            log::info!(
+                "metrics on {}: socket passed in by the service manager (fd {}){}",
+                local_addr_text(&metrics),
+                FIRST_FD + index,
+                if metrics_bind.is_some() {
+                    "; --metrics-bind is not used"
+                } else {
+                    ""
+                }
+            );
+            Some(metrics)
+        }
+        None => bind_metrics(metrics_bind)?,
+    };
+    Ok(Listeners {
+        main,
+        metrics,
+        inherited: true,
+    })
+}
+
+/// The passed socket at `index`, checked to be a listening TCP socket and
+/// made non-blocking.
+fn take_one(fds: &mut ListenFd, index: usize) -> Result<TcpListener, ListenError> {
+    let fd = FIRST_FD + index;
+    let listener = fds
+        .take_tcp_listener(index)
+        // ("fd 3 is not a socket", "… is not a valid tcp socket")
+        .map_err(|e| ListenError::Passed(e.to_string()))?
+        .ok_or_else(|| ListenError::Passed(format!("fd {fd} was not passed")))?;
+    let listening = socket2::SockRef::from(&listener)
+        .is_listener()
+        .map_err(|e| ListenError::Passed(format!("fd {fd}: {e}")))?;
+    if !listening {
+        return Err(ListenError::Passed(format!(
+            "fd {fd} is a TCP socket that is not listening"
+        )));
+    }
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| ListenError::Passed(format!("fd {fd}: {e}")))?;
+    Ok(TcpListener::from_std(listener))
+}
+
+/// No sockets passed: bind both addresses here.
+fn bind_both(bind: SocketAddr, metrics_bind: Option<SocketAddr>) -> Result<Listeners, ListenError> {
+    let main = listen(bind).map_err(|source| ListenError::Bind {
+        flag: "bind",
+        addr: bind,
+        source,
+    })?;
+    log::info!("listening on {}: bound from --bind", local_addr_text(&main));
+    Ok(Listeners {
+        main,
+        metrics: bind_metrics(metrics_bind)?,
+        inherited: false,
+    })
+}
+
+fn bind_metrics(metrics_bind: Option<SocketAddr>) -> Result<Option<TcpListener>, ListenError> {
+    let Some(addr) = metrics_bind else {
+        return Ok(None);
+    };
+    let metrics = listen(addr).map_err(|source| ListenError::Bind {
+        flag: "metrics-bind",
+        addr,
+        source,
+    })?;
+    log::info!(
+        "metrics on {}: bound from --metrics-bind",
+        local_addr_text(&metrics)
+    );
+    Ok(Some(metrics))
+}
+
+/// A non-blocking listener with a large backlog ([`BACKLOG`]).
+fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG as i32)?;
+    socket.set_nonblocking(true)?;
+    Ok(TcpListener::from_std(socket.into()))
+}
+
+/// Removes the `LISTEN_*` variables, so that nothing this process starts
+/// takes the sockets to be its own (only if present: most runs, and every
+/// in-process test, have none to remove).
+fn forget_passed_variables() {
+    for name in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
+        if std::env::var_os(name).is_some() {
+            std::env::remove_var(name);
+        }
+    }
+}
+
+fn local_addr_text(listener: &TcpListener) -> String {
+    match listener.local_addr() {
+        Ok(addr) => addr.to_string(),
+        Err(e) => format!("(unknown address: {e})"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn roles(count: usize, names: Option<&str>) -> Result<Roles, String> {
+        assign_roles(count, names).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn one_socket_is_main_whatever_its_name() {
+        let main_only = Roles {
+            main: 0,
+            metrics: None,
+        };
+        assert_eq!(roles(1, None), Ok(main_only));
+        assert_eq!(roles(1, Some("main")), Ok(main_only));
+        assert_eq!(roles(1, Some("wsrooms.socket")), Ok(main_only));
+        assert_eq!(roles(1, Some("")), Ok(main_only));
+    }
+
+    #[test]
+    fn two_sockets_go_by_name_not_position() {
+        let both = |main, metrics| {
+            Ok(Roles {
+                main,
+                metrics: Some(metrics),
+            })
+        };
+        assert_eq!(roles(2, Some("main:metrics")), both(0, 1));
+        assert_eq!(roles(2, Some("metrics:main")), both(1, 0));
+        assert_eq!(roles(2, Some("wsrooms.socket:metrics")), both(0, 1));
+        assert_eq!(roles(2, Some("metrics:wsrooms.socket")), both(1, 0));
+    }
+
+    #[test]
+    fn sockets_that_cannot_be_placed_are_errors() {
+        let err = roles(2, None).unwrap_err();
+        assert!(err.contains("fd 4"), "{err}");
+        assert!(roles(2, Some("main:other")).is_err());
+        assert!(roles(2, Some("main:main")).is_err());
+        assert!(roles(2, Some("metrics:metrics")).is_err());
+        assert!(roles(1, Some("metrics")).is_err());
+        assert!(roles(2, Some("main")).is_err());
+        assert!(roles(1, Some("main:metrics")).is_err());
+    }
+
+    fn env_of<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn variables_for_another_process_are_ignored() {
+        let none = |vars: &[(&str, &str)]| passed_roles(env_of(vars), 42).unwrap();
+        assert_eq!(none(&[]), None);
+        assert_eq!(none(&[("LISTEN_FDS", "1")]), None);
+        assert_eq!(none(&[("LISTEN_FDS", "1"), ("LISTEN_PID", "41")]), None);
+        assert_eq!(none(&[("LISTEN_FDS", "1"), ("LISTEN_PID", "x")]), None);
+        assert_eq!(none(&[("LISTEN_FDS", "0"), ("LISTEN_PID", "42")]), None);
+    }
+
+    #[test]
+    fn variables_for_this_process_are_checked() {
+        let ours = |fds: &str| {
+            passed_roles(env_of(&[("LISTEN_FDS", fds), ("LISTEN_PID", "42")]), 42)
+                .map_err(|e| e.exit_code())
+        };
+        assert_eq!(
+            ours("1"),
+            Ok(Some(Roles {
+                main: 0,
+                metrics: None
+            }))
+        );
+        assert_eq!(ours("3"), Err(2));
+        assert_eq!(ours("one"), Err(2));
+        assert_eq!(ours("-1"), Err(2));
+    }
+}
