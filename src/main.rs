@@ -2,22 +2,14 @@
 
 use std::process::ExitCode;
 
-use wsrooms::config::{self, Config, Parsed};
 use wsrooms::listeners::Listeners;
-use wsrooms::Server;
+use wsrooms::{Config, Server};
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let config = match Config::parse(&args, |name| std::env::var(name).ok()) {
-        Ok(Parsed::Run(config)) => *config,
-        Ok(Parsed::Help) => {
-            print!("{}", config::help());
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            eprintln!("wsrooms: {e}");
-            return ExitCode::from(2);
-        }
+    let config = match Config::from_args(std::env::args_os()) {
+        Ok(config) => config,
+        // A refused value (stderr, exit 2), or --help / --version (stdout, exit 0).
+        Err(e) => e.exit(),
     };
     let level = config.log_level.parse().unwrap_or(log::LevelFilter::Info);
     let _ = simple_logger::SimpleLogger::new().with_level(level).init();
