@@ -17,29 +17,26 @@ use std::time::{Duration, Instant};
 use mio::net::TcpStream;
 use mio::{Interest, Token};
 
+use crate::chat::SessionId;
 use crate::queue::WriteQueue;
+use crate::table::Id;
 use crate::ws::reader::MessageReader;
 
-/// A connection's slab key plus a generation number. The slab reuses keys;
-/// the generation makes sure an event, timer or room entry meant for a closed
-/// connection never reaches the next one in the same slot. It is also the
-/// `mio::Token`: generation in the high 32 bits, key in the low 32.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ConnId {
-    pub key: u32,
-    pub gen: u32,
-}
+/// A connection's slot in the loop's table plus a generation number: an
+/// event, timer or room entry meant for a closed connection never reaches
+/// the next one in the same slot (see [`Table`](crate::table::Table)).
+pub type ConnId = Id<Conn>;
 
 impl ConnId {
+    /// The id as a `mio::Token`: generation in the high 32 bits, key in the
+    /// low 32.
     pub fn token(self) -> Token {
-        Token(((self.gen as usize) << 32) | self.key as usize)
+        Token(((self.generation as usize) << 32) | self.key as usize)
     }
 
+    /// The id a `mio::Token` carries.
     pub fn from_token(token: Token) -> ConnId {
-        ConnId {
-            key: token.0 as u32,
-            gen: (token.0 >> 32) as u32,
-        }
+        ConnId::new(token.0 as u32, (token.0 >> 32) as u32)
     }
 }
 
@@ -134,8 +131,8 @@ impl InputGate {
 /// What an open WebSocket serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
-    /// A chat socket of this session (slab key in `Chat::sessions`).
-    Chat { session: usize },
+    /// A chat socket of this session.
+    Chat { session: SessionId },
     /// The `/echo` endpoint.
     Echo,
 }
@@ -204,7 +201,6 @@ pub enum Phase {
 /// One connection.
 #[derive(Debug)]
 pub struct Conn {
-    pub id: ConnId,
     pub stream: TcpStream,
     pub peer: SocketAddr,
     pub phase: Phase,
@@ -233,9 +229,8 @@ pub struct Conn {
 }
 
 impl Conn {
-    pub fn new(id: ConnId, stream: TcpStream, peer: SocketAddr) -> Self {
+    pub fn new(stream: TcpStream, peer: SocketAddr) -> Self {
         Conn {
-            id,
             stream,
             peer,
             phase: Phase::Http(HttpIn::default()),
@@ -261,7 +256,7 @@ impl Conn {
     }
 
     /// The chat session this connection is the socket of, if any.
-    pub fn session(&self) -> Option<usize> {
+    pub fn session(&self) -> Option<SessionId> {
         match &self.phase {
             Phase::WebSocket(ws) => match ws.role {
                 Role::Chat { session } => Some(session),
@@ -279,10 +274,7 @@ mod tests {
 
     #[test]
     fn token_round_trip() {
-        let id = ConnId {
-            key: 7,
-            gen: 0xDEAD_BEEF,
-        };
+        let id = ConnId::new(7, 0xDEAD_BEEF);
         assert_eq!(ConnId::from_token(id.token()), id);
     }
 

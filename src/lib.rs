@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod peer_limits;
 pub mod queue;
 pub mod server;
+pub mod table;
 pub mod timers;
 pub mod ws;
 

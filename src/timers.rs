@@ -77,8 +77,8 @@ mod tests {
     fn pops_in_time_order() {
         let t0 = Instant::now();
         let mut timers = Timers::new();
-        let a = TimerKey::Conn(ConnId { key: 1, gen: 1 });
-        let b = TimerKey::Conn(ConnId { key: 2, gen: 1 });
+        let a = TimerKey::Conn(ConnId::new(1, 1));
+        let b = TimerKey::Conn(ConnId::new(2, 1));
         timers.add(t0 + Duration::from_millis(20), b);
         timers.add(t0 + Duration::from_millis(10), a);
         assert_eq!(timers.poll_timeout(t0), Some(Duration::from_millis(10)));

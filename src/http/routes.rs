@@ -20,7 +20,7 @@ use super::request::Request;
 use super::response::{Body, Response};
 use super::Status;
 use crate::assets::{AssetBytes, Assets};
-use crate::chat::{self, names, Chat, LoginError};
+use crate::chat::{self, names, Chat, LoginError, SessionId};
 use crate::config::Config;
 use crate::logsafe::Escaped;
 use crate::metrics::Metrics;
@@ -37,7 +37,7 @@ pub enum Outcome {
     /// Upgrade to a room socket for this session.
     JoinRoom {
         upgrade: Upgrade,
-        session: usize,
+        session: SessionId,
         since: Option<u64>,
     },
     /// Upgrade to an echo socket.
@@ -324,8 +324,9 @@ fn login(req: &Request, body: &[u8], ctx: &mut Ctx) -> Response {
         Err(why) => return bad("user", &why.to_string(), &back, ctx),
     };
     // The same browser logging in again with its own id: same session.
-    if let Some(key) = session_cookie(req).and_then(|t| ctx.chat.session_for(&t, room)) {
-        if ctx.chat.sessions[key].key == names::IdKey::of(&user) {
+    if let Some(session) = session_cookie(req).and_then(|t| ctx.chat.session_for(&t, room)) {
+        let same = ctx.chat.sessions.get(session).map(|s| &s.key);
+        if same == Some(&names::IdKey::of(&user)) {
             return Response::redirect(Status::SeeOther, &format!("/rooms/{room}"))
                 .header("Cache-Control", "no-store");
         }

@@ -34,7 +34,6 @@ use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
-use slab::Slab;
 
 use crate::assets::Assets;
 use crate::chat::Chat;
@@ -46,6 +45,7 @@ use crate::peer_limits::{PeerLimits, Refusal};
 use crate::queue::Flushed;
 use crate::timers::{TimerKey, Timers};
 use crate::ws::close::{self, CloseReason};
+use crate::table::Table;
 use crate::ws::frame::{self, Opcode};
 
 const LISTENER: Token = Token(usize::MAX);
@@ -92,8 +92,7 @@ pub struct Server {
     /// The `--metrics-bind` listener: only `/metrics` and `/healthz`.
     metrics_listener: Option<TcpListener>,
     config: Config,
-    conns: Slab<Conn>,
-    next_gen: u32,
+    conns: Table<Conn>,
     chat: Chat,
     timers: Timers,
     assets: Assets,
@@ -157,8 +156,7 @@ impl Server {
             assets: Assets::new(config.www.clone()),
             peer_limits: PeerLimits::new(&config),
             config,
-            conns: Slab::new(),
-            next_gen: 0,
+            conns: Table::new(),
             chat: Chat::new(),
             timers: Timers::new(),
             metrics: Metrics::default(),
@@ -368,27 +366,22 @@ impl Server {
             }
         };
         let _ = stream.set_nodelay(true);
-        self.next_gen = self.next_gen.wrapping_add(1);
-        let entry = self.conns.vacant_entry();
-        let id = ConnId {
-            key: entry.key() as u32,
-            gen: self.next_gen,
+        let mut conn = Conn::new(stream, peer);
+        conn.via_metrics = via_metrics;
+        conn.counted = counted;
+        let id = self.conns.insert(conn);
+        let registry = self.poll.registry();
+        let Some(conn) = self.conns.get_mut(id) else {
+            return;
         };
-        if let Err(e) = self
-            .poll
-            .registry()
-            .register(&mut stream, id.token(), Interest::READABLE)
-        {
+        if let Err(e) = registry.register(&mut conn.stream, id.token(), Interest::READABLE) {
             log::warn!("{peer}: cannot register: {e}");
             if counted {
                 self.peer_limits.close(peer.ip());
             }
+            self.conns.remove(id);
             return;
         }
-        let mut conn = Conn::new(id, stream, peer);
-        conn.via_metrics = via_metrics;
-        conn.counted = counted;
-        entry.insert(conn);
         self.metrics.connections_accepted += 1;
         log::debug!("{peer}: connected");
         self.set_deadline(id, Some(self.now + self.config.head_timeout));
@@ -428,7 +421,9 @@ impl Server {
         }
         // Dropping the stream closes the socket, and closing removes it from
         // the poll: no `deregister` system call needed.
-        let conn = self.conns.remove(id.key as usize);
+        let Some(conn) = self.conns.remove(id) else {
+            return;
+        };
         log::debug!("{}: dropped ({why:?})", conn.peer);
         if conn.counted {
             self.peer_limits.close(conn.peer.ip());
@@ -713,8 +708,7 @@ impl Server {
         self.close_listeners();
         self.shutting_down = Some(deadline);
         self.timers.add(deadline, TimerKey::ShutdownDeadline);
-        let ids: Vec<ConnId> = self.conns.iter().map(|(_, c)| c.id).collect();
-        for id in ids {
+        for id in self.conns.ids() {
             let Some(conn) = self.conn(id) else { continue };
             match &conn.phase {
                 Phase::WebSocket(_) => self.close_ws(
@@ -775,8 +769,8 @@ impl Server {
 
 /// The connection `id` in `conns`, if it is still the one that id names
 /// (a free function, so the borrow covers `conns` only, not the server).
-fn get_conn(conns: &mut Slab<Conn>, id: ConnId) -> Option<&mut Conn> {
-    conns.get_mut(id.key as usize).filter(|c| c.id == id)
+fn get_conn(conns: &mut Table<Conn>, id: ConnId) -> Option<&mut Conn> {
+    conns.get_mut(id)
 }
 
 /// A non-blocking listener with a large backlog (std's is 128: a burst of

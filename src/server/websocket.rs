@@ -5,7 +5,7 @@
 use std::rc::Rc;
 
 use super::{Server, Step};
-use crate::chat::{self, events};
+use crate::chat::{self, events, RoomId, SessionId};
 use crate::conn::{ConnId, Phase, Role, TokenBucket, Ws};
 use crate::logsafe::Escaped;
 use crate::queue::{Chunk, Frame};
@@ -37,7 +37,7 @@ impl Server {
     }
 
     /// Puts a new room socket in its room: welcome to it, join to the others.
-    pub(super) fn join_room(&mut self, id: ConnId, session: usize, since: Option<u64>) {
+    pub(super) fn join_room(&mut self, id: ConnId, session: SessionId, since: Option<u64>) {
         let joined = self.chat.join(session, id);
         if let Some(old) = joined.replaced {
             self.close_ws(
@@ -49,9 +49,11 @@ impl Server {
             .chat
             .welcome(session, since, self.config.max_chat_chars);
         self.send_owned(id, frame::encode_frame(Opcode::Text, &welcome));
-        let s = &self.chat.sessions[session];
+        let Some(s) = self.chat.sessions.get(session) else {
+            return;
+        };
         let room = s.room;
-        let number = self.chat.rooms[room].number;
+        let number = self.chat.number(room);
         if joined.replaced.is_none() {
             let mut json = Vec::with_capacity(64);
             events::presence(&mut json, "join", &s.user, chat::unix_millis());
@@ -67,7 +69,7 @@ impl Server {
     }
 
     /// Takes a closing or closed socket out of its room and tells the others.
-    pub(super) fn leave_room(&mut self, session: usize, id: ConnId) {
+    pub(super) fn leave_room(&mut self, session: SessionId, id: ConnId) {
         let expires = self.now + self.config.grace_timeout;
         let Some(left) = self.chat.leave(session, id, expires) else {
             return;
@@ -77,7 +79,7 @@ impl Server {
         log::info!(
             "leave: \"{}\" from room {}",
             Escaped(&left.user),
-            self.chat.rooms[left.room].number
+            self.chat.number(left.room)
         );
         let mut json = Vec::with_capacity(64);
         events::presence(&mut json, "leave", &left.user, chat::unix_millis());
@@ -190,7 +192,7 @@ impl Server {
     }
 
     /// A chat message from a room socket.
-    pub(super) fn on_chat_text(&mut self, id: ConnId, session: usize, bytes: Vec<u8>) {
+    pub(super) fn on_chat_text(&mut self, id: ConnId, session: SessionId, bytes: Vec<u8>) {
         let (now, rate, burst) = (self.now, self.config.rate_limit, self.config.rate_burst);
         let Some(conn) = self.conn(id) else { return };
         let Some(ws) = conn.ws() else { return };
@@ -209,15 +211,19 @@ impl Server {
         let Some(text) = chat::names::chat_text(text, self.config.max_chat_chars) else {
             return; // empty or only whitespace: ignored
         };
-        let s = &self.chat.sessions[session];
+        let Some(s) = self.chat.sessions.get(session) else {
+            return;
+        };
         let (room, user) = (s.room, s.user.clone());
-        let frame = self.chat.post(
+        let Some(frame) = self.chat.post(
             room,
             &user,
             text,
             chat::unix_millis(),
             self.config.history_messages,
-        );
+        ) else {
+            return;
+        };
         // Only chat messages count as deliveries, not join/leave events.
         self.metrics.messages_out += self.broadcast(room, frame, None) as u64;
     }
@@ -228,7 +234,7 @@ impl Server {
     /// afterwards: each close broadcasts a `leave`, so the closes run from a
     /// work list in the outermost call, not nested once per slow receiver
     /// (a stalled room of thousands would overflow the stack).
-    pub(super) fn broadcast(&mut self, room: usize, frame: Frame, except: Option<ConnId>) -> usize {
+    pub(super) fn broadcast(&mut self, room: RoomId, frame: Frame, except: Option<ConnId>) -> usize {
         let max_buffered = self.config.max_buffered;
         let mut queued = 0;
         let Some(r) = self.chat.rooms.get(room) else {
@@ -238,22 +244,19 @@ impl Server {
             if Some(member.conn) == except {
                 continue;
             }
-            let Some(conn) = self.conns.get_mut(member.conn.key as usize) else {
+            let Some(conn) = self.conns.get_mut(member.conn) else {
                 continue;
             };
-            if conn.id != member.conn {
-                continue;
-            }
             conn.out.push(Chunk::Shared(Rc::clone(&frame)));
             queued += 1;
             if !conn.dirty {
                 conn.dirty = true;
-                self.dirty.push(conn.id);
+                self.dirty.push(member.conn);
             }
             if conn.out.buffered() > max_buffered {
                 // Freed now, so the leaves broadcast below do not find it
                 // over the limit again.
-                self.too_slow.push((conn.id, conn.out.buffered()));
+                self.too_slow.push((member.conn, conn.out.buffered()));
                 conn.out.clear();
             }
         }
