@@ -14,6 +14,7 @@
 //!    [`logsafe`] (how peer text reaches the log).
 
 pub mod assets;
+pub mod bytes;
 pub mod chat;
 pub mod config;
 pub mod conn;

@@ -10,7 +10,7 @@
 use libfuzzer_sys::fuzz_target;
 use wsrooms::http::form;
 use wsrooms::http::request::{find_head_end, parse, HeadLimits, MAX_HEADERS};
-use wsrooms::ws::handshake;
+use wsrooms::http::upgrade as handshake;
 
 fuzz_target!(|data: &[u8]| {
     if data.len() < 3 {
@@ -65,7 +65,7 @@ fuzz_target!(|data: &[u8]| {
     let _ = form::decode(req.path);
     if let Ok(upgrade) = handshake::check(&req) {
         assert_eq!(upgrade.accept.len(), 28);
-        let head = handshake::response(&upgrade);
+        let head = handshake::response_bytes(&upgrade);
         assert!(head.ends_with(b"\r\n\r\n"));
     }
 });

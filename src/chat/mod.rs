@@ -306,10 +306,7 @@ impl Chat {
             .unwrap_or(room.last_seq + 1);
         let gap = since.is_some_and(|n| n < room.last_seq && first_kept > n + 1);
         let after = since.unwrap_or(0);
-        let users = room
-            .members
-            .iter()
-            .map(|m| self.user(m.session));
+        let users = room.members.iter().map(|m| self.user(m.session));
         let history = room
             .history
             .iter()

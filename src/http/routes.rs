@@ -17,16 +17,16 @@ use std::time::Instant;
 
 use super::form;
 use super::request::Request;
-use super::response::{Body, Response};
+use super::response::Response;
+use super::upgrade::{self, HandshakeError, Upgrade};
 use super::Status;
-use crate::assets::{AssetBytes, Assets};
+use crate::assets::Assets;
 use crate::chat::{self, names, Chat, LoginError, SessionId};
 use crate::config::Config;
 use crate::logsafe::Escaped;
 use crate::metrics::Metrics;
 use crate::peer_limits::{PeerLimits, Refusal};
 use crate::timers::{TimerKey, Timers};
-use crate::ws::handshake::{self, Upgrade};
 
 /// The session cookie's name.
 pub const COOKIE: &str = "wsrooms_session";
@@ -81,7 +81,7 @@ pub fn handle(req: &Request, body: &[u8], ctx: &mut Ctx) -> Outcome {
         return room_routes(req, rest, ctx);
     }
     if path == "/echo" && ctx.config.echo {
-        return match handshake::check(req) {
+        return match upgrade::check(req) {
             Ok(upgrade) => Outcome::Echo { upgrade },
             Err(e) => Outcome::Respond(refuse_handshake(e, ctx.metrics)),
         };
@@ -149,7 +149,7 @@ fn room_routes(req: &Request, rest: &str, ctx: &mut Ctx) -> Outcome {
                 .header("Cache-Control", "no-store"),
         });
     }
-    let upgrade = match handshake::check(req) {
+    let upgrade = match upgrade::check(req) {
         Ok(u) => u,
         Err(e) => return Outcome::Respond(refuse_handshake(e, ctx.metrics)),
     };
@@ -171,20 +171,20 @@ fn room_routes(req: &Request, rest: &str, ctx: &mut Ctx) -> Outcome {
     }
 }
 
-fn refuse_handshake(e: handshake::HandshakeError, metrics: &mut Metrics) -> Response {
+fn refuse_handshake(e: HandshakeError, metrics: &mut Metrics) -> Response {
     metrics.refuse(match e {
-        handshake::HandshakeError::BadVersion => "version",
+        HandshakeError::BadVersion => "version",
         _ => "handshake",
     });
     let mut r = Response::text(e.status(), e.reason());
-    if e == handshake::HandshakeError::BadVersion {
+    if e == HandshakeError::BadVersion {
         // RFC 9110 §15.5.22 and §7.8: a 426 names what to upgrade to.
         r = r
             .header("Sec-WebSocket-Version", "13")
             .header("Upgrade", "websocket")
             .header("Connection", "Upgrade");
     }
-    if e == handshake::HandshakeError::NotGet {
+    if e == HandshakeError::NotGet {
         r = r.header("Allow", "GET");
     }
     r
@@ -441,11 +441,7 @@ fn serve_asset(req: &Request, file: &str, assets: &Assets) -> Response {
     let response = if fresh {
         Response::new(Status::NotModified)
     } else {
-        let body = match found.bytes {
-            AssetBytes::Embedded(b) => Body::Static(b),
-            AssetBytes::Disk(v) => Body::Owned(v),
-        };
-        Response::new(Status::Ok).body(found.content_type, body)
+        Response::new(Status::Ok).body(found.content_type, found.bytes)
     };
     let response = response
         .header("ETag", found.etag)

@@ -6,16 +6,15 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use super::{forwarded_for, Server, Step};
+use super::{Server, Step};
 use crate::conn::{ConnId, Phase, Role};
 use crate::http::pipeline::{next_request, Framed};
 use crate::http::request::{HeadLimits, Request, MAX_HEADERS};
-use crate::http::response::{Body, Response};
+use crate::http::response::Response;
 use crate::http::routes::{self, Ctx, Outcome};
 use crate::http::Status;
 use crate::logsafe::Escaped;
 use crate::peer_limits::Refusal;
-use crate::queue::Chunk;
 
 impl Server {
     /// Answers the request at the front of `input`, if it is all there.
@@ -118,7 +117,7 @@ impl Server {
                 let response = Response::new(Status::Ok)
                     .body(
                         "text/plain; version=0.0.4; charset=utf-8",
-                        Body::Owned(text.into_bytes()),
+                        text.into_bytes(),
                     )
                     .header("Cache-Control", "no-store");
                 self.respond(id, response, head_only, keep_alive);
@@ -149,7 +148,7 @@ impl Server {
     ) -> Option<Result<IpAddr, (IpAddr, Refusal)>> {
         let trust_proxy = self.config.trust_proxy;
         let forwarded = if trust_proxy {
-            forwarded_for(req)
+            req.forwarded_for()
         } else {
             None
         };
@@ -186,12 +185,8 @@ impl Server {
         let head_timeout = self.config.head_timeout;
         let now = self.now;
         let Some(conn) = self.conn(id) else { return };
-        conn.out.push(Chunk::Owned(head));
-        match body {
-            Body::Empty => {}
-            Body::Static(b) => conn.out.push(Chunk::Static(b)),
-            Body::Owned(v) => conn.out.push(Chunk::Owned(v)),
-        }
+        conn.out.push(head);
+        conn.out.push(body);
         self.mark_dirty(id);
         if close {
             self.start_draining(id);

@@ -39,13 +39,14 @@ use crate::assets::Assets;
 use crate::chat::Chat;
 use crate::config::Config;
 use crate::conn::{Conn, ConnId, Phase, Role};
-use crate::http::request;
+use crate::http::response::Response;
+use crate::http::Status;
 use crate::metrics::{Gauges, Metrics};
 use crate::peer_limits::{PeerLimits, Refusal};
 use crate::queue::Flushed;
+use crate::table::Table;
 use crate::timers::{TimerKey, Timers};
 use crate::ws::close::{self, CloseReason};
-use crate::table::Table;
 use crate::ws::frame::{self, Opcode};
 
 const LISTENER: Token = Token(usize::MAX);
@@ -101,6 +102,9 @@ pub struct Server {
     peer_limits: PeerLimits,
     /// The one read buffer of the loop.
     scratch: Vec<u8>,
+    /// The one gather buffer of the loop: small queued chunks are copied
+    /// into it to leave in one `write` (see `WriteQueue::write_to`).
+    gather: Vec<u8>,
     /// Connections with output queued this turn, to flush at its end.
     dirty: Vec<ConnId>,
     /// Connections to read from without waiting for an event (resumed after
@@ -161,6 +165,7 @@ impl Server {
             timers: Timers::new(),
             metrics: Metrics::default(),
             scratch: vec![0; SCRATCH_BYTES],
+            gather: Vec::new(),
             dirty: Vec::new(),
             to_read: Vec::new(),
             too_slow: Vec::new(),
@@ -336,9 +341,7 @@ impl Server {
     fn add_conn(&mut self, mut stream: TcpStream, peer: SocketAddr, via_metrics: bool) {
         if self.conns.len() >= self.config.max_connections {
             // Best effort: a short answer that fits any socket buffer.
-            let _ = stream.write(
-                b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 20\r\nConnection: close\r\nRetry-After: 5\r\n\r\ntoo many connections",
-            );
+            let _ = stream.write(&refusal_503("too many connections"));
             self.metrics.connections_refused += 1;
             self.metrics.refuse("connections");
             if self.metrics.connections_refused == 1 {
@@ -392,9 +395,7 @@ impl Server {
     /// A new connection over `--max-connections-per-ip`: a best-effort
     /// `503` as at the global limit, then closed.
     fn refuse_per_address(&mut self, mut stream: TcpStream, peer: SocketAddr, refusal: Refusal) {
-        let _ = stream.write(
-            b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 37\r\nConnection: close\r\nRetry-After: 5\r\n\r\ntoo many connections from one address",
-        );
+        let _ = stream.write(&refusal_503("too many connections from one address"));
         self.note_per_address_refusal(peer.ip(), refusal);
     }
 
@@ -592,10 +593,12 @@ impl Server {
     /// sets its interest: WRITABLE only while something is left.
     fn flush(&mut self, id: ConnId) {
         let pause_at = self.config.pause_reading_at;
-        let Some(conn) = self.conn(id) else { return };
+        let Some(conn) = get_conn(&mut self.conns, id) else {
+            return;
+        };
         conn.dirty = false;
         let before = conn.out.buffered();
-        let result = conn.out.write_to(&mut conn.stream);
+        let result = conn.out.write_to(&mut conn.stream, &mut self.gather);
         let written = before - conn.out.buffered();
         self.metrics.bytes_out += written as u64;
         let Some(conn) = get_conn(&mut self.conns, id) else {
@@ -785,11 +788,11 @@ fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
     Ok(TcpListener::from_std(socket.into()))
 }
 
-/// The client address a trusted proxy put last in `X-Forwarded-For`.
-fn forwarded_for(req: &request::Request) -> Option<std::net::IpAddr> {
-    let value = req.headers_named("x-forwarded-for").last()?;
-    let text = std::str::from_utf8(value).ok()?;
-    text.rsplit(',').next()?.trim().parse().ok()
+/// The `503` written to a socket refused at accept, then closed.
+fn refusal_503(text: &str) -> Vec<u8> {
+    Response::text(Status::ServiceUnavailable, text)
+        .header("Retry-After", "5")
+        .to_bytes()
 }
 
 /// `EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`: the process or system is out of

@@ -5,24 +5,26 @@
 use std::rc::Rc;
 
 use super::{Server, Step};
+use crate::bytes::Bytes;
 use crate::chat::{self, events, RoomId, SessionId};
 use crate::conn::{ConnId, Phase, Role, TokenBucket, Ws};
+use crate::http::upgrade;
 use crate::logsafe::Escaped;
-use crate::queue::{Chunk, Frame};
+use crate::queue::Frame;
 use crate::timers::TimerKey;
 use crate::ws::close::{self, CloseReason};
 use crate::ws::frame::{self, Opcode};
-use crate::ws::handshake;
 use crate::ws::reader::{Limits, Message};
 
 impl Server {
     /// Sends `101 Switching Protocols` and turns the connection into a WebSocket.
-    pub(super) fn upgrade(&mut self, id: ConnId, upgrade: &handshake::Upgrade, role: Role) {
+    pub(super) fn upgrade(&mut self, id: ConnId, upgrade: &upgrade::Upgrade, role: Role) {
         let now = self.now;
         let burst = self.config.rate_burst;
         let ping_at = now + self.config.ping_interval;
         let Some(conn) = self.conn(id) else { return };
-        conn.out.push(Chunk::Owned(handshake::response(upgrade)));
+        conn.out
+            .push(Bytes::Owned(upgrade::response_bytes(upgrade)));
         conn.phase = Phase::WebSocket(Box::new(Ws {
             reader: Default::default(),
             role,
@@ -175,7 +177,7 @@ impl Server {
                 None => frame::encode_frame(Opcode::Close, &[]),
             };
             ws.close_sent = true;
-            conn.out.push(Chunk::Owned(reply));
+            conn.out.push(Bytes::Owned(reply));
             if let Some((code, _)) = payload {
                 self.metrics.closed(code);
             }
@@ -234,7 +236,12 @@ impl Server {
     /// afterwards: each close broadcasts a `leave`, so the closes run from a
     /// work list in the outermost call, not nested once per slow receiver
     /// (a stalled room of thousands would overflow the stack).
-    pub(super) fn broadcast(&mut self, room: RoomId, frame: Frame, except: Option<ConnId>) -> usize {
+    pub(super) fn broadcast(
+        &mut self,
+        room: RoomId,
+        frame: Frame,
+        except: Option<ConnId>,
+    ) -> usize {
         let max_buffered = self.config.max_buffered;
         let mut queued = 0;
         let Some(r) = self.chat.rooms.get(room) else {
@@ -247,7 +254,7 @@ impl Server {
             let Some(conn) = self.conns.get_mut(member.conn) else {
                 continue;
             };
-            conn.out.push(Chunk::Shared(Rc::clone(&frame)));
+            conn.out.push(Bytes::Shared(Rc::clone(&frame)));
             queued += 1;
             if !conn.dirty {
                 conn.dirty = true;
@@ -291,7 +298,7 @@ impl Server {
             return;
         }
         ws.close_sent = true;
-        conn.out.push(Chunk::Owned(frame::encode_close(
+        conn.out.push(Bytes::Owned(frame::encode_close(
             reason.code,
             reason.reason,
         )));
@@ -303,7 +310,7 @@ impl Server {
 
     pub(super) fn send_owned(&mut self, id: ConnId, bytes: Vec<u8>) {
         if let Some(conn) = self.conn(id) {
-            conn.out.push(Chunk::Owned(bytes));
+            conn.out.push(Bytes::Owned(bytes));
             self.mark_dirty(id);
         }
     }
