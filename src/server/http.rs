@@ -6,6 +6,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use super::TimerKey;
 use super::{Server, Step};
 use crate::conn::{ConnId, Phase, Role};
 use crate::http::pipeline::{next_request, Framed};
@@ -79,7 +80,6 @@ impl Server {
         let outcome = {
             let mut ctx = Ctx {
                 chat: &mut self.chat,
-                timers: &mut self.timers,
                 metrics: &mut self.metrics,
                 config: &self.config,
                 assets: &self.assets,
@@ -111,6 +111,14 @@ impl Server {
                     }
                 }
                 self.respond(id, response, head_only, keep_alive)
+            }
+            Outcome::Reserved {
+                response,
+                session,
+                expires,
+            } => {
+                self.timers.add(expires, TimerKey::Session(session));
+                self.respond(id, response, head_only, keep_alive);
             }
             Outcome::Metrics => {
                 let text = self.metrics.render(&self.gauges());

@@ -37,6 +37,7 @@ use mio::{Events, Interest, Poll, Token};
 
 use crate::assets::Assets;
 use crate::chat::Chat;
+use crate::chat::SessionId;
 use crate::config::Config;
 use crate::conn::{Conn, ConnId, Phase, Role};
 use crate::http::response::Response;
@@ -45,7 +46,7 @@ use crate::metrics::{Gauges, Metrics};
 use crate::peer_limits::{PeerLimits, Refusal};
 use crate::queue::Flushed;
 use crate::table::Table;
-use crate::timers::{TimerKey, Timers};
+use crate::timers::Timers;
 use crate::ws::close::{self, CloseReason};
 use crate::ws::frame::{self, Opcode};
 
@@ -72,6 +73,19 @@ enum Step {
     NeedMore,
 }
 
+/// What a timer entry of the loop is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum TimerKey {
+    /// A connection's deadline (see `Conn::deadline`).
+    Conn(ConnId),
+    /// A session's reservation may have lapsed.
+    Session(SessionId),
+    /// Try accepting again after running out of file descriptors.
+    ResumeAccept,
+    /// The shutdown drain time is over.
+    ShutdownDeadline,
+}
+
 /// Why a connection is dropped without a close handshake.
 #[derive(Debug, Clone, Copy)]
 enum DropReason {
@@ -95,7 +109,7 @@ pub struct Server {
     config: Config,
     conns: Table<Conn>,
     chat: Chat,
-    timers: Timers,
+    timers: Timers<TimerKey>,
     assets: Assets,
     metrics: Metrics,
     /// Connections and logins per client address.

@@ -4,14 +4,13 @@
 
 use std::rc::Rc;
 
-use super::{Server, Step};
+use super::{Server, Step, TimerKey};
 use crate::bytes::Bytes;
 use crate::chat::{self, events, RoomId, SessionId};
 use crate::conn::{ConnId, Phase, Role, TokenBucket, Ws};
 use crate::http::upgrade;
 use crate::logsafe::Escaped;
 use crate::queue::Frame;
-use crate::timers::TimerKey;
 use crate::ws::close::{self, CloseReason};
 use crate::ws::frame::{self, Opcode};
 use crate::ws::reader::{Limits, Message};
