@@ -23,6 +23,7 @@ pub mod logsafe;
 pub mod metrics;
 pub mod peer_limits;
 pub mod queue;
+pub mod rate;
 pub mod server;
 pub mod table;
 pub mod timers;

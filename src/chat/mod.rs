@@ -6,7 +6,7 @@
 //! - Sessions (one per successful login) live in a [`Table`], found by their
 //!   random token; a socket, a timer or a room names its session by a
 //!   checked [`SessionId`], so a stale one finds nothing.
-//! A session reserves its user id in its room from login
+//!   A session reserves its user id in its room from login
 //!   until it expires: 60 s to open a socket, then 10 s of grace after its
 //!   socket closes, so a reload or network blip gets the same id back.
 //! - A room is freed when its last session is gone, and its history with it.

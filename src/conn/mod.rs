@@ -1,26 +1,24 @@
-//! One client connection: its socket, where it is in its life (an enum), its
-//! write queue, and its one timer.
+//! One client connection as the poll loop holds it: its socket, its input
+//! not processed yet and the gate on it (backpressure), its write queue, and
+//! its [`Machine`] (the protocol, with no I/O: see [`machine`]).
 //!
-//! ```text
-//!   accept ──► Http ──(request)──► Http (keep-alive) ...
-//!               │ \──(Connection: close or refusal)──► Draining ──► dropped
-//!               └──(101 Switching Protocols)──► WebSocket ──(close handshake)──► Draining ──► dropped
-//! ```
-//!
-//! `Draining` means: flush what is queued, send FIN, then discard what the
-//! peer still sends until it closes too (closing a socket with unread data
-//! would reset the connection and could destroy our last bytes in flight).
+//! A connection that is done (`Draining`) flushes what is queued, sends FIN,
+//! then discards what the peer still sends until it closes too (closing a
+//! socket with unread data would reset the connection and could destroy our
+//! last bytes in flight).
+
+pub mod machine;
+
+pub use machine::Machine;
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use mio::net::TcpStream;
 use mio::{Interest, Token};
 
-use crate::chat::SessionId;
 use crate::queue::WriteQueue;
 use crate::table::Id;
-use crate::ws::reader::MessageReader;
 
 /// A connection's slot in the loop's table plus a generation number: an
 /// event, timer or room entry meant for a closed connection never reaches
@@ -38,13 +36,6 @@ impl ConnId {
     pub fn from_token(token: Token) -> ConnId {
         ConnId::new(token.0 as u32, (token.0 >> 32) as u32)
     }
-}
-
-/// Reading requests: how far into the unprocessed input we already looked
-/// for the end of the next head (the bytes are in [`Conn::input`]).
-#[derive(Debug, Default)]
-pub struct HttpIn {
-    pub scanned: usize,
 }
 
 /// Bytes read from the peer and not processed yet: a request or frame cut
@@ -95,7 +86,7 @@ impl Input {
     }
 }
 
-/// The one gate on a connection's input (backpressure, SPEC §6): while its
+/// The one gate on a connection's input (backpressure): while its
 /// output is over `--pause-reading-at`, no byte is read from it and no
 /// request or message already read is processed, whatever put the output
 /// there (responses, pongs, echoes, closes, broadcasts). It opens again once
@@ -128,87 +119,15 @@ impl InputGate {
     }
 }
 
-/// What an open WebSocket serves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// A chat socket of this session.
-    Chat { session: SessionId },
-    /// The `/echo` endpoint.
-    Echo,
-}
-
-/// A token bucket: `rate` messages per second, at most `burst` at once.
-#[derive(Debug, Clone, Copy)]
-pub struct TokenBucket {
-    tokens: f64,
-    last: Instant,
-}
-
-impl TokenBucket {
-    pub fn new(burst: f64, now: Instant) -> Self {
-        TokenBucket {
-            tokens: burst,
-            last: now,
-        }
-    }
-
-    /// Takes one token; false when the bucket is empty. `rate == 0` is no limit.
-    pub fn take(&mut self, rate: f64, burst: f64, now: Instant) -> bool {
-        if rate <= 0.0 {
-            return true;
-        }
-        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
-        self.last = now;
-        self.tokens = (self.tokens + elapsed * rate).min(burst);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-
-    /// How long until the bucket holds a whole token again (zero if it
-    /// does), refilling at `rate` per second.
-    pub fn time_to_token(&self, rate: f64) -> Duration {
-        if rate <= 0.0 || self.tokens >= 1.0 {
-            return Duration::ZERO;
-        }
-        Duration::from_secs_f64((1.0 - self.tokens) / rate)
-    }
-}
-
-/// An open WebSocket.
-#[derive(Debug)]
-pub struct Ws {
-    pub reader: MessageReader,
-    pub role: Role,
-    /// We sent our close frame; data frames are ignored from now on.
-    pub close_sent: bool,
-    /// A ping is out and its pong has not come back.
-    pub awaiting_pong: bool,
-    pub bucket: TokenBucket,
-}
-
-/// Where a connection is in its life.
-#[derive(Debug)]
-pub enum Phase {
-    Http(HttpIn),
-    WebSocket(Box<Ws>),
-    Draining,
-}
-
-/// One connection.
+/// One connection as the poll loop holds it: the socket and its buffers,
+/// and the [`Machine`] that decides what the protocol does with them.
 #[derive(Debug)]
 pub struct Conn {
     pub stream: TcpStream,
-    pub peer: SocketAddr,
-    pub phase: Phase,
+    pub machine: Machine,
     pub out: WriteQueue,
-    /// When this connection's timer fires (head timeout, ping, pong or close
-    /// timeout, depending on `phase`).
-    pub deadline: Option<Instant>,
-    /// The time of this connection's entry in the timer heap, if any.
+    /// The time of this connection's entry in the timer heap, if any (the
+    /// machine's deadline may have moved since: see `timers`).
     pub queued_timer: Option<Instant>,
     /// What we are registered for with the poll.
     pub interest: Interest,
@@ -218,59 +137,38 @@ pub struct Conn {
     pub gate: InputGate,
     /// Already in the server's list of connections to flush.
     pub dirty: bool,
-    /// Send FIN once the queue is empty.
-    pub fin_when_flushed: bool,
-    pub fin_sent: bool,
     /// Accepted on the `--metrics-bind` listener.
     pub via_metrics: bool,
-    /// Counted under `peer`'s address in the per-address limits (released
+    /// Counted under its peer's address in the per-address limits (released
     /// when it is dropped).
     pub counted: bool,
 }
 
 impl Conn {
-    pub fn new(stream: TcpStream, peer: SocketAddr) -> Self {
+    pub fn new(stream: TcpStream, machine: Machine) -> Self {
         Conn {
             stream,
-            peer,
-            phase: Phase::Http(HttpIn::default()),
+            machine,
             out: WriteQueue::new(),
-            deadline: None,
             queued_timer: None,
             interest: Interest::READABLE,
             input: Input::default(),
             gate: InputGate::Open,
             dirty: false,
-            fin_when_flushed: false,
-            fin_sent: false,
             via_metrics: false,
             counted: false,
         }
     }
 
-    pub fn ws(&mut self) -> Option<&mut Ws> {
-        match &mut self.phase {
-            Phase::WebSocket(ws) => Some(ws),
-            _ => None,
-        }
-    }
-
-    /// The chat session this connection is the socket of, if any.
-    pub fn session(&self) -> Option<SessionId> {
-        match &self.phase {
-            Phase::WebSocket(ws) => match ws.role {
-                Role::Chat { session } => Some(session),
-                Role::Echo => None,
-            },
-            _ => None,
-        }
+    /// The client's address (see [`Machine::peer`]).
+    pub fn peer(&self) -> SocketAddr {
+        self.machine.peer
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn token_round_trip() {
@@ -311,34 +209,18 @@ mod tests {
             "an idle connection holds no buffer"
         );
     }
-
-    #[test]
-    fn bucket_refills() {
-        let t0 = Instant::now();
-        let mut b = TokenBucket::new(2.0, t0);
-        assert!(b.take(1.0, 2.0, t0));
-        assert!(b.take(1.0, 2.0, t0));
-        assert!(!b.take(1.0, 2.0, t0));
-        assert!(b.take(1.0, 2.0, t0 + Duration::from_secs(1)));
-        assert!(b.take(0.0, 2.0, t0), "rate 0 is off");
-    }
 }
 
 #[cfg(test)]
 mod size_tests {
-    /// What an idle connection costs in the slab (plus its boxed `Ws`):
-    /// keep it small; the README quotes these numbers.
+    /// What an idle connection costs in the loop's table (plus its boxed
+    /// WebSocket state once upgraded): keep it small; the README quotes
+    /// these numbers.
     #[test]
     fn connection_structs_stay_small() {
-        assert!(
-            std::mem::size_of::<super::Conn>() <= 192,
-            "{}",
-            std::mem::size_of::<super::Conn>()
-        );
-        assert!(
-            std::mem::size_of::<super::Ws>() <= 160,
-            "{}",
-            std::mem::size_of::<super::Ws>()
-        );
+        let slot = std::mem::size_of::<crate::table::Slot<super::Conn>>();
+        assert!(slot <= 192, "{slot}");
+        let ws = std::mem::size_of::<super::machine::WebSocket>();
+        assert!(ws <= 160, "{ws}");
     }
 }
