@@ -288,7 +288,7 @@ impl Chat {
     }
 
     /// The `welcome` event for a socket of `session`, with the history after
-    /// `since` (SPEC §4).
+    /// `since` (and `gap` when messages after `since` are no longer kept).
     /// Empty if the session or its room is gone.
     pub fn welcome(&self, session: SessionId, since: Option<u64>, max_chars: usize) -> Vec<u8> {
         let Some(s) = self.sessions.get(session) else {

@@ -48,7 +48,8 @@ impl Response {
         Response::new(status).body("text/plain; charset=utf-8", text.as_bytes().to_vec())
     }
 
-    /// Headers every HTML page gets (SPEC §2).
+    /// Headers every HTML page gets: a strict content policy, no sniffing,
+    /// no framing.
     pub fn page_headers(self) -> Self {
         self.header("Content-Security-Policy", CSP)
             .header("X-Content-Type-Options", "nosniff")
