@@ -13,7 +13,7 @@
 //!    this turn leaves in one write ("corking": ten frames, one syscall).
 //!
 //! The protocol itself is not here: each connection's [`Machine`] takes the
-//! bytes and the time and says what to do, and [`Server::apply`] does it
+//! bytes and the time and says what to do, and `Server::apply` does it
 //! (queue bytes, leave a room, post a chat message, drain, drop): the one
 //! place where a machine's decisions touch the server.
 //!
@@ -28,8 +28,8 @@
 //! [`Machine`]: crate::conn::Machine
 //! [`WriteQueue`]: crate::queue::WriteQueue
 //!
-//! The HTTP side is in [`http`](self::http), the WebSocket and room side in
-//! [`websocket`](self::websocket).
+//! The HTTP side is in `server/http.rs`, the WebSocket and room side in
+//! `server/websocket.rs`.
 
 mod http;
 mod websocket;
