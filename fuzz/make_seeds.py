@@ -154,3 +154,27 @@ user_ids = {
 }
 for name, text in user_ids.items():
     write("user_id", name, text.encode())
+
+# conn_machine: control bytes (event seed, role 0 chat / 1 echo, frame
+# limit 16 + 4 * n), then a client's whole conversation: an upgrade and
+# frames, pipelined requests, a refused request.
+UPGRADE = (
+    b"GET /rooms/5/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+    b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+)
+conversations = {
+    "chat-then-close": (0, UPGRADE + frame(True, 1, b"hello") + frame(True, 9, b"p")
+                        + frame(True, 10, b"") + close(1000, b"bye")),
+    "echo-fragments": (1, UPGRADE + frame(False, 1, "€".encode()[:1])
+                       + frame(True, 0, "€".encode()[1:]) + frame(True, 2, bytes(40))),
+    "chat-rate": (0, UPGRADE + frame(True, 1, b"a") * 8),
+    "chat-binary": (0, UPGRADE + frame(True, 2, b"\x00")),
+    "protocol-error": (1, UPGRADE + frame(True, 1, b"hi", masked=False) + frame(True, 1, b"x")),
+    "pipelined": (0, b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n" * 3
+                  + b"POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nxyz"
+                  + b"GET /c HTTP/1.0\r\n\r\nGET /d HTTP/1.1\r\n\r\n"),
+    "refused": (0, b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nnot http\r\n\r\n"),
+}
+for i, (name, (role, data)) in enumerate(conversations.items()):
+    write("conn_machine", name, bytes([17 * i + 3, role, 60]) + data)

@@ -5,6 +5,8 @@
 
 use std::path::PathBuf;
 
+use crate::bytes::Bytes;
+
 /// One page or file.
 struct Asset {
     /// File name in `www/`.
@@ -46,15 +48,10 @@ const ASSETS: &[Asset] = &[
     },
 ];
 
-/// Bytes of an asset: embedded (no copy) or read from disk.
-pub enum AssetBytes {
-    Embedded(&'static [u8]),
-    Disk(Vec<u8>),
-}
-
 /// An asset ready to send.
 pub struct Found {
-    pub bytes: AssetBytes,
+    /// Embedded (`Static`, no copy) or read from disk (`Owned`).
+    pub bytes: Bytes,
     pub content_type: &'static str,
     pub etag: String,
 }
@@ -79,13 +76,13 @@ impl Assets {
             let bytes = std::fs::read(dir.join(asset.file)).ok()?;
             let tag = etag(&bytes);
             return Some(Found {
-                bytes: AssetBytes::Disk(bytes),
+                bytes: Bytes::Owned(bytes),
                 content_type: asset.content_type,
                 etag: tag,
             });
         }
         Some(Found {
-            bytes: AssetBytes::Embedded(asset.bytes),
+            bytes: Bytes::Static(asset.bytes),
             content_type: asset.content_type,
             etag: self.etags[index].clone(),
         })

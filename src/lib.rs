@@ -4,16 +4,27 @@
 //! loop. Read it in this order to follow one byte from the socket to every
 //! receiver:
 //!
-//! 1. [`server`]: the poll loop (accept, read, dispatch, timers, flush);
-//! 2. [`conn`]: one connection's state machine and buffers;
-//! 3. [`http`]: request heads, responses, forms, routes;
-//! 4. [`ws`]: the WebSocket handshake, frames, message assembly, UTF-8;
+//! 1. [`server`]: the poll loop (accept, read, dispatch, timers, flush) and
+//!    `Server::apply`, where a connection's decisions take effect;
+//! 2. [`conn`]: one connection's socket, buffers and input gate, and
+//!    [`conn::machine`], its protocol as a state machine with no I/O;
+//! 3. [`http`]: request heads, responses, the WebSocket upgrade, forms, routes;
+//! 4. [`ws`]: the frame codec: frames, message assembly, UTF-8, close codes;
 //! 5. [`chat`]: rooms, sessions, events, history;
 //! 6. [`queue`]: the write queue with shared frames and vectored writes;
-//! 7. [`timers`], [`config`], [`listeners`], [`assets`], [`metrics`],
-//!    [`peer_limits`], [`logsafe`] (how peer text reaches the log).
+//! 7. [`bytes`] (static, shared or owned output), [`table`] (generational
+//!    ids), [`timers`], [`rate`], [`config`], [`listeners`], [`assets`],
+//!    [`metrics`], [`peer_limits`], [`logsafe`] (how peer text reaches the
+//!    log).
+//!
+//! Dependencies point down: `server` uses everything below it and nothing
+//! calls back up into it; `conn::machine` uses `http` and `ws` (and names
+//! sessions by `chat`'s ids); `http` knows nothing of `ws` frames or of the
+//! loop; `ws`, `bytes`, `table`, `timers` and `rate` know nothing of HTTP,
+//! chat or the loop.
 
 pub mod assets;
+pub mod bytes;
 pub mod chat;
 pub mod config;
 pub mod conn;
@@ -23,7 +34,9 @@ pub mod logsafe;
 pub mod metrics;
 pub mod peer_limits;
 pub mod queue;
+pub mod rate;
 pub mod server;
+pub mod table;
 pub mod timers;
 pub mod ws;
 

@@ -73,105 +73,16 @@ impl Metrics {
         *self.closes.entry(CloseLabel::of(code)).or_default() += 1;
     }
 
+    /// The text exposition of every series: gauges, counters, then the
+    /// labelled counters.
     pub fn render(&self, g: &Gauges) -> String {
         let mut out = String::with_capacity(2048);
-        let mut one = |name: &str, kind: &str, help: &str, value: u64| {
-            let _ = write!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
-            );
-        };
-        one(
-            "wsrooms_connections",
-            "gauge",
-            "Open TCP connections.",
-            g.connections as u64,
-        );
-        one(
-            "wsrooms_websockets",
-            "gauge",
-            "Open WebSocket connections.",
-            g.websockets as u64,
-        );
-        one("wsrooms_rooms", "gauge", "Rooms in memory.", g.rooms as u64);
-        one(
-            "wsrooms_users",
-            "gauge",
-            "Users joined to a room by an open socket.",
-            g.users as u64,
-        );
-        one(
-            "wsrooms_sessions",
-            "gauge",
-            "Sessions (joined or reserved ids).",
-            g.sessions as u64,
-        );
-        one(
-            "wsrooms_buffered_bytes",
-            "gauge",
-            "Outgoing bytes queued and not yet sent.",
-            g.buffered_bytes as u64,
-        );
-        one(
-            "wsrooms_history_bytes",
-            "gauge",
-            "Bytes of message history held by rooms.",
-            g.history_bytes as u64,
-        );
-        one(
-            "wsrooms_peer_addresses",
-            "gauge",
-            "Client addresses tracked by the per-address limits (bounded).",
-            g.peer_addresses as u64,
-        );
-        one(
-            "wsrooms_connections_accepted_total",
-            "counter",
-            "TCP connections accepted.",
-            self.connections_accepted,
-        );
-        one(
-            "wsrooms_connections_refused_total",
-            "counter",
-            "TCP connections refused at the limit.",
-            self.connections_refused,
-        );
-        one(
-            "wsrooms_http_requests_total",
-            "counter",
-            "HTTP requests answered.",
-            self.http_requests,
-        );
-        one(
-            "wsrooms_logins_total",
-            "counter",
-            "Successful logins.",
-            self.logins,
-        );
-        one(
-            "wsrooms_messages_in_total",
-            "counter",
-            "Chat messages received.",
-            self.messages_in,
-        );
-        one(
-            "wsrooms_messages_out_total",
-            "counter",
-            "Chat message deliveries queued (one per receiver).",
-            self.messages_out,
-        );
-        one(
-            "wsrooms_bytes_in_total",
-            "counter",
-            "Bytes read from sockets.",
-            self.bytes_in,
-        );
-        one(
-            "wsrooms_bytes_out_total",
-            "counter",
-            "Bytes written to sockets.",
-            self.bytes_out,
-        );
+        for (name, help, value) in g.series() {
+            series(&mut out, name, "gauge", help, value);
+        }
+        for (name, help, value) in self.counters() {
+            series(&mut out, name, "counter", help, value);
+        }
         out.push_str("# HELP wsrooms_closes_total WebSocket close frames sent, by code (other: a code a peer chose).\n# TYPE wsrooms_closes_total counter\n");
         for (code, n) in &self.closes {
             // `code` is a `CloseLabel`: a number we know, or "other".
@@ -183,6 +94,100 @@ impl Metrics {
         }
         out
     }
+
+    /// The unlabelled counters: name, help, value.
+    fn counters(&self) -> [(&'static str, &'static str, u64); 8] {
+        [
+            (
+                "wsrooms_connections_accepted_total",
+                "TCP connections accepted.",
+                self.connections_accepted,
+            ),
+            (
+                "wsrooms_connections_refused_total",
+                "TCP connections refused at the limit.",
+                self.connections_refused,
+            ),
+            (
+                "wsrooms_http_requests_total",
+                "HTTP requests answered.",
+                self.http_requests,
+            ),
+            ("wsrooms_logins_total", "Successful logins.", self.logins),
+            (
+                "wsrooms_messages_in_total",
+                "Chat messages received.",
+                self.messages_in,
+            ),
+            (
+                "wsrooms_messages_out_total",
+                "Chat message deliveries queued (one per receiver).",
+                self.messages_out,
+            ),
+            (
+                "wsrooms_bytes_in_total",
+                "Bytes read from sockets.",
+                self.bytes_in,
+            ),
+            (
+                "wsrooms_bytes_out_total",
+                "Bytes written to sockets.",
+                self.bytes_out,
+            ),
+        ]
+    }
+}
+
+impl Gauges {
+    /// Every gauge: name, help, value.
+    fn series(&self) -> [(&'static str, &'static str, u64); 8] {
+        [
+            (
+                "wsrooms_connections",
+                "Open TCP connections.",
+                self.connections as u64,
+            ),
+            (
+                "wsrooms_websockets",
+                "Open WebSocket connections.",
+                self.websockets as u64,
+            ),
+            ("wsrooms_rooms", "Rooms in memory.", self.rooms as u64),
+            (
+                "wsrooms_users",
+                "Users joined to a room by an open socket.",
+                self.users as u64,
+            ),
+            (
+                "wsrooms_sessions",
+                "Sessions (joined or reserved ids).",
+                self.sessions as u64,
+            ),
+            (
+                "wsrooms_buffered_bytes",
+                "Outgoing bytes queued and not yet sent.",
+                self.buffered_bytes as u64,
+            ),
+            (
+                "wsrooms_history_bytes",
+                "Bytes of message history held by rooms.",
+                self.history_bytes as u64,
+            ),
+            (
+                "wsrooms_peer_addresses",
+                "Client addresses tracked by the per-address limits (bounded).",
+                self.peer_addresses as u64,
+            ),
+        ]
+    }
+}
+
+/// One unlabelled series with its `HELP` and `TYPE` lines.
+fn series(out: &mut String, name: &str, kind: &str, help: &str, value: u64) {
+    let _ = write!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+    );
 }
 
 #[cfg(test)]

@@ -49,8 +49,8 @@ use std::net::IpAddr;
 use std::time::Instant;
 
 use crate::config::Config;
-use crate::conn::TokenBucket;
 use crate::http::Status;
+use crate::rate::TokenBucket;
 
 /// Most addresses the table holds (when `--max-connections` is lower). An
 /// entry costs about 80 bytes with its share of the map and the queue, so

@@ -7,15 +7,16 @@
 //!
 //! [`WriteQueue::write_to`] sends everything queued during one poll-loop
 //! iteration in as few system calls as it can ("corking"): small frames are
-//! copied into one buffer of the loop (not of the connection: an idle socket
-//! holds none) and leave in one `write`; a big chunk (a page, a large frame)
+//! copied into a gather buffer the loop owns and passes in (one for all
+//! connections: an idle socket holds none) and leave in one `write`; a big chunk (a page, a large frame)
 //! goes as it is, with a vectored write. Copying a few KiB in user space is
 //! cheaper than the kernel walking a `writev` of dozens of tiny pieces.
 
-use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
 use std::rc::Rc;
+
+use crate::bytes::Bytes;
 
 /// An encoded frame shared by every receiver.
 pub type Frame = Rc<[u8]>;
@@ -31,32 +32,6 @@ const GATHER_BYTES: usize = 64 * 1024;
 /// (while that one is under this size too).
 const MERGE_BYTES: usize = 4096;
 
-thread_local! {
-    /// The gather buffer of this thread's poll loop, shared by its connections.
-    static GATHER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-}
-
-/// One queued piece of output.
-#[derive(Debug)]
-pub enum Chunk {
-    /// A broadcast frame, shared.
-    Shared(Frame),
-    /// Bytes for this connection only (a response head, a pong, a welcome).
-    Owned(Vec<u8>),
-    /// Embedded bytes (a page).
-    Static(&'static [u8]),
-}
-
-impl Chunk {
-    fn bytes(&self) -> &[u8] {
-        match self {
-            Chunk::Shared(f) => f,
-            Chunk::Owned(v) => v,
-            Chunk::Static(s) => s,
-        }
-    }
-}
-
 /// What a flush achieved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flushed {
@@ -69,7 +44,7 @@ pub enum Flushed {
 /// Outgoing chunks, oldest first, and the count of bytes not yet sent.
 #[derive(Debug, Default)]
 pub struct WriteQueue {
-    chunks: VecDeque<Chunk>,
+    chunks: VecDeque<Bytes>,
     /// Bytes of the front chunk already sent.
     sent_of_front: usize,
     buffered: usize,
@@ -89,8 +64,9 @@ impl WriteQueue {
         self.buffered == 0
     }
 
-    pub fn push(&mut self, chunk: Chunk) {
-        let n = chunk.bytes().len();
+    /// Queues `chunk` after everything queued before.
+    pub fn push(&mut self, chunk: Bytes) {
+        let n = chunk.len();
         if n == 0 {
             return;
         }
@@ -99,9 +75,9 @@ impl WriteQueue {
         // the owned bytes queued just before it: a peer sending empty pings
         // and never reading must not cost a chunk and an allocation per
         // 2-byte pong (≈40 times what `buffered` counts).
-        if let Chunk::Owned(bytes) = &chunk {
+        if let Bytes::Owned(bytes) = &chunk {
             if n <= MERGE_BYTES {
-                if let Some(Chunk::Owned(back)) = self.chunks.back_mut() {
+                if let Some(Bytes::Owned(back)) = self.chunks.back_mut() {
                     if back.len() < MERGE_BYTES {
                         back.extend_from_slice(bytes);
                         return;
@@ -127,7 +103,7 @@ impl WriteQueue {
         self.buffered = 0;
         match started {
             Some(front) => {
-                self.buffered = front.bytes().len() - self.sent_of_front;
+                self.buffered = front.len() - self.sent_of_front;
                 self.chunks.push_back(front);
             }
             None => self.sent_of_front = 0,
@@ -135,11 +111,13 @@ impl WriteQueue {
     }
 
     /// Writes queued bytes until the queue is empty or `w` would block.
-    pub fn write_to<W: Write>(&mut self, w: &mut W) -> io::Result<Flushed> {
+    /// `gather` is the loop's buffer for copying small chunks together (its
+    /// contents do not matter before or after).
+    pub fn write_to<W: Write>(&mut self, w: &mut W, gather: &mut Vec<u8>) -> io::Result<Flushed> {
         while let Some(front) = self.chunks.front() {
-            let first = front.bytes().len() - self.sent_of_front;
+            let first = front.len() - self.sent_of_front;
             if self.chunks.len() > 1 && first < GATHER_BYTES / 2 {
-                if !GATHER.with_borrow_mut(|buf| self.write_gathered(w, buf))? {
+                if !self.write_gathered(w, gather)? {
                     return Ok(Flushed::Partly);
                 }
                 continue;
@@ -148,7 +126,7 @@ impl WriteQueue {
                 let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
                 let mut n = 0;
                 for (i, chunk) in self.chunks.iter().take(MAX_IOVECS).enumerate() {
-                    let bytes = chunk.bytes();
+                    let bytes = chunk.as_slice();
                     slices[i] = IoSlice::new(if i == 0 {
                         &bytes[self.sent_of_front..]
                     } else {
@@ -177,7 +155,7 @@ impl WriteQueue {
     fn write_gathered<W: Write>(&mut self, w: &mut W, buf: &mut Vec<u8>) -> io::Result<bool> {
         buf.clear();
         for (i, chunk) in self.chunks.iter().enumerate() {
-            let bytes = chunk.bytes();
+            let bytes = chunk.as_slice();
             let bytes = if i == 0 {
                 &bytes[self.sent_of_front..]
             } else {
@@ -211,7 +189,7 @@ impl WriteQueue {
             let Some(front) = self.chunks.front() else {
                 break;
             };
-            let left = front.bytes().len() - self.sent_of_front;
+            let left = front.len() - self.sent_of_front;
             if n >= left {
                 n -= left;
                 self.chunks.pop_front();
@@ -266,9 +244,9 @@ mod tests {
     fn partial_writes_keep_order_and_count() {
         let mut q = WriteQueue::new();
         let shared: Frame = Rc::from(&b"shared-"[..]);
-        q.push(Chunk::Owned(b"head-".to_vec()));
-        q.push(Chunk::Shared(shared.clone()));
-        q.push(Chunk::Static(b"static"));
+        q.push(Bytes::Owned(b"head-".to_vec()));
+        q.push(Bytes::Shared(shared.clone()));
+        q.push(Bytes::Static(b"static"));
         assert_eq!(q.buffered(), 18);
         let mut w = Trickle {
             out: Vec::new(),
@@ -276,10 +254,13 @@ mod tests {
             calls: 0,
             budget: 10,
         };
-        assert_eq!(q.write_to(&mut w).unwrap(), Flushed::Partly);
+        assert_eq!(
+            q.write_to(&mut w, &mut Vec::new()).unwrap(),
+            Flushed::Partly
+        );
         assert_eq!(q.buffered(), 8);
         w.budget = 100;
-        assert_eq!(q.write_to(&mut w).unwrap(), Flushed::All);
+        assert_eq!(q.write_to(&mut w, &mut Vec::new()).unwrap(), Flushed::All);
         assert_eq!(w.out, b"head-shared-static");
         assert_eq!(q.buffered(), 0);
     }
@@ -287,24 +268,27 @@ mod tests {
     #[test]
     fn clear_keeps_the_rest_of_a_started_frame() {
         let mut q = WriteQueue::new();
-        q.push(Chunk::Owned(b"frame-one".to_vec()));
+        q.push(Bytes::Owned(b"frame-one".to_vec()));
         // (A broadcast frame: small owned ones would join frame-one's chunk.)
-        q.push(Chunk::Shared(Rc::from(&b"frame-two"[..])));
+        q.push(Bytes::Shared(Rc::from(&b"frame-two"[..])));
         let mut w = Trickle {
             out: Vec::new(),
             cap: 4,
             calls: 0,
             budget: 4,
         };
-        assert_eq!(q.write_to(&mut w).unwrap(), Flushed::Partly);
+        assert_eq!(
+            q.write_to(&mut w, &mut Vec::new()).unwrap(),
+            Flushed::Partly
+        );
         q.clear();
         assert_eq!(q.buffered(), 5, "the rest of frame-one only");
-        q.push(Chunk::Static(b"close"));
+        q.push(Bytes::Static(b"close"));
         w.budget = 100;
-        assert_eq!(q.write_to(&mut w).unwrap(), Flushed::All);
+        assert_eq!(q.write_to(&mut w, &mut Vec::new()).unwrap(), Flushed::All);
         assert_eq!(w.out, b"frame-oneclose");
         // A queue with nothing started empties completely.
-        q.push(Chunk::Static(b"x"));
+        q.push(Bytes::Static(b"x"));
         q.clear();
         assert!(q.is_empty());
     }
@@ -316,9 +300,9 @@ mod tests {
         for i in 0..10_000u32 {
             let pong = vec![0x8A, (i % 100) as u8];
             expected.extend_from_slice(&pong);
-            q.push(Chunk::Owned(pong));
+            q.push(Bytes::Owned(pong));
             if i == 5_000 {
-                q.push(Chunk::Static(b"static"));
+                q.push(Bytes::Static(b"static"));
                 expected.extend_from_slice(b"static");
             }
         }
@@ -330,7 +314,7 @@ mod tests {
             calls: 0,
             budget: usize::MAX,
         };
-        assert_eq!(q.write_to(&mut w).unwrap(), Flushed::All);
+        assert_eq!(q.write_to(&mut w, &mut Vec::new()).unwrap(), Flushed::All);
         assert_eq!(w.out, expected);
     }
 
@@ -339,7 +323,7 @@ mod tests {
         let mut q = WriteQueue::new();
         let f: Frame = Rc::from(&b"0123456789"[..]);
         for _ in 0..50 {
-            q.push(Chunk::Shared(f.clone()));
+            q.push(Bytes::Shared(f.clone()));
         }
         assert_eq!(Rc::strong_count(&f), 51, "shared, not copied");
         let mut w = Trickle {
@@ -348,7 +332,7 @@ mod tests {
             calls: 0,
             budget: 1 << 20,
         };
-        q.write_to(&mut w).unwrap();
+        q.write_to(&mut w, &mut Vec::new()).unwrap();
         assert_eq!(w.calls, 1);
         assert_eq!(w.out.len(), 500);
         assert_eq!(Rc::strong_count(&f), 1);
@@ -359,7 +343,7 @@ mod tests {
         let mut q = WriteQueue::new();
         let f: Frame = Rc::from(&b"0123456789"[..]);
         for _ in 0..500 {
-            q.push(Chunk::Shared(f.clone()));
+            q.push(Bytes::Shared(f.clone()));
         }
         let mut w = Trickle {
             out: Vec::new(),
@@ -367,7 +351,7 @@ mod tests {
             calls: 0,
             budget: 1 << 20,
         };
-        assert_eq!(q.write_to(&mut w).unwrap(), Flushed::All);
+        assert_eq!(q.write_to(&mut w, &mut Vec::new()).unwrap(), Flushed::All);
         assert_eq!(w.calls, 1, "500 small frames, one write");
         assert_eq!(w.out.len(), 5000);
 
@@ -387,9 +371,9 @@ mod tests {
         {
             expected.extend_from_slice(&chunk);
             q.push(if i % 2 == 0 {
-                Chunk::Shared(Rc::from(chunk))
+                Bytes::Shared(Rc::from(chunk))
             } else {
-                Chunk::Owned(chunk)
+                Bytes::Owned(chunk)
             });
         }
         let mut w = Trickle {
@@ -398,10 +382,13 @@ mod tests {
             calls: 0,
             budget: 50_000,
         };
-        assert_eq!(q.write_to(&mut w).unwrap(), Flushed::Partly);
+        assert_eq!(
+            q.write_to(&mut w, &mut Vec::new()).unwrap(),
+            Flushed::Partly
+        );
         assert_eq!(q.buffered(), expected.len() - 50_000);
         w.budget = usize::MAX;
-        assert_eq!(q.write_to(&mut w).unwrap(), Flushed::All);
+        assert_eq!(q.write_to(&mut w, &mut Vec::new()).unwrap(), Flushed::All);
         assert_eq!(w.out, expected);
         assert!(q.is_empty());
     }

@@ -1,43 +1,39 @@
-//! One timer structure for the whole server: a min-heap of (when, what). The
-//! poll loop sleeps until the earliest entry, then pops the due ones.
+//! One timer structure for the whole server: a min-heap of (when, what),
+//! generic over "what" (the loop's own key type). The poll loop sleeps until
+//! the earliest entry, then pops the due ones.
 //!
-//! Entries are never removed early. Each one names its target with a
-//! generation (`ConnId`, `SessionId`), and the target keeps its own current
+//! Entries are never removed early. The loop's keys name their targets by
+//! generational ids (see `table`), and each target keeps its own current
 //! deadline; an entry that no longer matches is skipped when it comes due.
 //! So a timer of a closed connection never fires on a new connection in the
-//! same slab slot, and moving a deadline costs nothing.
+//! same slot, and moving a deadline costs nothing.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::{Duration, Instant};
 
-use crate::chat::SessionId;
-use crate::conn::ConnId;
-
-/// What a timer entry is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum TimerKey {
-    /// A connection's deadline (see `Conn::deadline`).
-    Conn(ConnId),
-    /// A session's reservation may have lapsed.
-    Session(SessionId),
-    /// Try accepting again after running out of file descriptors.
-    ResumeAccept,
-    /// The shutdown drain time is over.
-    ShutdownDeadline,
+/// Entries of (when, what), earliest first.
+#[derive(Debug)]
+pub struct Timers<K> {
+    heap: BinaryHeap<Reverse<(Instant, K)>>,
 }
 
-#[derive(Debug, Default)]
-pub struct Timers {
-    heap: BinaryHeap<Reverse<(Instant, TimerKey)>>,
+impl<K: Ord> Default for Timers<K> {
+    fn default() -> Self {
+        Timers {
+            heap: BinaryHeap::new(),
+        }
+    }
 }
 
-impl Timers {
+impl<K: Ord> Timers<K> {
+    /// No entries.
     pub fn new() -> Self {
         Self::default()
     }
 
-    pub fn add(&mut self, at: Instant, key: TimerKey) {
+    /// Adds an entry due at `at`.
+    pub fn add(&mut self, at: Instant, key: K) {
         self.heap.push(Reverse((at, key)));
     }
 
@@ -53,17 +49,19 @@ impl Timers {
     }
 
     /// Removes and returns an entry that is due, if any.
-    pub fn pop_due(&mut self, now: Instant) -> Option<(Instant, TimerKey)> {
+    pub fn pop_due(&mut self, now: Instant) -> Option<(Instant, K)> {
         match self.heap.peek() {
             Some(Reverse((at, _))) if *at <= now => self.heap.pop().map(|Reverse(e)| e),
             _ => None,
         }
     }
 
+    /// How many entries (due or not, stale or not).
     pub fn len(&self) -> usize {
         self.heap.len()
     }
 
+    /// True when there are none.
     pub fn is_empty(&self) -> bool {
         self.heap.is_empty()
     }
@@ -77,8 +75,7 @@ mod tests {
     fn pops_in_time_order() {
         let t0 = Instant::now();
         let mut timers = Timers::new();
-        let a = TimerKey::Conn(ConnId { key: 1, gen: 1 });
-        let b = TimerKey::Conn(ConnId { key: 2, gen: 1 });
+        let (a, b) = ("a", "b");
         timers.add(t0 + Duration::from_millis(20), b);
         timers.add(t0 + Duration::from_millis(10), a);
         assert_eq!(timers.poll_timeout(t0), Some(Duration::from_millis(10)));

@@ -1,6 +1,6 @@
 //! The HTTP request head: `find_head_end` on a growing buffer, then `parse`
 //! and everything the server asks of a parsed request (tokens, cookies,
-//! lengths, the WebSocket handshake checks, the query).
+//! lengths, the WebSocket upgrade checks, the query).
 //!
 //! Input: 3 control bytes (head limit, line limit, growth step), then the
 //! bytes a client sends. The head end found while the buffer grows in steps
@@ -10,7 +10,7 @@
 use libfuzzer_sys::fuzz_target;
 use wsrooms::http::form;
 use wsrooms::http::request::{find_head_end, parse, HeadLimits, MAX_HEADERS};
-use wsrooms::ws::handshake;
+use wsrooms::http::upgrade;
 
 fuzz_target!(|data: &[u8]| {
     if data.len() < 3 {
@@ -63,9 +63,9 @@ fuzz_target!(|data: &[u8]| {
         let _ = form::field(q, "since");
     }
     let _ = form::decode(req.path);
-    if let Ok(upgrade) = handshake::check(&req) {
-        assert_eq!(upgrade.accept.len(), 28);
-        let head = handshake::response(&upgrade);
+    if let Ok(up) = upgrade::check(&req) {
+        assert_eq!(up.accept.len(), 28);
+        let head = upgrade::response_bytes(&up);
         assert!(head.ends_with(b"\r\n\r\n"));
     }
 });

@@ -1,4 +1,4 @@
-//! The JSON events the server sends (SPEC §4), encoded straight into bytes.
+//! The JSON events the server sends to room sockets, encoded straight into bytes.
 //! Strings go through `serde_json` so every quote and control character is
 //! escaped; numbers are written as they are.
 

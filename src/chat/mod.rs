@@ -2,9 +2,11 @@
 //! I/O. The server asks it questions ("may alice log in to room 5?", "who must
 //! get this frame?") and does the sending.
 //!
-//! - Rooms live in a `Slab`, found by number through a `HashMap`.
-//! - Sessions (one per successful login) live in a `Slab`, found by their
-//!   random token. A session reserves its user id in its room from login
+//! - Rooms live in a [`Table`], found by number through a `HashMap`.
+//! - Sessions (one per successful login) live in a [`Table`], found by their
+//!   random token; a socket, a timer or a room names its session by a
+//!   checked [`SessionId`], so a stale one finds nothing.
+//!   A session reserves its user id in its room from login
 //!   until it expires: 60 s to open a socket, then 10 s of grace after its
 //!   socket closes, so a reload or network blip gets the same id back.
 //! - A room is freed when its last session is gone, and its history with it.
@@ -15,29 +17,26 @@ pub mod names;
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use slab::Slab;
-
 use crate::conn::ConnId;
 use crate::queue::Frame;
+use crate::table::{Id, Table};
 use crate::ws::frame::{self, Opcode};
 
 /// A session token: 128 random bits, sent as 32 hex digits.
 pub type Token = [u8; 16];
 
-/// A session's slab key plus a generation, so a timer or socket that refers
+/// A session's slot plus a generation, so a timer or socket that refers
 /// to a removed session never touches a later one in the same slot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct SessionId {
-    pub key: u32,
-    pub gen: u32,
-}
+pub type SessionId = Id<Session>;
+
+/// A room's slot plus a generation.
+pub type RoomId = Id<Room>;
 
 /// One login: a user id reserved in a room.
 #[derive(Debug)]
 pub struct Session {
-    pub gen: u32,
     pub token: Token,
-    pub room: usize,
+    pub room: RoomId,
     /// The id as typed, as everyone sees it.
     pub user: String,
     /// What the room compares it by (see [`names::IdKey`]).
@@ -67,7 +66,7 @@ impl Kept {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Member {
     pub conn: ConnId,
-    pub session: usize,
+    pub session: SessionId,
 }
 
 /// One room.
@@ -76,7 +75,7 @@ pub struct Room {
     pub number: u32,
     /// Look-alike key of each user id → session key, for every session of
     /// the room (joined or only reserved).
-    pub names: HashMap<names::IdKey, usize>,
+    pub names: HashMap<names::IdKey, SessionId>,
     /// Joined sockets, in the order they joined.
     pub members: Vec<Member>,
     /// The `seq` of the last message (0 before the first).
@@ -105,7 +104,7 @@ pub struct Joined {
 /// A socket left its room.
 #[derive(Debug)]
 pub struct Left {
-    pub room: usize,
+    pub room: RoomId,
     pub user: String,
     pub session: SessionId,
     pub expires: Instant,
@@ -114,11 +113,10 @@ pub struct Left {
 /// All rooms and sessions.
 #[derive(Debug, Default)]
 pub struct Chat {
-    pub rooms: Slab<Room>,
-    by_number: HashMap<u32, usize>,
-    pub sessions: Slab<Session>,
-    by_token: HashMap<Token, usize>,
-    next_gen: u32,
+    pub rooms: Table<Room>,
+    by_number: HashMap<u32, RoomId>,
+    pub sessions: Table<Session>,
+    by_token: HashMap<Token, SessionId>,
 }
 
 impl Chat {
@@ -126,7 +124,7 @@ impl Chat {
         Self::default()
     }
 
-    pub fn room_by_number(&self, number: u32) -> Option<usize> {
+    pub fn room_by_number(&self, number: u32) -> Option<RoomId> {
         self.by_number.get(&number).copied()
     }
 
@@ -140,21 +138,17 @@ impl Chat {
         max_users: usize,
     ) -> Result<SessionId, LoginError> {
         let id_key = names::IdKey::of(user);
-        if let Some(&room) = self.by_number.get(&number) {
-            let names = &self.rooms[room].names;
-            if let Some(&owner) = names.get(&id_key) {
-                let present = self.sessions[owner].user.clone();
+        if let Some(room) = self.room_by_number(number).and_then(|r| self.rooms.get(r)) {
+            if let Some(&owner) = room.names.get(&id_key) {
+                let present = self.user(owner).to_string();
                 return Err(LoginError::Taken { present });
             }
-            if names.len() >= max_users {
+            if room.names.len() >= max_users {
                 return Err(LoginError::Full);
             }
         }
         let room = self.room_or_create(number);
-        self.next_gen = self.next_gen.wrapping_add(1);
-        let gen = self.next_gen;
-        let key = self.sessions.insert(Session {
-            gen,
+        let id = self.sessions.insert(Session {
             token,
             room,
             user: user.to_string(),
@@ -162,15 +156,14 @@ impl Chat {
             socket: None,
             expires: Some(expires),
         });
-        self.rooms[room].names.insert(id_key, key);
-        self.by_token.insert(token, key);
-        Ok(SessionId {
-            key: key as u32,
-            gen,
-        })
+        if let Some(room) = self.rooms.get_mut(room) {
+            room.names.insert(id_key, id);
+        }
+        self.by_token.insert(token, id);
+        Ok(id)
     }
 
-    fn room_or_create(&mut self, number: u32) -> usize {
+    fn room_or_create(&mut self, number: u32) -> RoomId {
         if let Some(&room) = self.by_number.get(&number) {
             return room;
         }
@@ -186,26 +179,34 @@ impl Chat {
     }
 
     /// The session with this token, if it belongs to room `number`.
-    pub fn session_for(&self, token: &Token, number: u32) -> Option<usize> {
-        let &key = self.by_token.get(token)?;
-        let session = &self.sessions[key];
-        (self.rooms[session.room].number == number).then_some(key)
+    pub fn session_for(&self, token: &Token, number: u32) -> Option<SessionId> {
+        let &id = self.by_token.get(token)?;
+        let session = self.sessions.get(id)?;
+        (self.rooms.get(session.room)?.number == number).then_some(id)
     }
 
-    pub fn session_id(&self, key: usize) -> SessionId {
-        SessionId {
-            key: key as u32,
-            gen: self.sessions[key].gen,
-        }
+    /// The user id of a session (empty if it is gone).
+    pub fn user(&self, session: SessionId) -> &str {
+        self.sessions.get(session).map_or("", |s| s.user.as_str())
+    }
+
+    /// The room number of a room (0, which no room has, if it is gone).
+    pub fn number(&self, room: RoomId) -> u32 {
+        self.rooms.get(room).map_or(0, |r| r.number)
     }
 
     /// Joins `conn` to its session's room. A session has one socket: a
     /// newer one takes the older one's place.
-    pub fn join(&mut self, session: usize, conn: ConnId) -> Joined {
-        let s = &mut self.sessions[session];
+    pub fn join(&mut self, session: SessionId, conn: ConnId) -> Joined {
+        let none = Joined { replaced: None };
+        let Some(s) = self.sessions.get_mut(session) else {
+            return none;
+        };
         s.expires = None;
         let old = s.socket.replace(conn);
-        let room = &mut self.rooms[s.room];
+        let Some(room) = self.rooms.get_mut(s.room) else {
+            return none;
+        };
         match old.and_then(|old| room.members.iter_mut().find(|m| m.conn == old)) {
             Some(member) => {
                 member.conn = conn;
@@ -220,22 +221,20 @@ impl Chat {
 
     /// Takes `conn` out of its room. Does nothing (returns `None`) if `conn`
     /// is no longer its session's socket (it was replaced).
-    pub fn leave(&mut self, session: usize, conn: ConnId, expires: Instant) -> Option<Left> {
+    pub fn leave(&mut self, session: SessionId, conn: ConnId, expires: Instant) -> Option<Left> {
         let s = self.sessions.get_mut(session)?;
         if s.socket != Some(conn) {
             return None;
         }
         s.socket = None;
         s.expires = Some(expires);
-        let room = &mut self.rooms[s.room];
-        room.members.retain(|m| m.conn != conn);
+        if let Some(room) = self.rooms.get_mut(s.room) {
+            room.members.retain(|m| m.conn != conn);
+        }
         Some(Left {
             room: s.room,
             user: s.user.clone(),
-            session: SessionId {
-                key: session as u32,
-                gen: s.gen,
-            },
+            session,
             expires,
         })
     }
@@ -243,13 +242,13 @@ impl Chat {
     /// Ends a session whose reservation lapsed; frees its room when empty.
     /// Returns the room number when the session was removed.
     pub fn expire(&mut self, id: SessionId, now: Instant) -> Option<u32> {
-        let s = self.sessions.get(id.key as usize)?;
-        if s.gen != id.gen || s.socket.is_some() || s.expires.is_none_or(|t| t > now) {
+        let s = self.sessions.get(id)?;
+        if s.socket.is_some() || s.expires.is_none_or(|t| t > now) {
             return None;
         }
-        let s = self.sessions.remove(id.key as usize);
+        let s = self.sessions.remove(id)?;
         self.by_token.remove(&s.token);
-        let room = &mut self.rooms[s.room];
+        let room = self.rooms.get_mut(s.room)?;
         room.names.remove(&s.key);
         let number = room.number;
         if room.names.is_empty() {
@@ -261,8 +260,16 @@ impl Chat {
 
     /// Numbers a message, encodes its frame once, keeps it in the room's
     /// history, and returns the frame to broadcast.
-    pub fn post(&mut self, room: usize, user: &str, text: &str, at: u64, keep: usize) -> Frame {
-        let room = &mut self.rooms[room];
+    /// `None` if the room is gone.
+    pub fn post(
+        &mut self,
+        room: RoomId,
+        user: &str,
+        text: &str,
+        at: u64,
+        keep: usize,
+    ) -> Option<Frame> {
+        let room = self.rooms.get_mut(room)?;
         room.last_seq += 1;
         let seq = room.last_seq;
         let mut json = Vec::with_capacity(64 + text.len() + user.len());
@@ -277,14 +284,19 @@ impl Chat {
                 frame: frame.clone(),
             });
         }
-        frame
+        Some(frame)
     }
 
     /// The `welcome` event for a socket of `session`, with the history after
-    /// `since` (SPEC §4).
-    pub fn welcome(&self, session: usize, since: Option<u64>, max_chars: usize) -> Vec<u8> {
-        let s = &self.sessions[session];
-        let room = &self.rooms[s.room];
+    /// `since` (and `gap` when messages after `since` are no longer kept).
+    /// Empty if the session or its room is gone.
+    pub fn welcome(&self, session: SessionId, since: Option<u64>, max_chars: usize) -> Vec<u8> {
+        let Some(s) = self.sessions.get(session) else {
+            return Vec::new();
+        };
+        let Some(room) = self.rooms.get(s.room) else {
+            return Vec::new();
+        };
         // A `since` beyond the last seq belongs to an older room of that number.
         let since = since.filter(|&n| n <= room.last_seq);
         let first_kept = room
@@ -294,10 +306,7 @@ impl Chat {
             .unwrap_or(room.last_seq + 1);
         let gap = since.is_some_and(|n| n < room.last_seq && first_kept > n + 1);
         let after = since.unwrap_or(0);
-        let users = room
-            .members
-            .iter()
-            .map(|m| self.sessions[m.session].user.as_str());
+        let users = room.members.iter().map(|m| self.user(m.session));
         let history = room
             .history
             .iter()
@@ -375,7 +384,7 @@ mod tests {
     use super::*;
 
     fn conn(key: u32) -> ConnId {
-        ConnId { key, gen: 1 }
+        ConnId::new(key, 1)
     }
 
     #[test]

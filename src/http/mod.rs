@@ -3,7 +3,9 @@
 //!
 //! - [`request`]: finding and parsing a request head (with `httparse`), bounded;
 //! - [`pipeline`]: where the next whole request in the input ends (sans I/O);
-//! - [`response`]: status codes and response bytes;
+//! - [`response`]: status codes and response bytes (the one builder);
+//! - [`upgrade`]: the WebSocket opening handshake (an upgrade is an HTTP
+//!   exchange; after its `101` the connection speaks [`crate::ws`]);
 //! - [`form`]: `application/x-www-form-urlencoded` bodies and query strings;
 //! - [`routes`]: which URL does what.
 
@@ -12,10 +14,12 @@ pub mod pipeline;
 pub mod request;
 pub mod response;
 pub mod routes;
+pub mod upgrade;
 
 /// The HTTP statuses this server answers with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
+    SwitchingProtocols,
     Ok,
     SeeOther,
     TemporaryRedirect,
@@ -39,6 +43,7 @@ pub enum Status {
 impl Status {
     pub fn code(self) -> u16 {
         match self {
+            Status::SwitchingProtocols => 101,
             Status::Ok => 200,
             Status::SeeOther => 303,
             Status::TemporaryRedirect => 307,
@@ -62,6 +67,7 @@ impl Status {
 
     pub fn phrase(self) -> &'static str {
         match self {
+            Status::SwitchingProtocols => "Switching Protocols",
             Status::Ok => "OK",
             Status::SeeOther => "See Other",
             Status::TemporaryRedirect => "Temporary Redirect",

@@ -143,6 +143,14 @@ impl<'h, 'b> Request<'h, 'b> {
             .map(str::trim)
     }
 
+    /// The client address a trusted proxy put last in `X-Forwarded-For`
+    /// (only meaningful behind one: anyone else can send the header).
+    pub fn forwarded_for(&self) -> Option<std::net::IpAddr> {
+        let value = self.headers_named("x-forwarded-for").last()?;
+        let text = std::str::from_utf8(value).ok()?;
+        text.rsplit(',').next()?.trim().parse().ok()
+    }
+
     /// Does a comma-separated header list (in any of its headers) hold this
     /// token, compared case-insensitively?
     pub fn header_has_token(&self, name: &str, token: &str) -> bool {

@@ -1,42 +1,23 @@
-//! Responses: a status, headers and a body, turned into bytes for the write
-//! queue. A body of embedded page bytes is not copied: it goes to the queue as
-//! a `&'static [u8]`.
+//! Responses: the one builder of every answer this server sends (pages,
+//! errors, redirects, the `101` of an upgrade, the `503` of a refused
+//! connection): a status, headers and a body, turned into bytes for the
+//! write queue. A body of embedded page bytes is not copied: it goes to the
+//! queue as [`Bytes::Static`].
 
 use super::Status;
+use crate::bytes::Bytes;
 
 /// Sent with every page: no inline script, nothing from elsewhere.
 pub const CSP: &str =
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
 connect-src 'self' ws: wss:; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
-/// A response body.
-#[derive(Debug)]
-pub enum Body {
-    Empty,
-    Static(&'static [u8]),
-    Owned(Vec<u8>),
-}
-
-impl Body {
-    pub fn len(&self) -> usize {
-        match self {
-            Body::Empty => 0,
-            Body::Static(b) => b.len(),
-            Body::Owned(b) => b.len(),
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
 /// A response before it is turned into bytes.
 #[derive(Debug)]
 pub struct Response {
     pub status: Status,
     pub headers: Vec<(&'static str, String)>,
-    pub body: Body,
+    pub body: Bytes,
     /// Close the connection after this response.
     pub close: bool,
 }
@@ -46,7 +27,7 @@ impl Response {
         Response {
             status,
             headers: Vec::new(),
-            body: Body::Empty,
+            body: Bytes::EMPTY,
             close: false,
         }
     }
@@ -56,21 +37,19 @@ impl Response {
         self
     }
 
-    pub fn body(mut self, content_type: &'static str, body: Body) -> Self {
+    pub fn body(mut self, content_type: &'static str, body: impl Into<Bytes>) -> Self {
         self.headers
             .push(("Content-Type", content_type.to_string()));
-        self.body = body;
+        self.body = body.into();
         self
     }
 
     pub fn text(status: Status, text: &str) -> Self {
-        Response::new(status).body(
-            "text/plain; charset=utf-8",
-            Body::Owned(text.as_bytes().to_vec()),
-        )
+        Response::new(status).body("text/plain; charset=utf-8", text.as_bytes().to_vec())
     }
 
-    /// Headers every HTML page gets (SPEC §2).
+    /// Headers every HTML page gets: a strict content policy, no sniffing,
+    /// no framing.
     pub fn page_headers(self) -> Self {
         self.header("Content-Security-Policy", CSP)
             .header("X-Content-Type-Options", "nosniff")
@@ -99,7 +78,7 @@ impl Response {
             back = escape_html(back),
         );
         Response::new(status)
-            .body("text/html; charset=utf-8", Body::Owned(html.into_bytes()))
+            .body("text/html; charset=utf-8", html.into_bytes())
             .page_headers()
     }
 
@@ -107,8 +86,24 @@ impl Response {
         Response::new(status).header("Location", location)
     }
 
-    /// The head as bytes, and the body (left out for `HEAD`).
-    pub fn encode(self, head_only: bool, keep_alive: bool) -> (Vec<u8>, Body) {
+    /// Marks the connection to be closed after this response.
+    pub fn closing(mut self) -> Self {
+        self.close = true;
+        self
+    }
+
+    /// The whole response in one buffer, for a connection closed right
+    /// after (the `503` written to a refused socket).
+    pub fn to_bytes(self) -> Vec<u8> {
+        let (head, body) = self.closing().encode(false, false);
+        let mut bytes = head.into_vec();
+        bytes.extend_from_slice(body.as_slice());
+        bytes
+    }
+
+    /// The head as bytes, and the body (left out for `HEAD`). A `1xx` or
+    /// `304` has no `Content-Length` (it has no body).
+    pub fn encode(self, head_only: bool, keep_alive: bool) -> (Bytes, Bytes) {
         let mut out = Vec::with_capacity(256);
         out.extend_from_slice(b"HTTP/1.1 ");
         out.extend_from_slice(self.status.code().to_string().as_bytes());
@@ -121,15 +116,18 @@ impl Response {
             out.extend_from_slice(value.as_bytes());
             out.extend_from_slice(b"\r\n");
         }
-        if self.status != Status::NotModified {
+        if !matches!(
+            self.status,
+            Status::NotModified | Status::SwitchingProtocols
+        ) {
             out.extend_from_slice(format!("Content-Length: {}\r\n", self.body.len()).as_bytes());
         }
         if !keep_alive || self.close {
             out.extend_from_slice(b"Connection: close\r\n");
         }
         out.extend_from_slice(b"\r\n");
-        let body = if head_only { Body::Empty } else { self.body };
-        (out, body)
+        let body = if head_only { Bytes::EMPTY } else { self.body };
+        (Bytes::Owned(out), body)
     }
 }
 
@@ -155,8 +153,16 @@ mod tests {
 
     #[test]
     fn encodes_a_head() {
+        let refused = Response::text(Status::ServiceUnavailable, "too many connections")
+            .header("Retry-After", "5")
+            .to_bytes();
+        let refused = String::from_utf8(refused).unwrap();
+        assert!(refused.starts_with("HTTP/1.1 503 Service Unavailable\r\n"));
+        assert!(refused.contains("Content-Length: 20\r\n"));
+        assert!(refused.contains("Connection: close\r\n"));
+        assert!(refused.ends_with("\r\n\r\ntoo many connections"));
         let (head, body) = Response::text(Status::Ok, "ok").encode(false, true);
-        let head = String::from_utf8(head).unwrap();
+        let head = String::from_utf8(head.into_vec()).unwrap();
         assert!(head.starts_with("HTTP/1.1 200 OK\r\n"));
         assert!(head.contains("Content-Length: 2\r\n"));
         assert!(!head.contains("Connection: close"));
@@ -168,8 +174,7 @@ mod tests {
     #[test]
     fn error_pages_escape() {
         let r = Response::error_page(Status::BadRequest, "user", "<b>", "/");
-        let Body::Owned(b) = r.body else { panic!() };
-        let s = String::from_utf8(b).unwrap();
+        let s = String::from_utf8(r.body.into_vec()).unwrap();
         assert!(s.contains("&lt;b&gt;") && !s.contains("<b>"));
     }
 }

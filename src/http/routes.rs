@@ -1,6 +1,7 @@
-//! Which URL does what (SPEC §2). A handler looks at a parsed request and
-//! answers with an [`Outcome`]: a response to send, or a WebSocket upgrade for
-//! the server to carry out. Handlers do no I/O.
+//! Which URL does what. A handler looks at a parsed request and answers
+//! with an [`Outcome`]: a response to send, a reservation to keep, or a
+//! WebSocket upgrade for the server to carry out. Handlers do no I/O and
+//! schedule nothing.
 //!
 //! | method   | path                | what                                        |
 //! |----------|---------------------|---------------------------------------------|
@@ -17,16 +18,15 @@ use std::time::Instant;
 
 use super::form;
 use super::request::Request;
-use super::response::{Body, Response};
+use super::response::Response;
+use super::upgrade::{self, HandshakeError, Upgrade};
 use super::Status;
-use crate::assets::{AssetBytes, Assets};
-use crate::chat::{self, names, Chat, LoginError};
+use crate::assets::Assets;
+use crate::chat::{self, names, Chat, LoginError, SessionId};
 use crate::config::Config;
 use crate::logsafe::Escaped;
 use crate::metrics::Metrics;
 use crate::peer_limits::{PeerLimits, Refusal};
-use crate::timers::{TimerKey, Timers};
-use crate::ws::handshake::{self, Upgrade};
 
 /// The session cookie's name.
 pub const COOKIE: &str = "wsrooms_session";
@@ -34,10 +34,17 @@ pub const COOKIE: &str = "wsrooms_session";
 /// What to do with a request.
 pub enum Outcome {
     Respond(Response),
+    /// A login reserved an id: send `response`, and end the reservation at
+    /// `expires` unless a socket of `session` has joined by then.
+    Reserved {
+        response: Response,
+        session: SessionId,
+        expires: Instant,
+    },
     /// Upgrade to a room socket for this session.
     JoinRoom {
         upgrade: Upgrade,
-        session: usize,
+        session: SessionId,
         since: Option<u64>,
     },
     /// Upgrade to an echo socket.
@@ -51,7 +58,6 @@ pub enum Outcome {
 /// What handlers may read and change.
 pub struct Ctx<'a> {
     pub chat: &'a mut Chat,
-    pub timers: &'a mut Timers,
     pub metrics: &'a mut Metrics,
     pub config: &'a Config,
     pub assets: &'a Assets,
@@ -75,13 +81,13 @@ pub fn handle(req: &Request, body: &[u8], ctx: &mut Ctx) -> Outcome {
         if req.method != "POST" {
             return Outcome::Respond(not_allowed("POST"));
         }
-        return Outcome::Respond(login(req, body, ctx));
+        return login(req, body, ctx);
     }
     if let Some(rest) = path.strip_prefix("/rooms/") {
         return room_routes(req, rest, ctx);
     }
     if path == "/echo" && ctx.config.echo {
-        return match handshake::check(req) {
+        return match upgrade::check(req) {
             Ok(upgrade) => Outcome::Echo { upgrade },
             Err(e) => Outcome::Respond(refuse_handshake(e, ctx.metrics)),
         };
@@ -149,7 +155,7 @@ fn room_routes(req: &Request, rest: &str, ctx: &mut Ctx) -> Outcome {
                 .header("Cache-Control", "no-store"),
         });
     }
-    let upgrade = match handshake::check(req) {
+    let upgrade = match upgrade::check(req) {
         Ok(u) => u,
         Err(e) => return Outcome::Respond(refuse_handshake(e, ctx.metrics)),
     };
@@ -171,20 +177,20 @@ fn room_routes(req: &Request, rest: &str, ctx: &mut Ctx) -> Outcome {
     }
 }
 
-fn refuse_handshake(e: handshake::HandshakeError, metrics: &mut Metrics) -> Response {
+fn refuse_handshake(e: HandshakeError, metrics: &mut Metrics) -> Response {
     metrics.refuse(match e {
-        handshake::HandshakeError::BadVersion => "version",
+        HandshakeError::BadVersion => "version",
         _ => "handshake",
     });
     let mut r = Response::text(e.status(), e.reason());
-    if e == handshake::HandshakeError::BadVersion {
+    if e == HandshakeError::BadVersion {
         // RFC 9110 §15.5.22 and §7.8: a 426 names what to upgrade to.
         r = r
             .header("Sec-WebSocket-Version", "13")
             .header("Upgrade", "websocket")
             .header("Connection", "Upgrade");
     }
-    if e == handshake::HandshakeError::NotGet {
+    if e == HandshakeError::NotGet {
         r = r.header("Allow", "GET");
     }
     r
@@ -247,9 +253,28 @@ pub fn foreign_login(req: &Request, config: &Config) -> bool {
 
 /// `POST /login`. Every one counts towards its address's login rate, even
 /// those refused for another reason.
-fn login(req: &Request, body: &[u8], ctx: &mut Ctx) -> Response {
+fn login(req: &Request, body: &[u8], ctx: &mut Ctx) -> Outcome {
+    let form = admit_login(req, ctx).and_then(|()| read_login_form(req, body, ctx));
+    let (room, user) = match form {
+        Ok(form) => form,
+        Err(answer) => return Outcome::Respond(answer),
+    };
+    let back = format!("/?room={room}");
+    if let Some(answer) = same_login(req, room, &user, ctx) {
+        return Outcome::Respond(answer);
+    }
+    if ctx.chat.sessions.len() >= ctx.config.max_sessions {
+        return Outcome::Respond(server_full(&back, ctx));
+    }
+    reserve(room, &user, &back, ctx)
+}
+
+/// The checks before the form is read: the login rate of the address, a
+/// login sent from another site, a body that is not a form. `Err` is the
+/// answer to send instead.
+fn admit_login(req: &Request, ctx: &mut Ctx) -> Result<(), Response> {
     if let Err(refusal) = ctx.peer_limits.login(ctx.client, ctx.now) {
-        return too_many_logins(refusal, ctx);
+        return Err(too_many_logins(refusal, ctx));
     }
     if foreign_login(req, ctx.config) {
         ctx.metrics.refuse("login_origin");
@@ -259,139 +284,172 @@ fn login(req: &Request, body: &[u8], ctx: &mut Ctx) -> Response {
             ctx.client,
             Escaped(origin.as_deref().unwrap_or("none"))
         );
-        return Response::error_page(
+        return Err(Response::error_page(
             Status::Forbidden,
             "user",
             "This login was sent from another site. Log in from this site's own page.",
             "/",
-        );
+        ));
     }
-    let form_type = req
-        .header_str("content-type")
-        .map(|t| {
-            t.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-        })
-        .unwrap_or(false);
+    let form_type = req.header_str("content-type").is_some_and(|t| {
+        t.split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+    });
     if !form_type {
-        return Response::error_page(
+        return Err(Response::error_page(
             Status::UnsupportedMediaType,
             "user",
             "The form must be sent as application/x-www-form-urlencoded.",
             "/",
-        );
+        ));
     }
+    Ok(())
+}
+
+/// The room number and the checked user id of a login form. `Err` is the
+/// answer to send instead: a `400` naming the field, or (with `--sharded`)
+/// a `307` to the URL that carries the room for the proxy.
+fn read_login_form(req: &Request, body: &[u8], ctx: &mut Ctx) -> Result<(u32, String), Response> {
     let Ok(body) = std::str::from_utf8(body) else {
-        return bad("user", "The form is not valid UTF-8.", "/", ctx);
+        return Err(bad("user", "The form is not valid UTF-8.", "/", ctx));
     };
     let user = match form::field(body, "user") {
         Some(Some(u)) => u,
-        Some(None) => return bad("user", "The user id is not valid UTF-8.", "/", ctx),
+        Some(None) => return Err(bad("user", "The user id is not valid UTF-8.", "/", ctx)),
         None => String::new(),
     };
+    let room = login_room(req, body, ctx)?;
+    match names::check_user(&user) {
+        Ok(u) => Ok((room, u.to_string())),
+        Err(why) => Err(bad(
+            "user",
+            &why.to_string(),
+            &format!("/?room={room}"),
+            ctx,
+        )),
+    }
+}
+
+/// The room of a login: from the form, the query, or both when they agree.
+fn login_room(req: &Request, body: &str, ctx: &mut Ctx) -> Result<u32, Response> {
     let body_room = form::field(body, "room").flatten();
     let query_room = req.query.and_then(|q| form::field(q, "room")).flatten();
     if ctx.config.sharded && query_room.is_none() {
         // A room-hashing proxy routes by the query: send the form there.
         if let Some(Ok(room)) = body_room.as_deref().map(names::parse_room_input) {
-            return Response::redirect(Status::TemporaryRedirect, &format!("/login?room={room}"))
-                .header("Cache-Control", "no-store");
+            return Err(Response::redirect(
+                Status::TemporaryRedirect,
+                &format!("/login?room={room}"),
+            )
+            .header("Cache-Control", "no-store"));
         }
     }
     let room_text = match (&body_room, &query_room) {
         (Some(b), Some(q)) if names::parse_room_input(b) != names::parse_room_input(q) => {
-            return bad(
+            return Err(bad(
                 "room",
                 "The room in the form and in the address differ.",
                 "/",
                 ctx,
-            );
+            ));
         }
         (Some(b), _) => b.clone(),
         (None, Some(q)) => q.clone(),
         (None, None) => String::new(),
     };
-    let room = match names::parse_room_input(&room_text) {
-        Ok(r) => r,
-        Err(msg) => return bad("room", msg, "/", ctx),
-    };
-    let back = format!("/?room={room}");
-    let user = match names::check_user(&user) {
-        Ok(u) => u.to_string(),
-        Err(why) => return bad("user", &why.to_string(), &back, ctx),
-    };
-    // The same browser logging in again with its own id: same session.
-    if let Some(key) = session_cookie(req).and_then(|t| ctx.chat.session_for(&t, room)) {
-        if ctx.chat.sessions[key].key == names::IdKey::of(&user) {
-            return Response::redirect(Status::SeeOther, &format!("/rooms/{room}"))
-                .header("Cache-Control", "no-store");
-        }
-    }
-    if ctx.chat.sessions.len() >= ctx.config.max_sessions {
-        ctx.metrics.refuse("sessions");
-        log::warn!(
-            "login refused: {} sessions held (--max-sessions)",
-            ctx.chat.sessions.len()
-        );
-        return Response::error_page(
-            Status::ServiceUnavailable,
-            "room",
-            "The server is full right now. Try again in a minute.",
-            &back,
-        )
-        .header("Retry-After", "60");
-    }
+    names::parse_room_input(&room_text).map_err(|msg| bad("room", msg, "/", ctx))
+}
+
+/// The same browser logging in again with its own id: same session, so
+/// straight to the room.
+fn same_login(req: &Request, room: u32, user: &str, ctx: &Ctx) -> Option<Response> {
+    let session = session_cookie(req).and_then(|t| ctx.chat.session_for(&t, room))?;
+    let key = &ctx.chat.sessions.get(session)?.key;
+    (*key == names::IdKey::of(user)).then(|| {
+        Response::redirect(Status::SeeOther, &format!("/rooms/{room}"))
+            .header("Cache-Control", "no-store")
+    })
+}
+
+/// `503`: `--max-sessions` are held.
+fn server_full(back: &str, ctx: &mut Ctx) -> Response {
+    ctx.metrics.refuse("sessions");
+    log::warn!(
+        "login refused: {} sessions held (--max-sessions)",
+        ctx.chat.sessions.len()
+    );
+    Response::error_page(
+        Status::ServiceUnavailable,
+        "room",
+        "The server is full right now. Try again in a minute.",
+        back,
+    )
+    .header("Retry-After", "60")
+}
+
+/// Reserves `user` in `room` for a new session: a `303` to the room with
+/// the session cookie, and the reservation's expiry for the caller to keep
+/// (routes schedule nothing); or a `409` when the id or the room is taken.
+fn reserve(room: u32, user: &str, back: &str, ctx: &mut Ctx) -> Outcome {
     let token = match chat::new_token() {
         Ok(t) => t,
         Err(e) => {
             log::error!("no randomness for a session token: {e}");
-            return Response::text(Status::InternalError, "no randomness");
+            return Outcome::Respond(Response::text(Status::InternalError, "no randomness"));
         }
     };
     let expires = ctx.now + ctx.config.reserve_timeout;
-    match ctx
-        .chat
-        .login(room, &user, token, expires, ctx.config.max_users_per_room)
-    {
-        Ok(id) => {
-            ctx.timers.add(expires, TimerKey::Session(id));
+    let max_users = ctx.config.max_users_per_room;
+    match ctx.chat.login(room, user, token, expires, max_users) {
+        Ok(session) => {
             ctx.metrics.logins += 1;
-            log::info!("login: \"{}\" reserved in room {room}", Escaped(&user));
-            Response::redirect(Status::SeeOther, &format!("/rooms/{room}"))
-                .header(
-                    "Set-Cookie",
-                    format!(
-                        "{COOKIE}={}; HttpOnly; SameSite=Strict; Path=/",
-                        chat::token_to_hex(&token)
-                    ),
-                )
-                .header("Cache-Control", "no-store")
+            log::info!("login: \"{}\" reserved in room {room}", Escaped(user));
+            let cookie = format!(
+                "{COOKIE}={}; HttpOnly; SameSite=Strict; Path=/",
+                chat::token_to_hex(&token)
+            );
+            let response = Response::redirect(Status::SeeOther, &format!("/rooms/{room}"))
+                .header("Set-Cookie", cookie)
+                .header("Cache-Control", "no-store");
+            Outcome::Reserved {
+                response,
+                session,
+                expires,
+            }
         }
-        Err(LoginError::Taken { present }) => {
+        Err(refusal) => Outcome::Respond(login_refused(refusal, room, user, back, ctx)),
+    }
+}
+
+/// `409`: the id (or one that looks like it) is in the room, or the room is full.
+fn login_refused(
+    refusal: LoginError,
+    room: u32,
+    user: &str,
+    back: &str,
+    ctx: &mut Ctx,
+) -> Response {
+    match refusal {
+        LoginError::Taken { present } => {
             ctx.metrics.refuse("login_taken");
             log::info!(
                 "login refused: \"{}\" looks like \"{}\", already in room {room}",
-                Escaped(&user),
+                Escaped(user),
                 Escaped(&present)
             );
-            Response::error_page(
-                Status::Conflict,
-                "user",
-                &taken(&user, &present, room),
-                &back,
-            )
+            Response::error_page(Status::Conflict, "user", &taken(user, &present, room), back)
         }
-        Err(LoginError::Full) => {
+        LoginError::Full => {
             ctx.metrics.refuse("room_full");
             log::info!("login refused: room {room} is full");
             Response::error_page(
                 Status::Conflict,
                 "room",
                 &format!("Room {room} is full."),
-                &back,
+                back,
             )
         }
     }
@@ -440,11 +498,7 @@ fn serve_asset(req: &Request, file: &str, assets: &Assets) -> Response {
     let response = if fresh {
         Response::new(Status::NotModified)
     } else {
-        let body = match found.bytes {
-            AssetBytes::Embedded(b) => Body::Static(b),
-            AssetBytes::Disk(v) => Body::Owned(v),
-        };
-        Response::new(Status::Ok).body(found.content_type, body)
+        Response::new(Status::Ok).body(found.content_type, found.bytes)
     };
     let response = response
         .header("ETag", found.etag)

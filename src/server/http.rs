@@ -1,97 +1,88 @@
-//! The HTTP side of a connection: answering the next complete request in its
-//! input (keep-alive and pipelining included: the poll loop asks for one
-//! request at a time, and only while the connection is not paused), sending
-//! the response, and closing cleanly (`Draining`). Part of the poll loop's
-//! `impl Server`.
+//! The HTTP side of the loop: taking the next complete request from a
+//! connection's input (keep-alive and pipelining included: the loop asks
+//! for one request at a time, and only while the connection is not paused),
+//! routing it, and handing the outcome back to the connection's machine
+//! (a response, or an upgrade). Part of the poll loop's `impl Server`.
 
 use std::net::{IpAddr, SocketAddr};
 
-use super::{forwarded_for, Server, Step};
-use crate::conn::{ConnId, Phase, Role};
-use crate::http::pipeline::{next_request, Framed};
-use crate::http::request::{HeadLimits, Request, MAX_HEADERS};
-use crate::http::response::{Body, Response};
+use super::{Server, Step, TimerKey};
+use crate::conn::machine::{HttpInput, Role};
+use crate::conn::ConnId;
+use crate::http::request::{Request, MAX_HEADERS};
+use crate::http::response::Response;
 use crate::http::routes::{self, Ctx, Outcome};
+use crate::http::upgrade::Upgrade;
 use crate::http::Status;
 use crate::logsafe::Escaped;
 use crate::peer_limits::Refusal;
-use crate::queue::Chunk;
+
+/// How the answer to one request is sent.
+#[derive(Debug, Clone, Copy)]
+struct Reply {
+    head_only: bool,
+    keep_alive: bool,
+}
 
 impl Server {
     /// Answers the request at the front of `input`, if it is all there.
     pub(super) fn http_step(&mut self, id: ConnId, input: &[u8]) -> Step {
-        let limits = HeadLimits {
-            max_head_bytes: self.config.max_head_bytes,
-            max_line_bytes: self.config.max_request_line_bytes,
-        };
-        let max_body_bytes = self.config.max_body_bytes;
+        let (now, settings) = (self.now, self.settings);
         let Some(conn) = self.conn(id) else {
             return Step::Took(input.len());
         };
-        let Phase::Http(http) = &mut conn.phase else {
-            return Step::Took(0);
-        };
         let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        match next_request(
-            input,
-            &mut http.scanned,
-            &limits,
-            max_body_bytes,
-            &mut storage,
-        ) {
-            Framed::Partial => Step::NeedMore,
-            Framed::Refused(status) => {
-                self.answer_and_close(id, status);
+        match conn
+            .machine
+            .on_request_bytes(input, &mut storage, now, &settings)
+        {
+            HttpInput::NeedMore => Step::NeedMore,
+            HttpInput::Refused(actions) => {
+                self.apply(id, actions);
                 Step::Took(input.len())
             }
-            Framed::Complete {
-                request,
-                head_len,
-                len,
-            } => {
-                http.scanned = 0;
-                self.answer_request(id, &request, &input[head_len..len]);
+            HttpInput::Request { request, body, len } => {
+                self.answer_request(id, &request, body);
                 Step::Took(len)
             }
         }
     }
 
-    /// Answers one complete request.
-    pub(super) fn answer_request(&mut self, id: ConnId, req: &Request, body: &[u8]) {
-        let Some(attributed) = self.attribute_client(id, req) else {
-            return;
+    /// Answers one complete request: who sent it, where it goes, what
+    /// comes of it.
+    fn answer_request(&mut self, id: ConnId, req: &Request, body: &[u8]) {
+        let client = match self.attribute_client(id, req) {
+            None => return,
+            Some(Ok(client)) => client,
+            Some(Err((client, refusal))) => return self.refuse_client(id, client, refusal),
         };
-        let client = match attributed {
-            Ok(client) => client,
-            Err((client, refusal)) => {
-                self.note_per_address_refusal(client, refusal);
-                let mut response =
-                    Response::text(refusal.status(), "too many connections from one address")
-                        .header("Retry-After", "5");
-                response.close = true;
-                self.respond(id, response, false, false);
-                return;
-            }
+        let reply = Reply {
+            head_only: req.method == "HEAD",
+            keep_alive: req.keep_alive(),
         };
-        let keep_alive = req.keep_alive();
-        let head_only = req.method == "HEAD";
+        let outcome = self.route(id, req, body, client);
+        if let Outcome::Respond(response) = &outcome {
+            self.log_refused_upgrade(id, req, response);
+        }
+        self.carry_out(id, outcome, reply);
+    }
+
+    /// `routes::handle` with what it may read and change; while shutting
+    /// down, no new socket is opened.
+    fn route(&mut self, id: ConnId, req: &Request, body: &[u8], client: IpAddr) -> Outcome {
         let via_metrics = self.conn(id).is_some_and(|c| c.via_metrics);
         self.metrics.http_requests += 1;
-        let outcome = {
-            let mut ctx = Ctx {
-                chat: &mut self.chat,
-                timers: &mut self.timers,
-                metrics: &mut self.metrics,
-                config: &self.config,
-                assets: &self.assets,
-                now: self.now,
-                via_metrics,
-                client,
-                peer_limits: &mut self.peer_limits,
-            };
-            routes::handle(req, body, &mut ctx)
+        let mut ctx = Ctx {
+            chat: &mut self.chat,
+            metrics: &mut self.metrics,
+            config: &self.config,
+            assets: &self.assets,
+            now: self.now,
+            via_metrics,
+            client,
+            peer_limits: &mut self.peer_limits,
         };
-        let outcome = match outcome {
+        match routes::handle(req, body, &mut ctx) {
             // A socket opened now would miss the `1001` sent to the others
             // and hold the exit until the drain deadline.
             Outcome::Echo { .. } | Outcome::JoinRoom { .. } if self.shutting_down.is_some() => {
@@ -101,27 +92,30 @@ impl Server {
                 )
             }
             other => other,
-        };
+        }
+    }
+
+    /// Does what the route decided.
+    fn carry_out(&mut self, id: ConnId, outcome: Outcome, reply: Reply) {
         match outcome {
-            Outcome::Respond(response) => {
-                if response.status.code() >= 400 && req.header_has_token("upgrade", "websocket") {
-                    if let Some(conn) = self.conn(id) {
-                        let code = response.status.code();
-                        let (peer, path) = (conn.peer, Escaped(req.path));
-                        log::info!("{peer}: WebSocket handshake to {path} refused: {code}");
-                    }
-                }
-                self.respond(id, response, head_only, keep_alive)
+            Outcome::Respond(response) => self.respond(id, response, reply),
+            Outcome::Reserved {
+                response,
+                session,
+                expires,
+            } => {
+                self.timers.add(expires, TimerKey::Session(session));
+                self.respond(id, response, reply);
             }
             Outcome::Metrics => {
                 let text = self.metrics.render(&self.gauges());
                 let response = Response::new(Status::Ok)
                     .body(
                         "text/plain; version=0.0.4; charset=utf-8",
-                        Body::Owned(text.into_bytes()),
+                        text.into_bytes(),
                     )
                     .header("Cache-Control", "no-store");
-                self.respond(id, response, head_only, keep_alive);
+                self.respond(id, response, reply);
             }
             Outcome::Echo { upgrade } => self.upgrade(id, &upgrade, Role::Echo),
             Outcome::JoinRoom {
@@ -133,6 +127,31 @@ impl Server {
                 self.join_room(id, session, since);
             }
         }
+    }
+
+    /// A refused WebSocket handshake is worth a log line.
+    fn log_refused_upgrade(&mut self, id: ConnId, req: &Request, response: &Response) {
+        let code = response.status.code();
+        if code >= 400 && req.header_has_token("upgrade", "websocket") {
+            if let Some(conn) = self.conn(id) {
+                let (peer, path) = (conn.peer(), Escaped(req.path));
+                log::info!("{peer}: WebSocket handshake to {path} refused: {code}");
+            }
+        }
+    }
+
+    /// A request from an address over `--max-connections-per-ip`: `503`,
+    /// then closed.
+    fn refuse_client(&mut self, id: ConnId, client: IpAddr, refusal: Refusal) {
+        self.note_per_address_refusal(client, refusal);
+        let response = Response::text(refusal.status(), "too many connections from one address")
+            .header("Retry-After", "5")
+            .closing();
+        let reply = Reply {
+            head_only: false,
+            keep_alive: false,
+        };
+        self.respond(id, response, reply);
     }
 
     /// The client's address for this request: the TCP peer, or with
@@ -149,20 +168,20 @@ impl Server {
     ) -> Option<Result<IpAddr, (IpAddr, Refusal)>> {
         let trust_proxy = self.config.trust_proxy;
         let forwarded = if trust_proxy {
-            forwarded_for(req)
+            req.forwarded_for()
         } else {
             None
         };
         let conn = self.conn(id)?;
-        let client = forwarded.unwrap_or(conn.peer.ip());
-        if !trust_proxy || conn.via_metrics || (conn.counted && client == conn.peer.ip()) {
+        let peer = conn.peer();
+        let client = forwarded.unwrap_or(peer.ip());
+        if !trust_proxy || conn.via_metrics || (conn.counted && client == peer.ip()) {
             return Some(Ok(client));
         }
-        let previous = conn.peer.ip();
         let was_counted = std::mem::replace(&mut conn.counted, false);
-        conn.peer = SocketAddr::new(client, conn.peer.port());
+        conn.machine.peer = SocketAddr::new(client, peer.port());
         if was_counted {
-            self.peer_limits.close(previous);
+            self.peer_limits.close(peer.ip());
         }
         let counted = match self.peer_limits.open(client) {
             Ok(counted) => counted.is_some(),
@@ -174,60 +193,23 @@ impl Server {
         Some(Ok(client))
     }
 
-    pub(super) fn respond(
-        &mut self,
-        id: ConnId,
-        response: Response,
-        head_only: bool,
-        keep_alive: bool,
-    ) {
-        let close = !keep_alive || response.close || self.shutting_down.is_some();
-        let (head, body) = response.encode(head_only, !close);
-        let head_timeout = self.config.head_timeout;
-        let now = self.now;
+    /// Sends a response through the connection's machine (no keep-alive
+    /// while shutting down).
+    fn respond(&mut self, id: ConnId, response: Response, reply: Reply) {
+        let keep_alive = reply.keep_alive && self.shutting_down.is_none();
+        let (now, settings) = (self.now, self.settings);
         let Some(conn) = self.conn(id) else { return };
-        conn.out.push(Chunk::Owned(head));
-        match body {
-            Body::Empty => {}
-            Body::Static(b) => conn.out.push(Chunk::Static(b)),
-            Body::Owned(v) => conn.out.push(Chunk::Owned(v)),
-        }
-        self.mark_dirty(id);
-        if close {
-            self.start_draining(id);
-        } else {
-            // The next request gets its own head timeout.
-            self.set_deadline(id, Some(now + head_timeout));
-        }
+        let actions = conn
+            .machine
+            .respond(response, reply.head_only, keep_alive, now, &settings);
+        self.apply(id, actions);
     }
 
-    /// Answers with a bare status page and closes the connection.
-    pub(super) fn answer_and_close(&mut self, id: ConnId, status: Status) {
-        if let Some(conn) = self.conn(id) {
-            log::info!("{}: request refused: {}", conn.peer, status.code());
-        }
-        let mut response = Response::text(status, status.phrase());
-        response.close = true;
-        self.respond(id, response, false, false);
-    }
-
-    /// No more requests: send what is queued, then FIN, then wait for the
-    /// peer to close (bounded by the close timeout).
-    pub(super) fn start_draining(&mut self, id: ConnId) {
-        let deadline = self.now + self.config.close_timeout;
+    /// Sends `101 Switching Protocols` and turns the connection into a WebSocket.
+    fn upgrade(&mut self, id: ConnId, upgrade: &Upgrade, role: Role) {
+        let (now, settings) = (self.now, self.settings);
         let Some(conn) = self.conn(id) else { return };
-        let was_websocket = matches!(conn.phase, Phase::WebSocket(_));
-        let session = conn.session();
-        conn.phase = Phase::Draining;
-        conn.input.clear(); // no more requests: what the peer sent after is ignored
-        conn.fin_when_flushed = true;
-        if was_websocket {
-            self.websockets -= 1;
-        }
-        if let Some(session) = session {
-            self.leave_room(session, id);
-        }
-        self.mark_dirty(id);
-        self.set_deadline(id, Some(deadline));
+        let actions = conn.machine.upgrade(upgrade, role, now, &settings);
+        self.apply(id, actions);
     }
 }

@@ -12,18 +12,24 @@
 //! 4. flush every connection that has output, once: what was queued for it
 //!    this turn leaves in one write ("corking": ten frames, one syscall).
 //!
+//! The protocol itself is not here: each connection's [`Machine`] takes the
+//! bytes and the time and says what to do, and `Server::apply` does it
+//! (queue bytes, leave a room, post a chat message, drain, drop): the one
+//! place where a machine's decisions touch the server.
+//!
 //! The path of one chat message: `on_readable` (here) reads into the loop's
 //! scratch buffer → `process` takes it one unit at a time through the gate →
-//! `ws_step` feeds the [`MessageReader`] → a complete
-//! text message reaches `on_chat_text` → `Chat::post` encodes its frame once →
-//! `broadcast` puts that one `Rc` frame in each member's [`WriteQueue`] →
-//! `flush_dirty` writes each queue to its socket.
+//! `frames_step` feeds it to the connection's [`Machine`] → a complete text
+//! message comes back as `Action::Chat` → `apply` → `on_chat_text` →
+//! `Chat::post` encodes its frame once → `broadcast` puts that one `Rc` frame
+//! in each member's [`WriteQueue`] → `flush_dirty` writes each queue to its
+//! socket.
 //!
-//! [`MessageReader`]: crate::ws::reader::MessageReader
+//! [`Machine`]: crate::conn::Machine
 //! [`WriteQueue`]: crate::queue::WriteQueue
 //!
-//! The HTTP side is in [`http`](self::http), the WebSocket and room side in
-//! [`websocket`](self::websocket).
+//! The HTTP side is in `server/http.rs`, the WebSocket and room side in
+//! `server/websocket.rs`.
 
 mod http;
 mod websocket;
@@ -34,20 +40,23 @@ use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
-use slab::Slab;
 
 use crate::assets::Assets;
+use crate::bytes::Bytes;
 use crate::chat::Chat;
+use crate::chat::SessionId;
 use crate::config::Config;
-use crate::conn::{Conn, ConnId, Phase, Role};
-use crate::http::request;
+use crate::conn::machine::{Action, Actions, DropReason, Settings};
+use crate::conn::{Conn, ConnId, Machine};
+use crate::http::response::Response;
+use crate::http::Status;
 use crate::listeners::Listeners;
 use crate::metrics::{Gauges, Metrics};
 use crate::peer_limits::{PeerLimits, Refusal};
 use crate::queue::Flushed;
-use crate::timers::{TimerKey, Timers};
+use crate::table::Table;
+use crate::timers::Timers;
 use crate::ws::close::{self, CloseReason};
-use crate::ws::frame::{self, Opcode};
 
 const LISTENER: Token = Token(usize::MAX);
 const SIGNALS: Token = Token(usize::MAX - 1);
@@ -70,16 +79,17 @@ enum Step {
     NeedMore,
 }
 
-/// Why a connection is dropped without a close handshake.
-#[derive(Debug, Clone, Copy)]
-enum DropReason {
-    PeerClosed,
-    IoError,
-    HeadTimeout,
-    PongTimeout,
-    CloseTimeout,
-    Done,
-    Shutdown,
+/// What a timer entry of the loop is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum TimerKey {
+    /// A connection's deadline (see `Conn::deadline`).
+    Conn(ConnId),
+    /// A session's reservation may have lapsed.
+    Session(SessionId),
+    /// Try accepting again after running out of file descriptors.
+    ResumeAccept,
+    /// The shutdown drain time is over.
+    ShutdownDeadline,
 }
 
 /// The server: listener, connections, chat state, timers.
@@ -94,16 +104,20 @@ pub struct Server {
     /// The `--metrics-bind` listener: only `/metrics` and `/healthz`.
     metrics_listener: Option<TcpListener>,
     config: Config,
-    conns: Slab<Conn>,
-    next_gen: u32,
+    /// What the connections' machines follow (from `config`).
+    settings: Settings,
+    conns: Table<Conn>,
     chat: Chat,
-    timers: Timers,
+    timers: Timers<TimerKey>,
     assets: Assets,
     metrics: Metrics,
     /// Connections and logins per client address.
     peer_limits: PeerLimits,
     /// The one read buffer of the loop.
     scratch: Vec<u8>,
+    /// The one gather buffer of the loop: small queued chunks are copied
+    /// into it to leave in one `write` (see `WriteQueue::write_to`).
+    gather: Vec<u8>,
     /// Connections with output queued this turn, to flush at its end.
     dirty: Vec<ConnId>,
     /// Connections to read from without waiting for an event (resumed after
@@ -116,7 +130,6 @@ pub struct Server {
     now: Instant,
     accepting: bool,
     accept_error_logged: bool,
-    websockets: usize,
     signals: Option<signal_hook_mio::v1_0::Signals>,
     /// Set once SIGINT/SIGTERM arrived: the drain deadline.
     shutting_down: Option<Instant>,
@@ -169,13 +182,14 @@ impl Server {
             metrics_listener,
             assets: Assets::new(config.www.clone()),
             peer_limits: PeerLimits::new(&config),
+            settings: Settings::of(&config),
             config,
-            conns: Slab::new(),
-            next_gen: 0,
+            conns: Table::new(),
             chat: Chat::new(),
             timers: Timers::new(),
             metrics: Metrics::default(),
             scratch: vec![0; SCRATCH_BYTES],
+            gather: Vec::new(),
             dirty: Vec::new(),
             to_read: Vec::new(),
             too_slow: Vec::new(),
@@ -183,7 +197,6 @@ impl Server {
             now: Instant::now(),
             accepting: true,
             accept_error_logged: false,
-            websockets: 0,
             signals: None,
             shutting_down: None,
             stopped: false,
@@ -362,9 +375,7 @@ impl Server {
     fn add_conn(&mut self, mut stream: TcpStream, peer: SocketAddr, via_metrics: bool) {
         if self.conns.len() >= self.config.max_connections {
             // Best effort: a short answer that fits any socket buffer.
-            let _ = stream.write(
-                b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 20\r\nConnection: close\r\nRetry-After: 5\r\n\r\ntoo many connections",
-            );
+            let _ = stream.write(&refusal_503("too many connections"));
             self.metrics.connections_refused += 1;
             self.metrics.refuse("connections");
             if self.metrics.connections_refused == 1 {
@@ -392,30 +403,25 @@ impl Server {
             }
         };
         let _ = stream.set_nodelay(true);
-        self.next_gen = self.next_gen.wrapping_add(1);
-        let entry = self.conns.vacant_entry();
-        let id = ConnId {
-            key: entry.key() as u32,
-            gen: self.next_gen,
+        let mut conn = Conn::new(stream, Machine::new(peer, self.now, &self.settings));
+        conn.via_metrics = via_metrics;
+        conn.counted = counted;
+        let id = self.conns.insert(conn);
+        let registry = self.poll.registry();
+        let Some(conn) = self.conns.get_mut(id) else {
+            return;
         };
-        if let Err(e) = self
-            .poll
-            .registry()
-            .register(&mut stream, id.token(), Interest::READABLE)
-        {
+        if let Err(e) = registry.register(&mut conn.stream, id.token(), Interest::READABLE) {
             log::warn!("{peer}: cannot register: {e}");
             if counted {
                 self.peer_limits.close(peer.ip());
             }
+            self.conns.remove(id);
             return;
         }
-        let mut conn = Conn::new(id, stream, peer);
-        conn.via_metrics = via_metrics;
-        conn.counted = counted;
-        entry.insert(conn);
         self.metrics.connections_accepted += 1;
         log::debug!("{peer}: connected");
-        self.set_deadline(id, Some(self.now + self.config.head_timeout));
+        self.sync_timer(id);
         // No read now: registering a socket whose request already arrived
         // reports it readable at once (epoll checks the state on add).
     }
@@ -423,9 +429,7 @@ impl Server {
     /// A new connection over `--max-connections-per-ip`: a best-effort
     /// `503` as at the global limit, then closed.
     fn refuse_per_address(&mut self, mut stream: TcpStream, peer: SocketAddr, refusal: Refusal) {
-        let _ = stream.write(
-            b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 37\r\nConnection: close\r\nRetry-After: 5\r\n\r\ntoo many connections from one address",
-        );
+        let _ = stream.write(&refusal_503("too many connections from one address"));
         self.note_per_address_refusal(peer.ip(), refusal);
     }
 
@@ -452,28 +456,60 @@ impl Server {
         }
         // Dropping the stream closes the socket, and closing removes it from
         // the poll: no `deregister` system call needed.
-        let conn = self.conns.remove(id.key as usize);
-        log::debug!("{}: dropped ({why:?})", conn.peer);
+        let Some(mut conn) = self.conns.remove(id) else {
+            return;
+        };
+        log::debug!("{}: dropped ({why:?})", conn.peer());
         if conn.counted {
-            self.peer_limits.close(conn.peer.ip());
+            self.peer_limits.close(conn.peer().ip());
         }
-        if let Phase::WebSocket(ws) = &conn.phase {
-            self.websockets -= 1;
-            if let Role::Chat { session } = ws.role {
-                self.leave_room(session, id);
+        let mut actions = Actions::default();
+        conn.machine.on_drop(&mut actions);
+        self.apply(id, actions);
+    }
+
+    /// Carries out what a connection's machine decided: the one place where
+    /// its output is queued, its socket leaves its room, its chat text is
+    /// posted, its input is forgotten for draining, and it is dropped. Then
+    /// its timer follows the machine's deadline.
+    fn apply(&mut self, id: ConnId, actions: Actions) {
+        for action in actions {
+            match action {
+                Action::Send(bytes) => self.send(id, bytes),
+                Action::CloseSent(code) => self.metrics.closed(code),
+                Action::Leave(session) => self.leave_room(session, id),
+                Action::Chat(session, text) => self.on_chat_text(id, session, text),
+                Action::Drain => {
+                    if let Some(conn) = self.conn(id) {
+                        conn.input.clear(); // what the peer sends now is ignored
+                    }
+                    self.mark_dirty(id); // flushed, then FIN
+                }
+                Action::Drop(reason) => self.drop_conn(id, reason),
             }
+        }
+        self.sync_timer(id);
+    }
+
+    /// Queues bytes for a connection, flushed at the end of the turn.
+    fn send(&mut self, id: ConnId, bytes: Bytes) {
+        if let Some(conn) = self.conn(id) {
+            conn.out.push(bytes);
+            self.mark_dirty(id);
         }
     }
 
-    /// Sets a connection's one timer (see `timers` for the lazy scheme).
-    fn set_deadline(&mut self, id: ConnId, at: Option<Instant>) {
+    /// Makes sure the timer heap holds an entry for the connection's
+    /// deadline (see `timers` for the lazy scheme: a later deadline reuses
+    /// the earlier entry, which re-queues itself when it fires).
+    fn sync_timer(&mut self, id: ConnId) {
         let Some(conn) = self.conn(id) else { return };
-        conn.deadline = at;
-        if let Some(at) = at {
-            if conn.queued_timer.is_none_or(|q| at < q) {
-                conn.queued_timer = Some(at);
-                self.timers.add(at, TimerKey::Conn(id));
-            }
+        let Some(at) = conn.machine.deadline() else {
+            return;
+        };
+        if conn.queued_timer.is_none_or(|q| at < q) {
+            conn.queued_timer = Some(at);
+            self.timers.add(at, TimerKey::Conn(id));
         }
     }
 
@@ -517,16 +553,26 @@ impl Server {
     fn on_eof(&mut self, id: ConnId) {
         self.flush(id);
         let Some(conn) = self.conn(id) else { return };
-        let reason = match &conn.phase {
-            Phase::Draining => DropReason::Done,
-            _ => DropReason::PeerClosed,
+        let draining = conn.machine.is_draining();
+        let reason = match draining {
+            true => DropReason::Done,
+            false => DropReason::PeerClosed,
         };
         if conn.out.is_empty() {
             return self.drop_conn(id, reason);
         }
-        if !matches!(conn.phase, Phase::Draining) {
-            self.start_draining(id);
+        if !draining {
+            self.drain(id);
         }
+    }
+
+    /// No more input from this connection: send what is queued, FIN, wait
+    /// for the peer's FIN (see `Machine::drain`).
+    fn drain(&mut self, id: ConnId) {
+        let (now, settings) = (self.now, self.settings);
+        let Some(conn) = self.conn(id) else { return };
+        let actions = conn.machine.drain(now, &settings);
+        self.apply(id, actions);
     }
 
     /// Bytes just read. Without earlier input pending they are processed
@@ -558,7 +604,7 @@ impl Server {
         input.consume(used);
         if let Some(conn) = self.conn(id) {
             // (Empty if the connection stopped reading requests meanwhile.)
-            if !matches!(conn.phase, Phase::Draining) {
+            if !conn.machine.is_draining() {
                 conn.input = input;
             }
         }
@@ -581,10 +627,9 @@ impl Server {
                 break;
             }
             let rest = &input[used..];
-            let step = match conn.phase {
-                Phase::Http(_) => self.http_step(id, rest),
-                Phase::WebSocket(_) => self.ws_step(id, rest),
-                Phase::Draining => Step::Took(rest.len()), // ignored
+            let step = match conn.machine.is_http() {
+                true => self.http_step(id, rest),
+                false => self.frames_step(id, rest), // (draining: ignored)
             };
             match step {
                 // Every step takes at least one byte; one that took none
@@ -621,10 +666,12 @@ impl Server {
     /// sets its interest: WRITABLE only while something is left.
     fn flush(&mut self, id: ConnId) {
         let pause_at = self.config.pause_reading_at;
-        let Some(conn) = self.conn(id) else { return };
+        let Some(conn) = get_conn(&mut self.conns, id) else {
+            return;
+        };
         conn.dirty = false;
         let before = conn.out.buffered();
-        let result = conn.out.write_to(&mut conn.stream);
+        let result = conn.out.write_to(&mut conn.stream, &mut self.gather);
         let written = before - conn.out.buffered();
         self.metrics.bytes_out += written as u64;
         let Some(conn) = get_conn(&mut self.conns, id) else {
@@ -632,8 +679,7 @@ impl Server {
         };
         let want = match result {
             Ok(Flushed::All) => {
-                if conn.fin_when_flushed && !conn.fin_sent {
-                    conn.fin_sent = true;
+                if conn.machine.on_flushed() {
                     let _ = conn.stream.shutdown(std::net::Shutdown::Write);
                 }
                 Interest::READABLE
@@ -676,36 +722,19 @@ impl Server {
     }
 
     fn on_conn_timer(&mut self, id: ConnId, at: Instant) {
-        let now = self.now;
+        let (now, settings) = (self.now, self.settings);
         let Some(conn) = self.conn(id) else { return };
         if conn.queued_timer != Some(at) {
             return; // a stale entry; the live one is elsewhere in the heap
         }
         conn.queued_timer = None;
-        let Some(deadline) = conn.deadline else {
-            return;
-        };
-        if deadline > now {
+        match conn.machine.deadline() {
+            None => {}
             // The deadline moved later since this entry was queued.
-            conn.queued_timer = Some(deadline);
-            self.timers.add(deadline, TimerKey::Conn(id));
-            return;
-        }
-        conn.deadline = None;
-        match &mut conn.phase {
-            Phase::Http(_) => self.drop_conn(id, DropReason::HeadTimeout),
-            Phase::Draining => self.drop_conn(id, DropReason::CloseTimeout),
-            Phase::WebSocket(ws) if ws.close_sent => self.drop_conn(id, DropReason::CloseTimeout),
-            Phase::WebSocket(ws) if ws.awaiting_pong => {
-                let peer = conn.peer;
-                log::info!("{peer}: no pong, dropping");
-                self.drop_conn(id, DropReason::PongTimeout);
-            }
-            Phase::WebSocket(ws) => {
-                ws.awaiting_pong = true;
-                self.send_owned(id, frame::encode_frame(Opcode::Ping, b""));
-                let pong_by = now + self.config.pong_timeout;
-                self.set_deadline(id, Some(pong_by));
+            Some(deadline) if deadline > now => self.sync_timer(id),
+            Some(_) => {
+                let actions = conn.machine.on_timer(now, &settings);
+                self.apply(id, actions);
             }
         }
     }
@@ -731,27 +760,25 @@ impl Server {
         log::info!(
             "shutting down: {} connections, {} WebSockets; draining for up to {:?}",
             self.conns.len(),
-            self.websockets,
+            self.websockets(),
             self.config.shutdown_timeout
         );
         self.close_listeners();
         self.shutting_down = Some(deadline);
         self.timers.add(deadline, TimerKey::ShutdownDeadline);
-        let ids: Vec<ConnId> = self.conns.iter().map(|(_, c)| c.id).collect();
-        for id in ids {
+        for id in self.conns.ids() {
             let Some(conn) = self.conn(id) else { continue };
-            match &conn.phase {
-                Phase::WebSocket(_) => self.close_ws(
-                    id,
-                    CloseReason::new(close::GOING_AWAY, "server shutting down"),
-                ),
+            if conn.machine.is_websocket() {
+                let reason = CloseReason::new(close::GOING_AWAY, "server shutting down");
+                self.close_ws(id, reason);
+            } else if conn.machine.is_http() && conn.out.is_empty() {
                 // Idle, or half a request in: no answer is coming.
-                Phase::Http(_) if conn.out.is_empty() => self.drop_conn(id, DropReason::Shutdown),
+                self.drop_conn(id, DropReason::Shutdown);
+            } else if conn.machine.is_http() {
                 // Responses still going out: finish them, then FIN (else
                 // the socket sits idle, keep-alive, until the deadline);
                 // requests not answered yet stay unanswered.
-                Phase::Http(_) => self.start_draining(id),
-                Phase::Draining => {}
+                self.drain(id);
             }
         }
     }
@@ -760,19 +787,14 @@ impl Server {
         // Done once every socket has finished: its close handshake (or last
         // response) sent and FIN'd. Waiting for the peers' FINs as well would
         // only hold the exit until the deadline.
-        if self.shutting_down.is_some()
-            && self
-                .conns
-                .iter()
-                .all(|(_, c)| matches!(c.phase, Phase::Draining) && c.fin_sent)
-        {
+        if self.shutting_down.is_some() && self.conns.iter().all(|(_, c)| c.machine.finished()) {
             self.stopped = true;
         }
         if self.stopped {
             let unfinished = self
                 .conns
                 .iter()
-                .filter(|(_, c)| !(matches!(c.phase, Phase::Draining) && c.fin_sent))
+                .filter(|(_, c)| !c.machine.finished())
                 .count();
             log::info!(
                 "stopped: {unfinished} connections had not finished closing, {} accepted in all, {} messages in, {} deliveries",
@@ -783,10 +805,19 @@ impl Server {
         }
     }
 
+    /// Open WebSockets (closing ones included), counted from the table:
+    /// no counter to keep in step by hand.
+    fn websockets(&self) -> usize {
+        self.conns
+            .iter()
+            .filter(|(_, c)| c.machine.is_websocket())
+            .count()
+    }
+
     fn gauges(&self) -> Gauges {
         Gauges {
             connections: self.conns.len(),
-            websockets: self.websockets,
+            websockets: self.websockets(),
             rooms: self.chat.rooms.len(),
             users: self.chat.rooms.iter().map(|(_, r)| r.members.len()).sum(),
             sessions: self.chat.sessions.len(),
@@ -799,15 +830,15 @@ impl Server {
 
 /// The connection `id` in `conns`, if it is still the one that id names
 /// (a free function, so the borrow covers `conns` only, not the server).
-fn get_conn(conns: &mut Slab<Conn>, id: ConnId) -> Option<&mut Conn> {
-    conns.get_mut(id.key as usize).filter(|c| c.id == id)
+fn get_conn(conns: &mut Table<Conn>, id: ConnId) -> Option<&mut Conn> {
+    conns.get_mut(id)
 }
 
-/// The client address a trusted proxy put last in `X-Forwarded-For`.
-fn forwarded_for(req: &request::Request) -> Option<std::net::IpAddr> {
-    let value = req.headers_named("x-forwarded-for").last()?;
-    let text = std::str::from_utf8(value).ok()?;
-    text.rsplit(',').next()?.trim().parse().ok()
+/// The `503` written to a socket refused at accept, then closed.
+fn refusal_503(text: &str) -> Vec<u8> {
+    Response::text(Status::ServiceUnavailable, text)
+        .header("Retry-After", "5")
+        .to_bytes()
 }
 
 /// `EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`: the process or system is out of

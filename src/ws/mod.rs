@@ -1,7 +1,7 @@
-//! The WebSocket protocol (RFC 6455), server side, as pure functions and
-//! state machines over bytes:
+//! The WebSocket frame codec (RFC 6455), server side, as pure functions and
+//! state machines over bytes. It knows nothing of HTTP: the opening
+//! handshake is an HTTP exchange and lives in `http::upgrade`.
 //!
-//! - [`handshake`]: checking the upgrade request, computing the accept key;
 //! - [`frame`]: frame headers, masking, encoding server frames;
 //! - [`reader`]: assembling messages from frames, with limits;
 //! - [`utf8`]: incremental UTF-8 validation across fragments;
@@ -9,6 +9,5 @@
 
 pub mod close;
 pub mod frame;
-pub mod handshake;
 pub mod reader;
 pub mod utf8;

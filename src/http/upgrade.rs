@@ -1,12 +1,15 @@
-//! The opening handshake (RFC 6455 §4.2): checking a client's upgrade request
-//! and computing the `101 Switching Protocols` answer.
+//! The WebSocket opening handshake (RFC 6455 §4.2), which is an HTTP
+//! exchange: checking a client's upgrade request and building the
+//! `101 Switching Protocols` answer. After it the connection speaks
+//! [`crate::ws`] frames, which know nothing of HTTP.
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use sha1::{Digest, Sha1};
 
-use crate::http::request::Request;
-use crate::http::Status;
+use super::request::Request;
+use super::response::Response;
+use super::Status;
 
 /// The GUID every server appends to the key (RFC 6455 §1.3).
 const GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -107,24 +110,40 @@ pub fn accept_key(key: &[u8]) -> String {
     BASE64.encode(sha.finalize())
 }
 
-/// The `101 Switching Protocols` response head.
-pub fn response(upgrade: &Upgrade) -> Vec<u8> {
-    let mut head = format!(
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n",
-        upgrade.accept
-    );
-    if let Some(p) = upgrade.protocol {
-        head.push_str("Sec-WebSocket-Protocol: ");
-        head.push_str(p);
-        head.push_str("\r\n");
+/// The `101 Switching Protocols` response.
+pub fn response(upgrade: &Upgrade) -> Response {
+    let response = Response::new(Status::SwitchingProtocols)
+        .header("Upgrade", "websocket")
+        .header("Connection", "Upgrade")
+        .header("Sec-WebSocket-Accept", upgrade.accept.clone());
+    match upgrade.protocol {
+        Some(protocol) => response.header("Sec-WebSocket-Protocol", protocol),
+        None => response,
     }
-    head.push_str("\r\n");
-    head.into_bytes()
+}
+
+/// The `101 Switching Protocols` head as bytes.
+pub fn response_bytes(upgrade: &Upgrade) -> Vec<u8> {
+    response(upgrade).encode(false, true).0.into_vec()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_101_has_no_length_and_ends_its_head() {
+        let upgrade = Upgrade {
+            accept: "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=".into(),
+            protocol: Some(SUBPROTOCOL),
+        };
+        let head = String::from_utf8(response_bytes(&upgrade)).unwrap();
+        assert_eq!(
+            head,
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nSec-WebSocket-Protocol: chat\r\n\r\n"
+        );
+    }
 
     #[test]
     fn rfc_example_key() {
