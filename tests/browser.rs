@@ -6,7 +6,7 @@
 //!
 //! Needs Chromium (`/usr/bin/chromium` or `chromium` on `PATH`), `node`, and
 //! `npm ci` run in `tests/browser/`. When one is missing the test says so and
-//! skips, except under `CI=true`, where that is a failure.
+//! skips, except under CI (`CI=true` or `CI=1`), where that is a failure.
 //! Screenshots are saved in `target/browser-shots/`.
 
 mod common;
@@ -15,34 +15,31 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{on_path, require_tool, run_bounded};
+use common::{find_program, require, run_bounded};
 
 /// The whole browser suite must finish within this.
 const SUITE_TIMEOUT: Duration = Duration::from_secs(600);
 
-fn chromium() -> Option<PathBuf> {
-    let debian = PathBuf::from("/usr/bin/chromium");
-    if debian.is_file() {
-        return Some(debian);
-    }
-    on_path("chromium")
-}
-
-fn require(what: &str, found: bool) -> bool {
-    require_tool("browser tests", what, found)
-}
+/// The name this test is skipped under when a tool is missing.
+const SUITE: &str = "browser";
 
 #[test]
 fn pages_in_chromium() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests")
         .join("browser");
-    let chromium = chromium();
-    let node = on_path("node");
-    if !require("Chromium (apt-get install chromium)", chromium.is_some())
-        || !require("node", node.is_some())
+    let chromium = find_program(&["/usr/bin/chromium", "chromium"]);
+    let node = find_program(&["node"]);
+    if !require(
+        SUITE,
+        "Chromium",
+        "apt-get install chromium",
+        chromium.is_some(),
+    ) || !require(SUITE, "node", "apt-get install nodejs npm", node.is_some())
         || !require(
-            "tests/browser/node_modules/playwright-core (run `npm ci` in tests/browser)",
+            SUITE,
+            "tests/browser/node_modules/playwright-core",
+            "(cd tests/browser && npm ci)",
             dir.join("node_modules")
                 .join("playwright-core")
                 .join("package.json")
@@ -77,7 +74,7 @@ fn pages_in_chromium() {
     // Its own process group, so a timeout can end node, Chromium and the
     // servers it started together.
     std::os::unix::process::CommandExt::process_group(&mut command, 0);
-    let finished = run_bounded(&mut command, SUITE_TIMEOUT);
+    let finished = run_bounded(&mut command, None, SUITE_TIMEOUT);
     let (status, out, err) = (finished.status, finished.stdout, finished.stderr);
     println!("{out}");
     if !err.trim().is_empty() {

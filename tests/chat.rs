@@ -328,42 +328,22 @@ fn fragments_are_reassembled_and_pings_answered() {
         r.header("Sec-WebSocket-Accept"),
         Some("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
     );
-    let welcome = read_server_frame(&mut s);
-    assert_eq!(welcome.0, 1);
+    let welcome = next_frame(&mut s);
+    assert_eq!(welcome.opcode, 1);
     // "안녕" split inside a character, a ping in between.
     let bytes = "안녕".as_bytes();
     let mut out = client_frame(false, 1, &bytes[..2]);
     out.extend(client_frame(true, 9, b"are you there?"));
     out.extend(client_frame(true, 0, &bytes[2..]));
     s.write_all(&out).unwrap();
-    let pong = read_server_frame(&mut s);
-    assert_eq!(pong, (0xA, b"are you there?".to_vec()));
-    let msg = read_server_frame(&mut s);
-    let e: serde_json::Value = serde_json::from_slice(&msg.1).unwrap();
+    let pong = next_frame(&mut s);
+    assert_eq!(
+        (pong.opcode, pong.payload),
+        (0xA, b"are you there?".to_vec())
+    );
+    let msg = next_frame(&mut s);
+    let e: serde_json::Value = serde_json::from_slice(&msg.payload).unwrap();
     assert_eq!(e["text"], "안녕");
-}
-
-/// Reads one unmasked server frame: (opcode, payload).
-fn read_server_frame(s: &mut std::net::TcpStream) -> (u8, Vec<u8>) {
-    let mut h = [0u8; 2];
-    s.read_exact(&mut h).unwrap();
-    assert_eq!(h[1] & 0x80, 0, "server frames are not masked");
-    let len = match h[1] & 0x7F {
-        126 => {
-            let mut b = [0u8; 2];
-            s.read_exact(&mut b).unwrap();
-            u16::from_be_bytes(b) as usize
-        }
-        127 => {
-            let mut b = [0u8; 8];
-            s.read_exact(&mut b).unwrap();
-            u64::from_be_bytes(b) as usize
-        }
-        n => n as usize,
-    };
-    let mut payload = vec![0; len];
-    s.read_exact(&mut payload).unwrap();
-    (h[0] & 0x0F, payload)
 }
 
 #[test]
@@ -425,7 +405,7 @@ fn pages_assets_and_errors() {
         "HEAD / HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
-    let head = read_response_head_only(&mut s);
+    let head = read_head(&mut s);
     assert!(head.starts_with("HTTP/1.1 200 OK\r\n"));
     let mut rest = Vec::new();
     s.read_to_end(&mut rest).unwrap();
@@ -454,7 +434,7 @@ fn keep_alive_serves_several_requests_on_one_connection() {
     assert_eq!(read_response(&mut s).text(), "ok");
     assert_eq!(read_response(&mut s).text(), "ok");
     write!(s, "HEAD / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-    let head = read_response_head_only(&mut s);
+    let head = read_head(&mut s);
     assert!(head.contains("200 OK"));
     write!(
         s,
@@ -465,16 +445,6 @@ fn keep_alive_serves_several_requests_on_one_connection() {
     let mut rest = Vec::new();
     s.read_to_end(&mut rest).unwrap();
     assert!(rest.is_empty(), "closed after Connection: close");
-}
-
-fn read_response_head_only(s: &mut std::net::TcpStream) -> String {
-    let mut buf = Vec::new();
-    let mut b = [0u8; 1];
-    while !buf.ends_with(b"\r\n\r\n") {
-        s.read_exact(&mut b).unwrap();
-        buf.push(b[0]);
-    }
-    String::from_utf8(buf).unwrap()
 }
 
 #[test]

@@ -7,14 +7,12 @@
 //! `WSROOMS_*` or `RUST_LOG` cannot change the outcome.
 
 mod common;
-mod tools;
 
 use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-use tools::{free_port, run_with_timeout, TempDir, Wsrooms};
 use tungstenite::Message;
 
 /// Every flag of SPEC §7–§8 and the README's table.
@@ -59,7 +57,7 @@ fn env_name(flag: &str) -> String {
 /// `--bind 127.0.0.1:0` comes first, so that a run which wrongly starts
 /// listens on a free port rather than on 8080 (and then times out here).
 fn run(args: &[&str], envs: &[(&str, &str)]) -> (Option<i32>, String, String) {
-    let out = run_with_timeout(
+    let out = run_bounded(
         Command::new(env!("CARGO_BIN_EXE_wsrooms"))
             .args(["--bind", "127.0.0.1:0"])
             .args(args)
@@ -68,11 +66,7 @@ fn run(args: &[&str], envs: &[(&str, &str)]) -> (Option<i32>, String, String) {
         None,
         Duration::from_secs(10),
     );
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    (out.exited().code(), out.stdout.clone(), out.stderr.clone())
 }
 
 /// Asserts a refused start: exit 2, nothing on stdout, and a first line on
@@ -198,7 +192,7 @@ fn help_lists_every_flag_with_its_variable_and_default() {
         );
     }
     // And every flag --help lists is one the README documents.
-    let readme = std::fs::read_to_string(tools::repo().join("README.md")).unwrap();
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
     for word in stdout.split_whitespace() {
         if let Some(rest) = word.strip_prefix("--") {
             let flag: String = rest
@@ -228,8 +222,8 @@ fn heads_entry_of(line: &str, flag: &str) -> bool {
 
 /// Starts the binary with `args` and `envs` (the environment otherwise
 /// empty); the caller's `args` must include `--bind`.
-fn spawn(dir: &TempDir, args: &[&str], envs: &[(&str, &str)]) -> Wsrooms {
-    Wsrooms::spawn(args, envs, dir.join("wsrooms.log"))
+fn spawn(dir: &TempDir, args: &[&str], envs: &[(&str, &str)]) -> Spawned {
+    spawn_isolated(args, envs, dir.join("wsrooms.log"))
 }
 
 fn max_chars_seen(addr: SocketAddr) -> (u64, String) {
@@ -254,7 +248,7 @@ fn environment_sets_and_flags_override_it() {
         &[("WSROOMS_MAX_CHAT_CHARS", "5")],
     );
     assert_eq!(max_chars_seen(s.addr), (5, "abcde".to_string()));
-    let config_line = s.wait_for_log("config: ");
+    let config_line = s.log.wait_for(&["config: "], IO_TIMEOUT);
     assert!(config_line.contains("max_chat_chars=5"), "{config_line}");
     assert!(config_line.contains("INFO"), "{config_line}");
     drop(s);
@@ -273,7 +267,7 @@ fn environment_sets_and_flags_override_it() {
         &["--bind", "127.0.0.1:0", "--max-chat-chars", "7"],
         &[("WSROOMS_MAX_CHAT_CHARS", "lots")],
     );
-    let config_line = s.wait_for_log("config: ");
+    let config_line = s.log.wait_for(&["config: "], IO_TIMEOUT);
     assert!(config_line.contains("max_chat_chars=7"), "{config_line}");
     drop(s);
     // WSROOMS_BIND alone picks the address; a boolean variable turns a
@@ -306,7 +300,7 @@ fn environment_sets_and_flags_override_it() {
 fn per_address_limits_are_off_by_default_and_set_by_variable_or_flag() {
     let dir = TempDir::new("config-per-ip");
     let s = spawn(&dir, &["--bind", "127.0.0.1:0"], &[]);
-    let line = s.wait_for_log("config: ");
+    let line = s.log.wait_for(&["config: "], IO_TIMEOUT);
     assert!(
         line.contains("max_connections_per_ip=0 login_rate_per_ip=0/s"),
         "{line}"
@@ -321,7 +315,7 @@ fn per_address_limits_are_off_by_default_and_set_by_variable_or_flag() {
             ("WSROOMS_LOGIN_BURST_PER_IP", "7"),
         ],
     );
-    let line = s.wait_for_log("config: ");
+    let line = s.log.wait_for(&["config: "], IO_TIMEOUT);
     assert!(
         line.contains("max_connections_per_ip=200 login_rate_per_ip=0.5/s login_burst_per_ip=30"),
         "{line}"
@@ -334,7 +328,7 @@ fn log_level_comes_from_the_flag_or_rust_log() {
     // RUST_LOG=warn: no info lines (the config line is info).
     let s = spawn(&dir, &["--bind", "127.0.0.1:0"], &[("RUST_LOG", "warn")]);
     let _ = join(s.addr, "uma", 1);
-    assert!(!s.log_text().contains("config: "), "{}", s.log_text());
+    assert!(!s.log.all().contains("config: "), "{}", s.log.all());
     drop(s);
     // --log-level debug over RUST_LOG=warn: connection lines appear.
     let s = spawn(
@@ -343,6 +337,6 @@ fn log_level_comes_from_the_flag_or_rust_log() {
         &[("RUST_LOG", "warn")],
     );
     let _ = join(s.addr, "uma", 1);
-    s.wait_for_log("upgraded to WebSocket");
-    s.wait_for_log("config: ");
+    s.log.wait_for(&["upgraded to WebSocket"], IO_TIMEOUT);
+    s.log.wait_for(&["config: "], IO_TIMEOUT);
 }

@@ -9,15 +9,16 @@
 //! deploy/nginx.conf); everything else is tested as shipped.
 //!
 //! Skipped (with a message) without nginx, openssl or Python `websockets`;
-//! under `CI=true` their absence fails.
+//! under CI (`CI=true` or `CI=1`) their absence fails.
 
 mod common;
-mod tools;
 
 use std::path::{Path, PathBuf};
 
-use common::http_raw;
-use tools::*;
+use common::*;
+
+/// The name these tests are skipped under when a tool is missing.
+const SUITE: &str = "deploy_nginx";
 
 /// The per-address limits deploy/wsrooms.service sets (its
 /// `Environment=WSROOMS_…_PER_IP=` lines), so the backend runs with them.
@@ -35,7 +36,7 @@ fn unit_per_address_limits() -> Vec<(String, String)> {
 struct Proxied {
     // Dropped in this order: nginx, the backend, then their directory.
     nginx: Nginx,
-    backend: Wsrooms,
+    backend: Spawned,
     _dir: TempDir,
     python: PathBuf,
     cert: PathBuf,
@@ -45,10 +46,10 @@ struct Proxied {
 
 impl Proxied {
     fn start(backend_args: &[&str]) -> Option<Proxied> {
-        if !have_nginx_and_openssl() {
+        if !have_nginx_and_openssl(SUITE) {
             return None;
         }
-        let python = python(&["websockets"])?;
+        let python = python(SUITE, &["websockets"])?;
         let dir = TempDir::new("nginx");
         let (cert, key) = self_signed_cert(dir.path());
         let mut args = vec!["--bind", "127.0.0.1:0", "--trust-proxy"];
@@ -58,7 +59,7 @@ impl Proxied {
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        let backend = Wsrooms::spawn(&args, &envs, dir.join("wsrooms.log"));
+        let backend = spawn_isolated(&args, &envs, dir.join("wsrooms.log"));
         let (nginx, https_port, http_port) =
             Nginx::start_on_free_ports(dir.path(), |https, http| {
                 render_site(
@@ -98,7 +99,7 @@ impl Proxied {
                 eprintln!(
                     "--- nginx error log ---\n{}\n--- wsrooms log ---\n{}",
                     self.nginx.log(),
-                    self.backend.log_text()
+                    self.backend.log.all()
                 );
                 std::panic::resume_unwind(e)
             }
@@ -133,10 +134,11 @@ fn chat_over_wss_through_the_shipped_nginx_config() {
     let r = p.client("bad-origin", &["--room", "7", "--user", "carol"]);
     assert_eq!(r["status"], 403);
     p.backend
-        .wait_for_log("login: \"alice\" reserved in room 5");
-    p.backend.wait_for_log("trust_proxy=true");
+        .log
+        .wait_for(&["login: \"alice\" reserved in room 5"], IO_TIMEOUT);
+    p.backend.log.wait_for(&["trust_proxy=true"], IO_TIMEOUT);
     // ...with the unit's per-address limits on, and not in the way.
-    let config = p.backend.wait_for_log("config: ");
+    let config = p.backend.log.wait_for(&["config: "], IO_TIMEOUT);
     for (name, value) in unit_per_address_limits() {
         let key = name.trim_start_matches("WSROOMS_").to_ascii_lowercase();
         assert!(
@@ -206,8 +208,10 @@ fn trust_proxy_logs_the_address_nginx_saw() {
         ],
     );
     assert_eq!(r["messages"], 1);
-    p.backend.wait_for_log("upgraded to WebSocket");
-    let log = p.backend.log_text();
+    p.backend
+        .log
+        .wait_for(&["upgraded to WebSocket"], IO_TIMEOUT);
+    let log = p.backend.log.all();
     let upgraded: Vec<&str> = log
         .lines()
         .filter(|l| l.contains("upgraded to WebSocket"))
@@ -252,18 +256,22 @@ fn keepalive_pings_pass_through_nginx() {
 /// `nginx -t`. Works on a copy with the paths moved into a temp directory.
 #[test]
 fn the_site_files_pass_nginx_t_inside_debians_own_nginx_conf() {
-    if !have_nginx_and_openssl() {
+    if !have_nginx_and_openssl(SUITE) {
         return;
     }
     let etc = Path::new("/etc/nginx");
-    if !etc.join("nginx.conf").is_file() {
-        missing("Debian's /etc/nginx/nginx.conf");
+    if !require(
+        SUITE,
+        "Debian's /etc/nginx/nginx.conf",
+        "apt-get install nginx",
+        etc.join("nginx.conf").is_file(),
+    ) {
         return;
     }
     let dir = TempDir::new("debian-nginx");
     let (cert, key) = self_signed_cert(dir.path());
     let root = dir.join("etc-nginx");
-    let out = run_with_timeout(
+    let out = run_bounded(
         std::process::Command::new("cp")
             .arg("-r")
             .arg(etc)
@@ -271,7 +279,7 @@ fn the_site_files_pass_nginx_t_inside_debians_own_nginx_conf() {
         None,
         TOOL_TIMEOUT,
     );
-    assert!(out.status.success(), "{out:?}");
+    assert!(out.exited().success(), "{out:?}");
     let logs = dir.join("log");
     std::fs::create_dir_all(&logs).unwrap();
     let main = std::fs::read_to_string(root.join("nginx.conf"))
@@ -298,7 +306,7 @@ fn the_site_files_pass_nginx_t_inside_debians_own_nginx_conf() {
             ],
         );
         std::fs::write(enabled.join("wsrooms"), site).unwrap();
-        let out = run_with_timeout(
+        let out = run_bounded(
             std::process::Command::new("nginx")
                 .arg("-t")
                 .arg("-c")
@@ -309,9 +317,9 @@ fn the_site_files_pass_nginx_t_inside_debians_own_nginx_conf() {
             TOOL_TIMEOUT,
         );
         assert!(
-            out.status.success(),
+            out.exited().success(),
             "deploy/{file} in Debian's nginx.conf: {}",
-            String::from_utf8_lossy(&out.stderr)
+            out.stderr
         );
     }
 }

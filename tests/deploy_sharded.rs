@@ -6,13 +6,11 @@
 //! The test renders the shipped file like tests/deploy_nginx.rs does, and
 //! replaces its two `server 127.0.0.1:808N` lines with the two backends.
 //! Skipped (with a message) without nginx, openssl or Python `websockets`;
-//! under `CI=true` their absence fails.
+//! under CI (`CI=true` or `CI=1`) their absence fails.
 
 mod common;
-mod tools;
 
-use common::{http_raw, HttpResponse};
-use tools::*;
+use common::*;
 
 fn post_login(addr: std::net::SocketAddr, target: &str, body: &str) -> HttpResponse {
     http_raw(
@@ -24,18 +22,16 @@ fn post_login(addr: std::net::SocketAddr, target: &str, body: &str) -> HttpRespo
     )
 }
 
-fn logins(backend: &Wsrooms) -> f64 {
-    let r = common::get(backend.addr, "/metrics", "");
-    assert_eq!(r.status, 200);
-    metric(&r.text(), "wsrooms_logins_total").expect("wsrooms_logins_total")
+fn logins(backend: &Spawned) -> f64 {
+    metric(&scrape(backend.addr), "wsrooms_logins_total").expect("wsrooms_logins_total")
 }
 
 #[test]
 fn rooms_are_hashed_to_processes_and_users_of_a_room_meet() {
-    if !have_nginx_and_openssl() {
+    if !have_nginx_and_openssl("deploy_sharded") {
         return;
     }
-    let Some(python) = python(&["websockets"]) else {
+    let Some(python) = python("deploy_sharded", &["websockets"]) else {
         return;
     };
     let dir = TempDir::new("sharded");
@@ -50,8 +46,8 @@ fn rooms_are_hashed_to_processes_and_users_of_a_room_meet() {
         "--log-level",
         "debug",
     ];
-    let a = Wsrooms::spawn(&args, &[], dir.join("a.log"));
-    let b = Wsrooms::spawn(&args, &[], dir.join("b.log"));
+    let a = spawn_isolated(&args, &[], dir.join("a.log"));
+    let b = spawn_isolated(&args, &[], dir.join("b.log"));
     let (nginx, https_port, _) = Nginx::start_on_free_ports(dir.path(), |https, http| {
         render_site(
             "nginx-sharded.conf",
@@ -84,8 +80,8 @@ fn rooms_are_hashed_to_processes_and_users_of_a_room_meet() {
                 eprintln!(
                     "--- nginx ---\n{}\n--- a ---\n{}\n--- b ---\n{}",
                     nginx.log(),
-                    a.log_text(),
-                    b.log_text()
+                    a.log.all(),
+                    b.log.all()
                 );
                 std::panic::resume_unwind(e)
             }
@@ -127,7 +123,7 @@ fn rooms_are_hashed_to_processes_and_users_of_a_room_meet() {
     for room in 1..=24 {
         let body = format!("user=ann&room={room}");
         let target = format!("/login?room={room}");
-        let on = |w: &Wsrooms| post_login(w.addr, &target, &body).status;
+        let on = |w: &Spawned| post_login(w.addr, &target, &body).status;
         let (sa, sb) = (on(&a), on(&b));
         assert!(
             (sa, sb) == (409, 303) || (sa, sb) == (303, 409),
@@ -148,7 +144,7 @@ fn rooms_are_hashed_to_processes_and_users_of_a_room_meet() {
 #[test]
 fn a_sharded_backend_redirects_a_login_without_room_in_the_query() {
     let dir = TempDir::new("sharded-307");
-    let sharded = Wsrooms::spawn(
+    let sharded = spawn_isolated(
         &["--bind", "127.0.0.1:0", "--sharded"],
         &[],
         dir.join("s.log"),
@@ -171,7 +167,7 @@ fn a_sharded_backend_redirects_a_login_without_room_in_the_query() {
     let r = post_login(sharded.addr, "/login?room=43", "user=bo&room=42");
     assert_eq!(r.status, 400, "{}", r.text());
 
-    let plain = Wsrooms::spawn(&["--bind", "127.0.0.1:0"], &[], dir.join("p.log"));
+    let plain = spawn_isolated(&["--bind", "127.0.0.1:0"], &[], dir.join("p.log"));
     let r = post_login(plain.addr, "/login", "user=ann&room=42");
     assert_eq!(r.status, 303, "{}", r.text());
     assert_eq!(r.header("Location"), Some("/rooms/42"));

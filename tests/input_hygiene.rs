@@ -4,7 +4,6 @@
 //! its payload; close codes a peer picks cannot mint metric series.
 
 mod common;
-mod limits_common;
 
 use std::io::Write;
 use std::net::TcpStream;
@@ -12,7 +11,6 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-use limits_common::*;
 
 // ----- Host header and leading empty lines --------------------------------
 
@@ -92,8 +90,9 @@ const HOSTILE: [char; 6] = [
 
 #[test]
 fn peer_strings_reach_the_log_escaped() {
-    let (server, log) =
-        spawn_logged(Command::new(env!("CARGO_BIN_EXE_wsrooms")).args(["--log-level", "info"]));
+    let server =
+        spawn_command(Command::new(env!("CARGO_BIN_EXE_wsrooms")).args(["--log-level", "info"]));
+    let log = server.log.clone();
     let addr = server.addr;
     // Raw UTF-8 in the request target of a refused upgrade (no such page:
     // 404), as the server accepts it. (ESC is not a valid target byte; it
@@ -128,9 +127,12 @@ fn peer_strings_reach_the_log_escaped() {
 fn frame_headers_alone_claim_no_payload_memory() {
     const CONNS: usize = 1000;
     const ANNOUNCED: usize = 64 * 1024;
-    if !ensure_fd_limit(CONNS as u64 + 200) {
-        assert!(!in_ci(), "cannot open {CONNS} sockets here");
-        eprintln!("skipped: cannot open {CONNS} sockets here");
+    if !require(
+        "input_hygiene::frame_headers_alone_claim_no_payload_memory",
+        &format!("an open-files limit of {} (RLIMIT_NOFILE)", CONNS + 200),
+        "ulimit -n 4096 (or install util-linux for prlimit)",
+        ensure_fd_limit(CONNS as u64 + 200),
+    ) {
         return;
     }
     let server = spawn_binary(&["--echo", "--max-message-bytes", "65536"]);
@@ -144,8 +146,8 @@ fn frame_headers_alone_claim_no_payload_memory() {
     let sent = frame.len() - ANNOUNCED + 1;
     // `wsrooms_bytes_in_total` counts the scrapes' own requests too: learn
     // what one costs, then wait until the server has read every header.
-    let first = metric(addr, "wsrooms_bytes_in_total");
-    let bytes_in = metric(addr, "wsrooms_bytes_in_total");
+    let first = read_metric(addr, "wsrooms_bytes_in_total");
+    let bytes_in = read_metric(addr, "wsrooms_bytes_in_total");
     let per_scrape = bytes_in - first;
     for s in &mut socks {
         s.write_all(&frame[..sent]).unwrap();
@@ -154,7 +156,7 @@ fn frame_headers_alone_claim_no_payload_memory() {
     let all_read = wait_until(IO_TIMEOUT, || {
         scrapes += 1.0;
         let expected = bytes_in + (CONNS * sent) as f64 + scrapes * per_scrape;
-        metric(addr, "wsrooms_bytes_in_total") >= expected
+        read_metric(addr, "wsrooms_bytes_in_total") >= expected
     });
     assert!(all_read, "the server did not read the frame headers");
     let grown_kb = status_kb(pid, "VmData").saturating_sub(before);

@@ -8,12 +8,10 @@
 //! The real binary, real sockets on 127.0.0.1.
 
 mod common;
-mod tools;
 
 use std::net::SocketAddr;
 
-use common::{http_raw, urlencode, HttpResponse};
-use tools::{metric, metric_with, TempDir, Wsrooms};
+use common::*;
 
 const PARTNER: &str = "https://partner.example";
 
@@ -31,16 +29,10 @@ fn post_login(addr: SocketAddr, host: &str, user: &str, room: u32, extra: &str) 
     )
 }
 
-fn spawn(dir: &TempDir, extra: &[&str]) -> Wsrooms {
+fn spawn(dir: &TempDir, extra: &[&str]) -> Spawned {
     let mut args = vec!["--bind", "127.0.0.1:0", "--allow-origin", PARTNER];
     args.extend_from_slice(extra);
-    Wsrooms::spawn(&args, &[], dir.join("wsrooms.log"))
-}
-
-fn metrics_text(addr: SocketAddr) -> String {
-    let r = common::get(addr, "/metrics", "");
-    assert_eq!(r.status, 200);
-    r.text()
+    spawn_isolated(&args, &[], dir.join("wsrooms.log"))
 }
 
 fn assert_refused(r: &HttpResponse, what: &str) {
@@ -66,8 +58,11 @@ fn a_foreign_page_cannot_log_in_and_reserves_nothing() {
 
     let r = post_login(s.addr, &host, "vera", 5, "Origin: https://evil.example\r\n");
     assert_refused(&r, "foreign Origin");
-    s.wait_for_log("login refused: sent from another site (Origin \"https://evil.example\")");
-    let text = metrics_text(s.addr);
+    s.log.wait_for(
+        &["login refused: sent from another site (Origin \"https://evil.example\")"],
+        IO_TIMEOUT,
+    );
+    let text = scrape(s.addr);
     assert_eq!(
         metric(&text, "wsrooms_sessions"),
         Some(0.0),
@@ -121,7 +116,7 @@ fn a_foreign_page_cannot_log_in_and_reserves_nothing() {
         ),
         "a second, foreign Origin",
     );
-    let text = metrics_text(s.addr);
+    let text = scrape(s.addr);
     assert_eq!(metric(&text, "wsrooms_sessions"), Some(1.0), "only vera");
     assert_eq!(
         metric_with(&text, "wsrooms_refused_total", "reason=\"login_origin\""),

@@ -4,38 +4,15 @@
 //! it on a separate listener and hides it from the main one.
 
 mod common;
-mod tools;
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-use tools::{free_port, metric, metric_with, python, run_with_timeout, TOOL_TIMEOUT};
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::CloseFrame;
 use tungstenite::Message;
-
-fn scrape(addr: SocketAddr) -> String {
-    let r = get(addr, "/metrics", "");
-    assert_eq!(r.status, 200);
-    let ctype = r.header("Content-Type").unwrap_or("");
-    assert!(ctype.starts_with("text/plain; version=0.0.4"), "{ctype}");
-    r.text()
-}
-
-/// Every unlabelled sample and labelled sample of a scrape, by its full
-/// text key (`name` or `name{labels}`).
-fn samples(text: &str) -> BTreeMap<String, f64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-        .map(|l| {
-            let (key, value) = l.rsplit_once(' ').expect("sample line");
-            (key.to_string(), value.parse().expect("sample value"))
-        })
-        .collect()
-}
 
 /// How much each sample moved between two scrapes (absent = 0).
 fn delta(before: &str, after: &str, key: &str) -> f64 {
@@ -167,20 +144,23 @@ fn metrics_parse_as_prometheus_text_with_help_and_type() {
         assert!(typed && helped, "{name} lacks TYPE or HELP");
     }
 
-    let Some(python) = python(&["prometheus_client"]) else {
+    let Some(python) = python(
+        "metrics::metrics_parse_as_prometheus_text_with_help_and_type",
+        &["prometheus_client"],
+    ) else {
         return;
     };
-    let out = run_with_timeout(
-        Command::new(&python).arg(tools::repo().join("tests/python/parse_metrics.py")),
+    let out = run_bounded(
+        Command::new(&python).arg(repo().join("tests/python/parse_metrics.py")),
         Some(text.as_bytes()),
         TOOL_TIMEOUT,
     );
     assert!(
-        out.status.success(),
+        out.exited().success(),
         "prometheus_client rejects /metrics: {}\n{text}",
-        String::from_utf8_lossy(&out.stderr)
+        out.stderr
     );
-    let parsed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let parsed: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     let families = parsed["families"].as_array().unwrap();
     let family = |name: &str| {
         families

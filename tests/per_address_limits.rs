@@ -8,23 +8,19 @@
 //! in one write, so they arrive in the same instant however slow the machine.
 
 mod common;
-mod limits_common;
-mod tools;
 
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::time::Duration;
 
 use common::*;
-use limits_common::{raw_ws, read_until_closed, tcp_from};
-use tools::{metric, metric_with, TempDir, Wsrooms};
 
 const OTHER: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 2));
 
-fn spawn(dir: &TempDir, extra: &[&str]) -> Wsrooms {
+fn spawn(dir: &TempDir, extra: &[&str]) -> Spawned {
     let mut args = vec!["--bind", "127.0.0.1:0"];
     args.extend_from_slice(extra);
-    Wsrooms::spawn(&args, &[], dir.join("wsrooms.log"))
+    spawn_isolated(&args, &[], dir.join("wsrooms.log"))
 }
 
 /// `GET /healthz` on a kept-alive connection, with `extra` header lines.
@@ -83,7 +79,8 @@ fn one_address_gets_at_most_its_connections() {
         Some(1.0)
     );
     assert_eq!(metric(&text, "wsrooms_peer_addresses"), Some(2.0));
-    s.wait_for_log("--max-connections-per-ip 3 reached");
+    s.log
+        .wait_for(&["--max-connections-per-ip 3 reached"], IO_TIMEOUT);
     // One closes: once the server has seen it go, a new one is served.
     drop(ws);
     assert!(

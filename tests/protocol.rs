@@ -58,11 +58,9 @@ fn server(which: Srv) -> SocketAddr {
 
 // ----- bytes -----------------------------------------------------------------
 
-const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
-
-/// A masked client frame.
+/// A masked client frame (`client_frame`, short for the tables).
 fn cf(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
-    encode_client_frame(fin, opcode, MASK, payload)
+    client_frame(fin, opcode, payload)
 }
 
 fn text(s: &str) -> Vec<u8> {
@@ -205,13 +203,6 @@ fn fails(send: Vec<u8>, code: u16) -> Vec<Step> {
     vec![Send(send), Close(code), Send(close_frame(1000, b"")), Eof]
 }
 
-/// A server frame as read from the socket.
-struct Frame {
-    raw: Vec<u8>,
-    opcode: u8,
-    payload: Vec<u8>,
-}
-
 fn describe(raw: &[u8]) -> String {
     if raw.len() > 40 {
         format!("{:02x?}… ({} bytes)", &raw[..40], raw.len())
@@ -220,41 +211,13 @@ fn describe(raw: &[u8]) -> String {
     }
 }
 
-fn read_exact(s: &mut TcpStream, buf: &mut [u8]) -> Result<(), String> {
-    s.read_exact(buf)
-        .map_err(|e| format!("reading a frame: {e}"))
-}
-
-fn read_frame(s: &mut TcpStream) -> Result<Frame, String> {
-    let mut raw = vec![0u8; 2];
-    read_exact(s, &mut raw)?;
-    if raw[1] & 0x80 != 0 {
-        return Err(format!("server frame is masked: {}", describe(&raw)));
+/// The next server frame, or what went wrong, for the failure list.
+fn next(s: &mut TcpStream) -> Result<RawFrame, String> {
+    match read_frame(s) {
+        Ok(Some(frame)) => Ok(frame),
+        Ok(None) => Err("reading a frame: end of stream".into()),
+        Err(e) => Err(format!("reading a frame: {e}")),
     }
-    let ext = match raw[1] & 0x7F {
-        126 => 2,
-        127 => 8,
-        _ => 0,
-    };
-    let mut ext_bytes = vec![0u8; ext];
-    read_exact(s, &mut ext_bytes)?;
-    raw.extend_from_slice(&ext_bytes);
-    let len = match ext {
-        0 => (raw[1] & 0x7F) as usize,
-        2 => u16::from_be_bytes([raw[2], raw[3]]) as usize,
-        _ => u64::from_be_bytes(raw[2..10].try_into().unwrap()) as usize,
-    };
-    if len > 64 << 20 {
-        return Err(format!("server frame of {len} bytes"));
-    }
-    let mut payload = vec![0u8; len];
-    read_exact(s, &mut payload)?;
-    raw.extend_from_slice(&payload);
-    Ok(Frame {
-        opcode: raw[0] & 0x0F,
-        raw,
-        payload,
-    })
 }
 
 fn send(s: &mut TcpStream, bytes: &[u8], bytewise: bool) -> Result<(), String> {
@@ -283,21 +246,21 @@ fn run_steps(s: &mut TcpStream, steps: &[Step], bytewise: bool) -> Result<(), St
         match step {
             Send(bytes) => send(s, bytes, bytewise).map_err(at)?,
             Recv(want) => {
-                let got = read_frame(s).map_err(at)?;
-                if &got.raw != want {
+                let got = next(s).map_err(at)?.bytes();
+                if &got != want {
                     return Err(at(format!(
                         "expected {}, got {}",
                         describe(want),
-                        describe(&got.raw)
+                        describe(&got)
                     )));
                 }
             }
             Close(code) => {
-                let got = read_frame(s).map_err(at)?;
+                let got = next(s).map_err(at)?;
                 if got.opcode != 8 || got.payload.len() < 2 {
                     return Err(at(format!(
                         "expected close {code}, got {}",
-                        describe(&got.raw)
+                        describe(&got.bytes())
                     )));
                 }
                 let got_code = u16::from_be_bytes([got.payload[0], got.payload[1]]);
@@ -621,6 +584,29 @@ fn handshake_table() {
         failures.len(),
         cases.len() * 2,
         failures.join("\n")
+    );
+}
+
+/// RFC 9110 §15.5.22: a `426` MUST name the protocol to upgrade to in an
+/// `Upgrade` header (next to RFC 6455's `Sec-WebSocket-Version: 13`).
+#[test]
+fn a_426_names_the_protocol_in_an_upgrade_header() {
+    let addr = start(Config {
+        echo: true,
+        ..test_config()
+    });
+    let r = http_raw(
+        addr,
+        &format!(
+            "GET /echo HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n"
+        ),
+    );
+    assert_eq!(r.status, 426);
+    assert_eq!(r.header("Sec-WebSocket-Version"), Some("13"));
+    assert_eq!(
+        r.header("Upgrade").map(str::to_ascii_lowercase).as_deref(),
+        Some("websocket")
     );
 }
 

@@ -5,52 +5,21 @@
 //!
 //! Python comes from `WSROOMS_TEST_PYTHON`, else `target/test-venv/bin/python`,
 //! else `python3`. Without it (or without `websockets`) the test is skipped,
-//! unless `CI=true`, where that is a failure.
+//! unless under CI (`CI=true` or `CI=1`), where that is a failure.
 
 mod common;
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::*;
 
-fn python() -> PathBuf {
-    if let Some(p) = std::env::var_os("WSROOMS_TEST_PYTHON") {
-        return p.into();
-    }
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-venv/bin/python");
-    if venv.exists() {
-        return venv;
-    }
-    "python3".into()
-}
-
-/// Returns false (after saying why) when the tool is missing on a developer
-/// machine; panics when it is missing in CI.
-fn have_websockets(python: &PathBuf) -> bool {
-    let ok = Command::new(python)
-        .args(["-c", "import websockets.sync.client"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    require_tool(
-        "python interop",
-        &format!(
-            "websockets for {} (pip install -r tests/python/requirements.txt)",
-            python.display()
-        ),
-        ok,
-    )
-}
-
 #[test]
 fn python_websockets_echo_up_to_16_mib() {
-    let python = python();
-    if !have_websockets(&python) {
+    let Some(python) = python("protocol_interop", &["websockets.sync.client"]) else {
         return;
-    }
+    };
     let server = spawn_binary(&["--echo", "--max-message-bytes", "16777216"]);
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/echo_interop.py");
     // Bounded: the whole exchange takes seconds; give it two minutes.
@@ -58,6 +27,7 @@ fn python_websockets_echo_up_to_16_mib() {
         Command::new(&python)
             .arg(&script)
             .arg(format!("ws://{}/echo", server.addr)),
+        None,
         Duration::from_secs(120),
     );
     let (status, out, err) = (finished.status, finished.stdout, finished.stderr);

@@ -6,7 +6,7 @@
 //!
 //! Needs `node` on `PATH` and `npm ci` run in `tests/browser/` (which
 //! installs `ws`). When one is missing the test says so and skips, except
-//! under `CI=true`, where that is a failure.
+//! under CI (`CI=true` or `CI=1`), where that is a failure.
 
 mod common;
 
@@ -19,19 +19,20 @@ use common::*;
 /// The whole exchange takes about a second; allow two minutes.
 const TIMEOUT: Duration = Duration::from_secs(120);
 
-fn require(what: &str, found: bool) -> bool {
-    require_tool("node ws interop", what, found)
-}
+/// The name this test is skipped under when a tool is missing.
+const SUITE: &str = "protocol_node_interop";
 
 #[test]
 fn node_ws_echo_up_to_16_mib() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests")
         .join("browser");
-    let node = on_path("node");
-    if !require("node", node.is_some())
+    let node = find_program(&["node"]);
+    if !require(SUITE, "node", "apt-get install nodejs npm", node.is_some())
         || !require(
-            "tests/browser/node_modules/ws (run `npm ci` in tests/browser)",
+            SUITE,
+            "tests/browser/node_modules/ws",
+            "(cd tests/browser && npm ci)",
             dir.join("node_modules")
                 .join("ws")
                 .join("package.json")
@@ -47,6 +48,7 @@ fn node_ws_echo_up_to_16_mib() {
             .arg(dir.join("ws_interop.mjs"))
             .arg(format!("ws://{}/echo", server.addr))
             .current_dir(&dir),
+        None,
         TIMEOUT,
     );
     let (status, out, err) = (finished.status, finished.stdout, finished.stderr);

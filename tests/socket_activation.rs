@@ -11,7 +11,6 @@
 //! two) waits in the backlog and is answered by the next process.
 
 mod common;
-mod limits_common;
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -21,7 +20,6 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
-use limits_common::{raw_ws, read_until_opcode, sigterm, wait_exit};
 
 const CLOSE: u8 = 0x8;
 
@@ -324,10 +322,16 @@ fn a_passed_descriptor_that_is_not_a_listening_tcp_socket_exits_2() {
 
 #[test]
 fn systemd_socket_activate_hands_over_its_socket() {
-    let Some(tool) = on_path("systemd-socket-activate") else {
-        require_tool("socket activation", "systemd-socket-activate", false);
+    let tool = find_program(&["systemd-socket-activate"]);
+    if !require(
+        "socket activation",
+        "systemd-socket-activate",
+        "apt-get install systemd",
+        tool.is_some(),
+    ) {
         return;
-    };
+    }
+    let Some(tool) = tool else { return };
     let port = loopback_listener().local_addr().unwrap().port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let mut child = Command::new(tool)

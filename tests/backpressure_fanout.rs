@@ -1,4 +1,4 @@
-//! SPEC §6 under load, against the real binary: a room of 50 where one
+//! Backpressure under load, against the real binary: a room of 50 where one
 //! client never reads while the others send 10 MB. The slow one is closed
 //! with `1008` (its queue freed), everyone else gets every message in order,
 //! and the server's peak resident memory stays under a stated bound.
@@ -6,7 +6,6 @@
 //! (Its own test binary, so no other test competes with it for the CPU.)
 
 mod common;
-mod limits_common;
 
 use std::io::{BufReader, Write};
 use std::net::TcpStream;
@@ -16,7 +15,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use limits_common::*;
 
 const MEMBERS: usize = 50;
 const SENDERS: usize = MEMBERS - 1;
@@ -37,7 +35,7 @@ const RSS_BOUND_KB: u64 = 24 * 1024;
 #[test]
 fn slow_reader_in_a_room_of_50_is_cut_off_and_memory_stays_bounded() {
     let started = Instant::now();
-    let (server, log) = spawn_logged(Command::new(env!("CARGO_BIN_EXE_wsrooms")).args([
+    let server = spawn_command(Command::new(env!("CARGO_BIN_EXE_wsrooms")).args([
         "--max-chat-chars",
         "100000",
         "--rate-limit",
@@ -50,6 +48,7 @@ fn slow_reader_in_a_room_of_50_is_cut_off_and_memory_stays_bounded() {
         "--log-level",
         "info",
     ]));
+    let log = server.log.clone();
     let addr = server.addr;
     let pid = server.child.id();
     let rss_start = status_kb(pid, "VmRSS");
@@ -109,7 +108,7 @@ fn slow_reader_in_a_room_of_50_is_cut_off_and_memory_stays_bounded() {
             let (mut max_rss, mut max_buffered) = (0u64, 0f64);
             while !done.load(Ordering::Acquire) {
                 max_rss = max_rss.max(status_kb(pid, "VmRSS"));
-                max_buffered = max_buffered.max(metric(addr, "wsrooms_buffered_bytes"));
+                max_buffered = max_buffered.max(read_metric(addr, "wsrooms_buffered_bytes"));
                 std::thread::sleep(Duration::from_millis(20));
             }
             (max_rss, max_buffered)
@@ -191,7 +190,7 @@ fn slow_reader_in_a_room_of_50_is_cut_off_and_memory_stays_bounded() {
         "the slow client was never cut off ({got} messages)"
     );
     // Its queue was freed: nothing much is buffered any more.
-    let buffered_after = metric(addr, "wsrooms_buffered_bytes");
+    let buffered_after = read_metric(addr, "wsrooms_buffered_bytes");
     assert!(
         buffered_after < 4096.0,
         "{buffered_after} bytes still buffered"
@@ -208,6 +207,6 @@ fn slow_reader_in_a_room_of_50_is_cut_off_and_memory_stays_bounded() {
         peak_rss < RSS_BOUND_KB,
         "peak RSS {peak_rss} kB over the {RSS_BOUND_KB} kB bound"
     );
-    // SPEC §6: buffered memory is bounded by connections × max-buffered.
+    // Buffered memory is bounded by connections × max-buffered.
     assert!(max_buffered <= (MEMBERS * MAX_BUFFERED) as f64);
 }

@@ -2,22 +2,17 @@
 //! broadcasts: pipelined HTTP requests and WebSocket pings and echoes from a
 //! client that does not read are answered only while its queue is below
 //! `--pause-reading-at`; the rest wait in its input, unread and unanswered,
-//! and are all answered, in order, once it reads. Plus the two shutdown
-//! rules that keep a stopping server from holding anyone: the listener is
-//! closed at once, and a half-sent request head does not hold the exit.
+//! and are all answered, in order, once it reads.
 //!
 //! Every server here is the real binary (memory is read from `/proc`).
 
 mod common;
-mod limits_common;
-mod tools;
 
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use common::*;
-use limits_common::*;
 
 /// The default `--pause-reading-at`.
 const PAUSE_AT: usize = 64 * 1024;
@@ -37,7 +32,7 @@ fn settled(addr: SocketAddr) -> (usize, u64) {
     let (mut last, mut same) = ((usize::MAX, 0), 0);
     loop {
         let text = get(addr, "/metrics", "").text();
-        let read = |name| tools::metric(&text, name).unwrap_or_else(|| panic!("no {name}"));
+        let read = |name| metric(&text, name).unwrap_or_else(|| panic!("no {name}"));
         let now = (
             read("wsrooms_buffered_bytes") as usize,
             read("wsrooms_http_requests_total") as u64,
@@ -65,7 +60,7 @@ fn settled(addr: SocketAddr) -> (usize, u64) {
 fn paused_above(addr: SocketAddr, level: usize) -> usize {
     let mut seen = 0;
     let paused = wait_until(Duration::from_secs(20), || {
-        seen = metric(addr, "wsrooms_buffered_bytes") as usize;
+        seen = read_metric(addr, "wsrooms_buffered_bytes") as usize;
         seen > level
     });
     assert!(paused, "never paused: {seen} bytes buffered");
@@ -236,58 +231,4 @@ fn pings_and_echoes_in_one_write_are_all_answered_in_order_once_the_client_reads
         assert_eq!((f.opcode, &*f.payload), (opcode, &*payload(i)), "reply {i}");
     }
     writer.join().unwrap();
-}
-
-// ----- shutdown --------------------------------------------------------------
-
-#[test]
-fn after_sigterm_new_connects_are_refused_while_the_server_drains() {
-    let metrics_port = tools::free_port();
-    let metrics_bind = format!("127.0.0.1:{metrics_port}");
-    let mut server = spawn_binary(&[
-        "--echo",
-        "--metrics-bind",
-        &metrics_bind,
-        "--log-level",
-        "warn",
-    ]);
-    let addr = server.addr;
-    let metrics_addr: SocketAddr = metrics_bind.parse().unwrap();
-    assert_eq!(get(metrics_addr, "/healthz", "").status, 200);
-    // A socket that never answers the 1001 keeps the server draining.
-    let mut mute = raw_ws(addr, "/echo", None);
-    sigterm(server.child.id());
-    assert_eq!(read_until_opcode(&mut mute, CLOSE).close().0, 1001);
-    for target in [addr, metrics_addr] {
-        let e = TcpStream::connect_timeout(&target, Duration::from_secs(2))
-            .map(|_| ())
-            .expect_err("a connect after SIGTERM was accepted");
-        assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused, "{target}: {e}");
-    }
-    assert!(
-        server.child.try_wait().unwrap().is_none(),
-        "tested while draining"
-    );
-}
-
-#[test]
-fn a_half_sent_request_head_does_not_hold_the_exit() {
-    let mut server = spawn_binary(&["--log-level", "warn"]);
-    let addr = server.addr;
-    let mut half = tcp(addr);
-    half.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").unwrap();
-    // A later request is answered after the half head was read.
-    assert_eq!(get(addr, "/healthz", "").status, 200);
-    let signalled = Instant::now();
-    sigterm(server.child.id());
-    let status = wait_exit(&mut server.child, Duration::from_secs(6))
-        .expect("still running 6 s after SIGTERM");
-    let took = signalled.elapsed();
-    assert!(status.success(), "exit status {status}");
-    assert!(
-        took < Duration::from_millis(1500),
-        "a half head held the exit for {took:?} (drain limit 5 s)"
-    );
-    let answer = read_until_closed(&mut half, Duration::from_secs(1));
-    assert!(answer.is_empty(), "no answer to half a head: {answer:?}");
 }

@@ -1,0 +1,251 @@
+//! End-to-end benchmark: wsrooms against a tokio-tungstenite peer, over real
+//! sockets on 127.0.0.1, with the real login path (`POST /login` → cookie →
+//! `GET /rooms/{room}/ws`). Run it with
+//!
+//! ```text
+//! cargo bench --bench e2e                 # everything (≈35 s)
+//! cargo bench --bench e2e -- fanout       # only (a); also `rooms`, `idle`
+//! cargo bench --bench e2e -- wsrooms      # only wsrooms; also `peer`
+//! WSROOMS_BENCH_RT=10 cargo bench --bench e2e   # SCHED_FIFO, for busy machines
+//! ```
+//!
+//! Environment (all optional):
+//! - `WSROOMS_BENCH_RT=PRIO`: run the servers and the load client with
+//!   `SCHED_FIFO` priority PRIO (root): on a shared machine this keeps other
+//!   programs from stealing their CPUs. `WSROOMS_BENCH_NICE=N` is the milder
+//!   version (nice N).
+//! - `WSROOMS_BENCH_PERF=DIR`: attach `perf record` to each server, into
+//!   `DIR/<server>-<workload>.data` (`WSROOMS_BENCH_PERF_FREQ`, default 2000 Hz;
+//!   `WSROOMS_BENCH_PERF_ARGS`, e.g. `-g`).
+//!
+//! The table's "noise" rows say how much of the time the server or the client
+//! was runnable but waiting for its CPU (`/proc/<pid>/schedstat`): above a
+//! few %, other programs were running on the same cores and the figures are
+//! lower bounds.
+//!
+//! Each workload starts a fresh server as a child process and measures it
+//! from outside:
+//!
+//! - **(a) fan-out**: 1 room × 100 clients; 10 of them send 64-byte messages,
+//!   each keeping at most 8 of its own un-echoed; 5 s. Deliveries per second
+//!   (one delivery = one message reaching one client).
+//! - **(b) many small rooms**: 100 rooms × 10 clients, each client sends
+//!   5 messages/s; 5 s. Send → receive latency of every delivery (HDR
+//!   histogram) and the server's CPU use.
+//! - **(c) idle**: 10,000 logged-in idle sockets (1,000 rooms × 10). Server
+//!   RSS per socket (VmRSS after minus before, / 10,000) and logins+upgrades
+//!   per second while opening them.
+//!
+//! Server CPU time is `utime + stime` from `/proc/<pid>/stat` (100 Hz ticks).
+//!
+//! The servers:
+//! - **wsrooms**: the release binary (`CARGO_BIN_EXE_wsrooms`, built with the
+//!   bench profile), with flags that lift the limits this load would hit
+//!   (rate limit, chat length, users per room, connections, buffered bytes);
+//!   the defaults are untouched.
+//! - **peer**: this same executable run as `--peer-server`: an idiomatic
+//!   broadcast chat server on a current-thread tokio runtime with
+//!   tokio-tungstenite, one `tokio::sync::broadcast` channel per room, each
+//!   socket's writer feeding every queued message and flushing once.
+//!
+//! Both run pinned to CPU 0 (`taskset -c 0`) and the load client to CPU 1,
+//! when `taskset` exists and both CPUs are allowed. The load client is one
+//! thread with its own `mio` poll loop and a minimal WebSocket client (masked
+//! frames out, frame parsing in), so 10,000 sockets cost it little. The
+//! table also prints the load client's own CPU use: near 100 % would mean the
+//! client, not the server, set the pace.
+//!
+//! This file holds the command line and the three workloads; `servers` the
+//! processes under test and their CPU meters, `load` the load client, `peer`
+//! the tokio-tungstenite server, and `report` the table.
+
+mod load;
+mod peer;
+mod report;
+mod servers;
+
+use std::io;
+use std::time::Duration;
+
+use load::Load;
+use report::print_table;
+use servers::{Cpu, CpuMeter, Kind, Server, Setup};
+
+/// Own messages a fan-out sender may have un-echoed.
+const WINDOW: u32 = 8;
+/// Bytes of chat text per message.
+const TEXT_LEN: usize = 64;
+/// Logins in progress at once while opening sockets.
+const OPEN_CONCURRENCY: usize = 256;
+const MEASURE: Duration = Duration::from_secs(5);
+const CLK_TCK: f64 = 100.0;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--peer-server") {
+        peer::main();
+        return;
+    }
+    // `cargo bench` passes `--bench`; `cargo test --benches` runs this
+    // without it, where a minute-long load test is not wanted.
+    if !args.iter().any(|a| a == "--bench") {
+        println!("e2e: run with `cargo bench --bench e2e` (skipped in test mode)");
+        return;
+    }
+    let filters: Vec<&str> = args
+        .iter()
+        .filter(|a| !a.starts_with("--"))
+        .map(String::as_str)
+        .collect();
+    let want = |name: &str, group: &[&str]| {
+        let in_group: Vec<&&str> = filters.iter().filter(|f| group.contains(f)).collect();
+        in_group.is_empty() || in_group.iter().any(|f| **f == name)
+    };
+    let workloads = ["fanout", "rooms", "idle"];
+    let servers = ["wsrooms", "peer"];
+
+    let setup = Setup::new();
+    setup.print_notes();
+
+    let mut results: Vec<(Kind, Results)> = Vec::new();
+    for kind in [Kind::Wsrooms, Kind::Peer] {
+        if !want(kind.name(), &servers) {
+            continue;
+        }
+        let mut r = Results::default();
+        if want("fanout", &workloads) {
+            r.fanout = run_logged(kind, "fan-out", || fanout(&setup, kind));
+        }
+        if want("rooms", &workloads) {
+            r.rooms = run_logged(kind, "rooms", || rooms(&setup, kind));
+        }
+        if want("idle", &workloads) {
+            r.idle = run_logged(kind, "idle", || idle(&setup, kind));
+        }
+        results.push((kind, r));
+    }
+    print_table(&setup, &results);
+}
+
+fn run_logged<T>(kind: Kind, what: &str, f: impl FnOnce() -> io::Result<T>) -> Option<T> {
+    eprintln!("e2e: {} {what} ...", kind.name());
+    match f() {
+        Ok(r) => Some(r),
+        Err(e) => {
+            eprintln!("e2e: {} {what} failed: {e}", kind.name());
+            None
+        }
+    }
+}
+
+// ----- workloads -----------------------------------------------------------
+
+#[derive(Default)]
+struct Results {
+    fanout: Option<Fanout>,
+    rooms: Option<Rooms>,
+    idle: Option<Idle>,
+}
+
+struct Fanout {
+    deliveries: u64,
+    sent: u64,
+    cpu: Cpu,
+}
+
+struct Rooms {
+    p50_us: u64,
+    p99_us: u64,
+    p999_us: u64,
+    max_us: u64,
+    deliveries: u64,
+    cpu: Cpu,
+}
+
+struct Idle {
+    sockets: usize,
+    rss_growth_kib: u64,
+    /// CPU use and wall time while opening the sockets.
+    cpu: Cpu,
+}
+
+fn fanout(setup: &Setup, kind: Kind) -> io::Result<Fanout> {
+    let server = Server::start(setup, kind, "fanout")?;
+    let mut load = Load::new(server.addr)?;
+    let senders: Vec<usize> = (0..100).filter(|i| i % 10 == 0).collect();
+    for i in 0..100 {
+        load.add_client(1, senders.contains(&i));
+    }
+    load.open_all(Duration::from_secs(30))?;
+    load.run_for(Duration::from_millis(300));
+    load.window_active = true;
+    for &i in &senders {
+        load.refill(i);
+    }
+    load.run_for(Duration::from_millis(500));
+    load.meter.reset(false);
+    let meter = CpuMeter::start(&server);
+    load.run_for(MEASURE);
+    let cpu = meter.stop(&server);
+    let m = load.meter.take();
+    load.window_active = false;
+    load.check_closed()?;
+    Ok(Fanout {
+        deliveries: m.deliveries,
+        sent: m.own,
+        cpu,
+    })
+}
+
+fn rooms(setup: &Setup, kind: Kind) -> io::Result<Rooms> {
+    let server = Server::start(setup, kind, "rooms")?;
+    let mut load = Load::new(server.addr)?;
+    for i in 0..1000u32 {
+        load.add_client(1 + i / 10, false);
+    }
+    load.open_all(Duration::from_secs(30))?;
+    load.run_for(Duration::from_millis(300));
+    // Everyone sends every 200 ms, first sends spread over the first 200 ms.
+    load.schedule_all(Duration::from_millis(200));
+    load.run_for(Duration::from_secs(1));
+    load.meter.reset(true);
+    let meter = CpuMeter::start(&server);
+    load.run_for(MEASURE);
+    let cpu = meter.stop(&server);
+    let m = load.meter.take();
+    load.stop_schedule();
+    load.check_closed()?;
+    let h = m.latency.expect("latency recorded");
+    Ok(Rooms {
+        p50_us: h.value_at_quantile(0.50),
+        p99_us: h.value_at_quantile(0.99),
+        p999_us: h.value_at_quantile(0.999),
+        max_us: h.max(),
+        deliveries: m.deliveries,
+        cpu,
+    })
+}
+
+fn idle(setup: &Setup, kind: Kind) -> io::Result<Idle> {
+    let server = Server::start(setup, kind, "idle")?;
+    let mut load = Load::new(server.addr)?;
+    let n = setup.idle_sockets;
+    for i in 0..n as u32 {
+        load.add_client(1 + i / 10, false);
+    }
+    // Let the server settle, then take the baseline.
+    std::thread::sleep(Duration::from_millis(200));
+    let base = server.rss_kib();
+    let meter = CpuMeter::start(&server);
+    load.open_all(Duration::from_secs(120))?;
+    let cpu = meter.stop(&server);
+    // Join events are flushed and read; then the sockets are idle.
+    load.run_for(Duration::from_millis(1000));
+    load.check_closed()?;
+    let rss = server.rss_kib();
+    Ok(Idle {
+        sockets: n,
+        rss_growth_kib: rss.saturating_sub(base),
+        cpu,
+    })
+}

@@ -1,0 +1,142 @@
+//! WebSocket clients: `tungstenite` ones that log in and read JSON events,
+//! and raw sockets upgraded by hand that do exactly what a test tells them
+//! (never read, never answer a ping, never finish a close).
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpStream};
+use std::time::Instant;
+
+use tungstenite::client::IntoClientRequest;
+use tungstenite::protocol::WebSocket;
+use tungstenite::Message;
+
+use super::http::{login, read_response, tcp};
+use super::IO_TIMEOUT;
+
+pub type Ws = WebSocket<TcpStream>;
+
+// ----- tungstenite clients ---------------------------------------------------
+
+/// Opens a room socket with the page's own Origin.
+pub fn ws_connect(addr: SocketAddr, room: u32, cookie: &str) -> Ws {
+    ws_connect_path(
+        addr,
+        &format!("/rooms/{room}/ws"),
+        Some(cookie),
+        Some(&format!("http://{addr}")),
+    )
+    .expect("websocket handshake")
+}
+
+/// Opens a WebSocket to any path with optional cookie and Origin.
+pub fn ws_connect_path(
+    addr: SocketAddr,
+    path: &str,
+    cookie: Option<&str>,
+    origin: Option<&str>,
+) -> Result<Ws, tungstenite::Error> {
+    let mut request = format!("ws://{addr}{path}").into_client_request().unwrap();
+    if let Some(c) = cookie {
+        request.headers_mut().insert("Cookie", c.parse().unwrap());
+    }
+    if let Some(o) = origin {
+        request.headers_mut().insert("Origin", o.parse().unwrap());
+    }
+    let stream = tcp(addr);
+    match tungstenite::client::client(request, stream) {
+        Ok((ws, _)) => Ok(ws),
+        Err(tungstenite::HandshakeError::Failure(e)) => Err(e),
+        Err(tungstenite::HandshakeError::Interrupted(_)) => {
+            panic!("blocking handshake interrupted")
+        }
+    }
+}
+
+/// Reads the next text message as JSON (skipping pings).
+pub fn next_event(ws: &mut Ws) -> serde_json::Value {
+    loop {
+        match ws.read().expect("read event") {
+            Message::Text(t) => return serde_json::from_str(t.as_str()).expect("event is JSON"),
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => panic!("expected a text event, got {other:?}"),
+        }
+    }
+}
+
+/// Reads events until one has `"type": kind`; returns it.
+pub fn next_of_type(ws: &mut Ws, kind: &str) -> serde_json::Value {
+    let deadline = Instant::now() + IO_TIMEOUT;
+    loop {
+        assert!(Instant::now() < deadline, "no {kind} event in time");
+        let e = next_event(ws);
+        if e["type"] == kind {
+            return e;
+        }
+    }
+}
+
+/// Reads until the server's close frame; returns its code and reason.
+pub fn expect_close(ws: &mut Ws) -> (u16, String) {
+    loop {
+        match ws.read() {
+            Ok(Message::Close(Some(frame))) => {
+                return (frame.code.into(), frame.reason.to_string())
+            }
+            Ok(Message::Close(None)) => return (1005, String::new()),
+            Ok(_) => continue,
+            Err(e) => panic!("expected a close frame, got error {e}"),
+        }
+    }
+}
+
+/// Login + connect + read the welcome.
+pub fn join(addr: SocketAddr, user: &str, room: u32) -> (Ws, serde_json::Value) {
+    let cookie = login(addr, user, room);
+    let mut ws = ws_connect(addr, room, &cookie);
+    let welcome = next_event(&mut ws);
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+    (ws, welcome)
+}
+
+// ----- raw sockets -----------------------------------------------------------
+
+/// The mask key of every client frame the tests write.
+pub const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+
+/// A masked client frame.
+pub fn client_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+    wsrooms::ws::frame::encode_client_frame(fin, opcode, MASK, payload)
+}
+
+/// The upgrade request of a WebSocket to `path`, with the page's Origin.
+pub fn upgrade_request(addr: SocketAddr, path: &str, cookie: Option<&str>) -> String {
+    let cookie = cookie
+        .map(|c| format!("Cookie: {c}\r\n"))
+        .unwrap_or_default();
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+         Origin: http://{addr}\r\n{cookie}\r\n"
+    )
+}
+
+/// Upgrades `stream` (read byte by byte, so nothing after the `101` head is
+/// consumed: the next byte is the first frame).
+pub fn upgrade_on(
+    mut stream: TcpStream,
+    addr: SocketAddr,
+    path: &str,
+    cookie: Option<&str>,
+) -> TcpStream {
+    stream
+        .write_all(upgrade_request(addr, path, cookie).as_bytes())
+        .unwrap();
+    let r = read_response(&mut stream);
+    assert_eq!(r.status, 101, "upgrade of {path}: {}", r.text());
+    stream
+}
+
+/// A raw WebSocket on a fresh connection.
+pub fn raw_ws(addr: SocketAddr, path: &str, cookie: Option<&str>) -> TcpStream {
+    upgrade_on(tcp(addr), addr, path, cookie)
+}

@@ -1,0 +1,222 @@
+//! Graceful shutdown on SIGTERM, against the real binary: every WebSocket
+//! gets a `1001` close and the server exits 0 as soon as every socket has
+//! finished, or at the drain deadline for peers that never answer; the
+//! listeners close at once; a half-sent request head or upgrade does not
+//! hold the exit; responses already queued are sent whole before the FIN.
+
+mod common;
+
+use std::io::{self, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+#[test]
+fn sigterm_closes_every_socket_with_1001_and_exits_0() {
+    let mut server =
+        spawn_command(Command::new(env!("CARGO_BIN_EXE_wsrooms")).args(["--log-level", "info"]));
+    let log = server.log.clone();
+    let addr = server.addr;
+    let mut clients: Vec<Ws> = (0..20)
+        .map(|i| join(addr, &format!("c{i}"), 1 + (i % 3)).0)
+        .collect();
+    let signalled = Instant::now();
+    sigterm(server.child.id());
+    for (i, ws) in clients.iter_mut().enumerate() {
+        let (code, _) = expect_close(ws);
+        assert_eq!(code, 1001, "client {i}");
+        // Our close reply goes out on the next read; then the server hangs up.
+        loop {
+            match ws.read() {
+                Ok(_) => continue,
+                Err(tungstenite::Error::ConnectionClosed)
+                | Err(tungstenite::Error::AlreadyClosed) => break,
+                Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::ConnectionReset => {
+                    break
+                }
+                Err(e) => panic!("client {i}: {e}"),
+            }
+        }
+    }
+    // Every socket answered, so it need not wait the 5 s drain time.
+    let status = wait_exit(&mut server.child, Duration::from_secs(5))
+        .expect("still running 5 s after SIGTERM");
+    let took = signalled.elapsed();
+    assert!(status.success(), "exit status {status}");
+    assert!(
+        took < Duration::from_secs(3),
+        "took {took:?} though every socket closed"
+    );
+    let summary = log.wait_for(&["stopped:"], IO_TIMEOUT);
+    eprintln!("SIGTERM → exit 0 in {took:?}; {summary}");
+}
+
+#[test]
+fn sigterm_waits_no_longer_than_the_drain_time_for_silent_sockets() {
+    let mut server = spawn_binary(&["--shutdown-timeout-secs", "2", "--log-level", "warn"]);
+    let addr = server.addr;
+    // One socket that will never answer the close, one idle HTTP connection
+    // with half a request.
+    let cookie = login(addr, "mute", 4);
+    let mut mute = raw_ws(addr, "/rooms/4/ws", Some(&cookie));
+    let mut half = tcp(addr);
+    half.write_all(b"GET / HTTP/1.1\r\n").unwrap();
+    read_until_opcode(&mut mute, TEXT); // welcome: it is in the room
+    let signalled = Instant::now();
+    sigterm(server.child.id());
+    assert_eq!(read_until_opcode(&mut mute, CLOSE).close().0, 1001);
+    let status = wait_exit(&mut server.child, Duration::from_secs(6))
+        .expect("still running 6 s after SIGTERM");
+    let took = signalled.elapsed();
+    assert!(status.success(), "exit status {status}");
+    assert!(
+        took >= Duration::from_millis(1800) && took < Duration::from_secs(4),
+        "exited after {took:?}"
+    );
+    read_until_closed(&mut mute, Duration::from_secs(1));
+    read_until_closed(&mut half, Duration::from_secs(1));
+}
+
+#[test]
+fn after_sigterm_new_connects_are_refused_while_the_server_drains() {
+    let metrics_port = free_port();
+    let metrics_bind = format!("127.0.0.1:{metrics_port}");
+    let mut server = spawn_binary(&[
+        "--echo",
+        "--metrics-bind",
+        &metrics_bind,
+        "--log-level",
+        "warn",
+    ]);
+    let addr = server.addr;
+    let metrics_addr: SocketAddr = metrics_bind.parse().unwrap();
+    assert_eq!(get(metrics_addr, "/healthz", "").status, 200);
+    // A socket that never answers the 1001 keeps the server draining.
+    let mut mute = raw_ws(addr, "/echo", None);
+    sigterm(server.child.id());
+    assert_eq!(read_until_opcode(&mut mute, CLOSE).close().0, 1001);
+    for target in [addr, metrics_addr] {
+        let e = TcpStream::connect_timeout(&target, Duration::from_secs(2))
+            .map(|_| ())
+            .expect_err("a connect after SIGTERM was accepted");
+        assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused, "{target}: {e}");
+    }
+    assert!(
+        server.child.try_wait().unwrap().is_none(),
+        "tested while draining"
+    );
+}
+
+#[test]
+fn a_half_sent_request_head_does_not_hold_the_exit() {
+    let mut server = spawn_binary(&["--log-level", "warn"]);
+    let addr = server.addr;
+    let mut half = tcp(addr);
+    half.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").unwrap();
+    // A later request is answered after the half head was read.
+    assert_eq!(get(addr, "/healthz", "").status, 200);
+    let signalled = Instant::now();
+    sigterm(server.child.id());
+    let status = wait_exit(&mut server.child, Duration::from_secs(6))
+        .expect("still running 6 s after SIGTERM");
+    let took = signalled.elapsed();
+    assert!(status.success(), "exit status {status}");
+    assert!(
+        took < Duration::from_millis(1500),
+        "a half head held the exit for {took:?} (drain limit 5 s)"
+    );
+    let answer = read_until_closed(&mut half, Duration::from_secs(1));
+    assert!(answer.is_empty(), "no answer to half a head: {answer:?}");
+}
+
+/// An upgrade request still being sent at SIGTERM must not open a new
+/// WebSocket (it would never get its `1001` and would hold the exit until
+/// the drain deadline): its connection is closed with no answer, and the
+/// server exits at once since every socket has finished.
+#[test]
+fn an_upgrade_still_being_sent_at_shutdown_is_dropped() {
+    use std::io::Write;
+    let mut server = spawn_binary(&["--log-level", "warn"]);
+    let addr = server.addr;
+    let (mut watcher, _) = join(addr, "watcher", 8);
+    let cookie = login(addr, "late", 8);
+    let request = upgrade_request(addr, "/rooms/8/ws", Some(&cookie));
+    let (first, last) = request.split_at(request.len() - 2);
+    let mut late = tcp(addr);
+    late.write_all(first.as_bytes()).unwrap();
+    // Let the server read the first part before the signal.
+    assert_eq!(get(addr, "/healthz", "").status, 200);
+    let signalled = std::time::Instant::now();
+    sigterm(server.child.id());
+    assert_eq!(expect_close(&mut watcher).0, 1001, "shutdown has begun");
+    watcher.close(None).unwrap();
+    let _ = watcher.flush();
+    let _ = late.write_all(last.as_bytes());
+    let answer = read_until_closed(&mut late, Duration::from_secs(2));
+    assert!(answer.is_empty(), "{}", String::from_utf8_lossy(&answer));
+    let status = wait_exit(&mut server.child, Duration::from_secs(10))
+        .expect("still running 10 s after SIGTERM");
+    assert!(status.success(), "exit status {status}");
+    let took = signalled.elapsed();
+    assert!(took < Duration::from_secs(3), "exited after {took:?}");
+}
+
+/// A keep-alive connection still receiving its responses when SIGTERM
+/// arrives gets those already queued, whole, then FIN (pipelined requests
+/// held back by backpressure stay unanswered), and the server exits then,
+/// not at the drain deadline (the connection would otherwise sit idle,
+/// keep-alive, until the deadline).
+#[test]
+fn responses_in_flight_at_sigterm_finish_and_the_server_exits_without_waiting() {
+    use std::io::{Read, Write};
+    const REQUESTS: usize = 400;
+    let mut server = spawn_binary(&["--shutdown-timeout-secs", "20", "--log-level", "warn"]);
+    let addr = server.addr;
+    let (mut watcher, _) = join(addr, "watcher", 8);
+    let mut slow = small_buffer_tcp(addr, 4096, 0);
+    let request = format!("GET /static/room.js HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    slow.write_all(request.repeat(REQUESTS).as_bytes()).unwrap();
+    // Wait until the server has read them (answered up to its pause).
+    let last_before = get(addr, "/healthz", "");
+    assert_eq!(last_before.status, 200);
+    let signalled = std::time::Instant::now();
+    sigterm(server.child.id());
+    assert_eq!(expect_close(&mut watcher).0, 1001, "shutdown has begun");
+    watcher.close(None).unwrap();
+    let _ = watcher.flush();
+    // Whole responses, then the server hangs up.
+    let got = read_until_closed(&mut slow, Duration::from_secs(15));
+    let mut r = std::io::Cursor::new(&got[..]);
+    let mut answered = 0;
+    while (r.position() as usize) < got.len() {
+        let mut head = String::new();
+        while !head.ends_with("\r\n\r\n") {
+            let mut b = [0u8; 1];
+            r.read_exact(&mut b).expect("a whole response head");
+            head.push(b[0] as char);
+        }
+        assert!(
+            head.starts_with("HTTP/1.1 200 "),
+            "response {answered}: {head}"
+        );
+        let len: usize = head
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length:")
+                    .map(|v| v.trim().parse().unwrap())
+            })
+            .unwrap();
+        let mut body = vec![0; len];
+        r.read_exact(&mut body).expect("a whole body");
+        answered += 1;
+    }
+    assert!((1..=REQUESTS).contains(&answered), "{answered} answered");
+    let status = wait_exit(&mut server.child, Duration::from_secs(20))
+        .expect("still running 20 s after SIGTERM");
+    assert!(status.success(), "exit status {status}");
+    let took = signalled.elapsed();
+    assert!(took < Duration::from_secs(5), "exited after {took:?}");
+}
