@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod peer_limits;
 pub mod queue;
 pub mod server;
+pub mod store;
 pub mod timers;
 pub mod ws;
 
