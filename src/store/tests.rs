@@ -292,6 +292,29 @@ fn another_programs_sqlite_file_is_refused_untouched() {
 }
 
 #[test]
+fn another_programs_crashed_database_keeps_its_log() {
+    // A foreign database whose program died with commits still in its
+    // write-ahead log. SQLite, had we opened it, would have replayed the log
+    // into the file and removed it on close; the header check never lets it.
+    let (dir, path) = temp();
+    let other = Connection::open(&path).unwrap();
+    other
+        .execute_batch(
+            "PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0;
+             CREATE TABLE t (x); INSERT INTO t VALUES (1);",
+        )
+        .unwrap();
+    let crashed = tempfile::tempdir().unwrap();
+    for name in listing(dir.path()) {
+        fs::copy(dir.path().join(&name), crashed.path().join(&name)).unwrap();
+    }
+    drop(other);
+    assert!(listing(crashed.path()).contains("wsrooms.db-wal"));
+    let error = assert_refused(crashed.path(), &crashed.path().join("wsrooms.db"));
+    assert!(matches!(error, OpenError::Foreign { .. }), "{error:?}");
+}
+
+#[test]
 fn a_newer_schema_is_refused_untouched() {
     let (dir, path) = temp();
     drop(Store::open(&path, 100).unwrap());
@@ -422,6 +445,29 @@ fn migrations_run_from_the_files_version_in_one_step() {
         .query_row("SELECT topic FROM rooms WHERE number = 1", [], |r| r.get(0))
         .unwrap();
     assert_eq!(topic, "", "the old row went through the step");
+}
+
+#[test]
+fn an_older_file_is_migrated_with_the_version_in_the_main_file_at_once() {
+    // Version 0 with our mark stands for "an older version": already in WAL
+    // mode, as every file of ours is.
+    let (_dir, path) = temp();
+    let old = Connection::open(&path).unwrap();
+    old.execute_batch("PRAGMA journal_mode=WAL").unwrap();
+    old.pragma_update(None, "application_id", APPLICATION_ID as i32)
+        .unwrap();
+    drop(old);
+    let mut store = Store::open(&path, 100).expect("migrates");
+    // Still open, so a step written to the log would not be in the file yet:
+    // the header must already say the new version (what `inspect` reads).
+    let bytes = fs::read(&path).unwrap();
+    assert_eq!(&bytes[60..64], &SCHEMA_VERSION.to_be_bytes());
+    post(&mut store, 1, 1..=2);
+    let mode: String = store
+        .conn
+        .pragma_query_value(None, "journal_mode", |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal", "back to the log after the migration");
 }
 
 #[test]
