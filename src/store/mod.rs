@@ -186,11 +186,12 @@ impl Committed {
 }
 
 /// A commit that failed: the error, and the logins and messages it
-/// discarded (see the module doc).
+/// discarded (see the module doc; boxed: the batch is big and this is the
+/// rare path).
 #[derive(Debug)]
 pub struct CommitError {
     pub error: rusqlite::Error,
-    pub discarded: Batch,
+    pub discarded: Box<Batch>,
 }
 
 impl CommitError {
@@ -309,7 +310,7 @@ impl Store {
                     // Normally already rolled back; make sure.
                     let _ = self.conn.execute_batch("ROLLBACK");
                 }
-                let discarded = self.batch.take_failed();
+                let discarded = Box::new(self.batch.take_failed());
                 Err(CommitError { error, discarded })
             }
         }
