@@ -36,6 +36,7 @@ pub mod peer_limits;
 pub mod queue;
 pub mod rate;
 pub mod server;
+pub mod store;
 pub mod table;
 pub mod timers;
 pub mod ws;

@@ -1,0 +1,218 @@
+//! What the durable store costs the poll loop: time per commit (the one
+//! blocking call per loop turn) for turns of 1, 10 and 100 messages, the
+//! time to record a message, messages per second sustained (with pruning
+//! at work), database bytes per million messages, and the start-up
+//! `open + load` with 10,000 rooms × 50 messages and 100,000 sessions.
+//!
+//! Real files in a temporary directory under `target/` (on disk, not a
+//! tmpfs). Numbers are wall-clock on a shared machine: compare runs on the
+//! same machine only.
+//!
+//! `cargo bench --bench store`
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use wsrooms::store::{Message, Store, TokenHash, DEFAULT_KEEP_MESSAGES};
+
+const TEXT: &str = "a chat line of ordinary length, about sixty characters long";
+
+fn message(room: u32, seq: u64, text: &str) -> Message<'_> {
+    Message {
+        room,
+        seq,
+        at: 1_763_770_000_000 + seq,
+        user: "someone",
+        text,
+    }
+}
+
+/// Round-robin over `rooms`, keeping each room's next seq.
+struct Feed {
+    next_seq: Vec<u64>,
+    turn: usize,
+}
+
+impl Feed {
+    fn new(rooms: usize) -> Self {
+        Feed {
+            next_seq: vec![1; rooms],
+            turn: 0,
+        }
+    }
+
+    /// Records `count` messages and commits them; returns the commit's time.
+    fn turn(&mut self, store: &mut Store, count: usize) -> Duration {
+        for _ in 0..count {
+            let room = self.turn % self.next_seq.len();
+            self.turn += 1;
+            let seq = self.next_seq[room];
+            self.next_seq[room] += 1;
+            store.record_message(message(room as u32 + 1, seq, TEXT));
+        }
+        let start = Instant::now();
+        store.commit().expect("commit");
+        start.elapsed()
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+fn file_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum()
+}
+
+fn temp_dir() -> tempfile::TempDir {
+    tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("temp dir")
+}
+
+/// µs per commit for turns of `batch` messages spread over `rooms` rooms.
+/// One room is the fan-out case (every message of a turn lands on the same
+/// B-tree page); 100 rooms round-robin is the worst case (each message of a
+/// turn dirties a page of its own, and a commit writes whole 4 KiB pages).
+fn commit_cost(rooms: usize, batch: usize, turns: usize) {
+    let dir = temp_dir();
+    let mut store = Store::open(&dir.path().join("bench.db"), DEFAULT_KEEP_MESSAGES).unwrap();
+    let mut feed = Feed::new(rooms);
+    for _ in 0..100 {
+        feed.turn(&mut store, batch); // warm up: statements prepared, pages cached
+    }
+    let mut times: Vec<Duration> = (0..turns).map(|_| feed.turn(&mut store, batch)).collect();
+    times.sort();
+    let mean = times.iter().sum::<Duration>() / turns as u32;
+    let slow = times
+        .iter()
+        .filter(|t| **t > Duration::from_millis(1))
+        .count();
+    println!(
+        "commit, {rooms:>3} room(s), {batch:>3} message(s)/turn: mean {:7.1} µs  p50 {:7.1}  \
+         p99 {:7.1}  max {:8.1}  = {:5.2} µs/message; {slow} of {turns} commits over 1 ms",
+        us(mean),
+        us(percentile(&times, 0.5)),
+        us(percentile(&times, 0.99)),
+        us(times[turns - 1]),
+        us(mean) / batch as f64
+    );
+}
+
+/// ns per `record_message` (the hot-path half of the store's cost).
+fn record_cost() {
+    let dir = temp_dir();
+    let mut store = Store::open(&dir.path().join("bench.db"), DEFAULT_KEEP_MESSAGES).unwrap();
+    let per_turn = 100;
+    let turns = 2_000;
+    let mut recording = Duration::ZERO;
+    for turn in 0..turns {
+        let start = Instant::now();
+        for i in 0..per_turn {
+            let seq = (turn * per_turn + i + 1) as u64;
+            store.record_message(message((i % 10) as u32 + 1, seq, TEXT));
+        }
+        recording += start.elapsed();
+        store.commit().unwrap();
+    }
+    let ns = recording.as_secs_f64() * 1e9 / (turns * per_turn) as f64;
+    println!("record_message: {ns:.0} ns per message");
+}
+
+/// Messages per second through record + commit, turns of 100, `rooms`
+/// rooms, `keep` kept per room; returns the directory's bytes at the end
+/// (after a clean close, so the log is folded in).
+fn sustained(total: usize, rooms: usize, keep: u64, label: &str) -> u64 {
+    let dir = temp_dir();
+    let mut store = Store::open(&dir.path().join("bench.db"), keep).unwrap();
+    let mut feed = Feed::new(rooms);
+    let start = Instant::now();
+    for _ in 0..total / 100 {
+        feed.turn(&mut store, 100);
+    }
+    let elapsed = start.elapsed();
+    println!(
+        "sustained ({label}): {:.0} messages/s, {:.0} commits/s ({total} messages in {:.2} s)",
+        total as f64 / elapsed.as_secs_f64(),
+        (total / 100) as f64 / elapsed.as_secs_f64(),
+        elapsed.as_secs_f64()
+    );
+    drop(store);
+    file_bytes(dir.path())
+}
+
+/// A file with 10,000 rooms × 50 messages and 100,000 sessions, then the
+/// time of `open` + `load(50)` on it (warm page cache).
+fn startup() {
+    let dir = temp_dir();
+    let path = dir.path().join("bench.db");
+    let mut store = Store::open(&path, DEFAULT_KEEP_MESSAGES).unwrap();
+    for room in 1..=10_000u32 {
+        for seq in 1..=50 {
+            store.record_message(message(room, seq, TEXT));
+        }
+        if room % 200 == 0 {
+            store.commit().unwrap();
+        }
+    }
+    for n in 0..100_000u32 {
+        let mut token = [0u8; 16];
+        token[..4].copy_from_slice(&n.to_be_bytes());
+        store.record_login(TokenHash::of(&token), n % 10_000 + 1, "someone", 0);
+        if n % 10_000 == 9_999 {
+            store.commit().unwrap();
+        }
+    }
+    drop(store);
+    let bytes = file_bytes(dir.path());
+    let start = Instant::now();
+    let store = Store::open(&path, DEFAULT_KEEP_MESSAGES).unwrap();
+    let opened = start.elapsed();
+    let loaded = store.load(50).unwrap();
+    let total = start.elapsed();
+    let messages: usize = loaded.rooms.iter().map(|r| r.history.len()).sum();
+    assert_eq!((loaded.rooms.len(), messages), (10_000, 500_000));
+    assert_eq!(loaded.sessions.len(), 100_000);
+    println!(
+        "start-up: open {:.1} ms + load {:.0} ms = {:.0} ms for 10,000 rooms × 50 messages \
+         and 100,000 sessions ({:.1} MB file, warm page cache)",
+        opened.as_secs_f64() * 1e3,
+        (total - opened).as_secs_f64() * 1e3,
+        total.as_secs_f64() * 1e3,
+        bytes as f64 / 1e6
+    );
+}
+
+fn main() {
+    for rooms in [1, 100] {
+        commit_cost(rooms, 1, 20_000);
+        commit_cost(rooms, 10, 10_000);
+        commit_cost(rooms, 100, 2_000);
+    }
+    record_cost();
+    let bytes = sustained(
+        200_000,
+        1_000,
+        DEFAULT_KEEP_MESSAGES,
+        "1,000 rooms, no pruning",
+    );
+    println!(
+        "database size: {:.1} MB per million messages (extrapolated from 200,000 messages of \
+         {} characters in 1,000 rooms: {:.1} MB)",
+        bytes as f64 * 5.0 / 1e6,
+        TEXT.len(),
+        bytes as f64 / 1e6
+    );
+    sustained(
+        200_000,
+        10,
+        1_000,
+        "10 rooms, keep 1,000: pruning every turn",
+    );
+    startup();
+}

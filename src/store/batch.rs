@@ -1,0 +1,169 @@
+//! What one loop turn changed, held in memory until [`Store::commit`]
+//! writes it in one transaction.
+//!
+//! Recording is cheap on purpose (it happens once per message, on the hot
+//! path): a message's user and text are appended to one string buffer that
+//! keeps its capacity from turn to turn, so a steady stream of messages
+//! allocates nothing here.
+//!
+//! [`Store::commit`]: super::Store::commit
+
+use std::collections::HashMap;
+use std::ops::Range;
+
+use sha2::{Digest, Sha256};
+
+/// The SHA-256 of a session token: what the database keeps instead of the
+/// token. A token is 128 random bits, so a fast hash is enough: nobody can
+/// search that space for a token that fits a hash, and a copy of the file
+/// holds no cookie that works. The server hashes a cookie to find a
+/// restored session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TokenHash(pub [u8; 32]);
+
+impl TokenHash {
+    pub fn of(token: &[u8; 16]) -> Self {
+        TokenHash(Sha256::digest(token).into())
+    }
+}
+
+/// A login recorded this turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Login<'a> {
+    pub token_hash: TokenHash,
+    pub room: u32,
+    pub user: &'a str,
+    /// Unix milliseconds.
+    pub at: u64,
+}
+
+/// A message recorded this turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Message<'a> {
+    pub room: u32,
+    pub seq: u64,
+    /// Unix milliseconds.
+    pub at: u64,
+    pub user: &'a str,
+    pub text: &'a str,
+}
+
+#[derive(Debug, Clone)]
+struct LoginRecord {
+    token_hash: TokenHash,
+    room: u32,
+    user: Range<usize>,
+    at: u64,
+}
+
+#[derive(Debug, Clone)]
+struct MessageRecord {
+    room: u32,
+    seq: u64,
+    at: u64,
+    user: Range<usize>,
+    text: Range<usize>,
+}
+
+/// The records of one turn (or, after a failed commit, the part of it that
+/// was discarded: see [`super::CommitError`]).
+#[derive(Debug, Clone, Default)]
+pub struct Batch {
+    logins: Vec<LoginRecord>,
+    ends: Vec<TokenHash>,
+    messages: Vec<MessageRecord>,
+    /// Each room's highest recorded `seq`.
+    last_seqs: HashMap<u32, u64>,
+    /// The users and texts of the records, one after another.
+    strings: String,
+}
+
+impl Batch {
+    pub fn is_empty(&self) -> bool {
+        self.logins.is_empty() && self.ends.is_empty() && self.messages.is_empty()
+    }
+
+    /// The logins, in the order they were recorded.
+    pub fn logins(&self) -> impl ExactSizeIterator<Item = Login<'_>> {
+        self.logins.iter().map(|r| Login {
+            token_hash: r.token_hash,
+            room: r.room,
+            user: &self.strings[r.user.clone()],
+            at: r.at,
+        })
+    }
+
+    /// The messages, in the order they were recorded.
+    pub fn messages(&self) -> impl ExactSizeIterator<Item = Message<'_>> {
+        self.messages.iter().map(|r| Message {
+            room: r.room,
+            seq: r.seq,
+            at: r.at,
+            user: &self.strings[r.user.clone()],
+            text: &self.strings[r.text.clone()],
+        })
+    }
+
+    /// The sessions that ended.
+    pub fn session_ends(&self) -> &[TokenHash] {
+        &self.ends
+    }
+
+    /// Each room that got messages, with its highest `seq`.
+    pub fn last_seqs(&self) -> impl Iterator<Item = (u32, u64)> + '_ {
+        self.last_seqs.iter().map(|(&room, &seq)| (room, seq))
+    }
+
+    pub(super) fn push_login(&mut self, token_hash: TokenHash, room: u32, user: &str, at: u64) {
+        let user = self.push_str(user);
+        self.logins.push(LoginRecord {
+            token_hash,
+            room,
+            user,
+            at,
+        });
+    }
+
+    pub(super) fn push_end(&mut self, token_hash: TokenHash) {
+        self.ends.push(token_hash);
+    }
+
+    pub(super) fn push_message(&mut self, m: Message<'_>) {
+        let user = self.push_str(m.user);
+        let text = self.push_str(m.text);
+        self.messages.push(MessageRecord {
+            room: m.room,
+            seq: m.seq,
+            at: m.at,
+            user,
+            text,
+        });
+        let last = self.last_seqs.entry(m.room).or_insert(m.seq);
+        *last = (*last).max(m.seq);
+    }
+
+    fn push_str(&mut self, s: &str) -> Range<usize> {
+        let start = self.strings.len();
+        self.strings.push_str(s);
+        start..self.strings.len()
+    }
+
+    /// Forgets every record, keeping the buffers' capacity.
+    pub(super) fn clear(&mut self) {
+        self.logins.clear();
+        self.ends.clear();
+        self.messages.clear();
+        self.last_seqs.clear();
+        self.strings.clear();
+    }
+
+    /// After a failed commit: takes out the logins and messages (returned to
+    /// the caller as discarded) and keeps the session ends for the next
+    /// commit.
+    pub(super) fn take_failed(&mut self) -> Batch {
+        let ends = std::mem::take(&mut self.ends);
+        let failed = std::mem::take(self);
+        self.ends = ends;
+        failed
+    }
+}

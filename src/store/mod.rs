@@ -1,0 +1,495 @@
+//! The durable store (`--data-file`): sessions, each room's `seq` counter and
+//! its last `--keep-messages` messages in an SQLite database, written behind
+//! the in-memory chat state so that a restart or a crash logs out no one and
+//! loses no message. It owns the file and everything written to it; it knows
+//! nothing of sockets or of the poll loop, which drives it as below.
+//!
+//! # How the poll loop uses it
+//!
+//! ```text
+//! let store = Store::open(path, keep_messages)?;  // refused → print, exit 2
+//! let loaded = store.load(history_messages)?;     // sessions, seqs, rings
+//! loop {
+//!     poll();
+//!     // Handle events. Each change is also *recorded* (memory only):
+//!     store.record_login(hash, room, user, at);   // before queuing the 303
+//!     store.record_message(message);              // when a seq is given
+//!     store.record_session_end(hash);             // when a reservation lapses
+//!     // ...output is queued, not yet written...
+//!     match store.commit() {                      // ONE transaction
+//!         Ok(_) => {}
+//!         Err(e) => { /* see "When a commit fails" */ }
+//!     }
+//!     flush_output();                              // only now do bytes leave
+//! }
+//! ```
+//!
+//! # Write-ahead
+//!
+//! Every change of a loop turn is committed *before* any byte of that turn's
+//! output is written to a socket. Two promises follow:
+//!
+//! - **No client saw a message that a crash lost.** A client learns of a
+//!   message (or gets the `303` and cookie of a login) only from bytes
+//!   written after `commit()` returned. When it returned, the transaction was
+//!   in the write-ahead log in the kernel's page cache; a crash of the
+//!   process (SIGKILL, a panic, an OOM kill) does not lose the page cache,
+//!   and the next [`Store::open`] replays the log. Whatever anyone saw is on
+//!   disk, with the same `seq`, user and text.
+//! - **No `seq` is given twice.** A `seq` is written, with the room's
+//!   `last_seq`, before anyone sees it, so after a restart numbering goes on
+//!   above every `seq` anybody has seen. A `seq` of a turn whose commit
+//!   failed was seen by no one (that output is not sent), so using it again
+//!   breaks no promise.
+//!
+//! `synchronous=NORMAL` means a commit is a `write()` to the log, not an
+//! `fsync()`: the log is synced at checkpoints. After a *power loss* the last
+//! commits before it may be missing (the database is never inconsistent);
+//! against a crash of the process nothing is lost. Syncing every commit
+//! (`FULL`) would cost a disk flush per loop turn.
+//!
+//! # Group commit, and what it costs
+//!
+//! A commit has a fixed price (begin, the log header and frame writes, the
+//! lock bookkeeping, a `write()` syscall) whatever it holds. One commit per
+//! loop turn, not per message, shares that price among all the messages of
+//! the turn: under load a turn carries more messages, so commits per second
+//! stay bounded while messages per second grow, the same trick as collecting
+//! a turn's socket writes into one `writev`.
+//!
+//! The price is paid inside the loop: while SQLite writes, no socket is
+//! served. That is the one blocking call of the server, kept small and
+//! bounded: a few prepared (cached) statements per record, a prune by
+//! primary-key range per room touched, and no sync. About every 4 MB of log
+//! (SQLite's automatic checkpoint, 1,000 pages) one commit also copies the
+//! log into the main file and syncs it: that turn takes milliseconds instead
+//! of microseconds. `benches/store.rs` measures both.
+//!
+//! # When a commit fails
+//!
+//! (A full disk, a file made read-only, an I/O error.) The transaction is
+//! rolled back and the store stays usable: the next `commit()` starts
+//! afresh and succeeds once the disk does. The turn's logins and messages
+//! are *discarded* and handed back in [`CommitError::discarded`]: the server
+//! sends none of them, closes the senders of those messages with `1011`
+//! ([`CommitError::close_code`]) and answers those logins `503`
+//! ([`CommitError::login_status`]), and takes them out of its memory. The
+//! turn's session ends are *kept* and retried with the next commit: nobody
+//! waits for them, and forgetting one would bring that session back after a
+//! restart.
+//!
+//! # Reads
+//!
+//! [`Store::load`] (at start), [`Store::room`] (a room that emptied and is
+//! joined again) and [`Store::history`] (scrollback) read what is committed:
+//! records of the current turn are not visible until `commit()`.
+//!
+//! The files: [`schema`] (tables, versions, migrations), [`file`] (opening,
+//! recognising and refusing files), [`batch`] (what a turn recorded).
+
+pub mod batch;
+pub mod file;
+pub mod schema;
+
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::path::Path;
+
+use rusqlite::{params, Connection, Transaction};
+
+use crate::http::Status;
+use crate::ws::close::{CloseCode, INTERNAL_ERROR};
+
+pub use batch::{Batch, Login, Message, TokenHash};
+pub use file::OpenError;
+pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
+
+/// The default of `--keep-messages`: messages kept per room on disk.
+pub const DEFAULT_KEEP_MESSAGES: u64 = 10_000;
+
+/// The most messages one [`Store::history`] page returns.
+pub const MAX_PAGE: usize = 100;
+
+/// The open database and the records of the current loop turn.
+#[derive(Debug)]
+pub struct Store {
+    conn: Connection,
+    keep_messages: u64,
+    batch: Batch,
+}
+
+/// A session as stored: enough to restore its reservation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredSession {
+    pub token_hash: TokenHash,
+    pub room: u32,
+    /// The id as typed.
+    pub user: String,
+    /// Unix milliseconds.
+    pub login_at: u64,
+}
+
+/// A message as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredMessage {
+    pub seq: u64,
+    /// Unix milliseconds.
+    pub at: u64,
+    pub user: String,
+    pub text: String,
+}
+
+/// A room as stored: its counter and the tail of its history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRoom {
+    pub number: u32,
+    /// The `seq` of its last message: the next one gets `last_seq + 1`.
+    pub last_seq: u64,
+    /// Its last messages (as many as asked for), oldest first.
+    pub history: Vec<StoredMessage>,
+}
+
+/// Everything the server needs at start.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// Every session still reserved.
+    pub sessions: Vec<StoredSession>,
+    /// Every room that has had a message. (A session's room may be missing
+    /// here: nobody has written in it yet.)
+    pub rooms: Vec<StoredRoom>,
+}
+
+/// One page of scrollback.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct History {
+    /// Oldest first.
+    pub messages: Vec<StoredMessage>,
+    /// Older messages than the first one are still kept.
+    pub more: bool,
+}
+
+/// What a successful commit wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Committed {
+    pub logins: usize,
+    pub messages: usize,
+    pub session_ends: usize,
+}
+
+impl Committed {
+    /// Nothing was recorded, so no transaction was run.
+    pub fn is_empty(&self) -> bool {
+        *self == Committed::default()
+    }
+}
+
+/// A commit that failed: the error, and the logins and messages it
+/// discarded (see the module doc; boxed: the batch is big and this is the
+/// rare path).
+#[derive(Debug)]
+pub struct CommitError {
+    pub error: rusqlite::Error,
+    pub discarded: Box<Batch>,
+}
+
+impl CommitError {
+    /// The close code for the senders of the discarded messages.
+    pub fn close_code(&self) -> CloseCode {
+        INTERNAL_ERROR
+    }
+
+    /// The status for the discarded logins.
+    pub fn login_status(&self) -> Status {
+        Status::ServiceUnavailable
+    }
+}
+
+impl fmt::Display for CommitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let error = self.error.to_string().replace(['\n', '\r'], " ");
+        write!(
+            f,
+            "writing to the data file failed ({error}): {} message(s) and {} login(s) not committed",
+            self.discarded.messages().len(),
+            self.discarded.logins().len()
+        )
+    }
+}
+
+impl std::error::Error for CommitError {}
+
+/// A read that failed (a damaged file, an I/O error).
+#[derive(Debug)]
+pub struct QueryError(pub rusqlite::Error);
+
+impl QueryError {
+    /// A scrollback request that hit it is answered with this.
+    pub fn status(&self) -> Status {
+        Status::InternalError
+    }
+}
+
+impl fmt::Display for QueryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let error = self.0.to_string().replace(['\n', '\r'], " ");
+        write!(f, "reading the data file failed: {error}")
+    }
+}
+
+impl std::error::Error for QueryError {}
+
+impl From<rusqlite::Error> for QueryError {
+    fn from(error: rusqlite::Error) -> Self {
+        QueryError(error)
+    }
+}
+
+impl Store {
+    /// Opens the database at `path`, creating it if there is no file (or an
+    /// empty one), bringing an older schema up to date. Refuses, changing
+    /// nothing and creating nothing beside it: a file that is not SQLite,
+    /// another program's SQLite database, a newer schema, a file another
+    /// process holds. `keep_messages` is `--keep-messages`.
+    pub fn open(path: &Path, keep_messages: u64) -> Result<Store, OpenError> {
+        let found = file::inspect(path)?;
+        let mut conn = file::connect(path)?;
+        let version = file::check(path, &conn, found)?;
+        if version < SCHEMA_VERSION {
+            file::rollback_journal(path, &conn)?;
+            schema::migrate(&mut conn, version, schema::STEPS)
+                .map_err(|e| file::sqlite_error(path, e))?;
+        }
+        file::tune(path, &conn)?;
+        Ok(Store {
+            conn,
+            keep_messages,
+            batch: Batch::default(),
+        })
+    }
+
+    /// Records a login (its `303` must wait for the commit).
+    pub fn record_login(&mut self, token_hash: TokenHash, room: u32, user: &str, at: u64) {
+        self.batch.push_login(token_hash, room, user, at);
+    }
+
+    /// Records that a session's reservation ended.
+    pub fn record_session_end(&mut self, token_hash: TokenHash) {
+        self.batch.push_end(token_hash);
+    }
+
+    /// Records a numbered message (its frame must wait for the commit).
+    pub fn record_message(&mut self, message: Message<'_>) {
+        self.batch.push_message(message);
+    }
+
+    /// What has been recorded since the last commit.
+    pub fn pending(&self) -> &Batch {
+        &self.batch
+    }
+
+    /// Writes everything recorded since the last commit in one transaction.
+    /// With nothing recorded it does nothing. On failure, see the module doc.
+    pub fn commit(&mut self) -> Result<Committed, CommitError> {
+        if self.batch.is_empty() {
+            return Ok(Committed::default());
+        }
+        match write_batch(&mut self.conn, &self.batch, self.keep_messages) {
+            Ok(()) => {
+                let committed = Committed {
+                    logins: self.batch.logins().len(),
+                    messages: self.batch.messages().len(),
+                    session_ends: self.batch.session_ends().len(),
+                };
+                self.batch.clear();
+                Ok(committed)
+            }
+            Err(error) => {
+                if !self.conn.is_autocommit() {
+                    // Normally already rolled back; make sure.
+                    let _ = self.conn.execute_batch("ROLLBACK");
+                }
+                let discarded = Box::new(self.batch.take_failed());
+                Err(CommitError { error, discarded })
+            }
+        }
+    }
+
+    /// Every session, and every room with its `last_seq` and its last
+    /// `history` messages (`--history-messages`).
+    pub fn load(&self, history: usize) -> Result<Loaded, QueryError> {
+        let sessions = self.sessions()?;
+        let numbers = self.room_numbers()?;
+        let mut rooms = Vec::with_capacity(numbers.len());
+        for number in numbers {
+            rooms.extend(self.room(number, history)?);
+        }
+        Ok(Loaded { sessions, rooms })
+    }
+
+    /// One room's `last_seq` and last `history` messages, if it ever had a
+    /// message.
+    pub fn room(&self, number: u32, history: usize) -> Result<Option<StoredRoom>, QueryError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT last_seq FROM rooms WHERE number = ?1")?;
+        let mut rows = stmt.query([number])?;
+        let Some(row) = rows.next()? else {
+            return Ok(None);
+        };
+        let last_seq = to_u64(row.get(0)?);
+        let history = self.newest(number, u64::MAX, history)?;
+        Ok(Some(StoredRoom {
+            number,
+            last_seq,
+            history,
+        }))
+    }
+
+    /// Scrollback: the newest `limit` (at most [`MAX_PAGE`]) messages of
+    /// `room` with `seq < before` (`None`: after the last), oldest first,
+    /// and whether older ones are still kept. One range of the primary key.
+    pub fn history(
+        &self,
+        room: u32,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<History, QueryError> {
+        let limit = limit.min(MAX_PAGE);
+        let mut messages = self.newest(room, before.unwrap_or(u64::MAX), limit + 1)?;
+        let more = messages.len() > limit;
+        if more {
+            messages.remove(0);
+        }
+        Ok(History { messages, more })
+    }
+
+    /// The newest `count` messages of `room` with `seq < before`, oldest first.
+    fn newest(
+        &self,
+        room: u32,
+        before: u64,
+        count: usize,
+    ) -> Result<Vec<StoredMessage>, QueryError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT seq, at, user, text FROM messages
+             WHERE room = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3",
+        )?;
+        let rows = stmt.query_map(params![room, to_i64(before), to_i64(count as u64)], |row| {
+            Ok(StoredMessage {
+                seq: to_u64(row.get(0)?),
+                at: to_u64(row.get(1)?),
+                user: row.get(2)?,
+                text: row.get(3)?,
+            })
+        })?;
+        let mut messages = rows.collect::<Result<Vec<_>, _>>()?;
+        messages.reverse();
+        Ok(messages)
+    }
+
+    fn sessions(&self) -> Result<Vec<StoredSession>, QueryError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT token_hash, room, user, login_at FROM sessions")?;
+        let rows = stmt.query_map([], |row| {
+            Ok(StoredSession {
+                token_hash: TokenHash(row.get(0)?),
+                room: row.get(1)?,
+                user: row.get(2)?,
+                login_at: to_u64(row.get(3)?),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn room_numbers(&self) -> Result<Vec<u32>, QueryError> {
+        let mut stmt = self.conn.prepare_cached("SELECT number FROM rooms")?;
+        let rows = stmt.query_map([], |row| row.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+/// Writes a batch in one transaction; dropping `tx` on an error rolls back.
+fn write_batch(conn: &mut Connection, batch: &Batch, keep: u64) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    write_logins(&tx, batch)?;
+    write_messages(&tx, batch)?;
+    write_rooms(&tx, batch, keep)?;
+    write_session_ends(&tx, batch)?;
+    tx.commit()
+}
+
+fn write_logins(tx: &Transaction, batch: &Batch) -> rusqlite::Result<()> {
+    if batch.logins().len() == 0 {
+        return Ok(());
+    }
+    let mut stmt = tx.prepare_cached(
+        "INSERT OR REPLACE INTO sessions (token_hash, room, user, login_at)
+         VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    for login in batch.logins() {
+        stmt.execute(params![
+            login.token_hash.0,
+            login.room,
+            login.user,
+            to_i64(login.at)
+        ])?;
+    }
+    Ok(())
+}
+
+/// A plain `INSERT`: a `(room, seq)` that is already there fails the
+/// commit rather than replace a message someone may have seen.
+fn write_messages(tx: &Transaction, batch: &Batch) -> rusqlite::Result<()> {
+    if batch.messages().len() == 0 {
+        return Ok(());
+    }
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO messages (room, seq, at, user, text) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for m in batch.messages() {
+        stmt.execute(params![m.room, to_i64(m.seq), to_i64(m.at), m.user, m.text])?;
+    }
+    Ok(())
+}
+
+/// Moves each touched room's `last_seq` up and prunes it to `keep`
+/// messages: one primary-key range below `last_seq - keep` (in a steady
+/// stream, as many rows as the batch added to that room).
+fn write_rooms(tx: &Transaction, batch: &Batch, keep: u64) -> rusqlite::Result<()> {
+    let mut upsert = tx.prepare_cached(
+        "INSERT INTO rooms (number, last_seq) VALUES (?1, ?2)
+         ON CONFLICT (number) DO UPDATE SET last_seq = max(last_seq, excluded.last_seq)",
+    )?;
+    let mut prune = tx.prepare_cached("DELETE FROM messages WHERE room = ?1 AND seq <= ?2")?;
+    for (room, last_seq) in batch.last_seqs() {
+        upsert.execute(params![room, to_i64(last_seq)])?;
+        if last_seq > keep {
+            prune.execute(params![room, to_i64(last_seq - keep)])?;
+        }
+    }
+    Ok(())
+}
+
+fn write_session_ends(tx: &Transaction, batch: &Batch) -> rusqlite::Result<()> {
+    if batch.session_ends().is_empty() {
+        return Ok(());
+    }
+    let mut stmt = tx.prepare_cached("DELETE FROM sessions WHERE token_hash = ?1")?;
+    for hash in batch.session_ends() {
+        stmt.execute([hash.0])?;
+    }
+    Ok(())
+}
+
+/// SQLite integers are signed 64-bit; seqs and times never come near the top.
+fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// A negative number can only come from a file edited by hand: read it as 0.
+fn to_u64(n: i64) -> u64 {
+    n.max(0) as u64
+}

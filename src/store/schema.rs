@@ -1,0 +1,87 @@
+//! The database's layout: the tables, the mark that says "this file is
+//! wsrooms'", and the list of steps that bring a file of any older version up
+//! to [`SCHEMA_VERSION`].
+//!
+//! A file says what it is in two numbers of SQLite's 100-byte header:
+//! `application_id` (offset 68) is [`APPLICATION_ID`] in every file this
+//! program made, and `user_version` (offset 60) is its schema version. Both
+//! are set only by [`migrate`], which runs with a rollback journal (not the
+//! write-ahead log), so the numbers are in the main file itself the moment
+//! its transaction commits: reading those 100 bytes is enough to recognise a
+//! file, with no SQLite and no side effect (see `file.rs`).
+
+use rusqlite::{Connection, Transaction};
+
+/// "wsRm": the `application_id` of every wsrooms database.
+pub const APPLICATION_ID: u32 = u32::from_be_bytes(*b"wsRm");
+
+/// One step from version `n` to `n + 1`: SQL run inside the migration's
+/// transaction.
+pub type Step = &'static str;
+
+/// The steps, in order: `STEPS[n]` brings version `n` to `n + 1`. Version 0
+/// is an empty file, so the first step creates the tables of version 1.
+/// A later version appends a step here (and never edits an old one: files
+/// in the field went through it).
+pub const STEPS: &[Step] = &[VERSION_1];
+
+/// The schema version this binary writes and understands.
+pub const SCHEMA_VERSION: u32 = STEPS.len() as u32;
+
+/// Version 1.
+///
+/// - `sessions`: one row per login still reserved. The SHA-256 of the token,
+///   never the token: a copy of the file gives no cookie that works. `user`
+///   is the id as typed; `login_at` (Unix ms) is for operators.
+/// - `rooms`: every room that ever had a message, with the `seq` of its last
+///   one, so numbering continues after a restart and after the room emptied.
+/// - `messages`: the last `--keep-messages` of each room. The primary key
+///   (room, seq) in a `WITHOUT ROWID` table keeps a room's messages side by
+///   side in seq order: loading a room's tail, a scrollback page and pruning
+///   are each one range of one B-tree.
+const VERSION_1: &str = "
+    CREATE TABLE sessions (
+        token_hash BLOB PRIMARY KEY NOT NULL,
+        room INTEGER NOT NULL,
+        user TEXT NOT NULL,
+        login_at INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE rooms (
+        number INTEGER PRIMARY KEY NOT NULL,
+        last_seq INTEGER NOT NULL
+    );
+    CREATE TABLE messages (
+        room INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        at INTEGER NOT NULL,
+        user TEXT NOT NULL,
+        text TEXT NOT NULL,
+        PRIMARY KEY (room, seq)
+    ) WITHOUT ROWID;
+";
+
+/// Runs `steps[from..]` in one transaction and sets `user_version` (and, on a
+/// new file, `application_id`) in the same transaction: a crash leaves the
+/// file at `from` or at the new version, never between.
+///
+/// The caller has switched the file to a rollback journal (see the module
+/// doc); `steps` is a parameter so the tests can try a step of their own.
+pub fn migrate(conn: &mut Connection, from: u32, steps: &[Step]) -> rusqlite::Result<()> {
+    let to = steps.len() as u32;
+    if from >= to {
+        return Ok(());
+    }
+    let tx = conn.transaction()?;
+    if from == 0 {
+        tx.pragma_update(None, "application_id", APPLICATION_ID as i32)?;
+    }
+    for step in &steps[from as usize..] {
+        tx.execute_batch(step)?;
+    }
+    set_version(&tx, to)?;
+    tx.commit()
+}
+
+fn set_version(tx: &Transaction, version: u32) -> rusqlite::Result<()> {
+    tx.pragma_update(None, "user_version", version as i32)
+}
