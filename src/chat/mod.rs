@@ -37,10 +37,11 @@ pub type RoomId = Id<Room>;
 pub struct Session {
     pub token: Token,
     pub room: RoomId,
-    /// The id as typed, as everyone sees it.
+    /// The id as typed, as everyone sees it. (What the room compares it by,
+    /// [`names::IdKey`], is kept once, in the room's `names`: an idle
+    /// session costs one string less; it is computed again when the
+    /// session ends.)
     pub user: String,
-    /// What the room compares it by (see [`names::IdKey`]).
-    pub key: names::IdKey,
     /// The socket currently joined for this session.
     pub socket: Option<ConnId>,
     /// When the reservation lapses (only while no socket is joined).
@@ -152,7 +153,6 @@ impl Chat {
             token,
             room,
             user: user.to_string(),
-            key: id_key.clone(),
             socket: None,
             expires: Some(expires),
         });
@@ -249,7 +249,7 @@ impl Chat {
         let s = self.sessions.remove(id)?;
         self.by_token.remove(&s.token);
         let room = self.rooms.get_mut(s.room)?;
-        room.names.remove(&s.key);
+        room.names.remove(&names::IdKey::of(&s.user));
         let number = room.number;
         if room.names.is_empty() {
             self.rooms.remove(s.room);
