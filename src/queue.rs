@@ -75,15 +75,13 @@ impl WriteQueue {
         // the owned bytes queued just before it: a peer sending empty pings
         // and never reading must not cost a chunk and an allocation per
         // 2-byte pong (≈40 times what `buffered` counts).
-        if let Bytes::Owned(bytes) = &chunk {
-            if n <= MERGE_BYTES {
-                if let Some(Bytes::Owned(back)) = self.chunks.back_mut() {
-                    if back.len() < MERGE_BYTES {
-                        back.extend_from_slice(bytes);
-                        return;
-                    }
-                }
-            }
+        if let Bytes::Owned(bytes) = &chunk
+            && n <= MERGE_BYTES
+            && let Some(Bytes::Owned(back)) = self.chunks.back_mut()
+            && back.len() < MERGE_BYTES
+        {
+            back.extend_from_slice(bytes);
+            return;
         }
         self.chunks.push_back(chunk);
     }

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use crate::bytes::Bytes;
 use crate::chat::SessionId;
 use crate::config::Config;
-use crate::http::pipeline::{next_request, Framed};
+use crate::http::pipeline::{Framed, next_request};
 use crate::http::request::{HeadLimits, Request};
 use crate::http::response::Response;
 use crate::http::upgrade::{self, Upgrade};
@@ -580,11 +580,11 @@ impl Machine {
 
     /// Everything queued was sent: true when FIN should go now (once).
     pub fn on_flushed(&mut self) -> bool {
-        if let Phase::Draining { fin } = &mut self.phase {
-            if *fin == Fin::Pending {
-                *fin = Fin::Sent;
-                return true;
-            }
+        if let Phase::Draining { fin } = &mut self.phase
+            && *fin == Fin::Pending
+        {
+            *fin = Fin::Sent;
+            return true;
         }
         false
     }
@@ -597,8 +597,8 @@ mod tests {
 
     use super::*;
     use crate::conn::{Input, InputGate};
-    use crate::http::request::MAX_HEADERS;
     use crate::http::Status;
+    use crate::http::request::MAX_HEADERS;
     use crate::ws::frame::encode_client_frame;
 
     const SECOND: Duration = Duration::from_secs(1);

@@ -4,8 +4,8 @@
 //! of pipelined requests costs one pass over its bytes (not one copy of the
 //! rest per request).
 
-use super::request::{self, HeadLimits, Request};
 use super::Status;
+use super::request::{self, HeadLimits, Request};
 
 /// What the front of the input holds.
 #[derive(Debug)]

@@ -8,8 +8,7 @@ use super::Status;
 use crate::bytes::Bytes;
 
 /// Sent with every page: no inline script, nothing from elsewhere.
-pub const CSP: &str =
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
 connect-src 'self' ws: wss:; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 /// A response before it is turned into bytes.

@@ -16,13 +16,13 @@
 use std::net::IpAddr;
 use std::time::Instant;
 
+use super::Status;
 use super::form;
 use super::request::Request;
 use super::response::Response;
 use super::upgrade::{self, HandshakeError, Upgrade};
-use super::Status;
 use crate::assets::Assets;
-use crate::chat::{self, names, Chat, LoginError, SessionId};
+use crate::chat::{self, Chat, LoginError, SessionId, names};
 use crate::config::Config;
 use crate::logsafe::Escaped;
 use crate::metrics::Metrics;

@@ -48,8 +48,8 @@ use crate::chat::SessionId;
 use crate::config::Config;
 use crate::conn::machine::{Action, Actions, DropReason, Settings};
 use crate::conn::{Conn, ConnId, Machine};
-use crate::http::response::Response;
 use crate::http::Status;
+use crate::http::response::Response;
 use crate::listeners::Listeners;
 use crate::metrics::{Gauges, Metrics};
 use crate::peer_limits::{PeerLimits, Refusal};
@@ -585,10 +585,10 @@ impl Server {
             return self.process_pending(id);
         }
         let used = self.process(id, bytes);
-        if used < bytes.len() {
-            if let Some(conn) = self.conn(id) {
-                conn.input.push(&bytes[used..]);
-            }
+        if used < bytes.len()
+            && let Some(conn) = self.conn(id)
+        {
+            conn.input.push(&bytes[used..]);
         }
     }
 
@@ -644,11 +644,11 @@ impl Server {
     // ----- writing -----------------------------------------------------
 
     fn mark_dirty(&mut self, id: ConnId) {
-        if let Some(conn) = self.conn(id) {
-            if !conn.dirty {
-                conn.dirty = true;
-                self.dirty.push(id);
-            }
+        if let Some(conn) = self.conn(id)
+            && !conn.dirty
+        {
+            conn.dirty = true;
+            self.dirty.push(id);
         }
     }
 

@@ -14,7 +14,7 @@
 //! Feeding a stream whole or one byte at a time gives the same messages.
 
 use super::close::{self, ProtocolError};
-use super::frame::{self, apply_mask, FrameHeader, Opcode, MAX_HEADER_LEN};
+use super::frame::{self, FrameHeader, MAX_HEADER_LEN, Opcode, apply_mask};
 use super::utf8::Utf8Validator;
 
 /// A complete message from the peer.
@@ -168,10 +168,10 @@ impl MessageReader {
         let len = header.payload_len;
         match header.opcode {
             Opcode::Text | Opcode::Binary if self.open != Open::None => {
-                return Err(ProtocolError::ExpectedContinuation)
+                return Err(ProtocolError::ExpectedContinuation);
             }
             Opcode::Continuation if self.open == Open::None => {
-                return Err(ProtocolError::UnexpectedContinuation)
+                return Err(ProtocolError::UnexpectedContinuation);
             }
             Opcode::Text => self.open = Open::Text,
             Opcode::Binary => self.open = Open::Binary,
