@@ -23,6 +23,8 @@
 //! loop; `ws`, `bytes`, `table`, `timers` and `rate` know nothing of HTTP,
 //! chat or the loop.
 
+#![warn(missing_docs)]
+
 pub mod assets;
 pub mod bytes;
 pub mod chat;

@@ -76,8 +76,11 @@ pub enum ListenError {
     /// Binding `--bind` or `--metrics-bind` failed (address in use, no
     /// permission): exit code 1, as any other failure to start.
     Bind {
+        /// The flag the address came from: `bind` or `metrics-bind`.
         flag: &'static str,
+        /// The address that could not be bound.
         addr: SocketAddr,
+        /// What the system said.
         source: io::Error,
     },
 }

@@ -51,6 +51,7 @@ pub struct WriteQueue {
 }
 
 impl WriteQueue {
+    /// An empty queue (it owns no buffer until something is pushed).
     pub fn new() -> Self {
         Self::default()
     }
@@ -60,6 +61,7 @@ impl WriteQueue {
         self.buffered
     }
 
+    /// True when everything queued has been handed to the kernel.
     pub fn is_empty(&self) -> bool {
         self.buffered == 0
     }

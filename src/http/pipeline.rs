@@ -12,8 +12,11 @@ use super::request::{self, HeadLimits, Request};
 pub enum Framed<'h, 'b> {
     /// A whole request: its head parsed, its body `input[head_len..len]`.
     Complete {
+        /// The parsed head.
         request: Request<'h, 'b>,
+        /// Bytes of the head, blank line included.
         head_len: usize,
+        /// Bytes of the whole request, head and body.
         len: usize,
     },
     /// Not all of it has arrived: keep the bytes, read more.

@@ -35,6 +35,7 @@ pub enum HandshakeError {
 }
 
 impl HandshakeError {
+    /// The status the refused handshake is answered with.
     pub fn status(self) -> Status {
         match self {
             HandshakeError::NotGet => Status::MethodNotAllowed,
@@ -43,6 +44,7 @@ impl HandshakeError {
         }
     }
 
+    /// The body of that answer: which rule the handshake broke.
     pub fn reason(self) -> &'static str {
         match self {
             HandshakeError::NotGet => "WebSocket upgrades use GET",
