@@ -8,9 +8,10 @@
 //! [`WriteQueue::write_to`] sends everything queued during one poll-loop
 //! iteration in as few system calls as it can ("corking"): small frames are
 //! copied into a gather buffer the loop owns and passes in (one for all
-//! connections: an idle socket holds none) and leave in one `write`; a big chunk (a page, a large frame)
-//! goes as it is, with a vectored write. Copying a few KiB in user space is
-//! cheaper than the kernel walking a `writev` of dozens of tiny pieces.
+//! connections: an idle socket holds none) and leave in one `write`; a big
+//! chunk (a page, a large frame) goes as it is, with a vectored write.
+//! Copying a few KiB in user space is cheaper than the kernel walking a
+//! `writev` of dozens of tiny pieces.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
