@@ -16,11 +16,11 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
 use wsrooms::chat::events;
 use wsrooms::http::request::{self, HeadLimits, MAX_HEADERS};
-use wsrooms::ws::frame::{self, encode_client_frame, Opcode};
+use wsrooms::ws::frame::{self, Opcode, encode_client_frame};
 use wsrooms::ws::reader::{Limits, Message, MessageReader};
 use wsrooms::ws::utf8::Utf8Validator;
 

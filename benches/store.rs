@@ -13,7 +13,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use wsrooms::store::{Message, Store, TokenHash, DEFAULT_KEEP_MESSAGES};
+use wsrooms::store::{DEFAULT_KEEP_MESSAGES, Message, Store, TokenHash};
 
 const TEXT: &str = "a chat line of ordinary length, about sixty characters long";
 

@@ -52,7 +52,9 @@ const ASSETS: &[Asset] = &[
 pub struct Found {
     /// Embedded (`Static`, no copy) or read from disk (`Owned`).
     pub bytes: Bytes,
+    /// The `Content-Type` it is served with.
     pub content_type: &'static str,
+    /// Its `ETag` (a hash of the embedded bytes), for `If-None-Match`.
     pub etag: String,
 }
 
@@ -63,6 +65,8 @@ pub struct Assets {
 }
 
 impl Assets {
+    /// The embedded pages, or with `dir` (`--www`) the files of that directory;
+    /// hashes the embedded ones for their `ETag`s.
     pub fn new(dir: Option<PathBuf>) -> Self {
         let etags = ASSETS.iter().map(|a| etag(a.bytes)).collect();
         Assets { dir, etags }

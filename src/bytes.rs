@@ -20,7 +20,7 @@ impl Bytes {
     /// No bytes at all.
     pub const EMPTY: Bytes = Bytes::Static(b"");
 
-    /// The bytes.
+    /// The bytes as one slice, whichever kind they are.
     pub fn as_slice(&self) -> &[u8] {
         match self {
             Bytes::Static(bytes) => bytes,

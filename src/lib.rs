@@ -19,9 +19,12 @@
 //!
 //! Dependencies point down: `server` uses everything below it and nothing
 //! calls back up into it; `conn::machine` uses `http` and `ws` (and names
-//! sessions by `chat`'s ids); `http` knows nothing of `ws` frames or of the
+//! sessions by `chat`'s ids, as `chat` names sockets by `conn`'s: type
+//! names only, no calls); `http` knows nothing of `ws` frames or of the
 //! loop; `ws`, `bytes`, `table`, `timers` and `rate` know nothing of HTTP,
 //! chat or the loop.
+
+#![warn(missing_docs)]
 
 pub mod assets;
 pub mod bytes;

@@ -29,10 +29,12 @@
 //! Turning a descriptor number into a socket needs `unsafe` (`FromRawFd`);
 //! the server has none, so the `listenfd` crate does that step (it also
 //! checks that the descriptor is a TCP socket and marks it close-on-exec).
-//! The rest is here: `LISTEN_PID` must name this process (`listenfd` also
-//! accepts it missing, a convention of other tools), the names, the check
-//! that the socket is listening, and removing all three variables so that
-//! nothing this process starts inherits them.
+//! `listenfd` also removes `LISTEN_PID` and `LISTEN_FDS` from the
+//! environment, so that nothing this process starts takes the sockets to be
+//! its own (changing the environment is `unsafe` too). The rest is here:
+//! `LISTEN_PID` must name this process (`listenfd` also accepts it missing,
+//! a convention of other tools), the names, and the check that the socket
+//! is listening.
 
 use std::fmt;
 use std::io;
@@ -74,8 +76,11 @@ pub enum ListenError {
     /// Binding `--bind` or `--metrics-bind` failed (address in use, no
     /// permission): exit code 1, as any other failure to start.
     Bind {
+        /// The flag the address came from: `bind` or `metrics-bind`.
         flag: &'static str,
+        /// The address that could not be bound.
         addr: SocketAddr,
+        /// What the system said.
         source: io::Error,
     },
 }
@@ -130,12 +135,9 @@ impl Listeners {
         metrics_bind: Option<SocketAddr>,
     ) -> Result<Listeners, ListenError> {
         let passed = passed_roles(|name| std::env::var(name).ok(), std::process::id());
-        let fds = match passed {
-            // (It reads the same variables again; they were checked above.)
-            Ok(Some(_)) => ListenFd::from_env(),
-            _ => ListenFd::empty(),
-        };
-        forget_passed_variables();
+        // listenfd reads the same variables again (they were checked above)
+        // and removes `LISTEN_PID` and `LISTEN_FDS`, whoever they were for.
+        let fds = ListenFd::from_env();
         match passed? {
             Some(roles) => take_passed(fds, roles, metrics_bind),
             None => bind_both(bind, metrics_bind),
@@ -325,17 +327,6 @@ fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
     socket.listen(BACKLOG as i32)?;
     socket.set_nonblocking(true)?;
     Ok(TcpListener::from_std(socket.into()))
-}
-
-/// Removes the `LISTEN_*` variables, so that nothing this process starts
-/// takes the sockets to be its own (only if present: most runs, and every
-/// in-process test, have none to remove).
-fn forget_passed_variables() {
-    for name in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
-        if std::env::var_os(name).is_some() {
-            std::env::remove_var(name);
-        }
-    }
 }
 
 fn local_addr_text(listener: &TcpListener) -> String {

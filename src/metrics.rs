@@ -9,13 +9,21 @@ use crate::ws::close::{self, CloseCode};
 /// Everything counted since start.
 #[derive(Debug, Default)]
 pub struct Metrics {
+    /// TCP connections accepted (`wsrooms_connections_accepted_total`).
     pub connections_accepted: u64,
+    /// TCP connections refused at `--max-connections` (`wsrooms_connections_refused_total`).
     pub connections_refused: u64,
+    /// HTTP requests answered (`wsrooms_http_requests_total`).
     pub http_requests: u64,
+    /// Successful logins (`wsrooms_logins_total`).
     pub logins: u64,
+    /// Chat messages received (`wsrooms_messages_in_total`).
     pub messages_in: u64,
+    /// Chat messages queued for receivers, one per receiver (`wsrooms_messages_out_total`).
     pub messages_out: u64,
+    /// Bytes read from sockets (`wsrooms_bytes_in_total`).
     pub bytes_in: u64,
+    /// Bytes written to sockets (`wsrooms_bytes_out_total`).
     pub bytes_out: u64,
     /// Close frames we sent, by code (peer-chosen codes share one label).
     pub closes: BTreeMap<CloseLabel, u64>,
@@ -29,11 +37,14 @@ pub struct Metrics {
 /// defines (1000–1015) and our own keep their number; the rest are `other`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum CloseLabel {
+    /// A code RFC 6455 defines, or the server's own `4000`: labelled by its number.
     Code(CloseCode),
+    /// Any code a peer chose from 3000–4999.
     Other,
 }
 
 impl CloseLabel {
+    /// The label a close frame with `code` is counted under.
     pub fn of(code: CloseCode) -> Self {
         match code {
             1000..=1015 | close::REPLACED => CloseLabel::Code(code),
@@ -53,22 +64,31 @@ impl fmt::Display for CloseLabel {
 
 /// Values that are read from the server's state at scrape time.
 pub struct Gauges {
+    /// Open TCP connections (`wsrooms_connections`).
     pub connections: usize,
+    /// Open WebSocket connections (`wsrooms_websockets`).
     pub websockets: usize,
+    /// Rooms in memory (`wsrooms_rooms`).
     pub rooms: usize,
+    /// Users joined to a room by an open socket (`wsrooms_users`).
     pub users: usize,
+    /// Sessions, joined or only reserved (`wsrooms_sessions`).
     pub sessions: usize,
+    /// Outgoing bytes queued and not yet sent, all connections together (`wsrooms_buffered_bytes`).
     pub buffered_bytes: usize,
+    /// Frame bytes held in the rooms' history rings (`wsrooms_history_bytes`).
     pub history_bytes: usize,
     /// Addresses in the per-address limits' table.
     pub peer_addresses: usize,
 }
 
 impl Metrics {
+    /// Counts one refusal under `reason` (`wsrooms_refused_total`).
     pub fn refuse(&mut self, reason: &'static str) {
         *self.refused.entry(reason).or_default() += 1;
     }
 
+    /// Counts one close frame sent with `code` (`wsrooms_closes_total`).
     pub fn closed(&mut self, code: CloseCode) {
         *self.closes.entry(CloseLabel::of(code)).or_default() += 1;
     }

@@ -62,9 +62,11 @@ pub const TABLE_CAPACITY: usize = 65_536;
 pub enum Refusal {
     /// `--max-connections-per-ip` connections are open from it: `503`.
     Connections,
-    /// Its login bucket is empty: `429`, with `Retry-After` this many
-    /// seconds (until a token is back, at least 1).
-    LoginRate { retry_after_secs: u64 },
+    /// Its login bucket is empty: `429`, with `Retry-After`.
+    LoginRate {
+        /// Seconds until a token is back (at least 1): the `Retry-After` value.
+        retry_after_secs: u64,
+    },
 }
 
 impl Refusal {
@@ -145,6 +147,7 @@ impl PeerLimits {
         self.entries.len()
     }
 
+    /// True when no address is tracked.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }

@@ -8,9 +8,10 @@
 //! [`WriteQueue::write_to`] sends everything queued during one poll-loop
 //! iteration in as few system calls as it can ("corking"): small frames are
 //! copied into a gather buffer the loop owns and passes in (one for all
-//! connections: an idle socket holds none) and leave in one `write`; a big chunk (a page, a large frame)
-//! goes as it is, with a vectored write. Copying a few KiB in user space is
-//! cheaper than the kernel walking a `writev` of dozens of tiny pieces.
+//! connections: an idle socket holds none) and leave in one `write`; a big
+//! chunk (a page, a large frame) goes as it is, with a vectored write.
+//! Copying a few KiB in user space is cheaper than the kernel walking a
+//! `writev` of dozens of tiny pieces.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
@@ -51,6 +52,7 @@ pub struct WriteQueue {
 }
 
 impl WriteQueue {
+    /// An empty queue (it owns no buffer until something is pushed).
     pub fn new() -> Self {
         Self::default()
     }
@@ -60,6 +62,7 @@ impl WriteQueue {
         self.buffered
     }
 
+    /// True when everything queued has been handed to the kernel.
     pub fn is_empty(&self) -> bool {
         self.buffered == 0
     }
@@ -75,15 +78,13 @@ impl WriteQueue {
         // the owned bytes queued just before it: a peer sending empty pings
         // and never reading must not cost a chunk and an allocation per
         // 2-byte pong (≈40 times what `buffered` counts).
-        if let Bytes::Owned(bytes) = &chunk {
-            if n <= MERGE_BYTES {
-                if let Some(Bytes::Owned(back)) = self.chunks.back_mut() {
-                    if back.len() < MERGE_BYTES {
-                        back.extend_from_slice(bytes);
-                        return;
-                    }
-                }
-            }
+        if let Bytes::Owned(bytes) = &chunk
+            && n <= MERGE_BYTES
+            && let Some(Bytes::Owned(back)) = self.chunks.back_mut()
+            && back.len() < MERGE_BYTES
+        {
+            back.extend_from_slice(bytes);
+            return;
         }
         self.chunks.push_back(chunk);
     }

@@ -33,10 +33,11 @@ fn login_sets_a_cookie_and_redirects() {
         &format!("Cookie: {}\r\n", cookie.split(';').next().unwrap()),
     );
     assert_eq!(page.status, 200);
-    assert!(page
-        .header("Content-Security-Policy")
-        .unwrap()
-        .contains("script-src 'self'"));
+    assert!(
+        page.header("Content-Security-Policy")
+            .unwrap()
+            .contains("script-src 'self'")
+    );
     let no_cookie = get(addr, "/rooms/5", "");
     assert_eq!(no_cookie.status, 303);
     assert_eq!(no_cookie.header("Location"), Some("/?room=5"));
@@ -376,10 +377,12 @@ fn pages_assets_and_errors() {
     let addr = start(test_config());
     let index = get(addr, "/", "");
     assert_eq!(index.status, 200);
-    assert!(index
-        .header("Content-Type")
-        .unwrap()
-        .starts_with("text/html"));
+    assert!(
+        index
+            .header("Content-Type")
+            .unwrap()
+            .starts_with("text/html")
+    );
     assert_eq!(index.header("X-Content-Type-Options"), Some("nosniff"));
     assert!(index.header("Content-Security-Policy").is_some());
     for (path, ty) in [

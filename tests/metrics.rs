@@ -10,9 +10,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-use tungstenite::protocol::frame::coding::CloseCode;
-use tungstenite::protocol::CloseFrame;
 use tungstenite::Message;
+use tungstenite::protocol::CloseFrame;
+use tungstenite::protocol::frame::coding::CloseCode;
 
 /// How much each sample moved between two scrapes (absent = 0).
 fn delta(before: &str, after: &str, key: &str) -> f64 {

@@ -18,11 +18,11 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use common::*;
 use sha1::{Digest, Sha1};
-use wsrooms::ws::frame::{encode_client_frame, encode_frame, Opcode};
+use wsrooms::ws::frame::{Opcode, encode_client_frame, encode_frame};
 
 // ----- servers -------------------------------------------------------------
 
@@ -281,7 +281,7 @@ fn run_steps(s: &mut TcpStream, steps: &[Step], bytewise: bool) -> Result<(), St
                     Ok(0) => {}
                     Ok(n) => return Err(at(format!("expected EOF, got {}", describe(&buf[..n])))),
                     Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                        return Err(at("the server did not close the connection".into()))
+                        return Err(at("the server did not close the connection".into()));
                     }
                     Err(e) => return Err(at(format!("expected a clean EOF, got {e}"))),
                 }

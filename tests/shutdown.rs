@@ -34,7 +34,7 @@ fn sigterm_closes_every_socket_with_1001_and_exits_0() {
                 Err(tungstenite::Error::ConnectionClosed)
                 | Err(tungstenite::Error::AlreadyClosed) => break,
                 Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::ConnectionReset => {
-                    break
+                    break;
                 }
                 Err(e) => panic!("client {i}: {e}"),
             }

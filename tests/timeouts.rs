@@ -10,8 +10,8 @@ mod common;
 use std::io::{self, Write};
 use std::net::TcpStream;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -159,7 +159,9 @@ fn a_client_that_never_answers_pings_is_dropped_and_one_that_does_stays() {
     other.send(Message::text("still there?")).unwrap();
     let m = next_of_type(&mut live, "message");
     assert_eq!(m["text"], "still there?");
-    eprintln!("dead peer: ping after {ping_at:?}, dropped after {dropped_at:?}; live peer answered {pings} pings");
+    eprintln!(
+        "dead peer: ping after {ping_at:?}, dropped after {dropped_at:?}; live peer answered {pings} pings"
+    );
 }
 
 #[test]

@@ -7,7 +7,7 @@
 mod common;
 
 use common::*;
-use wsrooms::chat::names::{check_user, BadUserId, IdKey};
+use wsrooms::chat::names::{BadUserId, IdKey, check_user};
 
 /// Accepted ids: every script named in the rule, plus more. Some hold
 /// combining marks that `char::is_alphanumeric` refuses (virama U+094D,

@@ -589,14 +589,13 @@ fn on_message(c: &mut Client, payload: &[u8], m: &mut Meter, now_ns: u64) {
             m.own += 1;
         }
     }
-    if let Some(h) = m.latency.as_mut() {
-        if let Some(sent) = std::str::from_utf8(&mark[6..22])
+    if let Some(h) = m.latency.as_mut()
+        && let Some(sent) = std::str::from_utf8(&mark[6..22])
             .ok()
             .and_then(|s| u64::from_str_radix(s, 16).ok())
-        {
-            let us = now_ns.saturating_sub(sent) / 1000;
-            let _ = h.record(us.max(1));
-        }
+    {
+        let us = now_ns.saturating_sub(sent) / 1000;
+        let _ = h.record(us.max(1));
     }
 }
 

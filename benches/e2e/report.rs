@@ -164,10 +164,24 @@ pub(crate) fn print_table(setup: &Setup, results: &[(Kind, Results)]) {
     println!();
     println!(
         "wsrooms e2e bench: server on CPU 0{}, load client on CPU 1{}{}; RLIMIT_NOFILE {}; idle sockets {}",
-        if setup.pin_server.is_some() { "" } else { " (not pinned)" },
-        if setup.load_pinned { "" } else { " (not pinned)" },
-        setup.nice.map(|n| format!(", both at nice {n}")).unwrap_or_default()
-            + &setup.rt.map(|p| format!(", both SCHED_FIFO {p}")).unwrap_or_default(),
+        if setup.pin_server.is_some() {
+            ""
+        } else {
+            " (not pinned)"
+        },
+        if setup.load_pinned {
+            ""
+        } else {
+            " (not pinned)"
+        },
+        setup
+            .nice
+            .map(|n| format!(", both at nice {n}"))
+            .unwrap_or_default()
+            + &setup
+                .rt
+                .map(|p| format!(", both SCHED_FIFO {p}"))
+                .unwrap_or_default(),
         setup.nofile,
         setup.idle_sockets,
     );
@@ -195,7 +209,9 @@ pub(crate) fn print_table(setup: &Setup, results: &[(Kind, Results)]) {
         println!("{}", line(r));
     }
     println!();
-    println!("noise = share of the time the server or the client waited for its CPU (other programs running);");
+    println!(
+        "noise = share of the time the server or the client waited for its CPU (other programs running);"
+    );
     println!("figures with noise above a few % are lower bounds of what a quiet machine gives.");
     println!();
 }

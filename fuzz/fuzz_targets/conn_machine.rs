@@ -22,10 +22,10 @@ use libfuzzer_sys::fuzz_target;
 use wsrooms::chat::SessionId;
 use wsrooms::conn::machine::{Action, Actions, HttpInput, Role, Settings};
 use wsrooms::conn::{Input, Machine};
+use wsrooms::http::Status;
 use wsrooms::http::request::{HeadLimits, MAX_HEADERS};
 use wsrooms::http::response::Response;
 use wsrooms::http::upgrade;
-use wsrooms::http::Status;
 use wsrooms::ws::close::CloseReason;
 use wsrooms::ws::reader;
 
@@ -77,7 +77,12 @@ impl Watch {
             }
         }
         assert!(self.left <= 1, "left the room twice");
-        assert!(self.sent <= self.budget, "{} sent, {} allowed", self.sent, self.budget);
+        assert!(
+            self.sent <= self.budget,
+            "{} sent, {} allowed",
+            self.sent,
+            self.budget
+        );
     }
 }
 
@@ -143,7 +148,10 @@ impl Harness {
         let pending = self.input.pending();
         let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let (now, s) = (self.now, self.s);
-        match self.machine.on_request_bytes(pending, &mut storage, now, &s) {
+        match self
+            .machine
+            .on_request_bytes(pending, &mut storage, now, &s)
+        {
             HttpInput::NeedMore => None,
             HttpInput::Refused(actions) => {
                 self.watch.check(actions, false);
@@ -156,7 +164,8 @@ impl Harness {
                     Ok(up) => self.machine.upgrade(&up, self.role, now, &s),
                     Err(_) => {
                         let ok = Response::text(Status::Ok, "ok");
-                        self.machine.respond(ok, false, request.keep_alive(), now, &s)
+                        self.machine
+                            .respond(ok, false, request.keep_alive(), now, &s)
                     }
                 };
                 self.watch.check(actions, false);
@@ -181,7 +190,9 @@ impl Harness {
                 let _ = self.machine.on_flushed();
                 return;
             }
-            6 => self.machine.close(CloseReason::new(1001, "bye"), self.now, &self.s),
+            6 => self
+                .machine
+                .close(CloseReason::new(1001, "bye"), self.now, &self.s),
             _ => self.machine.drain(self.now, &self.s),
         };
         self.watch.check(actions, ws);

@@ -9,7 +9,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use wsrooms::ws::close::{is_valid_received, ProtocolError};
+use wsrooms::ws::close::{ProtocolError, is_valid_received};
 use wsrooms::ws::reader::{Limits, Message, MessageReader};
 
 fn feed<'a>(

@@ -9,7 +9,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use wsrooms::http::form;
-use wsrooms::http::request::{find_head_end, parse, HeadLimits, MAX_HEADERS};
+use wsrooms::http::request::{HeadLimits, MAX_HEADERS, find_head_end, parse};
 use wsrooms::http::upgrade;
 
 fuzz_target!(|data: &[u8]| {

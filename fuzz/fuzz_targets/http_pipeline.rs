@@ -13,7 +13,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use wsrooms::conn::Input;
-use wsrooms::http::pipeline::{next_request, Framed};
+use wsrooms::http::pipeline::{Framed, next_request};
 use wsrooms::http::request::{HeadLimits, MAX_HEADERS};
 
 /// How the framing of a stream ended.

@@ -17,7 +17,7 @@ use icu_properties::props::{
 use icu_properties::{CodePointMapData, CodePointSetData};
 use libfuzzer_sys::fuzz_target;
 use unicode_normalization::UnicodeNormalization;
-use wsrooms::chat::names::{check_user, nfkc_casefold, IdKey, MAX_USER_CHARS};
+use wsrooms::chat::names::{IdKey, MAX_USER_CHARS, check_user, nfkc_casefold};
 
 fn is_mark(c: char) -> bool {
     GeneralCategoryGroup::Mark.contains(CodePointMapData::<Gc>::new().get(c))

@@ -30,12 +30,17 @@ pub fn presence(out: &mut Vec<u8>, kind: &str, user: &str, at: u64) {
 
 /// What a `welcome` event says.
 pub struct Welcome<'a, U, H> {
+    /// The room number.
     pub room: u32,
+    /// The id of the receiving socket's user, as typed.
     pub user: &'a str,
+    /// The ids of everyone in the room with an open socket, this user included.
     pub users: U,
+    /// The longest chat text in code points (`--max-chat-chars`), for the page's input.
     pub max_chars: usize,
     /// Already-encoded `message` events, oldest first.
     pub history: H,
+    /// True when messages the client asked for (`since`) are no longer kept.
     pub gap: bool,
 }
 

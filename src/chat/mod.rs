@@ -35,7 +35,9 @@ pub type RoomId = Id<Room>;
 /// One login: a user id reserved in a room.
 #[derive(Debug)]
 pub struct Session {
+    /// The random token its cookie carries.
     pub token: Token,
+    /// The room the id is reserved in.
     pub room: RoomId,
     /// The id as typed, as everyone sees it. (What the room compares it by,
     /// [`names::IdKey`], is kept once, in the room's `names`: an idle
@@ -52,7 +54,9 @@ pub struct Session {
 /// very bytes that were broadcast).
 #[derive(Debug, Clone)]
 pub struct Kept {
+    /// The message's number in its room (1, 2, …).
     pub seq: u64,
+    /// The `message` event as one encoded server frame.
     pub frame: Frame,
 }
 
@@ -66,13 +70,16 @@ impl Kept {
 /// A joined socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Member {
+    /// The joined socket.
     pub conn: ConnId,
+    /// The session it was opened for.
     pub session: SessionId,
 }
 
 /// One room.
 #[derive(Debug)]
 pub struct Room {
+    /// The room's number, as in `/rooms/{number}`.
     pub number: u32,
     /// Look-alike key of each user id → session key, for every session of
     /// the room (joined or only reserved).
@@ -89,8 +96,10 @@ pub struct Room {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LoginError {
     /// An id that looks the same is present or reserved in the room → 409.
-    /// `present` is that id, as its owner typed it.
-    Taken { present: String },
+    Taken {
+        /// That id, as its owner typed it.
+        present: String,
+    },
     /// The room holds `max_users_per_room` → 409.
     Full,
 }
@@ -105,26 +114,34 @@ pub struct Joined {
 /// A socket left its room.
 #[derive(Debug)]
 pub struct Left {
+    /// The room it left.
     pub room: RoomId,
+    /// The session's user id, for the `leave` event.
     pub user: String,
+    /// The session, now without a socket.
     pub session: SessionId,
+    /// When the session's reservation lapses unless a socket joins again (the grace period).
     pub expires: Instant,
 }
 
 /// All rooms and sessions.
 #[derive(Debug, Default)]
 pub struct Chat {
+    /// Every room with at least one session.
     pub rooms: Table<Room>,
     by_number: HashMap<u32, RoomId>,
+    /// Every session, joined or only reserved.
     pub sessions: Table<Session>,
     by_token: HashMap<Token, SessionId>,
 }
 
 impl Chat {
+    /// No rooms and no sessions.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// The room numbered `number`, if it has any session.
     pub fn room_by_number(&self, number: u32) -> Option<RoomId> {
         self.by_number.get(&number).copied()
     }
@@ -343,6 +360,7 @@ pub fn new_token() -> std::io::Result<Token> {
     Ok(token)
 }
 
+/// The token as its cookie carries it: 32 lower-case hex digits.
 pub fn token_to_hex(token: &Token) -> String {
     token.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -136,10 +136,12 @@ pub fn check_user(raw: &str) -> Result<&str, BadUserId> {
 pub struct IdKey(String);
 
 impl IdKey {
+    /// The key of `user` (see the type's documentation).
     pub fn of(user: &str) -> Self {
         Self(unicode_security::skeleton(&nfkc_casefold(user)).collect())
     }
 
+    /// The key as text (for tests and logs).
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use crate::bytes::Bytes;
 use crate::chat::SessionId;
 use crate::config::Config;
-use crate::http::pipeline::{next_request, Framed};
+use crate::http::pipeline::{Framed, next_request};
 use crate::http::request::{HeadLimits, Request};
 use crate::http::response::Response;
 use crate::http::upgrade::{self, Upgrade};
@@ -36,15 +36,24 @@ use crate::ws::reader::{self, Message, MessageReader};
 /// The settings a machine follows (from the configuration, read once).
 #[derive(Debug, Clone, Copy)]
 pub struct Settings {
+    /// Request head size limits.
     pub head: HeadLimits,
+    /// The largest request body (a login form).
     pub max_body_bytes: usize,
+    /// Frame and message size limits.
     pub frames: reader::Limits,
+    /// Time to send a whole request head (`--head-timeout-secs`).
     pub head_timeout: Duration,
+    /// Quiet time before a ping (`--ping-interval-secs`).
     pub ping_interval: Duration,
+    /// Time for the pong after a ping (`--pong-timeout-secs`).
     pub pong_timeout: Duration,
+    /// Time for the peer's close frame, and for its FIN while draining
+    /// (`--close-timeout-secs`).
     pub close_timeout: Duration,
-    /// Chat messages per second (0: no limit) and the burst allowed.
+    /// Chat messages per second, 0 for no limit (`--rate-limit`).
     pub rate: f64,
+    /// Chat messages allowed at once before the rate applies (`--rate-burst`).
     pub burst: f64,
 }
 
@@ -74,12 +83,19 @@ impl Settings {
 /// Why a connection is dropped without a close handshake.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DropReason {
+    /// The peer sent FIN before we were done.
     PeerClosed,
+    /// Reading or writing the socket failed.
     IoError,
+    /// A request head took longer than the head timeout.
     HeadTimeout,
+    /// No pong came within the pong timeout.
     PongTimeout,
+    /// No close frame (or FIN) came within the close timeout.
     CloseTimeout,
+    /// The peer's FIN ended a drain: everything was said.
     Done,
+    /// The server is shutting down and no answer is coming.
     Shutdown,
 }
 
@@ -145,8 +161,11 @@ impl Iterator for Actions {
 /// What an open WebSocket serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
-    /// A chat socket of this session.
-    Chat { session: SessionId },
+    /// A chat socket.
+    Chat {
+        /// The session the socket was opened for.
+        session: SessionId,
+    },
     /// The `/echo` endpoint.
     Echo,
 }
@@ -174,16 +193,22 @@ pub enum Ping {
 pub enum Fin {
     /// Once the queue is empty.
     Pending,
+    /// Sent; waiting for the peer's FIN.
     Sent,
 }
 
 /// An upgraded connection.
 #[derive(Debug)]
 pub struct WebSocket {
+    /// The incremental frame parser.
     pub reader: MessageReader,
+    /// What the socket serves.
     pub role: Role,
+    /// Where the close handshake is.
     pub closing: Closing,
+    /// Where the keep-alive is.
     pub ping: Ping,
+    /// The chat rate limit.
     pub bucket: TokenBucket,
 }
 
@@ -193,11 +218,14 @@ pub enum Phase {
     /// Reading requests: how far into the unprocessed input the end of the
     /// next head was already looked for.
     Http {
+        /// Bytes of the input already looked at for the head's end.
         scanned: usize,
     },
+    /// Upgraded: frames both ways (boxed, so an HTTP connection stays small).
     WebSocket(Box<WebSocket>),
     /// No more input is read: flush, FIN, wait for the peer's FIN.
     Draining {
+        /// Whether our FIN has gone.
         fin: Fin,
     },
 }
@@ -213,8 +241,11 @@ pub enum HttpInput<'h, 'b> {
     /// A complete request of `len` bytes for the router; then call
     /// [`Machine::respond`] or [`Machine::upgrade`].
     Request {
+        /// The parsed head.
         request: Request<'h, 'b>,
+        /// The body (complete; empty without `Content-Length`).
         body: &'b [u8],
+        /// Bytes of head and body, to consume once answered.
         len: usize,
     },
 }
@@ -580,11 +611,11 @@ impl Machine {
 
     /// Everything queued was sent: true when FIN should go now (once).
     pub fn on_flushed(&mut self) -> bool {
-        if let Phase::Draining { fin } = &mut self.phase {
-            if *fin == Fin::Pending {
-                *fin = Fin::Sent;
-                return true;
-            }
+        if let Phase::Draining { fin } = &mut self.phase
+            && *fin == Fin::Pending
+        {
+            *fin = Fin::Sent;
+            return true;
         }
         false
     }
@@ -597,8 +628,8 @@ mod tests {
 
     use super::*;
     use crate::conn::{Input, InputGate};
-    use crate::http::request::MAX_HEADERS;
     use crate::http::Status;
+    use crate::http::request::MAX_HEADERS;
     use crate::ws::frame::encode_client_frame;
 
     const SECOND: Duration = Duration::from_secs(1);

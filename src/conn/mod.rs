@@ -58,6 +58,7 @@ impl Input {
         &self.bytes[self.start..]
     }
 
+    /// True when every byte read has been processed.
     pub fn is_empty(&self) -> bool {
         self.start == self.bytes.len()
     }
@@ -93,8 +94,10 @@ impl Input {
 /// the output has drained below half of that.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub enum InputGate {
+    /// Input is read and processed.
     #[default]
     Open,
+    /// Input waits until the output drains.
     Paused,
 }
 
@@ -123,8 +126,11 @@ impl InputGate {
 /// and the [`Machine`] that decides what the protocol does with them.
 #[derive(Debug)]
 pub struct Conn {
+    /// The socket (non-blocking).
     pub stream: TcpStream,
+    /// The protocol state: what to do with bytes and time.
     pub machine: Machine,
+    /// Bytes waiting for the socket.
     pub out: WriteQueue,
     /// The time of this connection's entry in the timer heap, if any (the
     /// machine's deadline may have moved since: see `timers`).
@@ -145,6 +151,7 @@ pub struct Conn {
 }
 
 impl Conn {
+    /// A freshly accepted connection: readable interest, empty buffers, gate open.
     pub fn new(stream: TcpStream, machine: Machine) -> Self {
         Conn {
             stream,

@@ -19,28 +19,48 @@ pub mod upgrade;
 /// The HTTP statuses this server answers with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
+    /// 101: the WebSocket handshake succeeded.
     SwitchingProtocols,
+    /// 200: a page, an asset, `/metrics`, `/healthz`.
     Ok,
+    /// 303: after a login (to the room) or a form that needs fixing.
     SeeOther,
+    /// 307: with `--sharded`, a login sent to `/login?room=N`.
     TemporaryRedirect,
+    /// 304: the page's `ETag` matched `If-None-Match`.
     NotModified,
+    /// 400: a malformed request or bad form input.
     BadRequest,
+    /// 403: a foreign or missing `Origin`, a cross-site login.
     Forbidden,
+    /// 404: no such page or room URL.
     NotFound,
+    /// 405: the URL exists but not for this method.
     MethodNotAllowed,
+    /// 409: the user id (or one like it) is taken, or the room is full.
     Conflict,
+    /// 411: a body without `Content-Length`.
     LengthRequired,
+    /// 413: a body over its limit.
     PayloadTooLarge,
+    /// 414: a request line over its limit.
     UriTooLong,
+    /// 415: a login form that is not urlencoded.
     UnsupportedMediaType,
+    /// 426: a WebSocket handshake with a version other than 13.
     UpgradeRequired,
+    /// 429: logins from one address over `--login-rate-per-ip`.
     TooManyRequests,
+    /// 431: a head over `--max-head-bytes`, or too many headers.
     HeadersTooLarge,
+    /// 500: the server could not do its part (no randomness for a token).
     InternalError,
+    /// 503: a limit of connections or sessions is reached, or the server is shutting down.
     ServiceUnavailable,
 }
 
 impl Status {
+    /// The three-digit status code.
     pub fn code(self) -> u16 {
         match self {
             Status::SwitchingProtocols => 101,
@@ -65,6 +85,7 @@ impl Status {
         }
     }
 
+    /// The reason phrase written after the code.
     pub fn phrase(self) -> &'static str {
         match self {
             Status::SwitchingProtocols => "Switching Protocols",

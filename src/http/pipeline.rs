@@ -4,16 +4,19 @@
 //! of pipelined requests costs one pass over its bytes (not one copy of the
 //! rest per request).
 
-use super::request::{self, HeadLimits, Request};
 use super::Status;
+use super::request::{self, HeadLimits, Request};
 
 /// What the front of the input holds.
 #[derive(Debug)]
 pub enum Framed<'h, 'b> {
     /// A whole request: its head parsed, its body `input[head_len..len]`.
     Complete {
+        /// The parsed head.
         request: Request<'h, 'b>,
+        /// Bytes of the head, blank line included.
         head_len: usize,
+        /// Bytes of the whole request, head and body.
         len: usize,
     },
     /// Not all of it has arrived: keep the bytes, read more.

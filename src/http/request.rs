@@ -22,6 +22,7 @@ pub enum HeadError {
 }
 
 impl HeadError {
+    /// The status this error is answered with.
     pub fn status(self) -> Status {
         match self {
             HeadError::LineTooLong => Status::UriTooLong,
@@ -34,7 +35,9 @@ impl HeadError {
 /// Size limits for a head.
 #[derive(Debug, Clone, Copy)]
 pub struct HeadLimits {
+    /// The longest head, blank line included (`--max-head-bytes`).
     pub max_head_bytes: usize,
+    /// The longest request line (more gets `414`).
     pub max_line_bytes: usize,
 }
 
@@ -112,6 +115,7 @@ fn blank_line_end(buf: &[u8], from: usize) -> Option<usize> {
 /// A parsed request head. Borrows the connection's buffer: nothing copied.
 #[derive(Debug)]
 pub struct Request<'h, 'b> {
+    /// `GET`, `POST`, … as sent.
     pub method: &'b str,
     /// The path part of the target, still percent-encoded.
     pub path: &'b str,
@@ -119,6 +123,7 @@ pub struct Request<'h, 'b> {
     pub query: Option<&'b str>,
     /// Minor version: 1 for HTTP/1.1, 0 for HTTP/1.0.
     pub version: u8,
+    /// The headers in the order sent.
     pub headers: &'h [httparse::Header<'b>],
 }
 

@@ -8,21 +8,25 @@ use super::Status;
 use crate::bytes::Bytes;
 
 /// Sent with every page: no inline script, nothing from elsewhere.
-pub const CSP: &str =
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
 connect-src 'self' ws: wss:; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 /// A response before it is turned into bytes.
 #[derive(Debug)]
 pub struct Response {
+    /// The status line's code and phrase.
     pub status: Status,
+    /// Headers in the order added; `Content-Length` and `Connection` are
+    /// written by [`encode`](Self::encode), not kept here.
     pub headers: Vec<(&'static str, String)>,
+    /// The body: static (an embedded page), shared or owned.
     pub body: Bytes,
     /// Close the connection after this response.
     pub close: bool,
 }
 
 impl Response {
+    /// A response with this status, no headers and no body.
     pub fn new(status: Status) -> Self {
         Response {
             status,
@@ -32,11 +36,13 @@ impl Response {
         }
     }
 
+    /// Adds a header.
     pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
         self.headers.push((name, value.into()));
         self
     }
 
+    /// Sets the body and its `Content-Type`.
     pub fn body(mut self, content_type: &'static str, body: impl Into<Bytes>) -> Self {
         self.headers
             .push(("Content-Type", content_type.to_string()));
@@ -44,6 +50,7 @@ impl Response {
         self
     }
 
+    /// A plain-text response: a short answer for people and scripts.
     pub fn text(status: Status, text: &str) -> Self {
         Response::new(status).body("text/plain; charset=utf-8", text.as_bytes().to_vec())
     }
@@ -82,6 +89,7 @@ impl Response {
             .page_headers()
     }
 
+    /// A redirect (`303` or `307`) to `location`.
     pub fn redirect(status: Status, location: &str) -> Self {
         Response::new(status).header("Location", location)
     }

@@ -16,13 +16,13 @@
 use std::net::IpAddr;
 use std::time::Instant;
 
+use super::Status;
 use super::form;
 use super::request::Request;
 use super::response::Response;
 use super::upgrade::{self, HandshakeError, Upgrade};
-use super::Status;
 use crate::assets::Assets;
-use crate::chat::{self, names, Chat, LoginError, SessionId};
+use crate::chat::{self, Chat, LoginError, SessionId, names};
 use crate::config::Config;
 use crate::logsafe::Escaped;
 use crate::metrics::Metrics;
@@ -33,22 +33,30 @@ pub const COOKIE: &str = "wsrooms_session";
 
 /// What to do with a request.
 pub enum Outcome {
+    /// Send this response; nothing else changes.
     Respond(Response),
     /// A login reserved an id: send `response`, and end the reservation at
     /// `expires` unless a socket of `session` has joined by then.
     Reserved {
+        /// The redirect to the room, with the session cookie.
         response: Response,
+        /// The new (or reused) session.
         session: SessionId,
+        /// When the reservation lapses without a socket (`--reserve-secs`).
         expires: Instant,
     },
     /// Upgrade to a room socket for this session.
     JoinRoom {
+        /// The checked handshake, to be answered with `101`.
         upgrade: Upgrade,
+        /// The session named by the request's cookie.
         session: SessionId,
+        /// `?since=N`: the client has every message up to `seq` N.
         since: Option<u64>,
     },
     /// Upgrade to an echo socket.
     Echo {
+        /// The checked handshake, to be answered with `101`.
         upgrade: Upgrade,
     },
     /// Answer with the metrics (the server fills in its gauges).
@@ -57,16 +65,22 @@ pub enum Outcome {
 
 /// What handlers may read and change.
 pub struct Ctx<'a> {
+    /// Rooms and sessions (a login reserves an id here).
     pub chat: &'a mut Chat,
+    /// Counters (logins, refusals).
     pub metrics: &'a mut Metrics,
+    /// The settings: limits, allowed origins, `--sharded`, `--echo`.
     pub config: &'a Config,
+    /// The pages and their `ETag`s.
     pub assets: &'a Assets,
+    /// The time of this loop turn.
     pub now: Instant,
     /// The request came in on the `--metrics-bind` listener.
     pub via_metrics: bool,
     /// The client's address: the TCP peer, or with `--trust-proxy` the last
     /// `X-Forwarded-For` entry.
     pub client: IpAddr,
+    /// The per-address connection and login limits.
     pub peer_limits: &'a mut PeerLimits,
 }
 

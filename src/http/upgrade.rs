@@ -3,13 +3,13 @@
 //! `101 Switching Protocols` answer. After it the connection speaks
 //! [`crate::ws`] frames, which know nothing of HTTP.
 
-use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use sha1::{Digest, Sha1};
 
+use super::Status;
 use super::request::Request;
 use super::response::Response;
-use super::Status;
 
 /// The GUID every server appends to the key (RFC 6455 §1.3).
 const GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -35,6 +35,7 @@ pub enum HandshakeError {
 }
 
 impl HandshakeError {
+    /// The status the refused handshake is answered with.
     pub fn status(self) -> Status {
         match self {
             HandshakeError::NotGet => Status::MethodNotAllowed,
@@ -43,6 +44,7 @@ impl HandshakeError {
         }
     }
 
+    /// The body of that answer: which rule the handshake broke.
     pub fn reason(self) -> &'static str {
         match self {
             HandshakeError::NotGet => "WebSocket upgrades use GET",

@@ -7,13 +7,13 @@
 use std::net::{IpAddr, SocketAddr};
 
 use super::{Server, Step, TimerKey};
-use crate::conn::machine::{HttpInput, Role};
 use crate::conn::ConnId;
-use crate::http::request::{Request, MAX_HEADERS};
+use crate::conn::machine::{HttpInput, Role};
+use crate::http::Status;
+use crate::http::request::{MAX_HEADERS, Request};
 use crate::http::response::Response;
 use crate::http::routes::{self, Ctx, Outcome};
 use crate::http::upgrade::Upgrade;
-use crate::http::Status;
 use crate::logsafe::Escaped;
 use crate::peer_limits::Refusal;
 
@@ -132,11 +132,12 @@ impl Server {
     /// A refused WebSocket handshake is worth a log line.
     fn log_refused_upgrade(&mut self, id: ConnId, req: &Request, response: &Response) {
         let code = response.status.code();
-        if code >= 400 && req.header_has_token("upgrade", "websocket") {
-            if let Some(conn) = self.conn(id) {
-                let (peer, path) = (conn.peer(), Escaped(req.path));
-                log::info!("{peer}: WebSocket handshake to {path} refused: {code}");
-            }
+        if code >= 400
+            && req.header_has_token("upgrade", "websocket")
+            && let Some(conn) = self.conn(id)
+        {
+            let (peer, path) = (conn.peer(), Escaped(req.path));
+            log::info!("{peer}: WebSocket handshake to {path} refused: {code}");
         }
     }
 

@@ -1,4 +1,5 @@
-//! The poll loop: one thread, one `mio::Poll`, every connection in one slab.
+//! The poll loop: one thread, one `mio::Poll`, every connection in one
+//! generational table ([`Table`]).
 //!
 //! Each turn of the loop:
 //! 1. sleep in `poll` until a socket is ready or the earliest timer is due;
@@ -18,12 +19,14 @@
 //! place where a machine's decisions touch the server.
 //!
 //! The path of one chat message: `on_readable` (here) reads into the loop's
-//! scratch buffer → `process` takes it one unit at a time through the gate →
-//! `frames_step` feeds it to the connection's [`Machine`] → a complete text
-//! message comes back as `Action::Chat` → `apply` → `on_chat_text` →
-//! `Chat::post` encodes its frame once → `broadcast` puts that one `Rc` frame
-//! in each member's [`WriteQueue`] → `flush_dirty` writes each queue to its
-//! socket.
+//! scratch buffer → `process` (here) takes it one unit at a time through the
+//! gate → `frames_step` (`websocket.rs`) feeds it to the connection's
+//! [`Machine`] → a complete text message comes back as `Action::Chat` →
+//! `apply` (here) → `on_chat_text` (`websocket.rs`) → `Chat::post` encodes
+//! its frame once → `broadcast` (`websocket.rs`) puts that one `Rc` frame in
+//! each member's [`WriteQueue`] → `flush_dirty` (here) writes each queue to
+//! its socket. A request takes the same way to `process`, then `http_step`
+//! (`http.rs`).
 //!
 //! [`Machine`]: crate::conn::Machine
 //! [`WriteQueue`]: crate::queue::WriteQueue
@@ -48,8 +51,8 @@ use crate::chat::SessionId;
 use crate::config::Config;
 use crate::conn::machine::{Action, Actions, DropReason, Settings};
 use crate::conn::{Conn, ConnId, Machine};
-use crate::http::response::Response;
 use crate::http::Status;
+use crate::http::response::Response;
 use crate::listeners::Listeners;
 use crate::metrics::{Gauges, Metrics};
 use crate::peer_limits::{PeerLimits, Refusal};
@@ -82,7 +85,7 @@ enum Step {
 /// What a timer entry of the loop is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum TimerKey {
-    /// A connection's deadline (see `Conn::deadline`).
+    /// A connection's deadline (see `Machine::deadline`).
     Conn(ConnId),
     /// A session's reservation may have lapsed.
     Session(SessionId),
@@ -471,7 +474,8 @@ impl Server {
     /// Carries out what a connection's machine decided: the one place where
     /// its output is queued, its socket leaves its room, its chat text is
     /// posted, its input is forgotten for draining, and it is dropped. Then
-    /// its timer follows the machine's deadline.
+    /// its timer follows the machine's deadline. (`leave_room` and
+    /// `on_chat_text` are in `websocket.rs`.)
     fn apply(&mut self, id: ConnId, actions: Actions) {
         for action in actions {
             match action {
@@ -585,10 +589,10 @@ impl Server {
             return self.process_pending(id);
         }
         let used = self.process(id, bytes);
-        if used < bytes.len() {
-            if let Some(conn) = self.conn(id) {
-                conn.input.push(&bytes[used..]);
-            }
+        if used < bytes.len()
+            && let Some(conn) = self.conn(id)
+        {
+            conn.input.push(&bytes[used..]);
         }
     }
 
@@ -615,7 +619,8 @@ impl Server {
     /// allows one more; whatever that unit produces (responses, pongs,
     /// echoes, closes, broadcasts to its room) counts for the next one.
     /// Returns how many bytes of `input` were used; the caller keeps the
-    /// rest in the connection's input.
+    /// rest in the connection's input. (`http_step` is in `http.rs`,
+    /// `frames_step` in `websocket.rs`.)
     fn process(&mut self, id: ConnId, input: &[u8]) -> usize {
         let pause_at = self.config.pause_reading_at;
         let mut used = 0;
@@ -644,11 +649,11 @@ impl Server {
     // ----- writing -----------------------------------------------------
 
     fn mark_dirty(&mut self, id: ConnId) {
-        if let Some(conn) = self.conn(id) {
-            if !conn.dirty {
-                conn.dirty = true;
-                self.dirty.push(id);
-            }
+        if let Some(conn) = self.conn(id)
+            && !conn.dirty
+        {
+            conn.dirty = true;
+            self.dirty.push(id);
         }
     }
 

@@ -13,7 +13,7 @@ use std::rc::Rc;
 
 use super::{Server, Step, TimerKey};
 use crate::bytes::Bytes;
-use crate::chat::{self, events, RoomId, SessionId};
+use crate::chat::{self, RoomId, SessionId, events};
 use crate::conn::ConnId;
 use crate::logsafe::Escaped;
 use crate::queue::Frame;

@@ -22,6 +22,7 @@ use sha2::{Digest, Sha256};
 pub struct TokenHash(pub [u8; 32]);
 
 impl TokenHash {
+    /// The hash of a session token.
     pub fn of(token: &[u8; 16]) -> Self {
         TokenHash(Sha256::digest(token).into())
     }
@@ -30,8 +31,11 @@ impl TokenHash {
 /// A login recorded this turn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Login<'a> {
+    /// SHA-256 of the session token.
     pub token_hash: TokenHash,
+    /// The room number the id is reserved in.
     pub room: u32,
+    /// The id as typed.
     pub user: &'a str,
     /// Unix milliseconds.
     pub at: u64,
@@ -40,11 +44,15 @@ pub struct Login<'a> {
 /// A message recorded this turn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Message<'a> {
+    /// The room number.
     pub room: u32,
+    /// Its number in the room.
     pub seq: u64,
     /// Unix milliseconds.
     pub at: u64,
+    /// The sender's id as typed.
     pub user: &'a str,
+    /// The chat text as kept.
     pub text: &'a str,
 }
 
@@ -79,6 +87,7 @@ pub struct Batch {
 }
 
 impl Batch {
+    /// Nothing recorded since the last commit.
     pub fn is_empty(&self) -> bool {
         self.logins.is_empty() && self.ends.is_empty() && self.messages.is_empty()
     }

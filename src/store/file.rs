@@ -36,18 +36,41 @@ use super::schema::{APPLICATION_ID, SCHEMA_VERSION};
 pub enum OpenError {
     /// Reading or creating the file failed (missing directory, permissions,
     /// a directory in its place).
-    Io { path: PathBuf, error: io::Error },
+    Io {
+        /// The `--data-file`.
+        path: PathBuf,
+        /// What the system said.
+        error: io::Error,
+    },
     /// Not an SQLite database: text, junk, or too short.
-    NotSqlite { path: PathBuf },
+    NotSqlite {
+        /// The `--data-file`.
+        path: PathBuf,
+    },
     /// An SQLite database of some other program.
-    Foreign { path: PathBuf, application_id: u32 },
+    Foreign {
+        /// The `--data-file`.
+        path: PathBuf,
+        /// The `application_id` in its header (not wsrooms').
+        application_id: u32,
+    },
     /// A wsrooms database of a newer schema than this binary knows.
-    Newer { path: PathBuf, version: u32 },
+    Newer {
+        /// The `--data-file`.
+        path: PathBuf,
+        /// Its schema version (`user_version`).
+        version: u32,
+    },
     /// Another process has it open.
-    InUse { path: PathBuf },
+    InUse {
+        /// The `--data-file`.
+        path: PathBuf,
+    },
     /// SQLite refused it, or setting it up failed (a damaged file, a full disk).
     Sqlite {
+        /// The `--data-file`.
         path: PathBuf,
+        /// What SQLite said.
         error: rusqlite::Error,
     },
 }
@@ -95,7 +118,10 @@ pub enum Found {
     /// Empty (or just created): a new database.
     Empty,
     /// A wsrooms database of this schema version or an older one.
-    Ours { version: u32 },
+    Ours {
+        /// Its schema version (`user_version`).
+        version: u32,
+    },
 }
 
 const MAGIC: &[u8; 16] = b"SQLite format 3\0";

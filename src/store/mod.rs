@@ -84,7 +84,7 @@
 //! joined again) and [`Store::history`] (scrollback) read what is committed:
 //! records of the current turn are not visible until `commit()`.
 //!
-//! The files: [`schema`] (tables, versions, migrations), [`file`] (opening,
+//! The files: [`schema`] (tables, versions, migrations), [`file`](mod@file) (opening,
 //! recognising and refusing files), [`batch`] (what a turn recorded).
 
 pub mod batch;
@@ -97,7 +97,7 @@ mod tests;
 use std::fmt;
 use std::path::Path;
 
-use rusqlite::{params, Connection, Transaction};
+use rusqlite::{Connection, Transaction, params};
 
 use crate::http::Status;
 use crate::ws::close::{CloseCode, INTERNAL_ERROR};
@@ -123,7 +123,9 @@ pub struct Store {
 /// A session as stored: enough to restore its reservation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredSession {
+    /// SHA-256 of the session token (the cookie's value is never stored).
     pub token_hash: TokenHash,
+    /// The room number it is reserved in.
     pub room: u32,
     /// The id as typed.
     pub user: String,
@@ -134,16 +136,20 @@ pub struct StoredSession {
 /// A message as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredMessage {
+    /// Its number in its room.
     pub seq: u64,
     /// Unix milliseconds.
     pub at: u64,
+    /// The sender's id as typed.
     pub user: String,
+    /// The chat text as kept (already cut to `--max-chat-chars`).
     pub text: String,
 }
 
 /// A room as stored: its counter and the tail of its history.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredRoom {
+    /// The room number, 1–999999.
     pub number: u32,
     /// The `seq` of its last message: the next one gets `last_seq + 1`.
     pub last_seq: u64,
@@ -173,8 +179,11 @@ pub struct History {
 /// What a successful commit wrote.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Committed {
+    /// Logins written.
     pub logins: usize,
+    /// Messages written.
     pub messages: usize,
+    /// Sessions deleted.
     pub session_ends: usize,
 }
 
@@ -190,7 +199,9 @@ impl Committed {
 /// rare path).
 #[derive(Debug)]
 pub struct CommitError {
+    /// What SQLite said (a full disk, a read-only file, …).
     pub error: rusqlite::Error,
+    /// What was recorded and is now dropped, unwritten.
     pub discarded: Box<Batch>,
 }
 

@@ -4,13 +4,21 @@
 /// A close status code.
 pub type CloseCode = u16;
 
+/// 1000: the conversation is over (a normal close, or the answer to one).
 pub const NORMAL: CloseCode = 1000;
+/// 1001: the server is shutting down.
 pub const GOING_AWAY: CloseCode = 1001;
+/// 1002: the peer broke RFC 6455 (see [`ProtocolError`]).
 pub const PROTOCOL_ERROR: CloseCode = 1002;
+/// 1003: a kind of message this endpoint does not take (binary in a chat room).
 pub const UNSUPPORTED_DATA: CloseCode = 1003;
+/// 1007: a text message or close reason that is not UTF-8.
 pub const INVALID_PAYLOAD: CloseCode = 1007;
+/// 1008: a rule of this server was broken (rate limit, backpressure limit).
 pub const POLICY: CloseCode = 1008;
+/// 1009: a frame or message over its size limit.
 pub const TOO_BIG: CloseCode = 1009;
+/// 1011: the server cannot go on with this socket through no fault of the peer.
 pub const INTERNAL_ERROR: CloseCode = 1011;
 /// Ours (private range): the same session opened a newer socket.
 pub const REPLACED: CloseCode = 4000;
@@ -25,11 +33,14 @@ pub fn is_valid_received(code: CloseCode) -> bool {
 /// Why we are closing a WebSocket: the code and reason we send.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CloseReason {
+    /// The status code sent in the close frame.
     pub code: CloseCode,
+    /// The text after the code: short, for people reading a trace.
     pub reason: &'static str,
 }
 
 impl CloseReason {
+    /// A close with this code and reason.
     pub const fn new(code: CloseCode, reason: &'static str) -> Self {
         CloseReason { code, reason }
     }
@@ -89,6 +100,7 @@ impl ProtocolError {
         }
     }
 
+    /// The close frame this failure is answered with: [`close_code`](Self::close_code) and [`reason`](Self::reason).
     pub fn to_close(self) -> CloseReason {
         CloseReason::new(self.close_code(), self.reason())
     }

@@ -17,15 +17,22 @@ use super::close::ProtocolError;
 /// What a frame carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Opcode {
+    /// The next fragment of a text or binary message (0x0).
     Continuation,
+    /// The first frame of a UTF-8 text message (0x1).
     Text,
+    /// The first frame of a binary message (0x2).
     Binary,
+    /// Starts or answers the close handshake (0x8).
     Close,
+    /// Asks the other side for a pong with the same payload (0x9).
     Ping,
+    /// Answers a ping, or tells the other side this one is alive (0xA).
     Pong,
 }
 
 impl Opcode {
+    /// The opcode for the low four bits of a frame's first byte; `None` for the reserved ones.
     pub fn from_u8(bits: u8) -> Option<Opcode> {
         match bits {
             0x0 => Some(Opcode::Continuation),
@@ -38,6 +45,7 @@ impl Opcode {
         }
     }
 
+    /// The four bits this opcode is written as.
     pub fn bits(self) -> u8 {
         match self {
             Opcode::Continuation => 0x0,
@@ -58,10 +66,13 @@ impl Opcode {
 /// A parsed frame header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FrameHeader {
+    /// The last frame of its message.
     pub fin: bool,
+    /// What the frame carries.
     pub opcode: Opcode,
     /// The masking key; `None` for an unmasked (server) frame.
     pub mask: Option<[u8; 4]>,
+    /// The payload length the header announces (the payload itself follows).
     pub payload_len: u64,
 }
 

@@ -14,7 +14,7 @@
 //! Feeding a stream whole or one byte at a time gives the same messages.
 
 use super::close::{self, ProtocolError};
-use super::frame::{self, apply_mask, FrameHeader, Opcode, MAX_HEADER_LEN};
+use super::frame::{self, FrameHeader, MAX_HEADER_LEN, Opcode, apply_mask};
 use super::utf8::Utf8Validator;
 
 /// A complete message from the peer.
@@ -22,8 +22,11 @@ use super::utf8::Utf8Validator;
 pub enum Message {
     /// A text message (already checked to be UTF-8).
     Text(Vec<u8>),
+    /// A binary message.
     Binary(Vec<u8>),
+    /// A ping and its payload (at most 125 bytes), to be answered with a pong.
     Ping(Vec<u8>),
+    /// A pong and its payload.
     Pong(Vec<u8>),
     /// A close frame: `None` when it carried no code.
     Close(Option<(u16, String)>),
@@ -32,7 +35,9 @@ pub enum Message {
 /// The size limits a reader enforces.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
+    /// The largest payload one frame may announce.
     pub max_frame_bytes: usize,
+    /// The largest message, all its fragments together.
     pub max_message_bytes: usize,
 }
 
@@ -76,6 +81,7 @@ impl Default for MessageReader {
 }
 
 impl MessageReader {
+    /// A reader waiting for the first byte of a frame.
     pub fn new() -> Self {
         MessageReader {
             state: State::Header {
@@ -168,10 +174,10 @@ impl MessageReader {
         let len = header.payload_len;
         match header.opcode {
             Opcode::Text | Opcode::Binary if self.open != Open::None => {
-                return Err(ProtocolError::ExpectedContinuation)
+                return Err(ProtocolError::ExpectedContinuation);
             }
             Opcode::Continuation if self.open == Open::None => {
-                return Err(ProtocolError::UnexpectedContinuation)
+                return Err(ProtocolError::UnexpectedContinuation);
             }
             Opcode::Text => self.open = Open::Text,
             Opcode::Binary => self.open = Open::Binary,

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::tools::{free_port, repo, run_bounded, TOOL_TIMEOUT};
+use super::tools::{TOOL_TIMEOUT, free_port, repo, run_bounded};
 
 /// A self-signed certificate for `localhost` / 127.0.0.1, valid one day:
 /// returns (certificate, key) paths in `dir`.

@@ -6,12 +6,12 @@ use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::time::Instant;
 
+use tungstenite::Message;
 use tungstenite::client::IntoClientRequest;
 use tungstenite::protocol::WebSocket;
-use tungstenite::Message;
 
-use super::http::{login, read_response, tcp};
 use super::IO_TIMEOUT;
+use super::http::{login, read_response, tcp};
 
 pub type Ws = WebSocket<TcpStream>;
 
@@ -80,7 +80,7 @@ pub fn expect_close(ws: &mut Ws) -> (u16, String) {
     loop {
         match ws.read() {
             Ok(Message::Close(Some(frame))) => {
-                return (frame.code.into(), frame.reason.to_string())
+                return (frame.code.into(), frame.reason.to_string());
             }
             Ok(Message::Close(None)) => return (1005, String::new()),
             Ok(_) => continue,
