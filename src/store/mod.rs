@@ -63,7 +63,13 @@
 //! primary-key range per room touched, and no sync. About every 4 MB of log
 //! (SQLite's automatic checkpoint, 1,000 pages) one commit also copies the
 //! log into the main file and syncs it: that turn takes milliseconds instead
-//! of microseconds. `benches/store.rs` measures both.
+//! of microseconds. `benches/store.rs` measures both. On the 2-core
+//! development machine, shared and busy (load 5–10), the median commit took
+//! about 10 µs for one message, 27 µs for 10 and 117 µs for 100 in one room
+//! (1.2 µs per message); a turn whose messages go to 100 different rooms
+//! costs more (each dirties a 4 KiB page of its own: about 10 µs per
+//! message). The checkpoints are the real price: about one commit in 130
+//! took over 1 ms, and on that contended disk the worst took up to a second.
 //!
 //! # When a commit fails
 //!
