@@ -327,6 +327,23 @@ impl Chat {
         out
     }
 
+    /// One page of scrollback from room `number`'s in-memory history: the
+    /// newest `limit` kept messages with `seq < before` (`None`: all),
+    /// oldest first, and whether older ones are still kept. Empty if the
+    /// room is gone.
+    pub fn page(&self, number: u32, before: Option<u64>, limit: usize) -> (Vec<&[u8]>, bool) {
+        let Some(room) = self.room_by_number(number).and_then(|r| self.rooms.get(r)) else {
+            return (Vec::new(), false);
+        };
+        let end = match before {
+            Some(before) => room.history.partition_point(|k| k.seq < before),
+            None => room.history.len(),
+        };
+        let start = end.saturating_sub(limit);
+        let page = room.history.range(start..end).map(Kept::json).collect();
+        (page, start > 0)
+    }
+
     /// Bytes of message frames held in histories (for `/metrics`).
     pub fn history_bytes(&self) -> usize {
         self.rooms
@@ -471,6 +488,34 @@ mod tests {
             seqs(chat.welcome(key, Some(99), 50)),
             (vec![4, 5, 6, 7, 8], false)
         );
+    }
+
+    #[test]
+    fn scrollback_pages_come_from_the_ring() {
+        let mut chat = Chat::new();
+        chat.login(1, "a", [1; 16], Instant::now(), 10).unwrap();
+        let room = chat.room_by_number(1).unwrap();
+        for i in 0..8 {
+            chat.post(room, "a", &format!("m{i}"), 0, 5);
+        }
+        let seqs = |(page, more): (Vec<&[u8]>, bool)| {
+            let seqs: Vec<u64> = page
+                .iter()
+                .map(|j| {
+                    serde_json::from_slice::<serde_json::Value>(j).unwrap()["seq"]
+                        .as_u64()
+                        .unwrap()
+                })
+                .collect();
+            (seqs, more)
+        };
+        assert_eq!(seqs(chat.page(1, None, 2)), (vec![7, 8], true));
+        assert_eq!(seqs(chat.page(1, Some(7), 2)), (vec![5, 6], true));
+        assert_eq!(seqs(chat.page(1, Some(6), 2)), (vec![4, 5], false));
+        assert_eq!(seqs(chat.page(1, Some(5), 50)), (vec![4], false));
+        assert_eq!(seqs(chat.page(1, Some(4), 50)), (vec![], false));
+        assert_eq!(seqs(chat.page(1, None, 50)), (vec![4, 5, 6, 7, 8], false));
+        assert_eq!(seqs(chat.page(2, None, 50)), (vec![], false));
     }
 
     #[test]

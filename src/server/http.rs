@@ -7,6 +7,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use super::{Server, Step, TimerKey};
+use crate::chat::events;
 use crate::conn::machine::{HttpInput, Role};
 use crate::conn::ConnId;
 use crate::http::request::{Request, MAX_HEADERS};
@@ -117,6 +118,14 @@ impl Server {
                     .header("Cache-Control", "no-store");
                 self.respond(id, response, reply);
             }
+            Outcome::History {
+                room,
+                before,
+                limit,
+            } => {
+                let response = self.history_page(room, before, limit);
+                self.respond(id, response, reply);
+            }
             Outcome::Echo { upgrade } => self.upgrade(id, &upgrade, Role::Echo),
             Outcome::JoinRoom {
                 upgrade,
@@ -127,6 +136,18 @@ impl Server {
                 self.join_room(id, session, since);
             }
         }
+    }
+
+    /// A page of scrollback as JSON: `{"messages":[…],"more":…}`, the
+    /// messages as they were sent on the sockets.
+    fn history_page(&mut self, room: u32, before: Option<u64>, limit: usize) -> Response {
+        let mut json = Vec::with_capacity(64 + limit * 96);
+        let (page, more) = self.chat.page(room, before, limit);
+        events::history_page(&mut json, page.into_iter(), more);
+        Response::new(Status::Ok)
+            .body("application/json", json)
+            .header("Cache-Control", "no-store")
+            .header("X-Content-Type-Options", "nosniff")
     }
 
     /// A refused WebSocket handshake is worth a log line.
