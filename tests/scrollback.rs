@@ -174,3 +174,31 @@ fn a_page_from_memory_stops_at_what_the_ring_keeps() {
     assert_eq!(messages.iter().map(seq).collect::<Vec<_>>(), vec![21, 22]);
     assert!(!more, "older messages are no longer kept in memory");
 }
+
+/// A server of the real binary keeping its rooms in a data file in `dir`
+/// (50 messages in memory, as by default).
+fn with_data_file(dir: &TempDir) -> Spawned {
+    let path = dir.join("rooms.db");
+    spawn_binary(&[
+        "--rate-limit",
+        "0",
+        "--log-level",
+        "warn",
+        "--data-file",
+        path.to_str().unwrap(),
+    ])
+}
+
+#[test]
+fn pages_of_100_through_1000_messages_from_the_data_file() {
+    let dir = TempDir::new("scrollback");
+    let server = with_data_file(&dir);
+    pages_through_1000(server.addr);
+}
+
+#[test]
+fn scrollback_needs_the_session_and_numbers_with_a_data_file() {
+    let dir = TempDir::new("scrollback-refusals");
+    let server = with_data_file(&dir);
+    refuses(server.addr);
+}

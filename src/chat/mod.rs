@@ -3,13 +3,21 @@
 //! get this frame?") and does the sending.
 //!
 //! - Rooms live in a [`Table`], found by number through a `HashMap`.
-//! - Sessions (one per successful login) live in a [`Table`], found by their
-//!   random token; a socket, a timer or a room names its session by a
+//! - Sessions (one per successful login) live in a [`Table`], found by the
+//!   hash of their random token (the same hash the data file keeps, so a
+//!   session restored after a restart is found by the cookie the browser
+//!   still has); a socket, a timer or a room names its session by a
 //!   checked [`SessionId`], so a stale one finds nothing.
 //!   A session reserves its user id in its room from login
 //!   until it expires: 60 s to open a socket, then 10 s of grace after its
 //!   socket closes, so a reload or network blip gets the same id back.
-//! - A room is freed when its last session is gone, and its history with it.
+//! - A room is freed when its last session is gone, and its history with it
+//!   (with a data file, its messages and `seq` stay on disk and come back
+//!   when it is used again: the server does that, this module does no I/O).
+//! - A message is *numbered* first ([`Chat::number_message`]) and *kept*
+//!   once it may be delivered ([`Chat::keep`]): with a data file the server
+//!   delivers a loop turn's messages only after they are committed, and a
+//!   turn whose commit failed takes its numbers back ([`Chat::unnumber`]).
 
 pub mod events;
 pub mod names;
@@ -19,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use crate::conn::ConnId;
 use crate::queue::Frame;
+use crate::store::TokenHash;
 use crate::table::{Id, Table};
 use crate::ws::frame::{self, Opcode};
 
@@ -35,7 +44,8 @@ pub type RoomId = Id<Room>;
 /// One login: a user id reserved in a room.
 #[derive(Debug)]
 pub struct Session {
-    pub token: Token,
+    /// The hash of its token (the token itself is only in the cookie).
+    pub token_hash: TokenHash,
     pub room: RoomId,
     /// The id as typed, as everyone sees it.
     pub user: String,
@@ -78,8 +88,12 @@ pub struct Room {
     pub names: HashMap<names::IdKey, SessionId>,
     /// Joined sockets, in the order they joined.
     pub members: Vec<Member>,
-    /// The `seq` of the last message (0 before the first).
+    /// The `seq` of the last message delivered (0 before the first): what
+    /// `welcome` and `since` go by.
     pub last_seq: u64,
+    /// The `seq` of the last message numbered: above `last_seq` only while
+    /// the messages of a loop turn wait for their commit.
+    pub numbered: u64,
     /// The last `history_messages` message frames.
     pub history: VecDeque<Kept>,
 }
@@ -116,7 +130,7 @@ pub struct Chat {
     pub rooms: Table<Room>,
     by_number: HashMap<u32, RoomId>,
     pub sessions: Table<Session>,
-    by_token: HashMap<Token, SessionId>,
+    by_token: HashMap<TokenHash, SessionId>,
 }
 
 impl Chat {
@@ -137,6 +151,31 @@ impl Chat {
         expires: Instant,
         max_users: usize,
     ) -> Result<SessionId, LoginError> {
+        self.login_hashed(number, user, TokenHash::of(&token), expires, max_users)
+    }
+
+    /// Brings back a session from the data file, reserved until `expires`
+    /// (the room's limit does not apply: it held the id before). `None` if
+    /// an id that looks the same is already there.
+    pub fn restore(
+        &mut self,
+        number: u32,
+        user: &str,
+        token_hash: TokenHash,
+        expires: Instant,
+    ) -> Option<SessionId> {
+        self.login_hashed(number, user, token_hash, expires, usize::MAX)
+            .ok()
+    }
+
+    fn login_hashed(
+        &mut self,
+        number: u32,
+        user: &str,
+        token_hash: TokenHash,
+        expires: Instant,
+        max_users: usize,
+    ) -> Result<SessionId, LoginError> {
         let id_key = names::IdKey::of(user);
         if let Some(room) = self.room_by_number(number).and_then(|r| self.rooms.get(r)) {
             if let Some(&owner) = room.names.get(&id_key) {
@@ -149,7 +188,7 @@ impl Chat {
         }
         let room = self.room_or_create(number);
         let id = self.sessions.insert(Session {
-            token,
+            token_hash,
             room,
             user: user.to_string(),
             key: id_key.clone(),
@@ -159,7 +198,7 @@ impl Chat {
         if let Some(room) = self.rooms.get_mut(room) {
             room.names.insert(id_key, id);
         }
-        self.by_token.insert(token, id);
+        self.by_token.insert(token_hash, id);
         Ok(id)
     }
 
@@ -172,6 +211,7 @@ impl Chat {
             names: HashMap::new(),
             members: Vec::new(),
             last_seq: 0,
+            numbered: 0,
             history: VecDeque::new(),
         });
         self.by_number.insert(number, room);
@@ -180,7 +220,7 @@ impl Chat {
 
     /// The session with this token, if it belongs to room `number`.
     pub fn session_for(&self, token: &Token, number: u32) -> Option<SessionId> {
-        let &id = self.by_token.get(token)?;
+        let &id = self.by_token.get(&TokenHash::of(token))?;
         let session = self.sessions.get(id)?;
         (self.rooms.get(session.room)?.number == number).then_some(id)
     }
@@ -246,8 +286,19 @@ impl Chat {
         if s.socket.is_some() || s.expires.is_none_or(|t| t > now) {
             return None;
         }
+        self.remove_session(id)
+    }
+
+    /// Takes back a login that could not be committed: the session is gone
+    /// at once, as if it had never been (it has no socket yet).
+    pub fn cancel(&mut self, id: SessionId) -> Option<u32> {
+        self.remove_session(id)
+    }
+
+    /// Removes a session and frees its id; frees its room when empty.
+    fn remove_session(&mut self, id: SessionId) -> Option<u32> {
         let s = self.sessions.remove(id)?;
-        self.by_token.remove(&s.token);
+        self.by_token.remove(&s.token_hash);
         let room = self.rooms.get_mut(s.room)?;
         room.names.remove(&s.key);
         let number = room.number;
@@ -258,8 +309,21 @@ impl Chat {
         Some(number)
     }
 
-    /// Numbers a message, encodes its frame once, keeps it in the room's
-    /// history, and returns the frame to broadcast.
+    /// Sets a room's `seq` counter and history from the data file (at start,
+    /// or when a room that had emptied is used again). `history` is oldest
+    /// first; the last `keep` are kept.
+    pub fn restore_room(&mut self, room: RoomId, last_seq: u64, history: Vec<Kept>, keep: usize) {
+        let Some(room) = self.rooms.get_mut(room) else {
+            return;
+        };
+        room.last_seq = last_seq;
+        room.numbered = last_seq;
+        let skip = history.len().saturating_sub(keep);
+        room.history = history.into_iter().skip(skip).collect();
+    }
+
+    /// Numbers a message, keeps it in the room's history and returns the
+    /// frame to broadcast ([`Chat::number_message`], then [`Chat::keep`]).
     /// `None` if the room is gone.
     pub fn post(
         &mut self,
@@ -269,22 +333,51 @@ impl Chat {
         at: u64,
         keep: usize,
     ) -> Option<Frame> {
+        let kept = self.number_message(room, user, text, at)?;
+        self.keep(room, kept.clone(), keep);
+        Some(kept.frame)
+    }
+
+    /// Gives a message the room's next `seq` and encodes its frame once.
+    /// It is not in the history yet: see [`Chat::keep`].
+    pub fn number_message(
+        &mut self,
+        room: RoomId,
+        user: &str,
+        text: &str,
+        at: u64,
+    ) -> Option<Kept> {
         let room = self.rooms.get_mut(room)?;
-        room.last_seq += 1;
-        let seq = room.last_seq;
+        room.numbered += 1;
+        let seq = room.numbered;
         let mut json = Vec::with_capacity(64 + text.len() + user.len());
         events::message(&mut json, user, text, at, seq);
         let frame: Frame = frame::encode_frame(Opcode::Text, &json).into();
+        Some(Kept { seq, frame })
+    }
+
+    /// A numbered message is being delivered: it is the room's last, and
+    /// joins its history (which holds at most `keep`).
+    pub fn keep(&mut self, room: RoomId, message: Kept, keep: usize) {
+        let Some(room) = self.rooms.get_mut(room) else {
+            return;
+        };
+        room.last_seq = room.last_seq.max(message.seq);
         if keep > 0 {
             if room.history.len() >= keep {
                 room.history.pop_front();
             }
-            room.history.push_back(Kept {
-                seq,
-                frame: frame.clone(),
-            });
+            room.history.push_back(message);
         }
-        Some(frame)
+    }
+
+    /// Takes back the numbers of messages that will not be delivered (their
+    /// commit failed): the next message gets `last_seq + 1` again. Nobody saw
+    /// those numbers, so giving them again breaks no promise.
+    pub fn unnumber(&mut self, room: RoomId) {
+        if let Some(room) = self.rooms.get_mut(room) {
+            room.numbered = room.last_seq;
+        }
     }
 
     /// The `welcome` event for a socket of `session`, with the history after

@@ -91,11 +91,17 @@ impl Input {
 /// request or message already read is processed, whatever put the output
 /// there (responses, pongs, echoes, closes, broadcasts). It opens again once
 /// the output has drained below half of that.
+///
+/// With a data file it also holds a connection whose login waits for the
+/// loop turn's commit: its answer (`303` or `503`) is decided only then,
+/// and no later request of it may be answered before that one.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub enum InputGate {
     #[default]
     Open,
     Paused,
+    /// A login's answer waits for the commit.
+    Held,
 }
 
 impl InputGate {
@@ -106,6 +112,19 @@ impl InputGate {
             *self = InputGate::Paused;
         }
         *self == InputGate::Open
+    }
+
+    /// Holds the input until [`InputGate::release`] (a login waits for its
+    /// commit).
+    pub fn hold(&mut self) {
+        *self = InputGate::Held;
+    }
+
+    /// The commit is done: input may flow again (the caller then resumes).
+    pub fn release(&mut self) {
+        if *self == InputGate::Held {
+            *self = InputGate::Open;
+        }
     }
 
     /// After a flush: true when a paused gate opens again now (the caller

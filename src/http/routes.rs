@@ -82,6 +82,8 @@ pub struct Ctx<'a> {
     /// `X-Forwarded-For` entry.
     pub client: IpAddr,
     pub peer_limits: &'a mut PeerLimits,
+    /// Writes to the data file are failing: `/healthz` answers `503 degraded`.
+    pub degraded: bool,
 }
 
 /// Routes one request. `body` is the request body (complete).
@@ -89,7 +91,7 @@ pub fn handle(req: &Request, body: &[u8], ctx: &mut Ctx) -> Outcome {
     let path = req.path;
     let get = req.method == "GET" || req.method == "HEAD";
     if ctx.via_metrics || (path == "/metrics" && ctx.config.metrics_bind.is_some()) {
-        return operations_only(path, get, ctx.via_metrics);
+        return operations_only(path, get, ctx.via_metrics, ctx.degraded);
     }
     if path == "/login" {
         if req.method != "POST" {
@@ -119,9 +121,7 @@ pub fn handle(req: &Request, body: &[u8], ctx: &mut Ctx) -> Outcome {
         return Outcome::Respond(not_allowed("GET, HEAD"));
     }
     match path {
-        "/healthz" => {
-            Outcome::Respond(Response::text(Status::Ok, "ok").header("Cache-Control", "no-store"))
-        }
+        "/healthz" => Outcome::Respond(health(ctx.degraded)),
         "/metrics" => Outcome::Metrics,
         _ => match asset {
             Some(file) => Outcome::Respond(serve_asset(req, file, ctx.assets)),
@@ -132,15 +132,23 @@ pub fn handle(req: &Request, body: &[u8], ctx: &mut Ctx) -> Outcome {
 
 /// The `--metrics-bind` listener serves `/metrics` and `/healthz` only, and
 /// the main one then hides `/metrics`.
-fn operations_only(path: &str, get: bool, via_metrics: bool) -> Outcome {
+fn operations_only(path: &str, get: bool, via_metrics: bool, degraded: bool) -> Outcome {
     match path {
         "/metrics" | "/healthz" if !get => Outcome::Respond(not_allowed("GET, HEAD")),
         "/metrics" if via_metrics => Outcome::Metrics,
-        "/healthz" => {
-            Outcome::Respond(Response::text(Status::Ok, "ok").header("Cache-Control", "no-store"))
-        }
+        "/healthz" => Outcome::Respond(health(degraded)),
         _ => Outcome::Respond(Response::text(Status::NotFound, "not found")),
     }
+}
+
+/// `/healthz`: `200 ok`, or `503 degraded` while writes to the data file
+/// fail (the server still serves, but cannot keep what it is sent).
+fn health(degraded: bool) -> Response {
+    let response = match degraded {
+        false => Response::text(Status::Ok, "ok"),
+        true => Response::text(Status::ServiceUnavailable, "degraded"),
+    };
+    response.header("Cache-Control", "no-store")
 }
 
 fn not_allowed(allow: &'static str) -> Response {

@@ -20,7 +20,7 @@ use crate::peer_limits::Refusal;
 
 /// How the answer to one request is sent.
 #[derive(Debug, Clone, Copy)]
-struct Reply {
+pub(super) struct Reply {
     head_only: bool,
     keep_alive: bool,
 }
@@ -82,6 +82,7 @@ impl Server {
             via_metrics,
             client,
             peer_limits: &mut self.peer_limits,
+            degraded: self.durable.as_ref().is_some_and(|d| d.degraded),
         };
         match routes::handle(req, body, &mut ctx) {
             // A socket opened now would miss the `1001` sent to the others
@@ -104,10 +105,14 @@ impl Server {
                 response,
                 session,
                 expires,
-            } => {
-                self.timers.add(expires, TimerKey::Session(session));
-                self.respond(id, response, reply);
-            }
+            } => match self.durable {
+                // With a data file the `303` waits for the turn's commit.
+                Some(_) => self.hold_login(id, session, response, reply, expires),
+                None => {
+                    self.timers.add(expires, TimerKey::Session(session));
+                    self.respond(id, response, reply);
+                }
+            },
             Outcome::Metrics => {
                 let text = self.metrics.render(&self.gauges());
                 let response = Response::new(Status::Ok)
@@ -139,11 +144,23 @@ impl Server {
     }
 
     /// A page of scrollback as JSON: `{"messages":[…],"more":…}`, the
-    /// messages as they were sent on the sockets.
+    /// messages as they were sent on the sockets. From the data file if
+    /// there is one (it keeps `--keep-messages`), else from the room's
+    /// history in memory.
     fn history_page(&mut self, room: u32, before: Option<u64>, limit: usize) -> Response {
         let mut json = Vec::with_capacity(64 + limit * 96);
-        let (page, more) = self.chat.page(room, before, limit);
-        events::history_page(&mut json, page.into_iter(), more);
+        match self.stored_page(room, before, limit, &mut json) {
+            Some(Ok(())) => {}
+            Some(Err(e)) => {
+                log::error!("scrollback of room {room}: {e}");
+                return Response::text(e.status(), "could not read the history")
+                    .header("Cache-Control", "no-store");
+            }
+            None => {
+                let (page, more) = self.chat.page(room, before, limit);
+                events::history_page(&mut json, page.into_iter(), more);
+            }
+        }
         Response::new(Status::Ok)
             .body("application/json", json)
             .header("Cache-Control", "no-store")
@@ -216,7 +233,7 @@ impl Server {
 
     /// Sends a response through the connection's machine (no keep-alive
     /// while shutting down).
-    fn respond(&mut self, id: ConnId, response: Response, reply: Reply) {
+    pub(super) fn respond(&mut self, id: ConnId, response: Response, reply: Reply) {
         let keep_alive = reply.keep_alive && self.shutting_down.is_none();
         let (now, settings) = (self.now, self.settings);
         let Some(conn) = self.conn(id) else { return };
