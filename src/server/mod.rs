@@ -24,9 +24,10 @@
 //! scratch buffer → `process` takes it one unit at a time through the gate →
 //! `frames_step` feeds it to the connection's [`Machine`] → a complete text
 //! message comes back as `Action::Chat` → `apply` → `on_chat_text` →
-//! `Chat::post` encodes its frame once → `broadcast` puts that one `Rc` frame
-//! in each member's [`WriteQueue`] → `flush_dirty` writes each queue to its
-//! socket.
+//! `post_message` numbers it and encodes its frame once (with a data file it
+//! is recorded and waits for the turn's commit) → `broadcast` puts that one
+//! `Rc` frame in each member's [`WriteQueue`] → `flush_dirty` writes each
+//! queue to its socket.
 //!
 //! [`Machine`]: crate::conn::Machine
 //! [`WriteQueue`]: crate::queue::WriteQueue

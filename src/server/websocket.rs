@@ -6,8 +6,10 @@
 //! The hot path of one chat message: `frames_step` feeds the bytes to the
 //! connection's [`Machine`](crate::conn::Machine), which returns
 //! `Action::Chat`; `apply` hands it to `on_chat_text`, which posts it
-//! (`Chat::post` encodes the frame once) and `broadcast`s that one `Rc`
-//! frame into every member's write queue, flushed at the end of the turn.
+//! (`post_message` in `durable.rs` numbers it and encodes the frame once;
+//! with a data file it waits there for the turn's commit) and `broadcast`s
+//! that one `Rc` frame into every member's write queue, flushed at the end
+//! of the turn.
 
 use std::rc::Rc;
 
