@@ -103,6 +103,12 @@ pub struct Config {
     pub login_rate_per_ip: f64,
     /// Logins one client address may send at once. Default 10.
     pub login_burst_per_ip: f64,
+    /// Keep sessions, `seq` counters and messages in this SQLite file, so
+    /// that a restart or a crash logs out no one and loses no message.
+    /// Default unset: everything in memory only.
+    pub data_file: Option<PathBuf>,
+    /// Messages kept per room in the data file. Default 10,000.
+    pub keep_messages: usize,
     /// Log level name (`error`, `warn`, `info`, `debug`, `trace`). Default `info`.
     pub log_level: String,
 }
@@ -141,6 +147,8 @@ impl Default for Config {
             max_connections_per_ip: 0,
             login_rate_per_ip: 0.0,
             login_burst_per_ip: 10.0,
+            data_file: None,
+            keep_messages: crate::store::DEFAULT_KEEP_MESSAGES as usize,
             log_level: "info".to_string(),
         }
     }
@@ -318,6 +326,17 @@ struct Cli {
     /// Behind a room-hashing proxy: POST /login without ?room=N gets 307 to it
     #[arg(long, env = "WSROOMS_SHARDED", switch = Config::default().sharded)]
     sharded: bool,
+
+    /// Keep sessions, message numbers and messages in this SQLite file
+    /// (created if missing), so that a restart loses no login and no message
+    /// [default: unset, all in memory]
+    #[arg(long, value_name = "PATH", env = "WSROOMS_DATA_FILE")]
+    data_file: Option<PathBuf>,
+
+    /// Messages kept per room in the data file
+    #[arg(long, value_name = "N", env = "WSROOMS_KEEP_MESSAGES",
+          default_value_t = Config::default().keep_messages, within = 1..=100_000_000)]
+    keep_messages: usize,
 
     /// Log level; when neither this flag nor its variable is given, RUST_LOG
     /// is used if it names a level
@@ -500,6 +519,8 @@ impl Cli {
             max_connections_per_ip: self.max_connections_per_ip,
             login_rate_per_ip: self.login_rate_per_ip,
             login_burst_per_ip: self.login_burst_per_ip,
+            data_file: self.data_file,
+            keep_messages: self.keep_messages,
             log_level,
             ..Config::default()
         }
@@ -552,6 +573,10 @@ impl Config {
             Some(dir) => dir.display().to_string(),
             None => "embedded".into(),
         };
+        let data_file = match &self.data_file {
+            Some(path) => path.display().to_string(),
+            None => "-".into(),
+        };
         let metrics_bind = match self.metrics_bind {
             Some(addr) => addr.to_string(),
             None => "-".into(),
@@ -563,7 +588,8 @@ impl Config {
              max_connections_per_ip={} login_rate_per_ip={}/s login_burst_per_ip={} \
              pause_reading_at={} max_buffered={} ping={}s pong_timeout={}s close_timeout={}s \
              shutdown_timeout={}s reserve={}s grace={}s history={} echo={} www={} \
-             allow_origin={:?} trust_proxy={} metrics_bind={} sharded={} log_level={}",
+             allow_origin={:?} trust_proxy={} metrics_bind={} sharded={} data_file={} \
+             keep_messages={} log_level={}",
             self.bind,
             self.max_connections,
             self.max_head_bytes,
@@ -595,6 +621,8 @@ impl Config {
             self.trust_proxy,
             metrics_bind,
             self.sharded,
+            data_file,
+            self.keep_messages,
             self.log_level,
         )
     }
@@ -633,6 +661,8 @@ mod tests {
         assert_eq!(c.pause_reading_at, 65536);
         assert_eq!(c.max_buffered, 1 << 20);
         assert_eq!(c.history_messages, 50);
+        assert_eq!(c.data_file, None, "in memory only");
+        assert_eq!(c.keep_messages, 10_000);
         assert_eq!(c.max_connections_per_ip, 0, "per-address limits off");
         assert_eq!(c.login_rate_per_ip, 0.0, "per-address limits off");
     }
@@ -683,6 +713,8 @@ mod tests {
         "--trust-proxy=yes",
         "--metrics-bind=127.0.0.1:9100",
         "--sharded=1",
+        "--data-file=/var/lib/wsrooms/rooms.db",
+        "--keep-messages=31",
         "--log-level=DEBUG",
     ];
 
@@ -735,6 +767,11 @@ mod tests {
         assert!(c.echo && c.trust_proxy && c.sharded);
         assert_eq!(c.www, Some(www));
         assert_eq!(c.metrics_bind.unwrap().port(), 9100);
+        assert_eq!(
+            c.data_file.as_deref(),
+            Some(std::path::Path::new("/var/lib/wsrooms/rooms.db"))
+        );
+        assert_eq!(c.keep_messages, 31);
         assert_eq!(c.log_level, "debug");
     }
 

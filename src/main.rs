@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use wsrooms::listeners::Listeners;
+use wsrooms::store::Store;
 use wsrooms::{Config, Server};
 
 fn main() -> ExitCode {
@@ -23,6 +24,14 @@ fn main() -> ExitCode {
             return ExitCode::from(e.exit_code());
         }
     };
+    // Then the data file: after the passed sockets are taken (above), before
+    // anything is served. A file that is not ours stops the server here
+    // with exit 2 and one line saying why, changed in nothing; the sockets
+    // are closed unused (a passed one stays with the service manager).
+    let store = match open_store(&config) {
+        Ok(store) => store,
+        Err(code) => return code,
+    };
     let mut server = match Server::with_listeners(config, listeners) {
         Ok(s) => s,
         Err(e) => {
@@ -30,6 +39,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(store) = store
+        && let Err(e) = server.use_store(store)
+    {
+        eprintln!("wsrooms: {e}");
+        return ExitCode::from(2);
+    }
     if let Err(e) = server.handle_signals() {
         eprintln!("wsrooms: cannot handle signals: {e}");
         return ExitCode::FAILURE;
@@ -41,6 +56,21 @@ fn main() -> ExitCode {
         Err(e) => {
             log::error!("poll loop failed: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// The store of `--data-file`, if given; a refused file is reported on
+/// stderr (one line) and gives exit code 2.
+fn open_store(config: &Config) -> Result<Option<Store>, ExitCode> {
+    let Some(path) = config.data_file.as_deref() else {
+        return Ok(None);
+    };
+    match Store::open(path, config.keep_messages as u64) {
+        Ok(store) => Ok(Some(store)),
+        Err(e) => {
+            eprintln!("wsrooms: {e}");
+            Err(ExitCode::from(2))
         }
     }
 }

@@ -25,6 +25,13 @@ pub struct Metrics {
     pub bytes_in: u64,
     /// Bytes written to sockets (`wsrooms_bytes_out_total`).
     pub bytes_out: u64,
+    /// Data file transactions committed, one per loop turn that changed
+    /// something (`wsrooms_commits_total`).
+    pub commits: u64,
+    /// The time those commits took in all (`wsrooms_commit_microseconds_total`).
+    pub commit_micros: u64,
+    /// Commits that failed (their messages and logins were refused).
+    pub persist_errors: u64,
     /// Close frames we sent, by code (peer-chosen codes share one label).
     pub closes: BTreeMap<CloseLabel, u64>,
     /// Refused handshakes, logins and per-address connections, by reason.
@@ -80,6 +87,10 @@ pub struct Gauges {
     pub history_bytes: usize,
     /// Addresses in the per-address limits' table.
     pub peer_addresses: usize,
+    /// Bytes of the data file and its write-ahead log (0 without one).
+    pub data_file_bytes: u64,
+    /// The last commit failed (`/healthz` says `degraded`).
+    pub degraded: bool,
 }
 
 impl Metrics {
@@ -116,7 +127,7 @@ impl Metrics {
     }
 
     /// The unlabelled counters: name, help, value.
-    fn counters(&self) -> [(&'static str, &'static str, u64); 8] {
+    fn counters(&self) -> [(&'static str, &'static str, u64); 11] {
         [
             (
                 "wsrooms_connections_accepted_total",
@@ -154,13 +165,28 @@ impl Metrics {
                 "Bytes written to sockets.",
                 self.bytes_out,
             ),
+            (
+                "wsrooms_commits_total",
+                "Data file transactions committed (at most one per loop turn).",
+                self.commits,
+            ),
+            (
+                "wsrooms_commit_microseconds_total",
+                "Time spent committing to the data file, in microseconds.",
+                self.commit_micros,
+            ),
+            (
+                "wsrooms_persist_errors_total",
+                "Data file commits that failed; their messages and logins were refused.",
+                self.persist_errors,
+            ),
         ]
     }
 }
 
 impl Gauges {
     /// Every gauge: name, help, value.
-    fn series(&self) -> [(&'static str, &'static str, u64); 8] {
+    fn series(&self) -> [(&'static str, &'static str, u64); 10] {
         [
             (
                 "wsrooms_connections",
@@ -198,6 +224,16 @@ impl Gauges {
                 "Client addresses tracked by the per-address limits (bounded).",
                 self.peer_addresses as u64,
             ),
+            (
+                "wsrooms_data_file_bytes",
+                "Bytes of the data file and its write-ahead log (0 without --data-file).",
+                self.data_file_bytes,
+            ),
+            (
+                "wsrooms_degraded",
+                "1 while writes to the data file fail (/healthz answers 503 degraded).",
+                self.degraded as u64,
+            ),
         ]
     }
 }
@@ -224,6 +260,8 @@ mod tests {
             buffered_bytes: 0,
             history_bytes: 0,
             peer_addresses: 0,
+            data_file_bytes: 0,
+            degraded: false,
         }
     }
 

@@ -32,6 +32,11 @@
 //! - **(b) many small rooms**: 100 rooms × 10 clients, each client sends
 //!   5 messages/s; 5 s. Send → receive latency of every delivery (HDR
 //!   histogram) and the server's CPU use.
+//! - **(a) and (b) with `--data-file`**: the same two loads on wsrooms
+//!   keeping its rooms in a data file (a temporary file): deliveries/s and
+//!   latency next to the in-memory figures, and the store's own figures
+//!   from `/metrics`: commits per second, microseconds per commit, and data
+//!   file bytes per million messages (nothing pruned during the run).
 //! - **(c) idle**: 10,000 logged-in idle sockets (1,000 rooms × 10). Server
 //!   RSS per socket (VmRSS after minus before, / 10,000) and logins+upgrades
 //!   per second while opening them.
@@ -69,7 +74,7 @@ use std::time::Duration;
 
 use load::Load;
 use report::print_table;
-use servers::{Cpu, CpuMeter, Kind, Server, Setup};
+use servers::{Cpu, CpuMeter, Kind, Server, Setup, StoreFigures};
 
 /// Own messages a fan-out sender may have un-echoed.
 const WINDOW: u32 = 8;
@@ -102,17 +107,34 @@ fn main() {
         in_group.is_empty() || in_group.iter().any(|f| **f == name)
     };
     let workloads = ["fanout", "rooms", "idle"];
-    let servers = ["wsrooms", "peer"];
+    let servers = ["wsrooms", "wsrooms-data-file", "peer"];
 
     let setup = Setup::new();
     setup.print_notes();
 
     let mut results: Vec<(Kind, Results)> = Vec::new();
-    for kind in [Kind::Wsrooms, Kind::Peer] {
+    for kind in [Kind::Wsrooms, Kind::WsroomsDataFile, Kind::Peer] {
         if !want(kind.name(), &servers) {
             continue;
         }
         let mut r = Results::default();
+        if kind == Kind::WsroomsDataFile {
+            // Shown in the wsrooms column, next to the in-memory rows.
+            if want("fanout", &workloads) {
+                r.fanout_data_file = run_logged(kind, "fan-out", || fanout(&setup, kind));
+            }
+            if want("rooms", &workloads) {
+                r.rooms_data_file = run_logged(kind, "rooms", || rooms(&setup, kind));
+            }
+            match results.iter_mut().find(|(k, _)| *k == Kind::Wsrooms) {
+                Some((_, w)) => {
+                    w.fanout_data_file = r.fanout_data_file;
+                    w.rooms_data_file = r.rooms_data_file;
+                }
+                None => results.push((Kind::Wsrooms, r)),
+            }
+            continue;
+        }
         if want("fanout", &workloads) {
             r.fanout = run_logged(kind, "fan-out", || fanout(&setup, kind));
         }
@@ -145,12 +167,17 @@ struct Results {
     fanout: Option<Fanout>,
     rooms: Option<Rooms>,
     idle: Option<Idle>,
+    /// (a) and (b) on wsrooms with `--data-file`.
+    fanout_data_file: Option<Fanout>,
+    rooms_data_file: Option<Rooms>,
 }
 
 struct Fanout {
     deliveries: u64,
     sent: u64,
     cpu: Cpu,
+    /// With `--data-file`: the store's figures over the measured time.
+    store: Option<StoreFigures>,
 }
 
 struct Rooms {
@@ -160,6 +187,7 @@ struct Rooms {
     max_us: u64,
     deliveries: u64,
     cpu: Cpu,
+    store: Option<StoreFigures>,
 }
 
 struct Idle {
@@ -184,9 +212,11 @@ fn fanout(setup: &Setup, kind: Kind) -> io::Result<Fanout> {
     }
     load.run_for(Duration::from_millis(500));
     load.meter.reset(false);
+    let figures = store_figures(&server, kind);
     let meter = CpuMeter::start(&server);
     load.run_for(MEASURE);
     let cpu = meter.stop(&server);
+    let store = figures.map(|start| store_figures(&server, kind).unwrap_or(start).since(start));
     let m = load.meter.take();
     load.window_active = false;
     load.check_closed()?;
@@ -194,6 +224,7 @@ fn fanout(setup: &Setup, kind: Kind) -> io::Result<Fanout> {
         deliveries: m.deliveries,
         sent: m.own,
         cpu,
+        store,
     })
 }
 
@@ -209,9 +240,11 @@ fn rooms(setup: &Setup, kind: Kind) -> io::Result<Rooms> {
     load.schedule_all(Duration::from_millis(200));
     load.run_for(Duration::from_secs(1));
     load.meter.reset(true);
+    let figures = store_figures(&server, kind);
     let meter = CpuMeter::start(&server);
     load.run_for(MEASURE);
     let cpu = meter.stop(&server);
+    let store = figures.map(|start| store_figures(&server, kind).unwrap_or(start).since(start));
     let m = load.meter.take();
     load.stop_schedule();
     load.check_closed()?;
@@ -223,7 +256,13 @@ fn rooms(setup: &Setup, kind: Kind) -> io::Result<Rooms> {
         max_us: h.max(),
         deliveries: m.deliveries,
         cpu,
+        store,
     })
+}
+
+/// The store's figures of a wsrooms with `--data-file` (else `None`).
+fn store_figures(server: &Server, kind: Kind) -> Option<StoreFigures> {
+    (kind == Kind::WsroomsDataFile).then(|| server.store_figures().unwrap_or_default())
 }
 
 fn idle(setup: &Setup, kind: Kind) -> io::Result<Idle> {

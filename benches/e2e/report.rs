@@ -1,7 +1,7 @@
 //! The table printed at the end: one row per figure, one column per
 //! server, and the target each wsrooms figure is checked against.
 
-use crate::servers::{Cpu, Kind, Setup};
+use crate::servers::{Cpu, Kind, Setup, StoreFigures};
 use crate::{Fanout, Idle, Results, Rooms};
 
 // ----- the table -------------------------------------------------------------
@@ -50,6 +50,23 @@ fn rows() -> Vec<Row> {
     fn c(r: &Results, f: impl Fn(&Idle) -> f64) -> Option<f64> {
         r.idle.as_ref().map(f)
     }
+    fn ad(r: &Results, f: impl Fn(&Fanout) -> f64) -> Option<f64> {
+        r.fanout_data_file.as_ref().map(f)
+    }
+    fn bd(r: &Results, f: impl Fn(&Rooms) -> f64) -> Option<f64> {
+        r.rooms_data_file.as_ref().map(f)
+    }
+    fn commits_per_s(s: Option<StoreFigures>, wall: f64) -> f64 {
+        s.map_or(0.0, |s| s.commits as f64 / wall)
+    }
+    fn us_per_commit(s: Option<StoreFigures>) -> f64 {
+        s.map_or(0.0, |s| s.commit_us as f64 / s.commits.max(1) as f64)
+    }
+    fn bytes_per_million(s: Option<StoreFigures>, messages: u64) -> f64 {
+        s.map_or(0.0, |s| {
+            s.file_bytes as f64 / (messages.max(1) as f64 / 1e6)
+        })
+    }
     let per_million = |cpu: &Cpu, deliveries: u64| cpu.server / (deliveries.max(1) as f64 / 1e6);
     vec![
         row("(a) fan-out deliveries/s", 0, |r| {
@@ -70,6 +87,25 @@ fn rows() -> Vec<Row> {
         }),
         row("(a) noise: server/client CPU wait %", 0, |r| {
             a(r, |f| 100.0 * f.cpu.server_wait.max(f.cpu.load_wait))
+        }),
+        row("(a) --data-file: deliveries/s", 0, |r| {
+            ad(r, |f| f.deliveries as f64 / f.cpu.wall)
+        }),
+        row("(a) --data-file: / in memory", 2, |r| {
+            let in_memory = a(r, |f| f.deliveries as f64 / f.cpu.wall)?;
+            ad(r, |f| f.deliveries as f64 / f.cpu.wall / in_memory)
+        })
+        .target(">= 0.90", |w, _| w >= 0.90),
+        row("(a) --data-file: commits/s", 0, |r| {
+            ad(r, |f| commits_per_s(f.store, f.cpu.wall))
+        }),
+        row("(a) --data-file: us / commit", 1, |r| {
+            ad(r, |f| us_per_commit(f.store))
+        }),
+        row("(a) --data-file: file bytes / M messages", 0, |r| {
+            ad(r, |f| {
+                bytes_per_million(f.store, f.store.map_or(0, |s| s.messages))
+            })
         }),
         row("(b) latency p50 ms", 3, |r| b(r, |x| x.p50_us as f64 / 1e3)),
         row("(b) latency p99 ms", 3, |r| b(r, |x| x.p99_us as f64 / 1e3))
@@ -93,6 +129,22 @@ fn rows() -> Vec<Row> {
         }),
         row("(b) noise: server/client CPU wait %", 0, |r| {
             b(r, |x| 100.0 * x.cpu.server_wait.max(x.cpu.load_wait))
+        }),
+        row("(b) --data-file: latency p99 ms", 3, |r| {
+            bd(r, |x| x.p99_us as f64 / 1e3)
+        })
+        .target("<= 2 ms", |w, _| w <= 2.0),
+        row("(b) --data-file: deliveries/s", 0, |r| {
+            bd(r, |x| x.deliveries as f64 / x.cpu.wall)
+        }),
+        row("(b) --data-file: server CPU %", 1, |r| {
+            bd(r, |x| 100.0 * x.cpu.server / x.cpu.wall)
+        }),
+        row("(b) --data-file: commits/s", 0, |r| {
+            bd(r, |x| commits_per_s(x.store, x.cpu.wall))
+        }),
+        row("(b) --data-file: us / commit", 1, |r| {
+            bd(r, |x| us_per_commit(x.store))
         }),
         row("(c) server RSS bytes / idle socket", 0, |r| {
             c(r, |x| x.rss_growth_kib as f64 * 1024.0 / x.sockets as f64)

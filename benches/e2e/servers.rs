@@ -150,6 +150,8 @@ fn allowed_cpus() -> Vec<usize> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
     Wsrooms,
+    /// wsrooms with `--data-file` (a file in a temporary directory).
+    WsroomsDataFile,
     Peer,
 }
 
@@ -157,6 +159,7 @@ impl Kind {
     pub(crate) fn name(self) -> &'static str {
         match self {
             Kind::Wsrooms => "wsrooms",
+            Kind::WsroomsDataFile => "wsrooms-data-file",
             Kind::Peer => "peer",
         }
     }
@@ -169,6 +172,8 @@ pub(crate) struct Server {
     pub(crate) addr: SocketAddr,
     /// `perf record` attached to the server (env `WSROOMS_BENCH_PERF`).
     perf: Option<Child>,
+    /// The directory of its `--data-file`, removed on drop.
+    data_dir: Option<std::path::PathBuf>,
 }
 
 impl Server {
@@ -181,8 +186,9 @@ impl Server {
             argv.extend(["chrt".to_string(), "-f".into(), prio.to_string()]);
         }
         argv.extend(setup.pin_server.clone().unwrap_or_default());
+        let mut data_dir = None;
         match kind {
-            Kind::Wsrooms => {
+            Kind::Wsrooms | Kind::WsroomsDataFile => {
                 argv.push(env!("CARGO_BIN_EXE_wsrooms").to_string());
                 // Lift the limits this load would hit; defaults stay as they are.
                 for a in [
@@ -195,6 +201,15 @@ impl Server {
                     "--log-level=warn",
                 ] {
                     argv.push(a.to_string());
+                }
+                if kind == Kind::WsroomsDataFile {
+                    let dir = std::env::temp_dir()
+                        .join(format!("wsrooms-e2e-{}-{workload}", std::process::id()));
+                    std::fs::create_dir_all(&dir)?;
+                    argv.push(format!("--data-file={}", dir.join("rooms.db").display()));
+                    // Nothing pruned, so the file's size per message is measured.
+                    argv.push("--keep-messages=100000000".into());
+                    data_dir = Some(dir);
                 }
             }
             Kind::Peer => {
@@ -247,6 +262,32 @@ impl Server {
             pid,
             addr,
             perf,
+            data_dir,
+        })
+    }
+
+    /// The data file's figures from `/metrics` (wsrooms only).
+    pub(crate) fn store_figures(&self) -> io::Result<StoreFigures> {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(self.addr)?;
+        s.set_read_timeout(Some(Duration::from_secs(10)))?;
+        write!(
+            s,
+            "GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n"
+        )?;
+        let mut text = String::new();
+        s.read_to_string(&mut text)?;
+        let value = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        Ok(StoreFigures {
+            commits: value("wsrooms_commits_total"),
+            commit_us: value("wsrooms_commit_microseconds_total"),
+            messages: value("wsrooms_messages_in_total"),
+            file_bytes: value("wsrooms_data_file_bytes"),
         })
     }
 
@@ -276,6 +317,32 @@ impl Drop for Server {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(dir) = self.data_dir.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// Commits, their time, messages and the data file's size, as `/metrics`
+/// says (counters since start; see [`StoreFigures::since`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct StoreFigures {
+    pub(crate) commits: u64,
+    pub(crate) commit_us: u64,
+    pub(crate) messages: u64,
+    pub(crate) file_bytes: u64,
+}
+
+impl StoreFigures {
+    /// Commits and their time since `start`; messages in all and the file
+    /// size as now (the file holds every message since the server started).
+    pub(crate) fn since(self, start: StoreFigures) -> StoreFigures {
+        StoreFigures {
+            commits: self.commits - start.commits.min(self.commits),
+            commit_us: self.commit_us - start.commit_us.min(self.commit_us),
+            messages: self.messages,
+            file_bytes: self.file_bytes,
+        }
     }
 }
 

@@ -28,6 +28,19 @@ pub fn presence(out: &mut Vec<u8>, kind: &str, user: &str, at: u64) {
     let _ = write!(out, ",\"at\":{at}}}");
 }
 
+/// `{"messages":[…],"more":…}`: one page of scrollback (`messages` are
+/// already-encoded `message` events, oldest first).
+pub fn history_page<'a>(out: &mut Vec<u8>, messages: impl Iterator<Item = &'a [u8]>, more: bool) {
+    out.extend_from_slice(b"{\"messages\":[");
+    for (i, event) in messages.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(event);
+    }
+    let _ = write!(out, "],\"more\":{more}}}");
+}
+
 /// What a `welcome` event says.
 pub struct Welcome<'a, U, H> {
     /// The room number.
@@ -101,5 +114,10 @@ mod tests {
         assert_eq!(v["users"][1], "bob");
         assert_eq!(v["history"][1]["seq"], 17);
         assert_eq!(v["gap"], true);
+        let mut h = Vec::new();
+        history_page(&mut h, [&m[..]].into_iter(), false);
+        let v: serde_json::Value = serde_json::from_slice(&h).unwrap();
+        assert_eq!(v["messages"][0]["seq"], 17);
+        assert_eq!(v["more"], false);
     }
 }

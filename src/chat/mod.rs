@@ -3,13 +3,21 @@
 //! get this frame?") and does the sending.
 //!
 //! - Rooms live in a [`Table`], found by number through a `HashMap`.
-//! - Sessions (one per successful login) live in a [`Table`], found by their
-//!   random token; a socket, a timer or a room names its session by a
+//! - Sessions (one per successful login) live in a [`Table`], found by the
+//!   hash of their random token (the same hash the data file keeps, so a
+//!   session restored after a restart is found by the cookie the browser
+//!   still has); a socket, a timer or a room names its session by a
 //!   checked [`SessionId`], so a stale one finds nothing.
 //!   A session reserves its user id in its room from login
 //!   until it expires: 60 s to open a socket, then 10 s of grace after its
 //!   socket closes, so a reload or network blip gets the same id back.
-//! - A room is freed when its last session is gone, and its history with it.
+//! - A room is freed when its last session is gone, and its history with it
+//!   (with a data file, its messages and `seq` stay on disk and come back
+//!   when it is used again: the server does that, this module does no I/O).
+//! - A message is *numbered* first ([`Chat::number_message`]) and *kept*
+//!   once it may be delivered ([`Chat::keep`]): with a data file the server
+//!   delivers a loop turn's messages only after they are committed, and a
+//!   turn whose commit failed takes its numbers back ([`Chat::unnumber`]).
 
 pub mod events;
 pub mod names;
@@ -19,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use crate::conn::ConnId;
 use crate::queue::Frame;
+use crate::store::TokenHash;
 use crate::table::{Id, Table};
 use crate::ws::frame::{self, Opcode};
 
@@ -35,8 +44,8 @@ pub type RoomId = Id<Room>;
 /// One login: a user id reserved in a room.
 #[derive(Debug)]
 pub struct Session {
-    /// The random token its cookie carries.
-    pub token: Token,
+    /// The hash of its token (the token itself is only in the cookie).
+    pub token_hash: TokenHash,
     /// The room the id is reserved in.
     pub room: RoomId,
     /// The id as typed, as everyone sees it. (What the room compares it by,
@@ -86,8 +95,12 @@ pub struct Room {
     pub names: HashMap<names::IdKey, SessionId>,
     /// Joined sockets, in the order they joined.
     pub members: Vec<Member>,
-    /// The `seq` of the last message (0 before the first).
+    /// The `seq` of the last message delivered (0 before the first): what
+    /// `welcome` and `since` go by.
     pub last_seq: u64,
+    /// The `seq` of the last message numbered: above `last_seq` only while
+    /// the messages of a loop turn wait for their commit.
+    pub numbered: u64,
     /// The last `history_messages` message frames.
     pub history: VecDeque<Kept>,
 }
@@ -132,7 +145,7 @@ pub struct Chat {
     by_number: HashMap<u32, RoomId>,
     /// Every session, joined or only reserved.
     pub sessions: Table<Session>,
-    by_token: HashMap<Token, SessionId>,
+    by_token: HashMap<TokenHash, SessionId>,
 }
 
 impl Chat {
@@ -155,6 +168,31 @@ impl Chat {
         expires: Instant,
         max_users: usize,
     ) -> Result<SessionId, LoginError> {
+        self.login_hashed(number, user, TokenHash::of(&token), expires, max_users)
+    }
+
+    /// Brings back a session from the data file, reserved until `expires`
+    /// (the room's limit does not apply: it held the id before). `None` if
+    /// an id that looks the same is already there.
+    pub fn restore(
+        &mut self,
+        number: u32,
+        user: &str,
+        token_hash: TokenHash,
+        expires: Instant,
+    ) -> Option<SessionId> {
+        self.login_hashed(number, user, token_hash, expires, usize::MAX)
+            .ok()
+    }
+
+    fn login_hashed(
+        &mut self,
+        number: u32,
+        user: &str,
+        token_hash: TokenHash,
+        expires: Instant,
+        max_users: usize,
+    ) -> Result<SessionId, LoginError> {
         let id_key = names::IdKey::of(user);
         if let Some(room) = self.room_by_number(number).and_then(|r| self.rooms.get(r)) {
             if let Some(&owner) = room.names.get(&id_key) {
@@ -167,7 +205,7 @@ impl Chat {
         }
         let room = self.room_or_create(number);
         let id = self.sessions.insert(Session {
-            token,
+            token_hash,
             room,
             user: user.to_string(),
             socket: None,
@@ -176,7 +214,7 @@ impl Chat {
         if let Some(room) = self.rooms.get_mut(room) {
             room.names.insert(id_key, id);
         }
-        self.by_token.insert(token, id);
+        self.by_token.insert(token_hash, id);
         Ok(id)
     }
 
@@ -189,6 +227,7 @@ impl Chat {
             names: HashMap::new(),
             members: Vec::new(),
             last_seq: 0,
+            numbered: 0,
             history: VecDeque::new(),
         });
         self.by_number.insert(number, room);
@@ -197,7 +236,7 @@ impl Chat {
 
     /// The session with this token, if it belongs to room `number`.
     pub fn session_for(&self, token: &Token, number: u32) -> Option<SessionId> {
-        let &id = self.by_token.get(token)?;
+        let &id = self.by_token.get(&TokenHash::of(token))?;
         let session = self.sessions.get(id)?;
         (self.rooms.get(session.room)?.number == number).then_some(id)
     }
@@ -263,8 +302,19 @@ impl Chat {
         if s.socket.is_some() || s.expires.is_none_or(|t| t > now) {
             return None;
         }
+        self.remove_session(id)
+    }
+
+    /// Takes back a login that could not be committed: the session is gone
+    /// at once, as if it had never been (it has no socket yet).
+    pub fn cancel(&mut self, id: SessionId) -> Option<u32> {
+        self.remove_session(id)
+    }
+
+    /// Removes a session and frees its id; frees its room when empty.
+    fn remove_session(&mut self, id: SessionId) -> Option<u32> {
         let s = self.sessions.remove(id)?;
-        self.by_token.remove(&s.token);
+        self.by_token.remove(&s.token_hash);
         let room = self.rooms.get_mut(s.room)?;
         room.names.remove(&names::IdKey::of(&s.user));
         let number = room.number;
@@ -275,8 +325,21 @@ impl Chat {
         Some(number)
     }
 
-    /// Numbers a message, encodes its frame once, keeps it in the room's
-    /// history, and returns the frame to broadcast.
+    /// Sets a room's `seq` counter and history from the data file (at start,
+    /// or when a room that had emptied is used again). `history` is oldest
+    /// first; the last `keep` are kept.
+    pub fn restore_room(&mut self, room: RoomId, last_seq: u64, history: Vec<Kept>, keep: usize) {
+        let Some(room) = self.rooms.get_mut(room) else {
+            return;
+        };
+        room.last_seq = last_seq;
+        room.numbered = last_seq;
+        let skip = history.len().saturating_sub(keep);
+        room.history = history.into_iter().skip(skip).collect();
+    }
+
+    /// Numbers a message, keeps it in the room's history and returns the
+    /// frame to broadcast ([`Chat::number_message`], then [`Chat::keep`]).
     /// `None` if the room is gone.
     pub fn post(
         &mut self,
@@ -286,22 +349,51 @@ impl Chat {
         at: u64,
         keep: usize,
     ) -> Option<Frame> {
+        let kept = self.number_message(room, user, text, at)?;
+        self.keep(room, kept.clone(), keep);
+        Some(kept.frame)
+    }
+
+    /// Gives a message the room's next `seq` and encodes its frame once.
+    /// It is not in the history yet: see [`Chat::keep`].
+    pub fn number_message(
+        &mut self,
+        room: RoomId,
+        user: &str,
+        text: &str,
+        at: u64,
+    ) -> Option<Kept> {
         let room = self.rooms.get_mut(room)?;
-        room.last_seq += 1;
-        let seq = room.last_seq;
+        room.numbered += 1;
+        let seq = room.numbered;
         let mut json = Vec::with_capacity(64 + text.len() + user.len());
         events::message(&mut json, user, text, at, seq);
         let frame: Frame = frame::encode_frame(Opcode::Text, &json).into();
+        Some(Kept { seq, frame })
+    }
+
+    /// A numbered message is being delivered: it is the room's last, and
+    /// joins its history (which holds at most `keep`).
+    pub fn keep(&mut self, room: RoomId, message: Kept, keep: usize) {
+        let Some(room) = self.rooms.get_mut(room) else {
+            return;
+        };
+        room.last_seq = room.last_seq.max(message.seq);
         if keep > 0 {
             if room.history.len() >= keep {
                 room.history.pop_front();
             }
-            room.history.push_back(Kept {
-                seq,
-                frame: frame.clone(),
-            });
+            room.history.push_back(message);
         }
-        Some(frame)
+    }
+
+    /// Takes back the numbers of messages that will not be delivered (their
+    /// commit failed): the next message gets `last_seq + 1` again. Nobody saw
+    /// those numbers, so giving them again breaks no promise.
+    pub fn unnumber(&mut self, room: RoomId) {
+        if let Some(room) = self.rooms.get_mut(room) {
+            room.numbered = room.last_seq;
+        }
     }
 
     /// The `welcome` event for a socket of `session`, with the history after
@@ -342,6 +434,23 @@ impl Chat {
             },
         );
         out
+    }
+
+    /// One page of scrollback from room `number`'s in-memory history: the
+    /// newest `limit` kept messages with `seq < before` (`None`: all),
+    /// oldest first, and whether older ones are still kept. Empty if the
+    /// room is gone.
+    pub fn page(&self, number: u32, before: Option<u64>, limit: usize) -> (Vec<&[u8]>, bool) {
+        let Some(room) = self.room_by_number(number).and_then(|r| self.rooms.get(r)) else {
+            return (Vec::new(), false);
+        };
+        let end = match before {
+            Some(before) => room.history.partition_point(|k| k.seq < before),
+            None => room.history.len(),
+        };
+        let start = end.saturating_sub(limit);
+        let page = room.history.range(start..end).map(Kept::json).collect();
+        (page, start > 0)
     }
 
     /// Bytes of message frames held in histories (for `/metrics`).
@@ -489,6 +598,34 @@ mod tests {
             seqs(chat.welcome(key, Some(99), 50)),
             (vec![4, 5, 6, 7, 8], false)
         );
+    }
+
+    #[test]
+    fn scrollback_pages_come_from_the_ring() {
+        let mut chat = Chat::new();
+        chat.login(1, "a", [1; 16], Instant::now(), 10).unwrap();
+        let room = chat.room_by_number(1).unwrap();
+        for i in 0..8 {
+            chat.post(room, "a", &format!("m{i}"), 0, 5);
+        }
+        let seqs = |(page, more): (Vec<&[u8]>, bool)| {
+            let seqs: Vec<u64> = page
+                .iter()
+                .map(|j| {
+                    serde_json::from_slice::<serde_json::Value>(j).unwrap()["seq"]
+                        .as_u64()
+                        .unwrap()
+                })
+                .collect();
+            (seqs, more)
+        };
+        assert_eq!(seqs(chat.page(1, None, 2)), (vec![7, 8], true));
+        assert_eq!(seqs(chat.page(1, Some(7), 2)), (vec![5, 6], true));
+        assert_eq!(seqs(chat.page(1, Some(6), 2)), (vec![4, 5], false));
+        assert_eq!(seqs(chat.page(1, Some(5), 50)), (vec![4], false));
+        assert_eq!(seqs(chat.page(1, Some(4), 50)), (vec![], false));
+        assert_eq!(seqs(chat.page(1, None, 50)), (vec![4, 5, 6, 7, 8], false));
+        assert_eq!(seqs(chat.page(2, None, 50)), (vec![], false));
     }
 
     #[test]

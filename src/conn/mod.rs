@@ -92,6 +92,10 @@ impl Input {
 /// request or message already read is processed, whatever put the output
 /// there (responses, pongs, echoes, closes, broadcasts). It opens again once
 /// the output has drained below half of that.
+///
+/// With a data file it also holds a connection whose login waits for the
+/// loop turn's commit: its answer (`303` or `503`) is decided only then,
+/// and no later request of it may be answered before that one.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub enum InputGate {
     /// Input is read and processed.
@@ -99,6 +103,8 @@ pub enum InputGate {
     Open,
     /// Input waits until the output drains.
     Paused,
+    /// A login's answer waits for the commit.
+    Held,
 }
 
 impl InputGate {
@@ -109,6 +115,19 @@ impl InputGate {
             *self = InputGate::Paused;
         }
         *self == InputGate::Open
+    }
+
+    /// Holds the input until [`InputGate::release`] (a login waits for its
+    /// commit).
+    pub fn hold(&mut self) {
+        *self = InputGate::Held;
+    }
+
+    /// The commit is done: input may flow again (the caller then resumes).
+    pub fn release(&mut self) {
+        if *self == InputGate::Held {
+            *self = InputGate::Open;
+        }
     }
 
     /// After a flush: true when a paused gate opens again now (the caller

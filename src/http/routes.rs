@@ -9,6 +9,7 @@
 //! | POST     | `/login`            | reserve an id → 303 (or 400/403/409/429)    |
 //! | GET HEAD | `/rooms/{n}`        | room page, or 303 to `/?room=n`             |
 //! | GET      | `/rooms/{n}/ws`     | the room's WebSocket (cookie + Origin)      |
+//! | GET HEAD | `/rooms/{n}/history`| older messages, a page as JSON (cookie)     |
 //! | GET      | `/echo`             | echo WebSocket (only with `--echo`)         |
 //! | GET HEAD | `/static/*`, `/favicon.svg` | embedded assets                     |
 //! | GET HEAD | `/healthz`, `/metrics` | operations                               |
@@ -61,7 +62,23 @@ pub enum Outcome {
     },
     /// Answer with the metrics (the server fills in its gauges).
     Metrics,
+    /// Answer with a page of room `room`'s older messages (the server reads
+    /// them, from its data file or from memory): the newest `limit` with a
+    /// `seq` below `before` (`None`: all). The session was checked.
+    History {
+        /// The room number.
+        room: u32,
+        /// Only messages with a smaller `seq` (`None`: after the last one).
+        before: Option<u64>,
+        /// At most this many, 1–100.
+        limit: usize,
+    },
 }
+
+/// Messages in a scrollback page when `limit` is not given.
+pub const DEFAULT_PAGE: usize = 50;
+/// The most messages in a scrollback page.
+pub const MAX_PAGE: usize = 100;
 
 /// What handlers may read and change.
 pub struct Ctx<'a> {
@@ -82,6 +99,8 @@ pub struct Ctx<'a> {
     pub client: IpAddr,
     /// The per-address connection and login limits.
     pub peer_limits: &'a mut PeerLimits,
+    /// Writes to the data file are failing: `/healthz` answers `503 degraded`.
+    pub degraded: bool,
 }
 
 /// Routes one request. `body` is the request body (complete).
@@ -89,7 +108,7 @@ pub fn handle(req: &Request, body: &[u8], ctx: &mut Ctx) -> Outcome {
     let path = req.path;
     let get = req.method == "GET" || req.method == "HEAD";
     if ctx.via_metrics || (path == "/metrics" && ctx.config.metrics_bind.is_some()) {
-        return operations_only(path, get, ctx.via_metrics);
+        return operations_only(path, get, ctx.via_metrics, ctx.degraded);
     }
     if path == "/login" {
         if req.method != "POST" {
@@ -119,9 +138,7 @@ pub fn handle(req: &Request, body: &[u8], ctx: &mut Ctx) -> Outcome {
         return Outcome::Respond(not_allowed("GET, HEAD"));
     }
     match path {
-        "/healthz" => {
-            Outcome::Respond(Response::text(Status::Ok, "ok").header("Cache-Control", "no-store"))
-        }
+        "/healthz" => Outcome::Respond(health(ctx.degraded)),
         "/metrics" => Outcome::Metrics,
         _ => match asset {
             Some(file) => Outcome::Respond(serve_asset(req, file, ctx.assets)),
@@ -132,43 +149,124 @@ pub fn handle(req: &Request, body: &[u8], ctx: &mut Ctx) -> Outcome {
 
 /// The `--metrics-bind` listener serves `/metrics` and `/healthz` only, and
 /// the main one then hides `/metrics`.
-fn operations_only(path: &str, get: bool, via_metrics: bool) -> Outcome {
+fn operations_only(path: &str, get: bool, via_metrics: bool, degraded: bool) -> Outcome {
     match path {
         "/metrics" | "/healthz" if !get => Outcome::Respond(not_allowed("GET, HEAD")),
         "/metrics" if via_metrics => Outcome::Metrics,
-        "/healthz" => {
-            Outcome::Respond(Response::text(Status::Ok, "ok").header("Cache-Control", "no-store"))
-        }
+        "/healthz" => Outcome::Respond(health(degraded)),
         _ => Outcome::Respond(Response::text(Status::NotFound, "not found")),
     }
+}
+
+/// `/healthz`: `200 ok`, or `503 degraded` while writes to the data file
+/// fail (the server still serves, but cannot keep what it is sent).
+fn health(degraded: bool) -> Response {
+    let response = match degraded {
+        false => Response::text(Status::Ok, "ok"),
+        true => Response::text(Status::ServiceUnavailable, "degraded"),
+    };
+    response.header("Cache-Control", "no-store")
 }
 
 fn not_allowed(allow: &'static str) -> Response {
     Response::text(Status::MethodNotAllowed, "method not allowed").header("Allow", allow)
 }
 
-/// `/rooms/{n}` and `/rooms/{n}/ws`.
+/// What under `/rooms/{n}` a request is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RoomPath {
+    /// `/rooms/{n}`: the room page.
+    Page,
+    /// `/rooms/{n}/ws`: its WebSocket.
+    Socket,
+    /// `/rooms/{n}/history`: scrollback.
+    History,
+}
+
+/// `/rooms/{n}`, `/rooms/{n}/ws` and `/rooms/{n}/history`.
 fn room_routes(req: &Request, rest: &str, ctx: &mut Ctx) -> Outcome {
-    let (number, socket) = match rest.strip_suffix("/ws") {
-        Some(n) => (n, true),
-        None => (rest, false),
+    let (number, what) = if let Some(n) = rest.strip_suffix("/ws") {
+        (n, RoomPath::Socket)
+    } else if let Some(n) = rest.strip_suffix("/history") {
+        (n, RoomPath::History)
+    } else {
+        (rest, RoomPath::Page)
     };
     let Some(room) = names::parse_room_path(number) else {
         return Outcome::Respond(Response::text(Status::NotFound, "no such room"));
     };
     let session = session_cookie(req).and_then(|t| ctx.chat.session_for(&t, room));
-    if !socket {
-        if req.method != "GET" && req.method != "HEAD" {
-            return Outcome::Respond(not_allowed("GET, HEAD"));
-        }
-        return Outcome::Respond(match session {
+    let get = req.method == "GET" || req.method == "HEAD";
+    match what {
+        RoomPath::Page | RoomPath::History if !get => Outcome::Respond(not_allowed("GET, HEAD")),
+        RoomPath::Page => Outcome::Respond(match session {
             Some(_) => {
                 serve_asset(req, "room.html", ctx.assets).header("Cache-Control", "no-store")
             }
             None => Response::redirect(Status::SeeOther, &format!("/?room={room}"))
                 .header("Cache-Control", "no-store"),
-        });
+        }),
+        RoomPath::History => history(req.query, room, session.is_some()),
+        RoomPath::Socket => room_socket(req, session, ctx),
     }
+}
+
+/// `GET /rooms/{n}/history?before=SEQ&limit=N`: `403` without the room's
+/// session, `400` when `before` or `limit` is not such a number.
+fn history(query: Option<&str>, room: u32, has_session: bool) -> Outcome {
+    if !has_session {
+        return Outcome::Respond(
+            Response::text(Status::Forbidden, "no session for this room")
+                .header("Cache-Control", "no-store"),
+        );
+    }
+    match page_params(query) {
+        Ok((before, limit)) => Outcome::History {
+            room,
+            before,
+            limit,
+        },
+        Err(why) => Outcome::Respond(
+            Response::text(Status::BadRequest, why).header("Cache-Control", "no-store"),
+        ),
+    }
+}
+
+/// `before` (absent: after the last message) and `limit` (absent: 50) of a
+/// scrollback request; `Err` says which is not a number in range.
+fn page_params(query: Option<&str>) -> Result<(Option<u64>, usize), &'static str> {
+    let field = |name| query.and_then(|q| form::field(q, name));
+    let before = match field("before") {
+        None => None,
+        Some(value) => Some(
+            value
+                .as_deref()
+                .and_then(plain_number)
+                .ok_or("before must be a message number (0 or more)")?,
+        ),
+    };
+    let limit = match field("limit") {
+        None => DEFAULT_PAGE as u64,
+        Some(value) => value
+            .as_deref()
+            .and_then(plain_number)
+            .filter(|n| (1..=MAX_PAGE as u64).contains(n))
+            .ok_or("limit must be a number from 1 to 100")?,
+    };
+    Ok((before, limit as usize))
+}
+
+/// Decimal digits only (no sign, no space, no exponent), within `u64`.
+fn plain_number(text: &str) -> Option<u64> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
+}
+
+/// `GET /rooms/{n}/ws`: a WebSocket handshake, the page's Origin and the
+/// room's session, or a refusal.
+fn room_socket(req: &Request, session: Option<SessionId>, ctx: &mut Ctx) -> Outcome {
     let upgrade = match upgrade::check(req) {
         Ok(u) => u,
         Err(e) => return Outcome::Respond(refuse_handshake(e, ctx.metrics)),
@@ -216,11 +314,7 @@ fn session_cookie(req: &Request) -> Option<chat::Token> {
 
 /// `since=N` from the query: absent unless a non-negative integer.
 fn since_param(query: Option<&str>) -> Option<u64> {
-    let value = form::field(query?, "since")??;
-    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    value.parse().ok()
+    plain_number(&form::field(query?, "since")??)
 }
 
 /// The `Origin` must be the page's own (`http(s)://` + `Host`) or allowed by

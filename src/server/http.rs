@@ -7,6 +7,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use super::{Server, Step, TimerKey};
+use crate::chat::events;
 use crate::conn::ConnId;
 use crate::conn::machine::{HttpInput, Role};
 use crate::http::Status;
@@ -19,7 +20,7 @@ use crate::peer_limits::Refusal;
 
 /// How the answer to one request is sent.
 #[derive(Debug, Clone, Copy)]
-struct Reply {
+pub(super) struct Reply {
     head_only: bool,
     keep_alive: bool,
 }
@@ -81,6 +82,7 @@ impl Server {
             via_metrics,
             client,
             peer_limits: &mut self.peer_limits,
+            degraded: self.durable.as_ref().is_some_and(|d| d.degraded),
         };
         match routes::handle(req, body, &mut ctx) {
             // A socket opened now would miss the `1001` sent to the others
@@ -103,10 +105,14 @@ impl Server {
                 response,
                 session,
                 expires,
-            } => {
-                self.timers.add(expires, TimerKey::Session(session));
-                self.respond(id, response, reply);
-            }
+            } => match self.durable {
+                // With a data file the `303` waits for the turn's commit.
+                Some(_) => self.hold_login(id, session, response, reply, expires),
+                None => {
+                    self.timers.add(expires, TimerKey::Session(session));
+                    self.respond(id, response, reply);
+                }
+            },
             Outcome::Metrics => {
                 let text = self.metrics.render(&self.gauges());
                 let response = Response::new(Status::Ok)
@@ -115,6 +121,14 @@ impl Server {
                         text.into_bytes(),
                     )
                     .header("Cache-Control", "no-store");
+                self.respond(id, response, reply);
+            }
+            Outcome::History {
+                room,
+                before,
+                limit,
+            } => {
+                let response = self.history_page(room, before, limit);
                 self.respond(id, response, reply);
             }
             Outcome::Echo { upgrade } => self.upgrade(id, &upgrade, Role::Echo),
@@ -127,6 +141,30 @@ impl Server {
                 self.join_room(id, session, since);
             }
         }
+    }
+
+    /// A page of scrollback as JSON: `{"messages":[…],"more":…}`, the
+    /// messages as they were sent on the sockets. From the data file if
+    /// there is one (it keeps `--keep-messages`), else from the room's
+    /// history in memory.
+    fn history_page(&mut self, room: u32, before: Option<u64>, limit: usize) -> Response {
+        let mut json = Vec::with_capacity(64 + limit * 96);
+        match self.stored_page(room, before, limit, &mut json) {
+            Some(Ok(())) => {}
+            Some(Err(e)) => {
+                log::error!("scrollback of room {room}: {e}");
+                return Response::text(e.status(), "could not read the history")
+                    .header("Cache-Control", "no-store");
+            }
+            None => {
+                let (page, more) = self.chat.page(room, before, limit);
+                events::history_page(&mut json, page.into_iter(), more);
+            }
+        }
+        Response::new(Status::Ok)
+            .body("application/json", json)
+            .header("Cache-Control", "no-store")
+            .header("X-Content-Type-Options", "nosniff")
     }
 
     /// A refused WebSocket handshake is worth a log line.
@@ -196,7 +234,7 @@ impl Server {
 
     /// Sends a response through the connection's machine (no keep-alive
     /// while shutting down).
-    fn respond(&mut self, id: ConnId, response: Response, reply: Reply) {
+    pub(super) fn respond(&mut self, id: ConnId, response: Response, reply: Reply) {
         let keep_alive = reply.keep_alive && self.shutting_down.is_none();
         let (now, settings) = (self.now, self.settings);
         let Some(conn) = self.conn(id) else { return };

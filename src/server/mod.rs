@@ -10,7 +10,10 @@
 //!    requests or messages it already sent wait, unprocessed, until its
 //!    output drains (`process`, `flush`);
 //! 3. fire due timers;
-//! 4. flush every connection that has output, once: what was queued for it
+//! 4. with a data file, commit what the turn changed in one transaction
+//!    (`commit_turn`, in `server/durable.rs`): nothing is written to a
+//!    socket before that, so no client sees what a crash could lose;
+//! 5. flush every connection that has output, once: what was queued for it
 //!    this turn leaves in one write ("corking": ten frames, one syscall).
 //!
 //! The protocol itself is not here: each connection's [`Machine`] takes the
@@ -22,18 +25,21 @@
 //! scratch buffer → `process` (here) takes it one unit at a time through the
 //! gate → `frames_step` (`websocket.rs`) feeds it to the connection's
 //! [`Machine`] → a complete text message comes back as `Action::Chat` →
-//! `apply` (here) → `on_chat_text` (`websocket.rs`) → `Chat::post` encodes
-//! its frame once → `broadcast` (`websocket.rs`) puts that one `Rc` frame in
-//! each member's [`WriteQueue`] → `flush_dirty` (here) writes each queue to
-//! its socket. A request takes the same way to `process`, then `http_step`
-//! (`http.rs`).
+//! `apply` (here) → `on_chat_text` (`websocket.rs`) → `post_message`
+//! (`durable.rs`) numbers it and encodes its frame once (with a data file it
+//! is recorded and waits for the turn's commit) → `broadcast` (`websocket.rs`)
+//! puts that one `Rc` frame in each member's [`WriteQueue`] → `flush_dirty`
+//! (here) writes each queue to its socket. A request takes the same way to
+//! `process`, then `http_step` (`http.rs`).
 //!
 //! [`Machine`]: crate::conn::Machine
 //! [`WriteQueue`]: crate::queue::WriteQueue
 //!
 //! The HTTP side is in `server/http.rs`, the WebSocket and room side in
-//! `server/websocket.rs`.
+//! `server/websocket.rs`, the data file's part of the turn in
+//! `server/durable.rs`.
 
+mod durable;
 mod http;
 mod websocket;
 
@@ -57,9 +63,12 @@ use crate::listeners::Listeners;
 use crate::metrics::{Gauges, Metrics};
 use crate::peer_limits::{PeerLimits, Refusal};
 use crate::queue::Flushed;
+use crate::store::Store;
 use crate::table::Table;
 use crate::timers::Timers;
 use crate::ws::close::{self, CloseReason};
+
+use durable::Durable;
 
 const LISTENER: Token = Token(usize::MAX);
 const SIGNALS: Token = Token(usize::MAX - 1);
@@ -137,15 +146,27 @@ pub struct Server {
     /// Set once SIGINT/SIGTERM arrived: the drain deadline.
     shutting_down: Option<Instant>,
     stopped: bool,
+    /// With `--data-file`: the store, and what the turn waits to deliver
+    /// until it is committed.
+    durable: Option<Durable>,
 }
 
 impl Server {
     /// Opens the listeners (passed in by the service manager, or bound from
     /// `--bind` / `--metrics-bind`: [`crate::listeners`]). The server runs
     /// when [`Server::run`] is called.
+    /// With `--data-file` it also opens and loads the store (the binary
+    /// does those steps itself, to exit with code 2 on a file it refuses).
     pub fn bind(config: Config) -> io::Result<Server> {
         let listeners = Listeners::open(config.bind, config.metrics_bind)?;
-        Server::with_listeners(config, listeners)
+        let data_file = config.data_file.clone();
+        let keep = config.keep_messages as u64;
+        let mut server = Server::with_listeners(config, listeners)?;
+        if let Some(path) = data_file {
+            let store = Store::open(&path, keep).map_err(io::Error::other)?;
+            server.use_store(store).map_err(io::Error::other)?;
+        }
+        Ok(server)
     }
 
     /// A server accepting on `listeners`.
@@ -203,6 +224,7 @@ impl Server {
             signals: None,
             shutting_down: None,
             stopped: false,
+            durable: None,
         })
     }
 
@@ -253,7 +275,7 @@ impl Server {
                     token => {
                         let id = ConnId::from_token(token);
                         if event.is_writable() {
-                            self.flush(id);
+                            self.on_writable(id);
                         }
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
                             self.on_readable(id);
@@ -265,6 +287,7 @@ impl Server {
                 self.on_readable(id);
             }
             self.fire_timers();
+            self.commit_turn();
             self.flush_dirty();
             self.check_shutdown_done();
         }
@@ -555,7 +578,9 @@ impl Server {
     /// closing; if that does not fit in the socket now, drain it with the
     /// close timeout as the bound.
     fn on_eof(&mut self, id: ConnId) {
-        self.flush(id);
+        if self.durable.is_none() {
+            self.flush(id);
+        } // else it is flushed after the turn's commit (as it is dirty)
         let Some(conn) = self.conn(id) else { return };
         let draining = conn.machine.is_draining();
         let reason = match draining {
@@ -657,6 +682,16 @@ impl Server {
         }
     }
 
+    /// The socket has room again. Without a data file it is written at
+    /// once; with one, at the end of the turn, after the commit (a queue may
+    /// hold this turn's output).
+    fn on_writable(&mut self, id: ConnId) {
+        match self.durable {
+            None => self.flush(id),
+            Some(_) => self.mark_dirty(id),
+        }
+    }
+
     fn flush_dirty(&mut self) {
         let mut dirty = std::mem::take(&mut self.dirty);
         for id in dirty.drain(..) {
@@ -715,14 +750,25 @@ impl Server {
         while let Some((at, key)) = self.timers.pop_due(self.now) {
             match key {
                 TimerKey::Conn(id) => self.on_conn_timer(id, at),
-                TimerKey::Session(sid) => {
-                    if let Some(number) = self.chat.expire(sid, self.now) {
-                        log::debug!("reservation lapsed in room {number}");
-                    }
-                }
+                TimerKey::Session(sid) => self.on_session_timer(sid),
                 TimerKey::ResumeAccept => self.resume_accepting(),
                 TimerKey::ShutdownDeadline => self.stopped = true,
             }
+        }
+    }
+
+    /// A reservation may have lapsed; with a data file its end is recorded
+    /// (the session must not come back after a restart).
+    fn on_session_timer(&mut self, sid: SessionId) {
+        let Some(token_hash) = self.chat.sessions.get(sid).map(|s| s.token_hash) else {
+            return;
+        };
+        let Some(number) = self.chat.expire(sid, self.now) else {
+            return;
+        };
+        log::debug!("reservation lapsed in room {number}");
+        if let Some(d) = self.durable.as_mut() {
+            d.store.record_session_end(token_hash);
         }
     }
 
@@ -829,6 +875,8 @@ impl Server {
             buffered_bytes: self.conns.iter().map(|(_, c)| c.out.buffered()).sum(),
             history_bytes: self.chat.history_bytes(),
             peer_addresses: self.peer_limits.len(),
+            data_file_bytes: self.data_file_bytes(),
+            degraded: self.degraded(),
         }
     }
 }

@@ -6,8 +6,10 @@
 //! The hot path of one chat message: `frames_step` feeds the bytes to the
 //! connection's [`Machine`](crate::conn::Machine), which returns
 //! `Action::Chat`; `apply` hands it to `on_chat_text`, which posts it
-//! (`Chat::post` encodes the frame once) and `broadcast`s that one `Rc`
-//! frame into every member's write queue, flushed at the end of the turn.
+//! (`post_message` in `durable.rs` numbers it and encodes the frame once;
+//! with a data file it waits there for the turn's commit) and `broadcast`s
+//! that one `Rc` frame into every member's write queue, flushed at the end
+//! of the turn.
 
 use std::rc::Rc;
 
@@ -59,7 +61,7 @@ impl Server {
             events::presence(&mut json, "join", &s.user, chat::unix_millis());
             log::info!("join: \"{}\" in room {number}", Escaped(&s.user));
             let frame: Frame = frame::encode_frame(Opcode::Text, &json).into();
-            self.broadcast(room, frame, Some(id));
+            self.post_presence(room, frame, Some(id));
         } else {
             log::info!(
                 "rejoin: \"{}\" in room {number} (newer socket)",
@@ -85,7 +87,7 @@ impl Server {
         let mut json = Vec::with_capacity(64);
         events::presence(&mut json, "leave", &left.user, chat::unix_millis());
         let frame: Frame = frame::encode_frame(Opcode::Text, &json).into();
-        self.broadcast(left.room, frame, None);
+        self.post_presence(left.room, frame, None);
     }
 
     /// A chat message from a room socket (within its rate: the machine
@@ -105,12 +107,7 @@ impl Server {
             return;
         };
         let (room, user) = (s.room, s.user.clone());
-        let keep = self.config.history_messages;
-        let Some(frame) = self.chat.post(room, &user, text, chat::unix_millis(), keep) else {
-            return;
-        };
-        // Only chat messages count as deliveries, not join/leave events.
-        self.metrics.messages_out += self.broadcast(room, frame, None) as u64;
+        self.post_message(id, room, &user, text);
     }
 
     /// Queues one shared frame for every member of `room` (but `except`);

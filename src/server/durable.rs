@@ -1,0 +1,482 @@
+//! Durable rooms in the loop (`--data-file`): what a loop turn changed is
+//! committed to the [`Store`] *before* any byte of that turn's output is
+//! written to a socket (write-ahead), in one transaction per turn (group
+//! commit). Part of the poll loop's `impl Server`; the loop owns the store,
+//! and routes and chat stay free of I/O.
+//!
+//! # One turn with a data file
+//!
+//! 1. Events are handled as without one, except that what must not be seen
+//!    before it is on disk waits in [`Durable`]:
+//!    - a chat message is *numbered* (`Chat::number_message`) and *recorded*
+//!      in the store's batch; its frame waits in the outbox, unbroadcast and
+//!      not yet in the room's history;
+//!    - a login's reservation is recorded; its answer (the `303` with the
+//!      cookie) waits in `held`, and the connection's input gate is held so
+//!      that no later request of it is answered first;
+//!    - `join` and `leave` events wait in the outbox too, behind the
+//!      messages, so everyone sees one order as without a data file;
+//!    - a reservation that lapsed is recorded as ended.
+//!
+//!    No socket is written meanwhile: a writable socket or a peer's EOF
+//!    only marks the connection for the end of the turn.
+//! 2. Timers fire (same rules).
+//! 3. [`Server::commit_turn`]: one `commit()`. Then:
+//!    - **it worked**: the outbox is delivered in order (each message joins
+//!      its room's history and is broadcast), held logins get their `303`;
+//!    - **it failed** (disk full, file made read-only): the turn's messages
+//!      are dropped (no client ever gets them) and their rooms take their
+//!      numbers back (`Chat::unnumber`), so a `seq` is never given to two
+//!      messages anyone saw; their senders are closed with `1011`; held
+//!      logins are cancelled and get `503`; the failure is logged once (per
+//!      outage), counted in `wsrooms_persist_errors_total`, and `/healthz`
+//!      answers `503 degraded` until a commit works again.
+//! 4. Only now does `flush_dirty` write every queue to its socket.
+//!
+//! So a client sees a message, or a cookie, only once it is in the
+//! database's log: a crash (SIGKILL included) afterwards loses nothing
+//! anyone saw, and numbering after a restart goes on above every `seq`
+//! anyone saw. The price is one blocking commit per turn that changed
+//! something (tens of microseconds; a turn carries every message that
+//! arrived during it, so commits per second stay bounded under load).
+//!
+//! Without a data file none of this runs: messages and presence events are
+//! broadcast at once and sockets are written as before.
+
+use std::time::Instant;
+
+use super::http::Reply;
+use super::{Server, TimerKey};
+use crate::chat::{self, Kept, RoomId, SessionId, events};
+use crate::conn::ConnId;
+use crate::http::Status;
+use crate::http::response::Response;
+use crate::logsafe::Escaped;
+use crate::queue::Frame;
+use crate::store::{self, CommitError, QueryError, Store, StoredMessage};
+use crate::ws::close::CloseReason;
+use crate::ws::frame::{self, Opcode};
+
+/// The store and what the current turn waits to deliver.
+pub(super) struct Durable {
+    pub store: Store,
+    /// Room broadcasts of this turn, in order, waiting for its commit.
+    pub outbox: Vec<Outgoing>,
+    /// Logins of this turn whose answer waits for its commit.
+    pub held: Vec<HeldLogin>,
+    /// The last commit failed: `/healthz` answers `503 degraded`.
+    pub degraded: bool,
+}
+
+/// One broadcast waiting for the turn's commit.
+pub(super) enum Outgoing {
+    /// A numbered chat message from `sender`'s socket.
+    Message {
+        room: RoomId,
+        message: Kept,
+        sender: ConnId,
+    },
+    /// A `join` or `leave` event (to everyone but `except`).
+    Presence {
+        room: RoomId,
+        frame: Frame,
+        except: Option<ConnId>,
+    },
+}
+
+/// A login whose `303` waits for the commit.
+pub(super) struct HeldLogin {
+    conn: ConnId,
+    session: SessionId,
+    room: u32,
+    response: Response,
+    reply: Reply,
+    expires: Instant,
+}
+
+impl Durable {
+    pub fn new(store: Store) -> Self {
+        Durable {
+            store,
+            outbox: Vec::new(),
+            held: Vec::new(),
+            degraded: false,
+        }
+    }
+}
+
+impl Server {
+    /// Takes over `store`: restores its sessions (each reserved for
+    /// `--reserve-secs` from now, so its page can reconnect), its rooms'
+    /// `seq` counters and their histories. From now on every turn commits
+    /// before it writes.
+    pub fn use_store(&mut self, mut store: Store) -> Result<(), QueryError> {
+        let keep = self.config.history_messages;
+        let loaded = store.load(keep)?;
+        let expires = self.now + self.config.reserve_timeout;
+        let mut restored = 0;
+        for s in &loaded.sessions {
+            match self.chat.restore(s.room, &s.user, s.token_hash, expires) {
+                Some(session) => {
+                    self.timers.add(expires, TimerKey::Session(session));
+                    restored += 1;
+                }
+                None => {
+                    log::warn!(
+                        "data file: session of \"{}\" in room {} not restored (the id is taken)",
+                        Escaped(&s.user),
+                        s.room
+                    );
+                    store.record_session_end(s.token_hash);
+                }
+            }
+        }
+        for r in loaded.rooms {
+            if let Some(room) = self.chat.room_by_number(r.number) {
+                let history = r.history.iter().map(kept).collect();
+                self.chat.restore_room(room, r.last_seq, history, keep);
+            }
+        }
+        log::info!(
+            "data file: {restored} sessions restored in {} rooms",
+            self.chat.rooms.len()
+        );
+        self.durable = Some(Durable::new(store));
+        Ok(())
+    }
+
+    /// With a data file, `/healthz` says `degraded` while commits fail.
+    pub(super) fn degraded(&self) -> bool {
+        self.durable.as_ref().is_some_and(|d| d.degraded)
+    }
+
+    /// Bytes of the data file and its log, for `/metrics`.
+    pub(super) fn data_file_bytes(&self) -> u64 {
+        let Some(path) = self
+            .config
+            .data_file
+            .as_ref()
+            .filter(|_| self.durable.is_some())
+        else {
+            return 0;
+        };
+        let mut wal = path.clone().into_os_string();
+        wal.push("-wal");
+        [path.as_os_str(), wal.as_os_str()]
+            .iter()
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum()
+    }
+
+    // ----- during the turn ---------------------------------------------
+
+    /// A chat message from `sender`: numbered now; without a data file
+    /// delivered at once, with one recorded and delivered after the commit.
+    pub(super) fn post_message(&mut self, sender: ConnId, room: RoomId, user: &str, text: &str) {
+        let at = chat::unix_millis();
+        let Some(message) = self.chat.number_message(room, user, text, at) else {
+            return;
+        };
+        let number = self.chat.number(room);
+        match self.durable.as_mut() {
+            None => self.deliver_message(room, message),
+            Some(d) => {
+                d.store.record_message(store::Message {
+                    room: number,
+                    seq: message.seq,
+                    at,
+                    user,
+                    text,
+                });
+                d.outbox.push(Outgoing::Message {
+                    room,
+                    message,
+                    sender,
+                });
+            }
+        }
+    }
+
+    /// A `join` or `leave` event: broadcast at once without a data file,
+    /// after the turn's messages with one.
+    pub(super) fn post_presence(&mut self, room: RoomId, frame: Frame, except: Option<ConnId>) {
+        match self.durable.as_mut() {
+            None => {
+                self.broadcast(room, frame, except);
+            }
+            Some(d) => d.outbox.push(Outgoing::Presence {
+                room,
+                frame,
+                except,
+            }),
+        }
+    }
+
+    /// A new login with a data file: recorded, its answer held until the
+    /// commit. A room that comes back (it had emptied, or was never in
+    /// memory since the start) first gets its `seq` and history from the
+    /// file; if that read fails, the login is refused with `503`.
+    pub(super) fn hold_login(
+        &mut self,
+        conn: ConnId,
+        session: SessionId,
+        response: Response,
+        reply: Reply,
+        expires: Instant,
+    ) {
+        let Some(s) = self.chat.sessions.get(session) else {
+            return;
+        };
+        let (room_id, token_hash, user) = (s.room, s.token_hash, s.user.clone());
+        let room = self.chat.number(room_id);
+        if let Err(e) = self.bring_back_room(room_id) {
+            log::error!("login to room {room} refused: {e}");
+            self.chat.cancel(session);
+            self.metrics.logins = self.metrics.logins.saturating_sub(1);
+            return self.respond(conn, not_stored(Status::ServiceUnavailable, room), reply);
+        }
+        let Some(d) = self.durable.as_mut() else {
+            return;
+        };
+        d.store
+            .record_login(token_hash, room, &user, chat::unix_millis());
+        d.held.push(HeldLogin {
+            conn,
+            session,
+            room,
+            response,
+            reply,
+            expires,
+        });
+        if let Some(c) = self.conn(conn) {
+            c.gate.hold();
+        }
+    }
+
+    /// A room just created in memory by a login, holding nothing yet: its
+    /// past, if the data file has one.
+    fn bring_back_room(&mut self, room: RoomId) -> Result<(), QueryError> {
+        let keep = self.config.history_messages;
+        let Some(r) = self.chat.rooms.get(room) else {
+            return Ok(());
+        };
+        let fresh = r.names.len() == 1 && r.numbered == 0 && r.history.is_empty();
+        let (Some(d), true) = (self.durable.as_ref(), fresh) else {
+            return Ok(());
+        };
+        if let Some(stored) = d.store.room(r.number, keep)? {
+            let history = stored.history.iter().map(kept).collect();
+            self.chat.restore_room(room, stored.last_seq, history, keep);
+        }
+        Ok(())
+    }
+
+    /// A page of scrollback from the data file, written into `json` as
+    /// `{"messages":[…],"more":…}`; `None` without a data file.
+    pub(super) fn stored_page(
+        &self,
+        room: u32,
+        before: Option<u64>,
+        limit: usize,
+        json: &mut Vec<u8>,
+    ) -> Option<Result<(), QueryError>> {
+        let d = self.durable.as_ref()?;
+        Some(d.store.history(room, before, limit).map(|page| {
+            let messages: Vec<Vec<u8>> = page.messages.iter().map(event).collect();
+            events::history_page(json, messages.iter().map(Vec::as_slice), page.more);
+        }))
+    }
+
+    // ----- the end of the turn -----------------------------------------
+
+    /// Commits what the turn recorded, then delivers what waited for it (or
+    /// refuses it if the commit failed). Runs before `flush_dirty`.
+    pub(super) fn commit_turn(&mut self) {
+        let Some(d) = self.durable.as_mut() else {
+            return;
+        };
+        if d.outbox.is_empty() && d.held.is_empty() && d.store.pending().is_empty() {
+            return;
+        }
+        let started = Instant::now();
+        let result = d.store.commit();
+        let outbox = std::mem::take(&mut d.outbox);
+        let held = std::mem::take(&mut d.held);
+        match result {
+            Ok(committed) => {
+                if !committed.is_empty() {
+                    self.metrics.commits += 1;
+                    self.metrics.commit_micros += started.elapsed().as_micros() as u64;
+                }
+                self.writes_work_again();
+                self.deliver(outbox);
+                self.answer_held(held, None);
+            }
+            Err(e) => {
+                self.writes_fail(&e);
+                self.refuse_messages(
+                    outbox,
+                    CloseReason::new(e.close_code(), "message not stored"),
+                );
+                self.answer_held(held, Some(e.login_status()));
+            }
+        }
+        self.deliver_late_presence();
+    }
+
+    /// Delivers a committed turn's broadcasts, in order.
+    fn deliver(&mut self, outbox: Vec<Outgoing>) {
+        for outgoing in outbox {
+            match outgoing {
+                Outgoing::Message { room, message, .. } => self.deliver_message(room, message),
+                Outgoing::Presence {
+                    room,
+                    frame,
+                    except,
+                } => {
+                    self.broadcast(room, frame, except);
+                }
+            }
+        }
+    }
+
+    /// A message may be seen now: it joins its room's history and goes to
+    /// every member.
+    fn deliver_message(&mut self, room: RoomId, message: Kept) {
+        let frame = message.frame.clone();
+        self.chat.keep(room, message, self.config.history_messages);
+        // Only chat messages count as deliveries, not join/leave events.
+        self.metrics.messages_out += self.broadcast(room, frame, None) as u64;
+    }
+
+    /// The commit failed: no message of the turn is delivered; their rooms
+    /// take the numbers back and their senders are closed with `1011`.
+    /// Presence events still go out, in order.
+    fn refuse_messages(&mut self, outbox: Vec<Outgoing>, reason: CloseReason) {
+        let mut senders = Vec::new();
+        for outgoing in outbox {
+            match outgoing {
+                Outgoing::Message { room, sender, .. } => {
+                    self.chat.unnumber(room);
+                    if !senders.contains(&sender) {
+                        senders.push(sender);
+                    }
+                }
+                Outgoing::Presence {
+                    room,
+                    frame,
+                    except,
+                } => {
+                    self.broadcast(room, frame, except);
+                }
+            }
+        }
+        for sender in senders {
+            self.close_ws(sender, reason.clone());
+        }
+    }
+
+    /// Answers the logins held for the commit: `303` with the cookie if it
+    /// worked; else (`refused` is the status) the session is cancelled and
+    /// nothing of it stays. Their connections read again.
+    fn answer_held(&mut self, held: Vec<HeldLogin>, refused: Option<Status>) {
+        for h in held {
+            match refused {
+                None => {
+                    self.timers.add(h.expires, TimerKey::Session(h.session));
+                    self.respond(h.conn, h.response, h.reply);
+                }
+                Some(status) => {
+                    self.chat.cancel(h.session);
+                    self.metrics.logins = self.metrics.logins.saturating_sub(1);
+                    self.respond(h.conn, not_stored(status, h.room), h.reply);
+                }
+            }
+            if let Some(conn) = self.conn(h.conn) {
+                conn.gate.release();
+                self.to_read.push(h.conn);
+            }
+        }
+    }
+
+    /// Closing senders or too-slow receivers after the commit may have
+    /// queued `leave` events: they need no commit, so they go out now
+    /// rather than wait for the next turn.
+    fn deliver_late_presence(&mut self) {
+        loop {
+            let Some(d) = self.durable.as_mut() else {
+                return;
+            };
+            if d.outbox.is_empty() {
+                return;
+            }
+            let outbox = std::mem::take(&mut d.outbox);
+            // Only presence events can be queued here (no input is read
+            // after the commit); a message would wait for the next commit.
+            let (messages, presence): (Vec<_>, Vec<_>) = outbox
+                .into_iter()
+                .partition(|o| matches!(o, Outgoing::Message { .. }));
+            self.deliver(presence);
+            if let Some(d) = self.durable.as_mut() {
+                d.outbox.extend(messages);
+                if !d.outbox.is_empty() {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// A commit failed: counted, logged once per outage (a full disk must
+    /// not fill the log too), `/healthz` degraded.
+    fn writes_fail(&mut self, e: &CommitError) {
+        self.metrics.persist_errors += 1;
+        let Some(d) = self.durable.as_mut() else {
+            return;
+        };
+        if !d.degraded {
+            d.degraded = true;
+            log::error!(
+                "{e}; /healthz answers 503 degraded until a write succeeds \
+                 (logged once; see wsrooms_persist_errors_total)"
+            );
+        } else {
+            log::debug!("{e}");
+        }
+    }
+
+    /// A commit worked after failures.
+    fn writes_work_again(&mut self) {
+        if let Some(d) = self.durable.as_mut().filter(|d| d.degraded) {
+            d.degraded = false;
+            log::warn!(
+                "writing to the data file works again ({} failed commits in all)",
+                self.metrics.persist_errors
+            );
+        }
+    }
+}
+
+/// The answer (`503`) to a login that could not be stored.
+fn not_stored(status: Status, room: u32) -> Response {
+    Response::error_page(
+        status,
+        "room",
+        "The server could not save your login right now. Try again in a minute.",
+        &format!("/?room={room}"),
+    )
+    .header("Retry-After", "60")
+}
+
+/// A stored message's event, as it was sent on the sockets.
+fn event(m: &StoredMessage) -> Vec<u8> {
+    let mut json = Vec::with_capacity(64 + m.user.len() + m.text.len());
+    events::message(&mut json, &m.user, &m.text, m.at, m.seq);
+    json
+}
+
+/// A stored message as the room's history keeps it (its frame encoded once).
+fn kept(m: &StoredMessage) -> Kept {
+    let frame: Frame = frame::encode_frame(Opcode::Text, &event(m)).into();
+    Kept { seq: m.seq, frame }
+}
