@@ -20,6 +20,7 @@ import {
   startProxy,
   startServer,
   stopServer,
+  tempDataFile,
   waitMessage,
   waitPresence,
   waitState,
@@ -550,6 +551,159 @@ describe('connection life', () => {
         await proxy.close();
       }
     });
+  });
+});
+
+// ---------------------------------------------------------------------------
+
+/**
+ * Counts the page's history requests (GET /rooms/N/history) as it makes
+ * them: `window.__history.urls` (path and query) and `.maxInFlight`.
+ */
+async function countHistoryRequests(context) {
+  await context.addInitScript(() => {
+    const record = { urls: [], inFlight: 0, maxInFlight: 0 };
+    window.__history = record;
+    const realFetch = window.fetch;
+    window.fetch = function (input, init) {
+      const url = new URL(String(input), location.href);
+      if (!/\/history$/.test(url.pathname)) {
+        return realFetch.call(this, input, init);
+      }
+      record.urls.push(url.pathname + url.search);
+      record.inFlight += 1;
+      record.maxInFlight = Math.max(record.maxInFlight, record.inFlight);
+      return realFetch.call(this, input, init).finally(() => {
+        record.inFlight -= 1;
+      });
+    };
+  });
+}
+
+/** The first chat message in the log's view: its seq and its top on screen. */
+function firstVisibleMessage(page) {
+  return page.evaluate(() => {
+    const top = document.getElementById('log').getBoundingClientRect().top;
+    const li = [...document.querySelectorAll('#messages li.msg')].find((m) => m.getBoundingClientRect().bottom > top);
+    return { seq: Number(li.dataset.seq), top: li.getBoundingClientRect().top };
+  });
+}
+
+/** Where the message with this seq is on screen now (its top), and whether it is in the log's view. */
+function messagePlace(page, seq) {
+  return page.evaluate((s) => {
+    const box = document.getElementById('log').getBoundingClientRect();
+    const rect = document.querySelector(`#messages li.msg[data-seq="${s}"]`).getBoundingClientRect();
+    return { top: rect.top, inView: rect.bottom > box.top && rect.top < box.bottom };
+  }, seq);
+}
+
+/** Holds the page's requests to /rooms/{room}/history until the returned function is called. */
+async function holdHistory(page) {
+  let release;
+  const gate = new Promise((resolve) => {
+    release = resolve;
+  });
+  await page.route(/\/rooms\/[0-9]+\/history/, async (route) => {
+    await gate;
+    await route.continue();
+  });
+  return release;
+}
+
+describe('older messages', () => {
+  test('scrolling to the top loads older pages ("loading older…") without moving the view, each message once, up to the first', { timeout: TEST_MS }, async () => {
+    const total = 300;
+    // The server keeps the newest 50 in memory (the welcome's history); the
+    // older ones only in its data file, from where the page pages back.
+    const data = tempDataFile();
+    try {
+      await withServer({ args: ['--rate-limit', '0', '--data-file', data.file] }, async (server) => {
+        const a = await newContext(browser);
+        const b = await newContext(browser);
+        await countHistoryRequests(a);
+        const alice = await a.newPage();
+        const bob = await b.newPage();
+        // Bob fills the room quickly, straight from his page's socket.
+        await login(bob, server.url, 'bob', 21);
+        await bob.evaluate((n) => {
+          for (let i = 1; i <= n; i++) window.wsrooms.socket.send(`old ${i}`);
+        }, total);
+        await waitMessage(bob, `old ${total}`);
+
+        // Alice joins: she sees the newest 50 and asks for nothing yet.
+        const release = await holdHistory(alice);
+        await login(alice, server.url, 'alice', 21);
+        await waitMessage(alice, `old ${total}`);
+        const first = await messages(alice);
+        assert.deepEqual(first.map((m) => m.text), Array.from({ length: 50 }, (_, i) => `old ${total - 49 + i}`));
+        assert.deepEqual(await alice.evaluate(() => window.__history.urls), [], 'no request while reading the newest');
+
+        // Each page: the 50 before the oldest one shown.
+        const wanted = [];
+        for (let round = 1; ; round++) {
+          const before = await messages(alice);
+          wanted.push(`limit=50&before=${before[0].seq}`);
+          // The reader drags the scroll bar to the top.
+          await alice.evaluate(() => {
+            document.getElementById('log').scrollTop = 0;
+          });
+          const anchor = await firstVisibleMessage(alice);
+          if (round === 1) {
+            // The request is held: the page says it is loading, in place.
+            await alice.waitForSelector('#older[data-state="loading"]', { state: 'visible' });
+            assert.equal(await alice.textContent('#older'), 'loading older…');
+            assert.ok(await alice.evaluate(() => {
+              const box = document.getElementById('log').getBoundingClientRect();
+              const line = document.getElementById('older').getBoundingClientRect();
+              return line.top >= box.top && line.bottom <= box.bottom;
+            }), '"loading older…" is in view');
+            const place = await messagePlace(alice, anchor.seq);
+            assert.ok(Math.abs(place.top - anchor.top) <= 1, `"loading older…" moved the view: ${anchor.top} → ${place.top}`);
+            await alice.screenshot({ path: shotPath('room-1280-loading-older.png') });
+            release();
+          }
+          await alice.waitForFunction((n) => document.querySelectorAll('#messages li.msg').length > n, before.length);
+          await alice.waitForFunction(() => window.wsrooms.older !== 'loading');
+          const place = await messagePlace(alice, anchor.seq);
+          assert.ok(place.inView, `message ${anchor.seq} left the view`);
+          assert.ok(Math.abs(place.top - anchor.top) <= 1, `the view jumped: message ${anchor.seq} moved from ${anchor.top} to ${place.top}`);
+          if (await alice.evaluate(() => window.wsrooms.older === 'done')) {
+            break;
+          }
+          assert.ok(round < 10, 'too many pages');
+        }
+
+        // All of them, once each, in order; one request at a time, one per page.
+        const shown = await messages(alice);
+        assert.deepEqual(shown.map((m) => m.text), Array.from({ length: total }, (_, i) => `old ${i + 1}`));
+        assertConsecutive(shown);
+        assert.equal(new Set(seqs(shown)).size, total, 'no seq twice');
+        const history = await alice.evaluate(() => window.__history);
+        assert.equal(wanted.length, (total - 50) / 50, 'one request per page of 50');
+        assert.deepEqual(history.urls.map((u) => u.split('?')[1]), wanted);
+        assert.equal(history.maxInFlight, 1, 'one request at a time');
+        assert.equal(await alice.textContent('#older'), 'This is the start of room 21.');
+
+        // At the start, scrolling up again asks for nothing more.
+        await alice.evaluate(async () => {
+          document.getElementById('log').scrollTop = 0;
+          // Scroll events are handled before the next frame's callbacks.
+          await new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
+        });
+        assert.equal(await alice.evaluate(() => window.__history.urls.length), wanted.length, 'no request after the start');
+
+        // New messages still arrive at the bottom.
+        await say(bob, 'new one');
+        await waitMessage(alice, 'new one');
+        assert.equal((await messages(alice)).at(-1).text, 'new one');
+        await alice.setViewportSize({ width: 360, height: 740 });
+        await alice.screenshot({ path: shotPath('room-360-start-of-room.png') });
+        await finish(a, b);
+      });
+    } finally {
+      data.remove();
+    }
   });
 });
 
