@@ -707,6 +707,98 @@ describe('older messages', () => {
   });
 });
 
+/** Records every connection state the page shows, from now on, in `window.__states`. */
+function recordStates(page) {
+  return page.evaluate(() => {
+    window.__states = [];
+    const pill = document.getElementById('state');
+    new MutationObserver(() => {
+      if (window.__states.at(-1) !== pill.dataset.state) window.__states.push(pill.dataset.state);
+    }).observe(pill, { attributes: true, attributeFilter: ['data-state'] });
+  });
+}
+
+describe('restarts with a data file', () => {
+  test('SIGTERM, then SIGKILL: the page stays in the room (reconnecting → connected) and shows what it missed once, none lost', { timeout: TEST_MS * 2 }, async () => {
+    // --history-messages 3: what Alice misses is more than the server keeps
+    // in memory, so the page must fetch the rest from the data file.
+    const data = tempDataFile();
+    const args = ['--data-file', data.file, '--history-messages', '3'];
+    let server = await startServer({ args });
+    const port = server.port;
+    // Alice reaches the server through the proxy (which outlives the
+    // server), so the test decides when she gets back in; Bob directly.
+    const proxy = await startProxy(port);
+    const a = await newContext(browser);
+    const b = await newContext(browser);
+    try {
+      const alice = await a.newPage();
+      const bob = await b.newPage();
+      await login(alice, proxy.url, 'alice', 22);
+      await login(bob, server.url, 'bob', 22);
+      await say(alice, 'before 1');
+      await say(bob, 'before 2');
+      await waitMessage(alice, 'before 2');
+      const texts = ['before 1', 'before 2'];
+      const navigations = [];
+      alice.on('framenavigated', (frame) => {
+        if (frame === alice.mainFrame()) navigations.push(frame.url());
+      });
+
+      for (const signal of ['SIGTERM', 'SIGKILL']) {
+        await recordStates(alice);
+        const exit = await stopServer(server, signal);
+        assert.equal(signal === 'SIGTERM' ? exit.code : exit.signal, signal === 'SIGTERM' ? 0 : 'SIGKILL');
+        proxy.cut(); // Alice stays away until Bob has spoken
+        await waitState(alice, 'reconnecting');
+        await waitState(bob, 'reconnecting');
+
+        server = await startServer({ port, args });
+        // Bob's page comes back on its own, with its old cookie.
+        await waitState(bob, 'connected', WAIT_MS * 2);
+        const missed = [1, 2, 3, 4, 5].map((i) => `${signal} missed ${i}`);
+        for (const text of missed) await say(bob, text);
+        await waitMessage(bob, missed.at(-1));
+        texts.push(...missed);
+
+        proxy.restore();
+        await waitState(alice, 'connected', WAIT_MS * 2);
+        await waitMessage(alice, missed.at(-1));
+        // The two messages the server no longer has in memory come from the
+        // data file and take their place; no "missed" line is left.
+        await waitMessage(alice, missed[0]);
+        await alice.waitForFunction(() => document.querySelectorAll('#messages li.gap-fill').length === 0);
+        const states = await alice.evaluate(() => window.__states);
+        assert.ok(states.length >= 2 && states.every((s) => s === 'reconnecting' || s === 'connected') && states.at(-1) === 'connected',
+          `after ${signal} the page went reconnecting → connected only: ${states}`);
+
+        const back = `alice back after ${signal}`;
+        await say(alice, back);
+        await waitMessage(bob, back);
+        texts.push(back);
+        for (const page of [alice, bob]) {
+          const shown = await messages(page);
+          assert.deepEqual(shown.map((m) => m.text), texts, `after ${signal}: each message once, in order`);
+          assertConsecutive(shown);
+          assert.equal(await page.locator('#messages li.gap').count(), 0, 'nothing announced as missed');
+        }
+      }
+      // Never sent back to the login page.
+      assert.deepEqual(navigations, [], 'the page did not navigate');
+      assert.equal(new URL(alice.url()).pathname, '/rooms/22');
+      assert.equal(await alice.locator('#user').count(), 0, 'no login form');
+      await waitPresence(alice, ['alice', 'bob']);
+      await finish(a, b);
+    } finally {
+      await a.close().catch(() => {});
+      await b.close().catch(() => {});
+      await proxy.close();
+      await stopServer(server, 'SIGKILL');
+      data.remove();
+    }
+  });
+});
+
 // ---------------------------------------------------------------------------
 
 describe('screenshots', () => {
