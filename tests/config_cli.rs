@@ -15,7 +15,7 @@ use std::time::Duration;
 use common::*;
 use tungstenite::Message;
 
-/// Every flag of SPEC §7–§8 and the README's table.
+/// Every flag of SPEC §7–§9 and the README's table.
 const FLAGS: &[&str] = &[
     "bind",
     "max-connections",
@@ -46,6 +46,8 @@ const FLAGS: &[&str] = &[
     "trust-proxy",
     "metrics-bind",
     "sharded",
+    "data-file",
+    "keep-messages",
     "log-level",
 ];
 
