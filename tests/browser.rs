@@ -2,7 +2,8 @@
 //! issue 8): runs `node --test run.mjs` in `tests/browser/`, which starts
 //! this build's server binary on 127.0.0.1 and drives Chromium through
 //! `playwright-core` (login, chat, 409 inline, HTML as text, server restart,
-//! network cut with lossless resume, close codes, screenshots).
+//! network cut with lossless resume, close codes, scrollback, restarts on a
+//! data file, screenshots).
 //!
 //! Needs Chromium (`/usr/bin/chromium` or `chromium` on `PATH`), `node`, and
 //! `npm ci` run in `tests/browser/`. When one is missing the test says so and

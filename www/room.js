@@ -8,6 +8,12 @@
  * When the connection drops for a reason worth retrying we reconnect with
  * exponential backoff and ask only for the messages we have not seen yet
  * (?since=lastSeq), so every message is shown exactly once.
+ *
+ * Older messages come from GET /rooms/{room}/history?before=SEQ&limit=N
+ * (JSON {"messages":[...],"more":bool}, oldest first): a page at a time when
+ * the reader scrolls to the top, and, after a reconnect whose welcome says
+ * some messages are no longer in the server's memory ("gap"), the missed
+ * ones. Each seq is shown at most once, wherever it comes from.
  */
 
 // ---------------------------------------------------------------- settings
@@ -18,6 +24,10 @@ const SEND_RETRY_MS = 100;
 const BACKOFF_FIRST_MS = 500;      // 0.5 s, 1 s, 2 s, 4 s …
 const BACKOFF_MAX_MS = 15000;      // … never more than 15 s
 const NEAR_BOTTOM_PX = 80;         // "reading the newest messages" tolerance
+const NEAR_TOP_PX = 200;           // this close to the top, older messages load
+const OLDER_PAGE = 50;             // messages per scrollback request
+const GAP_PAGE = 100;              // messages per request when filling a gap (the server's maximum)
+const OLDER_RETRY_MS = 3000;       // after a failed load, wait this long before trying again
 
 // ---------------------------------------------------------------- page elements
 
@@ -31,6 +41,7 @@ const ui = {
   users: $('users'),
   userCount: $('user-count'),
   log: $('log'),
+  older: $('older'),
   messages: $('messages'),
   jump: $('jump'),
   form: $('composer'),
@@ -48,6 +59,12 @@ const baseTitle = room === null ? 'wsrooms' : `Room ${room} — wsrooms`;
 let socket = null;        // the current WebSocket (kept after it closes, for inspection)
 let state = 'connecting'; // connecting | connected | reconnecting | closed
 let lastSeq = null;       // seq of the newest message shown, null before any
+let oldestSeq = null;     // seq of the oldest message shown, null before any
+const shown = new Set();  // seq of every message on the page
+// Scrollback, one of: idle (older messages may exist), loading, waiting (a
+// load failed; no retry until OLDER_RETRY_MS passed), done (none are older).
+let older = 'idle';
+let historyTurn = Promise.resolve(); // history requests run one after another
 let me = null;            // our own id, as the server spelled it in "welcome"
 let maxChars = DEFAULT_MAX_CHARS;
 let welcomed = false;     // has any welcome arrived yet?
@@ -394,20 +411,29 @@ function onWelcome(event) {
 
   const history = (Array.isArray(event.history) ? event.history : [])
     .filter((m) => m && m.type === 'message' && isNewSeq(m.seq));
+  // "gap": the server no longer has in memory all the messages after the
+  // last one we saw. They go where `gapMark` is, fetched by fillGap().
+  const seenUpTo = lastSeq;
+  const missing = event.gap === true && seenUpTo !== null;
+  let gapMark = null;
 
   withAutoScroll(first, () => {
-    if (event.gap === true) {
-      addSystem('Some messages were missed: the room no longer keeps them.', undefined, 'gap');
-    }
-    if (history.length > 0) {
+    if (history.length > 0 || missing) {
       addSeparator(first ? 'earlier messages' : 'missed while you were away');
-      for (const message of history) {
-        addMessage(message, true);
-      }
+    }
+    if (missing) {
+      gapMark = addSystem('loading missed messages…', undefined, 'gap-fill');
+    }
+    for (const message of history) {
+      addMessage(message, true);
     }
     addSystem(first ? `You joined room ${room}.` : 'Reconnected.');
     return true;
   });
+  if (gapMark !== null) {
+    fillGap(gapMark, seenUpTo);
+  }
+  maybeLoadOlder(); // a short log is already at the top
 
   // Ready to type right away, unless the reader is busy elsewhere on the page.
   if (first && (document.activeElement === null || document.activeElement === document.body)) {
@@ -489,20 +515,42 @@ function userItem(user) {
 
 // ---------------------------------------------------------------- message list
 
-/** True if this seq has not been shown yet (messages without seq always are). */
+/**
+ * True if a message with this seq belongs at the end of the list: newer
+ * than any shown, and not shown yet (messages without seq always are).
+ */
 function isNewSeq(seq) {
-  return !Number.isInteger(seq) || lastSeq === null || seq > lastSeq;
+  return !Number.isInteger(seq) || (!shown.has(seq) && (lastSeq === null || seq > lastSeq));
 }
 
-/** Adds one chat message; returns false if it was already shown. */
+/** Notes that the message with this seq is on the page. */
+function remember(seq) {
+  shown.add(seq);
+  lastSeq = lastSeq === null ? seq : Math.max(lastSeq, seq);
+  oldestSeq = oldestSeq === null ? seq : Math.min(oldestSeq, seq);
+}
+
+/** Adds one chat message at the end; returns false if it was already shown. */
 function addMessage(message, fromHistory) {
   if (!isNewSeq(message.seq)) {
     return false; // already on screen (e.g. resent after a reconnect)
   }
+  ui.messages.append(messageItem(message, fromHistory));
+  return true;
+}
+
+/**
+ * The list item of one chat message, to be put on the page by the caller;
+ * null if a message with its seq is already shown.
+ */
+function messageItem(message, fromHistory) {
   const user = String(message.user);
   const li = el('li', 'msg');
   if (Number.isInteger(message.seq)) {
-    lastSeq = message.seq;
+    if (shown.has(message.seq)) {
+      return null;
+    }
+    remember(message.seq);
     li.dataset.seq = String(message.seq);
   }
   if (fromHistory) {
@@ -517,11 +565,10 @@ function addMessage(message, fromHistory) {
   meta.append(el('span', 'author ' + colourClass(user), user), ' ', timeEl(message.at));
   bubble.append(meta, el('p', 'text', String(message.text ?? '')));
   li.append(bubble);
-  ui.messages.append(li);
-  return true;
+  return li;
 }
 
-/** A grey line in the middle: joins, leaves, notices. */
+/** A grey line in the middle (joins, leaves, notices); returns it. */
 function addSystem(text, at, extraClass) {
   const li = el('li', 'system' + (extraClass ? ' ' + extraClass : ''));
   li.append(el('span', '', text));
@@ -529,7 +576,7 @@ function addSystem(text, at, extraClass) {
     li.append(' · ', timeEl(at));
   }
   ui.messages.append(li);
-  return true;
+  return li;
 }
 
 /** A line with rules on both sides, e.g. "earlier messages". */
@@ -537,6 +584,16 @@ function addSeparator(text) {
   const li = el('li', 'system separator');
   li.append(el('span', '', text));
   ui.messages.append(li);
+}
+
+/** The seq of the first message after `node` in the list, or null. */
+function nextSeqAfter(node) {
+  for (let item = node.nextElementSibling; item !== null; item = item.nextElementSibling) {
+    if (item.dataset.seq !== undefined) {
+      return Number(item.dataset.seq);
+    }
+  }
+  return null;
 }
 
 // ---------------------------------------------------------------- scrolling
@@ -572,6 +629,43 @@ function onLogScroll() {
   if (atBottom) {
     ui.jump.hidden = true;
   }
+  if (ui.log.scrollTop <= NEAR_TOP_PX) {
+    maybeLoadOlder();
+  }
+}
+
+/**
+ * The first chat message (at least partly) in view, or null. A message, not
+ * any line: older messages go in below the "earlier messages" rule, which
+ * must not be what stays put.
+ */
+function firstVisibleMessage() {
+  const top = ui.log.getBoundingClientRect().top;
+  for (const item of ui.messages.children) {
+    if (item.dataset.seq !== undefined && item.getBoundingClientRect().bottom > top) {
+      return item;
+    }
+  }
+  return null;
+}
+
+/**
+ * Runs change(), which adds or removes lines above or among the messages,
+ * without moving what the reader is looking at: a reader at the bottom stays
+ * at the bottom; otherwise the first message in view stays where it was on
+ * screen. Returns what change() returned.
+ */
+function keepInView(change) {
+  const follow = isNearBottom();
+  const anchor = follow ? null : firstVisibleMessage();
+  const before = anchor === null ? 0 : anchor.getBoundingClientRect().top;
+  const result = change();
+  if (follow) {
+    ui.log.scrollTop = ui.log.scrollHeight;
+  } else if (anchor !== null && anchor.isConnected) {
+    ui.log.scrollTop += anchor.getBoundingClientRect().top - before;
+  }
+  return result;
 }
 
 /**
@@ -581,6 +675,168 @@ function onLogScroll() {
 function onLogResize() {
   if (atBottom) {
     ui.log.scrollTop = ui.log.scrollHeight;
+  }
+}
+
+// ---------------------------------------------------------------- history requests
+
+/** Runs `job` (async) once the history request before it is finished: one at a time. */
+function inTurn(job) {
+  const run = historyTurn.then(job);
+  historyTurn = run.catch(() => {});
+  return run;
+}
+
+/**
+ * GET /rooms/{room}/history: up to `limit` messages with seq < `before`
+ * (null: the newest), oldest first, and whether older ones are kept
+ * (`more`). Throws an Error whose message says why, for the person.
+ */
+async function fetchHistory(before, limit) {
+  const query = new URLSearchParams({ limit: String(limit) });
+  if (before !== null) {
+    query.set('before', String(before));
+  }
+  let res;
+  try {
+    res = await fetch(`/rooms/${room}/history?${query}`, { cache: 'no-store' });
+  } catch (err) {
+    throw new Error('the server cannot be reached');
+  }
+  if (!res.ok) {
+    throw new Error(`HTTP ${res.status}`);
+  }
+  let body;
+  try {
+    body = await res.json();
+  } catch (err) {
+    throw new Error('the answer was not JSON');
+  }
+  const list = body && Array.isArray(body.messages) ? body.messages : [];
+  const messages = list
+    .filter((m) => m && m.type === 'message' && Number.isInteger(m.seq))
+    .sort((a, b) => a.seq - b.seq);
+  return { messages, more: Boolean(body && body.more === true) };
+}
+
+// ---------------------------------------------------------------- older messages (scrollback)
+
+/** The line above the messages: state is loading | failed | done | '' (blank). */
+function showOlder(lineState, text) {
+  ui.older.dataset.state = lineState;
+  ui.older.textContent = text;
+}
+
+function startText() {
+  return oldestSeq === null || oldestSeq === 1
+    ? `This is the start of room ${room}.`
+    : 'Older messages are no longer kept.';
+}
+
+/**
+ * The reader is near the top: load one page of older messages, unless a
+ * load is running, failed a moment ago, or there is nothing older.
+ */
+function maybeLoadOlder() {
+  if (older !== 'idle' || !welcomed || ui.log.scrollTop > NEAR_TOP_PX) {
+    return;
+  }
+  if (oldestSeq === 1) { // the room's first message is shown: nothing to ask
+    older = 'done';
+    keepInView(() => showOlder('done', startText()));
+    return;
+  }
+  older = 'loading';
+  keepInView(() => showOlder('loading', 'loading older…'));
+  inTurn(loadOlder);
+}
+
+async function loadOlder() {
+  let page;
+  try {
+    page = await fetchHistory(oldestSeq, OLDER_PAGE);
+  } catch (err) {
+    older = 'waiting';
+    keepInView(() => showOlder('failed', `Older messages could not be loaded (${err.message}). Scroll up to try again.`));
+    setTimeout(() => { older = 'idle'; }, OLDER_RETRY_MS);
+    return;
+  }
+  // Compared with oldestSeq as it is now: a live message may have arrived
+  // meanwhile (when nothing was shown, the request asked for the newest).
+  const items = page.messages
+    .filter((m) => oldestSeq === null || m.seq < oldestSeq)
+    .map((m) => messageItem(m, true))
+    .filter((item) => item !== null);
+  const done = !page.more || items.length === 0;
+  keepInView(() => {
+    insertOlder(items);
+    showOlder(done ? 'done' : '', done ? startText() : '');
+  });
+  older = done ? 'done' : 'idle';
+  maybeLoadOlder(); // the page was short: still near the top
+}
+
+/** Puts older messages first, under the "earlier messages" rule if it leads. */
+function insertOlder(items) {
+  const first = ui.messages.firstElementChild;
+  if (first !== null && first.classList.contains('separator')) {
+    first.after(...items);
+  } else {
+    ui.messages.prepend(...items);
+  }
+}
+
+// ---------------------------------------------------------------- missed messages (gap)
+
+/**
+ * Fetches the messages missed after seq `after` (the last one shown before
+ * a reconnect) up to the first message below `mark`, and puts them right
+ * after `mark`, newest page first, so they end up in order. When all are
+ * there the mark goes; when some cannot be had (no longer kept, or the
+ * request failed) it stays as a line saying so.
+ */
+function fillGap(mark, after) {
+  inTurn(async () => {
+    let problem = null;
+    try {
+      problem = await fetchGapPages(mark, after);
+    } catch (err) {
+      problem = `they could not be loaded (${err.message})`;
+    }
+    keepInView(() => {
+      if (problem === null) {
+        mark.remove();
+        return;
+      }
+      const upper = nextSeqAfter(mark);
+      const count = upper === null ? 'Some' : String(upper - after - 1);
+      const noun = count === '1' ? 'message was' : 'messages were';
+      mark.className = 'system gap';
+      mark.replaceChildren(el('span', '', `${count} ${noun} missed: ${problem}.`));
+    });
+  });
+}
+
+/** fillGap()'s requests; returns null when the gap is closed, else why not. */
+async function fetchGapPages(mark, after) {
+  for (;;) {
+    const upper = nextSeqAfter(mark);
+    if (upper !== null && upper <= after + 1) {
+      return null; // seqs go up by one: nothing is missing any more
+    }
+    const page = await fetchHistory(upper, GAP_PAGE);
+    const below = nextSeqAfter(mark); // live messages may have come meanwhile
+    const items = page.messages
+      .filter((m) => m.seq > after && (below === null || m.seq < below))
+      .map((m) => messageItem(m, true))
+      .filter((item) => item !== null);
+    if (items.length === 0) {
+      return 'the room no longer keeps them';
+    }
+    keepInView(() => mark.after(...items));
+    if (!page.more && nextSeqAfter(mark) > after + 1) {
+      return 'the room no longer keeps them';
+    }
   }
 }
 
@@ -698,6 +954,8 @@ function onOnline() {
 window.wsrooms = Object.freeze({
   get socket() { return socket; },
   get lastSeq() { return lastSeq; },
+  get oldestSeq() { return oldestSeq; },
+  get older() { return older; },
   get state() { return state; },
 });
 

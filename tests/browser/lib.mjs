@@ -4,7 +4,8 @@
 // Everything listens on 127.0.0.1 only, and every wait has a time limit.
 
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -99,6 +100,18 @@ function startOnce(bin, port, args) {
       reject(new Error(`server exited early (${code ?? signal}); stderr: ${err}`));
     });
   });
+}
+
+/**
+ * A fresh directory for a server's `--data-file`: `{ file, remove() }`.
+ * The file itself is left for the server to create.
+ */
+export function tempDataFile() {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'wsrooms-browser-'));
+  return {
+    file: path.join(dir, 'rooms.sqlite'),
+    remove: () => rmSync(dir, { recursive: true, force: true }),
+  };
 }
 
 /** Stops the server with `signal` (SIGTERM: graceful, 1001 to every socket). */

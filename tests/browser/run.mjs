@@ -20,6 +20,7 @@ import {
   startProxy,
   startServer,
   stopServer,
+  tempDataFile,
   waitMessage,
   waitPresence,
   waitState,
@@ -550,6 +551,251 @@ describe('connection life', () => {
         await proxy.close();
       }
     });
+  });
+});
+
+// ---------------------------------------------------------------------------
+
+/**
+ * Counts the page's history requests (GET /rooms/N/history) as it makes
+ * them: `window.__history.urls` (path and query) and `.maxInFlight`.
+ */
+async function countHistoryRequests(context) {
+  await context.addInitScript(() => {
+    const record = { urls: [], inFlight: 0, maxInFlight: 0 };
+    window.__history = record;
+    const realFetch = window.fetch;
+    window.fetch = function (input, init) {
+      const url = new URL(String(input), location.href);
+      if (!/\/history$/.test(url.pathname)) {
+        return realFetch.call(this, input, init);
+      }
+      record.urls.push(url.pathname + url.search);
+      record.inFlight += 1;
+      record.maxInFlight = Math.max(record.maxInFlight, record.inFlight);
+      return realFetch.call(this, input, init).finally(() => {
+        record.inFlight -= 1;
+      });
+    };
+  });
+}
+
+/** The first chat message in the log's view: its seq and its top on screen. */
+function firstVisibleMessage(page) {
+  return page.evaluate(() => {
+    const top = document.getElementById('log').getBoundingClientRect().top;
+    const li = [...document.querySelectorAll('#messages li.msg')].find((m) => m.getBoundingClientRect().bottom > top);
+    return { seq: Number(li.dataset.seq), top: li.getBoundingClientRect().top };
+  });
+}
+
+/** Where the message with this seq is on screen now (its top), and whether it is in the log's view. */
+function messagePlace(page, seq) {
+  return page.evaluate((s) => {
+    const box = document.getElementById('log').getBoundingClientRect();
+    const rect = document.querySelector(`#messages li.msg[data-seq="${s}"]`).getBoundingClientRect();
+    return { top: rect.top, inView: rect.bottom > box.top && rect.top < box.bottom };
+  }, seq);
+}
+
+/** Holds the page's requests to /rooms/{room}/history until the returned function is called. */
+async function holdHistory(page) {
+  let release;
+  const gate = new Promise((resolve) => {
+    release = resolve;
+  });
+  await page.route(/\/rooms\/[0-9]+\/history/, async (route) => {
+    await gate;
+    await route.continue();
+  });
+  return release;
+}
+
+describe('older messages', () => {
+  test('scrolling to the top loads older pages ("loading older…") without moving the view, each message once, up to the first', { timeout: TEST_MS }, async () => {
+    const total = 300;
+    // The server keeps the newest 50 in memory (the welcome's history); the
+    // older ones only in its data file, from where the page pages back.
+    const data = tempDataFile();
+    try {
+      await withServer({ args: ['--rate-limit', '0', '--data-file', data.file] }, async (server) => {
+        const a = await newContext(browser);
+        const b = await newContext(browser);
+        await countHistoryRequests(a);
+        const alice = await a.newPage();
+        const bob = await b.newPage();
+        // Bob fills the room quickly, straight from his page's socket.
+        await login(bob, server.url, 'bob', 21);
+        await bob.evaluate((n) => {
+          for (let i = 1; i <= n; i++) window.wsrooms.socket.send(`old ${i}`);
+        }, total);
+        await waitMessage(bob, `old ${total}`);
+
+        // Alice joins: she sees the newest 50 and asks for nothing yet.
+        const release = await holdHistory(alice);
+        await login(alice, server.url, 'alice', 21);
+        await waitMessage(alice, `old ${total}`);
+        const first = await messages(alice);
+        assert.deepEqual(first.map((m) => m.text), Array.from({ length: 50 }, (_, i) => `old ${total - 49 + i}`));
+        assert.deepEqual(await alice.evaluate(() => window.__history.urls), [], 'no request while reading the newest');
+
+        // Each page: the 50 before the oldest one shown.
+        const wanted = [];
+        for (let round = 1; ; round++) {
+          const before = await messages(alice);
+          wanted.push(`limit=50&before=${before[0].seq}`);
+          // The reader drags the scroll bar to the top.
+          await alice.evaluate(() => {
+            document.getElementById('log').scrollTop = 0;
+          });
+          const anchor = await firstVisibleMessage(alice);
+          if (round === 1) {
+            // The request is held: the page says it is loading, in place.
+            await alice.waitForSelector('#older[data-state="loading"]', { state: 'visible' });
+            assert.equal(await alice.textContent('#older'), 'loading older…');
+            assert.ok(await alice.evaluate(() => {
+              const box = document.getElementById('log').getBoundingClientRect();
+              const line = document.getElementById('older').getBoundingClientRect();
+              return line.top >= box.top && line.bottom <= box.bottom;
+            }), '"loading older…" is in view');
+            const place = await messagePlace(alice, anchor.seq);
+            assert.ok(Math.abs(place.top - anchor.top) <= 1, `"loading older…" moved the view: ${anchor.top} → ${place.top}`);
+            await alice.screenshot({ path: shotPath('room-1280-loading-older.png') });
+            release();
+          }
+          await alice.waitForFunction((n) => document.querySelectorAll('#messages li.msg').length > n, before.length);
+          await alice.waitForFunction(() => window.wsrooms.older !== 'loading');
+          const place = await messagePlace(alice, anchor.seq);
+          assert.ok(place.inView, `message ${anchor.seq} left the view`);
+          assert.ok(Math.abs(place.top - anchor.top) <= 1, `the view jumped: message ${anchor.seq} moved from ${anchor.top} to ${place.top}`);
+          if (await alice.evaluate(() => window.wsrooms.older === 'done')) {
+            break;
+          }
+          assert.ok(round < 10, 'too many pages');
+        }
+
+        // All of them, once each, in order; one request at a time, one per page.
+        const shown = await messages(alice);
+        assert.deepEqual(shown.map((m) => m.text), Array.from({ length: total }, (_, i) => `old ${i + 1}`));
+        assertConsecutive(shown);
+        assert.equal(new Set(seqs(shown)).size, total, 'no seq twice');
+        const history = await alice.evaluate(() => window.__history);
+        assert.equal(wanted.length, (total - 50) / 50, 'one request per page of 50');
+        assert.deepEqual(history.urls.map((u) => u.split('?')[1]), wanted);
+        assert.equal(history.maxInFlight, 1, 'one request at a time');
+        assert.equal(await alice.textContent('#older'), 'This is the start of room 21.');
+
+        // At the start, scrolling up again asks for nothing more.
+        await alice.evaluate(async () => {
+          document.getElementById('log').scrollTop = 0;
+          // Scroll events are handled before the next frame's callbacks.
+          await new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
+        });
+        assert.equal(await alice.evaluate(() => window.__history.urls.length), wanted.length, 'no request after the start');
+
+        // New messages still arrive at the bottom.
+        await say(bob, 'new one');
+        await waitMessage(alice, 'new one');
+        assert.equal((await messages(alice)).at(-1).text, 'new one');
+        await alice.setViewportSize({ width: 360, height: 740 });
+        await alice.screenshot({ path: shotPath('room-360-start-of-room.png') });
+        await finish(a, b);
+      });
+    } finally {
+      data.remove();
+    }
+  });
+});
+
+/** Records every connection state the page shows, from now on, in `window.__states`. */
+function recordStates(page) {
+  return page.evaluate(() => {
+    window.__states = [];
+    const pill = document.getElementById('state');
+    new MutationObserver(() => {
+      if (window.__states.at(-1) !== pill.dataset.state) window.__states.push(pill.dataset.state);
+    }).observe(pill, { attributes: true, attributeFilter: ['data-state'] });
+  });
+}
+
+describe('restarts with a data file', () => {
+  test('SIGTERM, then SIGKILL: the page stays in the room (reconnecting → connected) and shows what it missed once, none lost', { timeout: TEST_MS * 2 }, async () => {
+    // --history-messages 3: what Alice misses is more than the server keeps
+    // in memory, so the page must fetch the rest from the data file.
+    const data = tempDataFile();
+    const args = ['--data-file', data.file, '--history-messages', '3'];
+    let server = await startServer({ args });
+    const port = server.port;
+    // Alice reaches the server through the proxy (which outlives the
+    // server), so the test decides when she gets back in; Bob directly.
+    const proxy = await startProxy(port);
+    const a = await newContext(browser);
+    const b = await newContext(browser);
+    try {
+      const alice = await a.newPage();
+      const bob = await b.newPage();
+      await login(alice, proxy.url, 'alice', 22);
+      await login(bob, server.url, 'bob', 22);
+      await say(alice, 'before 1');
+      await say(bob, 'before 2');
+      await waitMessage(alice, 'before 2');
+      const texts = ['before 1', 'before 2'];
+      const navigations = [];
+      alice.on('framenavigated', (frame) => {
+        if (frame === alice.mainFrame()) navigations.push(frame.url());
+      });
+
+      for (const signal of ['SIGTERM', 'SIGKILL']) {
+        await recordStates(alice);
+        const exit = await stopServer(server, signal);
+        assert.equal(signal === 'SIGTERM' ? exit.code : exit.signal, signal === 'SIGTERM' ? 0 : 'SIGKILL');
+        proxy.cut(); // Alice stays away until Bob has spoken
+        await waitState(alice, 'reconnecting');
+        await waitState(bob, 'reconnecting');
+
+        server = await startServer({ port, args });
+        // Bob's page comes back on its own, with its old cookie.
+        await waitState(bob, 'connected', WAIT_MS * 2);
+        const missed = [1, 2, 3, 4, 5].map((i) => `${signal} missed ${i}`);
+        for (const text of missed) await say(bob, text);
+        await waitMessage(bob, missed.at(-1));
+        texts.push(...missed);
+
+        proxy.restore();
+        await waitState(alice, 'connected', WAIT_MS * 2);
+        await waitMessage(alice, missed.at(-1));
+        // The two messages the server no longer has in memory come from the
+        // data file and take their place; no "missed" line is left.
+        await waitMessage(alice, missed[0]);
+        await alice.waitForFunction(() => document.querySelectorAll('#messages li.gap-fill').length === 0);
+        const states = await alice.evaluate(() => window.__states);
+        assert.ok(states.length >= 2 && states.every((s) => s === 'reconnecting' || s === 'connected') && states.at(-1) === 'connected',
+          `after ${signal} the page went reconnecting → connected only: ${states}`);
+
+        const back = `alice back after ${signal}`;
+        await say(alice, back);
+        await waitMessage(bob, back);
+        texts.push(back);
+        for (const page of [alice, bob]) {
+          const shown = await messages(page);
+          assert.deepEqual(shown.map((m) => m.text), texts, `after ${signal}: each message once, in order`);
+          assertConsecutive(shown);
+          assert.equal(await page.locator('#messages li.gap').count(), 0, 'nothing announced as missed');
+        }
+      }
+      // Never sent back to the login page.
+      assert.deepEqual(navigations, [], 'the page did not navigate');
+      assert.equal(new URL(alice.url()).pathname, '/rooms/22');
+      assert.equal(await alice.locator('#user').count(), 0, 'no login form');
+      await waitPresence(alice, ['alice', 'bob']);
+      await finish(a, b);
+    } finally {
+      await a.close().catch(() => {});
+      await b.close().catch(() => {});
+      await proxy.close();
+      await stopServer(server, 'SIGKILL');
+      data.remove();
+    }
   });
 });
 
