@@ -6,8 +6,9 @@
 //! data file, screenshots).
 //!
 //! Needs Chromium (`/usr/bin/chromium` or `chromium` on `PATH`), `node`, and
-//! `npm ci` run in `tests/browser/`. When one is missing the test says so and
-//! skips, except under CI (`CI=true` or `CI=1`), where that is a failure.
+//! the npm packages of `tests/browser/` (the test runs `npm ci` there on
+//! first use). When one is missing the test says so and skips, except under
+//! CI (`CI=true` or `CI=1`), where that is a failure.
 //! Screenshots are saved in `target/browser-shots/`.
 
 mod common;
@@ -16,7 +17,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{find_program, require, run_bounded};
+use common::{find_program, require, run_bounded, setup_node_modules};
+
+/// Runs under `common::harness` (`harness = false` in Cargo.toml), so
+/// that a case skipped for a missing tool shows in `cargo test`'s output.
+fn main() -> std::process::ExitCode {
+    common::harness::run("browser", &[("pages_in_chromium", pages_in_chromium)])
+}
 
 /// The whole browser suite must finish within this.
 const SUITE_TIMEOUT: Duration = Duration::from_secs(600);
@@ -24,13 +31,17 @@ const SUITE_TIMEOUT: Duration = Duration::from_secs(600);
 /// The name this test is skipped under when a tool is missing.
 const SUITE: &str = "browser";
 
-#[test]
 fn pages_in_chromium() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests")
         .join("browser");
     let chromium = find_program(&["/usr/bin/chromium", "chromium"]);
     let node = find_program(&["node"]);
+    // `npm ci` on first use; what to run by hand when that failed.
+    let enable_node_modules = match setup_node_modules() {
+        Ok(()) => "(cd tests/browser && npm ci)".to_string(),
+        Err(enable) => enable,
+    };
     if !require(
         SUITE,
         "Chromium",
@@ -40,7 +51,7 @@ fn pages_in_chromium() {
         || !require(
             SUITE,
             "tests/browser/node_modules/playwright-core",
-            "(cd tests/browser && npm ci)",
+            &enable_node_modules,
             dir.join("node_modules")
                 .join("playwright-core")
                 .join("package.json")

@@ -13,7 +13,28 @@ use std::time::Duration;
 
 use common::*;
 
-#[test]
+/// Runs under `common::harness` (`harness = false` in Cargo.toml), so
+/// that a case skipped for a missing tool shows in `cargo test`'s output.
+fn main() -> std::process::ExitCode {
+    common::harness::run(
+        "connection_limits",
+        &[
+            (
+                "out_of_file_descriptors_refuses_stays_responsive_and_does_not_spin",
+                out_of_file_descriptors_refuses_stays_responsive_and_does_not_spin,
+            ),
+            (
+                "the_connection_past_max_connections_gets_503",
+                the_connection_past_max_connections_gets_503,
+            ),
+            (
+                "the_503_past_max_connections_has_a_correct_content_length",
+                the_503_past_max_connections_has_a_correct_content_length,
+            ),
+        ],
+    )
+}
+
 fn out_of_file_descriptors_refuses_stays_responsive_and_does_not_spin() {
     if !require(
         "connection_limits::out_of_file_descriptors_refuses_stays_responsive_and_does_not_spin",
@@ -126,7 +147,6 @@ fn out_of_file_descriptors_refuses_stays_responsive_and_does_not_spin() {
     assert_eq!(get(addr, "/healthz", "").status, 200);
 }
 
-#[test]
 fn the_connection_past_max_connections_gets_503() {
     let addr = start(Config {
         max_connections: 5,
@@ -155,7 +175,6 @@ fn the_connection_past_max_connections_gets_503() {
 
 /// The `503` sent past `--max-connections` is written by hand: its
 /// `Content-Length` must match its body, and nothing may follow the body.
-#[test]
 fn the_503_past_max_connections_has_a_correct_content_length() {
     use std::io::Read;
     let addr = start(Config {

@@ -17,6 +17,36 @@ use std::path::{Path, PathBuf};
 
 use common::*;
 
+/// Runs under `common::harness` (`harness = false` in Cargo.toml), so
+/// that a case skipped for a missing tool shows in `cargo test`'s output.
+fn main() -> std::process::ExitCode {
+    common::harness::run(
+        "deploy_nginx",
+        &[
+            (
+                "chat_over_wss_through_the_shipped_nginx_config",
+                chat_over_wss_through_the_shipped_nginx_config,
+            ),
+            (
+                "the_proxy_redirects_http_and_hides_metrics",
+                the_proxy_redirects_http_and_hides_metrics,
+            ),
+            (
+                "trust_proxy_logs_the_address_nginx_saw",
+                trust_proxy_logs_the_address_nginx_saw,
+            ),
+            (
+                "keepalive_pings_pass_through_nginx",
+                keepalive_pings_pass_through_nginx,
+            ),
+            (
+                "the_site_files_pass_nginx_t_inside_debians_own_nginx_conf",
+                the_site_files_pass_nginx_t_inside_debians_own_nginx_conf,
+            ),
+        ],
+    )
+}
+
 /// The name these tests are skipped under when a tool is missing.
 const SUITE: &str = "deploy_nginx";
 
@@ -111,7 +141,6 @@ fn path(p: &Path) -> String {
     p.display().to_string()
 }
 
-#[test]
 fn chat_over_wss_through_the_shipped_nginx_config() {
     let Some(p) = Proxied::start(&["--log-level", "info"]) else {
         return;
@@ -149,7 +178,6 @@ fn chat_over_wss_through_the_shipped_nginx_config() {
     assert_eq!(unit_per_address_limits().len(), 3);
 }
 
-#[test]
 fn the_proxy_redirects_http_and_hides_metrics() {
     let Some(p) = Proxied::start(&[]) else {
         return;
@@ -187,7 +215,6 @@ fn the_proxy_redirects_http_and_hides_metrics() {
 /// `--trust-proxy`: the client address is the one nginx saw and appended
 /// to X-Forwarded-For, not nginx's own and not one the client made up.
 /// The client connects from 127.0.0.2 (still loopback) so the two differ.
-#[test]
 fn trust_proxy_logs_the_address_nginx_saw() {
     let Some(p) = Proxied::start(&["--log-level", "debug"]) else {
         return;
@@ -230,7 +257,6 @@ fn trust_proxy_logs_the_address_nginx_saw() {
 
 /// Server pings and client pongs pass through the proxy: with a 1 s ping
 /// and 1 s pong timeout, a socket idle for 3 s is still open afterwards.
-#[test]
 fn keepalive_pings_pass_through_nginx() {
     let Some(p) = Proxied::start(&["--ping-interval-secs", "1", "--pong-timeout-secs", "1"]) else {
         return;
@@ -254,7 +280,6 @@ fn keepalive_pings_pass_through_nginx() {
 /// The install steps of deploy/README.md: either site file dropped into
 /// Debian's own /etc/nginx (its nginx.conf, mime types, modules) passes
 /// `nginx -t`. Works on a copy with the paths moved into a temp directory.
-#[test]
 fn the_site_files_pass_nginx_t_inside_debians_own_nginx_conf() {
     if !have_nginx_and_openssl(SUITE) {
         return;

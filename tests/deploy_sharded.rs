@@ -12,6 +12,24 @@ mod common;
 
 use common::*;
 
+/// Runs under `common::harness` (`harness = false` in Cargo.toml), so
+/// that a case skipped for a missing tool shows in `cargo test`'s output.
+fn main() -> std::process::ExitCode {
+    common::harness::run(
+        "deploy_sharded",
+        &[
+            (
+                "rooms_are_hashed_to_processes_and_users_of_a_room_meet",
+                rooms_are_hashed_to_processes_and_users_of_a_room_meet,
+            ),
+            (
+                "a_sharded_backend_redirects_a_login_without_room_in_the_query",
+                a_sharded_backend_redirects_a_login_without_room_in_the_query,
+            ),
+        ],
+    )
+}
+
 fn post_login(addr: std::net::SocketAddr, target: &str, body: &str) -> HttpResponse {
     http_raw(
         addr,
@@ -26,7 +44,6 @@ fn logins(backend: &Spawned) -> f64 {
     metric(&scrape(backend.addr), "wsrooms_logins_total").expect("wsrooms_logins_total")
 }
 
-#[test]
 fn rooms_are_hashed_to_processes_and_users_of_a_room_meet() {
     if !have_nginx_and_openssl("deploy_sharded") {
         return;
@@ -141,7 +158,6 @@ fn rooms_are_hashed_to_processes_and_users_of_a_room_meet() {
 /// Without the proxy in between: a `--sharded` backend answers a login
 /// whose room is only in the form with `307` to `/login?room=N`; with the
 /// room in the query it logs in; without `--sharded` the form alone works.
-#[test]
 fn a_sharded_backend_redirects_a_login_without_room_in_the_query() {
     let dir = TempDir::new("sharded-307");
     let sharded = spawn_isolated(

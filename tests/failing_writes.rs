@@ -17,6 +17,18 @@ use std::time::Duration;
 use common::*;
 use tungstenite::Message;
 
+/// Runs under `common::harness` (`harness = false` in Cargo.toml), so
+/// that a case skipped for a missing tool shows in `cargo test`'s output.
+fn main() -> std::process::ExitCode {
+    common::harness::run(
+        "failing_writes",
+        &[(
+            "a_full_disk_refuses_what_it_cannot_store_and_recovers",
+            a_full_disk_refuses_what_it_cannot_store_and_recovers,
+        )],
+    )
+}
+
 /// A small tmpfs mounted on a temporary directory; unmounted on drop.
 struct SmallDisk {
     dir: TempDir,
@@ -62,7 +74,6 @@ fn health(addr: std::net::SocketAddr) -> (u16, String) {
     (r.status, r.text())
 }
 
-#[test]
 fn a_full_disk_refuses_what_it_cannot_store_and_recovers() {
     let disk = SmallDisk::mount();
     if !require(

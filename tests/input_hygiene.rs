@@ -12,6 +12,40 @@ use std::time::Duration;
 
 use common::*;
 
+/// Runs under `common::harness` (`harness = false` in Cargo.toml), so
+/// that a case skipped for a missing tool shows in `cargo test`'s output.
+fn main() -> std::process::ExitCode {
+    common::harness::run(
+        "input_hygiene",
+        &[
+            (
+                "http11_needs_exactly_one_host",
+                http11_needs_exactly_one_host,
+            ),
+            (
+                "empty_lines_before_the_request_line_are_ignored",
+                empty_lines_before_the_request_line_are_ignored,
+            ),
+            (
+                "empty_lines_count_towards_the_limits",
+                empty_lines_count_towards_the_limits,
+            ),
+            (
+                "peer_strings_reach_the_log_escaped",
+                peer_strings_reach_the_log_escaped,
+            ),
+            (
+                "frame_headers_alone_claim_no_payload_memory",
+                frame_headers_alone_claim_no_payload_memory,
+            ),
+            (
+                "peer_close_codes_do_not_mint_metric_series",
+                peer_close_codes_do_not_mint_metric_series,
+            ),
+        ],
+    )
+}
+
 // ----- Host header and leading empty lines --------------------------------
 
 /// Sends `request` on a new connection; returns the response status.
@@ -19,7 +53,6 @@ fn status_of(addr: std::net::SocketAddr, request: &str) -> u16 {
     http_raw(addr, request).status
 }
 
-#[test]
 fn http11_needs_exactly_one_host() {
     let addr = start(test_config());
     let missing = "GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n";
@@ -32,7 +65,6 @@ fn http11_needs_exactly_one_host() {
     assert_eq!(status_of(addr, "GET /healthz HTTP/1.0\r\n\r\n"), 200);
 }
 
-#[test]
 fn empty_lines_before_the_request_line_are_ignored() {
     let addr = start(test_config());
     for prefix in ["\r\n", "\n", "\r\n\n\r\n\r\n"] {
@@ -51,7 +83,6 @@ fn empty_lines_before_the_request_line_are_ignored() {
     assert_eq!(read_response(&mut s).status, 200);
 }
 
-#[test]
 fn empty_lines_count_towards_the_limits() {
     let config = Config {
         max_head_bytes: 4096,
@@ -88,7 +119,6 @@ const HOSTILE: [char; 6] = [
     '\u{202e}', '\u{2028}', '\u{0085}', '\u{2066}', '\u{200f}', '\u{1b}',
 ];
 
-#[test]
 fn peer_strings_reach_the_log_escaped() {
     let server =
         spawn_command(Command::new(env!("CARGO_BIN_EXE_wsrooms")).args(["--log-level", "info"]));
@@ -123,7 +153,6 @@ fn peer_strings_reach_the_log_escaped() {
 
 // ----- frame buffers ---------------------------------------------------------
 
-#[test]
 fn frame_headers_alone_claim_no_payload_memory() {
     const CONNS: usize = 1000;
     const ANNOUNCED: usize = 64 * 1024;
@@ -172,7 +201,6 @@ fn frame_headers_alone_claim_no_payload_memory() {
 
 // ----- metrics labels ---------------------------------------------------------
 
-#[test]
 fn peer_close_codes_do_not_mint_metric_series() {
     let addr = start(Config {
         echo: true,

@@ -3,9 +3,10 @@
 //! fragmented, with `/echo` of the real binary, comparing SHA-256 digests
 //! (tests/python/echo_interop.py does the talking).
 //!
-//! Python comes from `WSROOMS_TEST_PYTHON`, else `target/test-venv/bin/python`,
-//! else `python3`. Without it (or without `websockets`) the test is skipped,
-//! unless under CI (`CI=true` or `CI=1`), where that is a failure.
+//! Python comes from `WSROOMS_TEST_PYTHON`, else `target/test-venv/bin/python`
+//! (made on first use), else `python3`. Without it (or without `websockets`)
+//! the test is skipped, unless under CI (`CI=true` or `CI=1`), where that is
+//! a failure.
 
 mod common;
 
@@ -15,7 +16,18 @@ use std::time::Duration;
 
 use common::*;
 
-#[test]
+/// Runs under `common::harness` (`harness = false` in Cargo.toml), so
+/// that a case skipped for a missing tool shows in `cargo test`'s output.
+fn main() -> std::process::ExitCode {
+    common::harness::run(
+        "protocol_interop",
+        &[(
+            "python_websockets_echo_up_to_16_mib",
+            python_websockets_echo_up_to_16_mib,
+        )],
+    )
+}
+
 fn python_websockets_echo_up_to_16_mib() {
     let Some(python) = python("protocol_interop", &["websockets.sync.client"]) else {
         return;

@@ -4,9 +4,10 @@
 //! and a close with code 4001 that must come back, against `/echo` of the
 //! real binary (tests/browser/ws_interop.mjs does the talking).
 //!
-//! Needs `node` on `PATH` and `npm ci` run in `tests/browser/` (which
-//! installs `ws`). When one is missing the test says so and skips, except
-//! under CI (`CI=true` or `CI=1`), where that is a failure.
+//! Needs `node` on `PATH` and the npm packages of `tests/browser/` (the
+//! test runs `npm ci` there on first use; it installs `ws`). When one is
+//! missing the test says so and skips, except under CI (`CI=true` or
+//! `CI=1`), where that is a failure.
 
 mod common;
 
@@ -16,23 +17,36 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
+/// Runs under `common::harness` (`harness = false` in Cargo.toml), so
+/// that a case skipped for a missing tool shows in `cargo test`'s output.
+fn main() -> std::process::ExitCode {
+    common::harness::run(
+        "protocol_node_interop",
+        &[("node_ws_echo_up_to_16_mib", node_ws_echo_up_to_16_mib)],
+    )
+}
+
 /// The whole exchange takes about a second; allow two minutes.
 const TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The name this test is skipped under when a tool is missing.
 const SUITE: &str = "protocol_node_interop";
 
-#[test]
 fn node_ws_echo_up_to_16_mib() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests")
         .join("browser");
     let node = find_program(&["node"]);
+    // `npm ci` on first use; what to run by hand when that failed.
+    let enable_node_modules = match setup_node_modules() {
+        Ok(()) => "(cd tests/browser && npm ci)".to_string(),
+        Err(enable) => enable,
+    };
     if !require(SUITE, "node", "apt-get install nodejs npm", node.is_some())
         || !require(
             SUITE,
             "tests/browser/node_modules/ws",
-            "(cd tests/browser && npm ci)",
+            &enable_node_modules,
             dir.join("node_modules")
                 .join("ws")
                 .join("package.json")

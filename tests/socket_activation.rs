@@ -21,6 +21,44 @@ use std::time::Duration;
 
 use common::*;
 
+/// Runs under `common::harness` (`harness = false` in Cargo.toml), so
+/// that a case skipped for a missing tool shows in `cargo test`'s output.
+fn main() -> std::process::ExitCode {
+    common::harness::run(
+        "socket_activation",
+        &[
+            (
+                "a_passed_socket_is_served_and_the_log_says_so",
+                a_passed_socket_is_served_and_the_log_says_so,
+            ),
+            (
+                "a_connect_while_no_process_runs_is_answered_by_the_next_one",
+                a_connect_while_no_process_runs_is_answered_by_the_next_one,
+            ),
+            (
+                "main_and_metrics_sockets_go_by_their_names",
+                main_and_metrics_sockets_go_by_their_names,
+            ),
+            (
+                "variables_for_another_process_are_ignored",
+                variables_for_another_process_are_ignored,
+            ),
+            (
+                "a_passed_descriptor_that_is_not_a_listening_tcp_socket_exits_2",
+                a_passed_descriptor_that_is_not_a_listening_tcp_socket_exits_2,
+            ),
+            (
+                "systemd_socket_activate_hands_over_its_socket",
+                systemd_socket_activate_hands_over_its_socket,
+            ),
+            (
+                "the_shipped_socket_units_match_their_services_and_nginx",
+                the_shipped_socket_units_match_their_services_and_nginx,
+            ),
+        ],
+    )
+}
+
 const CLOSE: u8 = 0x8;
 
 /// What a passed-in socket's start logs.
@@ -130,7 +168,6 @@ fn expect_healthy(s: &mut TcpStream, who: &str) {
     assert_eq!(r.text().trim(), "ok", "{who}");
 }
 
-#[test]
 fn a_passed_socket_is_served_and_the_log_says_so() {
     let listener = loopback_listener();
     let addr = listener.local_addr().unwrap();
@@ -145,7 +182,6 @@ fn a_passed_socket_is_served_and_the_log_says_so() {
     );
 }
 
-#[test]
 fn a_connect_while_no_process_runs_is_answered_by_the_next_one() {
     let listener = loopback_listener();
     let addr = listener.local_addr().unwrap();
@@ -190,7 +226,6 @@ fn a_connect_while_no_process_runs_is_answered_by_the_next_one() {
     expect_healthy(&mut between, "connected while no process ran");
 }
 
-#[test]
 fn main_and_metrics_sockets_go_by_their_names() {
     let main = loopback_listener();
     let metrics = loopback_listener();
@@ -225,7 +260,6 @@ fn main_and_metrics_sockets_go_by_their_names() {
     );
 }
 
-#[test]
 fn variables_for_another_process_are_ignored() {
     // LISTEN_PID names some other process: wsrooms binds --bind as usual.
     let out = Command::new(env!("CARGO_BIN_EXE_wsrooms"))
@@ -282,7 +316,6 @@ fn run_with_fd3(count: &str, fd3: &str, stdin: Stdio) -> (Option<i32>, String) {
     (status.code(), err)
 }
 
-#[test]
 fn a_passed_descriptor_that_is_not_a_listening_tcp_socket_exits_2() {
     let bound_only =
         socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
@@ -320,7 +353,6 @@ fn a_passed_descriptor_that_is_not_a_listening_tcp_socket_exits_2() {
     }
 }
 
-#[test]
 fn systemd_socket_activate_hands_over_its_socket() {
     let tool = find_program(&["systemd-socket-activate"]);
     if !require(
@@ -376,7 +408,6 @@ fn unit_value(file: &str, key: &str) -> String {
         .to_string()
 }
 
-#[test]
 fn the_shipped_socket_units_match_their_services_and_nginx() {
     for (socket, service, nginx) in [
         ("wsrooms.socket", "wsrooms.service", "nginx.conf"),

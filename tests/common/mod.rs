@@ -14,7 +14,10 @@
 //!   open-files limit);
 //! - `tools`: outside programs (Python, nginx, Chromium, node…), the one
 //!   skip-or-fail rule for a missing one, bounded child runs, temporary
-//!   directories;
+//!   directories, and the one-time setup of the Python venv and the npm
+//!   packages;
+//! - `harness`: the runner of the suites that need those outside programs
+//!   (`harness = false` targets), which prints what it skipped;
 //! - `nginx`: nginx run from a temporary directory with the shipped site
 //!   files rendered for test ports.
 //!
@@ -26,6 +29,7 @@
 #![allow(dead_code, unused_imports, clippy::result_large_err)]
 
 mod frames;
+pub mod harness;
 mod http;
 mod metrics;
 mod nginx;

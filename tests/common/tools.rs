@@ -3,11 +3,16 @@
 //! The skip-or-fail rule lives here and only here ([`require`]): a suite
 //! whose tool is missing is skipped with one printed line naming the suite,
 //! what is missing and the command that would provide it; under CI (where
-//! `.ci/run` installs every tool) the same case is a failure. Also: finding
-//! and probing programs, running a child to its end within a time limit,
-//! the Python with given modules, temporary directories and free ports.
+//! `.ci/run` installs every tool) the same case is a failure. Also: the
+//! one-time setup of what needs no root (the Python venv in
+//! `target/test-venv`, the npm packages in `tests/browser/node_modules`),
+//! finding and probing programs, running a child to its end within a time
+//! limit, the Python with given modules, temporary directories and free
+//! ports.
 
+use std::cell::RefCell;
 use std::fmt;
+use std::fs::File;
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -56,12 +61,38 @@ impl fmt::Display for Skip<'_> {
     }
 }
 
+thread_local! {
+    /// The skips of the case running on this thread, when a runner
+    /// collects them (see [`collect_skips`]).
+    static SKIPS: RefCell<Option<Vec<String>>> = const { RefCell::new(None) };
+}
+
 impl Skip<'_> {
-    /// Says that the suite is skipped. The one place a skip is reported,
-    /// so that where skip lines go can change in one place.
+    /// Says that the suite is skipped. The one place a skip is reported:
+    /// kept for the runner's summary when one collects them (the suites
+    /// that need outside programs run under `common::harness`, whose output
+    /// `cargo test` shows), printed otherwise.
     fn report(&self) {
-        eprintln!("SKIPPED {self}");
+        let line = format!("SKIPPED {self}");
+        let kept = SKIPS.with(|skips| match skips.borrow_mut().as_mut() {
+            Some(skips) => {
+                skips.push(line.clone());
+                true
+            }
+            None => false,
+        });
+        if !kept {
+            eprintln!("{line}");
+        }
     }
+}
+
+/// Runs `case` on this thread and returns the skip lines [`require`]
+/// reported meanwhile (empty when nothing was skipped).
+pub fn collect_skips(case: impl FnOnce()) -> Vec<String> {
+    SKIPS.with(|skips| *skips.borrow_mut() = Some(Vec::new()));
+    case();
+    SKIPS.with(|skips| skips.borrow_mut().take().unwrap_or_default())
 }
 
 /// The skip-or-fail rule. True when the suite's need was `found`;
@@ -109,12 +140,18 @@ pub fn runs(program: impl AsRef<std::ffi::OsStr>, args: &[&str]) -> bool {
 }
 
 /// The Python that has `modules`: `$WSROOMS_TEST_PYTHON`, else
-/// `target/test-venv/bin/python`, else `python3`. `None` (after
-/// [`require`] said so) when none of them can import the modules.
+/// `target/test-venv/bin/python` (made on first use, see [`setup_venv`]),
+/// else `python3`. `None` (after [`require`] said so) when none of them
+/// can import the modules.
 pub fn python(suite: &str, modules: &[&str]) -> Option<PathBuf> {
     let mut candidates = Vec::new();
+    let mut enable = "python3 -m venv target/test-venv && \
+                      target/test-venv/bin/pip install -r tests/python/requirements.txt"
+        .to_string();
     if let Ok(p) = std::env::var("WSROOMS_TEST_PYTHON") {
         candidates.push(PathBuf::from(p));
+    } else if let Err(failed) = setup_venv() {
+        enable = failed;
     }
     candidates.push(repo().join("target/test-venv/bin/python"));
     candidates.push(PathBuf::from("python3"));
@@ -123,9 +160,7 @@ pub fn python(suite: &str, modules: &[&str]) -> Option<PathBuf> {
         .into_iter()
         .find(|candidate| runs(candidate, &["-c", &import]));
     let what = format!("a Python with {}", modules.join(" and "));
-    let enable = "python3 -m venv target/test-venv && \
-                  target/test-venv/bin/pip install -r tests/python/requirements.txt";
-    if require(suite, &what, enable, found.is_some()) {
+    if require(suite, &what, &enable, found.is_some()) {
         found
     } else {
         None
@@ -146,6 +181,101 @@ pub fn have_nginx_and_openssl(suite: &str) -> bool {
         "apt-get install openssl",
         runs("openssl", &["version"]),
     )
+}
+
+// ----- one-time setup ------------------------------------------------------
+
+/// How long one setup step (making the venv, `pip install`, `npm ci`) may
+/// take: they download packages.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// One command of a setup, and the command to suggest when it fails.
+struct Step {
+    command: Command,
+    enable: &'static str,
+}
+
+/// Makes `target/test-venv` with `tests/python/requirements.txt`
+/// installed, unless it is already there for these requirements. `Err`
+/// holds the command that would do what failed.
+pub fn setup_venv() -> Result<(), String> {
+    let venv = repo().join("target/test-venv");
+    let mut steps = Vec::new();
+    if !venv.join("bin/python").is_file() {
+        let mut command = Command::new("python3");
+        command.args(["-m", "venv"]).arg(&venv);
+        steps.push(Step {
+            command,
+            enable: "apt-get install python3-venv",
+        });
+    }
+    let mut pip = Command::new(venv.join("bin/pip"));
+    pip.args(["install", "-q", "--disable-pip-version-check"])
+        .args(["--retries", "1", "--timeout", "20", "-r"])
+        .arg(repo().join("tests/python/requirements.txt"));
+    steps.push(Step {
+        command: pip,
+        enable: "target/test-venv/bin/pip install -r tests/python/requirements.txt",
+    });
+    let wanted = std::fs::read_to_string(repo().join("tests/python/requirements.txt"))
+        .map_err(|e| format!("(tests/python/requirements.txt: {e})"))?;
+    set_up_once(&venv.join(".wsrooms-installed"), &wanted, steps)
+}
+
+/// Runs `npm ci` in `tests/browser`, unless its `node_modules` is already
+/// there for this `package-lock.json`. `Err` holds the command that would
+/// do what failed.
+pub fn setup_node_modules() -> Result<(), String> {
+    let dir = repo().join("tests/browser");
+    let wanted = std::fs::read_to_string(dir.join("package-lock.json"))
+        .map_err(|e| format!("(tests/browser/package-lock.json: {e})"))?;
+    if find_program(&["npm"]).is_none() {
+        return Err("apt-get install npm".into());
+    }
+    let mut command = Command::new("npm");
+    command
+        .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+        .current_dir(&dir);
+    let step = Step {
+        command,
+        enable: "(cd tests/browser && npm ci)",
+    };
+    set_up_once(
+        &dir.join("node_modules/.wsrooms-installed"),
+        &wanted,
+        vec![step],
+    )
+}
+
+/// Runs `steps` unless `stamp` already holds `wanted` (what they were
+/// last run for), then writes it there. Holds a lock on
+/// `target/test-setup.lock` meanwhile, so test binaries and threads that
+/// need the same setup at once run it once, one after the other.
+fn set_up_once(stamp: &Path, wanted: &str, steps: Vec<Step>) -> Result<(), String> {
+    let target = repo().join("target");
+    let _ = std::fs::create_dir_all(&target);
+    let lock = File::create(target.join("test-setup.lock"))
+        .and_then(|file| file.lock().map(|()| file))
+        .map_err(|e| format!("(cannot lock target/test-setup.lock: {e})"))?;
+    if std::fs::read_to_string(stamp).is_ok_and(|done| done == wanted) {
+        return Ok(());
+    }
+    for mut step in steps {
+        eprintln!("test setup: running {:?}", step.command);
+        let failed = match try_run_bounded(&mut step.command, None, SETUP_TIMEOUT) {
+            Ok(f) if f.status.is_some_and(|s| s.success()) => None,
+            Ok(f) if f.status.is_none() => Some(format!("took longer than {SETUP_TIMEOUT:?}")),
+            Ok(f) => Some(format!("{}{}", f.stdout, f.stderr)),
+            Err(e) => Some(e.to_string()),
+        };
+        if let Some(why) = failed {
+            eprintln!("test setup: {:?} failed: {}", step.command, why.trim());
+            return Err(step.enable.to_string());
+        }
+    }
+    let _ = std::fs::write(stamp, wanted);
+    drop(lock);
+    Ok(())
 }
 
 // ----- bounded runs ----------------------------------------------------------
