@@ -23,6 +23,10 @@
 //! names only, no calls); `http` knows nothing of `ws` frames or of the
 //! loop; `ws`, `bytes`, `table`, `timers` and `rate` know nothing of HTTP,
 //! chat or the loop.
+//!
+//! The repository's `docs/ARCHITECTURE.md` walks one chat message through
+//! these modules function by function; `docs/PROTOCOL.md` says what the
+//! server does seen from outside (URLs, events, close codes, flags).
 
 #![warn(missing_docs)]
 

@@ -100,9 +100,26 @@ impl fmt::Display for ListenError {
         match self {
             ListenError::Passed(why) => write!(f, "socket activation: {why}"),
             ListenError::Bind { flag, addr, source } => {
-                write!(f, "cannot listen on {addr} (--{flag}): {source}")
+                write!(f, "cannot listen on {addr} (--{flag}): {source}")?;
+                match bind_hint(source.kind()) {
+                    Some(hint) => write!(f, "; {hint} choose another with --{flag} ADDR:PORT"),
+                    None => Ok(()),
+                }
             }
         }
+    }
+}
+
+/// The likely cause of a failed bind, when it is a common one, ending in
+/// the punctuation that leads to "choose another with --bind ADDR:PORT".
+fn bind_hint(kind: io::ErrorKind) -> Option<&'static str> {
+    match kind {
+        io::ErrorKind::AddrInUse => Some("is another wsrooms running?"),
+        io::ErrorKind::AddrNotAvailable => Some("this machine has no such address;"),
+        io::ErrorKind::PermissionDenied => {
+            Some("ports below 1024 need root or CAP_NET_BIND_SERVICE;")
+        }
+        _ => None,
     }
 }
 

@@ -9,7 +9,10 @@
 //! the npm packages of `tests/browser/` (the test runs `npm ci` there on
 //! first use). When one is missing the test says so and skips, except under
 //! CI (`CI=true` or `CI=1`), where that is a failure.
-//! Screenshots are saved in `target/browser-shots/`.
+//! Screenshots are saved in `target/browser-shots/`; the one of the room
+//! page is compared with the README's `docs/room.png` (same size, same
+//! page outline: `tests/browser/docshot.mjs`), and
+//! `WSROOMS_UPDATE_DOCS_SHOT=1 cargo test --test browser` writes it anew.
 
 mod common;
 

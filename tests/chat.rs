@@ -1,4 +1,4 @@
-//! End to end: login, rooms and chat over real sockets (SPEC §2–§4).
+//! End to end: login, rooms and chat over real sockets (docs/PROTOCOL.md).
 
 mod common;
 

@@ -1,4 +1,4 @@
-//! Configuration through the real binary (SPEC §7–§8, issue 7): flags and
+//! Configuration through the real binary (issue 7): flags and
 //! `WSROOMS_*` variables, flags winning; bad values refused at start with
 //! exit code 2 and a first line naming the flag (or variable) and its range;
 //! `--help`; the effective configuration logged at start.
@@ -15,7 +15,7 @@ use std::time::Duration;
 use common::*;
 use tungstenite::Message;
 
-/// Every flag of SPEC §7–§9 and the README's table.
+/// Every flag of the flags table in docs/PROTOCOL.md.
 const FLAGS: &[&str] = &[
     "bind",
     "max-connections",
@@ -193,8 +193,8 @@ fn help_lists_every_flag_with_its_variable_and_default() {
             "--{flag}'s range: {help}"
         );
     }
-    // And every flag --help lists is one the README documents.
-    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    // And every flag --help lists is one docs/PROTOCOL.md documents.
+    let readme = std::fs::read_to_string(repo().join("docs/PROTOCOL.md")).unwrap();
     for word in stdout.split_whitespace() {
         if let Some(rest) = word.strip_prefix("--") {
             let flag: String = rest
@@ -204,7 +204,7 @@ fn help_lists_every_flag_with_its_variable_and_default() {
             if !flag.is_empty() && flag != "help" {
                 assert!(
                     readme.contains(&format!("`--{flag}")),
-                    "--{flag} is in --help but not in README.md"
+                    "--{flag} is in --help but not in docs/PROTOCOL.md"
                 );
             }
         }

@@ -1,4 +1,4 @@
-//! Room history and lossless reconnect (SPEC §4, issue 8), over real sockets.
+//! Room history and lossless reconnect (issue 8; docs/PROTOCOL.md), over real sockets.
 
 mod common;
 

@@ -1,4 +1,4 @@
-//! `/metrics` (SPEC §8, issue 7): scraped during a small chat, its counters
+//! `/metrics` (issue 7): scraped during a small chat, its counters
 //! and gauges move by exactly what happened; its text parses with the real
 //! Prometheus parser (Python `prometheus_client`); `--metrics-bind` serves
 //! it on a separate listener and hides it from the main one.

@@ -1,4 +1,4 @@
-//! RFC 6455 conformance of the server side (SPEC §5, issue 3), as tables of
+//! RFC 6455 conformance of the server side (issue 3), as tables of
 //! raw-byte cases over a real socket to `/echo`.
 //!
 //! Every case is a script of steps: bytes to send, and what the server must

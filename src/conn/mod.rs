@@ -240,8 +240,8 @@ mod tests {
 #[cfg(test)]
 mod size_tests {
     /// What an idle connection costs in the loop's table (plus its boxed
-    /// WebSocket state once upgraded): keep it small; the README quotes
-    /// these numbers.
+    /// WebSocket state once upgraded): keep it small; docs/PERFORMANCE.md
+    /// quotes these numbers.
     #[test]
     fn connection_structs_stay_small() {
         let slot = std::mem::size_of::<crate::table::Slot<super::Conn>>();

@@ -25,6 +25,7 @@ import {
   waitPresence,
   waitState,
 } from './lib.mjs';
+import { checkDocsShot } from './docshot.mjs';
 
 /** No test may take longer than this (ms). */
 const TEST_MS = 120000;
@@ -843,6 +844,9 @@ describe('screenshots', () => {
       await waitPresence(alice, people.filter((p) => p !== 'carlos.m'));
       await alice.fill('#text', 'sounds good');
       await alice.screenshot({ path: shotPath('room-1280.png') });
+      // The README's picture is this one (docs/room.png): not stale.
+      const stale = await checkDocsShot(alice, shotPath('room-1280.png'));
+      assert.equal(stale, null, stale);
       await alice.setViewportSize({ width: 360, height: 740 });
       await alice.screenshot({ path: shotPath('room-360.png') });
       await alice.setViewportSize({ width: 320, height: 640 });
