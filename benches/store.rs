@@ -1,5 +1,6 @@
-//! What the durable store costs the poll loop: time per commit (the one
-//! blocking call per loop turn) for turns of 1, 10 and 100 messages, the
+//! What the durable store costs the poll loop: time per commit (a blocking
+//! call per loop turn) for turns of 1, 10 and 100 messages and of the
+//! checkpoints that follow them (the other blocking call), the
 //! time to record a message, messages per second sustained (with pruning
 //! at work), database bytes per million messages, and the start-up
 //! `open + load` with 10,000 rooms × 50 messages and 100,000 sessions.
@@ -31,6 +32,8 @@ fn message(room: u32, seq: u64, text: &str) -> Message<'_> {
 struct Feed {
     next_seq: Vec<u64>,
     turn: usize,
+    /// The checkpoints' times, taken as the server does (after a turn, when due).
+    checkpoints: Vec<Duration>,
 }
 
 impl Feed {
@@ -38,11 +41,23 @@ impl Feed {
         Feed {
             next_seq: vec![1; rooms],
             turn: 0,
+            checkpoints: Vec::new(),
         }
     }
 
     /// Records `count` messages and commits them; returns the commit's time.
+    /// Then checkpoints if the log is due for one (timed apart).
     fn turn(&mut self, store: &mut Store, count: usize) -> Duration {
+        let commit = self.commit_turn(store, count);
+        if store.checkpoint_due() {
+            let start = Instant::now();
+            store.checkpoint().expect("checkpoint");
+            self.checkpoints.push(start.elapsed());
+        }
+        commit
+    }
+
+    fn commit_turn(&mut self, store: &mut Store, count: usize) -> Duration {
         for _ in 0..count {
             let room = self.turn % self.next_seq.len();
             self.turn += 1;
@@ -86,6 +101,7 @@ fn commit_cost(rooms: usize, batch: usize, turns: usize) {
     for _ in 0..100 {
         feed.turn(&mut store, batch); // warm up: statements prepared, pages cached
     }
+    feed.checkpoints.clear();
     let mut times: Vec<Duration> = (0..turns).map(|_| feed.turn(&mut store, batch)).collect();
     times.sort();
     let mean = times.iter().sum::<Duration>() / turns as u32;
@@ -102,6 +118,18 @@ fn commit_cost(rooms: usize, batch: usize, turns: usize) {
         us(times[turns - 1]),
         us(mean) / batch as f64
     );
+    let mut checkpoints = std::mem::take(&mut feed.checkpoints);
+    checkpoints.sort();
+    if let Some(max) = checkpoints.last() {
+        let n = checkpoints.len();
+        println!(
+            "    then {n} checkpoints (one per {:.0} commits): p50 {:7.1} µs  p99 {:7.1}  max {:8.1}",
+            turns as f64 / n as f64,
+            us(percentile(&checkpoints, 0.5)),
+            us(percentile(&checkpoints, 0.99)),
+            us(*max)
+        );
+    }
 }
 
 /// ns per `record_message` (the hot-path half of the store's cost).

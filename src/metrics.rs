@@ -30,6 +30,11 @@ pub struct Metrics {
     pub commits: u64,
     /// The time those commits took in all (`wsrooms_commit_microseconds_total`).
     pub commit_micros: u64,
+    /// Write-ahead log checkpoints run after a turn's output
+    /// (`wsrooms_checkpoints_total`).
+    pub checkpoints: u64,
+    /// The time those took in all (`wsrooms_checkpoint_microseconds_total`).
+    pub checkpoint_micros: u64,
     /// Commits that failed (their messages and logins were refused).
     pub persist_errors: u64,
     /// Close frames we sent, by code (peer-chosen codes share one label).
@@ -127,7 +132,7 @@ impl Metrics {
     }
 
     /// The unlabelled counters: name, help, value.
-    fn counters(&self) -> [(&'static str, &'static str, u64); 11] {
+    fn counters(&self) -> [(&'static str, &'static str, u64); 13] {
         [
             (
                 "wsrooms_connections_accepted_total",
@@ -174,6 +179,16 @@ impl Metrics {
                 "wsrooms_commit_microseconds_total",
                 "Time spent committing to the data file, in microseconds.",
                 self.commit_micros,
+            ),
+            (
+                "wsrooms_checkpoints_total",
+                "Data file write-ahead log checkpoints (copies into the main file, with syncs).",
+                self.checkpoints,
+            ),
+            (
+                "wsrooms_checkpoint_microseconds_total",
+                "Time spent in data file checkpoints, in microseconds.",
+                self.checkpoint_micros,
             ),
             (
                 "wsrooms_persist_errors_total",

@@ -62,6 +62,14 @@ fn rows() -> Vec<Row> {
     fn us_per_commit(s: Option<StoreFigures>) -> f64 {
         s.map_or(0.0, |s| s.commit_us as f64 / s.commits.max(1) as f64)
     }
+    fn checkpoints_per_s(s: Option<StoreFigures>, wall: f64) -> f64 {
+        s.map_or(0.0, |s| s.checkpoints as f64 / wall)
+    }
+    fn us_per_checkpoint(s: Option<StoreFigures>) -> f64 {
+        s.map_or(0.0, |s| {
+            s.checkpoint_us as f64 / s.checkpoints.max(1) as f64
+        })
+    }
     fn bytes_per_million(s: Option<StoreFigures>, messages: u64) -> f64 {
         s.map_or(0.0, |s| {
             s.file_bytes as f64 / (messages.max(1) as f64 / 1e6)
@@ -102,6 +110,12 @@ fn rows() -> Vec<Row> {
         row("(a) --data-file: us / commit", 1, |r| {
             ad(r, |f| us_per_commit(f.store))
         }),
+        row("(a) --data-file: checkpoints/s", 1, |r| {
+            ad(r, |f| checkpoints_per_s(f.store, f.cpu.wall))
+        }),
+        row("(a) --data-file: us / checkpoint", 1, |r| {
+            ad(r, |f| us_per_checkpoint(f.store))
+        }),
         row("(a) --data-file: file bytes / M messages", 0, |r| {
             ad(r, |f| {
                 bytes_per_million(f.store, f.store.map_or(0, |s| s.messages))
@@ -130,10 +144,19 @@ fn rows() -> Vec<Row> {
         row("(b) noise: server/client CPU wait %", 0, |r| {
             b(r, |x| 100.0 * x.cpu.server_wait.max(x.cpu.load_wait))
         }),
+        row("(b) --data-file: latency p50 ms", 3, |r| {
+            bd(r, |x| x.p50_us as f64 / 1e3)
+        }),
         row("(b) --data-file: latency p99 ms", 3, |r| {
             bd(r, |x| x.p99_us as f64 / 1e3)
         })
         .target("<= 2 ms", |w, _| w <= 2.0),
+        row("(b) --data-file: latency p99.9 ms", 3, |r| {
+            bd(r, |x| x.p999_us as f64 / 1e3)
+        }),
+        row("(b) --data-file: latency max ms", 3, |r| {
+            bd(r, |x| x.max_us as f64 / 1e3)
+        }),
         row("(b) --data-file: deliveries/s", 0, |r| {
             bd(r, |x| x.deliveries as f64 / x.cpu.wall)
         }),
@@ -145,6 +168,17 @@ fn rows() -> Vec<Row> {
         }),
         row("(b) --data-file: us / commit", 1, |r| {
             bd(r, |x| us_per_commit(x.store))
+        }),
+        row("(b) --data-file: checkpoints/s", 1, |r| {
+            bd(r, |x| checkpoints_per_s(x.store, x.cpu.wall))
+        }),
+        row("(b) --data-file: us / checkpoint", 1, |r| {
+            bd(r, |x| us_per_checkpoint(x.store))
+        }),
+        row("(b) --data-file: file bytes / M messages", 0, |r| {
+            bd(r, |x| {
+                bytes_per_million(x.store, x.store.map_or(0, |s| s.messages))
+            })
         }),
         row("(c) server RSS bytes / idle socket", 0, |r| {
             c(r, |x| x.rss_growth_kib as f64 * 1024.0 / x.sockets as f64)

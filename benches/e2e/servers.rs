@@ -286,6 +286,8 @@ impl Server {
         Ok(StoreFigures {
             commits: value("wsrooms_commits_total"),
             commit_us: value("wsrooms_commit_microseconds_total"),
+            checkpoints: value("wsrooms_checkpoints_total"),
+            checkpoint_us: value("wsrooms_checkpoint_microseconds_total"),
             messages: value("wsrooms_messages_in_total"),
             file_bytes: value("wsrooms_data_file_bytes"),
         })
@@ -323,23 +325,27 @@ impl Drop for Server {
     }
 }
 
-/// Commits, their time, messages and the data file's size, as `/metrics`
+/// Commits and checkpoints with their time, messages and the data file's size, as `/metrics`
 /// says (counters since start; see [`StoreFigures::since`]).
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct StoreFigures {
     pub(crate) commits: u64,
     pub(crate) commit_us: u64,
+    pub(crate) checkpoints: u64,
+    pub(crate) checkpoint_us: u64,
     pub(crate) messages: u64,
     pub(crate) file_bytes: u64,
 }
 
 impl StoreFigures {
-    /// Commits and their time since `start`; messages in all and the file
+    /// Commits, checkpoints and their time since `start`; messages in all and the file
     /// size as now (the file holds every message since the server started).
     pub(crate) fn since(self, start: StoreFigures) -> StoreFigures {
         StoreFigures {
             commits: self.commits - start.commits.min(self.commits),
             commit_us: self.commit_us - start.commit_us.min(self.commit_us),
+            checkpoints: self.checkpoints - start.checkpoints.min(self.checkpoints),
+            checkpoint_us: self.checkpoint_us - start.checkpoint_us.min(self.checkpoint_us),
             messages: self.messages,
             file_bytes: self.file_bytes,
         }

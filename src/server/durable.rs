@@ -32,6 +32,10 @@
 //!      outage), counted in `wsrooms_persist_errors_total`, and `/healthz`
 //!      answers `503 degraded` until a commit works again.
 //! 4. Only now does `flush_dirty` write every queue to its socket.
+//! 5. [`Server::checkpoint_when_due`]: if the write-ahead log has grown
+//!    enough, it is copied into the main file now (the syncs that take
+//!    milliseconds), when the turn's output is already on its way: only
+//!    what arrives meanwhile waits (see `store::wal`).
 //!
 //! So a client sees a message, or a cookie, only once it is in the
 //! database's log: a crash (SIGKILL included) afterwards loses nothing
@@ -323,6 +327,23 @@ impl Server {
             }
         }
         self.deliver_late_presence();
+    }
+
+    /// After the turn's output is written: a checkpoint if the log is due
+    /// for one. A failure is only logged (at debug: it repeats every turn
+    /// while the disk is full); nothing committed is lost, the log just
+    /// grows until commits fail too, which are reported.
+    pub(super) fn checkpoint_when_due(&mut self) {
+        let Some(d) = self.durable.as_mut().filter(|d| d.store.checkpoint_due()) else {
+            return;
+        };
+        let started = Instant::now();
+        let result = d.store.checkpoint();
+        self.metrics.checkpoints += 1;
+        self.metrics.checkpoint_micros += started.elapsed().as_micros() as u64;
+        if let Err(e) = result {
+            log::debug!("data file checkpoint failed: {e}");
+        }
     }
 
     /// Delivers a committed turn's broadcasts, in order.

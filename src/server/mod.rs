@@ -289,6 +289,7 @@ impl Server {
             self.fire_timers();
             self.commit_turn();
             self.flush_dirty();
+            self.checkpoint_when_due();
             self.check_shutdown_done();
         }
         Ok(())

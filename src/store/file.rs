@@ -246,6 +246,11 @@ pub fn tune(path: &Path, conn: &Connection) -> Result<(), OpenError> {
     Ok(())
 }
 
+/// The file's page size in bytes.
+pub fn page_size(conn: &Connection) -> rusqlite::Result<u32> {
+    conn.pragma_query_value(None, "page_size", |row| row.get(0))
+}
+
 /// Switches to a rollback journal for a migration (see `schema`).
 pub fn rollback_journal(path: &Path, conn: &Connection) -> Result<(), OpenError> {
     conn.pragma_update(None, "journal_mode", "DELETE")

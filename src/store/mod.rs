@@ -36,9 +36,10 @@
 //!   process (SIGKILL, a panic, an OOM kill) does not lose the page cache,
 //!   and the next [`Store::open`] replays the log. Whatever anyone saw is on
 //!   disk, with the same `seq`, user and text.
-//! - **No `seq` is given twice.** A `seq` is written, with the room's
-//!   `last_seq`, before anyone sees it, so after a restart numbering goes on
-//!   above every `seq` anybody has seen. A `seq` of a turn whose commit
+//! - **No `seq` is given twice.** A message is written before anyone sees
+//!   it, and a room's newest message is never pruned (at least one is kept),
+//!   so after a restart numbering goes on above every `seq` anybody has
+//!   seen: a room's last `seq` is the largest one on disk. A `seq` of a turn whose commit
 //!   failed was seen by no one (that output is not sent), so using it again
 //!   breaks no promise.
 //!
@@ -58,18 +59,19 @@
 //! a turn's socket writes into one `writev`.
 //!
 //! The price is paid inside the loop: while SQLite writes, no socket is
-//! served. That is the one blocking call of the server, kept small and
-//! bounded: a few prepared (cached) statements per record, a prune by
-//! primary-key range per room touched, and no sync. About every 4 MB of log
-//! (SQLite's automatic checkpoint, 1,000 pages) one commit also copies the
-//! log into the main file and syncs it: that turn takes milliseconds instead
-//! of microseconds. `benches/store.rs` measures both. On the 2-core
-//! development machine, shared and busy (load 5–10), the median commit took
-//! about 10 µs for one message, 27 µs for 10 and 117 µs for 100 in one room
-//! (1.2 µs per message); a turn whose messages go to 100 different rooms
-//! costs more (each dirties a 4 KiB page of its own: about 10 µs per
-//! message). The checkpoints are the real price: about one commit in 130
-//! took over 1 ms, and on that contended disk the worst took up to a second.
+//! served. It is one of the server's two blocking calls (the other is the
+//! checkpoint, below), kept small and bounded: a few prepared (cached) statements per record, a prune by
+//! primary-key range per room touched, and no sync. The syncs come with
+//! the *checkpoints*, which copy the log into the main file: SQLite would
+//! run one inside a commit every 4 MB of log, costing that turn several
+//! milliseconds before its output went out; [`wal`] runs them instead,
+//! small and often, *after* the turn's output is written, and bounds the
+//! log. `benches/store.rs` measures commits, `benches/e2e` the whole. On
+//! the 2-core development machine, shared and busy (load 5–10), the median
+//! commit took about 10 µs for one message, 27 µs for 10 and 117 µs for 100
+//! in one room (1.2 µs per message); a turn whose messages go to 100
+//! different rooms costs more (each dirties a 4 KiB page of its own: about
+//! 10 µs per message).
 //!
 //! # When a commit fails
 //!
@@ -96,6 +98,7 @@
 pub mod batch;
 pub mod file;
 pub mod schema;
+pub mod wal;
 
 #[cfg(test)]
 mod tests;
@@ -111,6 +114,7 @@ use crate::ws::close::{CloseCode, INTERNAL_ERROR};
 pub use batch::{Batch, Login, Message, TokenHash};
 pub use file::OpenError;
 pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
+pub use wal::Wal;
 
 /// The default of `--keep-messages`: messages kept per room on disk.
 pub const DEFAULT_KEEP_MESSAGES: u64 = 10_000;
@@ -124,6 +128,7 @@ pub struct Store {
     conn: Connection,
     keep_messages: u64,
     batch: Batch,
+    wal: Wal,
 }
 
 /// A session as stored: enough to restore its reservation.
@@ -268,8 +273,10 @@ impl Store {
     /// empty one), bringing an older schema up to date. Refuses, changing
     /// nothing and creating nothing beside it: a file that is not SQLite,
     /// another program's SQLite database, a newer schema, a file another
-    /// process holds. `keep_messages` is `--keep-messages`.
+    /// process holds. `keep_messages` is `--keep-messages` (at least 1:
+    /// the newest message of a room carries its last `seq`).
     pub fn open(path: &Path, keep_messages: u64) -> Result<Store, OpenError> {
+        let keep_messages = keep_messages.max(1);
         let found = file::inspect(path)?;
         let mut conn = file::connect(path)?;
         let version = file::check(path, &conn, found)?;
@@ -279,11 +286,34 @@ impl Store {
                 .map_err(|e| file::sqlite_error(path, e))?;
         }
         file::tune(path, &conn)?;
+        let wal = file::page_size(&conn)
+            .and_then(|page_size| Wal::install(&mut conn, page_size))
+            .map_err(|e| file::sqlite_error(path, e))?;
         Ok(Store {
             conn,
             keep_messages,
             batch: Batch::default(),
+            wal,
         })
+    }
+
+    /// The write-ahead log has grown enough to be worth a checkpoint (see
+    /// [`wal`]): the loop calls [`Store::checkpoint`] once the turn's
+    /// output is written.
+    pub fn checkpoint_due(&self) -> bool {
+        self.wal.due()
+    }
+
+    /// Copies the write-ahead log into the main file, syncing both: the
+    /// one call that waits for the disk. On failure the log is simply not
+    /// shortened (nothing committed is lost); the next call tries again.
+    pub fn checkpoint(&mut self) -> rusqlite::Result<()> {
+        self.wal.checkpoint(&self.conn)
+    }
+
+    /// Pages in the write-ahead log not yet in the main file.
+    pub fn wal_pages(&self) -> u32 {
+        self.wal.frames()
     }
 
     /// Records a login (its `303` must wait for the commit).
@@ -348,14 +378,14 @@ impl Store {
     /// One room's `last_seq` and last `history` messages, if it ever had a
     /// message.
     pub fn room(&self, number: u32, history: usize) -> Result<Option<StoredRoom>, QueryError> {
+        // The newest message is never pruned: its seq is the room's last.
         let mut stmt = self
             .conn
-            .prepare_cached("SELECT last_seq FROM rooms WHERE number = ?1")?;
-        let mut rows = stmt.query([number])?;
-        let Some(row) = rows.next()? else {
+            .prepare_cached("SELECT max(seq) FROM messages WHERE room = ?1")?;
+        let last: Option<i64> = stmt.query_row([number], |row| row.get(0))?;
+        let Some(last_seq) = last.map(to_u64) else {
             return Ok(None);
         };
-        let last_seq = to_u64(row.get(0)?);
         let history = self.newest(number, u64::MAX, history)?;
         Ok(Some(StoredRoom {
             number,
@@ -472,17 +502,16 @@ fn write_messages(tx: &Transaction, batch: &Batch) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// Moves each touched room's `last_seq` up and prunes it to `keep`
-/// messages: one primary-key range below `last_seq - keep` (in a steady
-/// stream, as many rows as the batch added to that room).
+/// Lists each touched room in `rooms` (a room already there is left alone,
+/// its page untouched) and prunes it to `keep` messages: one primary-key
+/// range below `last_seq - keep` (in a steady stream, as many rows as the
+/// batch added to that room). The newest `keep` (at least one) stay, so the
+/// largest `seq` kept is always the room's last.
 fn write_rooms(tx: &Transaction, batch: &Batch, keep: u64) -> rusqlite::Result<()> {
-    let mut upsert = tx.prepare_cached(
-        "INSERT INTO rooms (number, last_seq) VALUES (?1, ?2)
-         ON CONFLICT (number) DO UPDATE SET last_seq = max(last_seq, excluded.last_seq)",
-    )?;
+    let mut list = tx.prepare_cached("INSERT OR IGNORE INTO rooms (number) VALUES (?1)")?;
     let mut prune = tx.prepare_cached("DELETE FROM messages WHERE room = ?1 AND seq <= ?2")?;
     for (room, last_seq) in batch.last_seqs() {
-        upsert.execute(params![room, to_i64(last_seq)])?;
+        list.execute([room])?;
         if last_seq > keep {
             prune.execute(params![room, to_i64(last_seq - keep)])?;
         }

@@ -485,3 +485,145 @@ fn a_missing_directory_is_an_io_error() {
     let error = Store::open(&path, 100).expect_err("no directory");
     assert!(matches!(error, OpenError::Io { .. }), "{error:?}");
 }
+
+/// A file as version 1 of the schema left it: WAL mode, and each room's
+/// `last_seq` in `rooms`.
+fn version_1_file(path: &Path) {
+    let mut old = Connection::open(path).unwrap();
+    schema::migrate(&mut old, 0, &schema::STEPS[..1]).unwrap();
+    old.execute_batch(
+        "PRAGMA journal_mode=WAL;
+         INSERT INTO rooms VALUES (5, 3), (6, 40);
+         INSERT INTO messages VALUES (5, 1, 10, 'a', 'one'), (5, 2, 11, 'b', 'two'),
+                                     (5, 3, 12, 'a', 'three'), (6, 40, 13, 'c', 'kept');
+         INSERT INTO sessions VALUES (zeroblob(32), 5, 'a', 9);",
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_version_1_file_is_migrated_with_every_room_seq_and_message() {
+    let (_dir, path) = temp();
+    version_1_file(&path);
+    let mut store = Store::open(&path, 100).expect("migrates");
+    let bytes = fs::read(&path).unwrap();
+    assert_eq!(&bytes[60..64], &2u32.to_be_bytes(), "user_version 2");
+    let mut loaded = store.load(10).unwrap();
+    loaded.rooms.sort_by_key(|r| r.number);
+    let rooms: Vec<_> = loaded
+        .rooms
+        .iter()
+        .map(|r| (r.number, r.last_seq))
+        .collect();
+    assert_eq!(rooms, [(5, 3), (6, 40)]);
+    assert_eq!(seqs(&loaded.rooms[0].history), [1, 2, 3]);
+    assert_eq!(loaded.rooms[0].history[2].text, "three");
+    assert_eq!(loaded.sessions.len(), 1);
+    let columns: i64 = store
+        .conn
+        .query_row("SELECT count(*) FROM pragma_table_info('rooms')", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(columns, 1, "rooms keeps only the number");
+
+    post(&mut store, 6, 41..=42);
+    post(&mut store, 7, 1..=1);
+    drop(store);
+    let store = Store::open(&path, 100).unwrap();
+    assert_eq!(store.room(6, 10).unwrap().unwrap().last_seq, 42);
+    assert_eq!(store.load(10).unwrap().rooms.len(), 3);
+}
+
+#[test]
+fn a_message_to_a_known_room_writes_one_page() {
+    // The room's newest messages share a page; nothing else changes (a
+    // room's last seq is not written apart from its messages).
+    let (_dir, path) = temp();
+    let mut store = Store::open(&path, 100).unwrap();
+    post(&mut store, 1, 1..=1);
+    post(&mut store, 2, 1..=1);
+    for seq in 2..=6 {
+        let before = store.wal_pages();
+        post(&mut store, 1, seq..=seq);
+        assert_eq!(store.wal_pages(), before + 1, "message {seq}");
+    }
+}
+
+#[test]
+fn the_newest_message_is_kept_even_with_keep_0() {
+    let (_dir, path) = temp();
+    let mut store = Store::open(&path, 0).unwrap();
+    post(&mut store, 1, 1..=3);
+    let room = store.room(1, 10).unwrap().unwrap();
+    assert_eq!((room.last_seq, seqs(&room.history)), (3, vec![3]));
+}
+
+#[test]
+fn a_checkpoint_empties_the_log_and_loses_nothing() {
+    let (dir, path) = temp();
+    let mut store = Store::open(&path, 100_000).unwrap();
+    let text = "x".repeat(200);
+    let mut seq = 0;
+    while !store.checkpoint_due() {
+        seq += 1;
+        store.record_message(message(1, seq, &text));
+        store.record_message(message(2, seq, &text));
+        store.commit().unwrap();
+        assert!(seq < 10_000, "never due");
+    }
+    let page_size = file::page_size(&store.conn).unwrap();
+    let pages = store.wal_pages() as u64 * u64::from(page_size);
+    assert!(
+        pages >= u64::from(wal::CHECKPOINT_BYTES),
+        "due at {pages} bytes"
+    );
+    store.checkpoint().unwrap();
+    assert_eq!(store.wal_pages(), 0);
+    assert!(!store.checkpoint_due());
+    post(&mut store, 1, seq + 1..=seq + 1);
+    assert_eq!(store.wal_pages(), 1, "the log starts again");
+
+    // What a kill leaves now (main file + a short log) has everything.
+    let crashed = tempfile::tempdir().unwrap();
+    for name in listing(dir.path()) {
+        fs::copy(dir.path().join(&name), crashed.path().join(&name)).unwrap();
+    }
+    let copy = Store::open(&crashed.path().join("wsrooms.db"), 100_000).unwrap();
+    assert_eq!(copy.room(1, 0).unwrap().unwrap().last_seq, seq + 1);
+    assert_eq!(
+        copy.room(2, 1000).unwrap().unwrap().history.len() as u64,
+        seq
+    );
+    assert_eq!(copy.room(2, 0).unwrap().unwrap().last_seq, seq);
+}
+
+#[test]
+fn the_log_stays_under_its_hard_cap_without_checkpoint_calls() {
+    let (dir, path) = temp();
+    let mut store = Store::open(&path, 100_000).unwrap();
+    let page_size = file::page_size(&store.conn).unwrap();
+    let cap = u64::from(wal::HARD_CAP_BYTES / page_size);
+    let text = "y".repeat(3000);
+    let mut most = 0;
+    let mut fell = false;
+    for seq in 1..=8_000 {
+        store.record_message(message(seq as u32 % 50 + 1, seq, &text));
+        if seq % 20 == 0 {
+            store.commit().unwrap();
+            let pages = u64::from(store.wal_pages());
+            fell |= pages < most;
+            most = most.max(pages);
+        }
+    }
+    assert!(fell, "a commit at the cap checkpoints");
+    assert!(
+        most < cap,
+        "at most {most} pages left in the log, cap {cap}"
+    );
+    let wal = fs::metadata(dir.path().join("wsrooms.db-wal"))
+        .unwrap()
+        .len();
+    let frame = u64::from(page_size) + 24;
+    assert!(wal <= (cap + 200) * frame, "log file {wal} bytes");
+}

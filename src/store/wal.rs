@@ -1,0 +1,128 @@
+//! The write-ahead log's size: when its commits are copied into the main
+//! file (a *checkpoint*), and the bound on how big it gets.
+//!
+//! A commit appends the pages it changed to the log; a checkpoint copies the
+//! log's newest version of each page into the main file, and the next
+//! commit starts the log again from its beginning. With
+//! `synchronous=NORMAL` the checkpoint is where the syncs are: the log is
+//! synced before it is copied and the main file after (and the first commit
+//! after it syncs the log's new header, a few hundred microseconds). Those
+//! syncs take milliseconds (much more on a busy disk), and SQLite's own rule
+//! (checkpoint inside the commit that takes the log past 1,000 pages) ran
+//! them inside the poll loop *before* that turn's output was written,
+//! several times a second under load.
+//!
+//! So SQLite's automatic checkpoint is off, and [`Wal`] decides instead:
+//!
+//! - **After the turn's output is written** ([`Wal::due`], then
+//!   `Store::checkpoint`): once the log holds [`CHECKPOINT_BYTES`], the loop
+//!   checkpoints after `flush_dirty`, when every byte of the turn is on its
+//!   way. No delivery of that turn waits for the syncs; only what arrives
+//!   while they run does.
+//! - **Hard cap** ([`HARD_CAP_BYTES`]): whoever drives the store, a commit
+//!   that takes the log to the cap checkpoints at once, inside the commit,
+//!   as SQLite would. The server never gets there unless a checkpoint keeps
+//!   failing (then the log grows until the disk is full, and commits fail
+//!   as the module doc of `store` says).
+//!
+//! **The bound.** A checkpoint copies the whole log (this process holds the
+//! file alone, so no reader holds a frame back). The log therefore holds at
+//! most [`HARD_CAP_BYTES`] plus the pages of one commit, and in the server
+//! about [`CHECKPOINT_BYTES`] plus one turn's commit. `journal_size_limit`
+//! cuts the file back to the hard cap when it starts again, so a single huge
+//! commit does not leave a huge file behind.
+//!
+//! **Cheaper syncs.** Two settings keep each sync from also waiting for the
+//! file system's journal (shared with every other program on the disk, so
+//! the slow and unpredictable part of a sync): the main file grows in steps
+//! of [`GROW_BYTES`], so most checkpoints do not change its size, and the
+//! bundled SQLite is built with `HAVE_FDATASYNC` (`.cargo/config.toml`), so
+//! it syncs with `fdatasync`, which skips the file's modification time.
+//! Both are as safe after a power loss as before: a size change is still
+//! synced. (SQLite calls `fsync` by default only because some old systems
+//! had a broken `fdatasync`; Linux's works.)
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use rusqlite::hooks::Wal as SqliteWal;
+use rusqlite::wal::CheckpointMode;
+use rusqlite::{Connection, FileControl};
+
+/// The log size at which the loop checkpoints after a turn: 64 pages of
+/// 4 KiB. Small on purpose: a checkpoint's time grows with the pages
+/// written since the last one (measured on a 2-core VM's virtual disk:
+/// about 1.2 ms at 256 KiB, 3 ms at 1 MiB, 7 ms at 4 MiB), and with 100
+/// rooms × 10 clients each sending 5 messages/s the log grows by about
+/// 30 MB/s. Short pauses delay fewer messages, and by less, than long ones;
+/// at that load they come about 120 times a second.
+pub const CHECKPOINT_BYTES: u32 = 256 * 1024;
+
+/// The log size at which a commit checkpoints at once.
+pub const HARD_CAP_BYTES: u32 = 16 * 1024 * 1024;
+
+/// The main file grows (and is cut back) by this much at a time. A sync
+/// of a file whose size changed must also commit the file system's journal
+/// (on a busy disk, the slow part); growing page by page did that at every
+/// checkpoint. The price: up to this much unused space at the file's end.
+pub const GROW_BYTES: u32 = 1024 * 1024;
+
+/// How many pages the log holds, as SQLite reports after each commit.
+#[derive(Debug)]
+pub struct Wal {
+    /// Pages (frames) in the log, updated by the commit hook. An atomic only
+    /// because rusqlite asks for a `Send` hook; one thread touches it.
+    frames: Arc<AtomicU32>,
+    /// [`CHECKPOINT_BYTES`] in pages of this file.
+    due_frames: u32,
+}
+
+impl Wal {
+    /// Turns SQLite's automatic checkpoint off and installs ours on `conn`
+    /// (in WAL mode), for a file of `page_size`-byte pages.
+    pub fn install(conn: &mut Connection, page_size: u32) -> rusqlite::Result<Wal> {
+        let page_size = page_size.max(512);
+        let cap_frames = HARD_CAP_BYTES / page_size;
+        conn.pragma_update(None, "journal_size_limit", i64::from(HARD_CAP_BYTES))?;
+        let mut chunk = GROW_BYTES as i32;
+        conn.file_control(None::<&str>, FileControl::ChunkSize(&mut chunk))?;
+        let frames = Arc::new(AtomicU32::new(0));
+        let seen = Arc::clone(&frames);
+        // Replaces SQLite's automatic checkpoint (which is itself this hook).
+        conn.wal_hook(Some(move |wal: &mut SqliteWal, pages: i32| {
+            let mut pages = pages.max(0) as u32;
+            if pages >= cap_frames {
+                // An error here is ignored, as SQLite's own hook does: the
+                // commit has happened, and the log is simply not shortened.
+                if let Ok((log, done)) = wal.checkpoint_v2(CheckpointMode::PASSIVE) {
+                    pages = log.saturating_sub(done).max(0) as u32;
+                }
+            }
+            seen.store(pages, Ordering::Relaxed);
+            Ok(())
+        }))?;
+        Ok(Wal {
+            frames,
+            due_frames: (CHECKPOINT_BYTES / page_size).max(1),
+        })
+    }
+
+    /// The log holds [`CHECKPOINT_BYTES`] or more.
+    pub fn due(&self) -> bool {
+        self.frames() >= self.due_frames
+    }
+
+    /// Pages in the log not yet copied into the main file.
+    pub fn frames(&self) -> u32 {
+        self.frames.load(Ordering::Relaxed)
+    }
+
+    /// Copies the log into the main file (syncing both); the next commit
+    /// starts the log again.
+    pub fn checkpoint(&self, conn: &Connection) -> rusqlite::Result<()> {
+        let (log, done) = conn.wal_checkpoint_v2(None::<&str>, CheckpointMode::PASSIVE)?;
+        self.frames
+            .store(log.saturating_sub(done).max(0) as u32, Ordering::Relaxed);
+        Ok(())
+    }
+}

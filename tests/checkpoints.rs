@@ -1,0 +1,50 @@
+//! With `--data-file`, the server copies the write-ahead log into the main
+//! file itself, after a turn's output is written, once the log holds
+//! 256 KiB: the log file stays small under a steady stream of messages,
+//! and every message is still there after a crash.
+
+mod common;
+
+use common::*;
+use tungstenite::Message;
+
+/// The log's size bound in the server: 256 KiB of pages, plus one turn's
+/// commit and the header (generous for the one-message turns used here).
+const LOG_BOUND: u64 = 256 * 1024 + 64 * 1024;
+
+#[test]
+fn the_log_stays_small_and_a_crash_loses_nothing() {
+    let dir = TempDir::new("checkpoints");
+    let path = dir.join("rooms.db");
+    let args = [
+        "--rate-limit",
+        "0",
+        "--max-chat-chars",
+        "1000",
+        "--data-file",
+        path.to_str().unwrap(),
+    ];
+    let mut server = spawn_binary(&args);
+    let (mut alice, _) = join(server.addr, "alice", 1);
+    // About 300 pages of 4 KiB: each message is its own turn and commit.
+    let text = "x".repeat(900);
+    for seq in 1..=300u64 {
+        alice.send(Message::text(text.clone())).unwrap();
+        assert_eq!(next_of_type(&mut alice, "message")["seq"], seq);
+    }
+    let checkpoints = read_metric(server.addr, "wsrooms_checkpoints_total");
+    assert!(checkpoints >= 2.0, "{checkpoints} checkpoints");
+    let log = std::fs::metadata(dir.join("rooms.db-wal")).unwrap().len();
+    assert!(log <= LOG_BOUND, "the log file has {log} bytes");
+
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    let server = spawn_binary(&args);
+    let (_bob, welcome) = join(server.addr, "bob", 1);
+    let history = welcome["history"].as_array().unwrap();
+    assert_eq!(history.last().unwrap()["seq"], 300, "{welcome}");
+    let cookie = format!("Cookie: {}\r\n", login(server.addr, "carol", 1));
+    let r = get(server.addr, "/rooms/1/history?before=2&limit=1", &cookie);
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains("\"seq\":1"), "the oldest: {}", r.text());
+}
