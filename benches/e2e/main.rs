@@ -45,7 +45,7 @@
 //!   `RLIMIT_NOFILE` leaves both ends (the table says how many), the client
 //!   spread over source addresses 127.0.0.2–127.0.0.9 so one address's
 //!   ephemeral ports do not run out; the server runs with
-//!   `--ping-interval-secs=2`. Per socket: server RSS; kernel memory (the
+//!   `--ping-interval-secs=2` (`WSROOMS_BENCH_PING_SECS` to change it). Per socket: server RSS; kernel memory (the
 //!   change of `Slab:` in `/proc/meminfo`, client and server ends together,
 //!   and anything else the machine did meanwhile); server CPU per login +
 //!   upgrade (user and kernel); server CPU per ping round (server CPU over
@@ -53,7 +53,7 @@
 //!   same per round at any interval, so at the 30 s default an idle socket
 //!   costs a fifteenth of the 2 s rate per second). Then (b)'s workload for
 //!   1,000 more users among them: p50/p99/p99.9 (the idle sockets' pings go
-//!   on, every 2 s).
+//!   on).
 //!
 //! Server CPU time is `utime + stime` from `/proc/<pid>/stat` (100 Hz ticks).
 //!

@@ -1,7 +1,7 @@
 //! The table printed at the end: one row per figure, one column per
 //! server, and the target each wsrooms figure is checked against.
 
-use crate::scale::{PING_SECS, Scale};
+use crate::scale::{Scale, ping_secs};
 use crate::servers::{Cpu, Kind, Setup, StoreFigures};
 use crate::{Fanout, Idle, Results, Rooms};
 
@@ -197,7 +197,7 @@ fn rows() -> Vec<Row> {
         }),
         row("(d) pings answered / idle socket / interval", 2, |r| {
             d(r, |x| {
-                let intervals = x.ping_wall / PING_SECS as f64;
+                let intervals = x.ping_wall / ping_secs() as f64;
                 x.pings as f64 / x.idle as f64 / intervals
             })
         }),

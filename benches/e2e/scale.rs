@@ -16,8 +16,15 @@ use crate::{MEASURE, OPEN_CONCURRENCY, Rooms};
 pub(crate) const ASKED: usize = 100_000;
 /// Users sending 5 messages/s each, in rooms of 10 of their own.
 const ACTIVE: usize = 1_000;
-/// The short ping interval the ping rounds are measured with.
-pub(crate) const PING_SECS: u64 = 2;
+/// The short ping interval the ping rounds are measured with
+/// (`WSROOMS_BENCH_PING_SECS`, default 2).
+pub(crate) fn ping_secs() -> u64 {
+    std::env::var("WSROOMS_BENCH_PING_SECS")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .filter(|&s| s > 0)
+        .unwrap_or(2)
+}
 /// Ping intervals the ping cost is measured over.
 const PING_ROUNDS: u64 = 3;
 /// Descriptors each process keeps apart from the sockets: logins in
@@ -61,7 +68,8 @@ pub(crate) fn scale(setup: &Setup, kind: Kind) -> io::Result<Scale> {
         )));
     }
     let idle = total - ACTIVE;
-    let extra = [format!("--ping-interval-secs={PING_SECS}")];
+    let ping = ping_secs();
+    let extra = [format!("--ping-interval-secs={ping}")];
     let server = Server::start_with(setup, kind, "scale", &extra)?;
     let mut load = Load::new(server.addr)?;
     // 127.0.0.2–127.0.0.9: eight times the ephemeral ports of one address.
@@ -86,7 +94,7 @@ pub(crate) fn scale(setup: &Setup, kind: Kind) -> io::Result<Scale> {
 
     // Ping rounds: nothing but keep-alive for a few intervals.
     let (pings0, ping_cpu0, at) = (load.pings(), server.cpu_ns(), Instant::now());
-    load.run_for(Duration::from_secs(PING_SECS * PING_ROUNDS));
+    load.run_for(Duration::from_secs(ping * PING_ROUNDS));
     let (pings, ping_cpu_ns) = (load.pings() - pings0, server.cpu_ns() - ping_cpu0);
     let ping_wall = at.elapsed().as_secs_f64();
     load.check_closed()?;
