@@ -16,6 +16,9 @@ use crate::{OPEN_CONCURRENCY, TEXT_LEN, WINDOW};
 
 // ----- the load client ------------------------------------------------------
 
+/// `connect()` on a non-blocking socket has begun (Linux's errno).
+const EINPROGRESS: i32 = 115;
+
 /// Where a client is on the login path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum St {
@@ -51,6 +54,8 @@ pub(crate) struct Meter {
     /// Own messages that came back to their sender.
     pub(crate) own: u64,
     pub(crate) latency: Option<Histogram<u64>>,
+    /// Pings answered (counted whether or not `counting`).
+    pings: u64,
 }
 
 impl Meter {
@@ -63,8 +68,10 @@ impl Meter {
     }
 
     pub(crate) fn take(&mut self) -> Meter {
+        let pings = self.pings;
         let m = std::mem::take(self);
         self.counting = false;
+        self.pings = pings;
         m
     }
 }
@@ -86,6 +93,9 @@ pub(crate) struct Load {
     period_ns: u64,
     closed_early: usize,
     rng: u64,
+    /// Source addresses to spread connections over (bind before connect),
+    /// so that one address's ephemeral ports do not run out; empty: any.
+    sources: Vec<std::net::IpAddr>,
 }
 
 impl Load {
@@ -105,6 +115,7 @@ impl Load {
             period_ns: 0,
             closed_early: 0,
             rng: 0x9E37_79B9_7F4A_7C15,
+            sources: Vec::new(),
         })
     }
 
@@ -167,9 +178,41 @@ impl Load {
         Ok(())
     }
 
+    /// Pings answered since the start (one per socket per server ping
+    /// round).
+    pub(crate) fn pings(&self) -> u64 {
+        self.meter.pings
+    }
+
+    /// Spreads new connections over these source addresses (e.g.
+    /// 127.0.0.2–127.0.0.9), round-robin by client.
+    pub(crate) fn spread_sources(&mut self, sources: Vec<std::net::IpAddr>) {
+        self.sources = sources;
+    }
+
+    /// A non-blocking connect to the server, from the client's source
+    /// address if sources are set.
+    fn connect(&self, i: usize) -> io::Result<TcpStream> {
+        if self.sources.is_empty() {
+            return TcpStream::connect(self.addr);
+        }
+        use socket2::{Domain, Socket, Type};
+        let source = self.sources[i % self.sources.len()];
+        let socket = Socket::new(Domain::for_address(self.addr), Type::STREAM, None)?;
+        socket.set_nonblocking(true)?;
+        socket.bind(&SocketAddr::new(source, 0).into())?;
+        match socket.connect(&self.addr.into()) {
+            Ok(()) => {}
+            // EINPROGRESS: the connect goes on; writable says when done.
+            Err(e) if e.raw_os_error() == Some(EINPROGRESS) => {}
+            Err(e) => return Err(e),
+        }
+        Ok(TcpStream::from_std(socket.into()))
+    }
+
     /// Connects client `i` for its login or its WebSocket.
     fn start(&mut self, i: usize, st: St) -> io::Result<()> {
-        let mut stream = TcpStream::connect(self.addr)?;
+        let mut stream = self.connect(i)?;
         self.poll.registry().register(
             &mut stream,
             Token(i),
@@ -448,9 +491,15 @@ impl Load {
     }
 
     pub(crate) fn schedule_all(&mut self, period: Duration) {
+        self.schedule_from(0, period);
+    }
+
+    /// Every client from index `first` on sends every `period`, first
+    /// sends spread over the first period.
+    pub(crate) fn schedule_from(&mut self, first: usize, period: Duration) {
         self.period_ns = period.as_nanos() as u64;
         let now = self.now_ns();
-        for i in 0..self.clients.len() {
+        for i in first..self.clients.len() {
             let at = now + self.rand() % self.period_ns;
             self.schedule.push(std::cmp::Reverse((at, i)));
         }
@@ -546,6 +595,7 @@ fn handle_frames(c: &mut Client, buf: &[u8], m: &mut Meter, now_ns: u64) -> usiz
         match opcode {
             1 if payload.starts_with(b"{\"type\":\"message\"") => on_message(c, payload, m, now_ns),
             9 => {
+                m.pings += 1;
                 // Ping → pong with the same payload (masked).
                 c.outbuf.push(0x8A);
                 c.outbuf.push(0x80 | payload.len() as u8);

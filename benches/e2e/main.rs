@@ -40,6 +40,20 @@
 //! - **(c) idle**: 10,000 logged-in idle sockets (1,000 rooms × 10). Server
 //!   RSS per socket (VmRSS after minus before, / 10,000) and logins+upgrades
 //!   per second while opening them.
+//! - **(d) at scale** (opt-in: `WSROOMS_BENCH_IDLE=1`, wsrooms only): asks
+//!   for 100,000 logged-in idle room sockets (rooms of 10) and takes what
+//!   `RLIMIT_NOFILE` leaves both ends (the table says how many), the client
+//!   spread over source addresses 127.0.0.2–127.0.0.9 so one address's
+//!   ephemeral ports do not run out; the server runs with
+//!   `--ping-interval-secs=2` (`WSROOMS_BENCH_PING_SECS` to change it). Per socket: server RSS; kernel memory (the
+//!   change of `Slab:` in `/proc/meminfo`, client and server ends together,
+//!   and anything else the machine did meanwhile); server CPU per login +
+//!   upgrade (user and kernel); server CPU per ping round (server CPU over
+//!   three ping intervals divided by the pings the client answered: the
+//!   same per round at any interval, so at the 30 s default an idle socket
+//!   costs a fifteenth of the 2 s rate per second). Then (b)'s workload for
+//!   1,000 more users among them: p50/p99/p99.9 (the idle sockets' pings go
+//!   on).
 //!
 //! Server CPU time is `utime + stime` from `/proc/<pid>/stat` (100 Hz ticks).
 //!
@@ -67,6 +81,7 @@
 mod load;
 mod peer;
 mod report;
+mod scale;
 mod servers;
 
 use std::io;
@@ -74,6 +89,7 @@ use std::time::Duration;
 
 use load::Load;
 use report::print_table;
+use scale::{Scale, scale};
 use servers::{Cpu, CpuMeter, Kind, Server, Setup, StoreFigures};
 
 /// Own messages a fan-out sender may have un-echoed.
@@ -81,8 +97,8 @@ const WINDOW: u32 = 8;
 /// Bytes of chat text per message.
 const TEXT_LEN: usize = 64;
 /// Logins in progress at once while opening sockets.
-const OPEN_CONCURRENCY: usize = 256;
-const MEASURE: Duration = Duration::from_secs(5);
+pub(crate) const OPEN_CONCURRENCY: usize = 256;
+pub(crate) const MEASURE: Duration = Duration::from_secs(5);
 const CLK_TCK: f64 = 100.0;
 
 fn main() {
@@ -106,7 +122,8 @@ fn main() {
         let in_group: Vec<&&str> = filters.iter().filter(|f| group.contains(f)).collect();
         in_group.is_empty() || in_group.iter().any(|f| **f == name)
     };
-    let workloads = ["fanout", "rooms", "idle"];
+    let workloads = ["fanout", "rooms", "idle", "scale"];
+    let scale_wanted = std::env::var("WSROOMS_BENCH_IDLE").is_ok_and(|v| v == "1");
     let servers = ["wsrooms", "wsrooms-data-file", "peer"];
 
     let setup = Setup::new();
@@ -144,6 +161,13 @@ fn main() {
         if want("idle", &workloads) {
             r.idle = run_logged(kind, "idle", || idle(&setup, kind));
         }
+        if kind == Kind::Wsrooms && want("scale", &workloads) {
+            if scale_wanted {
+                r.scale = run_logged(kind, "(d) at scale", || scale(&setup, kind));
+            } else {
+                eprintln!("e2e: (d) at scale skipped: set WSROOMS_BENCH_IDLE=1");
+            }
+        }
         results.push((kind, r));
     }
     print_table(&setup, &results);
@@ -170,6 +194,8 @@ struct Results {
     /// (a) and (b) on wsrooms with `--data-file`.
     fanout_data_file: Option<Fanout>,
     rooms_data_file: Option<Rooms>,
+    /// (d): idle sockets up to the open-files limit (wsrooms).
+    scale: Option<Scale>,
 }
 
 struct Fanout {
@@ -180,7 +206,7 @@ struct Fanout {
     store: Option<StoreFigures>,
 }
 
-struct Rooms {
+pub(crate) struct Rooms {
     p50_us: u64,
     p99_us: u64,
     p999_us: u64,

@@ -1,6 +1,7 @@
 //! The table printed at the end: one row per figure, one column per
 //! server, and the target each wsrooms figure is checked against.
 
+use crate::scale::{Scale, ping_secs};
 use crate::servers::{Cpu, Kind, Setup, StoreFigures};
 use crate::{Fanout, Idle, Results, Rooms};
 
@@ -49,6 +50,9 @@ fn rows() -> Vec<Row> {
     }
     fn c(r: &Results, f: impl Fn(&Idle) -> f64) -> Option<f64> {
         r.idle.as_ref().map(f)
+    }
+    fn d(r: &Results, f: impl Fn(&Scale) -> f64) -> Option<f64> {
+        r.scale.as_ref().map(f)
     }
     fn ad(r: &Results, f: impl Fn(&Fanout) -> f64) -> Option<f64> {
         r.fanout_data_file.as_ref().map(f)
@@ -200,6 +204,64 @@ fn rows() -> Vec<Row> {
         row("(c) noise: server/client CPU wait %", 0, |r| {
             c(r, |x| 100.0 * x.cpu.server_wait.max(x.cpu.load_wait))
         }),
+        row("(d) idle sockets (asked 100,000; RLIMIT_NOFILE)", 0, |r| {
+            d(r, |x| x.idle as f64)
+        }),
+        row("(d) server RSS bytes / idle socket", 0, |r| {
+            d(r, |x| x.rss_growth_kib as f64 * 1024.0 / x.idle as f64)
+        }),
+        row("(d) kernel Slab bytes / socket, both ends", 0, |r| {
+            d(r, |x| x.slab_growth_kib as f64 * 1024.0 / x.idle as f64)
+        }),
+        row("(d) logins+upgrades/s", 0, |r| {
+            d(r, |x| x.idle as f64 / x.opening.wall)
+        }),
+        row("(d) server CPU us / login+upgrade", 1, |r| {
+            d(r, |x| x.login_cpu_ns as f64 / 1e3 / x.idle as f64)
+        })
+        .target("<= 60", |w, _| w <= 60.0),
+        row("(d)   of which kernel %", 0, |r| {
+            d(r, |x| {
+                let all = (x.login_user_ticks + x.login_system_ticks).max(1);
+                100.0 * x.login_system_ticks as f64 / all as f64
+            })
+        }),
+        row("(d) load client CPU % while opening", 0, |r| {
+            d(r, |x| 100.0 * x.opening.load / x.opening.wall)
+        }),
+        row("(d) pings answered / idle socket / interval", 2, |r| {
+            d(r, |x| {
+                let intervals = x.ping_wall / ping_secs() as f64;
+                x.pings as f64 / x.idle as f64 / intervals
+            })
+        }),
+        row("(d) server CPU us / socket / ping round", 2, |r| {
+            d(r, |x| x.ping_cpu_ns as f64 / 1e3 / x.pings.max(1) as f64)
+        })
+        .target("<= 10", |w, _| w <= 10.0),
+        row("(d) server CPU % for idle sockets at 30 s pings", 3, |r| {
+            d(r, |x| {
+                let per_round_s = x.ping_cpu_ns as f64 / 1e9 / x.pings.max(1) as f64;
+                100.0 * per_round_s * x.idle as f64 / 30.0
+            })
+        }),
+        row("(d) +1,000 active: latency p50 ms", 3, |r| {
+            d(r, |x| x.active.p50_us as f64 / 1e3)
+        }),
+        row("(d) +1,000 active: latency p99 ms", 3, |r| {
+            d(r, |x| x.active.p99_us as f64 / 1e3)
+        }),
+        row("(d) +1,000 active: latency p99.9 ms", 3, |r| {
+            d(r, |x| x.active.p999_us as f64 / 1e3)
+        }),
+        row("(d) +1,000 active: server CPU %", 1, |r| {
+            d(r, |x| 100.0 * x.active.cpu.server / x.active.cpu.wall)
+        }),
+        row("(d) noise: server/client CPU wait % (opening)", 0, |r| {
+            d(r, |x| {
+                100.0 * x.opening.server_wait.max(x.opening.load_wait)
+            })
+        }),
     ]
 }
 
@@ -249,7 +311,7 @@ pub(crate) fn print_table(setup: &Setup, results: &[(Kind, Results)]) {
         .collect();
     println!();
     println!(
-        "wsrooms e2e bench: server on CPU 0{}, load client on CPU 1{}{}; RLIMIT_NOFILE {}; idle sockets {}",
+        "wsrooms e2e bench: server on CPU 0{}, load client on CPU 1{}{}; RLIMIT_NOFILE {} (each process); idle sockets {}{}",
         if setup.pin_server.is_some() {
             ""
         } else {
@@ -270,6 +332,14 @@ pub(crate) fn print_table(setup: &Setup, results: &[(Kind, Results)]) {
                 .unwrap_or_default(),
         setup.nofile,
         setup.idle_sockets,
+        results
+            .iter()
+            .find_map(|(_, r)| r.scale.as_ref())
+            .map(|x| format!(
+                " (c), {} (d) of 100,000 asked: the open-files limit allows no more",
+                x.idle
+            ))
+            .unwrap_or_default(),
     );
     let line = |cells: &[String]| {
         let mut s = format!("| {:<w$} |", cells[0], w = widths[0]);

@@ -178,6 +178,16 @@ pub(crate) struct Server {
 
 impl Server {
     pub(crate) fn start(setup: &Setup, kind: Kind, workload: &str) -> io::Result<Server> {
+        Server::start_with(setup, kind, workload, &[])
+    }
+
+    /// A server with `extra` flags after the bench's own (wsrooms only).
+    pub(crate) fn start_with(
+        setup: &Setup,
+        kind: Kind,
+        workload: &str,
+        extra: &[String],
+    ) -> io::Result<Server> {
         let mut argv: Vec<String> = Vec::new();
         if let Some(n) = setup.nice {
             argv.extend(["nice".to_string(), "-n".into(), n.to_string()]);
@@ -202,6 +212,7 @@ impl Server {
                 ] {
                     argv.push(a.to_string());
                 }
+                argv.extend(extra.iter().cloned());
                 if kind == Kind::WsroomsDataFile {
                     let dir = std::env::temp_dir()
                         .join(format!("wsrooms-e2e-{}-{workload}", std::process::id()));
@@ -297,6 +308,18 @@ impl Server {
         cpu_ticks(&format!("/proc/{}/stat", self.pid))
     }
 
+    /// CPU time the server ran, in ns (`/proc/<pid>/schedstat`'s first
+    /// field: exact, where `stat`'s ticks count 10 ms at a time).
+    pub(crate) fn cpu_ns(&self) -> u64 {
+        schedstat_field(&format!("/proc/{}/schedstat", self.pid), 0)
+    }
+
+    /// `(utime, stime)` in clock ticks: user space and kernel.
+    pub(crate) fn user_system_ticks(&self) -> (u64, u64) {
+        let (u, s) = stat_fields(&format!("/proc/{}/stat", self.pid));
+        (u, s)
+    }
+
     pub(crate) fn rss_kib(&self) -> u64 {
         let status =
             std::fs::read_to_string(format!("/proc/{}/status", self.pid)).unwrap_or_default();
@@ -354,6 +377,12 @@ impl StoreFigures {
 
 /// `utime + stime` of a process, in clock ticks.
 fn cpu_ticks(stat_path: &str) -> u64 {
+    let (u, s) = stat_fields(stat_path);
+    u + s
+}
+
+/// `(utime, stime)` of a process, in clock ticks.
+fn stat_fields(stat_path: &str) -> (u64, u64) {
     let stat = std::fs::read_to_string(stat_path).unwrap_or_default();
     // Fields after the command name (which may hold spaces) start at 3.
     let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
@@ -364,7 +393,18 @@ fn cpu_ticks(stat_path: &str) -> u64 {
             .and_then(|v| v.parse::<u64>().ok())
             .unwrap_or(0)
     };
-    get(14) + get(15)
+    (get(14), get(15))
+}
+
+/// The kernel's slab memory in KiB (`Slab:` of `/proc/meminfo`): where
+/// socket structures live, on both ends of a loopback connection.
+pub(crate) fn slab_kib() -> u64 {
+    let text = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix("Slab:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }
 
 /// CPU seconds used by the server and by this process between two points.
@@ -379,9 +419,14 @@ pub(crate) struct CpuMeter {
 /// How long a task waited, runnable, for a CPU (ns): the second field of
 /// `/proc/<pid>/schedstat`. Other programs on the machine show up here.
 fn run_queue_wait_ns(path: &str) -> u64 {
+    schedstat_field(path, 1)
+}
+
+/// Field `n` of a `schedstat` file (0: ns on a CPU, 1: ns waiting for one).
+fn schedstat_field(path: &str, n: usize) -> u64 {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     text.split_whitespace()
-        .nth(1)
+        .nth(n)
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
 }

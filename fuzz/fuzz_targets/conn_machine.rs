@@ -103,6 +103,8 @@ fn settings(frame_limit: usize) -> Settings {
         close_timeout: Duration::from_secs(5),
         rate: 2.0,
         burst: 4.0,
+        keepalive_tick: Duration::ZERO,
+        epoch: Instant::now(),
     }
 }
 

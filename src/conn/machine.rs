@@ -17,6 +17,14 @@
 //! ([`TokenBucket`]). The machine keeps one deadline; what it means
 //! depends on the state (head timeout, ping, pong timeout, close timeout),
 //! and [`Machine::on_timer`] says what its expiry does.
+//!
+//! Keep-alive deadlines (ping and pong timeout) are rounded up to a coarse
+//! tick ([`Settings::keepalive_tick`], counted from one instant shared by
+//! all connections), so the pings that fall due in one tick go out in one
+//! loop turn instead of one wake-up each. A deadline only ever moves later,
+//! by less than a tick: a silent peer is still dropped no sooner than the
+//! pong timeout after its ping, and within ping interval + pong timeout +
+//! two ticks of its last pong.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -55,11 +63,20 @@ pub struct Settings {
     pub rate: f64,
     /// Chat messages allowed at once before the rate applies (`--rate-burst`).
     pub burst: f64,
+    /// Keep-alive deadlines are rounded up to a multiple of this, counted
+    /// from `epoch` (zero: not rounded).
+    pub keepalive_tick: Duration,
+    /// The instant ticks count from (the same for every connection).
+    pub epoch: Instant,
 }
 
+/// The longest keep-alive tick: a ping goes out at most this late.
+pub const MAX_KEEPALIVE_TICK: Duration = Duration::from_millis(100);
+
 impl Settings {
-    /// The machine's part of the configuration.
-    pub fn of(config: &Config) -> Self {
+    /// The machine's part of the configuration; keep-alive ticks count
+    /// from `epoch`.
+    pub fn of(config: &Config, epoch: Instant) -> Self {
         Settings {
             head: HeadLimits {
                 max_head_bytes: config.max_head_bytes,
@@ -76,7 +93,20 @@ impl Settings {
             close_timeout: config.close_timeout,
             rate: config.rate_limit,
             burst: config.rate_burst,
+            keepalive_tick: (config.ping_interval / 8).min(MAX_KEEPALIVE_TICK),
+            epoch,
         }
+    }
+
+    /// `at`, rounded up to the next keep-alive tick.
+    pub fn on_tick(&self, at: Instant) -> Instant {
+        let tick = self.keepalive_tick.as_nanos();
+        if tick == 0 {
+            return at;
+        }
+        let since = at.saturating_duration_since(self.epoch).as_nanos();
+        let up = since.div_ceil(tick) * tick - since;
+        at + Duration::from_nanos(up as u64)
     }
 }
 
@@ -395,7 +425,7 @@ impl Machine {
             bucket: TokenBucket::new(s.burst, now),
         }));
         log::debug!("{}: upgraded to WebSocket ({role:?})", self.peer);
-        self.deadline = Some(now + s.ping_interval);
+        self.deadline = Some(s.on_tick(now + s.ping_interval));
         actions
     }
 }
@@ -450,7 +480,7 @@ impl Machine {
             Message::Pong(_) => {
                 if ws.ping == Ping::AwaitingPong {
                     ws.ping = Ping::Idle;
-                    self.deadline = Some(now + s.ping_interval);
+                    self.deadline = Some(s.on_tick(now + s.ping_interval));
                 }
             }
             Message::Text(bytes) => self.on_data(&mut actions, Opcode::Text, bytes, now, s),
@@ -592,7 +622,7 @@ impl Machine {
                 ws.ping = Ping::AwaitingPong;
                 let ping = frame::encode_frame(Opcode::Ping, b"");
                 actions.push(Action::Send(Bytes::Owned(ping)));
-                self.deadline = Some(now + s.pong_timeout);
+                self.deadline = Some(s.on_tick(now + s.pong_timeout));
                 return actions;
             }
         };
@@ -651,6 +681,8 @@ mod tests {
             close_timeout: 5 * SECOND,
             rate: 1.0,
             burst: 2.0,
+            keepalive_tick: Duration::ZERO,
+            epoch: Instant::now(),
         }
     }
 
@@ -774,6 +806,63 @@ mod tests {
         let _ = m.drain(t0, &s);
         let actions: Vec<Action> = m.on_timer(t0 + s.close_timeout, &s).collect();
         assert_eq!(actions, [Action::Drop(DropReason::CloseTimeout)]);
+    }
+
+    #[test]
+    fn keepalive_deadlines_are_batched_on_ticks() {
+        let tick = 100 * Duration::from_millis(1);
+        let epoch = Instant::now();
+        let s = Settings {
+            keepalive_tick: tick,
+            epoch,
+            ..settings()
+        };
+        let upgrade = Upgrade {
+            accept: "x".into(),
+            protocol: None,
+        };
+        // Sockets upgraded at different instants within one tick ping
+        // together, at the first tick at or after their own due time.
+        let mut ms: Vec<Machine> = [3, 40, 99]
+            .iter()
+            .map(|ms| {
+                let at = epoch + Duration::from_millis(*ms);
+                let mut m = Machine::new("127.0.0.1:5000".parse().unwrap(), at, &s);
+                let role = Role::Chat { session: session() };
+                let _ = m.upgrade(&upgrade, role, at, &s);
+                m
+            })
+            .collect();
+        let due = epoch + s.ping_interval + tick;
+        for m in &ms {
+            assert_eq!(m.deadline(), Some(due));
+        }
+        // One exactly on a tick is not moved.
+        assert_eq!(s.on_tick(epoch + 2 * tick), epoch + 2 * tick);
+        // The ping's pong timeout: rounded up too, never shortened.
+        let sent = due + Duration::from_millis(7); // a late loop turn
+        assert_eq!(ms[0].on_timer(sent, &s).count(), 1, "a ping");
+        let pong_deadline = ms[0].deadline().unwrap();
+        assert!(pong_deadline >= sent + s.pong_timeout);
+        assert!(pong_deadline < sent + s.pong_timeout + tick);
+        assert_eq!(s.on_tick(pong_deadline), pong_deadline);
+        // A pong moves the next ping to a tick as well.
+        let t = sent + Duration::from_millis(1);
+        let _ = feed_with(&mut ms[0], &client(0xA, b""), t, &s);
+        let next = ms[0].deadline().unwrap();
+        assert!(next >= t + s.ping_interval && next < t + s.ping_interval + tick);
+        assert_eq!(s.on_tick(next), next);
+        // Without a pong, the drop comes at the rounded pong timeout.
+        let _ = ms[1].on_timer(due, &s);
+        let at = ms[1].deadline().unwrap();
+        let actions: Vec<Action> = ms[1].on_timer(at, &s).collect();
+        assert_eq!(actions, [Action::Drop(DropReason::PongTimeout)]);
+    }
+
+    fn feed_with(m: &mut Machine, bytes: &[u8], now: Instant, s: &Settings) -> Vec<Action> {
+        let (used, actions) = m.on_frame_bytes(bytes, now, s);
+        assert_eq!(used, bytes.len());
+        actions.collect()
     }
 
     #[test]

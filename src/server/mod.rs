@@ -206,7 +206,7 @@ impl Server {
             metrics_listener,
             assets: Assets::new(config.www.clone()),
             peer_limits: PeerLimits::new(&config),
-            settings: Settings::of(&config),
+            settings: Settings::of(&config, Instant::now()),
             config,
             conns: Table::new(),
             chat: Chat::new(),
