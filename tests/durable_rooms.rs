@@ -47,15 +47,6 @@ fn triple(m: &serde_json::Value) -> (u64, String, String) {
     )
 }
 
-fn history_seqs(welcome: &serde_json::Value) -> Vec<u64> {
-    welcome["history"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["seq"].as_u64().unwrap())
-        .collect()
-}
-
 #[test]
 fn after_sigterm_and_restart_the_old_cookie_gets_exactly_the_missed_messages() {
     let dir = TempDir::new("durable-restart");
@@ -99,12 +90,7 @@ fn after_sigterm_and_restart_the_old_cookie_gets_exactly_the_missed_messages() {
     );
     let mut bob = reconnect(addr, 1, &bob_cookie, 3);
     let welcome = next_of_type(&mut bob, "welcome");
-    let missed: Vec<_> = welcome["history"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(triple)
-        .collect();
+    let missed = history_field(&welcome, triple);
     assert_eq!(
         missed,
         [
@@ -151,12 +137,7 @@ fn a_room_that_emptied_comes_back_with_its_messages_and_numbering() {
         r == 0.0
     }));
     let (mut zed, welcome) = join(addr, "zed", 7);
-    let back: Vec<_> = welcome["history"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(triple)
-        .collect();
+    let back = history_field(&welcome, triple);
     assert_eq!(
         back,
         [

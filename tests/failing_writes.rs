@@ -132,13 +132,7 @@ fn a_full_disk_refuses_what_it_cannot_store_and_recovers() {
     let cookie = login(addr, "carol", 1);
     let mut carol = ws_connect(addr, 1, &cookie);
     let welcome = next_of_type(&mut carol, "welcome");
-    let texts: Vec<&str> = welcome["history"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["text"].as_str().unwrap())
-        .collect();
-    assert_eq!(texts, ["stored", "after"]);
+    assert_eq!(history_texts(&welcome), ["stored", "after"]);
     server.log.wait_for(
         &["writing to the data file works again"],
         Duration::from_secs(5),

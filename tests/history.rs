@@ -7,15 +7,6 @@ use std::time::Duration;
 use common::*;
 use tungstenite::Message;
 
-fn seqs(welcome: &serde_json::Value) -> Vec<u64> {
-    welcome["history"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["seq"].as_u64().unwrap())
-        .collect()
-}
-
 /// Sends `n` messages from `ws` and waits until they come back.
 fn send_and_echo(ws: &mut Ws, prefix: &str, n: usize) -> Vec<u64> {
     for i in 0..n {
@@ -36,12 +27,12 @@ fn config() -> Config {
 fn a_newcomer_gets_the_last_50_of_120_in_order() {
     let addr = start(config());
     let (mut alice, welcome) = join(addr, "alice", 1);
-    assert_eq!(seqs(&welcome), Vec::<u64>::new());
+    assert_eq!(history_seqs(&welcome), Vec::<u64>::new());
     assert_eq!(welcome["gap"], false);
     let sent = send_and_echo(&mut alice, "m", 120);
     assert_eq!(sent, (1..=120).collect::<Vec<_>>());
     let (_bob, welcome) = join(addr, "bob", 1);
-    assert_eq!(seqs(&welcome), (71..=120).collect::<Vec<_>>());
+    assert_eq!(history_seqs(&welcome), (71..=120).collect::<Vec<_>>());
     let history = welcome["history"].as_array().unwrap();
     assert_eq!(history[0]["text"], "m70");
     assert_eq!(history[0]["user"], "alice");
@@ -82,14 +73,11 @@ fn a_dropped_socket_reconnects_with_since_and_misses_nothing() {
     )
     .expect("reconnect inside the grace period");
     let welcome = next_of_type(&mut bob, "welcome");
-    assert_eq!(seqs(&welcome), vec![5, 6, 7]);
-    let texts: Vec<&str> = welcome["history"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["text"].as_str().unwrap())
-        .collect();
-    assert_eq!(texts, ["while-away0", "while-away1", "while-away2"]);
+    assert_eq!(history_seqs(&welcome), vec![5, 6, 7]);
+    assert_eq!(
+        history_texts(&welcome),
+        ["while-away0", "while-away1", "while-away2"]
+    );
     assert_eq!(welcome["gap"], false);
     // And live messages continue after them.
     alice.send(Message::text("live")).unwrap();
@@ -116,15 +104,15 @@ fn since_older_than_the_ring_gives_the_ring_and_a_gap() {
         next_of_type(&mut ws, "welcome")
     };
     let w = open("?since=5");
-    assert_eq!(seqs(&w), (21..=30).collect::<Vec<_>>());
+    assert_eq!(history_seqs(&w), (21..=30).collect::<Vec<_>>());
     assert_eq!(w["gap"], true);
     let w = open("?since=20");
-    assert_eq!(seqs(&w), (21..=30).collect::<Vec<_>>());
+    assert_eq!(history_seqs(&w), (21..=30).collect::<Vec<_>>());
     assert_eq!(w["gap"], false, "seq 21 follows 20: nothing missed");
     let w = open("?since=28");
-    assert_eq!(seqs(&w), vec![29, 30]);
+    assert_eq!(history_seqs(&w), vec![29, 30]);
     let w = open("?since=30");
-    assert_eq!(seqs(&w), Vec::<u64>::new());
+    assert_eq!(history_seqs(&w), Vec::<u64>::new());
     assert_eq!(w["gap"], false);
 }
 
@@ -152,7 +140,7 @@ fn since_garbage_counts_as_absent() {
         )
         .unwrap_or_else(|e| panic!("{query}: {e}"));
         let w = next_of_type(&mut ws, "welcome");
-        assert_eq!(seqs(&w), vec![1, 2, 3, 4, 5], "{query}");
+        assert_eq!(history_seqs(&w), vec![1, 2, 3, 4, 5], "{query}");
         assert_eq!(w["gap"], false, "{query}");
     }
 }
@@ -175,5 +163,5 @@ fn history_goes_with_the_room() {
     let cookie = login(addr, "zed", 7);
     let mut ws = ws_connect(addr, 7, &cookie);
     let w = next_of_type(&mut ws, "welcome");
-    assert_eq!(seqs(&w), Vec::<u64>::new());
+    assert_eq!(history_seqs(&w), Vec::<u64>::new());
 }

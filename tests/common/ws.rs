@@ -140,3 +140,26 @@ pub fn upgrade_on(
 pub fn raw_ws(addr: SocketAddr, path: &str, cookie: Option<&str>) -> TcpStream {
     upgrade_on(tcp(addr), addr, path, cookie)
 }
+
+/// The `seq` of each message in a `welcome` event's `history`, in order.
+pub fn history_seqs(welcome: &serde_json::Value) -> Vec<u64> {
+    history_field(welcome, |m| m["seq"].as_u64().unwrap())
+}
+
+/// The `text` of each message in a `welcome` event's `history`, in order.
+pub fn history_texts(welcome: &serde_json::Value) -> Vec<String> {
+    history_field(welcome, |m| m["text"].as_str().unwrap().to_string())
+}
+
+/// One value per message of a `welcome` event's `history`, in order.
+pub fn history_field<T>(
+    welcome: &serde_json::Value,
+    field: impl Fn(&serde_json::Value) -> T,
+) -> Vec<T> {
+    welcome["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(field)
+        .collect()
+}
