@@ -79,7 +79,11 @@ fn pages_in_chromium() {
     let started = Instant::now();
     let mut command = Command::new(node.unwrap());
     command
-        .args(["--test", "--test-reporter=spec", "run.mjs"])
+        // Run the file directly (one node process, not a runner and a
+        // child), and end it as soon as the tests are done: Node 20 can
+        // spin forever in its exit-time clean-up (nodejs/node#47748), which
+        // once hung CI here for the whole time limit.
+        .args(["--test-force-exit", "--test-reporter=spec", "run.mjs"])
         .current_dir(&dir)
         .env("WSROOMS_BIN", &bin)
         .env("CHROMIUM_PATH", chromium.unwrap())

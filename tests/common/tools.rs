@@ -351,6 +351,12 @@ pub fn try_run_bounded(
             break Some(status);
         }
         if started.elapsed() > limit {
+            // What was still running, for the report: a hang is easier to
+            // find knowing which process it was and whether it spun.
+            eprintln!(
+                "{cmd:?} did not finish within {limit:?}; its process group:\n{}",
+                process_group_listing(child.id())
+            );
             let _ = Command::new("kill")
                 .args(["-KILL", &format!("-{}", child.id())])
                 .stderr(Stdio::null())
@@ -368,6 +374,23 @@ pub fn try_run_bounded(
         stdout: out.join().unwrap_or_default(),
         stderr: err.join().unwrap_or_default(),
     })
+}
+
+/// `ps` lines (pid, state, elapsed time, CPU %, command) of the processes
+/// whose process group is `pgid` (the program itself when it did not make
+/// its own group).
+fn process_group_listing(pgid: u32) -> String {
+    let listing = Command::new("ps")
+        .args(["-eo", "pgid=,pid=,stat=,etime=,pcpu=,args="])
+        .output()
+        .map(|out| String::from_utf8_lossy(&out.stdout).into_owned())
+        .unwrap_or_default();
+    listing
+        .lines()
+        .filter(|line| line.split_whitespace().next() == Some(&pgid.to_string()))
+        .map(|line| format!("  {}", line.trim()))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Runs `tests/python/{script}` with `args`; panics unless it exits 0.
