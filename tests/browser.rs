@@ -1,5 +1,5 @@
 //! The web pages in real headless Chromium (issue 5, and the browser case of
-//! issue 8): runs `node --test run.mjs` in `tests/browser/`, which starts
+//! issue 8): runs `node --test-force-exit run.mjs` in `tests/browser/`, which starts
 //! this build's server binary on 127.0.0.1 and drives Chromium through
 //! `playwright-core` (login, chat, 409 inline, HTML as text, server restart,
 //! network cut with lossless resume, close codes, scrollback, restarts on a
