@@ -9,7 +9,10 @@
 //!   pieces cut inside characters;
 //! - `http/head`: [`request::find_head_end`] + [`request::parse`] of a
 //!   browser's WebSocket upgrade request;
-//! - `event/message`: the JSON of one chat message ([`events::message`]).
+//! - `event/message`: the JSON of one chat message ([`events::message`]);
+//! - `timers/ping round`: [`Timers`] popping a due keep-alive entry and
+//!   adding its next one, with 18,500 sockets spread over 300 ticks (the
+//!   loop's work per socket per ping round, without the sockets).
 //!
 //! Run with `cargo bench --bench micro` (a filter may follow: `-- utf8`).
 
@@ -20,6 +23,7 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 
 use wsrooms::chat::events;
 use wsrooms::http::request::{self, HeadLimits, MAX_HEADERS};
+use wsrooms::timers::Timers;
 use wsrooms::ws::frame::{self, Opcode, encode_client_frame};
 use wsrooms::ws::reader::{Limits, Message, MessageReader};
 use wsrooms::ws::utf8::Utf8Validator;
@@ -198,6 +202,32 @@ fn event(c: &mut Criterion) {
     group.finish();
 }
 
+fn timers(c: &mut Criterion) {
+    const SOCKETS: u32 = 18_500;
+    const TICKS: u32 = 300;
+    let tick = Duration::from_millis(100);
+    let t0 = std::time::Instant::now();
+    let mut timers = Timers::new();
+    for socket in 0..SOCKETS {
+        timers.add(t0 + tick * (socket % TICKS), socket);
+    }
+    let mut now = t0;
+    c.bench_function("timers/ping round", |b| {
+        b.iter(|| {
+            // One socket's round: its entry comes due, the next is added a
+            // full interval (300 ticks) later. Time moves on a tick when
+            // nothing is due.
+            let (_, socket) = loop {
+                match timers.pop_due(now) {
+                    Some(entry) => break entry,
+                    None => now += tick,
+                }
+            };
+            timers.add(now + tick * TICKS, black_box(socket));
+        })
+    });
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .sample_size(30)
@@ -208,6 +238,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = micro;
     config = config();
-    targets = frames, utf8, http, event
+    targets = frames, utf8, http, event, timers
 }
 criterion_main!(micro);

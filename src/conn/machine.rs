@@ -100,13 +100,16 @@ impl Settings {
 
     /// `at`, rounded up to the next keep-alive tick.
     pub fn on_tick(&self, at: Instant) -> Instant {
-        let tick = self.keepalive_tick.as_nanos();
+        // In u64 nanoseconds (584 years) rather than `as_nanos`'s u128,
+        // whose division is a slow library call on every ping and pong.
+        let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        let tick = nanos(self.keepalive_tick);
         if tick == 0 {
             return at;
         }
-        let since = at.saturating_duration_since(self.epoch).as_nanos();
-        let up = since.div_ceil(tick) * tick - since;
-        at + Duration::from_nanos(up as u64)
+        let since = nanos(at.saturating_duration_since(self.epoch));
+        let up = since.div_ceil(tick).saturating_mul(tick) - since;
+        at + Duration::from_nanos(up)
     }
 }
 
@@ -620,8 +623,7 @@ impl Machine {
             }
             Phase::WebSocket(ws) => {
                 ws.ping = Ping::AwaitingPong;
-                let ping = frame::encode_frame(Opcode::Ping, b"");
-                actions.push(Action::Send(Bytes::Owned(ping)));
+                actions.push(Action::Send(Bytes::Static(frame::PING)));
                 self.deadline = Some(s.on_tick(now + s.pong_timeout));
                 return actions;
             }
@@ -871,7 +873,7 @@ mod tests {
         let s = settings();
         let mut m = chat_socket(t0);
         let t1 = t0 + s.ping_interval;
-        let ping = send(frame::encode_frame(Opcode::Ping, b""));
+        let ping = Action::Send(Bytes::Static(frame::PING));
         assert_eq!(m.on_timer(t1, &s).collect::<Vec<_>>(), [ping]);
         assert_eq!(m.deadline(), Some(t1 + s.pong_timeout));
         let t2 = t1 + SECOND;

@@ -151,7 +151,7 @@ pub struct Conn {
     pub machine: Machine,
     /// Bytes waiting for the socket.
     pub out: WriteQueue,
-    /// The time of this connection's entry in the timer heap, if any (the
+    /// The time of this connection's entry in the timers, if any (the
     /// machine's deadline may have moved since: see `timers`).
     pub queued_timer: Option<Instant>,
     /// What we are registered for with the poll.

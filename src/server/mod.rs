@@ -78,6 +78,8 @@ const METRICS_LISTENER: Token = Token(usize::MAX - 2);
 const SCRATCH_BYTES: usize = 64 * 1024;
 /// Reads from one connection per event before others get a turn.
 const READS_PER_TURN: usize = 16;
+/// Timers fired per loop turn (see `fire_timers`).
+const TIMERS_PER_TURN: usize = 64;
 /// Pause before accepting again after running out of file descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(200);
 
@@ -89,6 +91,25 @@ enum Step {
     Took(usize),
     /// The unit at the front is incomplete: keep its bytes, read more.
     NeedMore,
+}
+
+/// How far `on_readable` reads a socket.
+///
+/// mio's readiness is edge-triggered: an event says "something changed",
+/// and no new event comes until something changes again. Reading until
+/// `WouldBlock` is always safe. A read that returns less than it asked for
+/// has emptied the kernel's receive queue, so any later byte or FIN is a
+/// new change and brings a new event; the `WouldBlock` read after it would
+/// be a wasted system call (one of the two per pong of every idle socket).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReadUntil {
+    /// Stop after a short read. Only for a fresh readable event that did
+    /// not report the peer's FIN (a FIN already reported brings no new
+    /// event, so it must be read to `Ok(0)`).
+    ShortRead,
+    /// Read until the socket says `WouldBlock` (or EOF): after a FIN was
+    /// reported, or when resuming a connection whose event came earlier.
+    WouldBlock,
 }
 
 /// What a timer entry of the loop is for.
@@ -277,14 +298,16 @@ impl Server {
                         if event.is_writable() {
                             self.on_writable(id);
                         }
-                        if event.is_readable() || event.is_read_closed() || event.is_error() {
-                            self.on_readable(id);
+                        if event.is_read_closed() || event.is_error() {
+                            self.on_readable(id, ReadUntil::WouldBlock);
+                        } else if event.is_readable() {
+                            self.on_readable(id, ReadUntil::ShortRead);
                         }
                     }
                 }
             }
             for id in std::mem::take(&mut self.to_read) {
-                self.on_readable(id);
+                self.on_readable(id, ReadUntil::WouldBlock);
             }
             self.fire_timers();
             self.commit_turn();
@@ -527,7 +550,7 @@ impl Server {
         }
     }
 
-    /// Makes sure the timer heap holds an entry for the connection's
+    /// Makes sure the timers hold an entry for the connection's
     /// deadline (see `timers` for the lazy scheme: a later deadline reuses
     /// the earlier entry, which re-queues itself when it fires).
     fn sync_timer(&mut self, id: ConnId) {
@@ -544,8 +567,9 @@ impl Server {
     // ----- reading -----------------------------------------------------
 
     /// Reads what the socket has, while the gate lets input in. A resumed
-    /// connection first processes what it had already read.
-    fn on_readable(&mut self, id: ConnId) {
+    /// connection first processes what it had already read. `until` says
+    /// whether a short read ends it (see [`ReadUntil`]).
+    fn on_readable(&mut self, id: ConnId, until: ReadUntil) {
         self.process_pending(id);
         let pause_at = self.config.pause_reading_at;
         for _ in 0..READS_PER_TURN {
@@ -563,7 +587,11 @@ impl Server {
                     self.metrics.bytes_in += n as u64;
                     let scratch = std::mem::take(&mut self.scratch);
                     self.on_bytes(id, &scratch[..n]);
+                    let emptied = n < scratch.len();
                     self.scratch = scratch;
+                    if emptied && until == ReadUntil::ShortRead {
+                        return;
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -747,8 +775,16 @@ impl Server {
 
     // ----- timers ------------------------------------------------------
 
+    /// Fires due timers, at most `TIMERS_PER_TURN`. Keep-alive deadlines
+    /// share coarse ticks, so with short ping intervals and many sockets a
+    /// tick brings hundreds of pings at once; the rest wait for the next
+    /// turn (the poll does not sleep while a timer is due), so that the
+    /// messages of active users in between are not held up by all of them.
     fn fire_timers(&mut self) {
-        while let Some((at, key)) = self.timers.pop_due(self.now) {
+        for _ in 0..TIMERS_PER_TURN {
+            let Some((at, key)) = self.timers.pop_due(self.now) else {
+                return;
+            };
             match key {
                 TimerKey::Conn(id) => self.on_conn_timer(id, at),
                 TimerKey::Session(sid) => self.on_session_timer(sid),
@@ -777,7 +813,7 @@ impl Server {
         let (now, settings) = (self.now, self.settings);
         let Some(conn) = self.conn(id) else { return };
         if conn.queued_timer != Some(at) {
-            return; // a stale entry; the live one is elsewhere in the heap
+            return; // a stale entry; the live one is due later
         }
         conn.queued_timer = None;
         match conn.machine.deadline() {

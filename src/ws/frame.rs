@@ -202,6 +202,10 @@ pub fn payload_of(frame: &[u8]) -> &[u8] {
     frame.get(start..).unwrap_or(&[])
 }
 
+/// The server's keep-alive ping: FIN, opcode 0x9, no payload. The same two
+/// bytes for every socket and every round, so they need no allocation.
+pub const PING: &[u8] = &[0x89, 0x00];
+
 /// One unmasked, final frame: header and payload in one buffer.
 pub fn encode_frame(opcode: Opcode, payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(header_len(payload.len()) + payload.len());
@@ -247,6 +251,11 @@ pub fn encode_client_frame(fin: bool, opcode_bits: u8, mask: [u8; 4], payload: &
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_static_ping_is_an_empty_ping_frame() {
+        assert_eq!(PING, encode_frame(Opcode::Ping, b"").as_slice());
+    }
 
     #[test]
     fn parses_the_rfc_examples() {
