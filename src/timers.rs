@@ -54,11 +54,14 @@ impl<K> Timers<K> {
 
     /// Adds an entry due at `at`.
     pub fn add(&mut self, at: Instant, key: K) {
+        // A new instant takes an emptied bucket, or a bucket for one key:
+        // most instants that are not keep-alive ticks (a request's head
+        // timeout, a reservation) never get a second key.
         let spare = &mut self.spare;
         let bucket = self
             .buckets
             .entry(at)
-            .or_insert_with(|| spare.pop().unwrap_or_default());
+            .or_insert_with(|| spare.pop().unwrap_or_else(|| Vec::with_capacity(1)));
         bucket.push(key);
         self.len += 1;
     }
