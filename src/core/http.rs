@@ -1,12 +1,12 @@
-//! The HTTP side of the loop: taking the next complete request from a
-//! connection's input (keep-alive and pipelining included: the loop asks
+//! The HTTP side of the core: taking the next complete request from a
+//! connection's input (keep-alive and pipelining included: the core asks
 //! for one request at a time, and only while the connection is not paused),
 //! routing it, and handing the outcome back to the connection's machine
-//! (a response, or an upgrade). Part of the poll loop's `impl Server`.
+//! (a response, or an upgrade). Part of the core's `impl Core`.
 
 use std::net::{IpAddr, SocketAddr};
 
-use super::{Server, Step, TimerKey};
+use super::{Core, Step};
 use crate::chat::events;
 use crate::conn::ConnId;
 use crate::conn::machine::{HttpInput, Role};
@@ -25,17 +25,17 @@ pub(super) struct Reply {
     keep_alive: bool,
 }
 
-impl Server {
+impl Core {
     /// Answers the request at the front of `input`, if it is all there.
     pub(super) fn http_step(&mut self, id: ConnId, input: &[u8]) -> Step {
         let (now, settings) = (self.now, self.settings);
-        let Some(conn) = self.conn(id) else {
+        let Some(conn) = self.conns.get_mut(id) else {
             return Step::Took(input.len());
         };
         let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
         match conn
             .machine
-            .on_request_bytes(input, &mut storage, now, &settings)
+            .on_request_bytes(input, &mut storage, &mut conn.out, now, &settings)
         {
             HttpInput::NeedMore => Step::NeedMore,
             HttpInput::Refused(actions) => {
@@ -71,7 +71,7 @@ impl Server {
     /// `routes::handle` with what it may read and change; while shutting
     /// down, no new socket is opened.
     fn route(&mut self, id: ConnId, req: &Request, body: &[u8], client: IpAddr) -> Outcome {
-        let via_metrics = self.conn(id).is_some_and(|c| c.via_metrics);
+        let via_metrics = self.get(id).is_some_and(|c| c.via_metrics);
         self.metrics.http_requests += 1;
         let mut ctx = Ctx {
             chat: &mut self.chat,
@@ -82,7 +82,7 @@ impl Server {
             via_metrics,
             client,
             peer_limits: &mut self.peer_limits,
-            degraded: self.durable.as_ref().is_some_and(|d| d.degraded),
+            degraded: self.degraded,
         };
         match routes::handle(req, body, &mut ctx) {
             // A socket opened now would miss the `1001` sent to the others
@@ -105,14 +105,7 @@ impl Server {
                 response,
                 session,
                 expires,
-            } => match self.durable {
-                // With a data file the `303` waits for the turn's commit.
-                Some(_) => self.hold_login(id, session, response, reply, expires),
-                None => {
-                    self.timers.add(expires, TimerKey::Session(session));
-                    self.respond(id, response, reply);
-                }
-            },
+            } => self.hold_login(id, session, response, reply, expires),
             Outcome::Metrics => {
                 let text = self.metrics.render(&self.gauges());
                 let response = Response::new(Status::Ok)
@@ -153,7 +146,7 @@ impl Server {
             Some(Ok(())) => {}
             Some(Err(e)) => {
                 log::error!("scrollback of room {room}: {e}");
-                return Response::text(e.status(), "could not read the history")
+                return Response::text(Status::InternalError, "could not read the history")
                     .header("Cache-Control", "no-store");
             }
             None => {
@@ -172,7 +165,7 @@ impl Server {
         let code = response.status.code();
         if code >= 400
             && req.header_has_token("upgrade", "websocket")
-            && let Some(conn) = self.conn(id)
+            && let Some(conn) = self.get(id)
         {
             let (peer, path) = (conn.peer(), Escaped(req.path));
             log::info!("{peer}: WebSocket handshake to {path} refused: {code}");
@@ -211,7 +204,7 @@ impl Server {
         } else {
             None
         };
-        let conn = self.conn(id)?;
+        let conn = self.get(id)?;
         let peer = conn.peer();
         let client = forwarded.unwrap_or(peer.ip());
         if !trust_proxy || conn.via_metrics || (conn.counted && client == peer.ip()) {
@@ -226,7 +219,7 @@ impl Server {
             Ok(counted) => counted.is_some(),
             Err(refusal) => return Some(Err((client, refusal))),
         };
-        if let Some(conn) = self.conn(id) {
+        if let Some(conn) = self.get(id) {
             conn.counted = counted;
         }
         Some(Ok(client))
@@ -237,18 +230,29 @@ impl Server {
     pub(super) fn respond(&mut self, id: ConnId, response: Response, reply: Reply) {
         let keep_alive = reply.keep_alive && self.shutting_down.is_none();
         let (now, settings) = (self.now, self.settings);
-        let Some(conn) = self.conn(id) else { return };
-        let actions = conn
-            .machine
-            .respond(response, reply.head_only, keep_alive, now, &settings);
+        let Some(conn) = self.conns.get_mut(id) else {
+            return;
+        };
+        let actions = conn.machine.respond(
+            response,
+            reply.head_only,
+            keep_alive,
+            &mut conn.out,
+            now,
+            &settings,
+        );
         self.apply(id, actions);
     }
 
     /// Sends `101 Switching Protocols` and turns the connection into a WebSocket.
     fn upgrade(&mut self, id: ConnId, upgrade: &Upgrade, role: Role) {
         let (now, settings) = (self.now, self.settings);
-        let Some(conn) = self.conn(id) else { return };
-        let actions = conn.machine.upgrade(upgrade, role, now, &settings);
-        self.apply(id, actions);
+        let Some(conn) = self.conns.get_mut(id) else {
+            return;
+        };
+        conn.machine
+            .upgrade(upgrade, role, &mut conn.out, now, &settings);
+        self.mark_dirty(id);
+        self.sync_timer(id);
     }
 }
