@@ -3,16 +3,16 @@
 //!
 //! Each setting is written once, as one field of [`Config`] with one
 //! `#[arg(...)]` attribute (clap's derive API): its doc comment is its
-//! `--help` line, `env` names its `WSROOMS_*` variable (a flag wins over its
-//! variable), `default_value` is its default (and so `Config::default()`'s
-//! value), and its range is written as `within = MIN..=MAX` (or
-//! `seconds = …` for a time, `rate = …` for a rate), which both checks the
-//! value and shows the range in `--help`. (A time also says
-//! `value_parser = None`: clap has no parser of its own for a `Duration`
-//! and needs to be told so; `seconds` sets the parser.) [`Config::summary`], the
-//! start-up log line, is read off the same fields and the same table. A
-//! refused value names the flag (or the variable it came from) and what it
-//! accepts, and the process exits with code 2.
+//! `--help` line, `env` names its `WSROOMS_*` variable (a flag wins over
+//! its variable), `default_value` is its default (and so
+//! `Config::default()`'s value), and its range is written as
+//! `within = MIN..=MAX` (or `seconds = …` for a time, `rate = …` for a
+//! rate), which both checks the value and shows the range in `--help`. A
+//! time also says `value_parser = None`: clap has no parser of its own for
+//! a `Duration` and must be told not to look for one; `seconds` sets it.
+//! [`Config::summary`], the start-up log line, is read off the same fields
+//! and the same table. A refused value names the flag (or the variable it
+//! came from) and what it accepts, and the process exits with code 2.
 //!
 //! A value is checked for what the server derives from it too, not only
 //! for its text: a rate other than 0 must give a token at least once a day
@@ -278,7 +278,8 @@ trait ArgExt {
 
 /// The number types a flag may hold. A range is written in the field's own
 /// type (`1_usize..=100`): the parser makes values of the range's type, and
-/// clap checks that it is the field's when it reads them.
+/// clap panics if that is not the field's type when it reads them, which
+/// `Config::default()` (and so every test) would show at once.
 trait Number: FromStr + PartialOrd + Display + Copy + Send + Sync + 'static {}
 impl Number for usize {}
 impl Number for u32 {}
