@@ -150,7 +150,11 @@ impl World {
             .durable
             .then(|| tempfile::tempdir().expect("a temporary directory"));
         let path = dir.as_ref().map(|d| d.path().join("sim.db"));
-        let config = sim_config(path);
+        let config = Config {
+            // Fewer than the clients: refusals happen.
+            max_connections: plan.clients * 3 / 4,
+            ..sim_config(path)
+        };
         let start = Instant::now();
         let core = start_core(&config, start);
         let clients = (0..plan.clients)
@@ -376,6 +380,20 @@ impl World {
             self.set_failing(true);
         } else if self.failing_until == self.turn {
             self.set_failing(false);
+        }
+        if self.rng.chance(8) {
+            // A room's readers stall together (a train in a tunnel): their
+            // queues fill side by side, so one's `leave` may push the next
+            // over --max-buffered.
+            let room = 1 + self.rng.below(u64::from(self.plan.rooms)) as u32;
+            let until = self.turn + 20 + self.rng.below(60);
+            self.note(format!("readers of room {room} stall until turn {until}"));
+            for n in 0..self.clients.len() {
+                if self.clients[n].room == room && self.rng.chance(600) {
+                    self.clients[n].stalled_until = until;
+                    self.clients[n].read_rate = 0;
+                }
+            }
         }
         if self.rng.chance(5) {
             // Many connections from one address at once.
