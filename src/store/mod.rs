@@ -96,7 +96,9 @@
 //! recognising and refusing files), [`batch`] (what a turn recorded).
 
 pub mod batch;
+pub mod copy;
 pub mod file;
+pub mod lock;
 pub mod schema;
 pub mod wal;
 
@@ -113,6 +115,7 @@ use crate::ws::close::{CloseCode, INTERNAL_ERROR};
 
 pub use batch::{Batch, Login, Message, TokenHash};
 pub use file::OpenError;
+pub use lock::FileLock;
 pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
 pub use wal::Wal;
 
@@ -129,6 +132,9 @@ pub struct Store {
     keep_messages: u64,
     batch: Batch,
     wal: Wal,
+    epoch: u64,
+    /// Held while the store is open: one process per file.
+    _lock: FileLock,
 }
 
 /// A session as stored: enough to restore its reservation.
@@ -273,11 +279,12 @@ impl Store {
     /// empty one), bringing an older schema up to date. Refuses, changing
     /// nothing and creating nothing beside it: a file that is not SQLite,
     /// another program's SQLite database, a newer schema, a file another
-    /// process holds. `keep_messages` is `--keep-messages` (at least 1:
-    /// the newest message of a room carries its last `seq`).
+    /// wsrooms holds ([`lock`]). `keep_messages` is `--keep-messages` (at
+    /// least 1: the newest message of a room carries its last `seq`).
     pub fn open(path: &Path, keep_messages: u64) -> Result<Store, OpenError> {
         let keep_messages = keep_messages.max(1);
         let found = file::inspect(path)?;
+        let lock = FileLock::acquire(path)?;
         let mut conn = file::connect(path)?;
         let version = file::check(path, &conn, found)?;
         if version < SCHEMA_VERSION {
@@ -289,12 +296,22 @@ impl Store {
         let wal = file::page_size(&conn)
             .and_then(|page_size| Wal::install(&mut conn, page_size))
             .map_err(|e| file::sqlite_error(path, e))?;
+        let epoch = schema::epoch(&conn).map_err(|e| file::sqlite_error(path, e))?;
         Ok(Store {
             conn,
             keep_messages,
             batch: Batch::default(),
             wal,
+            epoch,
+            _lock: lock,
         })
+    }
+
+    /// The file's epoch: the same across restarts, new after
+    /// `wsrooms restore` (see `schema`). The `seq`s of one room are unique
+    /// within one epoch.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
     }
 
     /// The write-ahead log has grown enough to be worth a checkpoint (see
