@@ -18,7 +18,9 @@
 //! **Restore.** Takes the data file's lock (so no server runs on it, and
 //! none starts meanwhile), checks that COPY is a wsrooms database this
 //! binary can open, copies it into a temporary file beside FILE, brings it
-//! to the current schema, gives it a new random epoch, syncs it, removes
+//! to the current schema, gives it a new random epoch and the owner of the
+//! file it replaces (a restore run as root for a service's file leaves a
+//! file the service can open), syncs it, removes
 //! FILE's stale `-wal`, `-shm` and `-journal` (they belong to the file
 //! being replaced, and SQLite would apply them to the new one), and renames
 //! it over FILE. The epoch is what tells pages that the `seq`s they saw may
@@ -178,13 +180,16 @@ pub fn restore(
     file: &Path,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Copied, CopyError> {
-    let _lock = FileLock::acquire(file)?;
+    let owner = owner_for(file)?;
+    let lock = FileLock::acquire(file)?;
+    give_owner(lock.path(), owner)?;
     source_is_ours(copy)?;
     let temp = temp_beside(file, "restore");
     // Holding the lock, a temporary file of ours is left over from a
     // restore that was interrupted: nobody else uses it.
     remove_with_journal(&temp);
     let result = restore_into(copy, &temp, progress).and_then(|copied| {
+        give_owner(&temp, owner)?;
         remove_side_files(file)?;
         install(&temp, file)?;
         Ok(copied)
@@ -359,6 +364,32 @@ pub fn new_epoch(old: Option<u64>) -> io::Result<u64> {
             return Ok(epoch);
         }
     }
+}
+
+/// Who should own the restored file: the owner of the file it replaces,
+/// else of its directory. (Run as root for a service's file, a restore
+/// must not leave a file the service cannot open.)
+fn owner_for(file: &Path) -> Result<(u32, u32), CopyError> {
+    use std::os::unix::fs::MetadataExt;
+    let dir = match file.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let meta = fs::metadata(file)
+        .or_else(|_| fs::metadata(dir))
+        .map_err(io_error(|| format!("reading {dir:?}")))?;
+    Ok((meta.uid(), meta.gid()))
+}
+
+/// Gives `path` the owner and group `owner`, if it has others.
+fn give_owner(path: &Path, (uid, gid): (u32, u32)) -> Result<(), CopyError> {
+    use std::os::unix::fs::MetadataExt;
+    let what = || format!("giving {path:?} the owner {uid}:{gid}");
+    let meta = fs::metadata(path).map_err(io_error(what))?;
+    if (meta.uid(), meta.gid()) == (uid, gid) {
+        return Ok(());
+    }
+    std::os::unix::fs::chown(path, Some(uid), Some(gid)).map_err(io_error(what))
 }
 
 /// Syncs a finished copy to disk; returns its size.

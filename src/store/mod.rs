@@ -92,6 +92,14 @@
 //! joined again) and [`Store::history`] (scrollback) read what is committed:
 //! records of the current turn are not visible until `commit()`.
 //!
+//! # Other programs, copies, epochs
+//!
+//! One server per file is kept by [`lock`]; other programs may read the
+//! file meanwhile (a backup), and [`wal`] says what that costs the log.
+//! [`copy`] makes and restores copies. Each file has an *epoch*
+//! ([`Store::epoch`]): `seq`s are unique within it, and a restore draws a
+//! new one.
+//!
 //! The files: [`schema`] (tables, versions, migrations), [`file`](mod@file) (opening,
 //! recognising and refusing files), [`batch`] (what a turn recorded).
 
