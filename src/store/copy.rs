@@ -162,7 +162,7 @@ pub fn backup(
     if !force && to.exists() {
         return Err(CopyError::Exists { path: to.into() });
     }
-    let temp = temp_beside(to, "backup");
+    let temp = temp_beside(to, &format!("backup-{}", std::process::id()));
     let result = backup_into(from, &temp, progress).and_then(|copied| {
         install(&temp, to)?;
         Ok(copied)
@@ -185,8 +185,8 @@ pub fn restore(
     give_owner(lock.path(), owner)?;
     source_is_ours(copy)?;
     let temp = temp_beside(file, "restore");
-    // Holding the lock, a temporary file of ours is left over from a
-    // restore that was interrupted: nobody else uses it.
+    // Holding the lock, a temporary file there is left over from a restore
+    // that was interrupted: nobody else uses it.
     remove_with_journal(&temp);
     let result = restore_into(copy, &temp, progress).and_then(|copied| {
         give_owner(&temp, owner)?;
@@ -208,13 +208,15 @@ fn source_is_ours(path: &Path) -> Result<(), CopyError> {
     }
 }
 
-/// `DIR/.NAME.KIND-PID` beside `path`: hidden, and one per process.
+/// `DIR/.NAME.KIND` beside `path` (hidden). A backup's KIND names its
+/// process (two backups to one COPY do not share it); a restore's needs
+/// not: it holds the data file's lock.
 fn temp_beside(path: &Path, kind: &str) -> PathBuf {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    path.with_file_name(format!(".{name}.{kind}-{}", std::process::id()))
+    path.with_file_name(format!(".{name}.{kind}"))
 }
 
 /// Copies `from` into a new file `temp` (mode 0600) in one read

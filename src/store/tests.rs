@@ -801,7 +801,10 @@ fn a_restore_replaces_a_file_whose_log_was_left_by_a_crash() {
     drop(store);
     let file = crashed.path().join("wsrooms.db");
     assert!(listing(crashed.path()).contains("wsrooms.db-wal"));
+    // An interrupted restore left its temporary file.
+    fs::write(crashed.path().join(".wsrooms.db.restore"), "half a copy").unwrap();
     copy::restore(&copy, &file, &mut |_| {}).unwrap();
+    assert!(!listing(crashed.path()).iter().any(|n| n.starts_with('.')));
     assert!(!listing(crashed.path()).contains("wsrooms.db-wal"));
     let store = Store::open(&file, 100).unwrap();
     assert_eq!(store.room(1, 10).unwrap().unwrap().last_seq, 3);
