@@ -46,6 +46,10 @@ fn main() -> std::process::ExitCode {
                 "without_a_data_file_the_epoch_is_per_process",
                 without_a_data_file_the_epoch_is_per_process,
             ),
+            (
+                "a_long_reader_neither_stalls_the_server_nor_gets_a_checkpoint_every_turn",
+                a_long_reader_neither_stalls_the_server_nor_gets_a_checkpoint_every_turn,
+            ),
         ],
     )
 }
@@ -370,5 +374,74 @@ fn without_a_data_file_the_epoch_is_per_process() {
         epoch_of(&wa),
         epoch_of(&wc),
         "seqs start again: a new epoch"
+    );
+}
+
+/// The log's size in pages, as SQLite reports it to a checkpoint of
+/// another connection (`PASSIVE`: it copies what it can and waits for
+/// nobody).
+fn log_pages(path: &Path) -> i64 {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get(1))
+        .unwrap()
+}
+
+fn a_long_reader_neither_stalls_the_server_nor_gets_a_checkpoint_every_turn() {
+    let dir = TempDir::new("backup-reader");
+    let file = dir.join("rooms.db");
+    let server = spawn_binary(&[
+        "--rate-limit",
+        "0",
+        "--max-chat-chars",
+        "1000",
+        "--data-file",
+        file.to_str().unwrap(),
+    ]);
+    let (mut alice, _) = join(server.addr, "alice", 1);
+    let text = "x".repeat(900);
+    let mut seq = 0u64;
+    let mut chat = |alice: &mut Ws, count: u64| {
+        let mut slowest = Duration::ZERO;
+        for _ in 0..count {
+            seq += 1;
+            let started = std::time::Instant::now();
+            alice.send(Message::text(text.clone())).unwrap();
+            assert_eq!(next_of_type(alice, "message")["seq"], seq);
+            slowest = slowest.max(started.elapsed());
+        }
+        slowest
+    };
+    chat(&mut alice, 20);
+    // A reader (a backup, a replicator) holds one snapshot meanwhile.
+    let reader = rusqlite::Connection::open(&file).unwrap();
+    reader.execute_batch("BEGIN").unwrap();
+    let seen: i64 = reader
+        .query_row("SELECT count(*) FROM messages", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(seen, 20);
+    let before = read_metric(server.addr, "wsrooms_checkpoints_total");
+    let slowest = chat(&mut alice, 300);
+    assert!(slowest < Duration::from_secs(1), "a turn took {slowest:?}");
+    let checkpoints = read_metric(server.addr, "wsrooms_checkpoints_total") - before;
+    let held = log_pages(&file);
+    // 300 commits of about a page each: one checkpoint per 64 new pages,
+    // not one per turn.
+    assert!(
+        checkpoints <= 12.0,
+        "{checkpoints} checkpoints while the reader held the log ({held} pages)"
+    );
+    assert!(
+        held > 300,
+        "the log grew while the reader held it: {held} pages"
+    );
+    reader.execute_batch("COMMIT").unwrap();
+    drop(reader);
+    // Once it is done, the server's next checkpoint copies it all and the
+    // log starts again from its beginning.
+    chat(&mut alice, 150);
+    let after = log_pages(&file);
+    assert!(
+        after < held / 2,
+        "the log started again: {after} pages, {held} before"
     );
 }
