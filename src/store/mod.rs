@@ -292,6 +292,8 @@ impl Store {
     pub fn open(path: &Path, keep_messages: u64) -> Result<Store, OpenError> {
         let keep_messages = keep_messages.max(1);
         let found = file::inspect(path)?;
+        // After the file was recognised (a refused file gets no lock file
+        // beside it), before SQLite opens it (and may replay its log).
         let lock = FileLock::acquire(path)?;
         let mut conn = file::connect(path)?;
         let version = file::check(path, &conn, found)?;
