@@ -433,6 +433,9 @@ function onWelcome(event) {
   let gapMark = null;
 
   withAutoScroll(first, () => {
+    if (renumbered) {
+      addSystem('The server numbers this room\'s messages anew (its data was restored or lost): showing the room afresh.');
+    }
     if (history.length > 0 || missing) {
       addSeparator(first ? 'earlier messages' : 'missed while you were away');
     }
@@ -441,9 +444,6 @@ function onWelcome(event) {
     }
     for (const message of history) {
       addMessage(message, true);
-    }
-    if (renumbered) {
-      addSystem('The server numbers this room\'s messages anew (its data was restored or lost): showing the room afresh.');
     }
     addSystem(first ? `You joined room ${room}.` : 'Reconnected.');
     return true;
