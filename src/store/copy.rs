@@ -89,6 +89,12 @@ pub enum CopyError {
         /// The copy's path.
         path: PathBuf,
     },
+    /// COPY is the data file itself, or one of the files SQLite or the
+    /// lock keep beside it: replacing it would damage the data file.
+    SameFile {
+        /// The copy's path.
+        path: PathBuf,
+    },
     /// The source is empty: there is nothing to copy.
     Empty {
         /// Its path.
@@ -117,6 +123,10 @@ impl fmt::Display for CopyError {
             CopyError::Exists { path } => write!(
                 f,
                 "{path:?} exists; refusing to overwrite it (give --force to replace it)"
+            ),
+            CopyError::SameFile { path } => write!(
+                f,
+                "{path:?} is the data file or one of the files beside it; refusing to overwrite it"
             ),
             CopyError::Empty { path } => write!(f, "{path:?} is empty: nothing to copy"),
             CopyError::Io { what, error } => write!(f, "{what}: {error}"),
@@ -159,6 +169,9 @@ pub fn backup(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Copied, CopyError> {
     source_is_ours(from)?;
+    if is_part_of(to, from) {
+        return Err(CopyError::SameFile { path: to.into() });
+    }
     if !force && to.exists() {
         return Err(CopyError::Exists { path: to.into() });
     }
@@ -198,6 +211,20 @@ pub fn restore(
         remove_with_journal(&temp);
     }
     result
+}
+
+/// `path` is the data file `file` (by inode, whatever the spelling) or
+/// one of its side files (by name).
+fn is_part_of(path: &Path, file: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let same_inode = match (fs::metadata(path), fs::metadata(file)) {
+        (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+        _ => false,
+    };
+    let side = ["-wal", "-shm", "-journal", super::lock::LOCK_SUFFIX]
+        .iter()
+        .any(|suffix| path == side_path(file, suffix));
+    same_inode || side
 }
 
 /// The source must be a non-empty wsrooms database this binary knows.

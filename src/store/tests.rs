@@ -717,6 +717,13 @@ fn a_backup_of_an_open_store_has_every_commit_and_its_epoch() {
     assert_eq!(mode & 0o777, 0o600);
     // The server goes on writing; the copy is as it was.
     post(&mut store, 3, 21..=22);
+    for itself in [path.clone(), dir.path().join("./wsrooms.db-wal")] {
+        let refused = copy::backup(&path, &itself, true, &mut |_| {}).expect_err("itself");
+        assert!(
+            matches!(refused, copy::CopyError::SameFile { .. }),
+            "{refused}"
+        );
+    }
     let again = copy::backup(&path, &copy, false, &mut |_| {}).expect_err("exists");
     assert!(matches!(again, copy::CopyError::Exists { .. }), "{again}");
     let restored = Store::open(&copy, 100).unwrap();
