@@ -17,7 +17,8 @@
 //!
 //! **Restore.** Takes the data file's lock (so no server runs on it, and
 //! none starts meanwhile), checks that COPY is a wsrooms database this
-//! binary can open, copies it into a temporary file beside FILE, brings it
+//! binary can open, copies it into a temporary file beside FILE, checks
+//! it (SQLite's `quick_check`: a damaged copy is refused), brings it
 //! to the current schema, gives it a new random epoch and the owner of the
 //! file it replaces (a restore run as root for a service's file leaves a
 //! file the service can open), syncs it, removes
@@ -95,6 +96,13 @@ pub enum CopyError {
         /// The copy's path.
         path: PathBuf,
     },
+    /// SQLite's `quick_check` found the copy to restore damaged.
+    Damaged {
+        /// The copy's path.
+        path: PathBuf,
+        /// The first thing `quick_check` said.
+        why: String,
+    },
     /// The source is empty: there is nothing to copy.
     Empty {
         /// Its path.
@@ -128,6 +136,10 @@ impl fmt::Display for CopyError {
                 f,
                 "{path:?} is the data file or one of the files beside it; refusing to overwrite it"
             ),
+            CopyError::Damaged { path, why } => {
+                let why = why.replace(['\n', '\r'], " ");
+                write!(f, "{path:?} is damaged ({why}); refusing to restore it")
+            }
             CopyError::Empty { path } => write!(f, "{path:?} is empty: nothing to copy"),
             CopyError::Io { what, error } => write!(f, "{what}: {error}"),
             CopyError::Sqlite { what, error } => {
@@ -286,6 +298,15 @@ fn restore_into(
     let pages = copy_pages(&source, &mut dest, progress)
         .map_err(sqlite_error(|| format!("copying {copy:?} to {temp:?}")))?;
     drop(source);
+    let verdict: String = dest
+        .query_row("PRAGMA quick_check", [], |row| row.get(0))
+        .map_err(sqlite_error(|| format!("checking {temp:?}")))?;
+    if verdict != "ok" {
+        return Err(CopyError::Damaged {
+            path: copy.into(),
+            why: verdict,
+        });
+    }
     let epoch = renew(temp, &mut dest, old_epoch)?;
     drop(dest);
     let bytes = sync(temp)?;

@@ -834,3 +834,36 @@ fn a_restore_gives_the_new_file_the_owner_of_the_old_one() {
     let lock = fs::metadata(lock::lock_path(&path)).unwrap();
     assert_eq!((lock.uid(), lock.gid()), (4321, 4322), "and its lock file");
 }
+
+#[test]
+fn a_damaged_copy_is_not_restored() {
+    let (dir, path) = temp();
+    let mut store = Store::open(&path, 100).unwrap();
+    let text = "w".repeat(2000);
+    for seq in 1..=200 {
+        store.record_message(message(1, seq, &text));
+    }
+    store.commit().unwrap();
+    let copy = dir.path().join("copy.db");
+    copy::backup(&path, &copy, false, &mut |_| {}).unwrap();
+    drop(store);
+    // Scribble over pages 61–100, in the middle of the messages.
+    let mut bytes = fs::read(&copy).unwrap();
+    bytes[4096 * 60..4096 * 100].fill(0x5a);
+    fs::write(&copy, bytes).unwrap();
+    let refused = copy::restore(&copy, &path, &mut |_| {}).expect_err("damaged");
+    assert!(
+        matches!(refused, copy::CopyError::Damaged { .. }),
+        "{refused}"
+    );
+    assert_eq!(
+        Store::open(&path, 100)
+            .unwrap()
+            .room(1, 0)
+            .unwrap()
+            .unwrap()
+            .last_seq,
+        200,
+        "the data file is kept"
+    );
+}
