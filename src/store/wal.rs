@@ -117,7 +117,7 @@ impl Wal {
                 // An error here is ignored, as SQLite's own hook does: the
                 // commit has happened, and the log is simply not shortened.
                 if let Ok((log, done)) = wal.checkpoint_v2(CheckpointMode::PASSIVE) {
-                    pages = log.saturating_sub(done).max(0) as u32;
+                    pages = pages_left(log, done);
                 }
             }
             seen.store(pages, Ordering::Relaxed);
@@ -151,12 +151,17 @@ impl Wal {
     /// again if all of it was copied.
     pub fn checkpoint(&mut self, conn: &Connection) -> rusqlite::Result<()> {
         let (log, done) = conn.wal_checkpoint_v2(None::<&str>, CheckpointMode::PASSIVE)?;
-        let (log, done) = (log.max(0) as u32, done.max(0) as u32);
-        // All copied: the next commit starts the log again. Else the log
-        // keeps its size (the next commit appends to it).
-        let frames = if done >= log { 0 } else { log };
+        let frames = pages_left(log, done);
         self.frames.store(frames, Ordering::Relaxed);
-        self.held = (frames > 0).then_some(log);
+        self.held = (frames > 0).then_some(frames);
         Ok(())
     }
+}
+
+/// The log's size in pages after a checkpoint that copied `done` of its
+/// `log` pages: none if it copied all (the next commit starts the log
+/// again), else all of them (a reader held some back, and the next commit
+/// appends to the log).
+fn pages_left(log: i32, done: i32) -> u32 {
+    if done >= log { 0 } else { log.max(0) as u32 }
 }
