@@ -154,3 +154,49 @@ impl Meter {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<OsString> {
+        list.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn only_a_first_word_backup_or_restore_is_a_command() {
+        assert!(is_admin(&args(&[
+            "wsrooms",
+            "backup",
+            "--data-file",
+            "f",
+            "c"
+        ])));
+        assert!(is_admin(&args(&[
+            "wsrooms",
+            "restore",
+            "c",
+            "--data-file",
+            "f"
+        ])));
+        assert!(!is_admin(&args(&["wsrooms"])));
+        assert!(!is_admin(&args(&["wsrooms", "--bind", "127.0.0.1:0"])));
+        assert!(!is_admin(&args(&["wsrooms", "--data-file", "backup"])));
+    }
+
+    #[test]
+    fn each_command_takes_its_paths_in_any_order() {
+        let backup = Admin::try_parse_from(["wsrooms", "backup", "c.db", "--data-file", "f.db"]);
+        assert!(matches!(
+            backup,
+            Ok(Admin::Backup { ref data_file, ref copy, force: false })
+                if data_file.as_os_str() == "f.db" && copy.as_os_str() == "c.db"
+        ));
+        let restore = Admin::try_parse_from(["wsrooms", "restore", "--data-file", "f.db", "c.db"]);
+        assert!(matches!(
+            restore,
+            Ok(Admin::Restore { ref data_file, ref copy })
+                if data_file.as_os_str() == "f.db" && copy.as_os_str() == "c.db"
+        ));
+    }
+}
