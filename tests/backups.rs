@@ -50,6 +50,10 @@ fn main() -> std::process::ExitCode {
                 "a_long_reader_neither_stalls_the_server_nor_gets_a_checkpoint_every_turn",
                 a_long_reader_neither_stalls_the_server_nor_gets_a_checkpoint_every_turn,
             ),
+            (
+                "another_programs_write_lock_is_not_waited_for",
+                another_programs_write_lock_is_not_waited_for,
+            ),
         ],
     )
 }
@@ -443,5 +447,38 @@ fn a_long_reader_neither_stalls_the_server_nor_gets_a_checkpoint_every_turn() {
     assert!(
         after < held / 2,
         "the log started again: {after} pages, {held} before"
+    );
+}
+
+fn another_programs_write_lock_is_not_waited_for() {
+    let dir = TempDir::new("backup-writer");
+    let file = dir.join("rooms.db");
+    let server = server_on(&file);
+    let cookie = login(server.addr, "alice", 1);
+    let mut alice = ws_connect(server.addr, 1, &cookie);
+    next_of_type(&mut alice, "welcome");
+    alice.send(Message::text("before")).unwrap();
+    assert_eq!(next_of_type(&mut alice, "message")["seq"], 1);
+    // Another program takes SQLite's write lock and keeps it.
+    let writer = rusqlite::Connection::open(&file).unwrap();
+    writer.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let started = std::time::Instant::now();
+    alice.send(Message::text("meets the lock")).unwrap();
+    let (code, _) = expect_close(&mut alice);
+    assert_eq!(code, 1011, "the turn's commit failed at once");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    writer.execute_batch("ROLLBACK").unwrap();
+    drop(writer);
+    let mut alice = ws_connect(server.addr, 1, &cookie);
+    next_of_type(&mut alice, "welcome");
+    alice.send(Message::text("after")).unwrap();
+    let m = next_of_type(&mut alice, "message");
+    assert_eq!(
+        (m["seq"].as_u64(), m["text"].as_str()),
+        (Some(2), Some("after"))
     );
 }
