@@ -84,7 +84,7 @@ pub const MAX_PAGE: usize = 100;
 pub struct Ctx<'a> {
     /// Rooms and sessions (a login reserves an id here).
     pub chat: &'a mut Chat,
-    /// Counters (logins, refusals).
+    /// Counters (refusals).
     pub metrics: &'a mut Metrics,
     /// The settings: limits, allowed origins, `--sharded`, `--echo`.
     pub config: &'a Config,
@@ -530,7 +530,6 @@ fn reserve(room: u32, user: &str, back: &str, ctx: &mut Ctx) -> Outcome {
     let max_users = ctx.config.max_users_per_room;
     match ctx.chat.login(room, user, token, expires, max_users) {
         Ok(session) => {
-            ctx.metrics.logins += 1;
             log::info!("login: \"{}\" reserved in room {room}", Escaped(user));
             let cookie = format!(
                 "{COOKIE}={}; HttpOnly; SameSite=Strict; Path=/",

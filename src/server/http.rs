@@ -139,6 +139,7 @@ impl Server {
                 // With a data file the `303` waits for the turn's commit.
                 Some(_) => self.hold_login(id, session, response, reply, expires),
                 None => {
+                    self.metrics.logins += 1;
                     self.timers.add(expires, TimerKey::Session(session));
                     self.respond(id, response, reply);
                 }

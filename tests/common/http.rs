@@ -183,14 +183,16 @@ pub fn urlencode(s: &str) -> String {
 
 /// `POST /login?room=N` with the form; returns the response.
 pub fn login_raw(addr: SocketAddr, user: &str, room: &str) -> HttpResponse {
+    http_raw(addr, &login_request(addr, user, room))
+}
+
+/// The bytes of `POST /login?room=N` with the form (`Connection: close`).
+pub fn login_request(addr: SocketAddr, user: &str, room: &str) -> String {
     let body = format!("user={}&room={}", urlencode(user), urlencode(room));
-    http_raw(
-        addr,
-        &format!(
-            "POST /login?room={} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            urlencode(room),
-            body.len()
-        ),
+    format!(
+        "POST /login?room={} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        urlencode(room),
+        body.len()
     )
 }
 
