@@ -248,7 +248,9 @@ fn frame_headers_alone_claim_no_payload_memory() {
     let grown_kb = status_kb(pid, "VmData").saturating_sub(before);
     // Reserving each announced payload would take 1000 × 64 KiB ≈ 62 MiB.
     let bound_kb = (CONNS * ANNOUNCED / 1024 / 8) as u64;
-    eprintln!("VmData grew by {grown_kb} kB for {CONNS} frame headers");
+    common::harness::note(format!(
+        "VmData grew by {grown_kb} kB for {CONNS} frame headers"
+    ));
     assert!(
         grown_kb < bound_kb,
         "VmData grew by {grown_kb} kB for {CONNS} frame headers (bound {bound_kb} kB)"
