@@ -98,6 +98,7 @@
 pub mod batch;
 pub mod file;
 pub mod schema;
+pub mod sidefiles;
 pub mod wal;
 
 #[cfg(test)]

@@ -627,3 +627,190 @@ fn the_log_stays_under_its_hard_cap_without_checkpoint_calls() {
     let frame = u64::from(page_size) + 24;
     assert!(wal <= (cap + 200) * frame, "log file {wal} bytes");
 }
+
+/// SHA-256 of every file in `dir`, by name.
+fn digests(dir: &Path) -> std::collections::BTreeMap<String, [u8; 32]> {
+    use sha2::Digest;
+    listing(dir)
+        .into_iter()
+        .map(|name| {
+            let bytes = fs::read(dir.join(&name)).unwrap();
+            (name, sha2::Sha256::digest(bytes).into())
+        })
+        .collect()
+}
+
+/// A wsrooms file with one session, closed cleanly (no side file).
+fn ours_with_a_session(path: &Path) {
+    let mut store = Store::open(path, 100).unwrap();
+    store.record_login(TokenHash::of(&token(1)), 5, "Zoë", 42);
+    post(&mut store, 5, 1..=3);
+    drop(store);
+}
+
+/// Makes another program's database in WAL mode in a directory of its own
+/// and copies its log, as its crash would leave it, to `to`.
+fn foreign_log(to: &Path, application_id: i32) {
+    let other = tempfile::tempdir().unwrap();
+    let conn = Connection::open(other.path().join("F.db")).unwrap();
+    conn.execute_batch(
+        "PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0;
+         CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT);
+         INSERT INTO notes (body) VALUES ('keep me');",
+    )
+    .unwrap();
+    conn.pragma_update(None, "application_id", application_id)
+        .unwrap();
+    fs::copy(other.path().join("F.db-wal"), to).unwrap();
+    drop(conn);
+}
+
+#[test]
+fn another_programs_log_beside_the_file_is_refused_and_nothing_changes() {
+    let (dir, path) = temp();
+    ours_with_a_session(&path);
+    let wal = file::side_path(&path, "-wal");
+    foreign_log(&wal, 0x1234);
+    let before = digests(dir.path());
+    let error = Store::open(&path, 100).expect_err("a foreign log is refused");
+    assert!(
+        matches!(
+            &error,
+            OpenError::Beside {
+                refusal: sidefiles::Refusal::Foreign {
+                    application_id: 0x1234,
+                    ..
+                },
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    let line = error.to_string();
+    assert!(
+        line.contains("wsrooms.db-wal") && !line.contains('\n'),
+        "{line}"
+    );
+    assert_eq!(digests(dir.path()), before, "all three files as they were");
+    // Moved away, the file opens with everything it had.
+    fs::remove_file(&wal).unwrap();
+    let store = Store::open(&path, 100).expect("ours alone");
+    let loaded = store.load(10).unwrap();
+    assert_eq!(loaded.sessions.len(), 1);
+    assert_eq!(loaded.rooms[0].last_seq, 3);
+}
+
+#[test]
+fn a_log_of_another_programs_database_with_our_id_still_needs_our_version() {
+    // Same application_id, but a schema version this binary does not know.
+    let (dir, path) = temp();
+    ours_with_a_session(&path);
+    let other = tempfile::tempdir().unwrap();
+    let conn = Connection::open(other.path().join("F.db")).unwrap();
+    conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0;")
+        .unwrap();
+    conn.pragma_update(None, "application_id", APPLICATION_ID as i32)
+        .unwrap();
+    conn.pragma_update(None, "user_version", SCHEMA_VERSION as i32 + 7)
+        .unwrap();
+    fs::copy(
+        other.path().join("F.db-wal"),
+        dir.path().join("wsrooms.db-wal"),
+    )
+    .unwrap();
+    drop(conn);
+    let before = digests(dir.path());
+    let error = Store::open(&path, 100).expect_err("refused");
+    assert!(
+        matches!(
+            error,
+            OpenError::Beside {
+                refusal: sidefiles::Refusal::Newer { .. },
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert_eq!(digests(dir.path()), before);
+}
+
+#[test]
+fn a_hot_journal_beside_our_file_is_refused_and_nothing_changes() {
+    let (dir, path) = temp();
+    ours_with_a_session(&path);
+    // Another database in the middle of a transaction: its journal is hot.
+    let other = tempfile::tempdir().unwrap();
+    let conn = Connection::open(other.path().join("F.db")).unwrap();
+    conn.execute_batch(
+        "CREATE TABLE t (x); INSERT INTO t VALUES (randomblob(100000));
+         PRAGMA cache_size = 1; BEGIN; UPDATE t SET x = randomblob(100000);",
+    )
+    .unwrap();
+    fs::copy(
+        other.path().join("F.db-journal"),
+        file::side_path(&path, "-journal"),
+    )
+    .unwrap();
+    drop(conn);
+    let before = digests(dir.path());
+    let error = Store::open(&path, 100).expect_err("refused");
+    assert!(
+        matches!(
+            error,
+            OpenError::Beside {
+                refusal: sidefiles::Refusal::Stray {
+                    which: sidefiles::Which::Journal,
+                    ..
+                },
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert_eq!(digests(dir.path()), before);
+}
+
+#[test]
+fn a_log_beside_a_missing_file_is_refused_and_nothing_is_created() {
+    let (dir, path) = temp();
+    foreign_log(&file::side_path(&path, "-wal"), 0x1234);
+    let before = digests(dir.path());
+    let error = Store::open(&path, 100).expect_err("refused");
+    assert!(matches!(error, OpenError::Beside { .. }), "{error:?}");
+    assert_eq!(digests(dir.path()), before, "no data file was created");
+}
+
+#[test]
+fn a_fifo_or_a_directory_is_refused_before_it_is_opened() {
+    let (dir, path) = temp();
+    let made = std::process::Command::new("mkfifo")
+        .arg(&path)
+        .status()
+        .expect("run mkfifo");
+    assert!(made.success());
+    // Opening a FIFO for reading would wait for a writer for ever.
+    let error = Store::open(&path, 100).expect_err("refused");
+    assert!(
+        matches!(error, OpenError::NotRegular { kind: "a FIFO", .. }),
+        "{error:?}"
+    );
+    fs::remove_file(&path).unwrap();
+    fs::create_dir(&path).unwrap();
+    let error = Store::open(&path, 100).expect_err("refused");
+    assert!(
+        matches!(
+            error,
+            OpenError::NotRegular {
+                kind: "a directory",
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    fs::remove_dir(&path).unwrap();
+    ours_with_a_session(&path);
+    fs::create_dir(file::side_path(&path, "-wal")).unwrap();
+    let error = Store::open(&path, 100).expect_err("refused");
+    assert!(error.to_string().contains("wsrooms.db-wal"), "{error}");
+    drop(dir);
+}
