@@ -305,3 +305,59 @@ fn after_sigkill_every_message_anyone_saw_is_kept_with_its_number() {
         crash_once(kill_after);
     }
 }
+
+/// `--max-sessions` holds after a restart: with 100 sessions on disk and a
+/// cap of 10, the 10 newest logins are restored (and work), the 90 older
+/// ones end (and are deleted from the file), and a new login is `503` only
+/// while the cap is reached.
+#[test]
+fn sessions_restored_from_disk_respect_max_sessions_newest_first() {
+    let dir = TempDir::new("durable-max-sessions");
+    let path = dir.join("rooms.db");
+    let mut server = server_on(&path, &[]);
+    let cookies: Vec<String> = (0..100)
+        .map(|i| login(server.addr, &format!("u{i}"), 1 + i % 10))
+        .collect();
+    stop(&mut server);
+    // Logins within one millisecond share a time: make the order explicit.
+    let db = rusqlite::Connection::open(&path).unwrap();
+    for i in 0..100 {
+        db.execute(
+            "UPDATE sessions SET login_at = ?1 WHERE user = ?2",
+            rusqlite::params![1_700_000_000_000i64 + i, format!("u{i}")],
+        )
+        .unwrap();
+    }
+    drop(db);
+
+    let mut server = server_on(&path, &["--max-sessions", "10"]);
+    let addr = server.addr;
+    assert_eq!(read_metric(addr, "wsrooms_sessions"), 10.0);
+    for i in 90..100u32 {
+        let mut ws = ws_connect(addr, 1 + i % 10, &cookies[i as usize]);
+        assert_eq!(next_of_type(&mut ws, "welcome")["user"], format!("u{i}"));
+    }
+    for i in [0u32, 45, 89] {
+        let refused = ws_connect_path(
+            addr,
+            &format!("/rooms/{}/ws", 1 + i % 10),
+            Some(&cookies[i as usize]),
+            Some(&format!("http://{addr}")),
+        );
+        assert!(
+            matches!(&refused, Err(tungstenite::Error::Http(r)) if r.status() == 403),
+            "u{i}'s old session ended: {refused:?}"
+        );
+    }
+    assert_eq!(login_raw(addr, "newcomer", "3").status, 503, "at the cap");
+    server
+        .log
+        .wait_for(&["90 older sessions ended"], Duration::from_secs(5));
+    stop(&mut server);
+
+    // The 90 were deleted from the file: one more allowed, one more login.
+    let server = server_on(&path, &["--max-sessions", "11"]);
+    assert_eq!(read_metric(server.addr, "wsrooms_sessions"), 10.0);
+    login(server.addr, "newcomer", 3);
+    assert_eq!(read_metric(server.addr, "wsrooms_sessions"), 11.0);
+}

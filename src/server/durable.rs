@@ -111,15 +111,23 @@ impl Durable {
 
 impl Server {
     /// Takes over `store`: restores its sessions (each reserved for
-    /// `--reserve-secs` from now, so its page can reconnect), its rooms'
-    /// `seq` counters and their histories. From now on every turn commits
-    /// before it writes.
+    /// `--reserve-secs` from now, so its page can reconnect; the newest
+    /// `--max-sessions` of them, the older ones end and are deleted from
+    /// the file with the first commit), its rooms' `seq` counters and their
+    /// histories. From now on every turn commits before it writes.
     pub fn use_store(&mut self, mut store: Store) -> Result<(), QueryError> {
         let keep = self.config.history_messages;
         let loaded = store.load(keep)?;
         let expires = self.now + self.config.reserve_timeout;
         let mut restored = 0;
+        let mut over_cap = 0;
+        // Newest first: over `--max-sessions`, the oldest logins end.
         for s in &loaded.sessions {
+            if self.chat.sessions.len() >= self.config.max_sessions {
+                store.record_session_end(s.token_hash);
+                over_cap += 1;
+                continue;
+            }
             match self.chat.restore(s.room, &s.user, s.token_hash, expires) {
                 Some(session) => {
                     self.timers.add(expires, TimerKey::Session(session));
@@ -145,6 +153,13 @@ impl Server {
             "data file: {restored} sessions restored in {} rooms",
             self.chat.rooms.len()
         );
+        if over_cap > 0 {
+            log::warn!(
+                "data file: {over_cap} older sessions ended, not restored: \
+                 more than --max-sessions {}",
+                self.config.max_sessions
+            );
+        }
         self.durable = Some(Durable::new(store));
         Ok(())
     }

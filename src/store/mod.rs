@@ -172,7 +172,9 @@ pub struct StoredRoom {
 /// Everything the server needs at start.
 #[derive(Debug, Default)]
 pub struct Loaded {
-    /// Every session still reserved.
+    /// Every session still reserved, the newest login first (so that a
+    /// server whose `--max-sessions` is below their number keeps the
+    /// newest).
     pub sessions: Vec<StoredSession>,
     /// Every room that has had a message. (A session's room may be missing
     /// here: nobody has written in it yet.)
@@ -438,9 +440,9 @@ impl Store {
     }
 
     fn sessions(&self) -> Result<Vec<StoredSession>, QueryError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT token_hash, room, user, login_at FROM sessions")?;
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT token_hash, room, user, login_at FROM sessions ORDER BY login_at DESC",
+        )?;
         let rows = stmt.query_map([], |row| {
             Ok(StoredSession {
                 token_hash: TokenHash(row.get(0)?),
