@@ -152,7 +152,7 @@ impl Server {
         match self.stored_page(room, before, limit, &mut json) {
             Some(Ok(())) => {}
             Some(Err(e)) => {
-                log::error!("scrollback of room {room}: {e}");
+                self.read_failed(&format!("scrollback of room {room}"), &e);
                 return Response::text(e.status(), "could not read the history")
                     .header("Cache-Control", "no-store");
             }

@@ -86,6 +86,29 @@
 //! waits for them, and forgetting one would bring that session back after a
 //! restart.
 //!
+//! # A damaged file
+//!
+//! A page that is not what SQLite expects (a disk error, a file edited or
+//! cut by hand) makes every read and write that reaches it fail with
+//! SQLite's "database disk image is malformed" ([`is_damage`]). A room's
+//! messages are one range of the `messages` b-tree, so damage usually hits
+//! one room's pages. It must not stop the others:
+//!
+//! - **Reads** ([`Store::history`], [`Store::room`]) fail for that room
+//!   only ([`QueryError::is_damage`]); [`Store::load`] leaves such a room
+//!   out and names it in [`Loaded::damaged_rooms`].
+//! - **A commit** that meets damage is written again around it: each
+//!   room's messages, then its pruning, are tried on their own; a room
+//!   whose new messages cannot be written loses them (named in
+//!   [`Committed::refused_rooms`]: the server delivers none of them, as
+//!   after a failed commit), a room whose old pages cannot be pruned keeps
+//!   them, and everything else is committed ([`Committed::damaged`] says
+//!   this happened). Only damage outside the rooms' messages (sessions)
+//!   fails the commit as a whole.
+//!
+//! Nothing here repairs the file: the operator does, with the server
+//! stopped (the deployment guide says how).
+//!
 //! # Reads
 //!
 //! [`Store::load`] (at start), [`Store::room`] (a room that emptied and is
@@ -93,7 +116,9 @@
 //! records of the current turn are not visible until `commit()`.
 //!
 //! The files: [`schema`] (tables, versions, migrations), [`file`](mod@file) (opening,
-//! recognising and refusing files), [`batch`] (what a turn recorded).
+//! recognising and refusing files), [`sidefiles`] (what SQLite would replay
+//! from the files beside it, read from their bytes), [`batch`] (what a turn
+//! recorded).
 
 pub mod batch;
 pub mod file;
@@ -179,6 +204,8 @@ pub struct Loaded {
     /// Every room that has had a message. (A session's room may be missing
     /// here: nobody has written in it yet.)
     pub rooms: Vec<StoredRoom>,
+    /// Rooms that could not be read: their pages are damaged.
+    pub damaged_rooms: Vec<u32>,
 }
 
 /// One page of scrollback.
@@ -191,7 +218,7 @@ pub struct History {
 }
 
 /// What a successful commit wrote.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Committed {
     /// Logins written.
     pub logins: usize,
@@ -199,6 +226,13 @@ pub struct Committed {
     pub messages: usize,
     /// Sessions deleted.
     pub session_ends: usize,
+    /// Rooms whose messages of this turn were *not* written: the pages they
+    /// go to are damaged (see "A damaged file" in the module doc). Those
+    /// messages must not be delivered.
+    pub refused_rooms: Vec<u32>,
+    /// The commit met damaged pages (a room's messages refused, or a
+    /// room's pruning skipped).
+    pub damaged: bool,
 }
 
 impl Committed {
@@ -206,6 +240,15 @@ impl Committed {
     pub fn is_empty(&self) -> bool {
         *self == Committed::default()
     }
+}
+
+/// SQLite found the file damaged (a page that is not what it should be),
+/// as opposed to a failing disk or a full one.
+pub fn is_damage(error: &rusqlite::Error) -> bool {
+    matches!(
+        error.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase)
+    )
 }
 
 /// A commit that failed: the error, and the logins and messages it
@@ -253,6 +296,11 @@ impl QueryError {
     /// A scrollback request that hit it is answered with this.
     pub fn status(&self) -> Status {
         Status::InternalError
+    }
+
+    /// The read met a damaged page (see [`is_damage`]).
+    pub fn is_damage(&self) -> bool {
+        is_damage(&self.0)
     }
 }
 
@@ -345,37 +393,75 @@ impl Store {
         if self.batch.is_empty() {
             return Ok(Committed::default());
         }
-        match write_batch(&mut self.conn, &self.batch, self.keep_messages) {
-            Ok(()) => {
-                let committed = Committed {
-                    logins: self.batch.logins().len(),
-                    messages: self.batch.messages().len(),
-                    session_ends: self.batch.session_ends().len(),
-                };
+        let keep = self.keep_messages;
+        let written = match write_batch(&mut self.conn, &self.batch, keep) {
+            Ok(()) => Ok(None),
+            Err(error) if is_damage(&error) => {
+                self.rollback();
+                write_around_damage(&mut self.conn, &self.batch, keep).map(Some)
+            }
+            Err(error) => Err(error),
+        };
+        match written {
+            Ok(refused_rooms) => {
+                let committed = self.committed(refused_rooms);
                 self.batch.clear();
                 Ok(committed)
             }
             Err(error) => {
-                if !self.conn.is_autocommit() {
-                    // Normally already rolled back; make sure.
-                    let _ = self.conn.execute_batch("ROLLBACK");
-                }
+                self.rollback();
                 let discarded = Box::new(self.batch.take_failed());
                 Err(CommitError { error, discarded })
             }
         }
     }
 
+    /// Normally already rolled back by the failed transaction; make sure.
+    fn rollback(&mut self) {
+        if !self.conn.is_autocommit() {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+    }
+
+    /// What the batch wrote; `refused_rooms` is `Some` if it met damage.
+    fn committed(&self, refused_rooms: Option<Vec<u32>>) -> Committed {
+        let damaged = refused_rooms.is_some();
+        let refused_rooms = refused_rooms.unwrap_or_default();
+        let messages = self
+            .batch
+            .messages()
+            .filter(|m| !refused_rooms.contains(&m.room))
+            .count();
+        Committed {
+            logins: self.batch.logins().len(),
+            messages,
+            session_ends: self.batch.session_ends().len(),
+            refused_rooms,
+            damaged,
+        }
+    }
+
     /// Every session, and every room with its `last_seq` and its last
     /// `history` messages (`--history-messages`).
+    /// A room whose pages are damaged is left out and named in
+    /// [`Loaded::damaged_rooms`]: it must not keep the others from starting.
     pub fn load(&self, history: usize) -> Result<Loaded, QueryError> {
         let sessions = self.sessions()?;
         let numbers = self.room_numbers()?;
         let mut rooms = Vec::with_capacity(numbers.len());
+        let mut damaged_rooms = Vec::new();
         for number in numbers {
-            rooms.extend(self.room(number, history)?);
+            match self.room(number, history) {
+                Ok(room) => rooms.extend(room),
+                Err(e) if e.is_damage() => damaged_rooms.push(number),
+                Err(e) => return Err(e),
+            }
         }
-        Ok(Loaded { sessions, rooms })
+        Ok(Loaded {
+            sessions,
+            rooms,
+            damaged_rooms,
+        })
     }
 
     /// One room's `last_seq` and last `history` messages, if it ever had a
@@ -469,6 +555,89 @@ fn write_batch(conn: &mut Connection, batch: &Batch, keep: u64) -> rusqlite::Res
     write_rooms(&tx, batch, keep)?;
     write_session_ends(&tx, batch)?;
     tx.commit()
+}
+
+/// The batch again, after [`write_batch`] met a damaged page, so that a
+/// room whose pages are damaged loses only its own messages of the turn
+/// (returned), and damaged old pages only leave their room unpruned.
+///
+/// First each room's messages, then its pruning, are tried in a
+/// transaction of their own that is rolled back, to learn which meet
+/// damage (once a statement has met a damaged page, SQLite may fail every
+/// later write of the same transaction, and its commit, even when that
+/// statement was undone); then the batch is written without them. Logins
+/// and session ends are not in any room: damage there fails the commit as
+/// any error does.
+fn write_around_damage(
+    conn: &mut Connection,
+    batch: &Batch,
+    keep: u64,
+) -> rusqlite::Result<Vec<u32>> {
+    let mut refused = Vec::new();
+    let mut unpruned = Vec::new();
+    for (room, last_seq) in batch.last_seqs() {
+        if !undamaged(conn, |tx| write_room(tx, batch, room))? {
+            refused.push(room);
+            continue;
+        }
+        let pruned = |tx: &Transaction| {
+            write_room(tx, batch, room)?;
+            prune(tx, room, last_seq - keep)
+        };
+        if last_seq > keep && !undamaged(conn, pruned)? {
+            unpruned.push(room);
+        }
+    }
+    let tx = conn.transaction()?;
+    write_logins(&tx, batch)?;
+    for (room, last_seq) in batch.last_seqs() {
+        if refused.contains(&room) {
+            continue;
+        }
+        write_room(&tx, batch, room)?;
+        if last_seq > keep && !unpruned.contains(&room) {
+            prune(&tx, room, last_seq - keep)?;
+        }
+    }
+    write_session_ends(&tx, batch)?;
+    tx.commit()?;
+    Ok(refused)
+}
+
+/// Tries `step` in a transaction that is then rolled back: `true` if it
+/// worked, `false` if it met a damaged page; any other error is returned.
+fn undamaged(
+    conn: &mut Connection,
+    step: impl FnOnce(&Transaction) -> rusqlite::Result<()>,
+) -> rusqlite::Result<bool> {
+    let tx = conn.transaction()?;
+    let result = step(&tx);
+    tx.rollback()?;
+    match result {
+        Ok(()) => Ok(true),
+        Err(e) if is_damage(&e) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// One room's messages of the batch, and the room in `rooms`.
+fn write_room(tx: &Transaction, batch: &Batch, room: u32) -> rusqlite::Result<()> {
+    tx.prepare_cached("INSERT OR IGNORE INTO rooms (number) VALUES (?1)")?
+        .execute([room])?;
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO messages (room, seq, at, user, text) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for m in batch.messages().filter(|m| m.room == room) {
+        stmt.execute(params![m.room, to_i64(m.seq), to_i64(m.at), m.user, m.text])?;
+    }
+    Ok(())
+}
+
+/// Deletes `room`'s messages up to `seq`.
+fn prune(tx: &Transaction, room: u32, seq: u64) -> rusqlite::Result<()> {
+    tx.prepare_cached("DELETE FROM messages WHERE room = ?1 AND seq <= ?2")?
+        .execute(params![room, to_i64(seq)])
+        .map(|_| ())
 }
 
 fn write_logins(tx: &Transaction, batch: &Batch) -> rusqlite::Result<()> {

@@ -138,7 +138,8 @@ fn a_commit_writes_the_turn_and_an_empty_one_does_nothing() {
         Committed {
             logins: 1,
             messages: 2,
-            session_ends: 1
+            session_ends: 1,
+            ..Committed::default()
         }
     );
     assert!(store.pending().is_empty());
@@ -813,4 +814,81 @@ fn a_fifo_or_a_directory_is_refused_before_it_is_opened() {
     let error = Store::open(&path, 100).expect_err("refused");
     assert!(error.to_string().contains("wsrooms.db-wal"), "{error}");
     drop(dir);
+}
+
+/// Writes 300 messages to room 1 ("one-0001-…") and then 300 to room 2
+/// ("two-…"), so each room's messages fill pages of their own, and closes
+/// the store (everything in the main file).
+fn two_full_rooms(path: &Path) {
+    let mut store = Store::open(path, 300).unwrap();
+    let pad = "x".repeat(150);
+    for (room, name) in [(1, "one"), (2, "two")] {
+        let texts: Vec<String> = (1..=300).map(|s| format!("{name}-{s:04}-{pad}")).collect();
+        for (seq, text) in (1..=300).zip(&texts) {
+            store.record_message(message(room, seq, text));
+        }
+        store.commit().unwrap();
+    }
+}
+
+/// Writes garbage over every leaf page of the closed file at `path` that
+/// holds `marker` (`messages` is a `WITHOUT ROWID` table: its rows live in
+/// index b-tree pages, leaves of type 0x0a; an interior page also holds
+/// whole rows as keys, and spans both rooms); returns how many.
+fn damage_pages(path: &Path, marker: &[u8]) -> usize {
+    let mut bytes = fs::read(path).unwrap();
+    let size = usize::from(u16::from_be_bytes([bytes[16], bytes[17]]));
+    let mut damaged = 0;
+    for page in bytes.chunks_mut(size).skip(1) {
+        if page[0] == 0x0a && page.windows(marker.len()).any(|w| w == marker) {
+            page.fill(0xa5);
+            damaged += 1;
+        }
+    }
+    fs::write(path, bytes).unwrap();
+    damaged
+}
+
+#[test]
+fn damaged_old_pages_fail_their_reads_and_only_skip_their_rooms_pruning() {
+    let (_dir, path) = temp();
+    two_full_rooms(&path);
+    assert!(damage_pages(&path, b"one-00") >= 3, "room 1's oldest pages");
+    let mut store = Store::open(&path, 300).expect("the header is sound");
+    let loaded = store.load(50).expect("the rooms' tails are sound");
+    assert_eq!((loaded.rooms.len(), loaded.damaged_rooms.len()), (2, 0));
+    let error = store.history(1, Some(50), 10).expect_err("into the damage");
+    assert!(error.is_damage(), "{error}");
+    assert_eq!(
+        seqs(&store.history(1, None, 3).unwrap().messages),
+        [298, 299, 300]
+    );
+    // Each room's next message prunes its oldest: room 1's prune meets the
+    // damage and is skipped; both messages are written.
+    store.record_message(message(1, 301, "one more"));
+    store.record_message(message(2, 301, "two more"));
+    let committed = store.commit().expect("committed around the damage");
+    assert!(committed.damaged);
+    assert_eq!((committed.messages, committed.refused_rooms), (2, vec![]));
+    assert_eq!(seqs(&store.history(1, None, 1).unwrap().messages), [301]);
+    assert_eq!(seqs(&store.history(2, Some(3), 10).unwrap().messages), [2]);
+}
+
+#[test]
+fn a_room_whose_pages_are_all_damaged_loses_only_its_own_messages() {
+    let (_dir, path) = temp();
+    two_full_rooms(&path);
+    assert!(damage_pages(&path, b"one-") >= 10);
+    let mut store = Store::open(&path, 300).expect("the header is sound");
+    let loaded = store.load(50).expect("room 2 loads");
+    assert_eq!(loaded.damaged_rooms, [1]);
+    assert_eq!(loaded.rooms.len(), 1);
+    store.record_message(message(1, 301, "lost"));
+    store.record_message(message(2, 301, "kept"));
+    store.record_login(TokenHash::of(&token(7)), 2, "eve", 0);
+    let committed = store.commit().expect("room 2's part is committed");
+    assert_eq!(committed.refused_rooms, [1]);
+    assert_eq!((committed.messages, committed.logins), (1, 1));
+    assert_eq!(store.history(2, None, 1).unwrap().messages[0].text, "kept");
+    assert_eq!(store.load(1).unwrap().sessions.len(), 1);
 }
