@@ -24,6 +24,10 @@
 //! 3. [`Server::commit_turn`]: one `commit()`. Then:
 //!    - **it worked**: the outbox is delivered in order (each message joins
 //!      its room's history and is broadcast), held logins get their `303`;
+//!      except the messages of a room whose pages in the file are damaged
+//!      (the store wrote the rest around them, see `store`): those are
+//!      refused as below, and the damage is logged once and keeps
+//!      `/healthz` at `503 degraded`;
 //!    - **it failed** (disk full, file made read-only): the turn's messages
 //!      are dropped (no client ever gets them) and their rooms take their
 //!      numbers back (`Chat::unnumber`), so a `seq` is never given to two
