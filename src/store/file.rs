@@ -172,10 +172,16 @@ pub fn inspect(path: &Path) -> Result<Found, OpenError> {
         error,
     };
     let main = read_main(path)?;
-    let journal = read_journal(&side_path(path, "-journal"))?;
-    let wal = read_wal(&side_path(path, "-wal"))?;
+    // SQLite resolves symbolic links and keeps the side files beside the
+    // file itself, not beside a link to it.
+    let base = match main {
+        Some(_) => std::fs::canonicalize(path).map_err(io)?,
+        None => path.to_owned(),
+    };
+    let journal = read_journal(&side_path(&base, "-journal"))?;
+    let wal = read_wal(&side_path(&base, "-wal"))?;
     let page1 = main.as_deref().map_or(Page1::Empty, sidefiles::page1);
-    let found = sidefiles::decide(page1, journal, wal).map_err(|r| refused(path, r))?;
+    let found = sidefiles::decide(page1, journal, wal).map_err(|r| refused(path, &base, r))?;
     if main.is_none() {
         create(path).map_err(io)?;
     }
@@ -309,8 +315,9 @@ fn read_wal(side: &Path) -> Result<Wal, OpenError> {
     Ok(Wal::Frames(scan.summary()))
 }
 
-/// A refusal of [`sidefiles::decide`] as the error the server prints.
-fn refused(path: &Path, refusal: Refusal) -> OpenError {
+/// A refusal of [`sidefiles::decide`] as the error the server prints
+/// (`base`: the file the side files are named after).
+fn refused(path: &Path, base: &Path, refusal: Refusal) -> OpenError {
     let path = path.to_owned();
     let which = match refusal {
         Refusal::NotSqlite => return OpenError::NotSqlite { path },
@@ -331,7 +338,7 @@ fn refused(path: &Path, refusal: Refusal) -> OpenError {
         Refusal::Stray { which, .. } => which,
         Refusal::UnknownWalVersion(_) => Which::Wal,
     };
-    let side = side_path(&path, &which.to_string());
+    let side = side_path(base, &which.to_string());
     OpenError::Beside {
         path,
         side,

@@ -892,3 +892,22 @@ fn a_room_whose_pages_are_all_damaged_loses_only_its_own_messages() {
     assert_eq!(store.history(2, None, 1).unwrap().messages[0].text, "kept");
     assert_eq!(store.load(1).unwrap().sessions.len(), 1);
 }
+
+#[test]
+fn the_side_files_of_a_linked_file_are_read_beside_the_file_itself() {
+    // SQLite follows the link and keeps the log beside the real file.
+    let (dir, path) = temp();
+    let real = dir.path().join("real");
+    fs::create_dir(&real).unwrap();
+    let target = real.join("rooms.db");
+    ours_with_a_session(&target);
+    std::os::unix::fs::symlink(&target, &path).unwrap();
+    foreign_log(&file::side_path(&target, "-wal"), 0x1234);
+    let before = digests(&real);
+    let error = Store::open(&path, 100).expect_err("the log beside the target");
+    assert!(
+        matches!(&error, OpenError::Beside { side, .. } if side.starts_with(real.canonicalize().unwrap())),
+        "{error:?}"
+    );
+    assert_eq!(digests(&real), before);
+}
