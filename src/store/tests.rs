@@ -911,3 +911,51 @@ fn the_side_files_of_a_linked_file_are_read_beside_the_file_itself() {
     );
     assert_eq!(digests(&real), before);
 }
+
+#[test]
+fn the_journal_of_our_own_interrupted_upgrade_is_played_back_and_the_upgrade_runs_again() {
+    let (dir, path) = temp();
+    version_1_file(&path);
+    // The upgrade as `Store::open` runs it (rollback journal), stopped
+    // before its commit with pages already written to the main file: the
+    // files copied now are what a crash at that moment leaves.
+    let mut upgrading = Connection::open(&path).unwrap();
+    upgrading
+        .execute_batch("PRAGMA journal_mode=DELETE; PRAGMA cache_size=1;")
+        .unwrap();
+    let tx = upgrading.transaction().unwrap();
+    tx.execute_batch(schema::STEPS[1]).unwrap();
+    tx.execute_batch(
+        "PRAGMA user_version=2;
+         WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 200)
+         INSERT INTO messages SELECT 7, x, 0, 'z', hex(randomblob(500)) FROM c;",
+    )
+    .unwrap();
+    let crashed = tempfile::tempdir().unwrap();
+    for name in listing(dir.path()) {
+        fs::copy(dir.path().join(&name), crashed.path().join(&name)).unwrap();
+    }
+    drop(tx);
+    drop(upgrading);
+    assert!(
+        listing(crashed.path()).contains("wsrooms.db-journal"),
+        "hot journal"
+    );
+    let store = Store::open(&crashed.path().join("wsrooms.db"), 100).expect("ours");
+    let mut loaded = store.load(10).unwrap();
+    loaded.rooms.sort_by_key(|r| r.number);
+    let rooms: Vec<_> = loaded
+        .rooms
+        .iter()
+        .map(|r| (r.number, r.last_seq))
+        .collect();
+    assert_eq!(
+        rooms,
+        [(5, 3), (6, 40)],
+        "the upgrade's rows were rolled back"
+    );
+    assert_eq!(
+        fs::read(crashed.path().join("wsrooms.db")).unwrap()[60..64],
+        2u32.to_be_bytes()
+    );
+}
