@@ -338,7 +338,7 @@ fn refused(path: &Path, base: &Path, refusal: Refusal) -> OpenError {
         Refusal::Stray { which, .. } => which,
         Refusal::UnknownWalVersion(_) => Which::Wal,
     };
-    let side = side_path(base, &which.to_string());
+    let side = side_path(base, which.suffix());
     OpenError::Beside {
         path,
         side,

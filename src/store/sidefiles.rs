@@ -61,8 +61,6 @@
 //! only salts chosen when it was started). The deployment guide says never
 //! to copy a `-wal` on its own.
 
-use std::fmt;
-
 use super::schema::{APPLICATION_ID, SCHEMA_VERSION};
 
 /// The 16 bytes every SQLite database starts with.
@@ -454,13 +452,14 @@ pub enum Refusal {
     UnknownWalVersion(u32),
 }
 
-impl fmt::Display for Which {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl Which {
+    /// What SQLite appends to the data file's name for this file.
+    pub fn suffix(self) -> &'static str {
+        match self {
             Which::Main => "",
             Which::Journal => "-journal",
             Which::Wal => "-wal",
-        })
+        }
     }
 }
 
