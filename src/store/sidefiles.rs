@@ -480,7 +480,7 @@ fn beside_empty(journal: Journal, wal: Wal) -> Result<Effective, Refusal> {
     if wal != Wal::Empty {
         return Err(Refusal::Stray {
             which: Which::Wal,
-            why: "is a write-ahead log beside an empty or missing data file",
+            why: "is a write-ahead log, and the data file is empty or missing",
         });
     }
     match journal {
@@ -488,7 +488,7 @@ fn beside_empty(journal: Journal, wal: Wal) -> Result<Effective, Refusal> {
         Journal::Hot { header, .. } if header.initial_pages == 0 => Ok(Effective::Empty),
         Journal::Hot { .. } | Journal::Unreadable => Err(Refusal::Stray {
             which: Which::Journal,
-            why: "is the rollback journal of a database with pages, beside an empty or missing data file",
+            why: "is the rollback journal of a database with pages, and the data file is empty or missing",
         }),
     }
 }
@@ -519,7 +519,7 @@ fn after_journal(main: Header, journal: Journal) -> Result<Effective, Refusal> {
     if main.wal_mode {
         return Err(stray(
             which,
-            "is a rollback journal beside a file in write-ahead-log mode",
+            "is a rollback journal, and the data file is in write-ahead-log mode",
         ));
     }
     let Journal::Hot { header, page1 } = journal else {
@@ -548,7 +548,7 @@ fn after_wal(main: Header, wal: WalSummary, effective: Effective) -> Result<Effe
     if !main.wal_mode {
         return Err(stray(
             which,
-            "holds commits, beside a file in rollback-journal mode",
+            "holds commits, and the data file is in rollback-journal mode",
         ));
     }
     if wal.page_size != main.page_size {
