@@ -307,7 +307,11 @@ impl QueryError {
 impl fmt::Display for QueryError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let error = self.0.to_string().replace(['\n', '\r'], " ");
-        write!(f, "reading the data file failed: {error}")
+        write!(f, "reading the data file failed: {error}")?;
+        if self.is_damage() {
+            f.write_str(" (the file is damaged: the deployment guide says how to recover it)")?;
+        }
+        Ok(())
     }
 }
 
