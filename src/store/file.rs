@@ -116,7 +116,7 @@ impl fmt::Display for OpenError {
             OpenError::Io { path, error } => write!(f, "data file {path:?}: {error}"),
             OpenError::NotRegular { path, kind } => write!(
                 f,
-                "data file {path:?} is {kind}, not a regular file; refusing to use it"
+                "data file: {path:?} is {kind}, not a regular file; refusing to use it"
             ),
             OpenError::Beside {
                 path,
@@ -208,7 +208,8 @@ fn open_regular(path: &Path) -> Result<Option<(File, u64)>, OpenError> {
         Ok(meta) => regular(path, &meta)?,
     }
     let file = File::open(path).map_err(io)?;
-    // Checked again on what was opened, in case it was swapped meanwhile.
+    // Checked again on what was opened, in case it was swapped meanwhile
+    // (only a FIFO swapped in this instant could still hold up the open).
     let meta = file.metadata().map_err(io)?;
     regular(path, &meta)?;
     Ok(Some((file, meta.len())))
