@@ -104,7 +104,10 @@
 //!   after a failed commit), a room whose old pages cannot be pruned keeps
 //!   them, and everything else is committed ([`Committed::damaged`] says
 //!   this happened). Only damage outside the rooms' messages (sessions)
-//!   fails the commit as a whole.
+//!   fails the commit as a whole. What was learnt is remembered
+//!   ([`Damage`], in [`damage`]): later commits leave those rooms' messages
+//!   out, or their pruning, at once, instead of failing and retrying every
+//!   turn.
 //!
 //! Nothing here repairs the file: the operator does, with the server
 //! stopped (the deployment guide says how).
@@ -118,9 +121,11 @@
 //! The files: [`schema`] (tables, versions, migrations), [`file`](mod@file) (opening,
 //! recognising and refusing files), [`sidefiles`] (what SQLite would replay
 //! from the files beside it, read from their bytes), [`batch`] (what a turn
-//! recorded).
+//! recorded), [`damage`] (writing around damaged pages), [`wal`] (when the
+//! log is checkpointed).
 
 pub mod batch;
+pub mod damage;
 pub mod file;
 pub mod schema;
 pub mod sidefiles;
@@ -138,6 +143,7 @@ use crate::http::Status;
 use crate::ws::close::{CloseCode, INTERNAL_ERROR};
 
 pub use batch::{Batch, Login, Message, TokenHash};
+pub use damage::Damage;
 pub use file::OpenError;
 pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
 pub use wal::Wal;
@@ -155,6 +161,8 @@ pub struct Store {
     keep_messages: u64,
     batch: Batch,
     wal: Wal,
+    /// Rooms whose pages are known to be damaged (see `damage`).
+    damage: Damage,
 }
 
 /// A session as stored: enough to restore its reservation.
@@ -349,6 +357,7 @@ impl Store {
             keep_messages,
             batch: Batch::default(),
             wal,
+            damage: Damage::default(),
         })
     }
 
@@ -398,17 +407,18 @@ impl Store {
             return Ok(Committed::default());
         }
         let keep = self.keep_messages;
-        let written = match write_batch(&mut self.conn, &self.batch, keep) {
-            Ok(()) => Ok(None),
+        let written = match write_batch(&mut self.conn, &self.batch, keep, &self.damage) {
+            Ok(()) => Ok(false),
             Err(error) if is_damage(&error) => {
                 self.rollback();
-                write_around_damage(&mut self.conn, &self.batch, keep).map(Some)
+                damage::write_around(&mut self.conn, &self.batch, keep, &mut self.damage)
+                    .map(|()| true)
             }
             Err(error) => Err(error),
         };
         match written {
-            Ok(refused_rooms) => {
-                let committed = self.committed(refused_rooms);
+            Ok(went_around) => {
+                let committed = self.committed(went_around);
                 self.batch.clear();
                 Ok(committed)
             }
@@ -427,10 +437,9 @@ impl Store {
         }
     }
 
-    /// What the batch wrote; `refused_rooms` is `Some` if it met damage.
-    fn committed(&self, refused_rooms: Option<Vec<u32>>) -> Committed {
-        let damaged = refused_rooms.is_some();
-        let refused_rooms = refused_rooms.unwrap_or_default();
+    /// What the batch wrote (`went_around`: it met damage this time).
+    fn committed(&self, went_around: bool) -> Committed {
+        let refused_rooms = self.damage.refused_in(&self.batch);
         let messages = self
             .batch
             .messages()
@@ -440,8 +449,8 @@ impl Store {
             logins: self.batch.logins().len(),
             messages,
             session_ends: self.batch.session_ends().len(),
+            damaged: went_around || self.damage.touches(&self.batch),
             refused_rooms,
-            damaged,
         }
     }
 
@@ -552,96 +561,20 @@ impl Store {
 }
 
 /// Writes a batch in one transaction; dropping `tx` on an error rolls back.
-fn write_batch(conn: &mut Connection, batch: &Batch, keep: u64) -> rusqlite::Result<()> {
-    let tx = conn.transaction()?;
-    write_logins(&tx, batch)?;
-    write_messages(&tx, batch)?;
-    write_rooms(&tx, batch, keep)?;
-    write_session_ends(&tx, batch)?;
-    tx.commit()
-}
-
-/// The batch again, after [`write_batch`] met a damaged page, so that a
-/// room whose pages are damaged loses only its own messages of the turn
-/// (returned), and damaged old pages only leave their room unpruned.
-///
-/// First each room's messages, then its pruning, are tried in a
-/// transaction of their own that is rolled back, to learn which meet
-/// damage (once a statement has met a damaged page, SQLite may fail every
-/// later write of the same transaction, and its commit, even when that
-/// statement was undone); then the batch is written without them. Logins
-/// and session ends are not in any room: damage there fails the commit as
-/// any error does.
-fn write_around_damage(
+/// Rooms known to be damaged are left out (their messages) or left
+/// unpruned, as [`Damage`] says.
+fn write_batch(
     conn: &mut Connection,
     batch: &Batch,
     keep: u64,
-) -> rusqlite::Result<Vec<u32>> {
-    let mut refused = Vec::new();
-    let mut unpruned = Vec::new();
-    for (room, last_seq) in batch.last_seqs() {
-        if !undamaged(conn, |tx| write_room(tx, batch, room))? {
-            refused.push(room);
-            continue;
-        }
-        let pruned = |tx: &Transaction| {
-            write_room(tx, batch, room)?;
-            prune(tx, room, last_seq - keep)
-        };
-        if last_seq > keep && !undamaged(conn, pruned)? {
-            unpruned.push(room);
-        }
-    }
+    damage: &Damage,
+) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
     write_logins(&tx, batch)?;
-    for (room, last_seq) in batch.last_seqs() {
-        if refused.contains(&room) {
-            continue;
-        }
-        write_room(&tx, batch, room)?;
-        if last_seq > keep && !unpruned.contains(&room) {
-            prune(&tx, room, last_seq - keep)?;
-        }
-    }
+    write_messages(&tx, batch, damage)?;
+    write_rooms(&tx, batch, keep, damage)?;
     write_session_ends(&tx, batch)?;
-    tx.commit()?;
-    Ok(refused)
-}
-
-/// Tries `step` in a transaction that is then rolled back: `true` if it
-/// worked, `false` if it met a damaged page; any other error is returned.
-fn undamaged(
-    conn: &mut Connection,
-    step: impl FnOnce(&Transaction) -> rusqlite::Result<()>,
-) -> rusqlite::Result<bool> {
-    let tx = conn.transaction()?;
-    let result = step(&tx);
-    tx.rollback()?;
-    match result {
-        Ok(()) => Ok(true),
-        Err(e) if is_damage(&e) => Ok(false),
-        Err(e) => Err(e),
-    }
-}
-
-/// One room's messages of the batch, and the room in `rooms`.
-fn write_room(tx: &Transaction, batch: &Batch, room: u32) -> rusqlite::Result<()> {
-    tx.prepare_cached("INSERT OR IGNORE INTO rooms (number) VALUES (?1)")?
-        .execute([room])?;
-    let mut stmt = tx.prepare_cached(
-        "INSERT INTO messages (room, seq, at, user, text) VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?;
-    for m in batch.messages().filter(|m| m.room == room) {
-        stmt.execute(params![m.room, to_i64(m.seq), to_i64(m.at), m.user, m.text])?;
-    }
-    Ok(())
-}
-
-/// Deletes `room`'s messages up to `seq`.
-fn prune(tx: &Transaction, room: u32, seq: u64) -> rusqlite::Result<()> {
-    tx.prepare_cached("DELETE FROM messages WHERE room = ?1 AND seq <= ?2")?
-        .execute(params![room, to_i64(seq)])
-        .map(|_| ())
+    tx.commit()
 }
 
 fn write_logins(tx: &Transaction, batch: &Batch) -> rusqlite::Result<()> {
@@ -665,14 +598,14 @@ fn write_logins(tx: &Transaction, batch: &Batch) -> rusqlite::Result<()> {
 
 /// A plain `INSERT`: a `(room, seq)` that is already there fails the
 /// commit rather than replace a message someone may have seen.
-fn write_messages(tx: &Transaction, batch: &Batch) -> rusqlite::Result<()> {
+fn write_messages(tx: &Transaction, batch: &Batch, damage: &Damage) -> rusqlite::Result<()> {
     if batch.messages().len() == 0 {
         return Ok(());
     }
     let mut stmt = tx.prepare_cached(
         "INSERT INTO messages (room, seq, at, user, text) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?;
-    for m in batch.messages() {
+    for m in batch.messages().filter(|m| damage.writes(m.room)) {
         stmt.execute(params![m.room, to_i64(m.seq), to_i64(m.at), m.user, m.text])?;
     }
     Ok(())
@@ -683,12 +616,20 @@ fn write_messages(tx: &Transaction, batch: &Batch) -> rusqlite::Result<()> {
 /// range below `last_seq - keep` (in a steady stream, as many rows as the
 /// batch added to that room). The newest `keep` (at least one) stay, so the
 /// largest `seq` kept is always the room's last.
-fn write_rooms(tx: &Transaction, batch: &Batch, keep: u64) -> rusqlite::Result<()> {
+fn write_rooms(
+    tx: &Transaction,
+    batch: &Batch,
+    keep: u64,
+    damage: &Damage,
+) -> rusqlite::Result<()> {
     let mut list = tx.prepare_cached("INSERT OR IGNORE INTO rooms (number) VALUES (?1)")?;
     let mut prune = tx.prepare_cached("DELETE FROM messages WHERE room = ?1 AND seq <= ?2")?;
     for (room, last_seq) in batch.last_seqs() {
+        if !damage.writes(room) {
+            continue;
+        }
         list.execute([room])?;
-        if last_seq > keep {
+        if last_seq > keep && damage.prunes(room) {
             prune.execute(params![room, to_i64(last_seq - keep)])?;
         }
     }

@@ -872,6 +872,10 @@ fn damaged_old_pages_fail_their_reads_and_only_skip_their_rooms_pruning() {
     assert_eq!((committed.messages, committed.refused_rooms), (2, vec![]));
     assert_eq!(seqs(&store.history(1, None, 1).unwrap().messages), [301]);
     assert_eq!(seqs(&store.history(2, Some(3), 10).unwrap().messages), [2]);
+    // Known now: room 1 is no longer pruned, and nothing fails.
+    store.record_message(message(1, 302, "and another"));
+    let committed = store.commit().expect("committed");
+    assert_eq!((committed.messages, committed.damaged), (1, true));
 }
 
 #[test]
@@ -891,6 +895,15 @@ fn a_room_whose_pages_are_all_damaged_loses_only_its_own_messages() {
     assert_eq!((committed.messages, committed.logins), (1, 1));
     assert_eq!(store.history(2, None, 1).unwrap().messages[0].text, "kept");
     assert_eq!(store.load(1).unwrap().sessions.len(), 1);
+    // Known now: the next turn leaves room 1 out at once.
+    store.record_message(message(1, 301, "lost again"));
+    store.record_message(message(2, 302, "kept too"));
+    let committed = store.commit().expect("committed");
+    assert_eq!((committed.refused_rooms, committed.messages), (vec![1], 1));
+    assert!(committed.damaged);
+    store.record_message(message(2, 303, "only room 2"));
+    let committed = store.commit().expect("committed");
+    assert_eq!((committed.messages, committed.refused_rooms), (1, vec![]));
 }
 
 #[test]
