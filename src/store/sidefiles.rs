@@ -56,10 +56,12 @@
 //! - A log or journal that SQLite would not replay (a broken header, no
 //!   committed frame) is harmless and accepted: SQLite starts it afresh.
 //!
-//! What these bytes cannot show: a log of *another wsrooms database* whose
-//! frames do not include page 1 (a log carries no identity of its database,
-//! only salts chosen when it was started). The deployment guide says never
-//! to copy a `-wal` on its own.
+//! What these bytes cannot show: whose log it is. A log carries no identity
+//! of its database, only salts chosen when it was started and the pages it
+//! changes. So the log of *another wsrooms database* passes (its page 1,
+//! if any, is wsrooms' too), and so does another program's log whose
+//! commits do not include page 1. The deployment guide says never to copy
+//! a `-wal` on its own.
 
 use super::schema::{APPLICATION_ID, SCHEMA_VERSION};
 
