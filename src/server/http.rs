@@ -103,6 +103,7 @@ impl Server {
     fn route(&mut self, id: ConnId, req: &Request, body: &[u8], client: IpAddr) -> Outcome {
         let via_metrics = self.conn(id).is_some_and(|c| c.via_metrics);
         self.metrics.http_requests += 1;
+        let degraded = self.degraded();
         let mut ctx = Ctx {
             chat: &mut self.chat,
             metrics: &mut self.metrics,
@@ -112,7 +113,7 @@ impl Server {
             via_metrics,
             client,
             peer_limits: &mut self.peer_limits,
-            degraded: self.durable.as_ref().is_some_and(|d| d.degraded),
+            degraded,
         };
         match routes::handle(req, body, &mut ctx) {
             // A socket opened now would miss the `1001` sent to the others
@@ -183,7 +184,7 @@ impl Server {
         match self.stored_page(room, before, limit, &mut json) {
             Some(Ok(())) => {}
             Some(Err(e)) => {
-                log::error!("scrollback of room {room}: {e}");
+                self.read_failed(&format!("scrollback of room {room}"), &e);
                 return Response::text(e.status(), "could not read the history")
                     .header("Cache-Control", "no-store");
             }
