@@ -37,8 +37,8 @@ use std::time::Duration;
 use rusqlite::backup::{Backup, StepResult};
 use rusqlite::{Connection, OpenFlags};
 
-use super::file::{self, Found, OpenError};
-use super::lock::FileLock;
+use super::file::{self, Found, OpenError, side_path};
+use super::lock::{FileLock, resolved};
 use super::schema::{self, SCHEMA_VERSION};
 
 /// Pages copied per step of a backup (1 MiB of 4 KiB pages).
@@ -205,8 +205,11 @@ pub fn restore(
     file: &Path,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Copied, CopyError> {
-    let owner = owner_for(file)?;
     let lock = FileLock::acquire(file)?;
+    // The file itself, not a link to it: SQLite keeps the side files
+    // beside it, and the link stays a link.
+    let file = &resolved(file);
+    let owner = owner_for(file)?;
     give_owner(lock.path(), owner)?;
     source_is_ours(copy)?;
     let temp = temp_beside(file, "restore");
@@ -233,9 +236,10 @@ fn is_part_of(path: &Path, file: &Path) -> bool {
         (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
         _ => false,
     };
+    let (path, base) = (resolved(path), resolved(file));
     let side = ["-wal", "-shm", "-journal", super::lock::LOCK_SUFFIX]
         .iter()
-        .any(|suffix| path == side_path(file, suffix));
+        .any(|suffix| path == side_path(&base, suffix));
     same_inode || side
 }
 
@@ -482,11 +486,4 @@ fn install(temp: &Path, path: &Path) -> Result<(), CopyError> {
 fn remove_with_journal(temp: &Path) {
     let _ = fs::remove_file(temp);
     let _ = fs::remove_file(side_path(temp, "-journal"));
-}
-
-/// `FILE` + `suffix`.
-fn side_path(file: &Path, suffix: &str) -> PathBuf {
-    let mut name = file.as_os_str().to_owned();
-    name.push(suffix);
-    PathBuf::from(name)
 }

@@ -38,9 +38,11 @@ pub struct FileLock {
 impl FileLock {
     /// Takes the lock of the data file `data_file` (creating `FILE.lock`,
     /// mode 0600, if there is none), without waiting: a lock another
-    /// process holds is [`OpenError::InUse`].
+    /// process holds is [`OpenError::InUse`]. The lock file is beside the
+    /// file itself, not beside a symbolic link to it, so two links to one
+    /// file share one lock.
     pub fn acquire(data_file: &Path) -> Result<FileLock, OpenError> {
-        let path = lock_path(data_file);
+        let path = lock_path(&resolved(data_file));
         let io = |error| OpenError::Io {
             path: path.clone(),
             error,
@@ -68,6 +70,12 @@ impl FileLock {
     }
 }
 
+/// The file a path names, links resolved (as SQLite resolves them); the
+/// path itself if there is no file yet.
+pub fn resolved(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned())
+}
+
 /// `FILE.lock` for `FILE`.
 pub fn lock_path(data_file: &Path) -> PathBuf {
     let mut name = OsString::from(data_file.as_os_str());
@@ -90,5 +98,17 @@ mod tests {
         assert!(second.to_string().contains("rooms.db"), "{second}");
         drop(first);
         FileLock::acquire(&data).expect("free again");
+    }
+
+    #[test]
+    fn two_links_to_one_file_share_its_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("rooms.db");
+        std::fs::write(&data, "").unwrap();
+        let link = dir.path().join("link.db");
+        std::os::unix::fs::symlink(&data, &link).unwrap();
+        let _first = FileLock::acquire(&data).unwrap();
+        let second = FileLock::acquire(&link).expect_err("the same file");
+        assert!(matches!(second, OpenError::InUse { .. }), "{second:?}");
     }
 }

@@ -93,10 +93,25 @@ pub fn epoch(conn: &Connection) -> rusqlite::Result<u64> {
     .map(|n| n as u64)
 }
 
+/// The file's epoch, drawing one if its row is missing (a file rebuilt by
+/// hand, or by `sqlite3 .recover` from a damaged one).
+pub fn ensure_epoch(conn: &Connection) -> rusqlite::Result<u64> {
+    match epoch(conn) {
+        Err(rusqlite::Error::QueryReturnedNoRows) => {
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('epoch', random())",
+                [],
+            )?;
+            epoch(conn)
+        }
+        other => other,
+    }
+}
+
 /// Gives the file a new epoch (`wsrooms restore`).
 pub fn set_epoch(conn: &Connection, epoch: u64) -> rusqlite::Result<()> {
     conn.execute(
-        "UPDATE meta SET value = ?1 WHERE key = 'epoch'",
+        "INSERT OR REPLACE INTO meta (key, value) VALUES ('epoch', ?1)",
         [epoch as i64],
     )
     .map(|_| ())
