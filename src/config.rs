@@ -47,7 +47,10 @@ use serde_json::Value;
     long_about = None,
     next_line_help = true,
     after_help = "Every flag can also be set by its environment variable, shown \
-                  beside it; a flag given on the command line wins over its variable."
+                  beside it; a flag given on the command line wins over its variable.\n\n\
+                  Copies of the data file: `wsrooms backup --data-file FILE COPY` \
+                  (while the server runs) and `wsrooms restore COPY --data-file FILE` \
+                  (server stopped); `wsrooms backup --help` says more."
 )]
 pub struct Config {
     /// Address to listen on

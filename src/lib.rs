@@ -15,7 +15,9 @@
 //! 7. [`bytes`] (static, shared or owned output), [`table`] (generational
 //!    ids), [`timers`], [`rate`], [`config`], [`listeners`], [`assets`],
 //!    [`metrics`], [`peer_limits`], [`logsafe`] (how peer text reaches the
-//!    log).
+//!    log);
+//! 8. [`store`]: the `--data-file`, and [`admin_cli`], the `wsrooms backup`
+//!    and `wsrooms restore` commands around its copies.
 //!
 //! Dependencies point down: `server` uses everything below it and nothing
 //! calls back up into it; `conn::machine` uses `http` and `ws` (and names
@@ -30,6 +32,7 @@
 
 #![warn(missing_docs)]
 
+pub mod admin_cli;
 pub mod assets;
 pub mod bytes;
 pub mod chat;

@@ -1,13 +1,19 @@
 //! The `wsrooms` binary: flags and environment → [`Config`], logger, run.
+//! (`wsrooms backup …` and `wsrooms restore …` are the two commands that do
+//! not run the server: [`wsrooms::admin_cli`].)
 
 use std::process::ExitCode;
 
 use wsrooms::listeners::Listeners;
 use wsrooms::store::Store;
-use wsrooms::{Config, Server};
+use wsrooms::{Config, Server, admin_cli};
 
 fn main() -> ExitCode {
-    let config = match Config::from_args(std::env::args_os()) {
+    let args: Vec<_> = std::env::args_os().collect();
+    if admin_cli::is_admin(&args) {
+        return admin_cli::run(args);
+    }
+    let config = match Config::from_args(args) {
         Ok(config) => config,
         // A refused value (stderr, exit 2), or --help / --version (stdout, exit 0).
         Err(e) => e.exit(),

@@ -146,12 +146,30 @@ pub struct Chat {
     /// Every session, joined or only reserved.
     pub sessions: Table<Session>,
     by_token: HashMap<TokenHash, SessionId>,
+    /// The epoch `welcome` carries: the `seq`s of a room are unique within
+    /// one epoch (see [`Chat::set_epoch`]).
+    epoch: u64,
 }
 
 impl Chat {
-    /// No rooms and no sessions.
+    /// No rooms and no sessions, and a random epoch: without a data file
+    /// every start of the process begins every room's numbering again.
     pub fn new() -> Self {
-        Self::default()
+        Chat {
+            epoch: random_epoch(),
+            ..Self::default()
+        }
+    }
+
+    /// Takes the data file's epoch (the same across restarts, new after a
+    /// restore), instead of the random one of [`Chat::new`].
+    pub fn set_epoch(&mut self, epoch: u64) {
+        self.epoch = epoch;
+    }
+
+    /// The epoch `welcome` carries.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
     }
 
     /// The room numbered `number`, if it has any session.
@@ -431,6 +449,7 @@ impl Chat {
                 max_chars,
                 history,
                 gap,
+                epoch: self.epoch,
             },
         );
         out
@@ -460,6 +479,16 @@ impl Chat {
             .map(|(_, r)| r.history.iter().map(|k| k.frame.len()).sum::<usize>())
             .sum()
     }
+}
+
+/// A random epoch; should the system's random source fail (it does not on
+/// Linux), the clock's nanoseconds, which differ from one start to the next.
+fn random_epoch() -> u64 {
+    getrandom::u64().unwrap_or_else(|_| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64)
+    })
 }
 
 /// A new random session token.

@@ -158,9 +158,11 @@ impl Server {
                 self.chat.restore_room(room, r.last_seq, history, keep);
             }
         }
+        self.chat.set_epoch(store.epoch());
         log::info!(
-            "data file: {restored} sessions restored in {} rooms",
-            self.chat.rooms.len()
+            "data file: {restored} sessions restored in {} rooms (epoch {:016x})",
+            self.chat.rooms.len(),
+            store.epoch()
         );
         let damaged_rooms = loaded.damaged_rooms.len();
         if over_cap > 0 {

@@ -22,11 +22,13 @@
 //! empty file so, and a crash while a file was being created leaves one. A
 //! new file is created with mode 0600: it holds the rooms' conversations.
 //!
-//! **One process per file.** The connection runs in `locking_mode=EXCLUSIVE`
-//! and takes its lock at once: a second server started on the same file is
-//! refused ([`OpenError::InUse`]) instead of numbering messages twice. (It
-//! also means the write-ahead log's index lives in the process's memory, so
-//! there is no `-shm` file.)
+//! **One process per file** is kept by an advisory lock on `FILE.lock`
+//! (see [`lock`](super::lock)), not by SQLite: the connection runs in
+//! SQLite's normal shared locking mode, so other programs may *read* the
+//! file while the server runs (`sqlite3 FILE ".backup COPY"`,
+//! `VACUUM INTO`, `wsrooms backup`). The write-ahead log's index is then
+//! shared through the `FILE-shm` file beside it, which SQLite creates and
+//! removes itself.
 
 use std::ffi::OsString;
 use std::fmt;
@@ -149,9 +151,11 @@ impl fmt::Display for OpenError {
                 "data file {path:?} has schema version {version}, newer than this wsrooms knows \
                  ({SCHEMA_VERSION}); run a newer wsrooms (file left unchanged)"
             ),
-            OpenError::InUse { path } => {
-                write!(f, "data file {path:?} is in use by another process")
-            }
+            OpenError::InUse { path } => write!(
+                f,
+                "data file {path:?} is in use by another process \
+                 (another wsrooms holds its lock file, or a program is writing to it)"
+            ),
             OpenError::Sqlite { path, error } => {
                 let error = error.to_string().replace(['\n', '\r'], " ");
                 write!(f, "data file {path:?}: {error}")
@@ -167,6 +171,32 @@ impl std::error::Error for OpenError {}
 /// them; creates an empty file (mode 0600) if there is none and the side
 /// files allow it. Refusals change nothing on disk.
 pub fn inspect(path: &Path) -> Result<Found, OpenError> {
+    let (exists, found) = examine(path)?;
+    if !exists {
+        create(path).map_err(|error| OpenError::Io {
+            path: path.to_owned(),
+            error,
+        })?;
+    }
+    Ok(found)
+}
+
+/// Like [`inspect`] for a file that must already be there (the source of
+/// `wsrooms backup` or `restore`, which a server may be using): creates
+/// nothing.
+pub fn recognise(path: &Path) -> Result<Found, OpenError> {
+    match examine(path)? {
+        (true, found) => Ok(found),
+        (false, _) => Err(OpenError::Io {
+            path: path.to_owned(),
+            error: io::ErrorKind::NotFound.into(),
+        }),
+    }
+}
+
+/// [`inspect`]'s reading and verdict: whether the file exists, and what
+/// it is with its side files.
+fn examine(path: &Path) -> Result<(bool, Found), OpenError> {
     let io = |error| OpenError::Io {
         path: path.to_owned(),
         error,
@@ -182,10 +212,7 @@ pub fn inspect(path: &Path) -> Result<Found, OpenError> {
     let wal = read_wal(&side_path(&base, "-wal"))?;
     let page1 = main.as_deref().map_or(Page1::Empty, sidefiles::page1);
     let found = sidefiles::decide(page1, journal, wal).map_err(|r| refused(path, &base, r))?;
-    if main.is_none() {
-        create(path).map_err(io)?;
-    }
-    Ok(found)
+    Ok((main.is_some(), found))
 }
 
 /// `path` with `suffix` appended (`-wal`, `-journal`), as SQLite names them.
@@ -414,19 +441,18 @@ fn judge(path: &Path, application_id: u32, version: u32) -> Result<u32, OpenErro
 }
 
 /// Opens the inspected file with SQLite: read-write, never creating it, no
-/// URI parsing (a path is a path), and takes the exclusive lock.
+/// URI parsing (a path is a path). The caller holds the file's lock
+/// ([`lock`](super::lock)).
 pub fn connect(path: &Path) -> Result<Connection, OpenError> {
     let sqlite = |error| sqlite_error(path, error);
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags).map_err(sqlite)?;
-    // rusqlite waits up to 5 s for a lock by default; a file held by
-    // another server will not come free, so say so at once.
+    // rusqlite waits up to 5 s for a lock by default, sleeping in the
+    // thread that asked: the poll loop's. Readers of the write-ahead log
+    // never make the writer wait, and a checkpoint does not wait for them
+    // (`store::wal`), so a lock that is busy can only be another program
+    // writing: fail that one commit at once instead of stalling the loop.
     conn.busy_timeout(std::time::Duration::ZERO)
-        .map_err(sqlite)?;
-    conn.pragma_update(None, "locking_mode", "EXCLUSIVE")
-        .map_err(sqlite)?;
-    // The lock is taken by the first write and then kept: take it now.
-    conn.execute_batch("BEGIN EXCLUSIVE; COMMIT")
         .map_err(sqlite)?;
     Ok(conn)
 }

@@ -118,6 +118,14 @@
 //! joined again) and [`Store::history`] (scrollback) read what is committed:
 //! records of the current turn are not visible until `commit()`.
 //!
+//! # Other programs, copies, epochs
+//!
+//! One server per file is kept by [`lock`]; other programs may read the
+//! file meanwhile (a backup), and [`wal`] says what that costs the log.
+//! [`copy`] makes and restores copies. Each file has an *epoch*
+//! ([`Store::epoch`]): `seq`s are unique within it, and a restore draws a
+//! new one.
+//!
 //! The files: [`schema`] (tables, versions, migrations), [`file`](mod@file) (opening,
 //! recognising and refusing files), [`sidefiles`] (what SQLite would replay
 //! from the files beside it, read from their bytes), [`batch`] (what a turn
@@ -125,8 +133,10 @@
 //! log is checkpointed).
 
 pub mod batch;
+pub mod copy;
 pub mod damage;
 pub mod file;
+pub mod lock;
 pub mod schema;
 pub mod sidefiles;
 pub mod wal;
@@ -145,6 +155,7 @@ use crate::ws::close::{CloseCode, INTERNAL_ERROR};
 pub use batch::{Batch, Login, Message, TokenHash};
 pub use damage::Damage;
 pub use file::OpenError;
+pub use lock::FileLock;
 pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
 pub use wal::Wal;
 
@@ -161,6 +172,9 @@ pub struct Store {
     keep_messages: u64,
     batch: Batch,
     wal: Wal,
+    epoch: u64,
+    /// Held while the store is open: one process per file.
+    _lock: FileLock,
     /// Rooms whose pages are known to be damaged (see `damage`).
     damage: Damage,
 }
@@ -336,11 +350,14 @@ impl Store {
     /// empty one), bringing an older schema up to date. Refuses, changing
     /// nothing and creating nothing beside it: a file that is not SQLite,
     /// another program's SQLite database, a newer schema, a file another
-    /// process holds. `keep_messages` is `--keep-messages` (at least 1:
-    /// the newest message of a room carries its last `seq`).
+    /// wsrooms holds ([`lock`]). `keep_messages` is `--keep-messages` (at
+    /// least 1: the newest message of a room carries its last `seq`).
     pub fn open(path: &Path, keep_messages: u64) -> Result<Store, OpenError> {
         let keep_messages = keep_messages.max(1);
         let found = file::inspect(path)?;
+        // After the file was recognised (a refused file gets no lock file
+        // beside it), before SQLite opens it (and may replay its log).
+        let lock = FileLock::acquire(path)?;
         let mut conn = file::connect(path)?;
         let version = file::check(path, &conn, found)?;
         if version < SCHEMA_VERSION {
@@ -352,13 +369,23 @@ impl Store {
         let wal = file::page_size(&conn)
             .and_then(|page_size| Wal::install(&mut conn, page_size))
             .map_err(|e| file::sqlite_error(path, e))?;
+        let epoch = schema::ensure_epoch(&conn).map_err(|e| file::sqlite_error(path, e))?;
         Ok(Store {
             conn,
             keep_messages,
             batch: Batch::default(),
             wal,
+            epoch,
+            _lock: lock,
             damage: Damage::default(),
         })
+    }
+
+    /// The file's epoch: the same across restarts, new after
+    /// `wsrooms restore` (see `schema`). The `seq`s of one room are unique
+    /// within one epoch.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
     }
 
     /// The write-ahead log has grown enough to be worth a checkpoint (see

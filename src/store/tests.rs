@@ -62,8 +62,8 @@ fn a_new_file_is_marked_and_reopens_with_everything() {
     drop(store);
     assert_eq!(
         listing(dir.path()),
-        BTreeSet::from(["wsrooms.db".to_string()]),
-        "a clean close leaves the one file"
+        BTreeSet::from(["wsrooms.db".to_string(), "wsrooms.db.lock".to_string()]),
+        "a clean close leaves the file (and its empty lock file)"
     );
     let bytes = fs::read(&path).unwrap();
     assert_eq!(&bytes[68..72], b"wsRm", "application_id");
@@ -508,7 +508,11 @@ fn a_version_1_file_is_migrated_with_every_room_seq_and_message() {
     version_1_file(&path);
     let mut store = Store::open(&path, 100).expect("migrates");
     let bytes = fs::read(&path).unwrap();
-    assert_eq!(&bytes[60..64], &2u32.to_be_bytes(), "user_version 2");
+    assert_eq!(
+        &bytes[60..64],
+        &SCHEMA_VERSION.to_be_bytes(),
+        "user_version: the latest"
+    );
     let mut loaded = store.load(10).unwrap();
     loaded.rooms.sort_by_key(|r| r.number);
     let rooms: Vec<_> = loaded
@@ -969,6 +973,255 @@ fn the_journal_of_our_own_interrupted_upgrade_is_played_back_and_the_upgrade_run
     );
     assert_eq!(
         fs::read(crashed.path().join("wsrooms.db")).unwrap()[60..64],
-        2u32.to_be_bytes()
+        SCHEMA_VERSION.to_be_bytes(),
+        "the upgrade ran again, to the latest version"
+    );
+}
+
+/// Fills the log to a checkpoint's size with messages of room 1 from `seq`
+/// on; returns the last seq.
+fn fill_log(store: &mut Store, mut seq: u64) -> u64 {
+    let text = "z".repeat(500);
+    loop {
+        seq += 1;
+        store.record_message(message(1, seq, &text));
+        store.commit().unwrap();
+        if store.checkpoint_due() {
+            return seq;
+        }
+        assert!(seq < 100_000, "never due");
+    }
+}
+
+#[test]
+fn the_epoch_stays_across_opens_and_an_older_file_gets_one() {
+    let (_dir, path) = temp();
+    let store = Store::open(&path, 100).unwrap();
+    let epoch = store.epoch();
+    drop(store);
+    assert_eq!(Store::open(&path, 100).unwrap().epoch(), epoch);
+
+    // A file of version 2 (before epochs) gets one when it is brought up to date.
+    let (_old_dir, old) = temp();
+    let mut conn = Connection::open(&old).unwrap();
+    schema::migrate(&mut conn, 0, &schema::STEPS[..2]).unwrap();
+    drop(conn);
+    let other = Store::open(&old, 100).unwrap().epoch();
+    assert_ne!(other, epoch, "each file draws its own");
+    assert_eq!(Store::open(&old, 100).unwrap().epoch(), other);
+}
+
+#[test]
+fn a_file_whose_epoch_row_was_lost_gets_a_new_one() {
+    let (_dir, path) = temp();
+    let epoch = Store::open(&path, 100).unwrap().epoch();
+    let conn = Connection::open(&path).unwrap();
+    conn.execute("DELETE FROM meta", []).unwrap();
+    drop(conn);
+    let again = Store::open(&path, 100).unwrap().epoch();
+    assert_ne!(again, epoch);
+    assert_eq!(Store::open(&path, 100).unwrap().epoch(), again);
+}
+
+#[test]
+fn a_reader_holding_the_log_neither_stalls_nor_repeats_checkpoints() {
+    let (_dir, path) = temp();
+    let mut store = Store::open(&path, 100_000).unwrap();
+    post(&mut store, 1, 1..=1);
+    // Another program's read transaction (a backup) holds a snapshot.
+    let reader = Connection::open(&path).unwrap();
+    reader.execute_batch("BEGIN").unwrap();
+    let n: i64 = reader
+        .query_row("SELECT count(*) FROM messages", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 1);
+    let seq = fill_log(&mut store, 1);
+    let started = std::time::Instant::now();
+    store.checkpoint().expect("a passive checkpoint returns");
+    assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    assert!(store.wal_pages() > 0, "the reader's pages stay in the log");
+    assert!(!store.checkpoint_due(), "not again at once");
+    post(&mut store, 1, seq + 1..=seq + 1);
+    assert!(!store.checkpoint_due(), "not after one more commit either");
+    let seq = fill_log(&mut store, seq + 1);
+    assert!(
+        store.checkpoint_due(),
+        "due after another checkpoint's worth"
+    );
+    // The reader still sees its snapshot; when it ends, all is copied.
+    let n: i64 = reader
+        .query_row("SELECT count(*) FROM messages", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 1);
+    reader.execute_batch("COMMIT").unwrap();
+    store.checkpoint().unwrap();
+    assert_eq!(store.wal_pages(), 0, "everything copied");
+    post(&mut store, 1, seq + 1..=seq + 1);
+    assert_eq!(store.wal_pages(), 1, "the log starts again");
+}
+
+#[test]
+fn a_backup_of_an_open_store_has_every_commit_and_its_epoch() {
+    let (dir, path) = temp();
+    let mut store = Store::open(&path, 100).unwrap();
+    store.record_login(TokenHash::of(&token(7)), 3, "Zoë", 1);
+    post(&mut store, 3, 1..=20);
+    let copy = dir.path().join("copy.db");
+    let mut steps = Vec::new();
+    let copied = copy::backup(&path, &copy, false, &mut |p| steps.push(p)).unwrap();
+    assert_eq!(copied.epoch, Some(store.epoch()));
+    assert!(copied.pages > 0 && steps.last().unwrap().done == copied.pages);
+    let mode = std::os::unix::fs::PermissionsExt::mode(&fs::metadata(&copy).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    // The server goes on writing; the copy is as it was.
+    post(&mut store, 3, 21..=22);
+    for itself in [path.clone(), dir.path().join("./wsrooms.db-wal")] {
+        let refused = copy::backup(&path, &itself, true, &mut |_| {}).expect_err("itself");
+        assert!(
+            matches!(refused, copy::CopyError::SameFile { .. }),
+            "{refused}"
+        );
+    }
+    let again = copy::backup(&path, &copy, false, &mut |_| {}).expect_err("exists");
+    assert!(matches!(again, copy::CopyError::Exists { .. }), "{again}");
+    let restored = Store::open(&copy, 100).unwrap();
+    assert_eq!(restored.epoch(), store.epoch());
+    let loaded = restored.load(50).unwrap();
+    assert_eq!(loaded.sessions.len(), 1);
+    assert_eq!(loaded.rooms[0].last_seq, 20);
+    drop(restored);
+    copy::backup(&path, &copy, true, &mut |_| {}).expect("--force");
+    assert_eq!(
+        Store::open(&copy, 100)
+            .unwrap()
+            .room(3, 0)
+            .unwrap()
+            .unwrap()
+            .last_seq,
+        22
+    );
+    assert!(
+        !listing(dir.path()).iter().any(|n| n.starts_with('.')),
+        "no temporary file left: {:?}",
+        listing(dir.path())
+    );
+}
+
+#[test]
+fn a_restore_is_refused_while_the_file_is_open_and_then_draws_a_new_epoch() {
+    let (dir, path) = temp();
+    let mut store = Store::open(&path, 100).unwrap();
+    post(&mut store, 1, 1..=5);
+    let copy = dir.path().join("copy.db");
+    copy::backup(&path, &copy, false, &mut |_| {}).unwrap();
+    post(&mut store, 1, 6..=9);
+    let epoch = store.epoch();
+    let refused = copy::restore(&copy, &path, &mut |_| {}).expect_err("in use");
+    assert!(
+        matches!(refused, copy::CopyError::Refused(OpenError::InUse { .. })),
+        "{refused}"
+    );
+    drop(store);
+    let copied = copy::restore(&copy, &path, &mut |_| {}).unwrap();
+    assert_eq!(copied.old_epoch, Some(epoch));
+    let store = Store::open(&path, 100).unwrap();
+    assert_eq!(Some(store.epoch()), copied.epoch);
+    assert_ne!(store.epoch(), epoch, "a new epoch");
+    assert_eq!(store.room(1, 0).unwrap().unwrap().last_seq, 5, "the copy's");
+    drop(store);
+    // Something that is not a wsrooms file is refused, and FILE is kept.
+    fs::write(dir.path().join("text.db"), "hello").unwrap();
+    let refused = copy::restore(&dir.path().join("text.db"), &path, &mut |_| {}).expect_err("text");
+    assert!(
+        matches!(
+            refused,
+            copy::CopyError::Refused(OpenError::NotSqlite { .. })
+        ),
+        "{refused}"
+    );
+    assert_eq!(
+        Store::open(&path, 100)
+            .unwrap()
+            .room(1, 0)
+            .unwrap()
+            .unwrap()
+            .last_seq,
+        5
+    );
+}
+
+#[test]
+fn a_restore_replaces_a_file_whose_log_was_left_by_a_crash() {
+    // The old file's log must not be applied to the copy put in its place.
+    let (dir, path) = temp();
+    let mut store = Store::open(&path, 100).unwrap();
+    post(&mut store, 1, 1..=3);
+    let copy = dir.path().join("copy.db");
+    copy::backup(&path, &copy, false, &mut |_| {}).unwrap();
+    post(&mut store, 1, 4..=40);
+    let crashed = tempfile::tempdir().unwrap();
+    for name in listing(dir.path()) {
+        fs::copy(dir.path().join(&name), crashed.path().join(&name)).unwrap();
+    }
+    drop(store);
+    let file = crashed.path().join("wsrooms.db");
+    assert!(listing(crashed.path()).contains("wsrooms.db-wal"));
+    // An interrupted restore left its temporary file.
+    fs::write(crashed.path().join(".wsrooms.db.restore"), "half a copy").unwrap();
+    copy::restore(&copy, &file, &mut |_| {}).unwrap();
+    assert!(!listing(crashed.path()).iter().any(|n| n.starts_with('.')));
+    assert!(!listing(crashed.path()).contains("wsrooms.db-wal"));
+    let store = Store::open(&file, 100).unwrap();
+    assert_eq!(store.room(1, 10).unwrap().unwrap().last_seq, 3);
+}
+
+#[test]
+fn a_restore_gives_the_new_file_the_owner_of_the_old_one() {
+    use std::os::unix::fs::MetadataExt;
+    let (dir, path) = temp();
+    post(&mut Store::open(&path, 100).unwrap(), 1, 1..=2);
+    let copy = dir.path().join("copy.db");
+    copy::backup(&path, &copy, false, &mut |_| {}).unwrap();
+    if fs::metadata(&copy).unwrap().uid() != 0 {
+        return; // only root can give a file to another user (CI runs as root)
+    }
+    std::os::unix::fs::chown(&path, Some(4321), Some(4322)).unwrap();
+    copy::restore(&copy, &path, &mut |_| {}).unwrap();
+    let meta = fs::metadata(&path).unwrap();
+    assert_eq!((meta.uid(), meta.gid()), (4321, 4322), "the service's file");
+    let lock = fs::metadata(lock::lock_path(&path)).unwrap();
+    assert_eq!((lock.uid(), lock.gid()), (4321, 4322), "and its lock file");
+}
+
+#[test]
+fn a_damaged_copy_is_not_restored() {
+    let (dir, path) = temp();
+    let mut store = Store::open(&path, 100).unwrap();
+    let text = "w".repeat(2000);
+    for seq in 1..=200 {
+        store.record_message(message(1, seq, &text));
+    }
+    store.commit().unwrap();
+    let copy = dir.path().join("copy.db");
+    copy::backup(&path, &copy, false, &mut |_| {}).unwrap();
+    drop(store);
+    // Scribble over pages 61–100, in the middle of the messages.
+    let mut bytes = fs::read(&copy).unwrap();
+    bytes[4096 * 60..4096 * 100].fill(0x5a);
+    fs::write(&copy, bytes).unwrap();
+    let refused = copy::restore(&copy, &path, &mut |_| {}).expect_err("damaged");
+    assert!(
+        matches!(refused, copy::CopyError::Damaged { .. }),
+        "{refused}"
+    );
+    assert_eq!(
+        Store::open(&path, 100)
+            .unwrap()
+            .room(1, 0)
+            .unwrap()
+            .unwrap()
+            .last_seq,
+        200,
+        "the data file is kept"
     );
 }

@@ -19,6 +19,7 @@ import {
   newContext,
   openLogin,
   presence,
+  runWsrooms,
   say,
   shotPath,
   startProxy,
@@ -805,6 +806,65 @@ describe('restarts with a data file', () => {
       await a.close().catch(() => {});
       await b.close().catch(() => {});
       await proxy.close();
+      await stopServer(server, 'SIGKILL');
+      data.remove();
+    }
+  });
+});
+
+describe('a restored older copy', () => {
+  test('the page learns the new epoch and shows the room afresh: no seq is ever shown for two messages', { timeout: TEST_MS * 2 }, async () => {
+    const data = tempDataFile();
+    const copy = `${data.file}.copy`;
+    const args = ['--data-file', data.file];
+    let server = await startServer({ args });
+    const port = server.port;
+    const a = await newContext(browser);
+    const b = await newContext(browser);
+    try {
+      const alice = await a.newPage();
+      const bob = await b.newPage();
+      await login(alice, server.url, 'alice', 23);
+      await login(bob, server.url, 'bob', 23);
+      await say(alice, 'one');
+      await say(bob, 'two');
+      await waitMessage(alice, 'two');
+      const firstEpoch = await alice.evaluate(() => window.wsrooms.epoch);
+      assert.match(firstEpoch, /^[0-9a-f]{16}$/);
+
+      const backup = await runWsrooms(['backup', '--data-file', data.file, copy]);
+      assert.equal(backup.code, 0, backup.stderr);
+      // Seqs 3 and 4 after the copy was made: the restore forgets them.
+      await say(alice, 'three');
+      await say(bob, 'four');
+      await waitMessage(alice, 'four');
+      assert.deepEqual(seqs(await messages(alice)), [1, 2, 3, 4]);
+
+      await stopServer(server, 'SIGTERM');
+      await waitState(alice, 'reconnecting');
+      const restore = await runWsrooms(['restore', copy, '--data-file', data.file]);
+      assert.equal(restore.code, 0, restore.stderr);
+      server = await startServer({ port, args });
+
+      // Both pages come back with their cookies (the copy has the sessions)
+      // and, seeing another epoch, show the room as the copy has it.
+      for (const page of [alice, bob]) {
+        await waitState(page, 'connected', WAIT_MS * 2);
+        await page.waitForFunction((old) => window.wsrooms.epoch !== old, firstEpoch);
+      }
+      // Seq 3 again, for another message: it must be shown, in place of the old one.
+      await say(bob, 'three, after the restore');
+      for (const page of [alice, bob]) {
+        await waitMessage(page, 'three, after the restore');
+        const shown = await messages(page);
+        assert.deepEqual(shown.map((m) => m.text), ['one', 'two', 'three, after the restore']);
+        assert.deepEqual(seqs(shown), [1, 2, 3]);
+        assert.equal(await page.locator('#messages li.system', { hasText: 'anew' }).count(), 1, 'the page says why');
+      }
+      await finish(a, b);
+    } finally {
+      await a.close().catch(() => {});
+      await b.close().catch(() => {});
       await stopServer(server, 'SIGKILL');
       data.remove();
     }
