@@ -24,6 +24,8 @@ use clap::error::ErrorKind;
 use clap::parser::ValueSource;
 use clap::{Arg, ArgAction, ArgMatches, Command, CommandFactory, FromArgMatches, Parser};
 
+pub use crate::trust_proxy::TrustProxy;
+
 /// Everything the server can be told. `Config::default()` is what runs when no
 /// flag is given.
 #[derive(Clone, Debug)]
@@ -86,9 +88,10 @@ pub struct Config {
     pub echo: bool,
     /// Serve the pages from this directory instead of the embedded copies.
     pub www: Option<PathBuf>,
-    /// Take the client address from `X-Forwarded-For` and the host from
-    /// `X-Forwarded-Host` (only behind a proxy that sets them). Default off.
-    pub trust_proxy: bool,
+    /// The proxies (addresses or networks) whose `X-Forwarded-For` gives
+    /// the client address and whose `X-Forwarded-Host` gives the host; any
+    /// other peer is taken at its TCP address. Default none.
+    pub trust_proxy: TrustProxy,
     /// Serve `/metrics` and `/healthz` on this separate address instead of
     /// the main one (`/metrics` is then 404 on the main one). Default unset.
     pub metrics_bind: Option<SocketAddr>,
@@ -141,7 +144,7 @@ impl Default for Config {
             allow_origins: Vec::new(),
             echo: false,
             www: None,
-            trust_proxy: false,
+            trust_proxy: TrustProxy::none(),
             metrics_bind: None,
             sharded: false,
             max_connections_per_ip: 0,
@@ -161,7 +164,7 @@ impl Default for Config {
 #[derive(Parser, Debug)]
 #[command(
     name = "wsrooms",
-    version,
+    version = crate::build_info::LONG_VERSION,
     about,
     next_line_help = true,
     after_help = "Every flag can also be set by its environment variable, shown \
@@ -312,10 +315,14 @@ struct Cli {
     #[arg(long, value_name = "DIR", env = "WSROOMS_WWW", value_parser = Checked(directory))]
     www: Option<PathBuf>,
 
-    /// Take the client address from X-Forwarded-For and the host from
-    /// X-Forwarded-Host
-    #[arg(long, env = "WSROOMS_TRUST_PROXY", switch = Config::default().trust_proxy)]
-    trust_proxy: bool,
+    /// The reverse proxies whose X-Forwarded-For (client address) and
+    /// X-Forwarded-Host count: addresses or networks, comma-separated, e.g.
+    /// 127.0.0.1,10.0.0.0/8,::1; the flag alone or `true` is `loopback`
+    /// (127.0.0.0/8 and ::1); `off` trusts none
+    #[arg(long, value_name = "ADDR|CIDR,...", env = "WSROOMS_TRUST_PROXY",
+          num_args = 0..=1, default_value = "off", default_missing_value = "loopback",
+          value_parser = Checked(TrustProxy::parse))]
+    trust_proxy: TrustProxy,
 
     /// Serve only /metrics and /healthz on this address, and hide /metrics
     /// from --bind [default: unset]
@@ -764,7 +771,8 @@ mod tests {
             c.allow_origins,
             ["https://a.example", "http://b", "https://c"]
         );
-        assert!(c.echo && c.trust_proxy && c.sharded);
+        assert!(c.echo && c.sharded);
+        assert_eq!(c.trust_proxy, TrustProxy::loopback(), "--trust-proxy=yes");
         assert_eq!(c.www, Some(www));
         assert_eq!(c.metrics_bind.unwrap().port(), 9100);
         assert_eq!(
@@ -773,6 +781,27 @@ mod tests {
         );
         assert_eq!(c.keep_messages, 31);
         assert_eq!(c.log_level, "debug");
+    }
+
+    #[test]
+    fn trust_proxy_takes_networks_and_alone_means_loopback() {
+        let c = run(
+            &["--trust-proxy", "127.0.0.1,10.0.0.0/8,::1", "--echo"],
+            None,
+        )
+        .unwrap();
+        assert_eq!(c.trust_proxy.to_string(), "127.0.0.1/32,10.0.0.0/8,::1/128");
+        assert!(c.echo);
+        let c = run(&["--trust-proxy", "--sharded"], None).unwrap();
+        assert_eq!(c.trust_proxy, TrustProxy::loopback());
+        assert!(c.sharded, "the next flag is not taken as the value");
+        assert!(run(&[], None).unwrap().trust_proxy.is_off());
+        let (line, code) = refusal(&["--trust-proxy", "10.0.0.0/40"]);
+        assert_eq!(code, 2);
+        assert!(
+            line.contains("--trust-proxy") && line.contains("10.0.0.0/40"),
+            "{line}"
+        );
     }
 
     #[test]

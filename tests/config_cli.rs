@@ -130,7 +130,7 @@ fn bad_values_stop_the_start_with_exit_2_and_a_first_line_naming_the_flag() {
     refused(
         &[],
         &[("WSROOMS_TRUST_PROXY", "perhaps")],
-        &["WSROOMS_TRUST_PROXY", "true or false"],
+        &["WSROOMS_TRUST_PROXY", "perhaps", "10.0.0.0/8"],
     );
     refused(
         &["--allow-origin", "chat.example"],

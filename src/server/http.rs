@@ -71,7 +71,9 @@ impl Server {
     /// `routes::handle` with what it may read and change; while shutting
     /// down, no new socket is opened.
     fn route(&mut self, id: ConnId, req: &Request, body: &[u8], client: IpAddr) -> Outcome {
-        let via_metrics = self.conn(id).is_some_and(|c| c.via_metrics);
+        let (via_metrics, proxied) = self
+            .conn(id)
+            .map_or((false, false), |c| (c.via_metrics, c.via_proxy));
         self.metrics.http_requests += 1;
         let mut ctx = Ctx {
             chat: &mut self.chat,
@@ -80,6 +82,7 @@ impl Server {
             assets: &self.assets,
             now: self.now,
             via_metrics,
+            proxied,
             client,
             peer_limits: &mut self.peer_limits,
             degraded: self.durable.as_ref().is_some_and(|d| d.degraded),
@@ -193,8 +196,9 @@ impl Server {
         self.respond(id, response, reply);
     }
 
-    /// The client's address for this request: the TCP peer, or with
-    /// `--trust-proxy` the last `X-Forwarded-For` entry, which then becomes
+    /// The client's address for this request: the TCP peer, or when that
+    /// peer is a proxy named by `--trust-proxy`, the last
+    /// `X-Forwarded-For` entry, which then becomes
     /// the connection's peer (in the logs too). Behind a trusted proxy a
     /// connection is counted by `--max-connections-per-ip` under the address
     /// of its latest request (a proxy reuses its connections for different
@@ -205,16 +209,12 @@ impl Server {
         id: ConnId,
         req: &Request,
     ) -> Option<Result<IpAddr, (IpAddr, Refusal)>> {
-        let trust_proxy = self.config.trust_proxy;
-        let forwarded = if trust_proxy {
-            req.forwarded_for()
-        } else {
-            None
-        };
         let conn = self.conn(id)?;
+        let proxied = conn.via_proxy;
+        let forwarded = if proxied { req.forwarded_for() } else { None };
         let peer = conn.peer();
         let client = forwarded.unwrap_or(peer.ip());
-        if !trust_proxy || conn.via_metrics || (conn.counted && client == peer.ip()) {
+        if !proxied || conn.via_metrics || (conn.counted && client == peer.ip()) {
             return Some(Ok(client));
         }
         let was_counted = std::mem::replace(&mut conn.counted, false);
