@@ -872,14 +872,8 @@ impl Server {
         );
         self.close_listeners();
         self.shutting_down = Some(deadline);
-        let timeout = self.config.shutdown_timeout;
-        self.drain = Some(Drain::new(
-            self.now,
-            timeout,
-            shutdown::STALL,
-            self.conns.len(),
-        ));
         self.timers.add(deadline, TimerKey::ShutdownDeadline);
+        let at_signal = self.conns.len();
         for id in self.conns.ids() {
             let Some(conn) = self.conn(id) else { continue };
             if conn.machine.is_websocket() {
@@ -895,6 +889,9 @@ impl Server {
                 self.drain(id);
             }
         }
+        // (After the idle ones were dropped: those were meant to go.)
+        let timeout = self.config.shutdown_timeout;
+        self.drain = Some(Drain::new(self.now, timeout, shutdown::STALL, at_signal));
     }
 
     /// Ends the drain once every socket has finished (its close handshake
