@@ -330,6 +330,15 @@ fn health_checks_are_answered_on_the_metrics_listener_at_the_connection_limit() 
             == 200),
         "the metrics listener answers again once its connections closed"
     );
+    // Counted apart from the chat's refusals.
+    let text = scrape(metrics_addr);
+    assert_eq!(
+        metric(&text, "wsrooms_connections_refused_total"),
+        Some(1.0)
+    );
+    let key = "reason=\"metrics_connections\"";
+    let refused = metric_with(&text, "wsrooms_refused_total", key);
+    assert!(refused.is_some_and(|n| n >= 1.0), "{text}");
 }
 
 /// Every `wsrooms_*` and `process_*` series named in

@@ -434,7 +434,16 @@ impl Server {
 
     fn add_conn(&mut self, mut stream: TcpStream, peer: SocketAddr, via_metrics: bool) {
         let (open, max) = (self.conns.len(), self.config.max_connections);
-        if !metrics::admits(via_metrics, open, self.metrics_conns, max) {
+        let admitted = metrics::admits(via_metrics, open, self.metrics_conns, max);
+        if !admitted && via_metrics {
+            // Not the chat's limit: counted apart, so that a scraper's
+            // storm does not look like a full server.
+            let _ = stream.write(&refusal_503("too many connections"));
+            self.metrics.refuse("metrics_connections");
+            log::debug!("{peer}: refused with 503, the metrics listener is full");
+            return;
+        }
+        if !admitted {
             // Best effort: a short answer that fits any socket buffer.
             let _ = stream.write(&refusal_503("too many connections"));
             self.metrics.connections_refused += 1;
