@@ -10,9 +10,10 @@ pub mod process;
 
 pub use histogram::Histogram;
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fmt::{self, Write};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::build_info;
 
@@ -54,6 +55,9 @@ pub struct Metrics {
     pub loop_turns: Histogram,
     /// How long commits took (`wsrooms_commit_seconds`).
     pub commit_times: Histogram,
+    /// The last reading of the process and when it was taken (see
+    /// [`Metrics::process`]).
+    process_reading: RefCell<Option<(Instant, process::Process)>>,
     /// Close frames we sent, by code (peer-chosen codes share one label).
     pub closes: BTreeMap<CloseLabel, u64>,
     /// Refused handshakes, logins and per-address connections, by reason.
@@ -136,7 +140,27 @@ pub fn admits(via_metrics: bool, open: usize, open_metrics: usize, max: usize) -
     }
 }
 
+/// How long a reading of the process (`/proc`) is served again before it is
+/// taken anew: a flood of `/metrics` requests reads `/proc` once a second.
+pub const PROCESS_READING_AGE: Duration = Duration::from_secs(1);
+
 impl Metrics {
+    /// The process's reading for a scrape at `now`: the last one if it is
+    /// younger than [`PROCESS_READING_AGE`], else a new one from `/proc`.
+    pub fn process(&self, now: Instant) -> Option<process::Process> {
+        let mut last = self.process_reading.borrow_mut();
+        match last.as_ref() {
+            Some((at, p)) if now.saturating_duration_since(*at) < PROCESS_READING_AGE => {
+                Some(p.clone())
+            }
+            _ => {
+                let p = process::read()?;
+                *last = Some((now, p.clone()));
+                Some(p)
+            }
+        }
+    }
+
     /// One loop turn's work took `took`.
     pub fn turn_took(&mut self, took: Duration) {
         self.loop_turns.observe(took);
@@ -401,6 +425,21 @@ mod tests {
             cfg!(target_os = "linux"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn the_process_is_read_at_most_once_a_second() {
+        let m = Metrics::default();
+        let t0 = Instant::now();
+        let first = m.process(t0);
+        assert_eq!(first.is_some(), cfg!(target_os = "linux"));
+        let Some(first) = first else { return };
+        let again = m.process(t0 + Duration::from_millis(999)).unwrap();
+        assert_eq!(again, first, "the same reading within the second");
+        // (The values may well be the same: when it was taken tells.)
+        m.process(t0 + PROCESS_READING_AGE).unwrap();
+        let at = m.process_reading.borrow().as_ref().map(|(at, _)| *at);
+        assert_eq!(at, Some(t0 + PROCESS_READING_AGE), "taken anew after it");
     }
 
     #[test]

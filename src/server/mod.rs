@@ -954,7 +954,7 @@ impl Server {
             peer_addresses: self.peer_limits.len(),
             data_file_bytes: self.data_file_bytes(),
             degraded: self.degraded(),
-            process: metrics::process::read(),
+            process: self.metrics.process(self.now),
         }
     }
 }
