@@ -96,20 +96,20 @@ fn a_socket_that_never_answers_the_close_holds_the_exit_for_the_stall_time_only(
 }
 
 /// A client still reading what was queued for it before its `1001` (here
-/// a 16 MiB echo, read at 4 MB/s) makes progress, so it holds the
+/// a 24 MiB echo, read at 8 MB/s) makes progress, so it holds the
 /// exit, up to `--shutdown-timeout-secs`.
 #[test]
 fn a_client_still_reading_holds_the_exit_up_to_the_drain_time() {
     let mut server = spawn_binary(&[
         "--echo",
         "--max-message-bytes",
-        "16777216",
+        "25165824",
         "--shutdown-timeout-secs",
         "2",
         "--log-level",
         "info",
     ]);
-    let slow = slow_echo_reader(server.addr, 16 << 20, 4 << 20);
+    let slow = slow_echo_reader(server.addr, 24 << 20, 8 << 20);
     assert!(
         wait_until(IO_TIMEOUT, || slow.read.load(Ordering::Relaxed) > 0),
         "the echo never came"
@@ -127,7 +127,7 @@ fn a_client_still_reading_holds_the_exit_up_to_the_drain_time() {
     let line = server.log.wait_for(&["stopped "], IO_TIMEOUT);
     assert!(line.contains("the drain time was over"), "{line}");
     assert!(
-        slow.read.load(Ordering::Relaxed) < 16 << 20,
+        slow.read.load(Ordering::Relaxed) < 24 << 20,
         "it was still reading"
     );
 }
@@ -238,7 +238,7 @@ fn after_sigterm_new_connects_are_refused_while_the_server_drains() {
     let mut server = spawn_binary(&[
         "--echo",
         "--max-message-bytes",
-        "16777216",
+        "25165824",
         "--metrics-bind",
         &metrics_bind,
         "--log-level",
@@ -249,7 +249,7 @@ fn after_sigterm_new_connects_are_refused_while_the_server_drains() {
     assert_eq!(get(metrics_addr, "/healthz", "").status, 200);
     // A client still reading a big echo keeps the server draining; the
     // `1001` to another socket says the listeners are closed.
-    let slow = slow_echo_reader(addr, 16 << 20, 4 << 20);
+    let slow = slow_echo_reader(addr, 24 << 20, 8 << 20);
     assert!(wait_until(IO_TIMEOUT, || slow.read.load(Ordering::Relaxed) > 0));
     let mut mute = raw_ws(addr, "/echo", None);
     sigterm(server.child.id());
