@@ -237,7 +237,6 @@ impl Server {
         if let Err(e) = self.bring_back_room(room_id) {
             log::error!("login to room {room} refused: {e}");
             self.chat.cancel(session);
-            self.metrics.logins = self.metrics.logins.saturating_sub(1);
             return self.respond(conn, not_stored(Status::ServiceUnavailable, room), reply);
         }
         let Some(d) = self.durable.as_mut() else {
@@ -405,12 +404,12 @@ impl Server {
         for h in held {
             match refused {
                 None => {
+                    self.metrics.logins += 1;
                     self.timers.add(h.expires, TimerKey::Session(h.session));
                     self.respond(h.conn, h.response, h.reply);
                 }
                 Some(status) => {
                     self.chat.cancel(h.session);
-                    self.metrics.logins = self.metrics.logins.saturating_sub(1);
                     self.respond(h.conn, not_stored(status, h.room), h.reply);
                 }
             }

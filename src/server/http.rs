@@ -23,6 +23,19 @@ use crate::peer_limits::Refusal;
 pub(super) struct Reply {
     head_only: bool,
     keep_alive: bool,
+    /// The request's minor HTTP version.
+    version: u8,
+}
+
+impl Reply {
+    /// The answer to `req`, kept alive if it asked to be.
+    fn to(req: &Request) -> Self {
+        Reply {
+            head_only: req.method == "HEAD",
+            keep_alive: req.keep_alive(),
+            version: req.version,
+        }
+    }
 }
 
 impl Server {
@@ -42,24 +55,41 @@ impl Server {
                 self.apply(id, actions);
                 Step::Took(input.len())
             }
+            HttpInput::AwaitingBody { request } => self.answer_expectation(id, &request, input),
             HttpInput::Request { request, body, len } => {
-                self.answer_request(id, &request, body);
+                self.answer_request(id, &request, body, Reply::to(&request));
                 Step::Took(len)
             }
         }
     }
 
+    /// A client waits with its body (`Expect: 100-continue`): `100
+    /// Continue` if the route wants it, else the final answer now, without
+    /// the body, and the connection closes (the body may still come).
+    fn answer_expectation(&mut self, id: ConnId, req: &Request, input: &[u8]) -> Step {
+        let Some(via_metrics) = self.conn(id).map(|c| c.via_metrics) else {
+            return Step::Took(input.len());
+        };
+        if routes::wants_body(req, &self.config, via_metrics) {
+            let actions = self.conn(id).map(|c| c.machine.continue_body());
+            self.apply(id, actions.unwrap_or_default());
+            return Step::NeedMore;
+        }
+        let reply = Reply {
+            keep_alive: false,
+            ..Reply::to(req)
+        };
+        self.answer_request(id, req, &[], reply);
+        Step::Took(input.len())
+    }
+
     /// Answers one complete request: who sent it, where it goes, what
     /// comes of it.
-    fn answer_request(&mut self, id: ConnId, req: &Request, body: &[u8]) {
+    fn answer_request(&mut self, id: ConnId, req: &Request, body: &[u8], reply: Reply) {
         let client = match self.attribute_client(id, req) {
             None => return,
             Some(Ok(client)) => client,
             Some(Err((client, refusal))) => return self.refuse_client(id, client, refusal),
-        };
-        let reply = Reply {
-            head_only: req.method == "HEAD",
-            keep_alive: req.keep_alive(),
         };
         let outcome = self.route(id, req, body, client);
         if let Outcome::Respond(response) = &outcome {
@@ -112,6 +142,7 @@ impl Server {
                 // With a data file the `303` waits for the turn's commit.
                 Some(_) => self.hold_login(id, session, response, reply, expires),
                 None => {
+                    self.metrics.logins += 1;
                     self.timers.add(expires, TimerKey::Session(session));
                     self.respond(id, response, reply);
                 }
@@ -192,6 +223,7 @@ impl Server {
         let reply = Reply {
             head_only: false,
             keep_alive: false,
+            version: 1,
         };
         self.respond(id, response, reply);
     }
@@ -236,6 +268,7 @@ impl Server {
     /// while shutting down).
     pub(super) fn respond(&mut self, id: ConnId, response: Response, reply: Reply) {
         let keep_alive = reply.keep_alive && self.shutting_down.is_none();
+        let response = response.for_version(reply.version);
         let (now, settings) = (self.now, self.settings);
         let Some(conn) = self.conn(id) else { return };
         let actions = conn
