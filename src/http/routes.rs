@@ -384,12 +384,13 @@ fn login(req: &Request, body: &[u8], ctx: &mut Ctx) -> Outcome {
 /// (`Expect: 100-continue`): only a login reads a body, and only one that
 /// passes the checks made before its form is read (sent from this site's
 /// page, as a form). The login rate is counted when the login is answered,
-/// not here. `false`: answer now, without the body.
-pub fn wants_body(req: &Request, config: &Config, via_metrics: bool) -> bool {
+/// not here. `false`: answer now, without the body. `proxied`: the peer
+/// is a proxy named by `--trust-proxy` (see [`origin_allowed`]).
+pub fn wants_body(req: &Request, config: &Config, via_metrics: bool, proxied: bool) -> bool {
     !via_metrics
         && req.path == "/login"
         && req.method == "POST"
-        && !foreign_login(req, config)
+        && !foreign_login(req, config, proxied)
         && is_form(req)
 }
 

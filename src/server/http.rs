@@ -67,10 +67,11 @@ impl Server {
     /// Continue` if the route wants it, else the final answer now, without
     /// the body, and the connection closes (the body may still come).
     fn answer_expectation(&mut self, id: ConnId, req: &Request, input: &[u8]) -> Step {
-        let Some(via_metrics) = self.conn(id).map(|c| c.via_metrics) else {
+        let Some((via_metrics, proxied)) = self.conn(id).map(|c| (c.via_metrics, c.via_proxy))
+        else {
             return Step::Took(input.len());
         };
-        if routes::wants_body(req, &self.config, via_metrics) {
+        if routes::wants_body(req, &self.config, via_metrics, proxied) {
             let actions = self.conn(id).map(|c| c.machine.continue_body());
             self.apply(id, actions.unwrap_or_default());
             return Step::NeedMore;
