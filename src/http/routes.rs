@@ -102,7 +102,8 @@ pub struct Ctx<'a> {
     pub client: IpAddr,
     /// The per-address connection and login limits.
     pub peer_limits: &'a mut PeerLimits,
-    /// Writes to the data file are failing: `/healthz` answers `503 degraded`.
+    /// Writes to the data file are failing, or it is damaged: `/healthz`
+    /// answers `503 degraded`.
     pub degraded: bool,
 }
 
@@ -162,7 +163,8 @@ fn operations_only(path: &str, get: bool, via_metrics: bool, degraded: bool) -> 
 }
 
 /// `/healthz`: `200 ok`, or `503 degraded` while writes to the data file
-/// fail (the server still serves, but cannot keep what it is sent).
+/// fail (the server still serves, but cannot keep what it is sent), and
+/// once the file is found damaged (until it is repaired).
 fn health(degraded: bool) -> Response {
     let response = match degraded {
         false => Response::text(Status::Ok, "ok"),

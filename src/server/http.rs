@@ -106,6 +106,7 @@ impl Server {
             .conn(id)
             .map_or((false, false), |c| (c.via_metrics, c.via_proxy));
         self.metrics.http_requests += 1;
+        let degraded = self.degraded();
         let mut ctx = Ctx {
             chat: &mut self.chat,
             metrics: &mut self.metrics,
@@ -116,7 +117,7 @@ impl Server {
             proxied,
             client,
             peer_limits: &mut self.peer_limits,
-            degraded: self.durable.as_ref().is_some_and(|d| d.degraded),
+            degraded,
         };
         match routes::handle(req, body, &mut ctx) {
             // A socket opened now would miss the `1001` sent to the others
@@ -187,7 +188,7 @@ impl Server {
         match self.stored_page(room, before, limit, &mut json) {
             Some(Ok(())) => {}
             Some(Err(e)) => {
-                log::error!("scrollback of room {room}: {e}");
+                self.read_failed(&format!("scrollback of room {room}"), &e);
                 return Response::text(e.status(), "could not read the history")
                     .header("Cache-Control", "no-store");
             }
