@@ -94,8 +94,11 @@ pub struct Ctx<'a> {
     pub now: Instant,
     /// The request came in on the `--metrics-bind` listener.
     pub via_metrics: bool,
-    /// The client's address: the TCP peer, or with `--trust-proxy` the last
-    /// `X-Forwarded-For` entry.
+    /// The TCP peer is a proxy named by `--trust-proxy`: its
+    /// `X-Forwarded-Host` counts.
+    pub proxied: bool,
+    /// The client's address: the TCP peer, or when that is a proxy named by
+    /// `--trust-proxy`, the last `X-Forwarded-For` entry.
     pub client: IpAddr,
     /// The per-address connection and login limits.
     pub peer_limits: &'a mut PeerLimits,
@@ -273,7 +276,7 @@ fn room_socket(req: &Request, session: Option<SessionId>, ctx: &mut Ctx) -> Outc
         Ok(u) => u,
         Err(e) => return Outcome::Respond(refuse_handshake(e, ctx.metrics)),
     };
-    if !origin_allowed(req, ctx.config) {
+    if !origin_allowed(req, ctx.config, ctx.proxied) {
         ctx.metrics.refuse("origin");
         return Outcome::Respond(Response::text(Status::Forbidden, "origin not allowed"));
     }
@@ -321,8 +324,9 @@ fn since_param(query: Option<&str>) -> Option<u64> {
 
 /// The `Origin` must be the page's own (`http(s)://` + `Host`) or allowed by
 /// `--allow-origin` (RFC 6455 §10.2: stops other sites' pages from using
-/// the visitor's cookie).
-pub fn origin_allowed(req: &Request, config: &Config) -> bool {
+/// the visitor's cookie). The host is the proxy's `X-Forwarded-Host` when
+/// the request came through a trusted proxy (`proxied`).
+pub fn origin_allowed(req: &Request, config: &Config, proxied: bool) -> bool {
     let Some(origin) = req.header_str("origin") else {
         return false;
     };
@@ -330,8 +334,7 @@ pub fn origin_allowed(req: &Request, config: &Config) -> bool {
     if config.allow_origins.contains(&origin) {
         return true;
     }
-    let forwarded_host = config
-        .trust_proxy
+    let forwarded_host = proxied
         .then(|| req.header_str("x-forwarded-host"))
         .flatten();
     let Some(host) = forwarded_host.or_else(|| req.header_str("host")) else {
@@ -350,13 +353,13 @@ pub fn origin_allowed(req: &Request, config: &Config) -> bool {
 /// frames and some redirects, is foreign too). No `Origin` at all is
 /// allowed: curl and scripts send none, and browsers always send one with
 /// a `POST`.
-pub fn foreign_login(req: &Request, config: &Config) -> bool {
+pub fn foreign_login(req: &Request, config: &Config, proxied: bool) -> bool {
     if req.header_has_token("sec-fetch-site", "cross-site") {
         return true;
     }
     match req.headers_named("origin").count() {
         0 => false,
-        1 => !origin_allowed(req, config),
+        1 => !origin_allowed(req, config, proxied),
         _ => true,
     }
 }
@@ -383,12 +386,13 @@ fn login(req: &Request, body: &[u8], ctx: &mut Ctx) -> Outcome {
 /// (`Expect: 100-continue`): only a login reads a body, and only one that
 /// passes the checks made before its form is read (sent from this site's
 /// page, as a form). The login rate is counted when the login is answered,
-/// not here. `false`: answer now, without the body.
-pub fn wants_body(req: &Request, config: &Config, via_metrics: bool) -> bool {
+/// not here. `false`: answer now, without the body. `proxied`: the peer
+/// is a proxy named by `--trust-proxy` (see [`origin_allowed`]).
+pub fn wants_body(req: &Request, config: &Config, via_metrics: bool, proxied: bool) -> bool {
     !via_metrics
         && req.path == "/login"
         && req.method == "POST"
-        && !foreign_login(req, config)
+        && !foreign_login(req, config, proxied)
         && is_form(req)
 }
 
@@ -410,7 +414,7 @@ fn admit_login(req: &Request, ctx: &mut Ctx) -> Result<(), Response> {
     if let Err(refusal) = ctx.peer_limits.login(ctx.client, ctx.now) {
         return Err(too_many_logins(refusal, ctx));
     }
-    if foreign_login(req, ctx.config) {
+    if foreign_login(req, ctx.config, ctx.proxied) {
         ctx.metrics.refuse("login_origin");
         let origin = req.header("origin").map(String::from_utf8_lossy);
         log::info!(

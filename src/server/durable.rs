@@ -377,7 +377,7 @@ impl Server {
             Ok(committed) => {
                 if !committed.is_empty() {
                     self.metrics.commits += 1;
-                    self.metrics.commit_micros += started.elapsed().as_micros() as u64;
+                    self.metrics.commit_took(started.elapsed());
                 }
                 self.writes_work_again();
                 if committed.damaged {
