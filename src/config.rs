@@ -54,6 +54,12 @@ pub struct Config {
     pub rate_limit: f64,
     /// Token bucket size: messages that may arrive at once. Default 40.
     pub rate_burst: f64,
+    /// Scrollback pages (`GET /rooms/{n}/history`) per second per session,
+    /// all its connections together (token bucket refill). Default 10; 0
+    /// turns the limit off → `429` with `Retry-After`.
+    pub scrollback_rate: f64,
+    /// Scrollback pages one session may ask for at once. Default 20.
+    pub scrollback_burst: f64,
     /// Most users (reservations included) in one room. Default 1,000 → `409`.
     pub max_users_per_room: usize,
     /// Most sessions (logins joined or reserved) in the whole server: bounds
@@ -127,6 +133,8 @@ impl Default for Config {
             max_chat_chars: 50,
             rate_limit: 20.0,
             rate_burst: 40.0,
+            scrollback_rate: 10.0,
+            scrollback_burst: 20.0,
             max_users_per_room: 1000,
             max_sessions: 100_000,
             pause_reading_at: 64 * 1024,
@@ -217,6 +225,16 @@ struct Cli {
     #[arg(long, value_name = "B", env = "WSROOMS_RATE_BURST",
           default_value_t = Config::default().rate_burst, within = 1.0..=1e6)]
     rate_burst: f64,
+
+    /// Scrollback pages per second per session, 0 = off; more get 429
+    #[arg(long, value_name = "R", env = "WSROOMS_SCROLLBACK_RATE",
+          default_value_t = Config::default().scrollback_rate, within = 0.0..=1e6)]
+    scrollback_rate: f64,
+
+    /// Scrollback pages one session may ask for at once
+    #[arg(long, value_name = "B", env = "WSROOMS_SCROLLBACK_BURST",
+          default_value_t = Config::default().scrollback_burst, within = 1.0..=1e6)]
+    scrollback_burst: f64,
 
     /// Users (joined or reserved) in one room; more get 409 at login
     #[arg(long, value_name = "N", env = "WSROOMS_MAX_USERS_PER_ROOM",
@@ -495,6 +513,8 @@ impl Cli {
             max_chat_chars: self.max_chat_chars,
             rate_limit: self.rate_limit,
             rate_burst: self.rate_burst,
+            scrollback_rate: self.scrollback_rate,
+            scrollback_burst: self.scrollback_burst,
             max_users_per_room: self.max_users_per_room,
             max_sessions: self.max_sessions,
             pause_reading_at: self.pause_reading_at,
@@ -584,7 +604,8 @@ impl Config {
         format!(
             "bind={} max_connections={} max_head_bytes={} max_request_line_bytes={} \
              max_body_bytes={} head_timeout={}s max_message_bytes={} max_frame_bytes={} \
-             max_chat_chars={} rate_limit={}/s burst={} max_users_per_room={} max_sessions={} \
+             max_chat_chars={} rate_limit={}/s burst={} scrollback_rate={}/s scrollback_burst={} \
+             max_users_per_room={} max_sessions={} \
              max_connections_per_ip={} login_rate_per_ip={}/s login_burst_per_ip={} \
              pause_reading_at={} max_buffered={} ping={}s pong_timeout={}s close_timeout={}s \
              shutdown_timeout={}s reserve={}s grace={}s history={} echo={} www={} \
@@ -601,6 +622,8 @@ impl Config {
             self.max_chat_chars,
             self.rate_limit,
             self.rate_burst,
+            self.scrollback_rate,
+            self.scrollback_burst,
             self.max_users_per_room,
             self.max_sessions,
             self.max_connections_per_ip,
@@ -658,6 +681,7 @@ mod tests {
         assert_eq!(c.max_chat_chars, 50);
         assert_eq!(c.rate_limit, 20.0);
         assert_eq!(c.rate_burst, 40.0);
+        assert_eq!((c.scrollback_rate, c.scrollback_burst), (10.0, 20.0));
         assert_eq!(c.pause_reading_at, 65536);
         assert_eq!(c.max_buffered, 1 << 20);
         assert_eq!(c.history_messages, 50);
@@ -692,6 +716,8 @@ mod tests {
         "--max-chat-chars=15",
         "--rate-limit=1.5",
         "--rate-burst=16",
+        "--scrollback-rate=2.5",
+        "--scrollback-burst=7",
         "--max-users-per-room=17",
         "--max-connections-per-ip=18",
         "--login-rate-per-ip=0.25",
@@ -742,6 +768,7 @@ mod tests {
             (c.rate_burst, c.max_users_per_room, c.max_connections_per_ip),
             (16.0, 17, 18)
         );
+        assert_eq!((c.scrollback_rate, c.scrollback_burst), (2.5, 7.0));
         assert_eq!(
             (c.login_rate_per_ip, c.login_burst_per_ip, c.max_sessions),
             (0.25, 19.0, 20)

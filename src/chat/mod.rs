@@ -19,6 +19,7 @@
 //!   delivers a loop turn's messages only after they are committed, and a
 //!   turn whose commit failed takes its numbers back ([`Chat::unnumber`]).
 
+pub mod budget;
 pub mod events;
 pub mod names;
 
@@ -27,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use crate::conn::ConnId;
 use crate::queue::Frame;
+use crate::rate::TokenBucket;
 use crate::store::TokenHash;
 use crate::table::{Id, Table};
 use crate::ws::frame::{self, Opcode};
@@ -57,6 +59,9 @@ pub struct Session {
     pub socket: Option<ConnId>,
     /// When the reservation lapses (only while no socket is joined).
     pub expires: Option<Instant>,
+    /// Its scrollback budget, shared by all its connections; made on its
+    /// first page ([`budget::spend`]).
+    pub scrollback: Option<TokenBucket>,
 }
 
 /// One message kept for late joiners: its number and its encoded frame (the
@@ -210,6 +215,7 @@ impl Chat {
             user: user.to_string(),
             socket: None,
             expires: Some(expires),
+            scrollback: None,
         });
         if let Some(room) = self.rooms.get_mut(room) {
             room.names.insert(id_key, id);
@@ -239,6 +245,21 @@ impl Chat {
         let &id = self.by_token.get(&TokenHash::of(token))?;
         let session = self.sessions.get(id)?;
         (self.rooms.get(session.room)?.number == number).then_some(id)
+    }
+
+    /// Charges one scrollback page to `session` at `now` ([`budget::spend`]);
+    /// a session that is gone has nothing to spend from and is let through
+    /// (the caller checked it a moment ago).
+    pub fn spend_scrollback(
+        &mut self,
+        session: SessionId,
+        limits: budget::Budget,
+        now: Instant,
+    ) -> Result<(), budget::OverBudget> {
+        match self.sessions.get_mut(session) {
+            Some(s) => budget::spend(&mut s.scrollback, limits, now),
+            None => Ok(()),
+        }
     }
 
     /// The user id of a session (empty if it is gone).
