@@ -124,16 +124,17 @@ fn with_the_defaults_waiting_retry_after_is_enough() {
         (20..=25).contains(&served),
         "burst 20 plus what 10/s refills meanwhile: {statuses:?}"
     );
-    let one = format!(
-        "GET /rooms/8/history HTTP/1.1\r\nHost: {addr}\r\nCookie: {alice}\r\n\r\n"
-    );
+    let one = format!("GET /rooms/8/history HTTP/1.1\r\nHost: {addr}\r\nCookie: {alice}\r\n\r\n");
     conn.write_all(one.as_bytes()).unwrap();
     let r = read_response(&mut conn);
     let wait = match r.status {
         429 => r.header("Retry-After").unwrap().parse::<u64>().unwrap(),
         _ => 0,
     };
-    assert!(wait <= 1, "10 pages/s: a page is back within 1 s, not {wait}");
+    assert!(
+        wait <= 1,
+        "10 pages/s: a page is back within 1 s, not {wait}"
+    );
     // What a client is told to do: wait that long, then ask again.
     std::thread::sleep(Duration::from_secs(wait));
     conn.write_all(one.as_bytes()).unwrap();

@@ -92,7 +92,11 @@ mod tests {
             })
         );
         let later = t0 + Duration::from_millis(500);
-        assert_eq!(granted(&mut bucket, DEFAULT, 60, later), 5, "10/s for 0.5 s");
+        assert_eq!(
+            granted(&mut bucket, DEFAULT, 60, later),
+            5,
+            "10/s for 0.5 s"
+        );
         let much_later = later + Duration::from_secs(3600);
         assert_eq!(
             granted(&mut bucket, DEFAULT, 60, much_later),
@@ -126,7 +130,11 @@ mod tests {
         let refused = spend(&mut bucket, slow, t1).unwrap_err();
         assert_eq!(refused.retry_after_secs, 3, "2.5 s left, rounded up");
         let waited = t1 + Duration::from_secs(refused.retry_after_secs);
-        assert_eq!(spend(&mut bucket, slow, waited), Ok(()), "waiting is enough");
+        assert_eq!(
+            spend(&mut bucket, slow, waited),
+            Ok(()),
+            "waiting is enough"
+        );
     }
 
     #[test]
