@@ -55,8 +55,9 @@ pub struct Config {
     /// Token bucket size: messages that may arrive at once. Default 40.
     pub rate_burst: f64,
     /// Scrollback pages (`GET /rooms/{n}/history`) per second per session,
-    /// all its connections together (token bucket refill). Default 10; 0
-    /// turns the limit off → `429` with `Retry-After`.
+    /// all its connections together; opening a room socket counts as a page
+    /// (token bucket refill). Default 10; 0 turns the limit off → `429`
+    /// with `Retry-After`.
     pub scrollback_rate: f64,
     /// Scrollback pages one session may ask for at once. Default 20.
     pub scrollback_burst: f64,
@@ -226,7 +227,8 @@ struct Cli {
           default_value_t = Config::default().rate_burst, within = 1.0..=1e6)]
     rate_burst: f64,
 
-    /// Scrollback pages per second per session, 0 = off; more get 429
+    /// Scrollback pages (and room sockets opened) per second per session,
+    /// 0 = off; more get 429
     #[arg(long, value_name = "R", env = "WSROOMS_SCROLLBACK_RATE",
           default_value_t = Config::default().scrollback_rate, within = 0.0..=1e6)]
     scrollback_rate: f64,

@@ -2,7 +2,8 @@
 //! (`GET /rooms/{n}/history`) faster than `--scrollback-rate`, on however
 //! many connections, gets `429 Too Many Requests` with `Retry-After` once
 //! its `--scrollback-burst` is spent; another session is not affected, and
-//! the refusals are counted in `/metrics`.
+//! the refusals are counted in `/metrics`. Opening a room socket spends
+//! from the same budget.
 
 mod common;
 
@@ -50,12 +51,13 @@ fn count(statuses: &[u16], status: u16) -> usize {
     statuses.iter().filter(|&&s| s == status).count()
 }
 
-/// A room with messages in it, and two logged-in users: alice (who will
-/// flood) and bob.
+/// A room with messages in it (sent by carol), and two more logged-in
+/// users who have spent nothing yet: alice (who will flood) and bob.
 fn room_with_two(addr: SocketAddr, room: u32) -> (String, String) {
     let alice = login(addr, "alice", room);
     let bob = login(addr, "bob", room);
-    let mut ws = ws_connect(addr, room, &alice);
+    let carol = login(addr, "carol", room);
+    let mut ws = ws_connect(addr, room, &carol);
     next_of_type(&mut ws, "welcome");
     for i in 0..30 {
         ws.send(tungstenite::Message::text(format!("m{i}")))
@@ -152,4 +154,59 @@ fn rate_zero_turns_the_budget_off() {
     let (alice, _) = room_with_two(addr, 9);
     let statuses = pipelined(&mut tcp(addr), 9, &alice, 60);
     assert_eq!(count(&statuses, 200), 60, "{statuses:?}");
+}
+
+/// Opening a room socket spends from the same budget: with a burst of 5,
+/// alice's sixth socket in a row gets `429` with `Retry-After` (before any
+/// upgrade), and so does her next page; bob opens his; both refusals are
+/// counted by reason.
+#[test]
+fn room_sockets_spend_from_the_same_budget() {
+    let mut config = test_config();
+    config.scrollback_rate = 0.1;
+    config.scrollback_burst = 5.0;
+    let addr = start(config);
+    let alice = login(addr, "alice", 11);
+    let bob = login(addr, "bob", 11);
+    let mut open = Vec::new();
+    let mut statuses = Vec::new();
+    for _ in 0..8 {
+        let mut s = tcp(addr);
+        s.write_all(upgrade_request(addr, "/rooms/11/ws?since=0", Some(&alice)).as_bytes())
+            .unwrap();
+        let r = read_response(&mut s);
+        if r.status == 429 {
+            assert!(r.header("Retry-After").unwrap().parse::<u64>().unwrap() >= 1);
+            assert_eq!(r.header("Upgrade"), None, "no upgrade");
+        }
+        statuses.push(r.status);
+        open.push(s);
+    }
+    assert_eq!(statuses, [101, 101, 101, 101, 101, 429, 429, 429]);
+    assert_eq!(
+        history(addr, 11, &alice).status,
+        429,
+        "pages share the budget"
+    );
+    raw_ws(addr, "/rooms/11/ws", Some(&bob));
+    let text = scrape(addr);
+    assert_eq!(
+        metric_with(&text, "wsrooms_refused_total", "reason=\"socket_rate\""),
+        Some(3.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric_with(&text, "wsrooms_refused_total", "reason=\"scrollback_rate\""),
+        Some(1.0),
+        "{text}"
+    );
+}
+
+/// One `GET /rooms/{room}/history` with `cookie`, on its own connection.
+fn history(addr: SocketAddr, room: u32, cookie: &str) -> HttpResponse {
+    get(
+        addr,
+        &format!("/rooms/{room}/history"),
+        &format!("Cookie: {cookie}\r\n"),
+    )
 }

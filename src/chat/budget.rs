@@ -6,6 +6,12 @@
 //! and writes them out), so without a bound one logged-in user pipelining
 //! pages could take the loop's whole CPU from everyone else.
 //!
+//! Opening a room socket is charged to the same budget ([`Spend::Socket`]):
+//! its `welcome` is a page of the room's recent messages, and a socket
+//! opened and closed again sends a `join` and a `leave` to everyone in the
+//! room, so cycling sockets cost a room of 200 about 3 ms of CPU each
+//! without a bound.
+//!
 //! The bucket is kept with the session in the chat state
 //! ([`Session::scrollback`](super::Session::scrollback)); the decision is
 //! [`spend`], a pure function of that bucket, the limits and the time,
@@ -38,8 +44,25 @@ pub struct OverBudget {
 impl OverBudget {
     /// The HTTP status the refusal is answered with.
     pub const STATUS: Status = Status::TooManyRequests;
-    /// Its `reason` label in `wsrooms_refused_total`.
-    pub const METRIC_REASON: &'static str = "scrollback_rate";
+}
+
+/// What a session spends its budget on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Spend {
+    /// A page of scrollback.
+    Page,
+    /// A room socket's handshake (a `welcome`, a `join` and later a `leave`).
+    Socket,
+}
+
+impl Spend {
+    /// The `reason` label in `wsrooms_refused_total` of a refusal.
+    pub fn metric_reason(self) -> &'static str {
+        match self {
+            Spend::Page => "scrollback_rate",
+            Spend::Socket => "socket_rate",
+        }
+    }
 }
 
 /// Takes one page from `bucket` (made full on a session's first page) at

@@ -247,7 +247,8 @@ impl Chat {
         (self.rooms.get(session.room)?.number == number).then_some(id)
     }
 
-    /// Charges one scrollback page to `session` at `now` ([`budget::spend`]);
+    /// Charges one scrollback page (or a room socket, which costs as much)
+    /// to `session` at `now` ([`budget::spend`]);
     /// a session that is gone has nothing to spend from and is let through
     /// (the caller checked it a moment ago).
     pub fn spend_scrollback(

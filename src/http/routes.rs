@@ -23,7 +23,7 @@ use super::request::Request;
 use super::response::Response;
 use super::upgrade::{self, HandshakeError, Upgrade};
 use crate::assets::Assets;
-use crate::chat::budget::{Budget, OverBudget};
+use crate::chat::budget::{Budget, OverBudget, Spend};
 use crate::chat::{self, Chat, LoginError, SessionId, names};
 use crate::config::Config;
 use crate::logsafe::Escaped;
@@ -231,12 +231,8 @@ fn history(query: Option<&str>, room: u32, session: Option<SessionId>, ctx: &mut
             );
         }
     };
-    let budget = Budget {
-        rate: ctx.config.scrollback_rate,
-        burst: ctx.config.scrollback_burst,
-    };
-    if let Err(over) = ctx.chat.spend_scrollback(session, budget, ctx.now) {
-        return Outcome::Respond(over_budget(over, ctx.metrics));
+    if let Err(answer) = spend(session, Spend::Page, ctx) {
+        return Outcome::Respond(answer);
     }
     Outcome::History {
         room,
@@ -245,17 +241,25 @@ fn history(query: Option<&str>, room: u32, session: Option<SessionId>, ctx: &mut
     }
 }
 
-/// `429` with `Retry-After`: a session asked for pages faster than
-/// `--scrollback-rate`.
-fn over_budget(over: OverBudget, metrics: &mut Metrics) -> Response {
-    metrics.refuse(OverBudget::METRIC_REASON);
+/// Charges `what` to the session's scrollback budget; `Err` is the `429`
+/// with `Retry-After` to answer when it is spent (counted by reason).
+fn spend(session: SessionId, what: Spend, ctx: &mut Ctx) -> Result<(), Response> {
+    let budget = Budget {
+        rate: ctx.config.scrollback_rate,
+        burst: ctx.config.scrollback_burst,
+    };
+    let Err(over) = ctx.chat.spend_scrollback(session, budget, ctx.now) else {
+        return Ok(());
+    };
+    ctx.metrics.refuse(what.metric_reason());
     let wait = over.retry_after_secs;
-    Response::text(
-        OverBudget::STATUS,
-        &format!("too many scrollback pages; try again in {wait} s"),
-    )
-    .header("Retry-After", wait.to_string())
-    .header("Cache-Control", "no-store")
+    let text = match what {
+        Spend::Page => format!("too many scrollback pages; try again in {wait} s"),
+        Spend::Socket => format!("too many room sockets opened; try again in {wait} s"),
+    };
+    Err(Response::text(OverBudget::STATUS, &text)
+        .header("Retry-After", wait.to_string())
+        .header("Cache-Control", "no-store"))
 }
 
 /// `before` (absent: after the last message) and `limit` (absent: 50) of a
@@ -291,7 +295,8 @@ fn plain_number(text: &str) -> Option<u64> {
 }
 
 /// `GET /rooms/{n}/ws`: a WebSocket handshake, the page's Origin and the
-/// room's session, or a refusal.
+/// room's session, or a refusal; a socket is charged to the session's
+/// scrollback budget like a page (`429` with `Retry-After` when spent).
 fn room_socket(req: &Request, session: Option<SessionId>, ctx: &mut Ctx) -> Outcome {
     let upgrade = match upgrade::check(req) {
         Ok(u) => u,
@@ -308,6 +313,9 @@ fn room_socket(req: &Request, session: Option<SessionId>, ctx: &mut Ctx) -> Outc
             "no session for this room",
         ));
     };
+    if let Err(answer) = spend(session, Spend::Socket, ctx) {
+        return Outcome::Respond(answer);
+    }
     Outcome::JoinRoom {
         upgrade,
         session,
