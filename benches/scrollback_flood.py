@@ -93,7 +93,9 @@ class Ws:
         while b"\r\n\r\n" not in self.buf:
             self.buf += self.sock.recv(4096)
         head, self.buf = self.buf.split(b"\r\n\r\n", 1)
-        assert head.startswith(b"HTTP/1.1 101"), head
+        self.status = int(head.split(b" ")[1])
+        if self.status != 101:
+            self.sock.close()
 
     def send(self, text):
         payload = text.encode()
@@ -131,14 +133,14 @@ class Ws:
 
 
 def fill(port, cookie, n):
+    """Sends `n` messages to the flood room; returns the open socket."""
     ws = Ws(port, FLOOD_ROOM, cookie)
     for i in range(n):
         ws.send(f"an old message number {i} with a few words in it")
     while True:
         e = ws.recv()
         if e.get("type") == "message" and e["text"].endswith(f" {n - 1} with a few words in it"):
-            break
-    ws.sock.close()
+            return ws
 
 
 def echo_times(port, cookie, secs, out):
@@ -250,7 +252,7 @@ def main():
                     time.sleep(0.05)
             mallory = login(port, "mallory", FLOOD_ROOM)
             bob = login(port, "bob", ECHO_ROOM)
-            fill(port, mallory, 1000)
+            keep = fill(port, mallory, 1000)
             q = multiprocessing.Queue()
             quiet = multiprocessing.Process(target=echo_times, args=(port, bob, 2.0, q))
             quiet.start()
@@ -269,6 +271,7 @@ def main():
                   f"{counts.get(429, 0) / elapsed:,.0f} 429/s, other {dict((k, v) for k, v in counts.items() if k not in (200, 429))}; "
                   f"server CPU {100 * cpu / elapsed:.0f} % ({cpu:.2f} s in {elapsed:.1f} s)")
             print("flood:  bob's echo", summary(times))
+            keep.sock.close()
         finally:
             server.terminate()
             server.wait(10)
