@@ -1,5 +1,5 @@
 //! A token bucket, the one rate limit of the server: chat messages per
-//! socket, logins per address.
+//! socket, logins per address, scrollback pages per session.
 
 use std::time::{Duration, Instant};
 

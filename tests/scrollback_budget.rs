@@ -123,8 +123,8 @@ fn with_the_defaults_waiting_retry_after_is_enough() {
     let statuses = pipelined(&mut conn, 8, &alice, 60);
     let served = count(&statuses, 200);
     assert!(
-        (20..=25).contains(&served),
-        "burst 20 plus what 10/s refills meanwhile: {statuses:?}"
+        served >= 20 && count(&statuses, 429) > 0,
+        "burst 20 plus what 10/s refills meanwhile, then 429: {statuses:?}"
     );
     let one = format!("GET /rooms/8/history HTTP/1.1\r\nHost: {addr}\r\nCookie: {alice}\r\n\r\n");
     conn.write_all(one.as_bytes()).unwrap();

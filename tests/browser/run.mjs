@@ -721,11 +721,11 @@ describe('older messages', () => {
 
 describe('scrollback budget', () => {
   test('a 429 from the history request: the page waits its Retry-After and asks again, with no error shown', { timeout: TEST_MS }, async () => {
-    // Two at once, then one per 4 s: the room socket spends one, the first
+    // Two at once, then one per 5 s: the room socket spends one, the first
     // page the other, and the second scroll to the top is over the
     // session's budget.
     const data = tempDataFile();
-    const args = ['--rate-limit', '0', '--data-file', data.file, '--scrollback-rate', '0.25', '--scrollback-burst', '2'];
+    const args = ['--rate-limit', '0', '--data-file', data.file, '--scrollback-rate', '0.2', '--scrollback-burst', '2'];
     try {
       await withServer({ args }, async (server) => {
         const a = await newContext(browser);
