@@ -1,21 +1,32 @@
 //! Configuration: [`Config`] holds every limit and setting, and
 //! `Config::default()` is what runs when nothing is given.
 //!
-//! The command line is declared once, in the private `Cli` struct, through
-//! clap's derive API. Each field there is one flag: its doc comment is its
-//! `--help` line, `env` names its `WSROOMS_*` variable (a flag wins over its
-//! variable), its default is read from `Config::default()`, and its range is
-//! written once, as `within = MIN..=MAX`, which both checks the value and
-//! shows the range in `--help`. A refused value names the flag (or the
-//! variable it came from) and what it accepts, and clap exits with code 2.
+//! Each setting is written once, as one field of [`Config`] with one
+//! `#[arg(...)]` attribute (clap's derive API): its doc comment is its
+//! `--help` line, `env` names its `WSROOMS_*` variable (a flag wins over
+//! its variable), `default_value` is its default (and so
+//! `Config::default()`'s value), and its range is written as
+//! `within = MIN..=MAX` (or `seconds = …` for a time, `rate = …` for a
+//! rate), which both checks the value and shows the range in `--help`. A
+//! time also says `value_parser = None`: clap has no parser of its own for
+//! a `Duration` and must be told not to look for one; `seconds` sets it.
+//! [`Config::summary`], the start-up log line, is read off the same fields
+//! and the same table. A refused value names the flag (or the variable it
+//! came from) and what it accepts, and the process exits with code 2.
+//!
+//! A value is checked for what the server derives from it too, not only
+//! for its text: a rate other than 0 must give a token at least once a day
+//! (so its period, `1 / rate`, is a time the server can wait), and
+//! `--pause-reading-at` may not exceed `--max-buffered`.
+//!
 //! This module owns no server state and does no I/O beyond reading the
 //! process's arguments and environment.
 
 use std::ffi::{OsStr, OsString};
 use std::fmt::Display;
-use std::net::SocketAddr;
+use std::net::{Ipv6Addr, SocketAddr};
 use std::ops::RangeInclusive;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -23,372 +34,275 @@ use clap::builder::TypedValueParser;
 use clap::error::ErrorKind;
 use clap::parser::ValueSource;
 use clap::{Arg, ArgAction, ArgMatches, Command, CommandFactory, FromArgMatches, Parser};
+use serde::{Serialize, Serializer};
+use serde_json::Value;
 
-/// Everything the server can be told. `Config::default()` is what runs when no
-/// flag is given.
-#[derive(Clone, Debug)]
-pub struct Config {
-    /// Address to listen on. Default `127.0.0.1:8080`.
-    pub bind: SocketAddr,
-    /// Most TCP connections at once (HTTP and WebSocket). Beyond it a new
-    /// connection gets `503` and is closed. Default 10,000 (and the server
-    /// lowers it below `RLIMIT_NOFILE` at start).
-    pub max_connections: usize,
-    /// Largest request head (request line + headers). Default 8 KiB → `431`.
-    pub max_head_bytes: usize,
-    /// Largest request line (method + target + version). Fixed 2 KiB → `414`.
-    pub max_request_line_bytes: usize,
-    /// Largest request body (the login form). Default 4 KiB → `413`.
-    pub max_body_bytes: usize,
-    /// Time a client has to send a full request head. Default 10 s.
-    pub head_timeout: Duration,
-    /// Largest WebSocket message after reassembly. Default 64 KiB → `1009`.
-    pub max_message_bytes: usize,
-    /// Largest single WebSocket frame payload. Default 64 KiB, or
-    /// `max_message_bytes` when only that was raised → `1009`.
-    pub max_frame_bytes: usize,
-    /// Chat text longer than this many code points is truncated. Default 50.
-    pub max_chat_chars: usize,
-    /// Chat messages per second per connection (token bucket refill).
-    /// Default 20; 0 turns the limit off.
-    pub rate_limit: f64,
-    /// Token bucket size: messages that may arrive at once. Default 40.
-    pub rate_burst: f64,
-    /// Scrollback pages (`GET /rooms/{n}/history`) per second per session,
-    /// all its connections together; opening a room socket counts as a page
-    /// (token bucket refill). Default 10; 0 turns the limit off → `429`
-    /// with `Retry-After`.
-    pub scrollback_rate: f64,
-    /// Scrollback pages one session may ask for at once. Default 20.
-    pub scrollback_burst: f64,
-    /// Most users (reservations included) in one room. Default 1,000 → `409`.
-    pub max_users_per_room: usize,
-    /// Most sessions (logins joined or reserved) in the whole server: bounds
-    /// the memory a flood of logins can take. Default 100,000 → `503`.
-    pub max_sessions: usize,
-    /// Above this many buffered outgoing bytes, stop reading from that
-    /// connection until it drains below half. Default 64 KiB.
-    pub pause_reading_at: usize,
-    /// Above this many buffered outgoing bytes the connection is closed with
-    /// `1008` `backpressure limit`. Default 1 MiB.
-    pub max_buffered: usize,
-    /// Send a ping after this long. Default 30 s.
-    pub ping_interval: Duration,
-    /// Drop the connection when no pong arrives this long after a ping. Default 30 s.
-    pub pong_timeout: Duration,
-    /// Drop the connection this long after our close frame if the peer has
-    /// not finished the close handshake. Default 5 s.
-    pub close_timeout: Duration,
-    /// On SIGINT/SIGTERM, wait at most this long for close frames. Default 5 s.
-    pub shutdown_timeout: Duration,
-    /// How long a login's reservation waits for its WebSocket. Default 60 s.
-    pub reserve_timeout: Duration,
-    /// How long a reservation is kept after its socket closed. Default 10 s.
-    pub grace_timeout: Duration,
-    /// `message` events kept per room for late joiners and reconnects. Default 50.
-    pub history_messages: usize,
-    /// Extra origins allowed to open room sockets (besides the page's own).
-    pub allow_origins: Vec<String>,
-    /// Serve the `/echo` WebSocket endpoint. Default off.
-    pub echo: bool,
-    /// Serve the pages from this directory instead of the embedded copies.
-    pub www: Option<PathBuf>,
-    /// Take the client address from `X-Forwarded-For` and the host from
-    /// `X-Forwarded-Host` (only behind a proxy that sets them). Default off.
-    pub trust_proxy: bool,
-    /// Serve `/metrics` and `/healthz` on this separate address instead of
-    /// the main one (`/metrics` is then 404 on the main one). Default unset.
-    pub metrics_bind: Option<SocketAddr>,
-    /// Behind a proxy that routes by room: a `POST /login` without
-    /// `?room=N` gets `307` to `/login?room=N`. Default off.
-    pub sharded: bool,
-    /// Most connections open at once from one client address (see
-    /// `trust_proxy` for which address). 0 = off (the default) → `503`.
-    pub max_connections_per_ip: usize,
-    /// `POST /login` per second from one client address (token bucket
-    /// refill). 0 = off (the default) → `429` with `Retry-After`.
-    pub login_rate_per_ip: f64,
-    /// Logins one client address may send at once. Default 10.
-    pub login_burst_per_ip: f64,
-    /// Keep sessions, `seq` counters and messages in this SQLite file, so
-    /// that a restart or a crash logs out no one and loses no message.
-    /// Default unset: everything in memory only.
-    pub data_file: Option<PathBuf>,
-    /// Messages kept per room in the data file. Default 10,000.
-    pub keep_messages: usize,
-    /// Log level name (`error`, `warn`, `info`, `debug`, `trace`). Default `info`.
-    pub log_level: String,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            max_connections: 10_000,
-            max_head_bytes: 8 * 1024,
-            max_request_line_bytes: 2 * 1024,
-            max_body_bytes: 4 * 1024,
-            head_timeout: Duration::from_secs(10),
-            max_message_bytes: 64 * 1024,
-            max_frame_bytes: 64 * 1024,
-            max_chat_chars: 50,
-            rate_limit: 20.0,
-            rate_burst: 40.0,
-            scrollback_rate: 10.0,
-            scrollback_burst: 20.0,
-            max_users_per_room: 1000,
-            max_sessions: 100_000,
-            pause_reading_at: 64 * 1024,
-            max_buffered: 1024 * 1024,
-            ping_interval: Duration::from_secs(30),
-            pong_timeout: Duration::from_secs(30),
-            close_timeout: Duration::from_secs(5),
-            shutdown_timeout: Duration::from_secs(5),
-            reserve_timeout: Duration::from_secs(60),
-            grace_timeout: Duration::from_secs(10),
-            history_messages: 50,
-            allow_origins: Vec::new(),
-            echo: false,
-            www: None,
-            trust_proxy: false,
-            metrics_bind: None,
-            sharded: false,
-            max_connections_per_ip: 0,
-            login_rate_per_ip: 0.0,
-            login_burst_per_ip: 10.0,
-            data_file: None,
-            keep_messages: crate::store::DEFAULT_KEEP_MESSAGES as usize,
-            log_level: "info".to_string(),
-        }
-    }
-}
-
-/// The command line. One field per flag, in `--help` order; [`Cli::into_config`]
-/// turns it into a [`Config`]. `within = A..=B` and `switch = D` are not
-/// clap's own attributes: clap's derive turns them into calls of
-/// [`ArgExt::within`] and [`ArgExt::switch`] on the flag's `Arg`.
-#[derive(Parser, Debug)]
+/// Everything the server can be told, one field per setting, in `--help`
+/// order. A field's doc comment is its `--help` line.
+#[derive(Parser, Serialize, Clone, Debug)]
 #[command(
     name = "wsrooms",
     version,
     about,
+    long_about = None,
     next_line_help = true,
     after_help = "Every flag can also be set by its environment variable, shown \
                   beside it; a flag given on the command line wins over its variable."
 )]
-struct Cli {
+pub struct Config {
     /// Address to listen on
     #[arg(long, value_name = "ADDR:PORT", env = "WSROOMS_BIND",
-          default_value_t = Config::default().bind, value_parser = Checked(address))]
-    bind: SocketAddr,
+          default_value = "127.0.0.1:8080", value_parser = Checked(address))]
+    pub bind: SocketAddr,
 
     /// Open TCP connections at most (lowered below the open-files limit at
     /// start); more get 503
     #[arg(long, value_name = "N", env = "WSROOMS_MAX_CONNECTIONS",
-          default_value_t = Config::default().max_connections, within = 1..=1_000_000)]
-    max_connections: usize,
+          default_value_t = 10_000, within = 1_usize..=1_000_000)]
+    pub max_connections: usize,
 
     /// Bytes of an HTTP request head; more get 431
     #[arg(long, value_name = "N", env = "WSROOMS_MAX_HEAD_BYTES",
-          default_value_t = Config::default().max_head_bytes, within = 256..=1_048_576)]
-    max_head_bytes: usize,
+          default_value_t = 8 * 1024, within = 256_usize..=1_048_576)]
+    pub max_head_bytes: usize,
+
+    /// Bytes of a request line (method, target, version); more get 414.
+    /// Fixed: not a flag
+    #[arg(skip = 2 * 1024_usize)]
+    pub max_request_line_bytes: usize,
+
+    /// Bytes of a request body (the login form); more get 413. Fixed: not a
+    /// flag
+    #[arg(skip = 4 * 1024_usize)]
+    pub max_body_bytes: usize,
 
     /// Seconds a client has to send a full request head
-    #[arg(long, value_name = "S", env = "WSROOMS_HEAD_TIMEOUT_SECS",
-          default_value_t = Config::default().head_timeout.as_secs() as usize,
-          within = 1..=3600)]
-    head_timeout_secs: usize,
+    #[arg(long = "head-timeout-secs", value_name = "S", env = "WSROOMS_HEAD_TIMEOUT_SECS",
+          default_value = "10", value_parser = None, seconds = 1..=3600)]
+    pub head_timeout: Duration,
 
     /// Bytes of one WebSocket message; more closes 1009
     #[arg(long, value_name = "N", env = "WSROOMS_MAX_MESSAGE_BYTES",
-          default_value_t = Config::default().max_message_bytes,
-          within = 125..=1_073_741_824)]
-    max_message_bytes: usize,
+          default_value_t = 64 * 1024, within = 125_usize..=1_073_741_824)]
+    pub max_message_bytes: usize,
 
     /// Bytes of one WebSocket frame; more closes 1009. When neither this flag
     /// nor its variable is given, it rises with --max-message-bytes
     #[arg(long, value_name = "N", env = "WSROOMS_MAX_FRAME_BYTES",
-          default_value_t = Config::default().max_frame_bytes,
-          within = 125..=1_073_741_824)]
-    max_frame_bytes: usize,
+          default_value_t = 64 * 1024, within = 125_usize..=1_073_741_824)]
+    pub max_frame_bytes: usize,
 
     /// Code points of one chat message; longer is truncated
     #[arg(long, value_name = "N", env = "WSROOMS_MAX_CHAT_CHARS",
-          default_value_t = Config::default().max_chat_chars, within = 1..=100_000)]
-    max_chat_chars: usize,
+          default_value_t = 50, within = 1_usize..=100_000)]
+    pub max_chat_chars: usize,
 
     /// Chat messages per second per connection, 0 = off; more closes 1008
     #[arg(long, value_name = "R", env = "WSROOMS_RATE_LIMIT",
-          default_value_t = Config::default().rate_limit, within = 0.0..=1e6)]
-    rate_limit: f64,
+          default_value_t = 20.0, rate = 0.0..=1e6)]
+    pub rate_limit: f64,
 
     /// Chat messages allowed at once (the token bucket's size)
     #[arg(long, value_name = "B", env = "WSROOMS_RATE_BURST",
-          default_value_t = Config::default().rate_burst, within = 1.0..=1e6)]
-    rate_burst: f64,
-
-    /// Scrollback pages (and room sockets opened) per second per session,
-    /// 0 = off; more get 429
-    #[arg(long, value_name = "R", env = "WSROOMS_SCROLLBACK_RATE",
-          default_value_t = Config::default().scrollback_rate, within = 0.0..=1e6)]
-    scrollback_rate: f64,
-
-    /// Scrollback pages one session may ask for at once
-    #[arg(long, value_name = "B", env = "WSROOMS_SCROLLBACK_BURST",
-          default_value_t = Config::default().scrollback_burst, within = 1.0..=1e6)]
-    scrollback_burst: f64,
+          default_value_t = 40.0, within = 1.0..=1e6)]
+    pub rate_burst: f64,
 
     /// Users (joined or reserved) in one room; more get 409 at login
     #[arg(long, value_name = "N", env = "WSROOMS_MAX_USERS_PER_ROOM",
-          default_value_t = Config::default().max_users_per_room, within = 1..=1_000_000)]
-    max_users_per_room: usize,
+          default_value_t = 1000, within = 1_usize..=1_000_000)]
+    pub max_users_per_room: usize,
 
     /// Connections open at once from one client address, 0 = off; more get 503
     #[arg(long, value_name = "N", env = "WSROOMS_MAX_CONNECTIONS_PER_IP",
-          default_value_t = Config::default().max_connections_per_ip,
-          within = 0..=1_000_000)]
-    max_connections_per_ip: usize,
+          default_value_t = 0, within = 0_usize..=1_000_000)]
+    pub max_connections_per_ip: usize,
 
     /// Logins per second from one client address, 0 = off; more get 429
     #[arg(long, value_name = "R", env = "WSROOMS_LOGIN_RATE_PER_IP",
-          default_value_t = Config::default().login_rate_per_ip, within = 0.0..=1e6)]
-    login_rate_per_ip: f64,
+          default_value_t = 0.0, rate = 0.0..=1e6)]
+    pub login_rate_per_ip: f64,
 
     /// Logins one client address may send at once
     #[arg(long, value_name = "B", env = "WSROOMS_LOGIN_BURST_PER_IP",
-          default_value_t = Config::default().login_burst_per_ip, within = 1.0..=1e6)]
-    login_burst_per_ip: f64,
+          default_value_t = 10.0, within = 1.0..=1e6)]
+    pub login_burst_per_ip: f64,
+
+    /// Scrollback pages per second per session, all its connections
+    /// together, a room socket opened counting as one; 0 = off; more get 429
+    #[arg(long, value_name = "R", env = "WSROOMS_SCROLLBACK_RATE",
+          default_value_t = 10.0, rate = 0.0..=10_000.0)]
+    pub scrollback_rate: f64,
+
+    /// Scrollback pages a session may fetch at once
+    #[arg(long, value_name = "B", env = "WSROOMS_SCROLLBACK_BURST",
+          default_value_t = 20, within = 1_u32..=100_000)]
+    pub scrollback_burst: u32,
 
     /// Logins held at once in all rooms; more get 503 at login
     #[arg(long, value_name = "N", env = "WSROOMS_MAX_SESSIONS",
-          default_value_t = Config::default().max_sessions, within = 1..=10_000_000)]
-    max_sessions: usize,
+          default_value_t = 100_000, within = 1_usize..=10_000_000)]
+    pub max_sessions: usize,
 
     /// Buffered outgoing bytes that pause reading from a connection
     #[arg(long, value_name = "N", env = "WSROOMS_PAUSE_READING_AT",
-          default_value_t = Config::default().pause_reading_at,
-          within = 1024..=1_073_741_824)]
-    pause_reading_at: usize,
+          default_value_t = 64 * 1024, within = 1024_usize..=1_073_741_824)]
+    pub pause_reading_at: usize,
 
     /// Buffered outgoing bytes that close a connection with 1008
     #[arg(long, value_name = "N", env = "WSROOMS_MAX_BUFFERED",
-          default_value_t = Config::default().max_buffered,
-          within = 1024..=1_073_741_824)]
-    max_buffered: usize,
+          default_value_t = 1024 * 1024, within = 1024_usize..=1_073_741_824)]
+    pub max_buffered: usize,
 
     /// Seconds between pings
-    #[arg(long, value_name = "S", env = "WSROOMS_PING_INTERVAL_SECS",
-          default_value_t = Config::default().ping_interval.as_secs() as usize,
-          within = 1..=86_400)]
-    ping_interval_secs: usize,
+    #[arg(long = "ping-interval-secs", value_name = "S", env = "WSROOMS_PING_INTERVAL_SECS",
+          default_value = "30", value_parser = None, seconds = 1..=86_400)]
+    pub ping_interval: Duration,
 
     /// Seconds to wait for a pong
-    #[arg(long, value_name = "S", env = "WSROOMS_PONG_TIMEOUT_SECS",
-          default_value_t = Config::default().pong_timeout.as_secs() as usize,
-          within = 1..=86_400)]
-    pong_timeout_secs: usize,
+    #[arg(long = "pong-timeout-secs", value_name = "S", env = "WSROOMS_PONG_TIMEOUT_SECS",
+          default_value = "30", value_parser = None, seconds = 1..=86_400)]
+    pub pong_timeout: Duration,
 
     /// Seconds to wait for the peer's close frame after ours
-    #[arg(long, value_name = "S", env = "WSROOMS_CLOSE_TIMEOUT_SECS",
-          default_value_t = Config::default().close_timeout.as_secs() as usize,
-          within = 1..=3600)]
-    close_timeout_secs: usize,
+    #[arg(long = "close-timeout-secs", value_name = "S", env = "WSROOMS_CLOSE_TIMEOUT_SECS",
+          default_value = "5", value_parser = None, seconds = 1..=3600)]
+    pub close_timeout: Duration,
 
     /// Seconds to drain sockets on SIGINT or SIGTERM
-    #[arg(long, value_name = "S", env = "WSROOMS_SHUTDOWN_TIMEOUT_SECS",
-          default_value_t = Config::default().shutdown_timeout.as_secs() as usize,
-          within = 0..=3600)]
-    shutdown_timeout_secs: usize,
+    #[arg(long = "shutdown-timeout-secs", value_name = "S",
+          env = "WSROOMS_SHUTDOWN_TIMEOUT_SECS", default_value = "5", value_parser = None, seconds = 0..=3600)]
+    pub shutdown_timeout: Duration,
 
     /// Seconds a login waits for its socket
-    #[arg(long, value_name = "S", env = "WSROOMS_RESERVE_SECS",
-          default_value_t = Config::default().reserve_timeout.as_secs() as usize,
-          within = 1..=86_400)]
-    reserve_secs: usize,
+    #[arg(long = "reserve-secs", value_name = "S", env = "WSROOMS_RESERVE_SECS",
+          default_value = "60", value_parser = None, seconds = 1..=86_400)]
+    pub reserve_timeout: Duration,
 
     /// Seconds an id stays reserved after its socket closed
-    #[arg(long, value_name = "S", env = "WSROOMS_GRACE_SECS",
-          default_value_t = Config::default().grace_timeout.as_secs() as usize,
-          within = 0..=86_400)]
-    grace_secs: usize,
+    #[arg(long = "grace-secs", value_name = "S", env = "WSROOMS_GRACE_SECS",
+          default_value = "10", value_parser = None, seconds = 0..=86_400)]
+    pub grace_timeout: Duration,
 
     /// Messages kept per room for late joiners and reconnects
     #[arg(long, value_name = "N", env = "WSROOMS_HISTORY_MESSAGES",
-          default_value_t = Config::default().history_messages, within = 0..=100_000)]
-    history_messages: usize,
+          default_value_t = 50, within = 0_usize..=100_000)]
+    pub history_messages: usize,
 
     /// Extra Origin allowed to open room sockets, repeatable or
     /// comma-separated [default: none]
-    #[arg(long, value_name = "URL", env = "WSROOMS_ALLOW_ORIGIN",
+    #[arg(long = "allow-origin", value_name = "URL", env = "WSROOMS_ALLOW_ORIGIN",
           value_delimiter = ',', value_parser = Checked(origin))]
-    allow_origin: Vec<String>,
+    pub allow_origins: Vec<String>,
 
     /// Serve the /echo WebSocket endpoint
-    #[arg(long, env = "WSROOMS_ECHO", switch = Config::default().echo)]
-    echo: bool,
+    #[arg(long, env = "WSROOMS_ECHO", switch = false)]
+    pub echo: bool,
 
     /// Serve the pages from this directory instead of the embedded copies
     /// [default: embedded]
     #[arg(long, value_name = "DIR", env = "WSROOMS_WWW", value_parser = Checked(directory))]
-    www: Option<PathBuf>,
+    #[serde(serialize_with = "lossy_path")]
+    pub www: Option<PathBuf>,
 
     /// Take the client address from X-Forwarded-For and the host from
     /// X-Forwarded-Host
-    #[arg(long, env = "WSROOMS_TRUST_PROXY", switch = Config::default().trust_proxy)]
-    trust_proxy: bool,
+    #[arg(long, env = "WSROOMS_TRUST_PROXY", switch = false)]
+    pub trust_proxy: bool,
 
     /// Serve only /metrics and /healthz on this address, and hide /metrics
     /// from --bind [default: unset]
     #[arg(long, value_name = "ADDR:PORT", env = "WSROOMS_METRICS_BIND",
           value_parser = Checked(address))]
-    metrics_bind: Option<SocketAddr>,
+    pub metrics_bind: Option<SocketAddr>,
 
     /// Behind a room-hashing proxy: POST /login without ?room=N gets 307 to it
-    #[arg(long, env = "WSROOMS_SHARDED", switch = Config::default().sharded)]
-    sharded: bool,
+    #[arg(long, env = "WSROOMS_SHARDED", switch = false)]
+    pub sharded: bool,
 
     /// Keep sessions, message numbers and messages in this SQLite file
     /// (created if missing), so that a restart loses no login and no message
     /// [default: unset, all in memory]
     #[arg(long, value_name = "PATH", env = "WSROOMS_DATA_FILE")]
-    data_file: Option<PathBuf>,
+    #[serde(serialize_with = "lossy_path")]
+    pub data_file: Option<PathBuf>,
 
     /// Messages kept per room in the data file
     #[arg(long, value_name = "N", env = "WSROOMS_KEEP_MESSAGES",
-          default_value_t = Config::default().keep_messages, within = 1..=100_000_000)]
-    keep_messages: usize,
+          default_value_t = crate::store::DEFAULT_KEEP_MESSAGES as usize,
+          within = 1_usize..=100_000_000)]
+    pub keep_messages: usize,
 
     /// Log level; when neither this flag nor its variable is given, RUST_LOG
     /// is used if it names a level
     #[arg(long, value_name = "LEVEL", env = "WSROOMS_LOG_LEVEL",
-          default_value_t = Config::default().log_level, value_parser = Checked(level))]
-    log_level: String,
+          default_value = "info", value_parser = Checked(level))]
+    pub log_level: String,
+}
+
+impl Default for Config {
+    /// The configuration of an empty command line, whatever the
+    /// environment holds: every field at the default its `#[arg]` names.
+    fn default() -> Self {
+        let mut command = Config::command().mut_args(|arg| arg.env(None));
+        let parsed = command
+            .try_get_matches_from_mut(["wsrooms"])
+            .and_then(|matches| Config::from_matches(&mut command, &matches, None));
+        // Only a default outside its own range could fail here, and
+        // `every_default_is_accepted` (below) rules that out.
+        parsed.expect("the declared defaults are valid")
+    }
 }
 
 /// The levels `--log-level` and `RUST_LOG` may name.
 const LEVELS: [&str; 6] = ["error", "warn", "info", "debug", "trace", "off"];
 
-/// Two helpers for the `#[arg(...)]` lines above.
+/// The slowest rate other than 0 (off) that a rate flag takes: one a day.
+/// The server turns a rate into times (how long until the next token, the
+/// `Retry-After` of a refused login); one a day keeps them short enough to
+/// wait for.
+pub const MIN_RATE: f64 = 1.0 / 86_400.0;
+
+/// The helpers the `#[arg(...)]` lines above call (clap's derive turns
+/// `within = A..=B` into `.within(A..=B)` on the flag's `Arg`).
 trait ArgExt {
     /// A number from `range`: checked by the parser and shown in `--help`.
     fn within<T: Number>(self, range: RangeInclusive<T>) -> Self;
+    /// A whole number of seconds from `range`, read as a `Duration`.
+    fn seconds(self, range: RangeInclusive<u64>) -> Self;
+    /// Events per second from `range`: 0 is off, and any other rate must
+    /// be at least [`MIN_RATE`].
+    fn rate(self, range: RangeInclusive<f64>) -> Self;
     /// An on/off switch: `--echo` alone is on; `--echo=false` and the
     /// variable take `true`/`false`, `1`/`0`, `yes`/`no`, `on`/`off`.
     fn switch(self, default: bool) -> Self;
 }
 
-/// The number types a flag may hold.
+/// The number types a flag may hold. A range is written in the field's own
+/// type (`1_usize..=100`): the parser makes values of the range's type, and
+/// clap panics if that is not the field's type when it reads them, which
+/// `Config::default()` (and so every test) would show at once.
 trait Number: FromStr + PartialOrd + Display + Copy + Send + Sync + 'static {}
 impl Number for usize {}
+impl Number for u32 {}
+impl Number for u64 {}
 impl Number for f64 {}
 
 impl ArgExt for Arg {
     fn within<T: Number>(self, range: RangeInclusive<T>) -> Self {
         let (min, max) = range.into_inner();
-        let help = self.get_help().map(ToString::to_string).unwrap_or_default();
-        self.help(format!("{help} [range: {min} to {max}]"))
-            .allow_negative_numbers(true) // so that `-1` is refused as out of range
-            .value_parser(Checked(move |v: &str| number(v, min, max)))
+        with_range(self, min, max).value_parser(Checked(move |v: &str| number(v, min, max)))
+    }
+
+    fn seconds(self, range: RangeInclusive<u64>) -> Self {
+        let (min, max) = range.into_inner();
+        with_range(self, min, max).value_parser(Checked(move |v: &str| {
+            number(v, min, max).map(Duration::from_secs)
+        }))
+    }
+
+    fn rate(self, range: RangeInclusive<f64>) -> Self {
+        let (min, max) = range.into_inner();
+        with_range(self, min, max).value_parser(Checked(move |v: &str| rate(v, min, max)))
     }
 
     fn switch(self, default: bool) -> Self {
@@ -400,6 +314,14 @@ impl ArgExt for Arg {
             .default_missing_value("true")
             .value_parser(Checked(boolean))
     }
+}
+
+/// `arg` with its range shown in its help line; `-1` is read as a value
+/// (and refused as out of range), not as a flag.
+fn with_range<T: Display>(arg: Arg, min: T, max: T) -> Arg {
+    let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+    arg.help(format!("{help} [range: {min} to {max}]"))
+        .allow_negative_numbers(true)
 }
 
 /// A value parser made of a plain check, `fn(&str) -> Result<T, String>`.
@@ -449,6 +371,15 @@ fn number<T: Number>(value: &str, min: T, max: T) -> Result<T, String> {
     }
 }
 
+fn rate(value: &str, min: f64, max: f64) -> Result<f64, String> {
+    match number(value, min, max)? {
+        r if r > 0.0 && r < MIN_RATE => Err(format!(
+            "expects 0 (off) or a rate of at least 1/86400 (one a day), got {value:?}"
+        )),
+        r => Ok(r.abs()), // -0 is 0
+    }
+}
+
 fn address(v: &str) -> Result<SocketAddr, String> {
     v.parse()
         .map_err(|_| format!("expects ADDR:PORT such as 127.0.0.1:8080, got {v:?}"))
@@ -462,16 +393,86 @@ fn boolean(v: &str) -> Result<bool, String> {
     }
 }
 
-/// One origin, as it is compared later: no trailing `/`, lower case. An
-/// empty piece (`a,,b`) becomes "" and is dropped by [`Cli::into_config`].
+/// One origin, in the form a browser sends it in `Origin` (RFC 6454's
+/// serialisation): `http` or `https`, `://`, a host, and a port only if
+/// it is not the scheme's default; nothing else. Upper case is folded
+/// and a default port dropped, so that it compares equal to what
+/// browsers send; anything that could never equal an `Origin` (a path, a
+/// trailing `/`, a query, user info, an empty piece) is refused.
 fn origin(v: &str) -> Result<String, String> {
     let v = v.trim();
-    if v.is_empty() || v.starts_with("http://") || v.starts_with("https://") {
-        Ok(v.trim_end_matches('/').to_ascii_lowercase())
+    let lower = v.to_ascii_lowercase();
+    serialised_origin(&lower)
+        .map_err(|why| format!("expects an origin such as https://chat.example, got {v:?} ({why})"))
+}
+
+/// `v` (lower case) as an origin's serialisation, or why it is not one.
+fn serialised_origin(v: &str) -> Result<String, &'static str> {
+    let (scheme, default_port, rest) = if let Some(rest) = v.strip_prefix("https://") {
+        ("https", 443, rest)
+    } else if let Some(rest) = v.strip_prefix("http://") {
+        ("http", 80, rest)
+    } else if v.is_empty() {
+        return Err("empty");
     } else {
-        Err(format!(
-            "expects an origin such as https://chat.example, got {v:?}"
-        ))
+        return Err("the scheme must be http:// or https://");
+    };
+    if let Some(at) = rest.find(['/', '?', '#', '@']) {
+        return Err(match rest.as_bytes()[at] {
+            b'/' if at + 1 == rest.len() => "no trailing slash: an origin has no path",
+            b'/' => "an origin has no path",
+            b'@' => "an origin has no user info",
+            _ => "an origin has no query or fragment",
+        });
+    }
+    let (host, port) = host_and_port(rest)?;
+    Ok(match port {
+        Some(port) if port != default_port => format!("{scheme}://{host}:{port}"),
+        _ => format!("{scheme}://{host}"),
+    })
+}
+
+/// `host[:port]` split and checked: a DNS name or IPv4 address in ASCII,
+/// or an IPv6 address in brackets; a port from 1 to 65535.
+fn host_and_port(authority: &str) -> Result<(&str, Option<u16>), &'static str> {
+    let (host, port) = if authority.starts_with('[') {
+        let end = authority
+            .find(']')
+            .ok_or("an IPv6 address needs its closing ]")?;
+        if authority[1..end].parse::<Ipv6Addr>().is_err() {
+            return Err("not an IPv6 address in brackets");
+        }
+        let (host, after) = authority.split_at(end + 1);
+        match after.strip_prefix(':') {
+            Some(port) => (host, Some(port)),
+            None if after.is_empty() => (host, None),
+            None => return Err("unexpected text after the ]"),
+        }
+    } else {
+        match authority.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        }
+    };
+    let is_name = |h: &str| {
+        !h.is_empty()
+            && h.split('.').all(|label| {
+                !label.is_empty()
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            })
+    };
+    if !host.starts_with('[') && !is_name(host) {
+        return Err(match host.is_ascii() {
+            true => "the host must be a name or an address",
+            false => "write an international name in its xn-- form",
+        });
+    }
+    match port.map(|p| (p, p.parse::<u16>())) {
+        None => Ok((host, None)),
+        Some((p, Ok(n))) if n > 0 && p.bytes().all(|b| b.is_ascii_digit()) => Ok((host, Some(n))),
+        Some(_) => Err("the port must be a number from 1 to 65535"),
     }
 }
 
@@ -490,70 +491,16 @@ fn level(v: &str) -> Result<String, String> {
     }
 }
 
-impl Cli {
-    /// The configuration these flags describe. `matches` tells which flags
-    /// were left at their defaults: an unset frame limit follows a raised
-    /// message limit, and an unset log level falls back to `rust_log`.
-    fn into_config(self, matches: &ArgMatches, rust_log: Option<&str>) -> Config {
-        let given = |id: &str| matches.value_source(id) != Some(ValueSource::DefaultValue);
-        let mut max_frame_bytes = self.max_frame_bytes;
-        if !given("max_frame_bytes") {
-            max_frame_bytes = max_frame_bytes.max(self.max_message_bytes);
-        }
-        let log_level = match rust_log.map(level) {
-            Some(Ok(from_rust_log)) if !given("log_level") => from_rust_log,
-            _ => self.log_level,
-        };
-        let secs = |s: usize| Duration::from_secs(s as u64);
-        Config {
-            bind: self.bind,
-            max_connections: self.max_connections,
-            max_head_bytes: self.max_head_bytes,
-            head_timeout: secs(self.head_timeout_secs),
-            max_message_bytes: self.max_message_bytes,
-            max_frame_bytes,
-            max_chat_chars: self.max_chat_chars,
-            rate_limit: self.rate_limit,
-            rate_burst: self.rate_burst,
-            scrollback_rate: self.scrollback_rate,
-            scrollback_burst: self.scrollback_burst,
-            max_users_per_room: self.max_users_per_room,
-            max_sessions: self.max_sessions,
-            pause_reading_at: self.pause_reading_at,
-            max_buffered: self.max_buffered,
-            ping_interval: secs(self.ping_interval_secs),
-            pong_timeout: secs(self.pong_timeout_secs),
-            close_timeout: secs(self.close_timeout_secs),
-            shutdown_timeout: secs(self.shutdown_timeout_secs),
-            reserve_timeout: secs(self.reserve_secs),
-            grace_timeout: secs(self.grace_secs),
-            history_messages: self.history_messages,
-            allow_origins: self
-                .allow_origin
-                .into_iter()
-                .filter(|o| !o.is_empty())
-                .collect(),
-            echo: self.echo,
-            www: self.www,
-            trust_proxy: self.trust_proxy,
-            metrics_bind: self.metrics_bind,
-            sharded: self.sharded,
-            max_connections_per_ip: self.max_connections_per_ip,
-            login_rate_per_ip: self.login_rate_per_ip,
-            login_burst_per_ip: self.login_burst_per_ip,
-            data_file: self.data_file,
-            keep_messages: self.keep_messages,
-            log_level,
-            ..Config::default()
-        }
-    }
+/// A path for the summary, even one that is not UTF-8.
+fn lossy_path<S: Serializer>(path: &Option<PathBuf>, s: S) -> Result<S::Ok, S::Error> {
+    path.as_deref().map(Path::to_string_lossy).serialize(s)
 }
 
 impl Config {
     /// The command line `wsrooms` accepts: every flag with its variable,
     /// default, range and help line.
     pub fn command() -> Command {
-        Cli::command()
+        <Config as CommandFactory>::command()
     }
 
     /// Builds the configuration from `args` (the program name first, as in
@@ -566,90 +513,96 @@ impl Config {
         I: IntoIterator<Item = T>,
         T: Into<OsString> + Clone,
     {
-        Config::parse(args, std::env::var("RUST_LOG").ok().as_deref())
+        Config::parse_with(args, std::env::var("RUST_LOG").ok().as_deref())
     }
 
     /// [`Config::from_args`] with `RUST_LOG` given rather than read.
-    fn parse<I, T>(args: I, rust_log: Option<&str>) -> Result<Config, clap::Error>
+    fn parse_with<I, T>(args: I, rust_log: Option<&str>) -> Result<Config, clap::Error>
     where
         I: IntoIterator<Item = T>,
         T: Into<OsString> + Clone,
     {
-        let mut command = Cli::command();
+        let mut command = Config::command();
         let matches = command.try_get_matches_from_mut(args)?;
-        let cli = Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut command))?;
-        let config = cli.into_config(&matches, rust_log);
+        Config::from_matches(&mut command, &matches, rust_log)
+    }
+
+    /// The configuration `matches` describe. `matches` also tells which
+    /// flags were left at their defaults: an unset frame limit follows a
+    /// raised message limit, and an unset log level falls back to
+    /// `rust_log`. Then the relations between flags are checked.
+    fn from_matches(
+        command: &mut Command,
+        matches: &ArgMatches,
+        rust_log: Option<&str>,
+    ) -> Result<Config, clap::Error> {
+        let mut config = Config::from_arg_matches(matches).map_err(|e| e.format(command))?;
+        let given = |id: &str| matches.value_source(id) != Some(ValueSource::DefaultValue);
+        if !given("max_frame_bytes") {
+            config.max_frame_bytes = config.max_frame_bytes.max(config.max_message_bytes);
+        }
+        if let Some(Ok(from_rust_log)) = rust_log.map(level)
+            && !given("log_level")
+        {
+            config.log_level = from_rust_log;
+        }
         if config.pause_reading_at > config.max_buffered {
             let why = format!(
                 "--pause-reading-at ({}) must not exceed --max-buffered ({})",
                 config.pause_reading_at, config.max_buffered
             );
-            return Err(clap::Error::raw(ErrorKind::ArgumentConflict, why).format(&mut command));
+            return Err(clap::Error::raw(ErrorKind::ArgumentConflict, why).format(command));
         }
         Ok(config)
     }
 
-    /// A one-line summary of every field, for the start log.
+    /// One line of `name=value` for every field, for the start log: the
+    /// fields in `--help` order, then the fixed ones. A rate (`<R>`) is
+    /// shown per second, a time as such (`10s`), an unset value as `-`.
     pub fn summary(&self) -> String {
-        let www = match &self.www {
-            Some(dir) => dir.display().to_string(),
-            None => "embedded".into(),
+        let Ok(Value::Object(mut fields)) = serde_json::to_value(self) else {
+            return "?".into();
         };
-        let data_file = match &self.data_file {
-            Some(path) => path.display().to_string(),
-            None => "-".into(),
-        };
-        let metrics_bind = match self.metrics_bind {
-            Some(addr) => addr.to_string(),
-            None => "-".into(),
-        };
-        format!(
-            "bind={} max_connections={} max_head_bytes={} max_request_line_bytes={} \
-             max_body_bytes={} head_timeout={}s max_message_bytes={} max_frame_bytes={} \
-             max_chat_chars={} rate_limit={}/s burst={} scrollback_rate={}/s scrollback_burst={} \
-             max_users_per_room={} max_sessions={} \
-             max_connections_per_ip={} login_rate_per_ip={}/s login_burst_per_ip={} \
-             pause_reading_at={} max_buffered={} ping={}s pong_timeout={}s close_timeout={}s \
-             shutdown_timeout={}s reserve={}s grace={}s history={} echo={} www={} \
-             allow_origin={:?} trust_proxy={} metrics_bind={} sharded={} data_file={} \
-             keep_messages={} log_level={}",
-            self.bind,
-            self.max_connections,
-            self.max_head_bytes,
-            self.max_request_line_bytes,
-            self.max_body_bytes,
-            self.head_timeout.as_secs(),
-            self.max_message_bytes,
-            self.max_frame_bytes,
-            self.max_chat_chars,
-            self.rate_limit,
-            self.rate_burst,
-            self.scrollback_rate,
-            self.scrollback_burst,
-            self.max_users_per_room,
-            self.max_sessions,
-            self.max_connections_per_ip,
-            self.login_rate_per_ip,
-            self.login_burst_per_ip,
-            self.pause_reading_at,
-            self.max_buffered,
-            self.ping_interval.as_secs(),
-            self.pong_timeout.as_secs(),
-            self.close_timeout.as_secs(),
-            self.shutdown_timeout.as_secs(),
-            self.reserve_timeout.as_secs(),
-            self.grace_timeout.as_secs(),
-            self.history_messages,
-            self.echo,
-            www,
-            self.allow_origins,
-            self.trust_proxy,
-            metrics_bind,
-            self.sharded,
-            data_file,
-            self.keep_messages,
-            self.log_level,
-        )
+        let mut shown = Vec::with_capacity(fields.len());
+        for arg in Config::command().get_arguments() {
+            let name = arg.get_id().as_str();
+            if let Some(value) = fields.remove(name) {
+                let per_second = arg
+                    .get_value_names()
+                    .is_some_and(|n| n.iter().any(|n| n == "R"));
+                let unit = if per_second { "/s" } else { "" };
+                shown.push(format!("{name}={}{unit}", show(&value)));
+            }
+        }
+        shown.extend(
+            fields
+                .iter()
+                .map(|(name, value)| format!("{name}={}", show(value))),
+        );
+        shown.join(" ")
+    }
+}
+
+/// One field's value in the summary.
+fn show(value: &Value) -> String {
+    match value {
+        Value::Null => "-".into(),
+        Value::String(s) => s.clone(),
+        Value::Number(n) => match (n.as_u64(), n.as_f64()) {
+            (Some(whole), _) => whole.to_string(),
+            (None, Some(real)) => real.to_string(),
+            (None, None) => n.to_string(),
+        },
+        // A `Duration`, as serde writes it.
+        Value::Object(o) => match (o.get("secs"), o.get("nanos")) {
+            (Some(Value::Number(s)), Some(Value::Number(n))) => {
+                let secs = s.as_u64().unwrap_or(0);
+                let nanos = n.as_u64().and_then(|n| u32::try_from(n).ok()).unwrap_or(0);
+                format!("{:?}", Duration::new(secs, nanos.min(999_999_999)))
+            }
+            _ => value.to_string(),
+        },
+        other => other.to_string(),
     }
 }
 
@@ -660,48 +613,98 @@ mod tests {
     /// Parses `flags` as `wsrooms` would (the environment is the test
     /// process's; `RUST_LOG` is given).
     fn run(flags: &[&str], rust_log: Option<&str>) -> Result<Config, clap::Error> {
-        Config::parse(
+        Config::parse_with(
             std::iter::once("wsrooms").chain(flags.iter().copied()),
             rust_log,
         )
     }
 
-    /// A Config's debug text, to compare two configurations field by field.
-    fn fields(c: &Config) -> String {
-        format!("{c:?}")
+    /// Every flag but `--help` and `--version`.
+    fn flags() -> Vec<Arg> {
+        Config::command()
+            .get_arguments()
+            .filter(|a| !matches!(a.get_long(), Some("help" | "version") | None))
+            .cloned()
+            .collect()
     }
 
     #[test]
-    fn no_flags_is_config_default() {
-        let c = run(&[], None).unwrap();
-        assert_eq!(fields(&c), fields(&Config::default()));
-        assert_eq!(c.bind.to_string(), "127.0.0.1:8080");
-        assert_eq!(c.max_connections, 10_000);
-        assert_eq!(c.max_head_bytes, 8192);
-        assert_eq!(c.max_message_bytes, 65536);
-        assert_eq!(c.max_frame_bytes, 65536);
-        assert_eq!(c.max_chat_chars, 50);
-        assert_eq!(c.rate_limit, 20.0);
-        assert_eq!(c.rate_burst, 40.0);
-        assert_eq!((c.scrollback_rate, c.scrollback_burst), (10.0, 20.0));
-        assert_eq!(c.pause_reading_at, 65536);
-        assert_eq!(c.max_buffered, 1 << 20);
-        assert_eq!(c.history_messages, 50);
-        assert_eq!(c.data_file, None, "in memory only");
-        assert_eq!(c.keep_messages, 10_000);
-        assert_eq!(c.max_connections_per_ip, 0, "per-address limits off");
-        assert_eq!(c.login_rate_per_ip, 0.0, "per-address limits off");
+    fn every_default_is_accepted() {
+        // `Config::default()` parses an empty command line with the
+        // variables left out: a default outside its own range, or a range
+        // of another type than its field, would panic here.
+        let c = Config::default();
+        assert!(c.allow_origins.is_empty() && c.data_file.is_none());
+    }
+
+    /// The flags table of docs/PROTOCOL.md: each flag with the default the
+    /// page gives it, as `--help` would write it (`None`: no default).
+    fn documented_defaults() -> Vec<(String, Option<String>)> {
+        let doc = include_str!("../docs/PROTOCOL.md");
+        let mut table = Vec::new();
+        for row in doc.lines().filter(|l| l.starts_with("| `--")) {
+            let cells: Vec<&str> = row.split(" | ").collect();
+            let names: Vec<String> = cells[0]
+                .split("`--")
+                .skip(1)
+                .map(|s| {
+                    s.chars()
+                        .take_while(|c| c.is_ascii_lowercase() || *c == '-')
+                        .collect()
+                })
+                .collect();
+            let defaults: Vec<&str> = match names.len() {
+                1 => vec![cells[1]],
+                _ if cells[1].contains(" / ") => cells[1].split(" / ").collect(),
+                _ => cells[1].split(", ").collect(),
+            };
+            assert_eq!(defaults.len(), names.len(), "{row}");
+            for (name, default) in names.into_iter().zip(defaults) {
+                let word = default.split_whitespace().next().unwrap_or("");
+                let word = word.trim_matches(|c| c == '`' || c == ',');
+                let word = word.trim_end_matches("/s");
+                let value = match word {
+                    "unset" | "none" | "embedded" => None,
+                    "off" => Some("false".to_string()),
+                    w => Some(w.to_string()),
+                };
+                table.push((name, value));
+            }
+        }
+        table
+    }
+
+    #[test]
+    fn every_flag_and_default_is_the_one_the_protocol_page_documents() {
+        let documented = documented_defaults();
+        let flags = flags();
+        for arg in &flags {
+            let long = arg.get_long().unwrap();
+            let Some((_, doc)) = documented.iter().find(|(n, _)| n == long) else {
+                panic!("--{long} is not in docs/PROTOCOL.md's flags table");
+            };
+            let code: Vec<String> = arg
+                .get_default_values()
+                .iter()
+                .map(|v| v.to_string_lossy().into_owned())
+                .collect();
+            assert_eq!(code.first(), doc.as_ref(), "--{long}'s default");
+        }
+        for (name, _) in &documented {
+            let known = flags.iter().any(|a| a.get_long() == Some(name));
+            assert!(
+                known,
+                "docs/PROTOCOL.md documents --{name}, wsrooms has none"
+            );
+        }
     }
 
     #[test]
     fn the_command_is_well_formed_and_every_flag_has_its_variable() {
         let command = Config::command();
         command.clone().debug_assert();
-        for arg in command.get_arguments() {
-            let Some(long) = arg.get_long() else { continue };
-            if long == "help" || long == "version" {
-                continue;
-            }
+        for arg in flags() {
+            let long = arg.get_long().unwrap();
             let env = format!("WSROOMS_{}", long.replace('-', "_").to_ascii_uppercase());
             assert_eq!(arg.get_env(), Some(OsStr::new(&env)), "--{long}");
         }
@@ -718,12 +721,12 @@ mod tests {
         "--max-chat-chars=15",
         "--rate-limit=1.5",
         "--rate-burst=16",
-        "--scrollback-rate=2.5",
-        "--scrollback-burst=7",
         "--max-users-per-room=17",
         "--max-connections-per-ip=18",
         "--login-rate-per-ip=0.25",
         "--login-burst-per-ip=19",
+        "--scrollback-rate=2.5",
+        "--scrollback-burst=3",
         "--max-sessions=20",
         "--pause-reading-at=2100",
         "--max-buffered=2200",
@@ -734,9 +737,9 @@ mod tests {
         "--reserve-secs=27",
         "--grace-secs=28",
         "--history-messages=29",
-        "--allow-origin=https://A.example/,http://b",
+        "--allow-origin=https://A.example:443, http://b:8080",
         "--allow-origin",
-        "https://c",
+        "https://[::1]:8443",
         "--echo",
         "--trust-proxy=yes",
         "--metrics-bind=127.0.0.1:9100",
@@ -770,11 +773,11 @@ mod tests {
             (c.rate_burst, c.max_users_per_room, c.max_connections_per_ip),
             (16.0, 17, 18)
         );
-        assert_eq!((c.scrollback_rate, c.scrollback_burst), (2.5, 7.0));
         assert_eq!(
             (c.login_rate_per_ip, c.login_burst_per_ip, c.max_sessions),
             (0.25, 19.0, 20)
         );
+        assert_eq!((c.scrollback_rate, c.scrollback_burst), (2.5, 3));
         assert_eq!(
             (c.pause_reading_at, c.max_buffered, c.history_messages),
             (2100, 2200, 29)
@@ -789,9 +792,10 @@ mod tests {
         );
         assert_eq!((secs(c.close_timeout), secs(c.shutdown_timeout)), (25, 26));
         assert_eq!((secs(c.reserve_timeout), secs(c.grace_timeout)), (27, 28));
+        // As browsers send them: lower case, no default port.
         assert_eq!(
             c.allow_origins,
-            ["https://a.example", "http://b", "https://c"]
+            ["https://a.example", "http://b:8080", "https://[::1]:8443"]
         );
         assert!(c.echo && c.trust_proxy && c.sharded);
         assert_eq!(c.www, Some(www));
@@ -860,38 +864,129 @@ mod tests {
             line.contains("--pause-reading-at") && line.contains("--max-buffered"),
             "{line}"
         );
+        let (line, _) = refusal(&["--scrollback-burst=1.5"]);
+        assert!(line.contains("1 to 100000"), "{line}");
         assert_eq!(refusal(&["--nope"]).1, 2);
         assert_eq!(refusal(&["--bind"]).1, 2);
         assert_eq!(refusal(&["--bind", "nowhere"]).1, 2);
     }
 
     #[test]
-    fn the_summary_names_every_field() {
-        let summary = Config::default().summary();
-        let debug = format!("{:?}", Config::default());
-        // Config's Debug text names each field; the summary uses a shorter
-        // name for some.
-        let short = [
-            ("ping_interval", "ping"),
-            ("rate_burst", "burst"),
-            ("reserve_timeout", "reserve"),
-            ("grace_timeout", "grace"),
-            ("history_messages", "history"),
-            ("allow_origins", "allow_origin"),
+    fn a_rate_is_off_or_at_least_one_a_day() {
+        for flag in ["--rate-limit", "--login-rate-per-ip", "--scrollback-rate"] {
+            for tiny in ["5e-20", "4.9e-324", "0.00001157"] {
+                let (line, code) = refusal(&[flag, tiny]);
+                assert_eq!(code, 2, "{flag} {tiny}");
+                assert!(line.contains(flag) && line.contains("one a day"), "{line}");
+            }
+            let rate = |v: &str| {
+                let c = run(&[flag, v], None).unwrap();
+                [c.rate_limit, c.login_rate_per_ip, c.scrollback_rate]
+            };
+            assert!(rate("0.0000116").contains(&0.0000116), "{flag}");
+            assert!(rate("-0").iter().all(|r| r.is_sign_positive()), "{flag}");
+        }
+    }
+
+    #[test]
+    fn an_origin_is_scheme_host_and_port_only() {
+        let accepted = [
+            ("https://chat.example", "https://chat.example"),
+            ("HTTP://Chat.Example:8080", "http://chat.example:8080"),
+            ("http://chat.example:80", "http://chat.example"),
+            ("https://chat.example:80", "https://chat.example:80"),
+            ("http://10.0.0.1:3000", "http://10.0.0.1:3000"),
+            ("http://[::1]", "http://[::1]"),
+            (
+                "https://xn--bcher-kva.example",
+                "https://xn--bcher-kva.example",
+            ),
         ];
-        for field in debug
-            .split([' ', '{', ','])
-            .filter_map(|w| w.strip_suffix(':'))
-        {
-            let name = short
-                .iter()
-                .find(|(f, _)| *f == field)
-                .map_or(field, |(_, s)| *s);
+        for (given, kept) in accepted {
+            assert_eq!(origin(given).as_deref(), Ok(kept), "{given}");
+        }
+        let refused = [
+            ("", "empty"),
+            ("chat.example", "scheme"),
+            ("ftp://chat.example", "scheme"),
+            ("https://", "host"),
+            ("https://chat.example/", "trailing slash"),
+            ("http://x/path", "path"),
+            ("https://chat.example?x=1", "query"),
+            ("https://chat.example#top", "fragment"),
+            ("https://user@chat.example", "user info"),
+            ("https://chat..example", "host"),
+            ("https://chat example", "host"),
+            ("https://bücher.example", "xn--"),
+            ("https://chat.example:", "port"),
+            ("https://chat.example:0", "port"),
+            ("https://chat.example:65536", "port"),
+            ("https://chat.example:+1", "port"),
+            ("http://[::1", "]"),
+            ("http://[nope]", "IPv6"),
+            ("http://[::1]x", "after"),
+        ];
+        for (given, why) in refused {
+            let e = origin(given).expect_err(given);
             assert!(
-                summary.contains(&format!(" {name}=")) || summary.starts_with(&format!("{name}=")),
-                "{field}: {summary}"
+                e.contains("https://chat.example") && e.contains(why),
+                "{given}: {e}"
             );
         }
+        let (line, code) = refusal(&["--allow-origin", ""]);
+        assert_eq!(code, 2);
+        assert!(line.contains("--allow-origin"), "{line}");
+        let (line, _) = refusal(&["--allow-origin", "https://a.example,,https://b.example"]);
+        assert!(
+            line.contains("--allow-origin") && line.contains("empty"),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn the_summary_names_every_field_with_its_unit() {
+        let summary = Config::default().summary();
+        let debug = format!("{:?}", Config::default());
+        let names: Vec<&str> = debug
+            .split([' ', '{', ','])
+            .filter_map(|w| w.strip_suffix(':'))
+            .collect();
+        let pairs: Vec<&str> = summary.split(' ').collect();
+        assert_eq!(pairs.len(), names.len(), "{summary}");
+        for name in names {
+            assert!(
+                pairs.iter().any(|p| p.starts_with(&format!("{name}="))),
+                "{name}: {summary}"
+            );
+        }
+        for arg in flags() {
+            let id = arg.get_id().as_str();
+            let pair = pairs
+                .iter()
+                .find(|p| p.starts_with(&format!("{id}=")))
+                .unwrap();
+            match arg
+                .get_value_names()
+                .and_then(|n| n.first())
+                .map(|n| n.as_str())
+            {
+                Some("R") => assert!(pair.ends_with("/s"), "{pair}"),
+                Some("S") => assert!(pair.ends_with('s') && !pair.ends_with("/s"), "{pair}"),
+                _ => {}
+            }
+        }
+        let c = run(
+            &["--data-file", "/tmp/w.db", "--allow-origin", "http://a"],
+            None,
+        )
+        .unwrap();
+        let summary = c.summary();
+        assert!(summary.contains(" data_file=/tmp/w.db "), "{summary}");
+        assert!(
+            summary.contains(r#" allow_origins=["http://a"] "#),
+            "{summary}"
+        );
+        assert!(summary.contains(" www=- "), "{summary}");
     }
 
     #[test]
@@ -899,6 +994,7 @@ mod tests {
         let help = Config::command().render_help().to_string();
         assert!(help.contains("[range: 1 to 100000]"), "{help}");
         assert!(help.contains("[range: 125 to 1073741824]"), "{help}");
+        assert!(help.contains("[range: 1 to 3600]"), "{help}");
         assert!(help.contains("[default: 50]"), "{help}");
     }
 }

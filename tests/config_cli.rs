@@ -166,6 +166,40 @@ fn bad_values_stop_the_start_with_exit_2_and_a_first_line_naming_the_flag() {
     );
 }
 
+/// Issue 18 §3: values that passed the old checks and crashed the server or
+/// could never match are refused at start, naming the flag.
+#[test]
+fn derived_values_and_origins_are_checked_at_start() {
+    for flag in ["--login-rate-per-ip", "--rate-limit", "--scrollback-rate"] {
+        refused(&[flag, "5e-20"], &[], &[flag, "one a day", "\"5e-20\""]);
+    }
+    refused(
+        &[],
+        &[("WSROOMS_LOGIN_RATE_PER_IP", "1e-300")],
+        &["WSROOMS_LOGIN_RATE_PER_IP", "one a day"],
+    );
+    for (origin, why) in [
+        ("", "empty"),
+        ("http://x/path", "no path"),
+        ("https://chat.example/", "trailing slash"),
+        ("https://chat.example?x", "query"),
+        ("https://me@chat.example", "user info"),
+        ("https://chat.example:0", "port"),
+        ("https://a.example,,https://b.example", "empty"),
+    ] {
+        refused(
+            &["--allow-origin", origin],
+            &[],
+            &["--allow-origin", "https://chat.example", why],
+        );
+    }
+    refused(
+        &[],
+        &[("WSROOMS_ALLOW_ORIGIN", "http://x/path")],
+        &["WSROOMS_ALLOW_ORIGIN", "no path"],
+    );
+}
+
 #[test]
 fn help_lists_every_flag_with_its_variable_and_default() {
     let (code, stdout, stderr) = run(&["--help"], &[]);

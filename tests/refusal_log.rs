@@ -68,6 +68,21 @@ fn each_refusal_and_forced_close_logs_one_line_with_peer_and_reason() {
         (1008, "rate limit".to_string())
     );
     log.wait_for(&[&peer, "rate limit"], wait);
-    std::thread::sleep(Duration::from_millis(200)); // any further lines would be out by now
+    // The rest of the flood reaches the server before our close frame, and
+    // the server ends the connection only after reading that: once it has
+    // (EOF here), every line the flood could cause is written.
+    flood
+        .write_all(&client_frame(true, CLOSE, &1000u16.to_be_bytes()))
+        .unwrap();
+    read_to_eof(&mut flood, wait);
+    // The log is one stream written in order: once a line the server
+    // writes after that shows up, every earlier line has been read.
+    let mut marker = tcp(addr);
+    let marker_peer = marker.local_addr().unwrap().to_string();
+    marker
+        .write_all(format!("GET / HTTP/1.1\r\nX-Big: {}\r\n\r\n", "m".repeat(9000)).as_bytes())
+        .unwrap();
+    assert_eq!(read_response(&mut marker).status, 431);
+    log.wait_for(&[&marker_peer, "refused", "431"], wait);
     assert_eq!(log.matching(&[&peer]).len(), 1, "{}", log.all());
 }

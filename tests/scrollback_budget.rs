@@ -80,7 +80,7 @@ fn one_session_gets_its_burst_then_429_and_another_is_not_affected() {
     let mut config = test_config();
     config.rate_limit = 0.0;
     config.scrollback_rate = 0.1; // one page per 10 s: none comes back during the test
-    config.scrollback_burst = 20.0;
+    config.scrollback_burst = 20;
     let addr = start(config);
     let (alice, bob) = room_with_two(addr, 7);
 
@@ -149,7 +149,7 @@ fn rate_zero_turns_the_budget_off() {
     let mut config = test_config();
     config.rate_limit = 0.0;
     config.scrollback_rate = 0.0;
-    config.scrollback_burst = 1.0;
+    config.scrollback_burst = 1;
     let addr = start(config);
     let (alice, _) = room_with_two(addr, 9);
     let statuses = pipelined(&mut tcp(addr), 9, &alice, 60);
@@ -164,7 +164,7 @@ fn rate_zero_turns_the_budget_off() {
 fn room_sockets_spend_from_the_same_budget() {
     let mut config = test_config();
     config.scrollback_rate = 0.1;
-    config.scrollback_burst = 5.0;
+    config.scrollback_burst = 5;
     let addr = start(config);
     let alice = login(addr, "alice", 11);
     let bob = login(addr, "bob", 11);

@@ -208,30 +208,36 @@ fn a_peer_that_never_answers_our_close_is_dropped_after_the_close_timeout() {
 
 #[test]
 fn a_closed_connections_timer_does_not_fire_on_the_next_one_in_its_slot() {
-    let head_timeout = Duration::from_millis(600);
+    // One connection at a time: B can only be accepted in the slot A left.
+    let head_timeout = Duration::from_millis(300);
+    let ping_interval = Duration::from_secs(2);
     let addr = start(Config {
+        max_connections: 1,
         head_timeout,
+        ping_interval,
+        echo: true,
         ..test_config()
     });
     // A: half a request, then it hangs up; its EOF back means the server
-    // has dropped it and freed its slot (the only one in use).
-    let t0 = Instant::now();
+    // has dropped it and freed the only slot. Its head-timeout entry stays
+    // in the timers, due 300 ms after A connected.
     let mut a = tcp(addr);
     a.write_all(b"GET / HTTP/1.1\r\n").unwrap();
     a.shutdown(std::net::Shutdown::Write).unwrap();
     read_until_closed(&mut a, Duration::from_secs(2));
-    // B takes that slot, later: A's timer entry (t0 + 600 ms) comes due
-    // while B's own deadline is still ahead.
-    std::thread::sleep(Duration::from_millis(300));
-    let mut b = tcp(addr);
-    b.write_all(b"GET / HTTP/1.1\r\n").unwrap();
-    let b_opened = Instant::now();
-    std::thread::sleep((t0 + Duration::from_millis(750)).saturating_duration_since(Instant::now()));
-    assert!(!is_closed(&b), "B was dropped by A's timer");
-    read_until_closed(&mut b, Duration::from_secs(3));
-    let lived = b_opened.elapsed();
+    // B: a WebSocket in that slot (101, not 503), whose own deadline is its
+    // first ping, 2 s after its handshake: A's entry comes due in B's life.
+    let b_asked = Instant::now(); // before the server's handshake instant
+    let mut b = raw_ws(addr, "/echo", None);
+    // There is no other slot: one more connection gets 503.
+    assert_eq!(get(addr, "/healthz", "").status, 503);
+    // Had A's entry fired on B, B would have had a ping (or a drop) right
+    // then, about 300 ms in; B's first ping comes at its own deadline. A
+    // slow machine can only make it later.
+    read_until_opcode(&mut b, PING);
+    let first_ping = b_asked.elapsed();
     assert!(
-        lived >= head_timeout - Duration::from_millis(50),
-        "B lived only {lived:?}"
+        first_ping >= ping_interval,
+        "B had a ping after {first_ping:?}, before its own {ping_interval:?}: A's timer fired on it"
     );
 }

@@ -246,7 +246,7 @@ fn history(query: Option<&str>, room: u32, session: Option<SessionId>, ctx: &mut
 fn spend(session: SessionId, what: Spend, ctx: &mut Ctx) -> Result<(), Response> {
     let budget = Budget {
         rate: ctx.config.scrollback_rate,
-        burst: ctx.config.scrollback_burst,
+        burst: f64::from(ctx.config.scrollback_burst),
     };
     let Err(over) = ctx.chat.spend_scrollback(session, budget, ctx.now) else {
         return Ok(());
