@@ -16,8 +16,9 @@ pipelined on 20 connections (16 in flight on each), while bob, in room 2,
 sends a chat message every 10 ms on his own socket and times each until it
 comes back. Prints pages/s served, 429s/s, the server's CPU (from
 /proc/PID/stat) and bob's echo round trips (p50, p99, max), with a quiet
-run of bob alone first. Everything goes to 127.0.0.1 and stops by itself.
-Extra arguments are passed to the server.
+run of bob alone first. `--path /healthz` floods another path instead, to
+compare. Everything goes to 127.0.0.1 and stops by itself. Extra arguments
+are passed to the server.
 """
 
 import base64
@@ -166,10 +167,10 @@ def echo_times(port, cookie, secs, out):
     out.put(times)
 
 
-def flood(port, cookie, secs):
-    """Mallory: 20 connections, DEPTH history requests in flight on each."""
+def flood(port, cookie, secs, path):
+    """Mallory: 20 connections, DEPTH requests for `path` in flight on each."""
     req = (
-        f"GET /rooms/{FLOOD_ROOM}/history?limit=100 HTTP/1.1\r\n"
+        f"GET {path} HTTP/1.1\r\n"
         f"Host: 127.0.0.1:{port}\r\nCookie: {cookie}\r\n\r\n"
     ).encode()
     sel = selectors.DefaultSelector()
@@ -237,6 +238,11 @@ def main():
         i = args.index("--secs")
         secs = float(args[i + 1])
         del args[i : i + 2]
+    path = f"/rooms/{FLOOD_ROOM}/history?limit=100"
+    if "--path" in args:
+        i = args.index("--path")
+        path = args[i + 1]
+        del args[i : i + 2]
     port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
         server = subprocess.Popen(
@@ -261,7 +267,7 @@ def main():
             echo = multiprocessing.Process(target=echo_times, args=(port, bob, secs, q))
             cpu0, t0 = cpu_secs(server.pid), time.monotonic()
             echo.start()
-            counts = flood(port, mallory, secs)
+            counts = flood(port, mallory, secs, path)
             elapsed = time.monotonic() - t0
             cpu = cpu_secs(server.pid) - cpu0
             times = q.get()
