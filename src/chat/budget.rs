@@ -161,6 +161,19 @@ mod tests {
     }
 
     #[test]
+    fn a_tiny_rate_asks_for_a_long_wait_without_panicking() {
+        let tiny = Budget {
+            rate: 5e-20,
+            burst: 1.0,
+        };
+        let t0 = Instant::now();
+        let mut bucket = None;
+        assert_eq!(spend(&mut bucket, tiny, t0), Ok(()));
+        let refused = spend(&mut bucket, tiny, t0).unwrap_err();
+        assert!(refused.retry_after_secs > 1 << 40, "{refused:?}");
+    }
+
+    #[test]
     fn rate_zero_is_off() {
         let off = Budget {
             rate: 0.0,
