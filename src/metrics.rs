@@ -15,7 +15,8 @@ pub struct Metrics {
     pub connections_refused: u64,
     /// HTTP requests answered (`wsrooms_http_requests_total`).
     pub http_requests: u64,
-    /// Successful logins (`wsrooms_logins_total`).
+    /// Successful logins (`wsrooms_logins_total`), counted once answered
+    /// `303` (with a data file: once committed), so never taken back.
     pub logins: u64,
     /// Chat messages received (`wsrooms_messages_in_total`).
     pub messages_in: u64,
@@ -150,7 +151,11 @@ impl Metrics {
                 "HTTP requests answered.",
                 self.http_requests,
             ),
-            ("wsrooms_logins_total", "Successful logins.", self.logins),
+            (
+                "wsrooms_logins_total",
+                "Successful logins (with a data file: committed ones).",
+                self.logins,
+            ),
             (
                 "wsrooms_messages_in_total",
                 "Chat messages received.",

@@ -85,7 +85,7 @@ pub const MAX_PAGE: usize = 100;
 pub struct Ctx<'a> {
     /// Rooms and sessions (a login reserves an id here).
     pub chat: &'a mut Chat,
-    /// Counters (logins, refusals).
+    /// Counters (refusals).
     pub metrics: &'a mut Metrics,
     /// The settings: limits, allowed origins, `--sharded`, `--echo`.
     pub config: &'a Config,
@@ -100,7 +100,8 @@ pub struct Ctx<'a> {
     pub client: IpAddr,
     /// The per-address connection and login limits.
     pub peer_limits: &'a mut PeerLimits,
-    /// Writes to the data file are failing: `/healthz` answers `503 degraded`.
+    /// Writes to the data file are failing, or it is damaged: `/healthz`
+    /// answers `503 degraded`.
     pub degraded: bool,
 }
 
@@ -160,7 +161,8 @@ fn operations_only(path: &str, get: bool, via_metrics: bool, degraded: bool) -> 
 }
 
 /// `/healthz`: `200 ok`, or `503 degraded` while writes to the data file
-/// fail (the server still serves, but cannot keep what it is sent).
+/// fail (the server still serves, but cannot keep what it is sent), and
+/// once the file is found damaged (until it is repaired).
 fn health(degraded: bool) -> Response {
     let response = match degraded {
         false => Response::text(Status::Ok, "ok"),
@@ -411,6 +413,30 @@ fn login(req: &Request, body: &[u8], ctx: &mut Ctx) -> Outcome {
     reserve(room, &user, &back, ctx)
 }
 
+/// Is the body of this request wanted? Asked when a client waits with it
+/// (`Expect: 100-continue`): only a login reads a body, and only one that
+/// passes the checks made before its form is read (sent from this site's
+/// page, as a form). The login rate is counted when the login is answered,
+/// not here. `false`: answer now, without the body.
+pub fn wants_body(req: &Request, config: &Config, via_metrics: bool) -> bool {
+    !via_metrics
+        && req.path == "/login"
+        && req.method == "POST"
+        && !foreign_login(req, config)
+        && is_form(req)
+}
+
+/// Is the body a form (`application/x-www-form-urlencoded`)?
+fn is_form(req: &Request) -> bool {
+    req.header_str("content-type").is_some_and(|t| {
+        t.split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+    })
+}
+
 /// The checks before the form is read: the login rate of the address, a
 /// login sent from another site, a body that is not a form. `Err` is the
 /// answer to send instead.
@@ -433,14 +459,7 @@ fn admit_login(req: &Request, ctx: &mut Ctx) -> Result<(), Response> {
             "/",
         ));
     }
-    let form_type = req.header_str("content-type").is_some_and(|t| {
-        t.split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-    });
-    if !form_type {
+    if !is_form(req) {
         return Err(Response::error_page(
             Status::UnsupportedMediaType,
             "user",
@@ -547,7 +566,6 @@ fn reserve(room: u32, user: &str, back: &str, ctx: &mut Ctx) -> Outcome {
     let max_users = ctx.config.max_users_per_room;
     match ctx.chat.login(room, user, token, expires, max_users) {
         Ok(session) => {
-            ctx.metrics.logins += 1;
             log::info!("login: \"{}\" reserved in room {room}", Escaped(user));
             let cookie = format!(
                 "{COOKIE}={}; HttpOnly; SameSite=Strict; Path=/",
