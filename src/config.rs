@@ -132,7 +132,8 @@ pub struct Config {
           default_value_t = 10.0, within = 1.0..=1e6)]
     pub login_burst_per_ip: f64,
 
-    /// Scrollback pages per second per session (0 = off)
+    /// Scrollback pages per second per session, all its connections
+    /// together, a room socket opened counting as one; 0 = off; more get 429
     #[arg(long, value_name = "R", env = "WSROOMS_SCROLLBACK_RATE",
           default_value_t = 10.0, rate = 0.0..=10_000.0)]
     pub scrollback_rate: f64,

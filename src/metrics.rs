@@ -61,7 +61,8 @@ pub struct Metrics {
     process_reading: RefCell<Option<(Instant, process::Process)>>,
     /// Close frames we sent, by code (peer-chosen codes share one label).
     pub closes: BTreeMap<CloseLabel, u64>,
-    /// Refused handshakes, logins and per-address connections, by reason.
+    /// Refused handshakes, logins, per-address connections and scrollback
+    /// pages, by reason.
     pub refused: BTreeMap<&'static str, u64>,
 }
 
@@ -198,7 +199,7 @@ impl Metrics {
             // `code` is a `CloseLabel`: a number we know, or "other".
             let _ = writeln!(out, "wsrooms_closes_total{{code=\"{code}\"}} {n}");
         }
-        out.push_str("# HELP wsrooms_refused_total Refused handshakes, logins and per-address connections, by reason.\n# TYPE wsrooms_refused_total counter\n");
+        out.push_str("# HELP wsrooms_refused_total Refused handshakes, logins, per-address connections and scrollback pages, by reason.\n# TYPE wsrooms_refused_total counter\n");
         for (reason, n) in &self.refused {
             let _ = writeln!(out, "wsrooms_refused_total{{reason=\"{reason}\"}} {n}");
         }

@@ -20,6 +20,9 @@
  * or it runs without a data file and restarted, the epoch changes and the
  * same seqs may name other messages: the page then forgets every seq it
  * has seen and shows the room afresh.
+ *
+ * The server allows each session a few pages a second: a request answered
+ * 429 waits the Retry-After it names and is sent again, quietly.
  */
 
 // ---------------------------------------------------------------- settings
@@ -34,6 +37,8 @@ const NEAR_TOP_PX = 200;           // this close to the top, older messages load
 const OLDER_PAGE = 50;             // messages per scrollback request
 const GAP_PAGE = 100;              // messages per request when filling a gap (the server's maximum)
 const OLDER_RETRY_MS = 3000;       // after a failed load, wait this long before trying again
+const THROTTLE_MIN_MS = 1000;      // a 429 is retried after its Retry-After, at least this …
+const THROTTLE_MAX_MS = 60000;     // … and at most this
 
 // ---------------------------------------------------------------- page elements
 
@@ -721,10 +726,28 @@ function inTurn(job) {
   return run;
 }
 
+/** Resolves after `ms` milliseconds. */
+function sleep(ms) {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/**
+ * How long a 429 asks us to wait: its Retry-After (whole seconds), kept
+ * between THROTTLE_MIN_MS and THROTTLE_MAX_MS (a missing or unreadable one:
+ * the least).
+ */
+function retryAfterMs(res) {
+  const secs = Number(res.headers.get('Retry-After'));
+  const ms = Number.isFinite(secs) ? secs * 1000 : 0;
+  return Math.min(Math.max(ms, THROTTLE_MIN_MS), THROTTLE_MAX_MS);
+}
+
 /**
  * GET /rooms/{room}/history: up to `limit` messages with seq < `before`
  * (null: the newest), oldest first, and whether older ones are kept
- * (`more`). Throws an Error whose message says why, for the person.
+ * (`more`). Over the session's scrollback budget (429) it waits what the
+ * server says and asks again: a throttle is not an error. Throws an Error
+ * whose message says why, for the person.
  */
 async function fetchHistory(before, limit) {
   const asked = era;
@@ -733,10 +756,16 @@ async function fetchHistory(before, limit) {
     query.set('before', String(before));
   }
   let res;
-  try {
-    res = await fetch(`/rooms/${room}/history?${query}`, { cache: 'no-store' });
-  } catch (err) {
-    throw new Error('the server cannot be reached');
+  for (;;) {
+    try {
+      res = await fetch(`/rooms/${room}/history?${query}`, { cache: 'no-store' });
+    } catch (err) {
+      throw new Error('the server cannot be reached');
+    }
+    if (res.status !== 429) {
+      break;
+    }
+    await sleep(retryAfterMs(res));
   }
   if (!res.ok) {
     throw new Error(`HTTP ${res.status}`);

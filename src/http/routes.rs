@@ -9,7 +9,7 @@
 //! | POST     | `/login`            | reserve an id → 303 (or 400/403/409/429)    |
 //! | GET HEAD | `/rooms/{n}`        | room page, or 303 to `/?room=n`             |
 //! | GET      | `/rooms/{n}/ws`     | the room's WebSocket (cookie + Origin)      |
-//! | GET HEAD | `/rooms/{n}/history`| older messages, a page as JSON (cookie)     |
+//! | GET HEAD | `/rooms/{n}/history`| older messages, a page as JSON (cookie; 429 over the session's budget) |
 //! | GET      | `/echo`             | echo WebSocket (only with `--echo`)         |
 //! | GET HEAD | `/static/*`, `/favicon.svg` | embedded assets                     |
 //! | GET HEAD | `/healthz`, `/metrics` | operations                               |
@@ -23,6 +23,7 @@ use super::request::Request;
 use super::response::Response;
 use super::upgrade::{self, HandshakeError, Upgrade};
 use crate::assets::Assets;
+use crate::chat::budget::{Budget, OverBudget, Spend};
 use crate::chat::{self, Chat, LoginError, SessionId, names};
 use crate::config::Config;
 use crate::logsafe::Escaped;
@@ -211,30 +212,59 @@ fn room_routes(req: &Request, rest: &str, ctx: &mut Ctx) -> Outcome {
             None => Response::redirect(Status::SeeOther, &format!("/?room={room}"))
                 .header("Cache-Control", "no-store"),
         }),
-        RoomPath::History => history(req.query, room, session.is_some()),
+        RoomPath::History => history(req.query, room, session, ctx),
         RoomPath::Socket => room_socket(req, session, ctx),
     }
 }
 
 /// `GET /rooms/{n}/history?before=SEQ&limit=N`: `403` without the room's
-/// session, `400` when `before` or `limit` is not such a number.
-fn history(query: Option<&str>, room: u32, has_session: bool) -> Outcome {
-    if !has_session {
+/// session, `400` when `before` or `limit` is not such a number, `429` when
+/// the session spent its scrollback budget (checked before any message is
+/// read: a refused page costs nothing more).
+fn history(query: Option<&str>, room: u32, session: Option<SessionId>, ctx: &mut Ctx) -> Outcome {
+    let Some(session) = session else {
         return Outcome::Respond(
             Response::text(Status::Forbidden, "no session for this room")
                 .header("Cache-Control", "no-store"),
         );
+    };
+    let (before, limit) = match page_params(query) {
+        Ok(params) => params,
+        Err(why) => {
+            return Outcome::Respond(
+                Response::text(Status::BadRequest, why).header("Cache-Control", "no-store"),
+            );
+        }
+    };
+    if let Err(answer) = spend(session, Spend::Page, ctx) {
+        return Outcome::Respond(answer);
     }
-    match page_params(query) {
-        Ok((before, limit)) => Outcome::History {
-            room,
-            before,
-            limit,
-        },
-        Err(why) => Outcome::Respond(
-            Response::text(Status::BadRequest, why).header("Cache-Control", "no-store"),
-        ),
+    Outcome::History {
+        room,
+        before,
+        limit,
     }
+}
+
+/// Charges `what` to the session's scrollback budget; `Err` is the `429`
+/// with `Retry-After` to answer when it is spent (counted by reason).
+fn spend(session: SessionId, what: Spend, ctx: &mut Ctx) -> Result<(), Response> {
+    let budget = Budget {
+        rate: ctx.config.scrollback_rate,
+        burst: f64::from(ctx.config.scrollback_burst),
+    };
+    let Err(over) = ctx.chat.spend_scrollback(session, budget, ctx.now) else {
+        return Ok(());
+    };
+    ctx.metrics.refuse(what.metric_reason());
+    let wait = over.retry_after_secs;
+    let text = match what {
+        Spend::Page => format!("too many scrollback pages; try again in {wait} s"),
+        Spend::Socket => format!("too many room sockets opened; try again in {wait} s"),
+    };
+    Err(Response::text(OverBudget::STATUS, &text)
+        .header("Retry-After", wait.to_string())
+        .header("Cache-Control", "no-store"))
 }
 
 /// `before` (absent: after the last message) and `limit` (absent: 50) of a
@@ -270,7 +300,8 @@ fn plain_number(text: &str) -> Option<u64> {
 }
 
 /// `GET /rooms/{n}/ws`: a WebSocket handshake, the page's Origin and the
-/// room's session, or a refusal.
+/// room's session, or a refusal; a socket is charged to the session's
+/// scrollback budget like a page (`429` with `Retry-After` when spent).
 fn room_socket(req: &Request, session: Option<SessionId>, ctx: &mut Ctx) -> Outcome {
     let upgrade = match upgrade::check(req) {
         Ok(u) => u,
@@ -287,6 +318,9 @@ fn room_socket(req: &Request, session: Option<SessionId>, ctx: &mut Ctx) -> Outc
             "no session for this room",
         ));
     };
+    if let Err(answer) = spend(session, Spend::Socket, ctx) {
+        return Outcome::Respond(answer);
+    }
     Outcome::JoinRoom {
         upgrade,
         session,
