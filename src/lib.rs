@@ -15,11 +15,14 @@
 //! 5. [`ws`]: the frame codec: frames, message assembly, UTF-8, close codes;
 //! 6. [`chat`]: rooms, sessions, events, history;
 //! 7. [`queue`]: the write queue with shared frames and vectored writes;
-//! 8. [`store`]: the data file;
+//! 8. [`store`]: the `--data-file`, and [`admin_cli`], the `wsrooms backup`
+//!    and `wsrooms restore` commands around its copies;
 //! 9. [`bytes`] (static, shared or owned output), [`table`] (generational
 //!    ids), [`timers`], [`rate`], [`token`] (session tokens and their
-//!    hashes), [`config`], [`listeners`], [`assets`], [`metrics`],
-//!    [`peer_limits`], [`logsafe`] (how peer text reaches the log).
+//!    hashes), [`config`], [`listeners`], [`assets`], [`build_info`],
+//!    [`metrics`], [`peer_limits`], [`trust_proxy`], [`logsafe`] (how peer
+//!    text reaches the log), [`shutdown`] (when the drain after a signal
+//!    may end).
 //!
 //! Dependencies point down: `server` drives `core` and owns the sockets;
 //! `core` uses everything below it and nothing calls back up into it;
@@ -37,7 +40,9 @@
 
 #![warn(missing_docs)]
 
+pub mod admin_cli;
 pub mod assets;
+pub mod build_info;
 pub mod bytes;
 pub mod chat;
 pub mod config;
@@ -51,10 +56,12 @@ pub mod peer_limits;
 pub mod queue;
 pub mod rate;
 pub mod server;
+pub mod shutdown;
 pub mod store;
 pub mod table;
 pub mod timers;
 pub mod token;
+pub mod trust_proxy;
 pub mod ws;
 
 pub use config::Config;

@@ -171,6 +171,12 @@ impl Harness {
             .on_request_bytes(pending, &mut storage, &mut self.out, now, &s)
         {
             HttpInput::NeedMore => None,
+            HttpInput::AwaitingBody { .. } => {
+                self.machine.continue_body(&mut self.out);
+                let sent = self.sent();
+                self.watch.check(Actions::default(), sent, false);
+                None
+            }
             HttpInput::Refused(actions) => {
                 let sent = self.sent();
                 self.watch.check(actions, sent, false);

@@ -61,9 +61,10 @@ use crate::conn::machine::{Actions, DropReason, Settings};
 use crate::conn::{Conn, ConnId, Machine};
 use crate::http::Status;
 use crate::http::response::Response;
-use crate::metrics::{Gauges, Metrics};
+use crate::metrics::{self, Gauges, Metrics};
 use crate::peer_limits::{PeerLimits, Refusal};
 use crate::queue::{Flushed, WriteQueue};
+use crate::shutdown::{self, ConnState, Drain, Verdict};
 use crate::table::Table;
 use crate::timers::Timers;
 use crate::ws::close::{self, CloseReason};
@@ -148,9 +149,18 @@ pub struct Core {
     effects: VecDeque<Effect>,
     /// The last commit failed: `/healthz` answers `503 degraded`.
     degraded: bool,
+    /// A read or a commit met a damaged page of the data file: logged
+    /// once, and `/healthz` answers `503 degraded` until it is repaired (a
+    /// restart on a repaired file).
+    damaged: bool,
+    /// Connections open from the `--metrics-bind` listener (limited apart
+    /// from the others).
+    metrics_conns: usize,
     now: Instant,
     /// Set once shutdown began: the drain deadline.
     shutting_down: Option<Instant>,
+    /// Set with it: when the drain may end (`crate::shutdown`).
+    drain: Option<Drain<ConnId>>,
     stopped: bool,
 }
 
@@ -174,10 +184,24 @@ impl Core {
             dirty: VecDeque::new(),
             effects: VecDeque::new(),
             degraded: false,
+            damaged: false,
+            metrics_conns: 0,
             now,
             shutting_down: None,
+            drain: None,
             stopped: false,
         }
+    }
+
+    /// `/healthz` says `degraded` while commits fail and once the data
+    /// file is known to be damaged.
+    fn degraded(&self) -> bool {
+        self.degraded || self.damaged
+    }
+
+    /// The driver's turn took this long (`/metrics`).
+    pub fn turn_took(&mut self, took: Duration) {
+        self.metrics.turn_took(took);
     }
 
     /// The configuration it runs with.
@@ -247,12 +271,14 @@ impl Core {
     /// A new connection from `peer` (on the `--metrics-bind` listener if
     /// `via_metrics`): its id, or the bytes of its refusal at a limit.
     pub fn accept(&mut self, peer: SocketAddr, via_metrics: bool) -> Result<ConnId, Refused> {
-        if self.conns.len() >= self.config.max_connections {
-            return Err(self.refuse_at_limit(peer));
+        let (open, max) = (self.conns.len(), self.config.max_connections);
+        if !metrics::admits(via_metrics, open, self.metrics_conns, max) {
+            return Err(self.refuse_at_limit(peer, via_metrics));
         }
-        // Behind a trusted proxy every TCP peer is the proxy: the client's
-        // address is known once a request head is read (`attribute_client`).
-        let counted = if via_metrics || self.config.trust_proxy {
+        // A peer named by --trust-proxy is a proxy: the client's address is
+        // known once a request head is read (`attribute_client`).
+        let via_proxy = !via_metrics && self.config.trust_proxy.trusts(peer.ip());
+        let counted = if via_metrics || via_proxy {
             false
         } else {
             match self.peer_limits.open(peer.ip()) {
@@ -267,9 +293,11 @@ impl Core {
         };
         let mut conn = Conn::new(Machine::new(peer, self.now, &self.settings));
         conn.via_metrics = via_metrics;
+        conn.via_proxy = via_proxy;
         conn.counted = counted;
         let id = self.conns.insert(conn);
         self.metrics.connections_accepted += 1;
+        self.metrics_conns += usize::from(via_metrics);
         log::debug!("{peer}: connected");
         self.sync_timer(id);
         Ok(id)
@@ -278,7 +306,14 @@ impl Core {
     /// A connection over `--max-connections`: counted once, in
     /// `wsrooms_connections_refused_total` (not also as a refusal by
     /// reason: that family counts requests and per-address limits).
-    fn refuse_at_limit(&mut self, peer: SocketAddr) -> Refused {
+    fn refuse_at_limit(&mut self, peer: SocketAddr, via_metrics: bool) -> Refused {
+        if via_metrics {
+            // Not the chat's limit: counted apart, so that a scraper's
+            // storm does not look like a full server.
+            self.metrics.refuse("metrics_connections");
+            log::debug!("{peer}: refused with 503, the metrics listener is full");
+            return Refused(refusal_503("too many connections"));
+        }
         self.metrics.connections_refused += 1;
         if self.metrics.connections_refused == 1 {
             log::warn!(
@@ -324,9 +359,13 @@ impl Core {
             return;
         };
         log::debug!("{}: dropped ({why:?})", conn.peer());
+        if let Some(drain) = self.drain.as_mut() {
+            drain.on_drop(id, conn.machine.finished());
+        }
         if conn.counted {
             self.peer_limits.close(conn.peer().ip());
         }
+        self.metrics_conns -= usize::from(conn.via_metrics);
         self.effects.push_back(Effect::Close(id));
         if let Some(session) = conn.machine.on_drop() {
             self.outbox.push_back(Outgoing::Leave { conn: id, session });
@@ -582,7 +621,8 @@ impl Core {
             match key {
                 TimerKey::Conn(id) => self.on_conn_timer(id, at),
                 TimerKey::Session(sid) => self.on_session_timer(sid),
-                TimerKey::ShutdownDeadline => self.stopped = true,
+                // A wake-up: `check_shutdown_done` decides.
+                TimerKey::ShutdownDeadline => {}
             }
         }
     }
@@ -636,6 +676,7 @@ impl Core {
         );
         self.shutting_down = Some(deadline);
         self.timers.add(deadline, TimerKey::ShutdownDeadline);
+        let at_signal = self.conns.len();
         for id in self.conns.ids() {
             let Some(conn) = self.conns.get(id) else {
                 continue;
@@ -653,30 +694,44 @@ impl Core {
                 self.drain(id);
             }
         }
+        // (After the idle ones were dropped: those were meant to go.)
+        let timeout = self.config.shutdown_timeout;
+        self.drain = Some(Drain::new(self.now, timeout, shutdown::STALL, at_signal));
     }
 
-    /// After a turn: shutting down and every socket finished (its close
-    /// handshake or last response sent and FIN'd) means stopped. Waiting
-    /// for the peers' FINs as well would only hold the exit until the
-    /// deadline.
+    /// After a turn: ends the drain once every socket has finished (its
+    /// close handshake or last response sent and FIN'd; waiting for the
+    /// peers' FINs as well would only hold the exit), or the rest made no
+    /// progress for a while, or at the deadline: the rule is in
+    /// `crate::shutdown`. True once stopped.
     pub fn check_shutdown_done(&mut self) -> bool {
-        if self.shutting_down.is_some() && self.conns.iter().all(|(_, c)| c.machine.finished()) {
-            self.stopped = true;
-        }
+        let Some(drain) = self.drain.as_mut() else {
+            return self.stopped;
+        };
         if self.stopped {
-            let unfinished = self
-                .conns
-                .iter()
-                .filter(|(_, c)| !c.machine.finished())
-                .count();
-            log::info!(
-                "stopped: {unfinished} connections had not finished closing, {} accepted in all, {} messages in, {} deliveries",
-                self.metrics.connections_accepted,
-                self.metrics.messages_in,
-                self.metrics.messages_out
-            );
+            return true;
         }
-        self.stopped
+        let states = self.conns.iter().map(|(id, c)| {
+            let (finished, buffered) = (c.machine.finished(), c.out.buffered());
+            (id, ConnState { finished, buffered })
+        });
+        let stop = match drain.verdict(self.now, states) {
+            Verdict::Wait(wake) => {
+                if let Some(at) = wake {
+                    self.timers.add(at, TimerKey::ShutdownDeadline);
+                }
+                return false;
+            }
+            Verdict::Exit(stop) => stop,
+        };
+        self.stopped = true;
+        log::info!(
+            "stopped {stop}; {} accepted in all, {} messages in, {} deliveries",
+            self.metrics.connections_accepted,
+            self.metrics.messages_in,
+            self.metrics.messages_out
+        );
+        true
     }
 
     /// Open WebSockets (closing ones included), counted from the table:
@@ -700,7 +755,8 @@ impl Core {
             history_bytes: self.chat.history_bytes(),
             peer_addresses: self.peer_limits.len(),
             data_file_bytes: self.journal.file_bytes(self.config.data_file.as_deref()),
-            degraded: self.degraded,
+            degraded: self.degraded(),
+            process: self.metrics.process(self.now),
         }
     }
 }

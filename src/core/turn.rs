@@ -23,6 +23,10 @@
 //!    without records). Then:
 //!    - **it worked**: the outbox is delivered in order (each message joins
 //!      its room's history and is broadcast), held logins get their `303`;
+//!      except the messages of a room whose pages in the file are damaged
+//!      (the store wrote the rest around them, see `store`): those are
+//!      refused as below, and the damage is logged once and keeps
+//!      `/healthz` at `503 degraded`;
 //!    - **it failed** (disk full, file made read-only): the turn's messages
 //!      are dropped (no client ever gets them) and their rooms take their
 //!      numbers back (`Chat::unnumber`), so a `seq` is never given to two
@@ -103,15 +107,23 @@ enum Verdict {
 
 impl Core {
     /// Takes over `store` (`--data-file`): restores its sessions (each
-    /// reserved for `--reserve-secs` from now, so its page can reconnect),
-    /// its rooms' `seq` counters and their histories. From now on every
-    /// turn commits to it before anything is written.
+    /// reserved for `--reserve-secs` from now, so its page can reconnect;
+    /// the newest `--max-sessions` of them, the older ones end and are
+    /// deleted from the file with the first commit), its rooms' `seq`
+    /// counters and their histories. From now on every turn commits to it
+    /// before anything is written.
     pub fn use_store(&mut self, mut store: Store) -> Result<(), QueryError> {
         let keep = self.config.history_messages;
         let loaded = store.load(keep)?;
         let expires = self.now + self.config.reserve_timeout;
-        let mut restored = 0;
+        let (mut restored, mut over_cap) = (0, 0);
+        // Newest first: over `--max-sessions`, the oldest logins end.
         for s in &loaded.sessions {
+            if self.chat.sessions.len() >= self.config.max_sessions {
+                store.record_session_end(s.token_hash);
+                over_cap += 1;
+                continue;
+            }
             match self.chat.restore(s.room, &s.user, s.token_hash, expires) {
                 Some(session) => {
                     self.timers.add(expires, TimerKey::Session(session));
@@ -133,12 +145,56 @@ impl Core {
                 self.chat.restore_room(room, r.last_seq, history, keep);
             }
         }
+        self.chat.set_epoch(store.epoch());
         log::info!(
-            "data file: {restored} sessions restored in {} rooms",
-            self.chat.rooms.len()
+            "data file: {restored} sessions restored in {} rooms (epoch {:016x})",
+            self.chat.rooms.len(),
+            store.epoch()
         );
+        if over_cap > 0 {
+            log::warn!(
+                "data file: {over_cap} older sessions ended, not restored: \
+                 more than --max-sessions {}",
+                self.config.max_sessions
+            );
+        }
         self.journal = super::Journal::File(Box::new(store));
+        let damaged_rooms = loaded.damaged_rooms.len();
+        if damaged_rooms > 0 {
+            self.note_damage(&format!(
+                "{damaged_rooms} room(s) could not be read at start"
+            ));
+        }
         Ok(())
+    }
+
+    /// A read of the data file failed (scrollback, a room coming back):
+    /// a damaged page is logged once for the whole file (it stays damaged
+    /// until the operator repairs it; every request into it would log it
+    /// again), any other error each time.
+    pub(super) fn read_failed(&mut self, what: &str, e: &QueryError) {
+        if e.is_damage() {
+            self.note_damage(&format!("{what}: {e}"));
+        } else {
+            log::error!("{what}: {e}");
+        }
+    }
+
+    /// The data file has a damaged page: the first time, one ERROR line
+    /// saying what to do; then only debug lines. `/healthz` stays `503
+    /// degraded` from now on; the rooms whose pages are sound go on.
+    fn note_damage(&mut self, what: &str) {
+        if self.damaged {
+            log::debug!("data file damaged: {what}");
+            return;
+        }
+        self.damaged = true;
+        log::error!(
+            "the data file is damaged ({what}); rooms whose pages are sound go on, \
+             /healthz answers 503 degraded until it is repaired (stop the server, \
+             then recover it or restore a backup: see the deployment guide); \
+             logged once"
+        );
     }
 
     // ----- during the turn ---------------------------------------------
@@ -194,9 +250,8 @@ impl Core {
         let (room_id, token_hash, user) = (s.room, s.token_hash, s.user.clone());
         let room = self.chat.number(room_id);
         if let Err(e) = self.bring_back_room(room_id) {
-            log::error!("login to room {room} refused: {e}");
+            self.read_failed(&format!("login to room {room} refused"), &e);
             self.chat.cancel(session);
-            self.metrics.logins = self.metrics.logins.saturating_sub(1);
             return self.respond(conn, not_stored(room), reply);
         }
         self.journal
@@ -254,26 +309,30 @@ impl Core {
     /// the dirty queues after this.
     pub fn end_turn(&mut self) {
         let started = Instant::now();
-        let verdict = match self.journal.commit() {
+        let (verdict, refused_rooms) = match self.journal.commit() {
             Ok(committed) => {
                 // (Nothing to write proves nothing: degraded until a real
                 // commit works.)
                 if !committed.is_empty() {
                     self.metrics.commits += 1;
-                    self.metrics.commit_micros += started.elapsed().as_micros() as u64;
+                    self.metrics.commit_took(started.elapsed());
                     self.writes_work_again();
                 }
-                Verdict::Stored
+                if committed.damaged {
+                    let rooms = committed.refused_rooms.len();
+                    self.note_damage(&format!("a commit left out {rooms} room(s)"));
+                }
+                (Verdict::Stored, committed.refused_rooms)
             }
             Err(e) => {
                 self.writes_fail(&e);
-                Verdict::Lost
+                (Verdict::Lost, Vec::new())
             }
         };
         let held = std::mem::take(&mut self.held);
         self.answer_held(held, verdict);
         while let Some(outgoing) = self.outbox.pop_front() {
-            self.deliver(outgoing, verdict);
+            self.deliver(outgoing, verdict, &refused_rooms);
             self.close_too_slow();
         }
     }
@@ -295,10 +354,11 @@ impl Core {
     }
 
     /// One item of the turn's outbox. A message is delivered if its turn
-    /// was stored; else its room takes the number back and its sender is
-    /// closed with `1011` (its `leave` joins the outbox). Presence events,
+    /// was stored and its room was not left out of the commit (`refused`:
+    /// rooms whose pages in the file are damaged); else its room takes the
+    /// number back and its sender is closed with `1011`. Presence events,
     /// closes and leaves need no commit: they go out either way, in order.
-    fn deliver(&mut self, outgoing: Outgoing, verdict: Verdict) {
+    fn deliver(&mut self, outgoing: Outgoing, verdict: Verdict, refused: &[u32]) {
         if let Outgoing::Message {
             sender, message, ..
         } = &outgoing
@@ -306,6 +366,12 @@ impl Core {
         {
             conn.owed = conn.owed.saturating_sub(message.frame.len());
         }
+        let verdict = match &outgoing {
+            Outgoing::Message { room, .. } if refused.contains(&self.chat.number(*room)) => {
+                Verdict::Lost
+            }
+            _ => verdict,
+        };
         match (outgoing, verdict) {
             (Outgoing::Message { room, message, .. }, Verdict::Stored) => {
                 self.deliver_message(room, message)
@@ -346,12 +412,12 @@ impl Core {
         for h in held {
             match verdict {
                 Verdict::Stored => {
+                    self.metrics.logins += 1;
                     self.timers.add(h.expires, TimerKey::Session(h.session));
                     self.respond(h.conn, h.response, h.reply);
                 }
                 Verdict::Lost => {
                     self.chat.cancel(h.session);
-                    self.metrics.logins = self.metrics.logins.saturating_sub(1);
                     self.respond(h.conn, not_stored(h.room), h.reply);
                 }
             }
@@ -366,6 +432,9 @@ impl Core {
     /// not fill the log too), `/healthz` degraded.
     fn writes_fail(&mut self, e: &CommitError) {
         self.metrics.persist_errors += 1;
+        if store::is_damage(&e.error) {
+            self.note_damage(&e.to_string());
+        }
         if !self.degraded {
             self.degraded = true;
             log::error!(

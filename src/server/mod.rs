@@ -244,6 +244,7 @@ impl Server {
             self.core.after_flush();
             self.carry_out_effects();
             self.core.check_shutdown_done();
+            self.core.turn_took(now.elapsed());
         }
         Ok(())
     }
@@ -491,7 +492,9 @@ fn lower_to_fd_limit(config: &mut Config) {
     let Some(fd_limit) = open_files_limit() else {
         return;
     };
-    let cap = fd_limit.saturating_sub(16).max(1) as usize;
+    // (And for the metrics listener's own connections.)
+    let spare = 16 + crate::metrics::METRICS_CONNECTIONS as u64;
+    let cap = fd_limit.saturating_sub(spare).max(1) as usize;
     if config.max_connections > cap {
         log::warn!(
             "--max-connections {} lowered to {cap} (RLIMIT_NOFILE is {fd_limit})",
