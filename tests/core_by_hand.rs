@@ -243,6 +243,26 @@ fn a_refused_connection_is_counted_once() {
     assert_eq!(m.refused.values().sum::<u64>(), 0, "{:?}", m.refused);
 }
 
+/// A client that sends its last message, its close frame and its FIN at
+/// once still gets its message back and its close answered: what the turn
+/// owes a connection is written before it is dropped.
+#[test]
+fn a_close_sent_with_its_fin_is_answered() {
+    let mut net = net(config());
+    let mut c = Client::new(40, 2);
+    join(&mut net, &mut c, &mut []);
+    let p = c.pipe().unwrap();
+    let (last, close) = (c.chat_frame(), c.close_frame());
+    net.pipes[p].send(&last);
+    net.pipes[p].send(&close);
+    net.pipes[p].fin();
+    let seen = turn(&mut net, &mut [&mut c]);
+    assert_eq!(messages(&seen[0]), [1], "its message came back");
+    assert!(seen[0].contains(&Seen::Close(1000)), "{:?}", seen[0]);
+    assert!(net.pipes[p].closed, "then the connection was dropped");
+    assert!(net.core.conn(net.pipes[p].id.unwrap()).is_none());
+}
+
 /// One seed of the simulation, as `docs/LEARN.md` runs it.
 #[test]
 fn one_seed_of_the_simulation() {

@@ -511,21 +511,17 @@ impl Core {
         used
     }
 
-    /// The peer sent FIN. It may still read: what is queued for it (an
-    /// answer to its last request, the echo of its close frame) is sent
-    /// before closing; the connection is dropped once that is written (or
-    /// at once if nothing is queued).
+    /// The peer sent FIN. It may still read: what the turn queues for it
+    /// (an answer to its last request, a login's `303` after the commit,
+    /// the echo of its close frame) is written at the end of the turn, and
+    /// the connection is dropped once all of it is written.
     pub fn eof(&mut self, id: ConnId) {
         let Some(conn) = self.get(id) else { return };
         conn.peer_closed = true;
-        let reason = match conn.machine.is_draining() {
-            true => DropReason::Done,
-            false => DropReason::PeerClosed,
-        };
-        if conn.out.is_empty() {
-            return self.drop_conn(id, reason);
+        match conn.machine.is_draining() {
+            true => self.mark_dirty(id),
+            false => self.drain(id), // (marks it dirty too)
         }
-        self.drain(id);
     }
 
     // ----- output ------------------------------------------------------
