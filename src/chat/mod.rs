@@ -529,6 +529,7 @@ fn random_epoch() -> u64 {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| d.as_nanos() as u64)
     })
+}
 
 /// Bytes of the frames in one history.
 fn frame_bytes(history: &VecDeque<Kept>) -> usize {
