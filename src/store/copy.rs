@@ -13,7 +13,10 @@
 //! grows by what is committed meanwhile (see `store::wal`). The copy is
 //! written to a temporary file beside COPY (mode 0600: it holds the
 //! conversations), synced, and renamed into place: a COPY is never half
-//! written.
+//! written. A COPY that is replaced (`--force`) must not be in use by a
+//! wsrooms (its lock is taken), and the `-wal`, `-shm` and `-journal` left
+//! beside it are removed first: they are the old COPY's, and SQLite would
+//! replay them into the new one.
 //!
 //! **Restore.** Takes the data file's lock (so no server runs on it, and
 //! none starts meanwhile), checks that COPY is a wsrooms database this
@@ -184,11 +187,21 @@ pub fn backup(
     if is_part_of(to, from) {
         return Err(CopyError::SameFile { path: to.into() });
     }
-    if !force && to.exists() {
+    let exists = fs::symlink_metadata(to).is_ok();
+    if !force && exists {
         return Err(CopyError::Exists { path: to.into() });
     }
+    // A COPY being replaced must not be a file some wsrooms is using.
+    let _lock = match exists {
+        true => Some(FileLock::acquire(to)?),
+        false => None,
+    };
     let temp = temp_beside(to, &format!("backup-{}", std::process::id()));
     let result = backup_into(from, &temp, progress).and_then(|copied| {
+        // A log or journal left beside COPY (a server or `sqlite3` that once
+        // used an earlier COPY and was killed) belongs to that file: SQLite
+        // would replay it into the new copy.
+        remove_side_files(to)?;
         install(&temp, to)?;
         Ok(copied)
     });

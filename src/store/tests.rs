@@ -1108,6 +1108,33 @@ fn a_backup_of_an_open_store_has_every_commit_and_its_epoch() {
 }
 
 #[test]
+fn a_backup_replacing_a_copy_does_not_inherit_the_log_left_beside_it() {
+    let (dir, path) = temp();
+    post(&mut Store::open(&path, 100).unwrap(), 1, 1..=3);
+    // COPY is the file of a server killed while running on another
+    // database (a test of an earlier backup): its log is still beside it.
+    let other = tempfile::tempdir().unwrap();
+    let mut store = Store::open(&other.path().join("wsrooms.db"), 100).unwrap();
+    post(&mut store, 1, 1..=60);
+    post(&mut store, 2, 1..=60);
+    let copy = dir.path().join("copy.db");
+    fs::copy(other.path().join("wsrooms.db"), &copy).unwrap();
+    fs::copy(other.path().join("wsrooms.db-wal"), dir.path().join("copy.db-wal")).unwrap();
+    drop(store);
+    copy::backup(&path, &copy, true, &mut |_| {}).expect("--force");
+    let copied = Store::open(&copy, 100).unwrap();
+    let loaded = copied.load(50).unwrap();
+    assert_eq!(loaded.rooms.len(), 1, "the other file's rooms");
+    assert_eq!(loaded.rooms[0].last_seq, 3);
+    // A COPY a store is using is not replaced.
+    let refused = copy::backup(&path, &copy, true, &mut |_| {}).expect_err("in use");
+    assert!(
+        matches!(refused, copy::CopyError::Refused(OpenError::InUse { .. })),
+        "{refused}"
+    );
+}
+
+#[test]
 fn a_restore_is_refused_while_the_file_is_open_and_then_draws_a_new_epoch() {
     let (dir, path) = temp();
     let mut store = Store::open(&path, 100).unwrap();
