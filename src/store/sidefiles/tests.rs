@@ -442,3 +442,35 @@ fn a_log_sqlite_wrote_is_read_as_sqlite_replays_it() {
         "its own main file is not ours either"
     );
 }
+
+#[test]
+fn sqlites_own_log_of_a_65536_byte_page_file_is_ours() {
+    // Page 1 writes 65536 as 1; the log's header writes it out in full.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.db");
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(&format!(
+        "PRAGMA page_size=65536; PRAGMA application_id={APPLICATION_ID};
+         PRAGMA user_version={SCHEMA_VERSION}; CREATE TABLE t (x);
+         PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0;
+         CREATE TABLE u (y); INSERT INTO t VALUES (1);"
+    ))
+    .unwrap();
+    let main = std::fs::read(&path).unwrap();
+    let log = std::fs::read(dir.path().join("big.db-wal")).unwrap();
+    drop(conn);
+    assert_eq!(u16::from_be_bytes([main[16], main[17]]), 1);
+    assert_eq!(be_u32(&log, 8), MAX_PAGE_SIZE);
+    let Wal::Frames(summary) = scan(&log) else {
+        panic!("{:?}", wal_header(&log));
+    };
+    assert_eq!(summary.page_size, MAX_PAGE_SIZE);
+    assert!(summary.committed_frames >= 2, "{summary:?}");
+    assert!(matches!(summary.page1, Some(Page1::Sqlite(_))), "{summary:?}");
+    assert_eq!(
+        decide(page1(&main), Journal::NotHot, Wal::Frames(summary)),
+        Ok(Effective::Ours {
+            version: SCHEMA_VERSION
+        })
+    );
+}
