@@ -1119,7 +1119,11 @@ fn a_backup_replacing_a_copy_does_not_inherit_the_log_left_beside_it() {
     post(&mut store, 2, 1..=60);
     let copy = dir.path().join("copy.db");
     fs::copy(other.path().join("wsrooms.db"), &copy).unwrap();
-    fs::copy(other.path().join("wsrooms.db-wal"), dir.path().join("copy.db-wal")).unwrap();
+    fs::copy(
+        other.path().join("wsrooms.db-wal"),
+        dir.path().join("copy.db-wal"),
+    )
+    .unwrap();
     drop(store);
     copy::backup(&path, &copy, true, &mut |_| {}).expect("--force");
     let copied = Store::open(&copy, 100).unwrap();

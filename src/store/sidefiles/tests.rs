@@ -466,7 +466,10 @@ fn sqlites_own_log_of_a_65536_byte_page_file_is_ours() {
     };
     assert_eq!(summary.page_size, MAX_PAGE_SIZE);
     assert!(summary.committed_frames >= 2, "{summary:?}");
-    assert!(matches!(summary.page1, Some(Page1::Sqlite(_))), "{summary:?}");
+    assert!(
+        matches!(summary.page1, Some(Page1::Sqlite(_))),
+        "{summary:?}"
+    );
     assert_eq!(
         decide(page1(&main), Journal::NotHot, Wal::Frames(summary)),
         Ok(Effective::Ours {
