@@ -448,15 +448,18 @@ fn owner_for(file: &Path) -> Result<(u32, u32), CopyError> {
     Ok((meta.uid(), meta.gid()))
 }
 
-/// Gives `path` the owner and group `owner`, if it has others.
+/// Gives `path` the owner and group `owner`, if it has others. A symbolic
+/// link put in its place is given them itself, never the file it points
+/// to: the directory belongs to the service's user, who could otherwise
+/// have a restore run as root hand it any file of the system.
 fn give_owner(path: &Path, (uid, gid): (u32, u32)) -> Result<(), CopyError> {
     use std::os::unix::fs::MetadataExt;
     let what = || format!("giving {path:?} the owner {uid}:{gid}");
-    let meta = fs::metadata(path).map_err(io_error(what))?;
+    let meta = fs::symlink_metadata(path).map_err(io_error(what))?;
     if (meta.uid(), meta.gid()) == (uid, gid) {
         return Ok(());
     }
-    std::os::unix::fs::chown(path, Some(uid), Some(gid)).map_err(io_error(what))
+    std::os::unix::fs::lchown(path, Some(uid), Some(gid)).map_err(io_error(what))
 }
 
 /// Syncs a finished copy to disk; returns its size.

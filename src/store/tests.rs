@@ -1225,6 +1225,28 @@ fn a_restore_gives_the_new_file_the_owner_of_the_old_one() {
 }
 
 #[test]
+fn a_restore_as_root_gives_away_no_file_a_link_points_to() {
+    use std::os::unix::fs::MetadataExt;
+    let (dir, path) = temp();
+    post(&mut Store::open(&path, 100).unwrap(), 1, 1..=2);
+    let copy = dir.path().join("copy.db");
+    copy::backup(&path, &copy, false, &mut |_| {}).unwrap();
+    if fs::metadata(&copy).unwrap().uid() != 0 {
+        return; // only root can give a file to another user (CI runs as root)
+    }
+    // The service's user owns the file and its directory, and put a link
+    // to a file of root's where the lock file goes.
+    let victim = tempfile::NamedTempFile::new().unwrap();
+    std::os::unix::fs::chown(&path, Some(4321), Some(4322)).unwrap();
+    fs::remove_file(lock::lock_path(&path)).unwrap();
+    std::os::unix::fs::symlink(victim.path(), lock::lock_path(&path)).unwrap();
+    copy::restore(&copy, &path, &mut |_| {}).unwrap();
+    let meta = fs::metadata(victim.path()).unwrap();
+    assert_eq!((meta.uid(), meta.gid()), (0, 0), "root's file stays root's");
+    assert_eq!(fs::metadata(&path).unwrap().uid(), 4321);
+}
+
+#[test]
 fn a_damaged_copy_is_not_restored() {
     let (dir, path) = temp();
     let mut store = Store::open(&path, 100).unwrap();
