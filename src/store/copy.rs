@@ -18,8 +18,10 @@
 //! beside it are removed first: they are the old COPY's, and SQLite would
 //! replay them into the new one.
 //!
-//! **Restore.** Takes the data file's lock (so no server runs on it, and
-//! none starts meanwhile), checks that COPY is a wsrooms database this
+//! **Restore.** Refuses a FILE that is neither missing, empty nor a
+//! wsrooms database (a wrong path, or a link to another program's file,
+//! is not replaced). Takes the data file's lock (so no server runs on it,
+//! and none starts meanwhile), checks that COPY is a wsrooms database this
 //! binary can open, copies it into a temporary file beside FILE, checks
 //! it (SQLite's `quick_check`: a damaged copy is refused), brings it
 //! to the current schema, gives it a new random epoch and the owner of the
@@ -218,10 +220,13 @@ pub fn restore(
     file: &Path,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Copied, CopyError> {
-    let lock = FileLock::acquire(file)?;
     // The file itself, not a link to it: SQLite keeps the side files
     // beside it, and the link stays a link.
     let file = &resolved(file);
+    // Only a wsrooms file (or none) is replaced: not another program's
+    // file that a wrong --data-file, or a link, names.
+    file::replaceable(file)?;
+    let lock = FileLock::acquire(file)?;
     let owner = owner_for(file)?;
     give_owner(lock.path(), owner)?;
     source_is_ours(copy)?;

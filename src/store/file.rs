@@ -194,6 +194,28 @@ pub fn recognise(path: &Path) -> Result<Found, OpenError> {
     }
 }
 
+/// May `wsrooms restore` put a copy in place of the file at `path`? Only
+/// if there is none, it is empty, or its header is wsrooms' (of any
+/// version, damaged further in or not: restoring is how a damaged file is
+/// recovered). Another program's file, or one that is not SQLite or not a
+/// regular file, is refused as the server refuses it. Its side files are
+/// not read: the restore removes them.
+pub fn replaceable(path: &Path) -> Result<(), OpenError> {
+    let path_buf = || path.to_owned();
+    match read_main(path)?
+        .as_deref()
+        .map_or(Page1::Empty, sidefiles::page1)
+    {
+        Page1::Empty => Ok(()),
+        Page1::Sqlite(header) if header.application_id == APPLICATION_ID => Ok(()),
+        Page1::Sqlite(header) => Err(OpenError::Foreign {
+            path: path_buf(),
+            application_id: header.application_id,
+        }),
+        Page1::NotSqlite => Err(OpenError::NotSqlite { path: path_buf() }),
+    }
+}
+
 /// [`inspect`]'s reading and verdict: whether the file exists, and what
 /// it is with its side files.
 fn examine(path: &Path) -> Result<(bool, Found), OpenError> {

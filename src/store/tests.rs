@@ -1247,6 +1247,46 @@ fn a_restore_as_root_gives_away_no_file_a_link_points_to() {
 }
 
 #[test]
+fn a_restore_replaces_only_a_wsrooms_file() {
+    let (dir, path) = temp();
+    post(&mut Store::open(&path, 100).unwrap(), 1, 1..=2);
+    let copy = dir.path().join("copy.db");
+    copy::backup(&path, &copy, false, &mut |_| {}).unwrap();
+    // A wrong --data-file, or a link to another program's file.
+    let text = dir.path().join("notes.txt");
+    fs::write(&text, "not a database").unwrap();
+    let foreign = dir.path().join("other.db");
+    rusqlite::Connection::open(&foreign)
+        .unwrap()
+        .execute_batch("PRAGMA application_id=4660; CREATE TABLE t (x);")
+        .unwrap();
+    let link = dir.path().join("link.db");
+    std::os::unix::fs::symlink(&foreign, &link).unwrap();
+    for (target, what) in [(&text, "text"), (&foreign, "foreign"), (&link, "link")] {
+        let before = fs::read(target).unwrap();
+        let refused = copy::restore(&copy, target, &mut |_| {}).expect_err(what);
+        assert!(
+            matches!(
+                refused,
+                copy::CopyError::Refused(OpenError::NotSqlite { .. } | OpenError::Foreign { .. })
+            ),
+            "{what}: {refused}"
+        );
+        assert_eq!(fs::read(target).unwrap(), before, "{what} unchanged");
+    }
+    assert!(
+        !listing(dir.path()).contains("other.db.lock"),
+        "no lock file beside it"
+    );
+    // No file, an empty one, or a wsrooms one are replaced.
+    let empty = dir.path().join("empty.db");
+    fs::write(&empty, "").unwrap();
+    for target in [dir.path().join("new.db"), empty, path] {
+        copy::restore(&copy, &target, &mut |_| {}).expect("replaced");
+    }
+}
+
+#[test]
 fn a_damaged_copy_is_not_restored() {
     let (dir, path) = temp();
     let mut store = Store::open(&path, 100).unwrap();
