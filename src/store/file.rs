@@ -41,8 +41,8 @@ use rusqlite::{Connection, ErrorCode, OpenFlags};
 
 use super::schema::{APPLICATION_ID, SCHEMA_VERSION};
 use super::sidefiles::{
-    self, JOURNAL_HEADER_LEN, Journal, JournalStart, Page1, Refusal, WAL_HEADER_LEN, Wal, WalScan,
-    WalStart, Which,
+    self, JOURNAL_HEADER_LEN, Journal, JournalStart, Page1, Record, Refusal, WAL_HEADER_LEN, Wal,
+    WalScan, WalStart, Which,
 };
 
 pub use super::sidefiles::Effective as Found;
@@ -325,12 +325,12 @@ fn read_journal(side: &Path) -> Result<Journal, OpenError> {
             break;
         }
         match header.record(&record) {
-            Some((1, page)) => {
+            Record::Restores(1, page) => {
                 let page1 = Some(sidefiles::page1(page));
                 return Ok(Journal::Hot { header, page1 });
             }
-            Some(_) => {}
-            None => break,
+            Record::Restores(..) | Record::Skipped => {}
+            Record::Ends => break,
         }
     }
     Ok(Journal::Hot {

@@ -302,12 +302,12 @@ fn read_journal(bytes: &[u8]) -> Journal {
     let mut page1 = None;
     for record in bytes[start..].chunks_exact(header.record_len()).take(count) {
         match header.record(record) {
-            Some((1, page)) => {
+            Record::Restores(1, page) => {
                 page1 = Some(super::page1(page));
                 break;
             }
-            Some(_) => {}
-            None => break,
+            Record::Restores(..) | Record::Skipped => {}
+            Record::Ends => break,
         }
     }
     Journal::Hot { header, page1 }
@@ -330,6 +330,24 @@ fn a_journal_is_read_with_its_checksums() {
         read_journal(&broken),
         Journal::Hot { page1: None, .. }
     ));
+    // A record beyond the file's size is skipped, its checksum unread.
+    let mut beyond = journal_bytes(5, &[(6, blank()), (1, original.clone())]);
+    beyond[512 + 4 + 3896] ^= 1;
+    assert!(matches!(
+        read_journal(&beyond),
+        Journal::Hot {
+            page1: Some(Page1::Sqlite(_)),
+            ..
+        }
+    ));
+    // A record of page 0, or of the lock-byte page, ends the playback.
+    for stop in [0, 0x4000_0000 / PAGE + 1] {
+        let bytes = journal_bytes(5, &[(stop, blank()), (1, original.clone())]);
+        assert!(
+            matches!(read_journal(&bytes), Journal::Hot { page1: None, .. }),
+            "page {stop}"
+        );
+    }
     assert_eq!(read_journal(&[0; 600]), Journal::NotHot, "zeroed header");
     assert_eq!(
         read_journal(b"junk junk junk junk junk junk"),
