@@ -444,24 +444,6 @@ fn read_up_to(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
     Ok(len)
 }
 
-/// The verdict on an `application_id` and a `user_version` (SQLite's, once
-/// it has opened the file).
-fn judge(path: &Path, application_id: u32, version: u32) -> Result<u32, OpenError> {
-    if application_id != APPLICATION_ID {
-        return Err(OpenError::Foreign {
-            path: path.to_owned(),
-            application_id,
-        });
-    }
-    if version > SCHEMA_VERSION {
-        return Err(OpenError::Newer {
-            path: path.to_owned(),
-            version,
-        });
-    }
-    Ok(version)
-}
-
 /// Opens the inspected file with SQLite: read-write, never creating it, no
 /// URI parsing (a path is a path). The caller holds the file's lock
 /// ([`lock`](super::lock)).
@@ -489,7 +471,17 @@ pub fn check(path: &Path, conn: &Connection, found: Found) -> Result<u32, OpenEr
     let version = number("user_version").map_err(sqlite)? as u32;
     match found {
         Found::Empty if application_id == 0 && version == 0 => Ok(0),
-        _ => judge(path, application_id, version),
+        _ => {
+            let header = sidefiles::Header {
+                application_id,
+                user_version: version,
+                // Not asked: SQLite has read the file with its own.
+                page_size: 0,
+                wal_mode: false,
+            };
+            sidefiles::judge(Which::Main, header).map_err(|r| refused(path, path, r))?;
+            Ok(version)
+        }
     }
 }
 

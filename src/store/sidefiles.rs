@@ -598,8 +598,9 @@ fn after_wal(main: Header, wal: WalSummary, effective: Effective) -> Result<Effe
     }
 }
 
-/// A header is wsrooms' of a version this binary knows.
-fn judge(which: Which, header: Header) -> Result<(), Refusal> {
+/// A header is wsrooms' of a version this binary knows (also asked of
+/// SQLite's own reading, once it has opened the file: `file::check`).
+pub fn judge(which: Which, header: Header) -> Result<(), Refusal> {
     if header.application_id != APPLICATION_ID {
         return Err(Refusal::Foreign {
             which,
