@@ -1206,6 +1206,62 @@ fn a_restore_replaces_a_file_whose_log_was_left_by_a_crash() {
     assert_eq!(store.room(1, 10).unwrap().unwrap().last_seq, 3);
 }
 
+/// Makes a file immutable (`chattr +i`) for as long as it lives, so that
+/// renaming over it fails; `None` where that cannot be done (not root, a
+/// file system without the attribute).
+struct Immutable(PathBuf);
+
+impl Immutable {
+    fn new(path: &Path) -> Option<Immutable> {
+        let made = std::process::Command::new("chattr")
+            .arg("+i")
+            .arg(path)
+            .stderr(std::process::Stdio::null())
+            .status();
+        made.is_ok_and(|s| s.success())
+            .then(|| Immutable(path.to_owned()))
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("chattr")
+            .arg("-i")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[test]
+fn a_restore_whose_rename_fails_leaves_the_file_its_log() {
+    let (dir, path) = temp();
+    let mut store = Store::open(&path, 100).unwrap();
+    post(&mut store, 1, 1..=3);
+    let copy = dir.path().join("copy.db");
+    copy::backup(&path, &copy, false, &mut |_| {}).unwrap();
+    post(&mut store, 1, 4..=40);
+    // A crashed server's files: messages 4 to 40 are in its log only.
+    let crashed = tempfile::tempdir().unwrap();
+    for name in listing(dir.path()) {
+        fs::copy(dir.path().join(&name), crashed.path().join(&name)).unwrap();
+    }
+    drop(store);
+    let file = crashed.path().join("wsrooms.db");
+    let names = listing(crashed.path());
+    {
+        let Some(_immutable) = Immutable::new(&file) else {
+            return; // chattr needs root and a file system that has it
+        };
+        let failed = copy::restore(&copy, &file, &mut |_| {}).expect_err("rename refused");
+        assert!(matches!(failed, copy::CopyError::Io { .. }), "{failed}");
+    }
+    let left = listing(crashed.path());
+    assert!(left.contains("wsrooms.db-wal"), "{left:?}");
+    assert_eq!(left, names, "as it was (and no temporary file)");
+    let store = Store::open(&file, 100).unwrap();
+    assert_eq!(store.room(1, 0).unwrap().unwrap().last_seq, 40);
+}
+
 #[test]
 fn a_restore_gives_the_new_file_the_owner_of_the_old_one() {
     use std::os::unix::fs::MetadataExt;
