@@ -1181,9 +1181,10 @@ fn a_restore_is_refused_while_the_file_is_open_and_then_draws_a_new_epoch() {
     );
 }
 
-#[test]
-fn a_restore_replaces_a_file_whose_log_was_left_by_a_crash() {
-    // The old file's log must not be applied to the copy put in its place.
+/// A copy of a file with messages 1 to 3 of room 1 (in the first dir),
+/// and in the second dir what a server killed after messages 4 to 40 left
+/// (`wsrooms.db`, and its log holding those).
+fn crashed_with_a_copy() -> (TempDir, PathBuf, TempDir) {
     let (dir, path) = temp();
     let mut store = Store::open(&path, 100).unwrap();
     post(&mut store, 1, 1..=3);
@@ -1195,6 +1196,13 @@ fn a_restore_replaces_a_file_whose_log_was_left_by_a_crash() {
         fs::copy(dir.path().join(&name), crashed.path().join(&name)).unwrap();
     }
     drop(store);
+    (dir, copy, crashed)
+}
+
+#[test]
+fn a_restore_replaces_a_file_whose_log_was_left_by_a_crash() {
+    // The old file's log must not be applied to the copy put in its place.
+    let (_dir, copy, crashed) = crashed_with_a_copy();
     let file = crashed.path().join("wsrooms.db");
     assert!(listing(crashed.path()).contains("wsrooms.db-wal"));
     // An interrupted restore left its temporary file.
@@ -1234,18 +1242,7 @@ impl Drop for Immutable {
 
 #[test]
 fn a_restore_whose_rename_fails_leaves_the_file_its_log() {
-    let (dir, path) = temp();
-    let mut store = Store::open(&path, 100).unwrap();
-    post(&mut store, 1, 1..=3);
-    let copy = dir.path().join("copy.db");
-    copy::backup(&path, &copy, false, &mut |_| {}).unwrap();
-    post(&mut store, 1, 4..=40);
-    // A crashed server's files: messages 4 to 40 are in its log only.
-    let crashed = tempfile::tempdir().unwrap();
-    for name in listing(dir.path()) {
-        fs::copy(dir.path().join(&name), crashed.path().join(&name)).unwrap();
-    }
-    drop(store);
+    let (_dir, copy, crashed) = crashed_with_a_copy();
     let file = crashed.path().join("wsrooms.db");
     let names = listing(crashed.path());
     {
