@@ -13,6 +13,10 @@
 //! shipped deploy files run. `off` (the default) trusts no peer. Trusting
 //! every peer must be written out: `0.0.0.0/0,::/0`.
 //!
+//! IPv4 is compared as IPv4 however it is spelled: a peer seen on an IPv6
+//! socket as `::ffff:127.0.0.1` is `127.0.0.1` (and matches `loopback`),
+//! and a network written `::ffff:10.0.0.0/104` is `10.0.0.0/8`.
+//!
 //! No I/O: [`TrustProxy::parse`] reads the flag's text and
 //! [`TrustProxy::trusts`] answers for one peer.
 
