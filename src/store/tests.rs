@@ -911,6 +911,26 @@ fn a_room_whose_pages_are_all_damaged_loses_only_its_own_messages() {
 }
 
 #[test]
+fn a_room_that_cannot_be_read_is_not_numbered_again() {
+    let (_dir, path) = temp();
+    two_full_rooms(&path);
+    assert!(
+        damage_pages(&path, b"one-0300") >= 1,
+        "room 1's newest page"
+    );
+    let mut store = Store::open(&path, 300).expect("the header is sound");
+    let loaded = store.load(50).expect("room 2 loads");
+    assert_eq!(loaded.damaged_rooms, [1]);
+    store.refuse_unreadable(&loaded.damaged_rooms);
+    // The server, not knowing room 1's last seq, would number from 1.
+    store.record_message(message(1, 1, "numbered again"));
+    store.record_message(message(2, 301, "kept"));
+    let committed = store.commit().expect("room 2's part is committed");
+    assert_eq!((committed.refused_rooms, committed.messages), (vec![1], 1));
+    assert_eq!(store.history(2, None, 1).unwrap().messages[0].text, "kept");
+}
+
+#[test]
 fn the_side_files_of_a_linked_file_are_read_beside_the_file_itself() {
     // SQLite follows the link and keeps the log beside the real file.
     let (dir, path) = temp();
