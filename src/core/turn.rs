@@ -115,6 +115,7 @@ impl Core {
     pub fn use_store(&mut self, mut store: Store) -> Result<(), QueryError> {
         let keep = self.config.history_messages;
         let loaded = store.load(keep)?;
+        store.refuse_unreadable(&loaded.damaged_rooms);
         let expires = self.now + self.config.reserve_timeout;
         let (mut restored, mut over_cap) = (0, 0);
         // Newest first: over `--max-sessions`, the oldest logins end.
