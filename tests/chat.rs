@@ -168,7 +168,7 @@ fn two_users_chat_in_one_order_and_another_room_hears_nothing() {
     assert_eq!(welcome["room"], 1);
     assert_eq!(welcome["user"], "alice");
     assert_eq!(welcome["users"], serde_json::json!(["alice"]));
-    assert_eq!(welcome["maxChars"], 50);
+    assert_eq!(welcome["maxChars"], 2000);
     let (mut carol, _) = join(addr, "carol", 2);
     let (mut bob, welcome) = join(addr, "bob", 1);
     assert_eq!(welcome["users"], serde_json::json!(["alice", "bob"]));
@@ -263,8 +263,12 @@ fn an_unused_reservation_lapses() {
 
 #[test]
 fn long_messages_are_cut_at_characters() {
-    let addr = start(test_config());
-    let (mut alice, _) = join(addr, "alice", 1);
+    // The seed demo's limit, as `--max-chat-chars 50` gives it.
+    let mut config = test_config();
+    config.max_chat_chars = 50;
+    let addr = start(config);
+    let (mut alice, welcome) = join(addr, "alice", 1);
+    assert_eq!(welcome["maxChars"], 50);
     alice.send(Message::text("x".repeat(200))).unwrap();
     let e = next_of_type(&mut alice, "message");
     assert_eq!(e["text"].as_str().unwrap(), "x".repeat(50));
@@ -283,6 +287,72 @@ fn long_messages_are_cut_at_characters() {
     alice.send(Message::text("after")).unwrap();
     let e = next_of_type(&mut alice, "message");
     assert_eq!(e["text"], "after");
+}
+
+#[test]
+fn messages_keep_2000_characters_and_40_lines_by_default() {
+    let addr = start(test_config());
+    let (mut alice, welcome) = join(addr, "alice", 1);
+    let (mut bob, _) = join(addr, "bob", 1);
+    assert_eq!(
+        (welcome["maxChars"].as_u64(), welcome["maxLines"].as_u64()),
+        (Some(2000), Some(40))
+    );
+    // A 62-character URL and a 1,999-character text arrive whole.
+    let url = format!("https://example.com/{}", "a".repeat(42));
+    alice.send(Message::text(url.clone())).unwrap();
+    assert_eq!(next_of_type(&mut bob, "message")["text"], url.as_str());
+    let long = "가".repeat(1999);
+    alice.send(Message::text(long.clone())).unwrap();
+    assert_eq!(next_of_type(&mut bob, "message")["text"], long.as_str());
+    // 2,500 four-byte characters: cut to 2,000 whole ones.
+    alice.send(Message::text("😀".repeat(2500))).unwrap();
+    assert_eq!(
+        next_of_type(&mut bob, "message")["text"],
+        "😀".repeat(2000).as_str()
+    );
+
+    // Line breaks are kept, each as LF, whatever the sender wrote.
+    alice
+        .send(Message::text("one\r\ntwo\rthree\nfour"))
+        .unwrap();
+    assert_eq!(
+        next_of_type(&mut bob, "message")["text"],
+        "one\ntwo\nthree\nfour"
+    );
+    // Lines past the 40th are dropped, with the break that would start them.
+    let lines: Vec<String> = (1..=60).map(|i| format!("line {i}")).collect();
+    alice.send(Message::text(lines.join("\r\n"))).unwrap();
+    assert_eq!(
+        next_of_type(&mut bob, "message")["text"],
+        lines[..40].join("\n").as_str()
+    );
+    // Blank lines and whitespace alone are still nothing.
+    alice.send(Message::text("\r\n \n\t\r")).unwrap();
+    alice.send(Message::text("after")).unwrap();
+    assert_eq!(next_of_type(&mut bob, "message")["text"], "after");
+    // The sender sees exactly what the others see.
+    let texts: Vec<String> = (0..6)
+        .map(|_| {
+            next_of_type(&mut alice, "message")["text"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(texts[3], "one\ntwo\nthree\nfour");
+    assert_eq!(texts[5], "after");
+}
+
+#[test]
+fn max_chat_lines_is_a_setting() {
+    let mut config = test_config();
+    config.max_chat_lines = 2;
+    let addr = start(config);
+    let (mut alice, welcome) = join(addr, "alice", 1);
+    assert_eq!(welcome["maxLines"], 2);
+    alice.send(Message::text("a\nb\nc")).unwrap();
+    assert_eq!(next_of_type(&mut alice, "message")["text"], "a\nb");
 }
 
 #[test]

@@ -51,13 +51,15 @@ pub struct Welcome<'a, U, H> {
     pub users: U,
     /// The longest chat text in code points (`--max-chat-chars`), for the page's input.
     pub max_chars: usize,
+    /// The most lines of one chat text (`--max-chat-lines`), for the page's input.
+    pub max_lines: usize,
     /// Already-encoded `message` events, oldest first.
     pub history: H,
     /// True when messages the client asked for (`since`) are no longer kept.
     pub gap: bool,
 }
 
-/// `{"type":"welcome","room":…,"user":…,"users":[…],"maxChars":…,"history":[…],"gap":…}`
+/// `{"type":"welcome","room":…,"user":…,"users":[…],"maxChars":…,"maxLines":…,"history":[…],"gap":…}`
 pub fn welcome<'a, U, H>(out: &mut Vec<u8>, w: Welcome<'a, U, H>)
 where
     U: Iterator<Item = &'a str>,
@@ -72,7 +74,11 @@ where
         }
         push_str(out, user);
     }
-    let _ = write!(out, "],\"maxChars\":{},\"history\":[", w.max_chars);
+    let _ = write!(
+        out,
+        "],\"maxChars\":{},\"maxLines\":{},\"history\":[",
+        w.max_chars, w.max_lines
+    );
     for (i, event) in w.history.enumerate() {
         if i > 0 {
             out.push(b',');
@@ -106,6 +112,7 @@ mod tests {
                 user: "bob",
                 users: ["alice", "bob"].into_iter(),
                 max_chars: 50,
+                max_lines: 40,
                 history: [&m[..], &m[..]].into_iter(),
                 gap: true,
             },

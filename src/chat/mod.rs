@@ -398,8 +398,14 @@ impl Chat {
 
     /// The `welcome` event for a socket of `session`, with the history after
     /// `since` (and `gap` when messages after `since` are no longer kept).
+    /// `limits` are the longest chat text in code points and in lines.
     /// Empty if the session or its room is gone.
-    pub fn welcome(&self, session: SessionId, since: Option<u64>, max_chars: usize) -> Vec<u8> {
+    pub fn welcome(
+        &self,
+        session: SessionId,
+        since: Option<u64>,
+        limits: (usize, usize),
+    ) -> Vec<u8> {
         let Some(s) = self.sessions.get(session) else {
             return Vec::new();
         };
@@ -428,7 +434,8 @@ impl Chat {
                 room: room.number,
                 user: &s.user,
                 users,
-                max_chars,
+                max_chars: limits.0,
+                max_lines: limits.1,
                 history,
                 gap,
             },
@@ -581,21 +588,24 @@ mod tests {
             (seqs, v["gap"].as_bool().unwrap())
         };
         assert_eq!(
-            seqs(chat.welcome(key, None, 50)),
-            (vec![4, 5, 6, 7, 8], false)
-        );
-        assert_eq!(seqs(chat.welcome(key, Some(6), 50)), (vec![7, 8], false));
-        assert_eq!(
-            seqs(chat.welcome(key, Some(3), 50)),
+            seqs(chat.welcome(key, None, (50, 40))),
             (vec![4, 5, 6, 7, 8], false)
         );
         assert_eq!(
-            seqs(chat.welcome(key, Some(1), 50)),
+            seqs(chat.welcome(key, Some(6), (50, 40))),
+            (vec![7, 8], false)
+        );
+        assert_eq!(
+            seqs(chat.welcome(key, Some(3), (50, 40))),
+            (vec![4, 5, 6, 7, 8], false)
+        );
+        assert_eq!(
+            seqs(chat.welcome(key, Some(1), (50, 40))),
             (vec![4, 5, 6, 7, 8], true)
         );
-        assert_eq!(seqs(chat.welcome(key, Some(8), 50)), (vec![], false));
+        assert_eq!(seqs(chat.welcome(key, Some(8), (50, 40))), (vec![], false));
         assert_eq!(
-            seqs(chat.welcome(key, Some(99), 50)),
+            seqs(chat.welcome(key, Some(99), (50, 40))),
             (vec![4, 5, 6, 7, 8], false)
         );
     }

@@ -44,9 +44,8 @@ impl Server {
                 CloseReason::new(close::REPLACED, "replaced by a newer connection"),
             );
         }
-        let welcome = self
-            .chat
-            .welcome(session, since, self.config.max_chat_chars);
+        let limits = (self.config.max_chat_chars, self.config.max_chat_lines);
+        let welcome = self.chat.welcome(session, since, limits);
         self.send(
             id,
             Bytes::Owned(frame::encode_frame(Opcode::Text, &welcome)),
@@ -100,14 +99,15 @@ impl Server {
                 CloseReason::new(close::INVALID_PAYLOAD, "invalid UTF-8"),
             );
         };
-        let Some(text) = chat::names::chat_text(text, self.config.max_chat_chars) else {
+        let (chars, lines) = (self.config.max_chat_chars, self.config.max_chat_lines);
+        let Some(text) = chat::names::chat_text(text, chars, lines) else {
             return; // empty or only whitespace: ignored
         };
         let Some(s) = self.chat.sessions.get(session) else {
             return;
         };
         let (room, user) = (s.room, s.user.clone());
-        self.post_message(id, room, &user, text);
+        self.post_message(id, room, &user, &text);
     }
 
     /// Queues one shared frame for every member of `room` (but `except`);
