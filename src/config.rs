@@ -183,9 +183,10 @@ pub struct Config {
           default_value = "60", value_parser = None, seconds = 1..=86_400)]
     pub reserve_timeout: Duration,
 
-    /// Seconds an id stays reserved after its socket closed
+    /// Seconds an id stays reserved after its socket closed (a day, so a
+    /// closed tab or a phone that slept comes back as itself)
     #[arg(long = "grace-secs", value_name = "S", env = "WSROOMS_GRACE_SECS",
-          default_value = "10", value_parser = None, seconds = 0..=86_400)]
+          default_value = "86400", value_parser = None, seconds = 0..=2_592_000)]
     pub grace_timeout: Duration,
 
     /// Messages kept per room for late joiners and reconnects

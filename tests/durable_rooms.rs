@@ -305,3 +305,23 @@ fn after_sigkill_every_message_anyone_saw_is_kept_with_its_number() {
         crash_once(kill_after);
     }
 }
+
+#[test]
+fn a_logout_is_kept_across_a_restart() {
+    let dir = TempDir::new("durable-logout");
+    let path = dir.join("rooms.db");
+    let mut server = server_on(&path, &[]);
+    let addr = server.addr;
+    let alice = login(addr, "alice", 4);
+    let bob = login(addr, "bob", 4);
+    let r = logout_raw(addr, 4, Some(&alice), &format!("Origin: http://{addr}\r\n"));
+    assert_eq!(r.status, 303);
+    stop(&mut server);
+    let server = server_on(&path, &[]);
+    let addr = server.addr;
+    // Bob's session came back; Alice's did not, and her id is free.
+    let page = |cookie: &str| get(addr, "/rooms/4", &format!("Cookie: {cookie}\r\n")).status;
+    assert_eq!((page(&bob), page(&alice)), (200, 303));
+    assert_eq!(login_raw(addr, "alice", "4").status, 303);
+    assert_eq!(login_raw(addr, "bob", "4").status, 409);
+}

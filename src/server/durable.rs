@@ -111,13 +111,16 @@ impl Durable {
 
 impl Server {
     /// Takes over `store`: restores its sessions (each reserved for
-    /// `--reserve-secs` from now, so its page can reconnect), its rooms'
-    /// `seq` counters and their histories. From now on every turn commits
-    /// before it writes.
+    /// `--reserve-secs` or `--grace-secs` from now, whichever is longer: the
+    /// file does not say when a session's socket closed, and one that was
+    /// away during the restart keeps its id as long as if there had been
+    /// none), its rooms' `seq` counters and their histories. From now on
+    /// every turn commits before it writes.
     pub fn use_store(&mut self, mut store: Store) -> Result<(), QueryError> {
         let keep = self.config.history_messages;
         let loaded = store.load(keep)?;
-        let expires = self.now + self.config.reserve_timeout;
+        let held = self.config.reserve_timeout.max(self.config.grace_timeout);
+        let expires = self.now + held;
         let mut restored = 0;
         for s in &loaded.sessions {
             match self.chat.restore(s.room, &s.user, s.token_hash, expires) {
