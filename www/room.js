@@ -1192,6 +1192,9 @@ async function toggleNotify() {
   notifyOn = permission === 'granted';
   saveNotify(notifyOn);
   showNotify(!notifyOn);
+  if (!notifyOn) {
+    setHint('Notifications are blocked for this site in the browser\'s settings.');
+  }
 }
 
 /** A live message names the reader: a notification if asked for and the tab is hidden. */

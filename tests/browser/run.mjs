@@ -1015,6 +1015,7 @@ describe('notice', () => {
         window.Notification = class {
           static permission = 'default';
           static requestPermission() {
+            if (window.__deny) return Promise.resolve('denied'); // the reader said no this time
             window.Notification.permission = 'granted';
             return Promise.resolve('granted');
           }
@@ -1031,6 +1032,12 @@ describe('notice', () => {
       await login(bob, server.url, 'bob', 34);
       assert.equal(await alice.title(), 'Room 34 — wsrooms');
       assert.equal(await alice.getAttribute('#notify', 'aria-pressed'), 'false');
+      // Refused by the reader: still off, and the page says why.
+      await alice.evaluate(() => { window.__deny = true; });
+      await alice.click('#notify');
+      await alice.waitForFunction(() => /blocked/.test(document.getElementById('composer-hint').textContent));
+      assert.equal(await alice.getAttribute('#notify', 'aria-pressed'), 'false');
+      await alice.evaluate(() => { window.__deny = false; });
       await alice.click('#notify');
       await alice.waitForSelector('#notify[aria-pressed="true"]');
 
