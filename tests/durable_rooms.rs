@@ -325,3 +325,21 @@ fn a_logout_is_kept_across_a_restart() {
     assert_eq!(login_raw(addr, "alice", "4").status, 303);
     assert_eq!(login_raw(addr, "bob", "4").status, 409);
 }
+
+#[test]
+fn after_a_restart_an_id_is_held_for_the_grace_not_only_the_reserve() {
+    let dir = TempDir::new("durable-grace");
+    let path = dir.join("rooms.db");
+    // A reservation of 1 s, a grace of a day (the default).
+    let mut server = server_on(&path, &["--reserve-secs", "1"]);
+    let addr = server.addr;
+    let (mut alice, _) = join(addr, "alice", 5);
+    alice.close(None).unwrap();
+    expect_close(&mut alice);
+    stop(&mut server);
+    let server = server_on(&path, &["--reserve-secs", "1"]);
+    // Well past --reserve-secs after the start, alice's id is still hers.
+    // (A wait, not an event: what is checked is that nothing happens.)
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(login_raw(server.addr, "alice", "5").status, 409);
+}
