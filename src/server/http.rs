@@ -67,10 +67,11 @@ impl Server {
     /// Continue` if the route wants it, else the final answer now, without
     /// the body, and the connection closes (the body may still come).
     fn answer_expectation(&mut self, id: ConnId, req: &Request, input: &[u8]) -> Step {
-        let Some(via_metrics) = self.conn(id).map(|c| c.via_metrics) else {
+        let Some((via_metrics, proxied)) = self.conn(id).map(|c| (c.via_metrics, c.via_proxy))
+        else {
             return Step::Took(input.len());
         };
-        if routes::wants_body(req, &self.config, via_metrics) {
+        if routes::wants_body(req, &self.config, via_metrics, proxied) {
             let actions = self.conn(id).map(|c| c.machine.continue_body());
             self.apply(id, actions.unwrap_or_default());
             return Step::NeedMore;
@@ -101,8 +102,11 @@ impl Server {
     /// `routes::handle` with what it may read and change; while shutting
     /// down, no new socket is opened.
     fn route(&mut self, id: ConnId, req: &Request, body: &[u8], client: IpAddr) -> Outcome {
-        let via_metrics = self.conn(id).is_some_and(|c| c.via_metrics);
+        let (via_metrics, proxied) = self
+            .conn(id)
+            .map_or((false, false), |c| (c.via_metrics, c.via_proxy));
         self.metrics.http_requests += 1;
+        let degraded = self.degraded();
         let mut ctx = Ctx {
             chat: &mut self.chat,
             metrics: &mut self.metrics,
@@ -110,9 +114,10 @@ impl Server {
             assets: &self.assets,
             now: self.now,
             via_metrics,
+            proxied,
             client,
             peer_limits: &mut self.peer_limits,
-            degraded: self.durable.as_ref().is_some_and(|d| d.degraded),
+            degraded,
         };
         match routes::handle(req, body, &mut ctx) {
             // A socket opened now would miss the `1001` sent to the others
@@ -187,7 +192,7 @@ impl Server {
         match self.stored_page(room, before, limit, &mut json) {
             Some(Ok(())) => {}
             Some(Err(e)) => {
-                log::error!("scrollback of room {room}: {e}");
+                self.read_failed(&format!("scrollback of room {room}"), &e);
                 return Response::text(e.status(), "could not read the history")
                     .header("Cache-Control", "no-store");
             }
@@ -229,8 +234,9 @@ impl Server {
         self.respond(id, response, reply);
     }
 
-    /// The client's address for this request: the TCP peer, or with
-    /// `--trust-proxy` the last `X-Forwarded-For` entry, which then becomes
+    /// The client's address for this request: the TCP peer, or when that
+    /// peer is a proxy named by `--trust-proxy`, the last
+    /// `X-Forwarded-For` entry, which then becomes
     /// the connection's peer (in the logs too). Behind a trusted proxy a
     /// connection is counted by `--max-connections-per-ip` under the address
     /// of its latest request (a proxy reuses its connections for different
@@ -241,16 +247,12 @@ impl Server {
         id: ConnId,
         req: &Request,
     ) -> Option<Result<IpAddr, (IpAddr, Refusal)>> {
-        let trust_proxy = self.config.trust_proxy;
-        let forwarded = if trust_proxy {
-            req.forwarded_for()
-        } else {
-            None
-        };
         let conn = self.conn(id)?;
+        let proxied = conn.via_proxy;
+        let forwarded = if proxied { req.forwarded_for() } else { None };
         let peer = conn.peer();
         let client = forwarded.unwrap_or(peer.ip());
-        if !trust_proxy || conn.via_metrics || (conn.counted && client == peer.ip()) {
+        if !proxied || conn.via_metrics || (conn.counted && client == peer.ip()) {
             return Some(Ok(client));
         }
         let was_counted = std::mem::replace(&mut conn.counted, false);
