@@ -1,5 +1,7 @@
 //! The rules for user ids, room numbers and chat text.
 
+use std::borrow::Cow;
+
 /// Longest user id, in Unicode scalar values as typed (before any
 /// normalisation).
 pub const MAX_USER_CHARS: usize = 32;
@@ -187,15 +189,66 @@ pub fn parse_room_path(segment: &str) -> Option<u32> {
 }
 
 /// Chat text as it is kept: `None` if it is empty or only whitespace, else
-/// cut to `max_chars` code points (never inside a character).
-pub fn chat_text(text: &str, max_chars: usize) -> Option<&str> {
-    if text.trim().is_empty() {
-        return None;
+/// with every line break written as LF, cut after `max_lines` lines and
+/// then to `max_chars` code points (never inside a character). Borrowed
+/// when nothing needed changing, the common case.
+///
+/// A line break is LF, CR LF or CR (the two latter become LF), and also
+/// the other breaks Unicode says must end a line (NEL, vertical tab, form
+/// feed, U+2028, U+2029), which become LF too: otherwise a page that shows
+/// them as breaks would show more than `max_lines` lines.
+pub fn chat_text(text: &str, max_chars: usize, max_lines: usize) -> Option<Cow<'_, str>> {
+    let mut text = if text.contains(is_other_break) {
+        Cow::Owned(lf_breaks(text))
+    } else {
+        Cow::Borrowed(text)
+    };
+    let end = kept_len(&text, max_chars, max_lines);
+    match &mut text {
+        Cow::Borrowed(s) => *s = &s[..end],
+        Cow::Owned(s) => s.truncate(end),
     }
-    match text.char_indices().nth(max_chars) {
-        Some((cut, _)) => Some(&text[..cut]),
-        None => Some(text),
+    (!text.trim().is_empty()).then_some(text)
+}
+
+/// A line break other than LF, which [`chat_text`] turns into LF.
+fn is_other_break(c: char) -> bool {
+    matches!(
+        c,
+        '\r' | '\u{0B}' | '\u{0C}' | '\u{85}' | '\u{2028}' | '\u{2029}'
+    )
+}
+
+/// `text` with CR LF and every other line break written as one LF.
+fn lf_breaks(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\r' && chars.peek() == Some(&'\n') {
+            continue; // the LF that follows is the break
+        }
+        out.push(if is_other_break(c) { '\n' } else { c });
     }
+    out
+}
+
+/// Bytes of `text` (whose breaks are all LF) to keep: up to the end of its
+/// `max_lines`-th line (the LF that ends it goes too) and at most
+/// `max_chars` code points.
+fn kept_len(text: &str, max_chars: usize, max_lines: usize) -> usize {
+    let mut lines = 1;
+    for (count, (at, c)) in text.char_indices().enumerate() {
+        if count == max_chars {
+            return at;
+        }
+        if c == '\n' {
+            if lines == max_lines {
+                return at;
+            }
+            lines += 1;
+        }
+    }
+    text.len()
 }
 
 #[cfg(test)]
@@ -234,9 +287,48 @@ mod tests {
 
     #[test]
     fn chat_text_is_cut_at_characters() {
-        assert_eq!(chat_text("   ", 50), None);
-        assert_eq!(chat_text("abc", 2), Some("ab"));
-        assert_eq!(chat_text("한국어입니다", 3), Some("한국어"));
-        assert_eq!(chat_text("👍👍", 1), Some("👍"));
+        let kept = |text, chars, lines| chat_text(text, chars, lines).map(Cow::into_owned);
+        assert_eq!(kept("   ", 50, 40), None);
+        assert_eq!(kept(" \r\n\t\u{2028}", 50, 40), None);
+        assert_eq!(kept("abc", 2, 40), Some("ab".into()));
+        assert_eq!(kept("한국어입니다", 3, 40), Some("한국어".into()));
+        assert_eq!(kept("👍👍", 1, 40), Some("👍".into()));
+        // A thumbs-up with its skin tone is two code points: cut between them,
+        // never inside one.
+        assert_eq!(kept("👍🏽", 1, 40), Some("👍".into()));
+        // Whitespace at the cut still leaves text.
+        assert_eq!(kept("a  ", 2, 40), Some("a ".into()));
+        // Only spaces before the cut: nothing to send.
+        assert_eq!(kept("  x", 2, 40), None);
+    }
+
+    #[test]
+    fn chat_text_keeps_line_breaks_as_lf() {
+        let kept = |text, chars, lines| chat_text(text, chars, lines).map(Cow::into_owned);
+        assert_eq!(kept("a\nb", 50, 40), Some("a\nb".into()));
+        assert_eq!(kept("a\r\nb\rc", 50, 40), Some("a\nb\nc".into()));
+        assert_eq!(kept("a\r\r\nb", 50, 40), Some("a\n\nb".into()));
+        assert_eq!(
+            kept("a\u{2028}b\u{2029}c\u{85}d\u{0B}e\u{0C}f", 50, 40),
+            Some("a\nb\nc\nd\ne\nf".into())
+        );
+        // CR LF counts as one character once it is LF.
+        assert_eq!(kept("ab\r\ncd", 4, 40), Some("ab\nc".into()));
+        // Unchanged text is not copied.
+        assert!(matches!(chat_text("a\nb", 50, 40), Some(Cow::Borrowed(_))));
+    }
+
+    #[test]
+    fn chat_text_drops_lines_past_the_limit() {
+        let kept = |text, chars, lines| chat_text(text, chars, lines).map(Cow::into_owned);
+        assert_eq!(kept("1\n2\n3\n4", 50, 2), Some("1\n2".into()));
+        assert_eq!(kept("1\r\n2\r\n3", 50, 2), Some("1\n2".into()));
+        assert_eq!(kept("1\n2\n", 50, 2), Some("1\n2".into()));
+        assert_eq!(kept("1\n2\n\n", 50, 2), Some("1\n2".into()));
+        assert_eq!(kept("one line", 50, 1), Some("one line".into()));
+        let many = "x\n".repeat(100);
+        assert_eq!(kept(&many, 2000, 40).map(|t| t.lines().count()), Some(40));
+        // Blank lines count: 40 empty lines and then text is nothing.
+        assert_eq!(kept(&format!("{}x", "\n".repeat(40)), 2000, 40), None);
     }
 }

@@ -149,6 +149,10 @@ impl Server {
                     self.respond(id, response, reply);
                 }
             },
+            Outcome::LoggedOut { response, session } => {
+                self.log_out(session);
+                self.respond(id, response, reply);
+            }
             Outcome::Metrics => {
                 let text = self.metrics.render(&self.gauges());
                 let response = Response::new(Status::Ok)
