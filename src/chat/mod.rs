@@ -20,6 +20,7 @@
 //!   turn whose commit failed takes its numbers back ([`Chat::unnumber`]).
 
 pub mod events;
+pub mod id_key;
 pub mod names;
 
 use std::collections::{HashMap, VecDeque};
