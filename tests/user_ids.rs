@@ -9,7 +9,7 @@ mod common;
 
 use common::*;
 use wsrooms::chat::id_key::{MAX_ROUNDS, rounds_to_settle, shown_order};
-use wsrooms::chat::names::{BadUserId, IdKey, check_user};
+use wsrooms::chat::names::{BadUserId, IdKey, IdKeys, check_user};
 
 /// Accepted ids: every script named in the rule, plus more. Some hold
 /// combining marks that `char::is_alphanumeric` refuses (virama U+094D,
@@ -195,6 +195,13 @@ const SHOWN_ALIKE: &[(&str, &str)] = &[
     ("אב1", "1אב"), // both shown as 1בא
 ];
 
+/// Right-to-left ids whose stored order is the other one's shown order:
+/// they look different on the pages, but a log or a terminal that shows
+/// the stored order would show one as the other looks on the page, so
+/// they are one person too (an id has a second key, its stored order's).
+const SHOWN_AS_STORED: &[(&str, &str)] =
+    &[("ب١", "١ب"), ("abאב", "abבא"), ("א-ב", "ב-א"), ("אב", "בא")];
+
 #[test]
 fn every_script_is_welcome() {
     let mut scripts: Vec<&str> = Vec::new();
@@ -339,6 +346,31 @@ fn right_to_left_ids_are_compared_as_shown() {
 }
 
 #[test]
+fn a_right_to_left_id_is_also_known_by_its_stored_order() {
+    for &(a, b) in SHOWN_AS_STORED {
+        assert!(check_user(a).is_ok() && check_user(b).is_ok());
+        assert_ne!(
+            IdKey::of(a),
+            IdKey::of(b),
+            "{a:?} and {b:?} are shown apart"
+        );
+        assert_eq!(shown_order(a), b, "{a:?} is shown as {b:?} is stored");
+        assert!(IdKeys::of(a).meets(&IdKeys::of(b)), "{a:?} {b:?}");
+    }
+    for &(a, b) in LOOK_ALIKE.iter().chain(SHOWN_ALIKE) {
+        assert!(IdKeys::of(a).meets(&IdKeys::of(b)), "{a:?} {b:?}");
+    }
+    for &(a, b) in DISTINCT {
+        assert!(!IdKeys::of(a).meets(&IdKeys::of(b)), "{a:?} {b:?}");
+    }
+    // Left-to-right ids, and right-to-left ones shown as stored, have one key.
+    for id in ["alice", "1א", "ab1", "張伟"] {
+        assert_eq!(IdKeys::of(id).stored, None, "{id:?}");
+    }
+    assert!(IdKeys::of("א-ב").stored.is_some());
+}
+
+#[test]
 fn login_refuses_a_look_alike_and_names_the_present_id() {
     let addr = start(test_config());
     login(addr, "alice", 5);
@@ -363,7 +395,8 @@ fn login_refuses_a_look_alike_and_names_the_present_id() {
 #[test]
 fn login_refuses_every_look_alike_pair_of_round_three() {
     let addr = start(test_config());
-    for (room, &(present, other)) in (100..).zip(LOOK_ALIKE.iter().chain(SHOWN_ALIKE)) {
+    let pairs = LOOK_ALIKE.iter().chain(SHOWN_ALIKE).chain(SHOWN_AS_STORED);
+    for (room, &(present, other)) in (100..).zip(pairs) {
         login(addr, present, room);
         let r = login_raw(addr, other, &room.to_string());
         assert_eq!(r.status, 409, "{present:?} then {other:?}");
@@ -413,7 +446,15 @@ fn key_rounds_and_growth_are_bounded() {
     use unicode_normalization::UnicodeNormalization;
     let mut worst = (0, 'a');
     let mut slowest = (0, 'a');
-    for c in (0..=0x10FFFFu32).filter_map(char::from_u32) {
+    use icu_properties::{CodePointMapData, props::GeneralCategory as Gc};
+    let assigned = |c: &char| {
+        let gc = CodePointMapData::<Gc>::new().get(*c);
+        gc != Gc::Unassigned && gc != Gc::PrivateUse // (both keyed as they are)
+    };
+    for c in (0..=0x10FFFFu32)
+        .filter_map(char::from_u32)
+        .filter(assigned)
+    {
         let alone: String = std::iter::once(c).nfkc().collect();
         let rounds = rounds_to_settle(&alone, 100).expect("settles");
         slowest = slowest.max((rounds, c));

@@ -57,6 +57,49 @@ impl IdKey {
     }
 }
 
+/// Every key an id is known by: its [`IdKey`], and for an id whose
+/// right-to-left letters are shown in another order than they are stored,
+/// also the key of the stored order. Not every program applies the
+/// bidirectional algorithm (logs, terminals, a plain-text client show the
+/// stored order), so `א-ב`, shown as `ב-א` on the pages, is also seen as
+/// `א-ב`; a second person calling themselves `ב-א` would be read as the
+/// first in one of the two places. Two ids are one person when any key of
+/// one is a key of the other ([`IdKeys::meets`]). The price: a
+/// right-to-left id and its letters reversed (`אב`, `בא`) are one person.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdKeys {
+    /// The key of the id as the pages show it.
+    pub shown: IdKey,
+    /// The key of the stored order, when that is another key.
+    pub stored: Option<IdKey>,
+}
+
+impl IdKeys {
+    /// The keys of `user` (only its first [`MAX_USER_CHARS`] characters
+    /// are read).
+    pub fn of(user: &str) -> Self {
+        let bounded: String = user.chars().take(MAX_USER_CHARS).collect();
+        let compatible: String = bounded.nfkc().collect();
+        let shown_text = shown_order(&compatible);
+        let reordered = shown_text != compatible;
+        let shown = IdKey(fixed_point(shown_text));
+        let stored = reordered
+            .then(|| IdKey(fixed_point(compatible)))
+            .filter(|stored| *stored != shown);
+        Self { shown, stored }
+    }
+
+    /// Each key: the shown one, then the stored one if there is one.
+    pub fn iter(&self) -> impl Iterator<Item = &IdKey> {
+        std::iter::once(&self.shown).chain(&self.stored)
+    }
+
+    /// Whether the two ids are one person: a key in common.
+    pub fn meets(&self, other: &IdKeys) -> bool {
+        self.iter().any(|key| other.iter().any(|k| k == key))
+    }
+}
+
 /// Skeleton, then full case folding, again and again until neither changes
 /// the text (at most [`MAX_ROUNDS`] rounds).
 fn fixed_point(mut text: String) -> String {

@@ -94,6 +94,9 @@ pub struct Room {
     /// Look-alike key of each user id → session key, for every session of
     /// the room (joined or only reserved).
     pub names: HashMap<names::IdKey, SessionId>,
+    /// The stored-order key of each id whose right-to-left letters are
+    /// shown in another order ([`names::IdKeys`]) → session key.
+    pub stored_names: HashMap<names::IdKey, SessionId>,
     /// Joined sockets, in the order they joined.
     pub members: Vec<Member>,
     /// The `seq` of the last message delivered (0 before the first): what
@@ -104,6 +107,16 @@ pub struct Room {
     pub numbered: u64,
     /// The last `history_messages` message frames.
     pub history: VecDeque<Kept>,
+}
+
+impl Room {
+    /// The session whose id is the same person as one with these keys
+    /// (any key in common), if any.
+    pub fn owner_of(&self, keys: &names::IdKeys) -> Option<SessionId> {
+        keys.iter()
+            .find_map(|k| self.names.get(k).or_else(|| self.stored_names.get(k)))
+            .copied()
+    }
 }
 
 /// Why a login is refused.
@@ -194,9 +207,9 @@ impl Chat {
         expires: Instant,
         max_users: usize,
     ) -> Result<SessionId, LoginError> {
-        let id_key = names::IdKey::of(user);
+        let keys = names::IdKeys::of(user);
         if let Some(room) = self.room_by_number(number).and_then(|r| self.rooms.get(r)) {
-            if let Some(&owner) = room.names.get(&id_key) {
+            if let Some(owner) = room.owner_of(&keys) {
                 let present = self.user(owner).to_string();
                 return Err(LoginError::Taken { present });
             }
@@ -213,7 +226,10 @@ impl Chat {
             expires: Some(expires),
         });
         if let Some(room) = self.rooms.get_mut(room) {
-            room.names.insert(id_key, id);
+            room.names.insert(keys.shown, id);
+            if let Some(stored) = keys.stored {
+                room.stored_names.insert(stored, id);
+            }
         }
         self.by_token.insert(token_hash, id);
         Ok(id)
@@ -226,6 +242,7 @@ impl Chat {
         let room = self.rooms.insert(Room {
             number,
             names: HashMap::new(),
+            stored_names: HashMap::new(),
             members: Vec::new(),
             last_seq: 0,
             numbered: 0,
@@ -317,7 +334,11 @@ impl Chat {
         let s = self.sessions.remove(id)?;
         self.by_token.remove(&s.token_hash);
         let room = self.rooms.get_mut(s.room)?;
-        room.names.remove(&names::IdKey::of(&s.user));
+        let keys = names::IdKeys::of(&s.user);
+        room.names.remove(&keys.shown);
+        if let Some(stored) = keys.stored {
+            room.stored_names.remove(&stored);
+        }
         let number = room.number;
         if room.names.is_empty() {
             self.rooms.remove(s.room);
@@ -550,6 +571,30 @@ mod tests {
             "the room went with its last user"
         );
         assert!(chat.login(5, "alice", [4; 16], now, 10).is_ok());
+    }
+
+    #[test]
+    fn a_right_to_left_id_holds_both_its_keys_until_it_goes() {
+        let mut chat = Chat::new();
+        let now = Instant::now();
+        let id = chat.login(5, "א-ב", [1; 16], now, 2).unwrap();
+        let taken = Err(LoginError::Taken {
+            present: "א-ב".into(),
+        });
+        assert_eq!(chat.login(5, "ב-א", [2; 16], now, 2), taken, "stored order");
+        assert_eq!(chat.login(5, "א-ב", [3; 16], now, 2), taken, "shown order");
+        // Two keys, one user: the room is not full.
+        assert!(chat.login(5, "b", [4; 16], now, 2).is_ok());
+        chat.cancel(id);
+        assert!(
+            chat.login(5, "ב-א", [5; 16], now, 3).is_ok(),
+            "both keys freed"
+        );
+        let room = chat
+            .room_by_number(5)
+            .and_then(|r| chat.rooms.get(r))
+            .unwrap();
+        assert_eq!((room.names.len(), room.stored_names.len()), (2, 1));
     }
 
     #[test]

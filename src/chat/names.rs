@@ -4,7 +4,7 @@
 use unicode_normalization::UnicodeNormalization;
 use unicode_security::GeneralSecurityProfile;
 
-pub use super::id_key::IdKey;
+pub use super::id_key::{IdKey, IdKeys};
 
 /// Longest user id, in Unicode scalar values as typed (before any
 /// normalisation).
