@@ -8,10 +8,15 @@
 //!    key (this is UTS #39's bidiSkeleton; ids without such letters are
 //!    shown as stored);
 //! 2. the UTS #39 confusable skeleton and full case folding are applied in
-//!    turn until the text no longer changes, skeleton first (`I` must
+//!    turn until a round gives the text back, skeleton first (`I` must
 //!    become `l` before folding turns it into `i`; `0` becomes `O` and then
-//!    `o`);
+//!    `o`), with two additions where Unicode's table is silent (`w` is
+//!    `vv`; a dot above on a soft-dotted letter is dropped);
 //! 3. what is left is the key.
+//!
+//! An id whose right-to-left letters are reordered for display is also
+//! known by the key of its stored order ([`IdKeys`]): logs and terminals
+//! show that order.
 //!
 //! The work is bounded: at most [`MAX_USER_CHARS`] characters of the input
 //! are read, and the loop of step 2 runs at most [`MAX_ROUNDS`] times.
@@ -20,16 +25,20 @@ use unicode_normalization::UnicodeNormalization;
 
 use super::names::MAX_USER_CHARS;
 
-/// How many skeleton-and-fold rounds a key may take. Both steps act on
-/// each character on its own (the skeleton maps each character of the NFD
-/// form, then decomposes again; full case folding has no context), so a
-/// text reaches its fixed point in as many rounds as its slowest
-/// character (dropping a soft-dotted letter's dot looks at the letter
-/// before, but only ever shortens the text); `tests/user_ids.rs` walks
-/// every code point and finds that none needs more than 4 rounds, the
-/// last of which only confirms that nothing changes. The cap is there so that a future table that made the two
-/// steps undo each other could not loop for ever; such a key would then
-/// simply be the text after the last round.
+/// How many skeleton-and-fold rounds a key may take.
+///
+/// Why the loop ends well before: both steps act on each character on its
+/// own (the skeleton maps each character of the NFD form, then decomposes
+/// again, which only reorders marks; full case folding has no context), so
+/// once every character of a text has reached its own fixed point the text
+/// has too, and a text settles in as many rounds as its slowest character.
+/// `tests/user_ids.rs` walks every assigned code point and finds that none
+/// needs more than 4 rounds, the last of which only confirms that nothing
+/// changes. (Dropping a soft-dotted letter's dot looks at the letter
+/// before, but only ever shortens the text, by one dot per round at most.)
+/// The cap is there so that future tables whose steps undid each other
+/// could not loop for ever; such a key would be the text after the last
+/// round, still the same for the same id.
 pub const MAX_ROUNDS: usize = 8;
 
 /// What a room compares ids by: two ids with the same key *look* the same,
@@ -119,7 +128,9 @@ fn fixed_point(mut text: String) -> String {
 /// folding is the letter they stand for, so `ꝺ` → `Ꝺ` → `ꝺ` for ever.)
 fn round(text: &str) -> (bool, String) {
     let skeleton = drop_soft_dots(&skeleton(text));
-    let folded = caseless::default_case_fold_str(&skeleton);
+    let folded = icu_casemap::CaseMapper::new()
+        .fold_string(&skeleton)
+        .into_owned();
     (folded == text, folded)
 }
 
@@ -173,7 +184,7 @@ fn drop_soft_dots(text: &str) -> String {
     out
 }
 
-/// How many rounds [`fixed_point`] takes for `text` until nothing changes
+/// How many rounds the key's loop takes for `text` until nothing changes
 /// (the last round is the one that changes nothing); `None` if it did not
 /// settle within `cap` rounds. For the tests that bound [`MAX_ROUNDS`].
 pub fn rounds_to_settle(text: &str, cap: usize) -> Option<usize> {
@@ -252,6 +263,16 @@ mod tests {
         assert_eq!(IdKey::of("1א"), IdKey::of("א1"));
         assert_ne!(IdKey::of("alice"), IdKey::of("alicf"));
         // The tables of pairs are in tests/user_ids.rs.
+    }
+
+    #[test]
+    fn normalisation_and_security_tables_are_one_unicode_version() {
+        // The skeleton decomposes with unicode-normalization's tables and
+        // maps with unicode-security's: a bump of one alone must be seen.
+        let security = unicode_security::UNICODE_VERSION;
+        let normalization = unicode_normalization::UNICODE_VERSION;
+        assert_eq!(security.0, u64::from(normalization.0));
+        assert_eq!(security.1, u64::from(normalization.1));
     }
 
     #[test]
