@@ -182,7 +182,6 @@ const DISTINCT: &[(&str, &str)] = &[
     ("a_b", "a-b"),
     ("ana", "anna"),
     ("i\u{307}\u{301}", "i"), // the Lithuanian dot shows beside the accent
-    ("\u{130}", "I"),         // Turkish dotted capital I
     ("vill", "will"),
 ];
 
@@ -363,11 +362,31 @@ fn a_right_to_left_id_is_also_known_by_its_stored_order() {
     for &(a, b) in DISTINCT {
         assert!(!IdKeys::of(a).meets(&IdKeys::of(b)), "{a:?} {b:?}");
     }
-    // Left-to-right ids, and right-to-left ones shown as stored, have one key.
+    // Lower-case ids shown as stored have one key.
     for id in ["alice", "1א", "ab1", "張伟"] {
-        assert_eq!(IdKeys::of(id).stored, None, "{id:?}");
+        assert_eq!(IdKeys::of(id).also, [], "{id:?}");
     }
-    assert!(IdKeys::of("א-ב").stored.is_some());
+    assert_eq!(IdKeys::of("א-ב").also.len(), 1);
+}
+
+#[test]
+fn ids_that_differ_only_in_case_are_one_person() {
+    // Skeleton first makes a capital I an l: ALICE's own key is allce's.
+    assert_eq!(IdKey::of("ALICE"), IdKey::of("allce"));
+    assert_ne!(IdKey::of("ALICE"), IdKey::of("alice"));
+    // Its key with case folded first is alice's.
+    for (a, b) in [
+        ("ALICE", "alice"),
+        ("aLICE", "Alice"),
+        ("ＡＬＩＣＥ", "alice"),
+        ("İSTANBUL", "istanbul"),
+    ] {
+        assert!(IdKeys::of(a).meets(&IdKeys::of(b)), "{a:?} {b:?}");
+    }
+    assert!(IdKeys::of("ALICE").meets(&IdKeys::of("allce")));
+    // The Turkish dotted capital looks unlike I, but folds to i as I does.
+    assert_ne!(IdKey::of("\u{130}"), IdKey::of("I"));
+    assert!(IdKeys::of("\u{130}").meets(&IdKeys::of("I")));
 }
 
 #[test]

@@ -10,7 +10,8 @@
 //! twice in a row. The key must be the same when computed twice and for
 //! the id's NFD and NFC forms (when they are 32 characters at most), must settle before the round cap, and
 //! grow at most 7 characters per character of the id; only the first 32
-//! characters of any text are read.
+//! characters of any text are read; the other keys are at most 3, none
+//! equal to the key.
 #![no_main]
 
 use icu_properties::props::{
@@ -20,7 +21,9 @@ use icu_properties::{CodePointMapData, CodePointSetData};
 use libfuzzer_sys::fuzz_target;
 use unicode_normalization::UnicodeNormalization;
 use wsrooms::chat::id_key::{MAX_ROUNDS, rounds_to_settle, shown_order};
-use wsrooms::chat::names::{IdKey, MAX_MARKS_PER_BASE, MAX_USER_CHARS, check_user, is_allowed};
+use wsrooms::chat::names::{
+    IdKey, IdKeys, MAX_MARKS_PER_BASE, MAX_USER_CHARS, check_user, is_allowed,
+};
 
 fn is_mark(c: char) -> bool {
     GeneralCategoryGroup::Mark.contains(CodePointMapData::<Gc>::new().get(c))
@@ -105,6 +108,10 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(IdKey::of(&input), key, "computed twice");
     let first: String = input.chars().take(MAX_USER_CHARS).collect();
     assert_eq!(IdKey::of(&first), key, "only 32 characters read");
+    let keys = IdKeys::of(&input);
+    assert_eq!(keys.shown, key, "the shown key is the key");
+    assert!(keys.also.len() <= 3 && !keys.also.contains(&key));
+    assert!(keys.meets(&keys));
     if let Ok(id) = check_user(&input) {
         check_accepted(&input, id);
     }

@@ -66,21 +66,26 @@ impl IdKey {
     }
 }
 
-/// Every key an id is known by: its [`IdKey`], and for an id whose
-/// right-to-left letters are shown in another order than they are stored,
-/// also the key of the stored order. Not every program applies the
-/// bidirectional algorithm (logs, terminals, a plain-text client show the
-/// stored order), so `א-ב`, shown as `ב-א` on the pages, is also seen as
-/// `א-ב`; a second person calling themselves `ב-א` would be read as the
-/// first in one of the two places. Two ids are one person when any key of
-/// one is a key of the other ([`IdKeys::meets`]). The price: a
-/// right-to-left id and its letters reversed (`אב`, `בא`) are one person.
+/// Every key an id is known by: its [`IdKey`] (the id as the pages show
+/// it, skeleton first), and the other keys it may be read as. Two ids are
+/// one person when any key of one is a key of the other
+/// ([`IdKeys::meets`]). The others:
+/// - the key with case folded *before* the first skeleton: skeleton first
+///   makes a capital `I` an `l`, so `ALICE`'s own key is `allce`'s, not
+///   `alice`'s; this one keeps ids that differ only in case one person;
+/// - for an id whose right-to-left letters are shown in another order than
+///   they are stored, the keys of the stored order. Not every program
+///   applies the bidirectional algorithm (logs, terminals, a plain-text
+///   client show the stored order), so `א-ב`, shown as `ב-א` on the pages,
+///   is also seen as `א-ב`; a second person calling themselves `ב-א` would
+///   be read as the first in one of the two places. The price: a
+///   right-to-left id and its letters reversed (`אב`, `בא`) are one person.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdKeys {
     /// The key of the id as the pages show it.
     pub shown: IdKey,
-    /// The key of the stored order, when that is another key.
-    pub stored: Option<IdKey>,
+    /// The other keys (none equal to `shown` or to each other).
+    pub also: Vec<IdKey>,
 }
 
 impl IdKeys {
@@ -90,23 +95,41 @@ impl IdKeys {
         let bounded: String = user.chars().take(MAX_USER_CHARS).collect();
         let compatible: String = bounded.nfkc().collect();
         let shown_text = shown_order(&compatible);
-        let reordered = shown_text != compatible;
+        let mut orders = vec![shown_text.clone()];
+        if shown_text != compatible {
+            orders.push(compatible);
+        }
         let shown = IdKey(fixed_point(shown_text));
-        let stored = reordered
-            .then(|| IdKey(fixed_point(compatible)))
-            .filter(|stored| *stored != shown);
-        Self { shown, stored }
+        let mut also: Vec<IdKey> = Vec::new();
+        for (i, text) in orders.into_iter().enumerate() {
+            let folded = fold(&text);
+            let skeleton_first = (i > 0).then(|| IdKey(fixed_point(text)));
+            let fold_first = Some(IdKey(fixed_point(folded)));
+            for key in [skeleton_first, fold_first].into_iter().flatten() {
+                if key != shown && !also.contains(&key) {
+                    also.push(key);
+                }
+            }
+        }
+        Self { shown, also }
     }
 
-    /// Each key: the shown one, then the stored one if there is one.
+    /// Each key: the shown one first.
     pub fn iter(&self) -> impl Iterator<Item = &IdKey> {
-        std::iter::once(&self.shown).chain(&self.stored)
+        std::iter::once(&self.shown).chain(&self.also)
     }
 
     /// Whether the two ids are one person: a key in common.
     pub fn meets(&self, other: &IdKeys) -> bool {
         self.iter().any(|key| other.iter().any(|k| k == key))
     }
+}
+
+/// Full case folding (`ß` → `ss`, `I` → `i`), from ICU4X.
+fn fold(text: &str) -> String {
+    icu_casemap::CaseMapper::new()
+        .fold_string(text)
+        .into_owned()
 }
 
 /// Skeleton, then full case folding, again and again until neither changes

@@ -94,9 +94,9 @@ pub struct Room {
     /// Look-alike key of each user id → session key, for every session of
     /// the room (joined or only reserved).
     pub names: HashMap<names::IdKey, SessionId>,
-    /// The stored-order key of each id whose right-to-left letters are
-    /// shown in another order ([`names::IdKeys`]) → session key.
-    pub stored_names: HashMap<names::IdKey, SessionId>,
+    /// The other keys of each id (with case folded first; of the stored
+    /// order of right-to-left letters: [`names::IdKeys`]) → session key.
+    pub also_names: HashMap<names::IdKey, SessionId>,
     /// Joined sockets, in the order they joined.
     pub members: Vec<Member>,
     /// The `seq` of the last message delivered (0 before the first): what
@@ -114,7 +114,7 @@ impl Room {
     /// (any key in common), if any.
     pub fn owner_of(&self, keys: &names::IdKeys) -> Option<SessionId> {
         keys.iter()
-            .find_map(|k| self.names.get(k).or_else(|| self.stored_names.get(k)))
+            .find_map(|k| self.names.get(k).or_else(|| self.also_names.get(k)))
             .copied()
     }
 }
@@ -227,8 +227,8 @@ impl Chat {
         });
         if let Some(room) = self.rooms.get_mut(room) {
             room.names.insert(keys.shown, id);
-            if let Some(stored) = keys.stored {
-                room.stored_names.insert(stored, id);
+            for key in keys.also {
+                room.also_names.insert(key, id);
             }
         }
         self.by_token.insert(token_hash, id);
@@ -242,7 +242,7 @@ impl Chat {
         let room = self.rooms.insert(Room {
             number,
             names: HashMap::new(),
-            stored_names: HashMap::new(),
+            also_names: HashMap::new(),
             members: Vec::new(),
             last_seq: 0,
             numbered: 0,
@@ -336,8 +336,8 @@ impl Chat {
         let room = self.rooms.get_mut(s.room)?;
         let keys = names::IdKeys::of(&s.user);
         room.names.remove(&keys.shown);
-        if let Some(stored) = keys.stored {
-            room.stored_names.remove(&stored);
+        for key in &keys.also {
+            room.also_names.remove(key);
         }
         let number = room.number;
         if room.names.is_empty() {
@@ -574,7 +574,7 @@ mod tests {
     }
 
     #[test]
-    fn a_right_to_left_id_holds_both_its_keys_until_it_goes() {
+    fn an_id_holds_all_its_keys_until_it_goes() {
         let mut chat = Chat::new();
         let now = Instant::now();
         let id = chat.login(5, "א-ב", [1; 16], now, 2).unwrap();
@@ -594,7 +594,14 @@ mod tests {
             .room_by_number(5)
             .and_then(|r| chat.rooms.get(r))
             .unwrap();
-        assert_eq!((room.names.len(), room.stored_names.len()), (2, 1));
+        let also = names::IdKeys::of("ב-א").also.len() + names::IdKeys::of("b").also.len();
+        assert_eq!((room.names.len(), room.also_names.len()), (2, also));
+        // A key of the present id's that is not its shown key still counts.
+        chat.login(7, "ALICE", [6; 16], now, 3).unwrap();
+        let taken = Err(LoginError::Taken {
+            present: "ALICE".into(),
+        });
+        assert_eq!(chat.login(7, "alice", [7; 16], now, 3), taken);
     }
 
     #[test]
