@@ -95,20 +95,16 @@ impl IdKeys {
         let bounded: String = user.chars().take(MAX_USER_CHARS).collect();
         let compatible: String = bounded.nfkc().collect();
         let shown_text = shown_order(&compatible);
-        let mut orders = vec![shown_text.clone()];
+        let mut others = vec![fixed_point(fold(&shown_text))];
         if shown_text != compatible {
-            orders.push(compatible);
+            others.push(fixed_point(fold(&compatible)));
+            others.push(fixed_point(compatible));
         }
         let shown = IdKey(fixed_point(shown_text));
         let mut also: Vec<IdKey> = Vec::new();
-        for (i, text) in orders.into_iter().enumerate() {
-            let folded = fold(&text);
-            let skeleton_first = (i > 0).then(|| IdKey(fixed_point(text)));
-            let fold_first = Some(IdKey(fixed_point(folded)));
-            for key in [skeleton_first, fold_first].into_iter().flatten() {
-                if key != shown && !also.contains(&key) {
-                    also.push(key);
-                }
+        for key in others.into_iter().map(IdKey) {
+            if key != shown && !also.contains(&key) {
+                also.push(key);
             }
         }
         Self { shown, also }
@@ -132,8 +128,8 @@ fn fold(text: &str) -> String {
         .into_owned()
 }
 
-/// Skeleton, then full case folding, again and again until neither changes
-/// the text (at most [`MAX_ROUNDS`] rounds).
+/// Skeleton, then full case folding, again and again until a round gives
+/// the text back (at most [`MAX_ROUNDS`] rounds).
 fn fixed_point(mut text: String) -> String {
     for _ in 0..MAX_ROUNDS {
         let (settled, next) = round(&text);
