@@ -26,6 +26,7 @@
 
 pub mod budget;
 pub mod events;
+pub mod id_key;
 pub mod names;
 
 use std::collections::{HashMap, VecDeque};
@@ -119,6 +120,9 @@ pub struct Room {
     /// Look-alike key of each user id → session key, for every session of
     /// the room (joined or only reserved).
     pub names: HashMap<names::IdKey, SessionId>,
+    /// The other keys of each id (with case folded first; of the stored
+    /// order of right-to-left letters: [`names::IdKeys`]) → session key.
+    pub also_names: HashMap<names::IdKey, SessionId>,
     /// Joined sockets, in the order they joined.
     pub members: Vec<Member>,
     /// The `seq` of the last message delivered (0 before the first): what
@@ -130,6 +134,16 @@ pub struct Room {
     /// The last `history_messages` message frames. Changed only by
     /// [`Chat`]'s methods, which keep [`Chat::history_bytes`] in step.
     pub history: VecDeque<Kept>,
+}
+
+impl Room {
+    /// The session whose id is the same person as one with these keys
+    /// (any key in common), if any.
+    pub fn owner_of(&self, keys: &names::IdKeys) -> Option<SessionId> {
+        keys.iter()
+            .find_map(|k| self.names.get(k).or_else(|| self.also_names.get(k)))
+            .copied()
+    }
 }
 
 /// Why a login is refused.
@@ -245,9 +259,9 @@ impl Chat {
         expires: Instant,
         max_users: usize,
     ) -> Result<SessionId, LoginError> {
-        let id_key = names::IdKey::of(user);
+        let keys = names::IdKeys::of(user);
         if let Some(room) = self.room_by_number(number).and_then(|r| self.rooms.get(r)) {
-            if let Some(&owner) = room.names.get(&id_key) {
+            if let Some(owner) = room.owner_of(&keys) {
                 let present = self.user(owner).to_string();
                 return Err(LoginError::Taken { present });
             }
@@ -267,7 +281,10 @@ impl Chat {
             scrollback: None,
         });
         if let Some(room) = self.rooms.get_mut(room) {
-            room.names.insert(id_key, id);
+            room.names.insert(keys.shown, id);
+            for key in keys.also {
+                room.also_names.insert(key, id);
+            }
         }
         self.by_token.insert(token_hash, id);
         Ok(id)
@@ -280,6 +297,7 @@ impl Chat {
         let room = self.rooms.insert(Room {
             number,
             names: HashMap::new(),
+            also_names: HashMap::new(),
             members: Vec::new(),
             last_seq: 0,
             numbered: 0,
@@ -416,7 +434,11 @@ impl Chat {
         let s = self.sessions.remove(id)?;
         self.by_token.remove(&s.token_hash);
         let room = self.rooms.get_mut(s.room)?;
-        room.names.remove(&names::IdKey::of(&s.user));
+        let keys = names::IdKeys::of(&s.user);
+        room.names.remove(&keys.shown);
+        for key in &keys.also {
+            room.also_names.remove(key);
+        }
         let number = room.number;
         if room.names.is_empty() {
             if let Some(gone) = self.rooms.remove(s.room) {
@@ -732,6 +754,37 @@ mod tests {
         assert_eq!(chat.session_by_token(&[7; 16]), None);
         assert!(chat.login(3, "Carol", [9; 16], now, 10).is_ok());
         assert_eq!(chat.log_out(id), None, "once");
+    }
+
+    #[test]
+    fn an_id_holds_all_its_keys_until_it_goes() {
+        let mut chat = Chat::new();
+        let now = Instant::now();
+        let id = chat.login(5, "א-ב", [1; 16], now, 2).unwrap();
+        let taken = Err(LoginError::Taken {
+            present: "א-ב".into(),
+        });
+        assert_eq!(chat.login(5, "ב-א", [2; 16], now, 2), taken, "stored order");
+        assert_eq!(chat.login(5, "א-ב", [3; 16], now, 2), taken, "shown order");
+        // Two keys, one user: the room is not full.
+        assert!(chat.login(5, "b", [4; 16], now, 2).is_ok());
+        chat.cancel(id);
+        assert!(
+            chat.login(5, "ב-א", [5; 16], now, 3).is_ok(),
+            "both keys freed"
+        );
+        let room = chat
+            .room_by_number(5)
+            .and_then(|r| chat.rooms.get(r))
+            .unwrap();
+        let also = names::IdKeys::of("ב-א").also.len() + names::IdKeys::of("b").also.len();
+        assert_eq!((room.names.len(), room.also_names.len()), (2, also));
+        // A key of the present id's that is not its shown key still counts.
+        chat.login(7, "ALICE", [6; 16], now, 3).unwrap();
+        let taken = Err(LoginError::Taken {
+            present: "ALICE".into(),
+        });
+        assert_eq!(chat.login(7, "alice", [7; 16], now, 3), taken);
     }
 
     #[test]

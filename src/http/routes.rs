@@ -574,10 +574,12 @@ fn login_room(req: &Request, body: &str, ctx: &mut Ctx) -> Result<u32, Response>
 fn same_login(req: &Request, room: u32, user: &str, ctx: &Ctx) -> Option<Response> {
     let session = session_cookie(req).and_then(|t| ctx.chat.session_for(&t, room))?;
     let present = &ctx.chat.sessions.get(session)?.user;
-    (names::IdKey::of(present) == names::IdKey::of(user)).then(|| {
-        Response::redirect(Status::SeeOther, &format!("/rooms/{room}"))
-            .header("Cache-Control", "no-store")
-    })
+    names::IdKeys::of(present)
+        .meets(&names::IdKeys::of(user))
+        .then(|| {
+            Response::redirect(Status::SeeOther, &format!("/rooms/{room}"))
+                .header("Cache-Control", "no-store")
+        })
 }
 
 /// `503`: `--max-sessions` are held.

@@ -137,6 +137,12 @@ describe('login page', () => {
       await page.press('#user', 'Enter');
       assert.match(await page.textContent('#user-error'), /invisible .*U\+3164/);
       assert.equal(await page.evaluate(() => checkUser('कृष्ण')), '');
+      // A tower of marks is named as the server names it.
+      assert.match(await page.evaluate(() => checkUser('a\u0301\u0301')), /U\+0301 twice/);
+      assert.match(
+        await page.evaluate(() => checkUser('a\u0300\u0301\u0302\u0303\u0304')),
+        /U\+0304 is one too many/,
+      );
       // Typing clears the message.
       await page.fill('#user', 'good_name');
       assert.equal((await page.textContent('#user-error')).trim(), '');
