@@ -143,6 +143,10 @@ impl Core {
                 session,
                 expires,
             } => self.hold_login(id, session, response, reply, expires),
+            Outcome::LoggedOut { response, session } => {
+                self.log_out(session);
+                self.respond(id, response, reply);
+            }
             Outcome::Metrics => {
                 let text = self.metrics.render(&self.gauges());
                 let response = Response::new(Status::Ok)

@@ -55,7 +55,7 @@ use std::time::{Duration, Instant};
 
 use crate::assets::Assets;
 use crate::bytes::Bytes;
-use crate::chat::{Chat, SessionId};
+use crate::chat::{Chat, Expiry, SessionId};
 use crate::config::Config;
 use crate::conn::machine::{Actions, DropReason, Settings};
 use crate::conn::{Conn, ConnId, Machine};
@@ -616,7 +616,7 @@ impl Core {
             };
             match key {
                 TimerKey::Conn(id) => self.on_conn_timer(id, at),
-                TimerKey::Session(sid) => self.on_session_timer(sid),
+                TimerKey::Session(sid) => self.on_session_timer(sid, at),
                 // A wake-up: `check_shutdown_done` decides.
                 TimerKey::ShutdownDeadline => {}
             }
@@ -625,12 +625,14 @@ impl Core {
 
     /// A reservation may have lapsed; its end is recorded (the session must
     /// not come back after a restart).
-    fn on_session_timer(&mut self, sid: SessionId) {
+    fn on_session_timer(&mut self, sid: SessionId, at: Instant) {
         let Some(token_hash) = self.chat.sessions.get(sid).map(|s| s.token_hash) else {
             return;
         };
-        let Some(number) = self.chat.expire(sid, self.now) else {
-            return;
+        let number = match self.chat.expire(sid, at, self.now) {
+            Expiry::Ended(number) => number,
+            Expiry::Later(again) => return self.timers.add(again, TimerKey::Session(sid)),
+            Expiry::Kept => return,
         };
         log::debug!("reservation lapsed in room {number}");
         self.journal.record_session_end(token_hash);

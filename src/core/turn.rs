@@ -84,6 +84,8 @@ pub(super) enum Outgoing {
     /// `conn` leaves its session's room (it closed or was dropped): out of
     /// the room, and a `leave` event to the others.
     Leave { conn: ConnId, session: SessionId },
+    /// A session logged out: its socket closes, its id is freed.
+    LogOut { session: SessionId },
 }
 
 /// A login whose `303` waits for the commit.
@@ -107,16 +109,19 @@ enum Verdict {
 
 impl Core {
     /// Takes over `store` (`--data-file`): restores its sessions (each
-    /// reserved for `--reserve-secs` from now, so its page can reconnect;
-    /// the newest `--max-sessions` of them, the older ones end and are
-    /// deleted from the file with the first commit), its rooms' `seq`
-    /// counters and their histories. From now on every turn commits to it
-    /// before anything is written.
+    /// reserved for `--reserve-secs` or `--grace-secs` from now, whichever
+    /// is longer: the file does not say when a session's socket closed, and
+    /// one that was away during the restart keeps its id as long as if
+    /// there had been none; the newest `--max-sessions` of them, the older
+    /// ones end and are deleted from the file with the first commit), its
+    /// rooms' `seq` counters and their histories. From now on every turn
+    /// commits to it before anything is written.
     pub fn use_store(&mut self, mut store: Store) -> Result<(), QueryError> {
         let keep = self.config.history_messages;
         let loaded = store.load(keep)?;
         store.refuse_unreadable(&loaded.damaged_rooms);
-        let expires = self.now + self.config.reserve_timeout;
+        let held = self.config.reserve_timeout.max(self.config.grace_timeout);
+        let expires = self.now + held;
         let (mut restored, mut over_cap) = (0, 0);
         // Newest first: over `--max-sessions`, the oldest logins end.
         for s in &loaded.sessions {
@@ -394,6 +399,7 @@ impl Core {
             }
             (Outgoing::Close { conn, close }, _) => self.queue_close(conn, close),
             (Outgoing::Leave { conn, session }, _) => self.leave_room(session, conn),
+            (Outgoing::LogOut { session }, _) => self.end_session(session),
         }
     }
 

@@ -12,6 +12,7 @@
 
 use std::rc::Rc;
 
+use super::turn::Outgoing;
 use super::{Core, Step, TimerKey};
 use crate::bytes::Bytes;
 use crate::chat::{self, RoomId, SessionId, events};
@@ -46,9 +47,8 @@ impl Core {
                 CloseReason::new(close::REPLACED, "replaced by a newer connection"),
             );
         }
-        let welcome = self
-            .chat
-            .welcome(session, since, self.config.max_chat_chars);
+        let limits = (self.config.max_chat_chars, self.config.max_chat_lines);
+        let welcome = self.chat.welcome(session, since, limits);
         self.send(
             id,
             Bytes::Owned(frame::encode_frame(Opcode::Text, &welcome)),
@@ -79,8 +79,9 @@ impl Core {
         let Some(left) = self.chat.leave(session, id, expires) else {
             return;
         };
-        self.timers
-            .add(left.expires, TimerKey::Session(left.session));
+        if let Some(at) = left.timer {
+            self.timers.add(at, TimerKey::Session(left.session));
+        }
         log::info!(
             "leave: \"{}\" from room {}",
             Escaped(&left.user),
@@ -93,6 +94,29 @@ impl Core {
         self.broadcast(left.room, frame, None);
     }
 
+    /// `POST /logout`: the session's end is recorded in this turn's
+    /// commit, and the session ends in the turn's order (`end_session`).
+    pub(super) fn log_out(&mut self, session: SessionId) {
+        let Some(s) = self.chat.sessions.get(session) else {
+            return;
+        };
+        self.journal.record_session_end(s.token_hash);
+        self.outbox.push_back(Outgoing::LogOut { session });
+    }
+
+    /// Ends a logged-out session, in the turn's order: its socket is closed
+    /// with `1000 logged out` (the others see its `leave`) and its id is
+    /// freed.
+    pub(super) fn end_session(&mut self, session: SessionId) {
+        if let Some(socket) = self.chat.sessions.get(session).and_then(|s| s.socket) {
+            self.close_now(socket, CloseReason::new(close::NORMAL, "logged out"));
+        }
+        let user = self.chat.user(session).to_string();
+        if let Some(number) = self.chat.log_out(session) {
+            log::info!("logout: \"{}\" from room {number}", Escaped(&user));
+        }
+    }
+
     /// A chat message from a room socket (within its rate: the machine
     /// checked).
     pub(super) fn on_chat_text(&mut self, id: ConnId, session: SessionId, bytes: Vec<u8>) {
@@ -103,14 +127,15 @@ impl Core {
                 CloseReason::new(close::INVALID_PAYLOAD, "invalid UTF-8"),
             );
         };
-        let Some(text) = chat::names::chat_text(text, self.config.max_chat_chars) else {
+        let (chars, lines) = (self.config.max_chat_chars, self.config.max_chat_lines);
+        let Some(text) = chat::names::chat_text(text, chars, lines) else {
             return; // empty or only whitespace: ignored
         };
         let Some(s) = self.chat.sessions.get(session) else {
             return;
         };
         let (room, user) = (s.room, s.user.clone());
-        self.post_message(id, room, &user, text);
+        self.post_message(id, room, &user, &text);
     }
 
     /// Queues one shared frame for every member of `room` (but `except`);
