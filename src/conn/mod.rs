@@ -169,9 +169,10 @@ pub struct Conn {
     /// The peer sent FIN: once the queue is written, it is dropped.
     pub peer_closed: bool,
     /// Bytes the turn will queue for it when it is delivered (the frames
-    /// of its own messages, which come back to it): the gate counts them
-    /// as queued already, so a sender is paused as if its messages were
-    /// broadcast the moment it sent them.
+    /// of its own messages, which come back to it, and its close frame):
+    /// the gate counts them as queued already, so a sender is paused as if
+    /// its messages were broadcast the moment it sent them, and a peer's
+    /// FIN does not drop a connection that is still owed them.
     pub owed: usize,
 }
 

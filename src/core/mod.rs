@@ -391,6 +391,9 @@ impl Core {
             self.mark_dirty(id); // (draining: flushed even if empty, then FIN)
         }
         if let Some(close) = close {
+            if let Some(conn) = self.conns.get_mut(id) {
+                conn.owed += close.frame.len();
+            }
             self.outbox.push_back(Outgoing::Close { conn: id, close });
         }
         if let Some(session) = leave {
@@ -518,6 +521,15 @@ impl Core {
     pub fn eof(&mut self, id: ConnId) {
         let Some(conn) = self.get(id) else { return };
         conn.peer_closed = true;
+        if conn.output() == 0 {
+            // Nothing queued, nothing owed: its slot is free at once (a
+            // connection that comes in later this turn may take it).
+            let why = match conn.machine.is_draining() {
+                true => DropReason::Done,
+                false => DropReason::PeerClosed,
+            };
+            return self.drop_conn(id, why);
+        }
         match conn.machine.is_draining() {
             true => self.mark_dirty(id),
             false => self.drain(id), // (marks it dirty too)

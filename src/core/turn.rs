@@ -365,12 +365,18 @@ impl Core {
     /// number back and its sender is closed with `1011`. Presence events,
     /// closes and leaves need no commit: they go out either way, in order.
     fn deliver(&mut self, outgoing: Outgoing, verdict: Verdict, refused: &[u32]) {
-        if let Outgoing::Message {
-            sender, message, ..
-        } = &outgoing
-            && let Some(conn) = self.conns.get_mut(*sender)
+        // What this item owed its connection is queued now (or never).
+        let owing = match &outgoing {
+            Outgoing::Message {
+                sender, message, ..
+            } => Some((*sender, message.frame.len())),
+            Outgoing::Close { conn, close } => Some((*conn, close.frame.len())),
+            _ => None,
+        };
+        if let Some((id, owed)) = owing
+            && let Some(conn) = self.conns.get_mut(id)
         {
-            conn.owed = conn.owed.saturating_sub(message.frame.len());
+            conn.owed = conn.owed.saturating_sub(owed);
         }
         let verdict = match &outgoing {
             Outgoing::Message { room, .. } if refused.contains(&self.chat.number(*room)) => {
