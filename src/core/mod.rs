@@ -32,13 +32,16 @@
 //! # One turn, one work queue
 //!
 //! Events only *queue* effects between connections: a chat message, a
-//! `join` or a `leave` goes into the turn's outbox (`turn.rs`). At
-//! [`Core::end_turn`] the journal commits what the turn recorded (a no-op
-//! without a data file: one delivery semantics either way), then the outbox
-//! is drained until empty: each message joins its room's history and is
-//! broadcast; a receiver pushed over `--max-buffered` is closed, and its
-//! `leave` joins the back of the same outbox. No recursion, no guard flag:
-//! a stalled room of thousands is a longer queue, not a deeper stack.
+//! `join`, a close frame, a socket leaving its room, a logout goes into the
+//! turn's outbox (`turn.rs`). At [`Core::end_turn`] the journal commits
+//! what the turn recorded (a no-op without a data file: one delivery
+//! semantics either way), then the outbox is drained until empty, in
+//! order. A receiver a broadcast pushes over `--max-buffered` goes on a
+//! work list that is emptied right after that broadcast: it is closed and
+//! leaves its room at once, and its `leave` broadcast may put others on the
+//! same list. No recursion, no guard flag: a stalled room of thousands is
+//! a longer list, not a deeper stack, and the whole cascade ends in the
+//! turn it starts.
 //!
 //! The HTTP side is in `http.rs`, the WebSocket and room side in
 //! `websocket.rs`, the turn (outbox, commit, delivery) in `turn.rs`, the
