@@ -135,7 +135,7 @@ fn derive_all(config: &Config) -> Result<(), TestCaseError> {
     let peer = SocketAddr::from(([127, 0, 0, 1], 9));
     let mut machine = Machine::new(peer, epoch, &s);
     if let Some(deadline) = machine.deadline() {
-        let _ = machine.on_timer(deadline, &s).count();
+        let _ = machine.on_timer(&mut wsrooms::queue::WriteQueue::new(), deadline, &s);
     }
     for (rate, burst) in [
         (config.rate_limit, config.rate_burst),

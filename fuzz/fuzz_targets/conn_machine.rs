@@ -8,8 +8,8 @@
 //! Input: 3 control bytes (a seed for piece sizes and events, the role,
 //! the frame limit), then the bytes a client sends.
 //!
-//! Checked: no panic; at most 4 actions per call; every call that is given
-//! bytes uses at least one and at most all; nothing is sent after our close
+//! Checked: no panic; every call that is given bytes uses at least one and
+//! at most all; one close frame at most; nothing is sent after our close
 //! frame, after `Drain` or after `Drop`, and nothing happens after `Drop`;
 //! a room socket leaves its room at most once; the bytes sent on the
 //! WebSocket are bounded by the bytes received plus a small amount per
@@ -20,12 +20,13 @@ use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
 use wsrooms::chat::SessionId;
-use wsrooms::conn::machine::{Action, Actions, HttpInput, Role, Settings};
+use wsrooms::conn::machine::{Actions, HttpInput, Role, Settings};
 use wsrooms::conn::{Input, Machine};
 use wsrooms::http::Status;
 use wsrooms::http::request::{HeadLimits, MAX_HEADERS};
 use wsrooms::http::response::Response;
 use wsrooms::http::upgrade;
+use wsrooms::queue::WriteQueue;
 use wsrooms::ws::close::CloseReason;
 use wsrooms::ws::reader;
 
@@ -55,27 +56,30 @@ struct Watch {
 }
 
 impl Watch {
-    /// Checks one call's actions (`ws`: the call was on a WebSocket, whose
-    /// output is bounded by its input).
-    fn check(&mut self, actions: Actions, ws: bool) {
-        assert!(actions.len() <= 4, "{} actions", actions.len());
-        assert!(!self.dropped || actions.is_empty(), "acted after Drop");
+    /// Checks one call's actions and the bytes it queued (`ws`: the call
+    /// was on a WebSocket, whose output is bounded by its input).
+    fn check(&mut self, actions: Actions, sent: usize, ws: bool) {
+        assert!(
+            !self.dropped || (actions.is_empty() && sent == 0),
+            "acted after Drop"
+        );
         self.budget += 64;
-        for action in actions {
-            match action {
-                Action::Send(bytes) => {
-                    assert!(!self.closed && !self.draining, "sent after a close");
-                    if ws {
-                        self.sent += bytes.len();
-                    }
-                }
-                Action::CloseSent(_) => self.closed = true,
-                Action::Leave(_) => self.left += 1,
-                Action::Drain => self.draining = true,
-                Action::Drop(_) => self.dropped = true,
-                Action::Chat(..) => {}
+        if sent > 0 {
+            assert!(!self.closed && !self.draining, "sent after a close");
+            if ws {
+                self.sent += sent;
             }
         }
+        if let Some(close) = &actions.close {
+            assert!(!self.closed, "two close frames");
+            self.closed = true;
+            if ws {
+                self.sent += close.frame.len();
+            }
+        }
+        self.left += usize::from(actions.leave.is_some());
+        self.draining |= actions.drain;
+        self.dropped |= actions.drop.is_some();
         assert!(self.left <= 1, "left the room twice");
         assert!(
             self.sent <= self.budget,
@@ -112,6 +116,8 @@ fn settings(frame_limit: usize) -> Settings {
 struct Harness {
     machine: Machine,
     input: Input,
+    /// What the machine queued, emptied after each call.
+    out: WriteQueue,
     now: Instant,
     s: Settings,
     role: Role,
@@ -119,7 +125,14 @@ struct Harness {
 }
 
 impl Harness {
-    /// Processes pending input one unit at a time, as `Server::process`.
+    /// What the last call queued (then forgotten, as if written).
+    fn sent(&mut self) -> usize {
+        let n = self.out.buffered();
+        let _ = self.out.write_to(&mut std::io::sink(), &mut Vec::new());
+        n
+    }
+
+    /// Processes pending input one unit at a time, as `Core::process`.
     fn process(&mut self) {
         while !self.input.is_empty() && !self.watch.dropped {
             let pending = self.input.pending();
@@ -131,9 +144,12 @@ impl Harness {
                 }
             } else {
                 let ws = self.machine.is_websocket();
-                let (used, actions) = self.machine.on_frame_bytes(pending, self.now, &self.s);
+                let (used, actions) =
+                    self.machine
+                        .on_frame_bytes(pending, &mut self.out, self.now, &self.s);
                 self.watch.budget += used.min(len);
-                self.watch.check(actions, ws);
+                let sent = self.sent();
+                self.watch.check(actions, sent, ws);
                 used
             };
             assert!(used > 0 && used <= len, "used {used} of {len}");
@@ -152,29 +168,36 @@ impl Harness {
         let (now, s) = (self.now, self.s);
         match self
             .machine
-            .on_request_bytes(pending, &mut storage, now, &s)
+            .on_request_bytes(pending, &mut storage, &mut self.out, now, &s)
         {
             HttpInput::NeedMore => None,
             HttpInput::AwaitingBody { .. } => {
-                self.watch.check(self.machine.continue_body(), false);
+                self.machine.continue_body(&mut self.out);
+                let sent = self.sent();
+                self.watch.check(Actions::default(), sent, false);
                 None
             }
             HttpInput::Refused(actions) => {
-                self.watch.check(actions, false);
+                let sent = self.sent();
+                self.watch.check(actions, sent, false);
                 assert!(self.machine.is_draining());
                 Some(len)
             }
             HttpInput::Request { request, body, len } => {
                 assert!(body.len() <= 64);
                 let actions = match upgrade::check(&request) {
-                    Ok(up) => self.machine.upgrade(&up, self.role, now, &s),
+                    Ok(up) => {
+                        self.machine.upgrade(&up, self.role, &mut self.out, now, &s);
+                        Actions::default()
+                    }
                     Err(_) => {
                         let ok = Response::text(Status::Ok, "ok");
-                        self.machine
-                            .respond(ok, false, request.keep_alive(), now, &s)
+                        let keep = request.keep_alive();
+                        self.machine.respond(ok, false, keep, &mut self.out, now, &s)
                     }
                 };
-                self.watch.check(actions, false);
+                let sent = self.sent();
+                self.watch.check(actions, sent, false);
                 Some(len)
             }
         }
@@ -188,7 +211,9 @@ impl Harness {
             0..=3 => {
                 self.now += Duration::from_millis(u64::from(pick >> 8) % 40_000);
                 match self.machine.deadline() {
-                    Some(at) if at <= self.now => self.machine.on_timer(self.now, &self.s),
+                    Some(at) if at <= self.now => {
+                        self.machine.on_timer(&mut self.out, self.now, &self.s)
+                    }
                     _ => return,
                 }
             }
@@ -201,7 +226,8 @@ impl Harness {
                 .close(CloseReason::new(1001, "bye"), self.now, &self.s),
             _ => self.machine.drain(self.now, &self.s),
         };
-        self.watch.check(actions, ws);
+        let sent = self.sent();
+        self.watch.check(actions, sent, ws);
     }
 }
 
@@ -222,6 +248,7 @@ fuzz_target!(|data: &[u8]| {
     let mut h = Harness {
         machine: Machine::new("127.0.0.1:1".parse().unwrap(), now, &s),
         input: Input::default(),
+        out: WriteQueue::new(),
         now,
         s,
         role,
@@ -245,8 +272,9 @@ fuzz_target!(|data: &[u8]| {
         }
         h.now += Duration::from_secs(60);
         let ws = h.machine.is_websocket();
-        let actions = h.machine.on_timer(h.now, &h.s);
-        h.watch.check(actions, ws);
+        let actions = h.machine.on_timer(&mut h.out, h.now, &h.s);
+        let sent = h.sent();
+        h.watch.check(actions, sent, ws);
     }
     assert!(h.watch.dropped, "still alive after its timers");
 });

@@ -35,12 +35,10 @@ use std::time::{Duration, Instant};
 use crate::conn::ConnId;
 use crate::queue::Frame;
 use crate::rate::TokenBucket;
-use crate::store::TokenHash;
 use crate::table::{Id, Table};
 use crate::ws::frame::{self, Opcode};
 
-/// A session token: 128 random bits, sent as 32 hex digits.
-pub type Token = [u8; 16];
+pub use crate::token::{Token, TokenHash};
 
 /// A session's slot plus a generation, so a timer or socket that refers
 /// to a removed session never touches a later one in the same slot.

@@ -1,9 +1,11 @@
 //! The protocol of one connection as a state machine with no I/O: it is
 //! given bytes the peer sent, the time, and what the loop decided (the
-//! response to a request, a close), and it answers with [`Action`]s: send
-//! these bytes, leave the room, post this chat text, drain, drop. It never
-//! touches a socket, a queue or another connection; the poll loop applies
-//! what it returns, in one place (`Server::apply`).
+//! response to a request, a close). What it sends (responses, frames,
+//! pongs, pings, closes) it queues in the connection's [`WriteQueue`],
+//! passed in; what else must happen it returns as [`Actions`]: leave the
+//! room, post this chat text, drain, drop. It never touches a socket or
+//! another connection; the server core applies what it returns, in one
+//! place (`Core::apply`).
 //!
 //! ```text
 //!   Http ──(request)──► Http (keep-alive) ...
@@ -36,6 +38,7 @@ use crate::http::pipeline::{Framed, next_request};
 use crate::http::request::{HeadLimits, Request};
 use crate::http::response::{self, Response};
 use crate::http::upgrade::{self, Upgrade};
+use crate::queue::WriteQueue;
 use crate::rate::TokenBucket;
 use crate::ws::close::{self, CloseCode, CloseReason};
 use crate::ws::frame::{self, Opcode};
@@ -132,62 +135,46 @@ pub enum DropReason {
     Shutdown,
 }
 
-/// What the loop must do for a connection.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
-    /// Queue these bytes for the peer.
-    Send(Bytes),
-    /// Our close frame with this code is queued (the loop counts it).
-    CloseSent(CloseCode),
-    /// This socket no longer belongs to its chat session's room.
-    Leave(SessionId),
+/// What the core must do for a connection after one call of its machine,
+/// besides sending the bytes the machine queued itself (responses, pongs,
+/// pings and echoes go straight into the connection's [`WriteQueue`],
+/// passed in). A close frame is carried here instead: it must follow what
+/// the turn delivers to the socket before the close (the messages its peer
+/// sent before it broke a rule), so the core queues it in the turn's order.
+///
+/// One field per kind of consequence, each set at most once by a call (a
+/// socket closes once, leaves its room once, a call completes at most one
+/// message): nothing can overflow or be dropped, and nothing is allocated.
+/// The core applies them in the order of the fields.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Actions {
+    /// Our close frame (ours, or the answer to the peer's): the core queues
+    /// it in turn, after what the turn delivers before it.
+    pub close: Option<CloseFrame>,
+    /// This socket no longer belongs to this chat session's room.
+    pub leave: Option<SessionId>,
     /// A chat message (a text message of a room socket, within its rate).
-    Chat(SessionId, Vec<u8>),
+    pub chat: Option<(SessionId, Vec<u8>)>,
     /// No more input will be read: forget what is pending, send what is
     /// queued, then FIN ([`Machine::on_flushed`]).
-    Drain,
+    pub drain: bool,
     /// Close the socket now.
-    Drop(DropReason),
+    pub drop: Option<DropReason>,
 }
 
-/// At most this many actions come from one call.
-const MAX_ACTIONS: usize = 4;
-
-/// The actions of one call, in order (a fixed array: no allocation).
-#[derive(Debug, Default)]
-pub struct Actions {
-    list: [Option<Action>; MAX_ACTIONS],
-    len: usize,
+/// A close frame to send, and the code it carries (if any).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloseFrame {
+    /// The encoded frame.
+    pub frame: Vec<u8>,
+    /// Its code (`None`: an empty close, answering one).
+    pub code: Option<CloseCode>,
 }
 
 impl Actions {
-    /// Appends an action. Every path of the machine pushes at most
-    /// `MAX_ACTIONS` (the unit tests and the `conn_machine` fuzz target
-    /// check it); one more would be dropped, never a panic.
-    fn push(&mut self, action: Action) {
-        debug_assert!(self.len < MAX_ACTIONS, "too many actions");
-        if let Some(slot) = self.list.get_mut(self.len) {
-            *slot = Some(action);
-            self.len += 1;
-        }
-    }
-
-    /// How many actions there are.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// True when there are none.
+    /// True when the call asks nothing of the core.
     pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-}
-
-impl Iterator for Actions {
-    type Item = Action;
-
-    fn next(&mut self) -> Option<Action> {
-        self.list.iter_mut().find_map(Option::take)
+        *self == Actions::default()
     }
 }
 
@@ -368,11 +355,13 @@ impl Machine {
 // ----- HTTP ------------------------------------------------------------
 
 impl Machine {
-    /// Frames the request at the front of `input` (`Http` phase only).
+    /// Frames the request at the front of `input` (`Http` phase only). A
+    /// request it refuses by itself is answered into `out`.
     pub fn on_request_bytes<'h, 'b>(
         &mut self,
         input: &'b [u8],
         storage: &'h mut [httparse::Header<'b>],
+        out: &mut WriteQueue,
         now: Instant,
         s: &Settings,
     ) -> HttpInput<'h, 'b> {
@@ -393,7 +382,7 @@ impl Machine {
             Framed::Refused(status) => {
                 log::info!("{}: request refused: {}", self.peer, status.code());
                 let response = Response::text(status, status.phrase()).closing();
-                HttpInput::Refused(self.respond(response, false, false, now, s))
+                HttpInput::Refused(self.respond(response, false, false, out, now, s))
             }
             Framed::Complete {
                 request,
@@ -411,21 +400,22 @@ impl Machine {
         }
     }
 
-    /// Sends the answer to the last request; then the next request (with its
-    /// own head timeout), or, without keep-alive, drains.
+    /// Queues the answer to the last request; then the next request (with
+    /// its own head timeout), or, without keep-alive, drains.
     pub fn respond(
         &mut self,
         response: Response,
         head_only: bool,
         keep_alive: bool,
+        out: &mut WriteQueue,
         now: Instant,
         s: &Settings,
     ) -> Actions {
         let close = !keep_alive || response.close;
         let (head, body) = response.encode(head_only, !close);
+        out.push(head);
+        out.push(body);
         let mut actions = Actions::default();
-        actions.push(Action::Send(head));
-        actions.push(Action::Send(body));
         if close {
             self.drain_into(&mut actions, now, s);
         } else {
@@ -434,23 +424,22 @@ impl Machine {
         actions
     }
 
-    /// Tells a client that waits with its body to send it: `100 Continue`.
-    pub fn continue_body(&self) -> Actions {
-        let mut actions = Actions::default();
-        actions.push(Action::Send(Bytes::Static(response::CONTINUE)));
-        actions
+    /// Tells a client that waits with its body to send it: queues
+    /// `100 Continue`.
+    pub fn continue_body(&self, out: &mut WriteQueue) {
+        out.push(Bytes::Static(response::CONTINUE));
     }
 
-    /// Sends `101 Switching Protocols`: the connection is a WebSocket now.
+    /// Queues `101 Switching Protocols`: the connection is a WebSocket now.
     pub fn upgrade(
         &mut self,
         upgrade: &Upgrade,
         role: Role,
+        out: &mut WriteQueue,
         now: Instant,
         s: &Settings,
-    ) -> Actions {
-        let mut actions = Actions::default();
-        actions.push(Action::Send(Bytes::Owned(upgrade::response_bytes(upgrade))));
+    ) {
+        out.push(Bytes::Owned(upgrade::response_bytes(upgrade)));
         self.phase = Phase::WebSocket(Box::new(WebSocket {
             reader: MessageReader::new(),
             role,
@@ -460,7 +449,6 @@ impl Machine {
         }));
         log::debug!("{}: upgraded to WebSocket ({role:?})", self.peer);
         self.deadline = Some(s.on_tick(now + s.ping_interval));
-        actions
     }
 }
 
@@ -470,19 +458,26 @@ impl Machine {
     /// Feeds `input` to the WebSocket (or to a draining connection, which
     /// ignores it) until one message is complete and handled or the input
     /// is used up. Returns how many bytes were used.
-    pub fn on_frame_bytes(&mut self, input: &[u8], now: Instant, s: &Settings) -> (usize, Actions) {
+    pub fn on_frame_bytes(
+        &mut self,
+        input: &[u8],
+        out: &mut WriteQueue,
+        now: Instant,
+        s: &Settings,
+    ) -> (usize, Actions) {
+        let mut actions = Actions::default();
         let Phase::WebSocket(ws) = &mut self.phase else {
-            return (input.len(), Actions::default()); // draining: ignored
+            return (input.len(), actions); // draining: ignored
         };
         let mut rest = input;
         match ws.reader.read(&mut rest, &s.frames) {
             Ok(Some(message)) => {
                 let used = input.len() - rest.len();
-                (used, self.on_message(message, now, s))
+                self.on_message(&mut actions, message, out, now, s);
+                (used, actions)
             }
-            Ok(None) => (input.len(), Actions::default()),
+            Ok(None) => (input.len(), actions),
             Err(e) => {
-                let mut actions = Actions::default();
                 if ws.closing == Closing::Open {
                     let (peer, code) = (self.peer, e.close_code());
                     log::info!("{peer}: protocol error, closing {code}: {}", e.reason());
@@ -499,17 +494,22 @@ impl Machine {
     }
 
     /// One complete message from the peer.
-    fn on_message(&mut self, message: Message, now: Instant, s: &Settings) -> Actions {
-        let mut actions = Actions::default();
+    fn on_message(
+        &mut self,
+        actions: &mut Actions,
+        message: Message,
+        out: &mut WriteQueue,
+        now: Instant,
+        s: &Settings,
+    ) {
         let Phase::WebSocket(ws) = &mut self.phase else {
-            return actions;
+            return;
         };
         match message {
-            Message::Close(payload) => self.on_close_frame(&mut actions, payload, now, s),
+            Message::Close(payload) => self.on_close_frame(actions, payload, now, s),
             _ if ws.closing == Closing::CloseSent => {} // only a close matters now
             Message::Ping(payload) => {
-                let pong = frame::encode_frame(Opcode::Pong, &payload);
-                actions.push(Action::Send(Bytes::Owned(pong)));
+                out.push(Bytes::Owned(frame::encode_frame(Opcode::Pong, &payload)));
             }
             Message::Pong(_) => {
                 if ws.ping == Ping::AwaitingPong {
@@ -517,10 +517,9 @@ impl Machine {
                     self.deadline = Some(s.on_tick(now + s.ping_interval));
                 }
             }
-            Message::Text(bytes) => self.on_data(&mut actions, Opcode::Text, bytes, now, s),
-            Message::Binary(bytes) => self.on_data(&mut actions, Opcode::Binary, bytes, now, s),
+            Message::Text(bytes) => self.on_data(actions, Opcode::Text, bytes, out, now, s),
+            Message::Binary(bytes) => self.on_data(actions, Opcode::Binary, bytes, out, now, s),
         }
-        actions
     }
 
     /// A text or binary message on an open WebSocket: echoed, or a chat
@@ -530,6 +529,7 @@ impl Machine {
         actions: &mut Actions,
         opcode: Opcode,
         bytes: Vec<u8>,
+        out: &mut WriteQueue,
         now: Instant,
         s: &Settings,
     ) {
@@ -538,8 +538,7 @@ impl Machine {
         };
         let session = match ws.role {
             Role::Echo => {
-                let echo = frame::encode_frame(opcode, &bytes);
-                return actions.push(Action::Send(Bytes::Owned(echo)));
+                return out.push(Bytes::Owned(frame::encode_frame(opcode, &bytes)));
             }
             Role::Chat { session } => session,
         };
@@ -553,7 +552,7 @@ impl Machine {
             let reason = CloseReason::new(close::POLICY, "rate limit");
             return self.close_into(actions, reason, now, s);
         }
-        actions.push(Action::Chat(session, bytes));
+        actions.chat = Some((session, bytes));
     }
 
     /// The peer's close frame: answered (echoing its code) unless we sent
@@ -566,14 +565,12 @@ impl Machine {
         s: &Settings,
     ) {
         if self.is_open_websocket() {
-            let reply = match &payload {
+            let frame = match &payload {
                 Some((code, _)) => frame::encode_close(*code, ""),
                 None => frame::encode_frame(Opcode::Close, &[]),
             };
-            actions.push(Action::Send(Bytes::Owned(reply)));
-            if let Some((code, _)) = payload {
-                actions.push(Action::CloseSent(code));
-            }
+            let code = payload.map(|(code, _)| code);
+            actions.close = Some(CloseFrame { frame, code });
             self.leave_into(actions);
             if let Phase::WebSocket(ws) = &mut self.phase {
                 ws.closing = Closing::CloseSent;
@@ -604,9 +601,10 @@ impl Machine {
         if !self.is_open_websocket() {
             return;
         }
-        let frame = frame::encode_close(reason.code, reason.reason);
-        actions.push(Action::Send(Bytes::Owned(frame)));
-        actions.push(Action::CloseSent(reason.code));
+        actions.close = Some(CloseFrame {
+            frame: frame::encode_close(reason.code, reason.reason),
+            code: Some(reason.code),
+        });
         self.leave_into(actions);
         if let Phase::WebSocket(ws) = &mut self.phase {
             ws.closing = Closing::CloseSent;
@@ -629,19 +627,20 @@ impl Machine {
         self.leave_into(actions);
         self.phase = Phase::Draining { fin: Fin::Pending };
         self.deadline = Some(now + s.close_timeout);
-        actions.push(Action::Drain);
+        actions.drain = true;
     }
 
     /// The one place a room socket leaves its room: when it stops being an
     /// open WebSocket (our close, the peer's close, an error, a drop).
     fn leave_into(&mut self, actions: &mut Actions) {
         if let Some(session) = self.open_session() {
-            actions.push(Action::Leave(session));
+            actions.leave = Some(session);
         }
     }
 
-    /// The deadline passed: what it means depends on the state.
-    pub fn on_timer(&mut self, now: Instant, s: &Settings) -> Actions {
+    /// The deadline passed: what it means depends on the state (a ping
+    /// goes into `out`).
+    pub fn on_timer(&mut self, out: &mut WriteQueue, now: Instant, s: &Settings) -> Actions {
         let mut actions = Actions::default();
         self.deadline = None;
         let drop = match &mut self.phase {
@@ -654,22 +653,23 @@ impl Machine {
             }
             Phase::WebSocket(ws) => {
                 ws.ping = Ping::AwaitingPong;
-                actions.push(Action::Send(Bytes::Static(frame::PING)));
+                out.push(Bytes::Static(frame::PING));
                 self.deadline = Some(s.on_tick(now + s.pong_timeout));
                 return actions;
             }
         };
-        actions.push(Action::Drop(drop)); // (the loop's drop asks `on_drop`)
+        actions.drop = Some(drop); // (the core's drop asks `on_drop`)
         actions
     }
 
     /// The connection is dropped (by a timer, an I/O error, the peer's FIN,
-    /// shutdown): an open room socket leaves its room.
-    pub fn on_drop(&mut self, actions: &mut Actions) {
-        self.leave_into(actions);
+    /// shutdown): an open room socket leaves its room (the session, if so).
+    pub fn on_drop(&mut self) -> Option<SessionId> {
+        let session = self.open_session();
         if let Phase::WebSocket(ws) = &mut self.phase {
             ws.closing = Closing::CloseSent;
         }
+        session
     }
 
     /// Everything queued was sent: true when FIN should go now (once).
@@ -686,8 +686,8 @@ impl Machine {
 
 #[cfg(test)]
 mod tests {
-    //! The protocol with no socket: bytes in, actions out, and a fake clock
-    //! (plain `Instant`s moved forward by hand).
+    //! The protocol with no socket: bytes in, queued bytes and actions out,
+    //! and a fake clock (plain `Instant`s moved forward by hand).
 
     use super::*;
     use crate::conn::{Input, InputGate};
@@ -723,6 +723,13 @@ mod tests {
         SessionId::new(3, 7)
     }
 
+    /// Everything queued in `out`, taken out.
+    fn sent(out: &mut WriteQueue) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        out.write_to(&mut bytes, &mut Vec::new()).unwrap();
+        bytes
+    }
+
     /// A machine upgraded at `t0` to a room socket of `session()`.
     fn chat_socket(t0: Instant) -> Machine {
         let s = settings();
@@ -731,10 +738,15 @@ mod tests {
             accept: "x".into(),
             protocol: None,
         };
-        let actions: Vec<Action> = m
-            .upgrade(&upgrade, Role::Chat { session: session() }, t0, &s)
-            .collect();
-        assert!(matches!(&actions[..], [Action::Send(_)]), "{actions:?}");
+        let mut out = WriteQueue::new();
+        m.upgrade(
+            &upgrade,
+            Role::Chat { session: session() },
+            &mut out,
+            t0,
+            &s,
+        );
+        assert!(sent(&mut out).starts_with(b"HTTP/1.1 101 "));
         assert_eq!(m.deadline(), Some(t0 + s.ping_interval));
         m
     }
@@ -743,21 +755,33 @@ mod tests {
         encode_client_frame(true, opcode, [1, 2, 3, 4], payload)
     }
 
-    /// Feeds all of `bytes`, message by message; the actions of each.
-    fn feed(m: &mut Machine, bytes: &[u8], now: Instant) -> Vec<Action> {
-        let mut all = Vec::new();
+    /// Feeds all of `bytes`, message by message: the bytes sent and the
+    /// actions of the last call.
+    fn feed(m: &mut Machine, bytes: &[u8], now: Instant) -> (Vec<u8>, Actions) {
+        let mut out = WriteQueue::new();
+        let mut last = Actions::default();
         let mut at = 0;
         while at < bytes.len() {
-            let (used, actions) = m.on_frame_bytes(&bytes[at..], now, &settings());
-            assert!(used > 0 && actions.len() <= MAX_ACTIONS);
-            all.extend(actions);
+            let (used, actions) = m.on_frame_bytes(&bytes[at..], &mut out, now, &settings());
+            assert!(used > 0);
+            last = actions;
             at += used;
         }
-        all
+        (sent(&mut out), last)
     }
 
-    fn send(bytes: Vec<u8>) -> Action {
-        Action::Send(Bytes::Owned(bytes))
+    /// The actions of a close with this code (and reason), leaving the
+    /// room or not, draining or not.
+    fn closing(code: CloseCode, reason: &str, leave: bool, drain: bool) -> Actions {
+        Actions {
+            close: Some(CloseFrame {
+                frame: frame::encode_close(code, reason),
+                code: Some(code),
+            }),
+            leave: leave.then(session),
+            drain,
+            ..Actions::default()
+        }
     }
 
     #[test]
@@ -765,39 +789,27 @@ mod tests {
         let t0 = Instant::now();
         let mut m = chat_socket(t0);
         let t1 = t0 + SECOND;
-        let actions: Vec<Action> = m
-            .close(
-                CloseReason::new(close::REPLACED, "replaced"),
-                t1,
-                &settings(),
-            )
-            .collect();
-        assert_eq!(
-            actions,
-            [
-                send(frame::encode_close(close::REPLACED, "replaced")),
-                Action::CloseSent(close::REPLACED),
-                Action::Leave(session()),
-            ]
-        );
-        assert!(
-            m.close(CloseReason::new(1000, ""), t1, &settings())
-                .is_empty(),
-            "once"
-        );
+        let reason = CloseReason::new(close::REPLACED, "replaced");
+        let actions = m.close(reason, t1, &settings());
+        assert_eq!(actions, closing(close::REPLACED, "replaced", true, false));
+        let again = m.close(CloseReason::new(1000, ""), t1, &settings());
+        assert!(again.is_empty(), "once");
         assert_eq!(m.deadline(), Some(t1 + settings().close_timeout));
         assert!(m.is_websocket() && !m.is_open_websocket());
-        assert!(
-            feed(&mut m, &client(1, b"late"), t1).is_empty(),
-            "data ignored"
-        );
-        let closed = feed(&mut m, &client(8, &1000u16.to_be_bytes()), t1);
-        assert_eq!(closed, [Action::Drain], "no second close, no second leave");
+        let (bytes, actions) = feed(&mut m, &client(1, b"late"), t1);
+        assert!(bytes.is_empty() && actions.is_empty(), "data ignored");
+        let (bytes, closed) = feed(&mut m, &client(8, &1000u16.to_be_bytes()), t1);
+        let drain = Actions {
+            drain: true,
+            ..Actions::default()
+        };
+        assert!(bytes.is_empty());
+        assert_eq!(closed, drain, "no second close, no second leave");
         assert!(m.is_draining() && !m.finished());
         assert!(m.on_flushed(), "FIN once flushed");
         assert!(!m.on_flushed(), "and only once");
         assert!(m.finished());
-        assert!(feed(&mut m, &client(1, b"after"), t1).is_empty());
+        assert!(feed(&mut m, &client(1, b"after"), t1).1.is_empty());
     }
 
     #[test]
@@ -806,39 +818,33 @@ mod tests {
         let mut m = chat_socket(t0);
         let mut payload = 4001u16.to_be_bytes().to_vec();
         payload.extend_from_slice(b"bye");
-        let actions = feed(&mut m, &client(8, &payload), t0);
-        assert_eq!(
-            actions,
-            [
-                send(frame::encode_close(4001, "")),
-                Action::CloseSent(4001),
-                Action::Leave(session()),
-                Action::Drain,
-            ]
-        );
+        let (bytes, actions) = feed(&mut m, &client(8, &payload), t0);
+        assert!(bytes.is_empty(), "the answer is in the actions");
+        assert_eq!(actions, closing(4001, "", true, true));
         assert_eq!(m.deadline(), Some(t0 + settings().close_timeout));
         // An empty close is answered with an empty one, and not counted.
         let mut m = chat_socket(t0);
-        let actions = feed(&mut m, &client(8, b""), t0);
-        let empty_close = frame::encode_frame(Opcode::Close, b"");
-        assert_eq!(actions[0], send(empty_close));
-        assert!(!actions.iter().any(|a| matches!(a, Action::CloseSent(_))));
+        let (_, actions) = feed(&mut m, &client(8, b""), t0);
+        let answer = actions.close.expect("answered");
+        assert_eq!(answer.frame, frame::encode_frame(Opcode::Close, b""));
+        assert_eq!(answer.code, None);
     }
 
     #[test]
     fn the_close_timeout_drops() {
         let t0 = Instant::now();
         let s = settings();
+        let mut out = WriteQueue::new();
         let mut m = chat_socket(t0);
         let _ = m.close(CloseReason::new(1001, "bye"), t0, &s);
         let at = m.deadline().unwrap();
-        let actions: Vec<Action> = m.on_timer(at, &s).collect();
-        assert_eq!(actions, [Action::Drop(DropReason::CloseTimeout)]);
+        let actions = m.on_timer(&mut out, at, &s);
+        assert_eq!(actions.drop, Some(DropReason::CloseTimeout));
         // A draining connection whose peer never closes, likewise.
         let mut m = chat_socket(t0);
         let _ = m.drain(t0, &s);
-        let actions: Vec<Action> = m.on_timer(t0 + s.close_timeout, &s).collect();
-        assert_eq!(actions, [Action::Drop(DropReason::CloseTimeout)]);
+        let actions = m.on_timer(&mut out, t0 + s.close_timeout, &s);
+        assert_eq!(actions.drop, Some(DropReason::CloseTimeout));
     }
 
     #[test]
@@ -854,6 +860,7 @@ mod tests {
             accept: "x".into(),
             protocol: None,
         };
+        let mut out = WriteQueue::new();
         // Sockets upgraded at different instants within one tick ping
         // together, at the first tick at or after their own due time.
         let mut ms: Vec<Machine> = [3, 40, 99]
@@ -862,10 +869,11 @@ mod tests {
                 let at = epoch + Duration::from_millis(*ms);
                 let mut m = Machine::new("127.0.0.1:5000".parse().unwrap(), at, &s);
                 let role = Role::Chat { session: session() };
-                let _ = m.upgrade(&upgrade, role, at, &s);
+                m.upgrade(&upgrade, role, &mut out, at, &s);
                 m
             })
             .collect();
+        let _ = sent(&mut out);
         let due = epoch + s.ping_interval + tick;
         for m in &ms {
             assert_eq!(m.deadline(), Some(due));
@@ -873,56 +881,54 @@ mod tests {
         // One exactly on a tick is not moved.
         assert_eq!(s.on_tick(epoch + 2 * tick), epoch + 2 * tick);
         // The ping's pong timeout: rounded up too, never shortened.
-        let sent = due + Duration::from_millis(7); // a late loop turn
-        assert_eq!(ms[0].on_timer(sent, &s).count(), 1, "a ping");
+        let sent_at = due + Duration::from_millis(7); // a late loop turn
+        assert!(ms[0].on_timer(&mut out, sent_at, &s).is_empty());
+        assert_eq!(sent(&mut out), frame::PING, "a ping");
         let pong_deadline = ms[0].deadline().unwrap();
-        assert!(pong_deadline >= sent + s.pong_timeout);
-        assert!(pong_deadline < sent + s.pong_timeout + tick);
+        assert!(pong_deadline >= sent_at + s.pong_timeout);
+        assert!(pong_deadline < sent_at + s.pong_timeout + tick);
         assert_eq!(s.on_tick(pong_deadline), pong_deadline);
         // A pong moves the next ping to a tick as well.
-        let t = sent + Duration::from_millis(1);
-        let _ = feed_with(&mut ms[0], &client(0xA, b""), t, &s);
+        let t = sent_at + Duration::from_millis(1);
+        let pong = client(0xA, b"");
+        let (used, _) = ms[0].on_frame_bytes(&pong, &mut out, t, &s);
+        assert_eq!(used, pong.len());
         let next = ms[0].deadline().unwrap();
         assert!(next >= t + s.ping_interval && next < t + s.ping_interval + tick);
         assert_eq!(s.on_tick(next), next);
         // Without a pong, the drop comes at the rounded pong timeout.
-        let _ = ms[1].on_timer(due, &s);
+        let _ = ms[1].on_timer(&mut out, due, &s);
         let at = ms[1].deadline().unwrap();
-        let actions: Vec<Action> = ms[1].on_timer(at, &s).collect();
-        assert_eq!(actions, [Action::Drop(DropReason::PongTimeout)]);
-    }
-
-    fn feed_with(m: &mut Machine, bytes: &[u8], now: Instant, s: &Settings) -> Vec<Action> {
-        let (used, actions) = m.on_frame_bytes(bytes, now, s);
-        assert_eq!(used, bytes.len());
-        actions.collect()
+        let actions = ms[1].on_timer(&mut out, at, &s);
+        assert_eq!(actions.drop, Some(DropReason::PongTimeout));
     }
 
     #[test]
     fn pings_pongs_and_the_pong_timeout() {
         let t0 = Instant::now();
         let s = settings();
+        let mut out = WriteQueue::new();
         let mut m = chat_socket(t0);
         let t1 = t0 + s.ping_interval;
-        let ping = Action::Send(Bytes::Static(frame::PING));
-        assert_eq!(m.on_timer(t1, &s).collect::<Vec<_>>(), [ping]);
+        assert!(m.on_timer(&mut out, t1, &s).is_empty());
+        assert_eq!(sent(&mut out), frame::PING);
         assert_eq!(m.deadline(), Some(t1 + s.pong_timeout));
         let t2 = t1 + SECOND;
-        assert!(feed(&mut m, &client(10, b""), t2).is_empty());
+        assert!(feed(&mut m, &client(10, b""), t2).0.is_empty());
         assert_eq!(m.deadline(), Some(t2 + s.ping_interval), "next ping");
         // A pong nobody asked for changes nothing.
-        assert!(feed(&mut m, &client(10, b""), t2 + SECOND).is_empty());
+        assert!(feed(&mut m, &client(10, b""), t2 + SECOND).0.is_empty());
         assert_eq!(m.deadline(), Some(t2 + s.ping_interval));
         // Their ping is answered with a pong carrying its payload.
-        let pong = send(frame::encode_frame(Opcode::Pong, b"hi"));
-        assert_eq!(feed(&mut m, &client(9, b"hi"), t2), [pong]);
+        let pong = frame::encode_frame(Opcode::Pong, b"hi");
+        assert_eq!(feed(&mut m, &client(9, b"hi"), t2).0, pong);
         let t3 = t2 + s.ping_interval;
-        assert_eq!(m.on_timer(t3, &s).count(), 1, "a ping");
-        let gone: Vec<Action> = m.on_timer(t3 + s.pong_timeout, &s).collect();
-        assert_eq!(gone, [Action::Drop(DropReason::PongTimeout)]);
-        let mut left = Actions::default();
-        m.on_drop(&mut left);
-        assert_eq!(left.collect::<Vec<_>>(), [Action::Leave(session())]);
+        let _ = m.on_timer(&mut out, t3, &s);
+        assert_eq!(sent(&mut out), frame::PING);
+        let gone = m.on_timer(&mut out, t3 + s.pong_timeout, &s);
+        assert_eq!(gone.drop, Some(DropReason::PongTimeout));
+        assert_eq!(m.on_drop(), Some(session()));
+        assert_eq!(m.on_drop(), None, "leaves once");
     }
 
     #[test]
@@ -930,20 +936,19 @@ mod tests {
         let t0 = Instant::now();
         let mut m = chat_socket(t0);
         let text = |m: &mut Machine, at| feed(m, &client(1, b"hi"), at);
-        let chat = Action::Chat(session(), b"hi".to_vec());
-        assert_eq!(text(&mut m, t0), vec![chat.clone()], "burst of 2");
-        assert_eq!(text(&mut m, t0), vec![chat.clone()]);
-        assert_eq!(text(&mut m, t0 + SECOND), vec![chat], "1 per second");
-        let over = text(&mut m, t0 + SECOND);
-        assert_eq!(
-            over,
-            [
-                send(frame::encode_close(close::POLICY, "rate limit")),
-                Action::CloseSent(close::POLICY),
-                Action::Leave(session()),
-            ]
+        let chat = Actions {
+            chat: Some((session(), b"hi".to_vec())),
+            ..Actions::default()
+        };
+        assert_eq!(text(&mut m, t0).1, chat, "burst of 2");
+        assert_eq!(text(&mut m, t0).1, chat);
+        assert_eq!(text(&mut m, t0 + SECOND).1, chat, "1 per second");
+        let (_, over) = text(&mut m, t0 + SECOND);
+        assert_eq!(over, closing(close::POLICY, "rate limit", true, false));
+        assert!(
+            text(&mut m, t0 + 10 * SECOND).1.is_empty(),
+            "closed: ignored"
         );
-        assert!(text(&mut m, t0 + 10 * SECOND).is_empty(), "closed: ignored");
     }
 
     #[test]
@@ -951,16 +956,20 @@ mod tests {
         let t0 = Instant::now();
         let mut m = chat_socket(t0);
         let unmasked = frame::encode_frame(Opcode::Text, b"hi");
-        let actions = feed(&mut m, &unmasked, t0);
-        assert_eq!(actions.len(), MAX_ACTIONS);
-        assert!(matches!(
-            actions[1],
-            Action::CloseSent(close::PROTOCOL_ERROR)
-        ));
-        assert_eq!(actions[2..], [Action::Leave(session()), Action::Drain]);
+        let (_, actions) = feed(&mut m, &unmasked, t0);
+        assert_eq!(
+            actions.close.and_then(|c| c.code),
+            Some(close::PROTOCOL_ERROR)
+        );
+        assert_eq!(actions.leave, Some(session()), "leaves, and drains:");
+        assert!(actions.drain);
         let mut m = chat_socket(t0);
-        let actions = feed(&mut m, &client(2, b"\x00"), t0);
-        assert_eq!(actions[1], Action::CloseSent(close::UNSUPPORTED_DATA));
+        let (_, actions) = feed(&mut m, &client(2, b"\x00"), t0);
+        let reason = "text messages only";
+        assert_eq!(
+            actions,
+            closing(close::UNSUPPORTED_DATA, reason, true, false)
+        );
     }
 
     #[test]
@@ -972,19 +981,18 @@ mod tests {
             accept: "x".into(),
             protocol: None,
         };
-        let _ = m.upgrade(&upgrade, Role::Echo, t0, &s);
-        let echo = send(frame::encode_frame(Opcode::Binary, b"\x00\x01"));
-        assert_eq!(feed(&mut m, &client(2, b"\x00\x01"), t0), [echo]);
-        let mut left = Actions::default();
-        m.on_drop(&mut left);
-        assert!(left.is_empty(), "an echo socket is in no room");
+        m.upgrade(&upgrade, Role::Echo, &mut WriteQueue::new(), t0, &s);
+        let echo = frame::encode_frame(Opcode::Binary, b"\x00\x01");
+        assert_eq!(feed(&mut m, &client(2, b"\x00\x01"), t0).0, echo);
+        assert_eq!(m.on_drop(), None, "an echo socket is in no room");
     }
 
     /// The next request of `input`: its path and length, and whether it
     /// asks for keep-alive.
     fn next(m: &mut Machine, input: &[u8], now: Instant) -> Option<(String, usize, bool)> {
         let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        match m.on_request_bytes(input, &mut storage, now, &settings()) {
+        let mut out = WriteQueue::new();
+        match m.on_request_bytes(input, &mut storage, &mut out, now, &settings()) {
             HttpInput::Request { request, len, .. } => {
                 Some((request.path.to_string(), len, request.keep_alive()))
             }
@@ -1016,20 +1024,16 @@ mod tests {
             awaiting,
             "the next request"
         );
-        let sent = m.continue_body().map(|a| match a {
-            Action::Send(b) => b.as_slice().to_vec(),
-            other => panic!("{other:?}"),
-        });
-        assert_eq!(
-            sent.collect::<Vec<_>>(),
-            [b"HTTP/1.1 100 Continue\r\n\r\n".to_vec()]
-        );
+        let mut out = WriteQueue::new();
+        m.continue_body(&mut out);
+        assert_eq!(sent(&mut out), b"HTTP/1.1 100 Continue\r\n\r\n");
     }
 
     #[test]
     fn keep_alive_pipelining_and_the_head_timeout() {
         let t0 = Instant::now();
         let s = settings();
+        let mut out = WriteQueue::new();
         let mut m = Machine::new("127.0.0.1:5000".parse().unwrap(), t0, &s);
         assert_eq!(m.deadline(), Some(t0 + s.head_timeout));
         let input = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\nGET /c";
@@ -1037,8 +1041,9 @@ mod tests {
         assert_eq!((path.as_str(), keep), ("/a", true));
         let t1 = t0 + SECOND;
         let ok = || Response::text(Status::Ok, "ok");
-        let actions: Vec<Action> = m.respond(ok(), false, keep, t1, &s).collect();
-        assert_eq!(actions.len(), 2, "head and body, no drain");
+        let actions = m.respond(ok(), false, keep, &mut out, t1, &s);
+        assert!(actions.is_empty(), "no drain");
+        assert!(sent(&mut out).starts_with(b"HTTP/1.1 200 "));
         assert!(m.is_http());
         assert_eq!(
             m.deadline(),
@@ -1047,15 +1052,15 @@ mod tests {
         );
         let (path, len_b, keep) = next(&mut m, &input[len..], t1).unwrap();
         assert_eq!((path.as_str(), keep), ("/b", false));
-        let actions: Vec<Action> = m.respond(ok(), false, keep, t1, &s).collect();
-        assert_eq!(actions.last(), Some(&Action::Drain));
+        let actions = m.respond(ok(), false, keep, &mut out, t1, &s);
+        assert!(actions.drain);
         assert!(m.is_draining());
         assert_eq!(m.deadline(), Some(t1 + s.close_timeout));
         // An unfinished request waits; a head timeout drops.
         let mut m = Machine::new("127.0.0.1:5000".parse().unwrap(), t0, &s);
         assert_eq!(next(&mut m, &input[len + len_b..], t0), None);
-        let timeout: Vec<Action> = m.on_timer(t0 + s.head_timeout, &s).collect();
-        assert_eq!(timeout, [Action::Drop(DropReason::HeadTimeout)]);
+        let timeout = m.on_timer(&mut out, t0 + s.head_timeout, &s);
+        assert_eq!(timeout.drop, Some(DropReason::HeadTimeout));
     }
 
     #[test]
@@ -1064,27 +1069,24 @@ mod tests {
         let s = settings();
         let mut m = Machine::new("127.0.0.1:5000".parse().unwrap(), t0, &s);
         let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut out = WriteQueue::new();
         let HttpInput::Refused(actions) =
-            m.on_request_bytes(b"NOT HTTP\r\n\r\n", &mut storage, t0, &s)
+            m.on_request_bytes(b"NOT HTTP\r\n\r\n", &mut storage, &mut out, t0, &s)
         else {
             panic!("not refused");
         };
-        let actions: Vec<Action> = actions.collect();
-        let Action::Send(head) = &actions[0] else {
-            panic!("{actions:?}")
-        };
-        assert!(head.as_slice().starts_with(b"HTTP/1.1 400 "));
-        assert_eq!(actions.last(), Some(&Action::Drain));
+        assert!(sent(&mut out).starts_with(b"HTTP/1.1 400 "));
+        assert!(actions.drain);
         assert!(m.is_draining());
     }
 
-    /// One connection driven as the loop drives it, with no socket: its
-    /// machine, its input, its gate, and a count of bytes queued.
+    /// One connection driven as the core drives it, with no socket: its
+    /// machine, its input, its gate, and its queue.
     struct Driven {
         machine: Machine,
         input: Input,
         gate: InputGate,
-        queued: usize,
+        out: WriteQueue,
         answered: Vec<String>,
     }
 
@@ -1094,26 +1096,24 @@ mod tests {
         /// Answers pipelined requests while the gate admits them.
         fn process(&mut self, now: Instant) {
             let s = settings();
-            while self.gate.admits(self.queued, Self::PAUSE_AT) {
+            while self.gate.admits(self.out.buffered(), Self::PAUSE_AT) {
                 let Some((path, len, keep)) = next(&mut self.machine, self.input.pending(), now)
                 else {
                     return;
                 };
                 self.input.consume(len);
                 let ok = Response::text(Status::Ok, "ok");
-                for action in self.machine.respond(ok, false, keep, now, &s) {
-                    if let Action::Send(bytes) = action {
-                        self.queued += bytes.len();
-                    }
-                }
+                let _ = self
+                    .machine
+                    .respond(ok, false, keep, &mut self.out, now, &s);
                 self.answered.push(path);
             }
         }
 
         /// The socket took everything queued.
         fn flush(&mut self) -> bool {
-            self.queued = 0;
-            self.gate.reopens(self.queued, Self::PAUSE_AT)
+            let _ = sent(&mut self.out);
+            self.gate.reopens(self.out.buffered(), Self::PAUSE_AT)
         }
     }
 
@@ -1125,7 +1125,7 @@ mod tests {
             machine: Machine::new("127.0.0.1:5000".parse().unwrap(), t0, &s),
             input: Input::default(),
             gate: InputGate::Open,
-            queued: 0,
+            out: WriteQueue::new(),
             answered: Vec::new(),
         };
         let requests: Vec<String> = (0..10).map(|i| format!("/{i}")).collect();
@@ -1136,7 +1136,11 @@ mod tests {
         c.process(t0);
         let first = c.answered.len();
         assert!(first > 0 && first < 10, "paused after {first}");
-        assert!(c.queued > Driven::PAUSE_AT, "over the level: {}", c.queued);
+        assert!(
+            c.out.buffered() > Driven::PAUSE_AT,
+            "over the level: {}",
+            c.out.buffered()
+        );
         c.process(t0);
         assert_eq!(c.answered.len(), first, "nothing more while paused");
         let mut flushes = 0;

@@ -1,6 +1,7 @@
-//! One client connection as the poll loop holds it: its socket, its input
-//! not processed yet and the gate on it (backpressure), its write queue, and
-//! its [`Machine`] (the protocol, with no I/O: see [`machine`]).
+//! One client connection as the server core holds it: its input not
+//! processed yet and the gate on it (backpressure), its write queue, and its
+//! [`Machine`] (the protocol, with no I/O: see [`machine`]). Its socket is
+//! the driver's (`crate::server`), which knows it by the same [`ConnId`].
 //!
 //! A connection that is done (`Draining`) flushes what is queued, sends FIN,
 //! then discards what the peer still sends until it closes too (closing a
@@ -14,8 +15,7 @@ pub use machine::Machine;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use mio::net::TcpStream;
-use mio::{Interest, Token};
+use mio::Token;
 
 use crate::queue::WriteQueue;
 use crate::table::Id;
@@ -141,12 +141,10 @@ impl InputGate {
     }
 }
 
-/// One connection as the poll loop holds it: the socket and its buffers,
-/// and the [`Machine`] that decides what the protocol does with them.
+/// One connection as the core holds it: its buffers, and the [`Machine`]
+/// that decides what the protocol does with them.
 #[derive(Debug)]
 pub struct Conn {
-    /// The socket (non-blocking).
-    pub stream: TcpStream,
     /// The protocol state: what to do with bytes and time.
     pub machine: Machine,
     /// Bytes waiting for the socket.
@@ -154,8 +152,6 @@ pub struct Conn {
     /// The time of this connection's entry in the timers, if any (the
     /// machine's deadline may have moved since: see `timers`).
     pub queued_timer: Option<Instant>,
-    /// What we are registered for with the poll.
-    pub interest: Interest,
     /// Input read and not processed yet.
     pub input: Input,
     /// Whether input may be read and processed now (backpressure).
@@ -170,24 +166,37 @@ pub struct Conn {
     /// Counted under its peer's address in the per-address limits (released
     /// when it is dropped).
     pub counted: bool,
+    /// The peer sent FIN: once the queue is written, it is dropped.
+    pub peer_closed: bool,
+    /// Bytes the turn will queue for it when it is delivered (the frames
+    /// of its own messages, which come back to it, and its close frame):
+    /// the gate counts them as queued already, so a sender is paused as if
+    /// its messages were broadcast the moment it sent them, and a peer's
+    /// FIN does not drop a connection that is still owed them.
+    pub owed: usize,
 }
 
 impl Conn {
-    /// A freshly accepted connection: readable interest, empty buffers, gate open.
-    pub fn new(stream: TcpStream, machine: Machine) -> Self {
+    /// A freshly accepted connection: empty buffers, gate open.
+    pub fn new(machine: Machine) -> Self {
         Conn {
-            stream,
             machine,
             out: WriteQueue::new(),
             queued_timer: None,
-            interest: Interest::READABLE,
             input: Input::default(),
             gate: InputGate::Open,
             dirty: false,
             via_metrics: false,
             via_proxy: false,
             counted: false,
+            peer_closed: false,
+            owed: 0,
         }
+    }
+
+    /// What the input gate weighs: bytes queued, and owed by the turn.
+    pub fn output(&self) -> usize {
+        self.out.buffered() + self.owed
     }
 
     /// The client's address (see [`Machine::peer`]).

@@ -11,22 +11,7 @@
 use std::collections::HashMap;
 use std::ops::Range;
 
-use sha2::{Digest, Sha256};
-
-/// The SHA-256 of a session token: what the database keeps instead of the
-/// token. A token is 128 random bits, so a fast hash is enough: nobody can
-/// search that space for a token that fits a hash, and a copy of the file
-/// holds no cookie that works. The server hashes a cookie to find a
-/// restored session.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TokenHash(pub [u8; 32]);
-
-impl TokenHash {
-    /// The hash of a session token.
-    pub fn of(token: &[u8; 16]) -> Self {
-        TokenHash(Sha256::digest(token).into())
-    }
-}
+pub use crate::token::TokenHash;
 
 /// A login recorded this turn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

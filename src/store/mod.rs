@@ -78,10 +78,10 @@
 //! (A full disk, a file made read-only, an I/O error.) The transaction is
 //! rolled back and the store stays usable: the next `commit()` starts
 //! afresh and succeeds once the disk does. The turn's logins and messages
-//! are *discarded* and handed back in [`CommitError::discarded`]: the server
-//! sends none of them, closes the senders of those messages with `1011`
-//! ([`CommitError::close_code`]) and answers those logins `503`
-//! ([`CommitError::login_status`]), and takes them out of its memory. The
+//! are *discarded* and handed back in [`CommitError::discarded`]; the server
+//! core sends none of them, decides what their senders and logins are told
+//! (the store names no status or close code), and takes them out of its
+//! memory. The
 //! turn's session ends are *kept* and retried with the next commit: nobody
 //! waits for them, and forgetting one would bring that session back after a
 //! restart.
@@ -151,9 +151,6 @@ use std::fmt;
 use std::path::Path;
 
 use rusqlite::{Connection, Transaction, params};
-
-use crate::http::Status;
-use crate::ws::close::{CloseCode, INTERNAL_ERROR};
 
 pub use batch::{Batch, Login, Message, TokenHash};
 pub use damage::Damage;
@@ -287,18 +284,6 @@ pub struct CommitError {
     pub discarded: Box<Batch>,
 }
 
-impl CommitError {
-    /// The close code for the senders of the discarded messages.
-    pub fn close_code(&self) -> CloseCode {
-        INTERNAL_ERROR
-    }
-
-    /// The status for the discarded logins.
-    pub fn login_status(&self) -> Status {
-        Status::ServiceUnavailable
-    }
-}
-
 impl fmt::Display for CommitError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let error = self.error.to_string().replace(['\n', '\r'], " ");
@@ -318,11 +303,6 @@ impl std::error::Error for CommitError {}
 pub struct QueryError(pub rusqlite::Error);
 
 impl QueryError {
-    /// A scrollback request that hit it is answered with this.
-    pub fn status(&self) -> Status {
-        Status::InternalError
-    }
-
     /// The read met a damaged page (see [`is_damage`]).
     pub fn is_damage(&self) -> bool {
         is_damage(&self.0)
@@ -482,6 +462,26 @@ impl Store {
             damaged: went_around || self.damage.touches(&self.batch),
             refused_rooms,
         }
+    }
+
+    /// Makes every commit that writes something fail (`true`) as a full
+    /// disk would, through SQLite's own error and rollback, or work again
+    /// (`false`). Temporary triggers of this connection: nothing is stored
+    /// in the file. For the tests and the simulation (a full disk on
+    /// demand, without a mount).
+    pub fn fail_writes(&mut self, fail: bool) -> rusqlite::Result<()> {
+        let sql = if fail {
+            "CREATE TEMP TRIGGER IF NOT EXISTS full_disk_m BEFORE INSERT ON messages \
+               BEGIN SELECT RAISE(ABORT, 'database or disk is full (simulated)'); END;\
+             CREATE TEMP TRIGGER IF NOT EXISTS full_disk_s BEFORE INSERT ON sessions \
+               BEGIN SELECT RAISE(ABORT, 'database or disk is full (simulated)'); END;\
+             CREATE TEMP TRIGGER IF NOT EXISTS full_disk_e BEFORE DELETE ON sessions \
+               BEGIN SELECT RAISE(ABORT, 'database or disk is full (simulated)'); END;"
+        } else {
+            "DROP TRIGGER IF EXISTS temp.full_disk_m; DROP TRIGGER IF EXISTS temp.full_disk_s; \
+             DROP TRIGGER IF EXISTS temp.full_disk_e;"
+        };
+        self.conn.execute_batch(sql)
     }
 
     /// Every session, and every room with its `last_seq` and its last

@@ -389,8 +389,6 @@ fn a_failing_commit_discards_the_turn_and_the_store_recovers() {
         store.record_message(message(1, seq, &big));
     }
     let error = store.commit().expect_err("the disk is full");
-    assert_eq!(error.close_code(), 1011);
-    assert_eq!(error.login_status().code(), 503);
     assert_eq!(error.discarded.messages().len(), 37);
     assert_eq!(error.discarded.messages().next().unwrap().seq, 4);
     assert_eq!(

@@ -1,36 +1,39 @@
-//! The WebSocket and room side of the loop: frames in (through the
+//! The WebSocket and room side of the core: frames in (through the
 //! connection's machine), joining and leaving rooms, chat messages, and the
-//! broadcast of one shared frame to a room. Part of the poll loop's
-//! `impl Server`.
+//! broadcast of one shared frame to a room. Part of the core's `impl Core`.
 //!
 //! The hot path of one chat message: `frames_step` feeds the bytes to the
-//! connection's [`Machine`](crate::conn::Machine), which returns
-//! `Action::Chat`; `apply` hands it to `on_chat_text`, which posts it
-//! (`post_message` in `durable.rs` numbers it and encodes the frame once;
-//! with a data file it waits there for the turn's commit) and `broadcast`s
-//! that one `Rc` frame into every member's write queue, flushed at the end
-//! of the turn.
+//! connection's [`Machine`](crate::conn::Machine), which returns them as
+//! `Actions::chat`; `apply` hands them to `on_chat_text`, which posts the
+//! message (`post_message` in `turn.rs` numbers it, records it and encodes
+//! its frame once; it waits in the outbox for the turn's commit); at the
+//! end of the turn `broadcast` puts that one `Rc` frame into every member's
+//! write queue, and the driver writes the queues.
 
 use std::rc::Rc;
 
-use super::{Server, Step, TimerKey};
+use super::turn::Outgoing;
+use super::{Core, Step, TimerKey};
 use crate::bytes::Bytes;
 use crate::chat::{self, RoomId, SessionId, events};
 use crate::conn::ConnId;
+use crate::conn::machine::CloseFrame;
 use crate::logsafe::Escaped;
 use crate::queue::Frame;
 use crate::ws::close::{self, CloseReason};
 use crate::ws::frame::{self, Opcode};
 
-impl Server {
+impl Core {
     /// Feeds `input` to the connection's machine until one message is
     /// complete (and handled) or `input` is used up.
     pub(super) fn frames_step(&mut self, id: ConnId, input: &[u8]) -> Step {
         let (now, settings) = (self.now, self.settings);
-        let Some(conn) = self.conn(id) else {
+        let Some(conn) = self.conns.get_mut(id) else {
             return Step::Took(input.len());
         };
-        let (used, actions) = conn.machine.on_frame_bytes(input, now, &settings);
+        let (used, actions) = conn
+            .machine
+            .on_frame_bytes(input, &mut conn.out, now, &settings);
         self.apply(id, actions);
         Step::Took(used)
     }
@@ -70,7 +73,7 @@ impl Server {
     }
 
     /// Takes a closing or closed socket out of its room and tells the others
-    /// (for `Action::Leave`, the only caller).
+    /// (for `Outgoing::Leave` and `close_now`).
     pub(super) fn leave_room(&mut self, session: SessionId, id: ConnId) {
         let expires = self.now + self.config.grace_timeout;
         let Some(left) = self.chat.leave(session, id, expires) else {
@@ -87,26 +90,30 @@ impl Server {
         let mut json = Vec::with_capacity(64);
         events::presence(&mut json, "leave", &left.user, chat::unix_millis());
         let frame: Frame = frame::encode_frame(Opcode::Text, &json).into();
-        self.post_presence(left.room, frame, None);
+        // (Only called while the turn is delivered: broadcast in order.)
+        self.broadcast(left.room, frame, None);
     }
 
-    /// Ends a session at once (`POST /logout`): its socket is closed with
-    /// `1000 logged out` (the others see its `leave`), its id is freed, and
-    /// with a data file its end is recorded in this turn's commit.
+    /// `POST /logout`: the session's end is recorded in this turn's
+    /// commit, and the session ends in the turn's order (`end_session`).
     pub(super) fn log_out(&mut self, session: SessionId) {
         let Some(s) = self.chat.sessions.get(session) else {
             return;
         };
-        let (socket, token_hash) = (s.socket, s.token_hash);
-        if let Some(socket) = socket {
-            self.close_ws(socket, CloseReason::new(close::NORMAL, "logged out"));
+        self.journal.record_session_end(s.token_hash);
+        self.outbox.push_back(Outgoing::LogOut { session });
+    }
+
+    /// Ends a logged-out session, in the turn's order: its socket is closed
+    /// with `1000 logged out` (the others see its `leave`) and its id is
+    /// freed.
+    pub(super) fn end_session(&mut self, session: SessionId) {
+        if let Some(socket) = self.chat.sessions.get(session).and_then(|s| s.socket) {
+            self.close_now(socket, CloseReason::new(close::NORMAL, "logged out"));
         }
         let user = self.chat.user(session).to_string();
         if let Some(number) = self.chat.log_out(session) {
             log::info!("logout: \"{}\" from room {number}", Escaped(&user));
-        }
-        if let Some(d) = self.durable.as_mut() {
-            d.store.record_session_end(token_hash);
         }
     }
 
@@ -133,10 +140,10 @@ impl Server {
 
     /// Queues one shared frame for every member of `room` (but `except`);
     /// returns how many receivers it was queued for. Receivers pushed over
-    /// `--max-buffered` have their queue freed at once and are closed
-    /// afterwards: each close broadcasts a `leave`, so the closes run from a
-    /// work list in the outermost call, not nested once per slow receiver
-    /// (a stalled room of thousands would overflow the stack).
+    /// `--max-buffered` have their queue freed at once and are put on the
+    /// `too_slow` list, which the turn closes after this broadcast (each
+    /// close posts a `leave` to the back of the outbox: a work queue, not
+    /// recursion).
     pub(super) fn broadcast(
         &mut self,
         room: RoomId,
@@ -159,7 +166,7 @@ impl Server {
             queued += 1;
             if !conn.dirty {
                 conn.dirty = true;
-                self.dirty.push(member.conn);
+                self.dirty.push_back(member.conn);
             }
             if conn.out.buffered() > max_buffered {
                 // Freed now, so the leaves broadcast below do not find it
@@ -168,17 +175,16 @@ impl Server {
                 conn.out.clear();
             }
         }
-        if !self.closing_too_slow {
-            self.close_too_slow();
-        }
         queued
     }
 
-    /// Closes the receivers the outermost broadcast found too slow.
-    fn close_too_slow(&mut self) {
-        self.closing_too_slow = true;
+    /// Closes the receivers a broadcast found too slow, at once (the turn
+    /// is delivering: nothing more of it is for them).
+    pub(super) fn close_too_slow(&mut self) {
         while let Some((id, buffered)) = self.too_slow.pop() {
-            let Some(conn) = self.conn(id) else { continue };
+            let Some(conn) = self.conns.get(id) else {
+                continue;
+            };
             // Found twice before its close (its queue held the rest of a
             // started frame): closed once.
             if !conn.machine.is_open_websocket() {
@@ -188,16 +194,44 @@ impl Server {
                 "{}: too slow ({buffered} bytes buffered), closing 1008",
                 conn.peer()
             );
-            self.close_ws(id, CloseReason::new(close::POLICY, "backpressure limit"));
+            self.close_now(id, CloseReason::new(close::POLICY, "backpressure limit"));
         }
-        self.closing_too_slow = false;
     }
 
-    /// Starts the close handshake from our side (see `Machine::close`).
+    /// Starts the close handshake from our side (see `Machine::close`),
+    /// in the turn's order: the socket first gets what the turn delivers
+    /// before it.
     pub(super) fn close_ws(&mut self, id: ConnId, reason: CloseReason) {
         let (now, settings) = (self.now, self.settings);
-        let Some(conn) = self.conn(id) else { return };
+        let Some(conn) = self.conns.get_mut(id) else {
+            return;
+        };
         let actions = conn.machine.close(reason, now, &settings);
         self.apply(id, actions);
+    }
+
+    /// Starts the close handshake now, while the turn is being delivered:
+    /// the close frame is queued and the socket leaves its room at once.
+    pub(super) fn close_now(&mut self, id: ConnId, reason: CloseReason) {
+        let (now, settings) = (self.now, self.settings);
+        let Some(conn) = self.conns.get_mut(id) else {
+            return;
+        };
+        let actions = conn.machine.close(reason, now, &settings);
+        if let Some(close) = actions.close {
+            self.queue_close(id, close);
+        }
+        if let Some(session) = actions.leave {
+            self.leave_room(session, id);
+        }
+        self.sync_timer(id);
+    }
+
+    /// Queues a close frame (counted by its code).
+    pub(super) fn queue_close(&mut self, id: ConnId, close: CloseFrame) {
+        if let Some(code) = close.code {
+            self.metrics.closed(code);
+        }
+        self.send(id, Bytes::Owned(close.frame));
     }
 }

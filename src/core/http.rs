@@ -1,12 +1,12 @@
-//! The HTTP side of the loop: taking the next complete request from a
-//! connection's input (keep-alive and pipelining included: the loop asks
+//! The HTTP side of the core: taking the next complete request from a
+//! connection's input (keep-alive and pipelining included: the core asks
 //! for one request at a time, and only while the connection is not paused),
 //! routing it, and handing the outcome back to the connection's machine
-//! (a response, or an upgrade). Part of the poll loop's `impl Server`.
+//! (a response, or an upgrade). Part of the core's `impl Core`.
 
 use std::net::{IpAddr, SocketAddr};
 
-use super::{Server, Step, TimerKey};
+use super::{Core, Step};
 use crate::chat::events;
 use crate::conn::ConnId;
 use crate::conn::machine::{HttpInput, Role};
@@ -38,17 +38,17 @@ impl Reply {
     }
 }
 
-impl Server {
+impl Core {
     /// Answers the request at the front of `input`, if it is all there.
     pub(super) fn http_step(&mut self, id: ConnId, input: &[u8]) -> Step {
         let (now, settings) = (self.now, self.settings);
-        let Some(conn) = self.conn(id) else {
+        let Some(conn) = self.conns.get_mut(id) else {
             return Step::Took(input.len());
         };
         let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
         match conn
             .machine
-            .on_request_bytes(input, &mut storage, now, &settings)
+            .on_request_bytes(input, &mut storage, &mut conn.out, now, &settings)
         {
             HttpInput::NeedMore => Step::NeedMore,
             HttpInput::Refused(actions) => {
@@ -67,13 +67,15 @@ impl Server {
     /// Continue` if the route wants it, else the final answer now, without
     /// the body, and the connection closes (the body may still come).
     fn answer_expectation(&mut self, id: ConnId, req: &Request, input: &[u8]) -> Step {
-        let Some((via_metrics, proxied)) = self.conn(id).map(|c| (c.via_metrics, c.via_proxy))
+        let Some((via_metrics, proxied)) = self.get(id).map(|c| (c.via_metrics, c.via_proxy))
         else {
             return Step::Took(input.len());
         };
         if routes::wants_body(req, &self.config, via_metrics, proxied) {
-            let actions = self.conn(id).map(|c| c.machine.continue_body());
-            self.apply(id, actions.unwrap_or_default());
+            if let Some(conn) = self.conns.get_mut(id) {
+                conn.machine.continue_body(&mut conn.out);
+                self.mark_dirty(id);
+            }
             return Step::NeedMore;
         }
         let reply = Reply {
@@ -103,7 +105,7 @@ impl Server {
     /// down, no new socket is opened.
     fn route(&mut self, id: ConnId, req: &Request, body: &[u8], client: IpAddr) -> Outcome {
         let (via_metrics, proxied) = self
-            .conn(id)
+            .get(id)
             .map_or((false, false), |c| (c.via_metrics, c.via_proxy));
         self.metrics.http_requests += 1;
         let degraded = self.degraded();
@@ -140,15 +142,7 @@ impl Server {
                 response,
                 session,
                 expires,
-            } => match self.durable {
-                // With a data file the `303` waits for the turn's commit.
-                Some(_) => self.hold_login(id, session, response, reply, expires),
-                None => {
-                    self.metrics.logins += 1;
-                    self.timers.add(expires, TimerKey::Session(session));
-                    self.respond(id, response, reply);
-                }
-            },
+            } => self.hold_login(id, session, response, reply, expires),
             Outcome::LoggedOut { response, session } => {
                 self.log_out(session);
                 self.respond(id, response, reply);
@@ -193,7 +187,7 @@ impl Server {
             Some(Ok(())) => {}
             Some(Err(e)) => {
                 self.read_failed(&format!("scrollback of room {room}"), &e);
-                return Response::text(e.status(), "could not read the history")
+                return Response::text(Status::InternalError, "could not read the history")
                     .header("Cache-Control", "no-store");
             }
             None => {
@@ -212,7 +206,7 @@ impl Server {
         let code = response.status.code();
         if code >= 400
             && req.header_has_token("upgrade", "websocket")
-            && let Some(conn) = self.conn(id)
+            && let Some(conn) = self.get(id)
         {
             let (peer, path) = (conn.peer(), Escaped(req.path));
             log::info!("{peer}: WebSocket handshake to {path} refused: {code}");
@@ -247,7 +241,7 @@ impl Server {
         id: ConnId,
         req: &Request,
     ) -> Option<Result<IpAddr, (IpAddr, Refusal)>> {
-        let conn = self.conn(id)?;
+        let conn = self.get(id)?;
         let proxied = conn.via_proxy;
         let forwarded = if proxied { req.forwarded_for() } else { None };
         let peer = conn.peer();
@@ -264,7 +258,7 @@ impl Server {
             Ok(counted) => counted.is_some(),
             Err(refusal) => return Some(Err((client, refusal))),
         };
-        if let Some(conn) = self.conn(id) {
+        if let Some(conn) = self.get(id) {
             conn.counted = counted;
         }
         Some(Ok(client))
@@ -276,18 +270,29 @@ impl Server {
         let keep_alive = reply.keep_alive && self.shutting_down.is_none();
         let response = response.for_version(reply.version);
         let (now, settings) = (self.now, self.settings);
-        let Some(conn) = self.conn(id) else { return };
-        let actions = conn
-            .machine
-            .respond(response, reply.head_only, keep_alive, now, &settings);
+        let Some(conn) = self.conns.get_mut(id) else {
+            return;
+        };
+        let actions = conn.machine.respond(
+            response,
+            reply.head_only,
+            keep_alive,
+            &mut conn.out,
+            now,
+            &settings,
+        );
         self.apply(id, actions);
     }
 
     /// Sends `101 Switching Protocols` and turns the connection into a WebSocket.
     fn upgrade(&mut self, id: ConnId, upgrade: &Upgrade, role: Role) {
         let (now, settings) = (self.now, self.settings);
-        let Some(conn) = self.conn(id) else { return };
-        let actions = conn.machine.upgrade(upgrade, role, now, &settings);
-        self.apply(id, actions);
+        let Some(conn) = self.conns.get_mut(id) else {
+            return;
+        };
+        conn.machine
+            .upgrade(upgrade, role, &mut conn.out, now, &settings);
+        self.mark_dirty(id);
+        self.sync_timer(id);
     }
 }

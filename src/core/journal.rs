@@ -1,0 +1,106 @@
+//! Where the turn's changes go: the data file ([`Store`]), or nowhere.
+//! The core records into it and commits it every turn the same way either
+//! way; without a data file every record and every commit is a no-op, so
+//! the core has one delivery semantics (everything a turn produced waits
+//! for the turn's commit) and never asks whether there is a file.
+
+use std::path::Path;
+
+use crate::chat::TokenHash;
+use crate::store::{self, CommitError, Committed, History, QueryError, Store, StoredRoom};
+
+/// The data file, or no data file.
+#[derive(Debug)]
+pub enum Journal {
+    /// No `--data-file`: nothing is written; commits succeed at once.
+    Memory,
+    /// `--data-file`: every turn's changes are committed to it.
+    File(Box<Store>),
+}
+
+impl Journal {
+    /// A login's reservation (the `303` waits for the commit).
+    pub fn record_login(&mut self, token_hash: TokenHash, room: u32, user: &str, at: u64) {
+        if let Journal::File(store) = self {
+            store.record_login(token_hash, room, user, at);
+        }
+    }
+
+    /// A numbered chat message.
+    pub fn record_message(&mut self, message: store::Message<'_>) {
+        if let Journal::File(store) = self {
+            store.record_message(message);
+        }
+    }
+
+    /// A reservation that lapsed.
+    pub fn record_session_end(&mut self, token_hash: TokenHash) {
+        if let Journal::File(store) = self {
+            store.record_session_end(token_hash);
+        }
+    }
+
+    /// Commits what the turn recorded (one transaction; nothing without a
+    /// data file or without records).
+    pub fn commit(&mut self) -> Result<Committed, CommitError> {
+        match self {
+            Journal::File(store) if !store.pending().is_empty() => store.commit(),
+            _ => Ok(Committed::default()),
+        }
+    }
+
+    /// A room's counter and history tail, if the data file has it.
+    pub fn room(&self, number: u32, keep: usize) -> Result<Option<StoredRoom>, QueryError> {
+        match self {
+            Journal::Memory => Ok(None),
+            Journal::File(store) => store.room(number, keep),
+        }
+    }
+
+    /// A page of scrollback from the data file; `None` without one (the
+    /// room's history in memory serves instead).
+    pub fn history(
+        &self,
+        room: u32,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Option<Result<History, QueryError>> {
+        match self {
+            Journal::Memory => None,
+            Journal::File(store) => Some(store.history(room, before, limit)),
+        }
+    }
+
+    /// Copies the write-ahead log into the main file if it is due (after
+    /// the turn's output is written); true if it ran.
+    pub fn checkpoint_when_due(&mut self) -> Option<Result<(), rusqlite::Error>> {
+        match self {
+            Journal::File(store) if store.checkpoint_due() => Some(store.checkpoint()),
+            _ => None,
+        }
+    }
+
+    /// With a data file, makes its commits fail (or work again), as a full
+    /// disk would: see [`Store::fail_writes`]. For the simulation.
+    pub fn fail_writes(&mut self, fail: bool) -> Result<(), rusqlite::Error> {
+        match self {
+            Journal::File(store) => store.fail_writes(fail),
+            Journal::Memory => Ok(()),
+        }
+    }
+
+    /// Bytes of the data file at `path` and its log, for `/metrics` (0
+    /// without one).
+    pub fn file_bytes(&self, path: Option<&Path>) -> u64 {
+        let (Journal::File(_), Some(path)) = (self, path) else {
+            return 0;
+        };
+        let mut wal = path.to_path_buf().into_os_string();
+        wal.push("-wal");
+        [path.as_os_str(), wal.as_os_str()]
+            .iter()
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum()
+    }
+}

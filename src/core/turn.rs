@@ -1,0 +1,496 @@
+//! The turn: what a turn's events produced waits in the outbox (and a
+//! login's answer in `held`) until [`Core::end_turn`] has committed the
+//! turn's records to the [`Journal`](super::Journal); then the outbox is
+//! drained until empty. Part of the core's `impl Core`.
+//!
+//! # One turn
+//!
+//! 1. Events are handled; what must not be seen before it is on disk
+//!    waits:
+//!    - a chat message is *numbered* (`Chat::number_message`) and
+//!      *recorded* in the journal; its frame waits in the outbox,
+//!      unbroadcast and not yet in the room's history;
+//!    - a login's reservation is recorded; its answer (the `303` with the
+//!      cookie) waits in `held`, and the connection's input gate is held so
+//!      that no later request of it is answered first;
+//!    - `join` and `leave` events wait in the outbox too, behind the
+//!      messages, so everyone sees one order;
+//!    - a reservation that lapsed is recorded as ended.
+//!
+//!    No socket is written meanwhile: the driver writes only after
+//!    `end_turn`.
+//! 2. [`Core::end_turn`]: one commit (nothing to do without a data file or
+//!    without records). Then:
+//!    - **it worked**: the outbox is delivered in order (each message joins
+//!      its room's history and is broadcast), held logins get their `303`;
+//!      except the messages of a room whose pages in the file are damaged
+//!      (the store wrote the rest around them, see `store`): those are
+//!      refused as below, and the damage is logged once and keeps
+//!      `/healthz` at `503 degraded`;
+//!    - **it failed** (disk full, file made read-only): the turn's messages
+//!      are dropped (no client ever gets them) and their rooms take their
+//!      numbers back (`Chat::unnumber`), so a `seq` is never given to two
+//!      messages anyone saw; their senders are closed with `1011`; held
+//!      logins are cancelled and get `503`; the failure is logged once (per
+//!      outage), counted in `wsrooms_persist_errors_total`, and `/healthz`
+//!      answers `503 degraded` until a commit works again.
+//!
+//!    The outbox is one work queue: a receiver a broadcast pushes over
+//!    `--max-buffered` is closed right after that broadcast, and its
+//!    `leave` goes to the back of the same queue; the queue is drained
+//!    until it is empty, so every cascade of closes ends in this turn.
+//! 3. The driver writes every dirty queue, then calls
+//!    [`Core::after_flush`]: if the write-ahead log has grown enough, it is
+//!    copied into the main file now, when the turn's output is already on
+//!    its way (see `store::wal`).
+//!
+//! So a client sees a message, or a cookie, only once it is in the
+//! database's log: a crash (SIGKILL included) afterwards loses nothing
+//! anyone saw, and numbering after a restart goes on above every `seq`
+//! anyone saw. The price is one blocking commit per turn that changed
+//! something.
+
+use std::time::Instant;
+
+use super::http::Reply;
+use super::{Core, TimerKey};
+use crate::chat::{self, Kept, RoomId, SessionId, events};
+use crate::conn::ConnId;
+use crate::conn::machine::CloseFrame;
+use crate::http::Status;
+use crate::http::response::Response;
+use crate::logsafe::Escaped;
+use crate::queue::Frame;
+use crate::store::{self, CommitError, QueryError, Store, StoredMessage};
+use crate::ws::close::{CloseReason, INTERNAL_ERROR};
+use crate::ws::frame::{self, Opcode};
+
+/// One broadcast waiting for the end of the turn.
+pub(super) enum Outgoing {
+    /// A numbered chat message from `sender`'s socket.
+    Message {
+        room: RoomId,
+        message: Kept,
+        sender: ConnId,
+    },
+    /// A `join` event (to everyone but `except`).
+    Presence {
+        room: RoomId,
+        frame: Frame,
+        except: Option<ConnId>,
+    },
+    /// A close frame for `conn` (ours, or the answer to its peer's).
+    Close { conn: ConnId, close: CloseFrame },
+    /// `conn` leaves its session's room (it closed or was dropped): out of
+    /// the room, and a `leave` event to the others.
+    Leave { conn: ConnId, session: SessionId },
+    /// A session logged out: its socket closes, its id is freed.
+    LogOut { session: SessionId },
+}
+
+/// A login whose `303` waits for the commit.
+pub(super) struct HeldLogin {
+    conn: ConnId,
+    session: SessionId,
+    room: u32,
+    response: Response,
+    reply: Reply,
+    expires: Instant,
+}
+
+/// What the turn's commit came to, for its messages and logins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    /// Committed (or nothing to commit): deliver.
+    Stored,
+    /// The commit failed: deliver no message, refuse the logins.
+    Lost,
+}
+
+impl Core {
+    /// Takes over `store` (`--data-file`): restores its sessions (each
+    /// reserved for `--reserve-secs` or `--grace-secs` from now, whichever
+    /// is longer: the file does not say when a session's socket closed, and
+    /// one that was away during the restart keeps its id as long as if
+    /// there had been none; the newest `--max-sessions` of them, the older
+    /// ones end and are deleted from the file with the first commit), its
+    /// rooms' `seq` counters and their histories. From now on every turn
+    /// commits to it before anything is written.
+    pub fn use_store(&mut self, mut store: Store) -> Result<(), QueryError> {
+        let keep = self.config.history_messages;
+        let loaded = store.load(keep)?;
+        store.refuse_unreadable(&loaded.damaged_rooms);
+        let held = self.config.reserve_timeout.max(self.config.grace_timeout);
+        let expires = self.now + held;
+        let (mut restored, mut over_cap) = (0, 0);
+        // Newest first: over `--max-sessions`, the oldest logins end.
+        for s in &loaded.sessions {
+            if self.chat.sessions.len() >= self.config.max_sessions {
+                store.record_session_end(s.token_hash);
+                over_cap += 1;
+                continue;
+            }
+            match self.chat.restore(s.room, &s.user, s.token_hash, expires) {
+                Some(session) => {
+                    self.timers.add(expires, TimerKey::Session(session));
+                    restored += 1;
+                }
+                None => {
+                    log::warn!(
+                        "data file: session of \"{}\" in room {} not restored (the id is taken)",
+                        Escaped(&s.user),
+                        s.room
+                    );
+                    store.record_session_end(s.token_hash);
+                }
+            }
+        }
+        for r in loaded.rooms {
+            if let Some(room) = self.chat.room_by_number(r.number) {
+                let history = r.history.iter().map(kept).collect();
+                self.chat.restore_room(room, r.last_seq, history, keep);
+            }
+        }
+        self.chat.set_epoch(store.epoch());
+        log::info!(
+            "data file: {restored} sessions restored in {} rooms (epoch {:016x})",
+            self.chat.rooms.len(),
+            store.epoch()
+        );
+        if over_cap > 0 {
+            log::warn!(
+                "data file: {over_cap} older sessions ended, not restored: \
+                 more than --max-sessions {}",
+                self.config.max_sessions
+            );
+        }
+        self.journal = super::Journal::File(Box::new(store));
+        let damaged_rooms = loaded.damaged_rooms.len();
+        if damaged_rooms > 0 {
+            self.note_damage(&format!(
+                "{damaged_rooms} room(s) could not be read at start"
+            ));
+        }
+        Ok(())
+    }
+
+    /// A read of the data file failed (scrollback, a room coming back):
+    /// a damaged page is logged once for the whole file (it stays damaged
+    /// until the operator repairs it; every request into it would log it
+    /// again), any other error each time.
+    pub(super) fn read_failed(&mut self, what: &str, e: &QueryError) {
+        if e.is_damage() {
+            self.note_damage(&format!("{what}: {e}"));
+        } else {
+            log::error!("{what}: {e}");
+        }
+    }
+
+    /// The data file has a damaged page: the first time, one ERROR line
+    /// saying what to do; then only debug lines. `/healthz` stays `503
+    /// degraded` from now on; the rooms whose pages are sound go on.
+    fn note_damage(&mut self, what: &str) {
+        if self.damaged {
+            log::debug!("data file damaged: {what}");
+            return;
+        }
+        self.damaged = true;
+        log::error!(
+            "the data file is damaged ({what}); rooms whose pages are sound go on, \
+             /healthz answers 503 degraded until it is repaired (stop the server, \
+             then recover it or restore a backup: see the deployment guide); \
+             logged once"
+        );
+    }
+
+    // ----- during the turn ---------------------------------------------
+
+    /// A chat message from `sender`: numbered and recorded now, delivered
+    /// at the end of the turn once committed.
+    pub(super) fn post_message(&mut self, sender: ConnId, room: RoomId, user: &str, text: &str) {
+        let at = chat::unix_millis();
+        let Some(message) = self.chat.number_message(room, user, text, at) else {
+            return;
+        };
+        self.journal.record_message(store::Message {
+            room: self.chat.number(room),
+            seq: message.seq,
+            at,
+            user,
+            text,
+        });
+        if let Some(conn) = self.conns.get_mut(sender) {
+            conn.owed += message.frame.len();
+        }
+        self.outbox.push_back(Outgoing::Message {
+            room,
+            message,
+            sender,
+        });
+    }
+
+    /// A `join` or `leave` event, after the turn's messages before it.
+    pub(super) fn post_presence(&mut self, room: RoomId, frame: Frame, except: Option<ConnId>) {
+        self.outbox.push_back(Outgoing::Presence {
+            room,
+            frame,
+            except,
+        });
+    }
+
+    /// A new login: recorded, its answer held until the commit. A room that
+    /// comes back (it had emptied, or was never in memory since the start)
+    /// first gets its `seq` and history from the data file; if that read
+    /// fails, the login is refused with `503`.
+    pub(super) fn hold_login(
+        &mut self,
+        conn: ConnId,
+        session: SessionId,
+        response: Response,
+        reply: Reply,
+        expires: Instant,
+    ) {
+        let Some(s) = self.chat.sessions.get(session) else {
+            return;
+        };
+        let (room_id, token_hash, user) = (s.room, s.token_hash, s.user.clone());
+        let room = self.chat.number(room_id);
+        if let Err(e) = self.bring_back_room(room_id) {
+            self.read_failed(&format!("login to room {room} refused"), &e);
+            self.chat.cancel(session);
+            return self.respond(conn, not_stored(room), reply);
+        }
+        self.journal
+            .record_login(token_hash, room, &user, chat::unix_millis());
+        self.held.push(HeldLogin {
+            conn,
+            session,
+            room,
+            response,
+            reply,
+            expires,
+        });
+        if let Some(c) = self.conns.get_mut(conn) {
+            c.gate.hold();
+        }
+    }
+
+    /// A room just created in memory by a login, holding nothing yet: its
+    /// past, if the data file has one.
+    fn bring_back_room(&mut self, room: RoomId) -> Result<(), QueryError> {
+        let keep = self.config.history_messages;
+        let Some(r) = self.chat.rooms.get(room) else {
+            return Ok(());
+        };
+        if !(r.names.len() == 1 && r.numbered == 0 && r.history.is_empty()) {
+            return Ok(());
+        }
+        if let Some(stored) = self.journal.room(r.number, keep)? {
+            let history = stored.history.iter().map(kept).collect();
+            self.chat.restore_room(room, stored.last_seq, history, keep);
+        }
+        Ok(())
+    }
+
+    /// A page of scrollback from the data file, written into `json` as
+    /// `{"messages":[…],"more":…}`; `None` without a data file.
+    pub(super) fn stored_page(
+        &self,
+        room: u32,
+        before: Option<u64>,
+        limit: usize,
+        json: &mut Vec<u8>,
+    ) -> Option<Result<(), QueryError>> {
+        Some(self.journal.history(room, before, limit)?.map(|page| {
+            let messages: Vec<Vec<u8>> = page.messages.iter().map(event).collect();
+            events::history_page(json, messages.iter().map(Vec::as_slice), page.more);
+        }))
+    }
+
+    // ----- the end of the turn -----------------------------------------
+
+    /// Every event of the turn is handled: commits what the turn recorded,
+    /// then delivers what waited for it (or refuses it if the commit
+    /// failed), draining the outbox until it is empty. The driver writes
+    /// the dirty queues after this.
+    pub fn end_turn(&mut self) {
+        let started = Instant::now();
+        let (verdict, refused_rooms) = match self.journal.commit() {
+            Ok(committed) => {
+                // (Nothing to write proves nothing: degraded until a real
+                // commit works.)
+                if !committed.is_empty() {
+                    self.metrics.commits += 1;
+                    self.metrics.commit_took(started.elapsed());
+                    self.writes_work_again();
+                }
+                if committed.damaged {
+                    let rooms = committed.refused_rooms.len();
+                    self.note_damage(&format!("a commit left out {rooms} room(s)"));
+                }
+                (Verdict::Stored, committed.refused_rooms)
+            }
+            Err(e) => {
+                self.writes_fail(&e);
+                (Verdict::Lost, Vec::new())
+            }
+        };
+        let held = std::mem::take(&mut self.held);
+        self.answer_held(held, verdict);
+        while let Some(outgoing) = self.outbox.pop_front() {
+            self.deliver(outgoing, verdict, &refused_rooms);
+            self.close_too_slow();
+        }
+    }
+
+    /// After the driver wrote the turn's output: a checkpoint if the log is
+    /// due for one. A failure is only logged (at debug: it repeats every
+    /// turn while the disk is full); nothing committed is lost, the log
+    /// just grows until commits fail too, which are reported.
+    pub fn after_flush(&mut self) {
+        let started = Instant::now();
+        let Some(result) = self.journal.checkpoint_when_due() else {
+            return;
+        };
+        self.metrics.checkpoints += 1;
+        self.metrics.checkpoint_micros += started.elapsed().as_micros() as u64;
+        if let Err(e) = result {
+            log::debug!("data file checkpoint failed: {e}");
+        }
+    }
+
+    /// One item of the turn's outbox. A message is delivered if its turn
+    /// was stored and its room was not left out of the commit (`refused`:
+    /// rooms whose pages in the file are damaged); else its room takes the
+    /// number back and its sender is closed with `1011`. Presence events,
+    /// closes and leaves need no commit: they go out either way, in order.
+    fn deliver(&mut self, outgoing: Outgoing, verdict: Verdict, refused: &[u32]) {
+        // What this item owed its connection is queued now (or never).
+        let owing = match &outgoing {
+            Outgoing::Message {
+                sender, message, ..
+            } => Some((*sender, message.frame.len())),
+            Outgoing::Close { conn, close } => Some((*conn, close.frame.len())),
+            _ => None,
+        };
+        if let Some((id, owed)) = owing
+            && let Some(conn) = self.conns.get_mut(id)
+        {
+            conn.owed = conn.owed.saturating_sub(owed);
+        }
+        let verdict = match &outgoing {
+            Outgoing::Message { room, .. } if refused.contains(&self.chat.number(*room)) => {
+                Verdict::Lost
+            }
+            _ => verdict,
+        };
+        match (outgoing, verdict) {
+            (Outgoing::Message { room, message, .. }, Verdict::Stored) => {
+                self.deliver_message(room, message)
+            }
+            (Outgoing::Message { room, sender, .. }, Verdict::Lost) => {
+                self.chat.unnumber(room);
+                let reason = CloseReason::new(INTERNAL_ERROR, "message not stored");
+                self.close_now(sender, reason);
+            }
+            (
+                Outgoing::Presence {
+                    room,
+                    frame,
+                    except,
+                },
+                _,
+            ) => {
+                self.broadcast(room, frame, except);
+            }
+            (Outgoing::Close { conn, close }, _) => self.queue_close(conn, close),
+            (Outgoing::Leave { conn, session }, _) => self.leave_room(session, conn),
+            (Outgoing::LogOut { session }, _) => self.end_session(session),
+        }
+    }
+
+    /// A message may be seen now: it joins its room's history and goes to
+    /// every member.
+    fn deliver_message(&mut self, room: RoomId, message: Kept) {
+        let frame = message.frame.clone();
+        self.chat.keep(room, message, self.config.history_messages);
+        // Only chat messages count as deliveries, not join/leave events.
+        self.metrics.messages_out += self.broadcast(room, frame, None) as u64;
+    }
+
+    /// Answers the logins held for the commit: `303` with the cookie if it
+    /// was stored; else the session is cancelled, nothing of it stays, and
+    /// the answer is `503`. Their connections read again.
+    fn answer_held(&mut self, held: Vec<HeldLogin>, verdict: Verdict) {
+        for h in held {
+            match verdict {
+                Verdict::Stored => {
+                    self.metrics.logins += 1;
+                    self.timers.add(h.expires, TimerKey::Session(h.session));
+                    self.respond(h.conn, h.response, h.reply);
+                }
+                Verdict::Lost => {
+                    self.chat.cancel(h.session);
+                    self.respond(h.conn, not_stored(h.room), h.reply);
+                }
+            }
+            if let Some(conn) = self.conns.get_mut(h.conn) {
+                conn.gate.release();
+                self.effects.push_back(super::Effect::Resume(h.conn));
+            }
+        }
+    }
+
+    /// A commit failed: counted, logged once per outage (a full disk must
+    /// not fill the log too), `/healthz` degraded.
+    fn writes_fail(&mut self, e: &CommitError) {
+        self.metrics.persist_errors += 1;
+        if store::is_damage(&e.error) {
+            self.note_damage(&e.to_string());
+        }
+        if !self.degraded {
+            self.degraded = true;
+            log::error!(
+                "{e}; /healthz answers 503 degraded until a write succeeds \
+                 (logged once; see wsrooms_persist_errors_total)"
+            );
+        } else {
+            log::debug!("{e}");
+        }
+    }
+
+    /// A commit worked after failures.
+    fn writes_work_again(&mut self) {
+        if self.degraded {
+            self.degraded = false;
+            log::warn!(
+                "writing to the data file works again ({} failed commits in all)",
+                self.metrics.persist_errors
+            );
+        }
+    }
+}
+
+/// The answer (`503`) to a login that could not be stored.
+fn not_stored(room: u32) -> Response {
+    Response::error_page(
+        Status::ServiceUnavailable,
+        "room",
+        "The server could not save your login right now. Try again in a minute.",
+        &format!("/?room={room}"),
+    )
+    .header("Retry-After", "60")
+}
+
+/// A stored message's event, as it was sent on the sockets.
+fn event(m: &StoredMessage) -> Vec<u8> {
+    let mut json = Vec::with_capacity(64 + m.user.len() + m.text.len());
+    events::message(&mut json, &m.user, &m.text, m.at, m.seq);
+    json
+}
+
+/// A stored message as the room's history keeps it (its frame encoded once).
+fn kept(m: &StoredMessage) -> Kept {
+    let frame: Frame = frame::encode_frame(Opcode::Text, &event(m)).into();
+    Kept { seq: m.seq, frame }
+}

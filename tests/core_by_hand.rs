@@ -1,0 +1,270 @@
+//! The server core driven by hand, with no socket: a login, a message, a
+//! slow reader; then the three bugs the core's one work queue and its
+//! `Actions` fixed (a cascade of closes that waited for the next wake-up,
+//! a dropped action that left a ghost in a room, a refusal counted twice).
+//!
+//! The clients and the virtual sockets are the simulation's
+//! (`tests/sim/`): a client writes bytes into its pipe, `Net::turn` runs
+//! one turn of the loop exactly as the mio driver does, and the client
+//! reads what the core wrote. `docs/LEARN.md` walks through the first test.
+
+#[allow(dead_code)]
+mod sim;
+
+use std::time::Duration;
+
+use sim::client::{Client, Phase, Seen};
+use sim::net::Net;
+use wsrooms::Config;
+use wsrooms::core::Core;
+
+/// A core with `config`, on a virtual clock.
+fn net(config: Config) -> Net {
+    let start = std::time::Instant::now();
+    Net::new(Core::new(config, start), start)
+}
+
+/// The client reads everything its pipe holds; what it saw.
+fn read(net: &mut Net, c: &mut Client) -> Vec<Seen> {
+    let Some(p) = c.pipe() else { return Vec::new() };
+    let bytes = net.pipes[p].take(usize::MAX);
+    let done = net.pipes[p].is_done();
+    let (reply, seen) = c.on_bytes(&bytes, done);
+    net.pipes[p].send(&reply);
+    seen
+}
+
+/// One turn of the loop, 10 ms later, then every client reads.
+fn turn(net: &mut Net, clients: &mut [&mut Client]) -> Vec<Vec<Seen>> {
+    net.now += Duration::from_millis(10);
+    net.turn();
+    clients.iter_mut().map(|c| read(net, c)).collect()
+}
+
+/// Logs `c` in and opens its room socket; returns its welcome.
+fn join(net: &mut Net, c: &mut Client, others: &mut [&mut Client]) -> Seen {
+    let p = net.connect(c.peer, 1 << 20);
+    net.pipes[p].send(&c.login_request());
+    c.phase = Phase::LoggingIn(p);
+    turn(net, others);
+    read(net, c);
+    assert_eq!(c.phase, Phase::In, "logged in");
+    let p = net.connect(c.peer, 1 << 20);
+    net.pipes[p].send(&c.upgrade_request());
+    c.phase = Phase::Opening(p);
+    turn(net, others);
+    let seen = read(net, c);
+    assert_eq!(c.phase, Phase::Open(p), "its socket is open");
+    seen.into_iter().next().expect("a welcome")
+}
+
+fn messages(seen: &[Seen]) -> Vec<u64> {
+    seen.iter()
+        .filter_map(|s| match s {
+            Seen::Message { seq, .. } => Some(*seq),
+            _ => None,
+        })
+        .collect()
+}
+
+fn leaves(seen: &[Seen]) -> Vec<String> {
+    seen.iter()
+        .filter_map(|s| match s {
+            Seen::Presence { join: false, user } => Some(user.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn config() -> Config {
+    Config {
+        log_level: "off".into(),
+        ..sim::sim_config(None)
+    }
+}
+
+#[test]
+fn a_login_a_message_and_a_slow_reader() {
+    let mut net = net(Config {
+        rate_limit: 0.0, // alice may send as fast as she likes
+        ..config()
+    });
+    let (mut alice, mut bob) = (Client::new(1, 7), Client::new(2, 7));
+    // Alice logs in (POST /login → 303 and a cookie) and opens her socket.
+    let welcome = join(&mut net, &mut alice, &mut []);
+    assert!(matches!(welcome, Seen::Welcome { gap: false, .. }));
+    join(&mut net, &mut bob, &mut [&mut alice]);
+    assert_eq!(alice.roster, ["u1", "u2"], "alice saw bob join");
+
+    // Alice writes one frame; after one turn both have the message, seq 1.
+    let frame = alice.chat_frame();
+    net.pipes[alice.pipe().unwrap()].send(&frame);
+    let seen = turn(&mut net, &mut [&mut alice, &mut bob]);
+    assert_eq!(messages(&seen[0]), [1]);
+    assert_eq!(messages(&seen[1]), [1]);
+
+    // Bob stops reading: his kernel buffer fills, then his queue in the
+    // core grows, until --max-buffered closes him with 1008; alice sees him
+    // leave in the very turn it happens.
+    let bob_pipe = bob.pipe().unwrap();
+    net.pipes[bob_pipe].down_cap = 0;
+    let mut sent = 0;
+    let left = loop {
+        for _ in 0..40 {
+            let frame = alice.chat_frame();
+            net.pipes[alice.pipe().unwrap()].send(&frame);
+        }
+        sent += 40;
+        net.now += Duration::from_millis(10);
+        net.turn();
+        let seen = read(&mut net, &mut alice);
+        if !leaves(&seen).is_empty() {
+            break leaves(&seen);
+        }
+        assert!(sent < 10_000, "bob was never closed");
+    };
+    assert_eq!(left, ["u2"]);
+    let bob_id = net.pipes[bob_pipe].id.unwrap();
+    let bob_conn = net.core.conn(bob_id).expect("closing, not dropped yet");
+    assert!(!bob_conn.machine.is_open_websocket(), "closed with 1008");
+    assert!(
+        bob_conn.out.buffered() < 1024,
+        "its queue was freed: {}",
+        bob_conn.out.buffered()
+    );
+    assert_eq!(net.core.metrics().closes.values().sum::<u64>(), 1);
+}
+
+/// Bug: `deliver_late_presence` returned after its first pass, so the
+/// `leave` of a receiver that another receiver's `leave` pushed over
+/// `--max-buffered` waited for the next wake-up. Now the turn's outbox is
+/// drained until empty: the whole cascade is delivered in one turn.
+#[test]
+fn a_cascade_of_too_slow_closes_ends_in_the_turn_it_starts() {
+    // First with room to spare, to measure the frames; then with
+    // --max-buffered set so that the message pushes s1 over, and s1's
+    // leave pushes s2 over, and nobody else.
+    let max_buffered = cascade(1 << 20, false);
+    cascade(max_buffered, true);
+}
+
+/// Room 3: `a` and four more readers, `s1` stalled with four join frames
+/// queued, `s2` stalled with two; `a` sends one message. Every member's
+/// queue grows by what the turn delivers (nothing is written before its
+/// end), so with --max-buffered = what s2 holds after the message + one
+/// join frame: s1 is over at once, s2 only with s1's leave, and the
+/// readers (the message and two leaves) stay under. Returns that limit.
+fn cascade(max_buffered: usize, expect_cascade: bool) -> usize {
+    let mut net = net(Config {
+        max_buffered,
+        ..config()
+    });
+    let mut c: Vec<Client> = (10..17).map(|n| Client::new(n, 3)).collect();
+    let [a, s1, y, z, s2, x1, x2] = &mut c[..] else {
+        unreachable!()
+    };
+    let stall = |net: &mut Net, c: &Client| net.pipes[c.pipe().unwrap()].down_cap = 0;
+    join(&mut net, a, &mut []);
+    join(&mut net, s1, &mut [a]);
+    join(&mut net, y, &mut [a, s1]);
+    stall(&mut net, s1);
+    join(&mut net, z, &mut [a, y]);
+    join(&mut net, s2, &mut [a, y, z]);
+    stall(&mut net, s2);
+    join(&mut net, x1, &mut [a, y, z]);
+    join(&mut net, x2, &mut [a, y, z, x1]);
+    let id = |net: &Net, c: &Client| net.pipes[c.pipe().unwrap()].id.unwrap();
+    let (s1_id, s2_id) = (id(&net, s1), id(&net, s2));
+    let queued = |net: &Net, id| net.core.conn(id).unwrap().out.buffered();
+    let join_frame = queued(&net, s2_id) / 2;
+    assert_eq!(queued(&net, s1_id), 4 * join_frame);
+
+    let frame = a.chat_frame();
+    net.pipes[a.pipe().unwrap()].send(&frame);
+    let seen = turn(&mut net, &mut [a, y, z, x1, x2]);
+    let open = |net: &Net, id| {
+        net.core
+            .conn(id)
+            .is_some_and(|c| c.machine.is_open_websocket())
+    };
+    if !expect_cascade {
+        assert!(open(&net, s1_id) && open(&net, s2_id));
+        return queued(&net, s2_id) + join_frame;
+    }
+    assert!(!open(&net, s1_id) && !open(&net, s2_id), "both closed");
+    for reader in &seen {
+        assert_eq!(leaves(reader), ["u11", "u14"], "both leaves in one turn");
+    }
+    let room = net.core.chat().room_by_number(3).unwrap();
+    assert_eq!(net.core.chat().rooms.get(room).unwrap().members.len(), 5);
+    max_buffered
+}
+
+/// Bug: `Actions` held four actions and silently dropped a fifth in a
+/// release build (a dropped `Leave` leaves a ghost in its room). Now each
+/// kind of consequence has its own field: a protocol error on a room
+/// socket closes it (1002), drains it and takes it out of its room, all
+/// from one call.
+#[test]
+fn a_protocol_error_takes_the_socket_out_of_its_room() {
+    let mut net = net(config());
+    let (mut a, mut b) = (Client::new(20, 4), Client::new(21, 4));
+    join(&mut net, &mut a, &mut []);
+    join(&mut net, &mut b, &mut [&mut a]);
+    // An unmasked client frame: a protocol error.
+    let unmasked = wsrooms::ws::frame::encode_frame(wsrooms::ws::frame::Opcode::Text, b"hi");
+    net.pipes[b.pipe().unwrap()].send(&unmasked);
+    let seen = turn(&mut net, &mut [&mut a, &mut b]);
+    assert_eq!(leaves(&seen[0]), ["u21"]);
+    assert!(seen[1].contains(&Seen::Close(1002)));
+    let room = net.core.chat().room_by_number(4).unwrap();
+    let members = &net.core.chat().rooms.get(room).unwrap().members;
+    assert_eq!(members.len(), 1, "no ghost");
+}
+
+/// Bug: a connection refused at `--max-connections` was counted twice,
+/// in `wsrooms_connections_refused_total` and in `wsrooms_refused_total`.
+#[test]
+fn a_refused_connection_is_counted_once() {
+    let mut net = net(Config {
+        max_connections: 1,
+        ..config()
+    });
+    let c = Client::new(30, 1);
+    net.connect(c.peer, 4096);
+    let refused = net.connect(c.peer, 4096);
+    assert!(net.pipes[refused].id.is_none());
+    assert!(
+        String::from_utf8_lossy(&net.pipes[refused].down).starts_with("HTTP/1.1 503 "),
+        "a 503"
+    );
+    let m = net.core.metrics();
+    assert_eq!(m.connections_refused, 1);
+    assert_eq!(m.refused.values().sum::<u64>(), 0, "{:?}", m.refused);
+}
+
+/// A client that sends its last message, its close frame and its FIN at
+/// once still gets its message back and its close answered: what the turn
+/// owes a connection is written before it is dropped.
+#[test]
+fn a_close_sent_with_its_fin_is_answered() {
+    let mut net = net(config());
+    let mut c = Client::new(40, 2);
+    join(&mut net, &mut c, &mut []);
+    let p = c.pipe().unwrap();
+    let (last, close) = (c.chat_frame(), c.close_frame());
+    net.pipes[p].send(&last);
+    net.pipes[p].send(&close);
+    net.pipes[p].fin();
+    let seen = turn(&mut net, &mut [&mut c]);
+    assert_eq!(messages(&seen[0]), [1], "its message came back");
+    assert!(seen[0].contains(&Seen::Close(1000)), "{:?}", seen[0]);
+    assert!(net.pipes[p].closed, "then the connection was dropped");
+    assert!(net.core.conn(net.pipes[p].id.unwrap()).is_none());
+}
+
+/// One seed of the simulation, as `docs/LEARN.md` runs it.
+#[test]
+fn one_seed_of_the_simulation() {
+    sim::run_seed(1).unwrap_or_else(|e| panic!("{e}"));
+}

@@ -1,0 +1,730 @@
+//! A deterministic simulation of the whole server: the real [`Core`] (the
+//! same type the mio loop drives), hundreds of virtual clients on virtual
+//! TCP connections, a virtual clock, and faults, all drawn from one seed.
+//! After every loop turn it checks what must always hold:
+//!
+//! - **one history**: every `seq` of a room means one message (same
+//!   sender, same text) for every client that ever sees it, even across
+//!   failed commits and restarts from the data file (no `seq` reused);
+//! - **exactly once, in order, none missed**: each client sees its room's
+//!   messages with consecutive `seq`s, across reconnects with `since`
+//!   (unless its welcome says `gap`);
+//! - **every member gets it**: at the end, every client with an open
+//!   socket has seen the room's last message;
+//! - **no ghost**: every room member is an open socket of the core, and a
+//!   client that has read everything sees exactly the room's members
+//!   (every `join` and `leave` arrived in the turn it happened);
+//! - **bounded memory**: no connection holds more than `--max-buffered`
+//!   plus one unit of its own output queued, nor more than one read plus
+//!   one request of input;
+//! - **timeouts**: every connection has a deadline and is never kept past
+//!   it;
+//! - **counters**: no `/metrics` counter goes down, and every refused
+//!   connection is counted exactly once.
+//!
+//! A failure names its seed; `WSROOMS_SIM_SEED=N` replays that seed alone
+//! (the same clients, faults and turns).
+
+pub mod client;
+pub mod net;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use wsrooms::Config;
+use wsrooms::core::Core;
+use wsrooms::store::Store;
+
+use client::{Client, Phase, Seen};
+use net::Net;
+
+/// A small deterministic generator (xorshift64*).
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// A number in `0..n` (`n` > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+
+    /// True `per_mille` times in a thousand.
+    pub fn chance(&mut self, per_mille: u64) -> bool {
+        self.below(1000) < per_mille
+    }
+}
+
+/// The shape of one run.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub clients: usize,
+    pub rooms: u32,
+    pub turns: u64,
+    /// With a data file (crashes and failed commits are possible then).
+    pub durable: bool,
+}
+
+impl Plan {
+    /// The plan a seed draws: 40–300 clients (most seeds fewer than 100)
+    /// in 1–8 rooms, 150–400 turns, a data file for two seeds in three.
+    pub fn of(seed: u64) -> Plan {
+        let mut rng = Rng::new(seed ^ 0xA5A5);
+        let clients = match rng.chance(150) {
+            true => 100 + rng.below(201),
+            false => 40 + rng.below(61),
+        };
+        Plan {
+            clients: clients as usize,
+            rooms: 1 + rng.below(8) as u32,
+            turns: 150 + rng.below(251),
+            durable: !seed.is_multiple_of(3),
+        }
+    }
+}
+
+/// The server's settings in the simulation: short timeouts and small
+/// buffers, so that every limit is reached within a few hundred turns.
+pub fn sim_config(data_file: Option<PathBuf>) -> Config {
+    Config {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        log_level: "off".into(),
+        max_connections: 400,
+        max_connections_per_ip: 4,
+        head_timeout: Duration::from_secs(2),
+        ping_interval: Duration::from_secs(3),
+        pong_timeout: Duration::from_secs(2),
+        close_timeout: Duration::from_secs(1),
+        reserve_timeout: Duration::from_secs(6),
+        grace_timeout: Duration::from_secs(4),
+        pause_reading_at: 8 * 1024,
+        max_buffered: 24 * 1024,
+        rate_limit: 5.0,
+        rate_burst: 8.0,
+        history_messages: 20,
+        max_chat_chars: 50,
+        data_file,
+        ..Config::default()
+    }
+}
+
+/// What went wrong, and when.
+pub type Failure = String;
+
+/// One simulated world.
+pub struct World {
+    pub plan: Plan,
+    pub rng: Rng,
+    pub net: Net,
+    pub clients: Vec<Client>,
+    config: Config,
+    /// The data file, in a directory removed at the end.
+    _dir: Option<tempfile::TempDir>,
+    /// Every `seq` of every room: who sent what (one history).
+    history: HashMap<u32, BTreeMap<u64, (String, String)>>,
+    /// Counter values at the last check.
+    counters: BTreeMap<String, f64>,
+    /// Connections refused at accept, as the clients saw them.
+    refused: u64,
+    /// Commits fail until this turn.
+    failing_until: u64,
+    pub turn: u64,
+    /// What happened, for a failure's report (the last events).
+    pub log: Vec<String>,
+}
+
+impl World {
+    pub fn new(seed: u64, plan: Plan) -> World {
+        let dir = plan
+            .durable
+            .then(|| tempfile::tempdir().expect("a temporary directory"));
+        let path = dir.as_ref().map(|d| d.path().join("sim.db"));
+        let config = Config {
+            // Fewer than the clients: refusals happen.
+            max_connections: plan.clients * 3 / 4,
+            ..sim_config(path)
+        };
+        let start = Instant::now();
+        let core = start_core(&config, start);
+        let clients = (0..plan.clients)
+            .map(|n| Client::new(n, 1 + (n as u32 % plan.rooms)))
+            .collect();
+        World {
+            rng: Rng::new(seed),
+            net: Net::new(core, start),
+            clients,
+            config,
+            _dir: dir,
+            history: HashMap::new(),
+            counters: BTreeMap::new(),
+            refused: 0,
+            failing_until: 0,
+            turn: 0,
+            log: Vec::new(),
+            plan,
+        }
+    }
+
+    fn note(&mut self, what: String) {
+        if self.log.len() >= 40 {
+            self.log.remove(0);
+        }
+        self.log.push(format!("turn {}: {what}", self.turn));
+    }
+
+    /// Runs the plan: turns with clients acting and faults, then a calm
+    /// end in which everyone reads, then the final checks.
+    pub fn run(&mut self) -> Result<(), Failure> {
+        for _ in 0..self.plan.turns {
+            self.step(true)?;
+        }
+        self.calm()?;
+        self.check_counters()?;
+        self.check_everyone_has_everything()
+    }
+
+    /// One turn: time moves, some clients act, maybe a fault, the loop
+    /// turns, everyone who reads reads, and the invariants are checked.
+    pub fn step(&mut self, faults: bool) -> Result<(), Failure> {
+        self.turn += 1;
+        let ms = match self.rng.chance(30) {
+            true => 500 + self.rng.below(2500),
+            false => 1 + self.rng.below(120),
+        };
+        // With timers still due (at most 64 fire a turn), the loop turns
+        // again at once, as the real one does (its poll does not sleep).
+        let due = self.net.core.next_wake(self.net.now) == Some(Duration::ZERO);
+        self.net.now += Duration::from_millis(if due { 1 } else { ms });
+        let acting = 1 + self.rng.below(self.clients.len() as u64 / 25 + 1);
+        for _ in 0..acting {
+            let n = self.rng.below(self.clients.len() as u64) as usize;
+            self.act(n, faults);
+        }
+        if faults {
+            self.world_fault()?;
+        }
+        self.net.turn();
+        self.read_all()?;
+        self.check()
+    }
+
+    /// A quiet end: faults stop, stalled clients read again, commits work;
+    /// sockets settle over a few seconds of virtual time.
+    fn calm(&mut self) -> Result<(), Failure> {
+        self.set_failing(false);
+        for c in &mut self.clients {
+            c.stalled_until = 0;
+            c.read_rate = usize::MAX;
+        }
+        for _ in 0..100 {
+            self.turn += 1;
+            self.net.now += Duration::from_millis(50);
+            for n in 0..self.clients.len() {
+                if self.clients[n].phase == Phase::In {
+                    self.open_socket(n);
+                }
+            }
+            self.net.turn();
+            self.read_all()?;
+            self.check()?;
+        }
+        Ok(())
+    }
+
+    // ----- clients -----------------------------------------------------
+
+    /// Client `n` does something its state allows, drawn from the seed.
+    fn act(&mut self, n: usize, faults: bool) {
+        let roll = self.rng.below(1000);
+        match self.clients[n].phase {
+            Phase::Out => self.log_in(n),
+            Phase::In => self.open_socket(n),
+            Phase::LoggingIn(p) | Phase::Opening(p) if faults && roll < 20 => {
+                // Gone in the middle of a request head.
+                self.note(format!(
+                    "{} resets its pipe {p} mid-head",
+                    self.clients[n].user
+                ));
+                self.net.pipes[p].reset();
+            }
+            Phase::LoggingIn(_) | Phase::Opening(_) => {}
+            Phase::Open(p) => self.act_open(n, p, roll, faults),
+        }
+    }
+
+    fn log_in(&mut self, n: usize) {
+        let c = &self.clients[n];
+        let p = self.net.connect(c.peer, 64 * 1024);
+        let request = c.login_request();
+        if self.net.pipes[p].id.is_none() {
+            self.refused += 1;
+        }
+        // Sometimes in two pieces: a head cut anywhere.
+        let cut = self.rng.below(request.len() as u64) as usize;
+        self.net.pipes[p].send(&request[..cut]);
+        self.net.pipes[p].send(&request[cut..]);
+        self.clients[n].phase = Phase::LoggingIn(p);
+    }
+
+    fn open_socket(&mut self, n: usize) {
+        let cap = match self.rng.chance(100) {
+            true => 2 * 1024, // a small receive buffer: fills quickly
+            false => 32 * 1024,
+        };
+        let c = &self.clients[n];
+        let p = self.net.connect(c.peer, cap);
+        if self.net.pipes[p].id.is_none() {
+            self.refused += 1;
+        }
+        let request = c.upgrade_request();
+        self.net.pipes[p].send(&request);
+        self.clients[n].phase = Phase::Opening(p);
+    }
+
+    fn act_open(&mut self, n: usize, p: usize, roll: u64, faults: bool) {
+        let user = self.clients[n].user.clone();
+        match roll {
+            0..600 => {
+                let frame = self.clients[n].chat_frame();
+                self.net.pipes[p].send(&frame);
+            }
+            600..650 if faults => {
+                // A flood: past the burst, so the rate limit closes it.
+                self.note(format!("{user} floods"));
+                for _ in 0..12 {
+                    let frame = self.clients[n].chat_frame();
+                    self.net.pipes[p].send(&frame);
+                }
+            }
+            650..700 if faults => {
+                // A slow reader, or a stalled one.
+                let turns = 5 + self.rng.below(60);
+                self.note(format!("{user} stalls for {turns} turns"));
+                self.clients[n].stalled_until = self.turn + turns;
+                self.clients[n].read_rate = 256 * self.rng.below(4) as usize;
+            }
+            700..720 if faults => {
+                // Reset in the middle of a frame.
+                self.note(format!("{user} resets mid-frame"));
+                let frame = self.clients[n].chat_frame();
+                self.net.pipes[p].send(&frame[..frame.len() / 2]);
+                self.net.pipes[p].reset();
+            }
+            720..760 => {
+                // Leaves and comes back later with `since`.
+                let close = self.clients[n].close_frame();
+                self.net.pipes[p].send(&close);
+            }
+            760..775 if faults => {
+                // A second socket for the same session (another tab).
+                self.note(format!("{user} opens a second socket"));
+                let c = &self.clients[n];
+                let q = self.net.connect(c.peer, 32 * 1024);
+                if self.net.pipes[q].id.is_none() {
+                    self.refused += 1;
+                }
+                let request = c.upgrade_request();
+                self.net.pipes[q].send(&request);
+                self.clients[n].phase = Phase::Opening(q);
+                self.net.pipes[p].fin();
+            }
+            _ => {}
+        }
+    }
+
+    /// Every client that reads takes what its pipe holds (at its rate)
+    /// and answers (pongs, close answers); what it saw is checked.
+    fn read_all(&mut self) -> Result<(), Failure> {
+        for n in 0..self.clients.len() {
+            let Some(p) = self.clients[n].pipe() else {
+                continue;
+            };
+            if self.clients[n].stalled_until > self.turn {
+                continue;
+            }
+            let rate = self.clients[n].read_rate.max(1);
+            let bytes = self.net.pipes[p].take(rate);
+            let done = self.net.pipes[p].is_done();
+            let (reply, seen) = self.clients[n].on_bytes(&bytes, done);
+            self.net.pipes[p].send(&reply);
+            for s in seen {
+                self.saw(n, s)?;
+            }
+            if done {
+                // Its socket ended: the client closes its side too.
+                self.net.pipes[p].fin();
+            }
+        }
+        Ok(())
+    }
+
+    // ----- faults of the whole world ------------------------------------
+
+    fn world_fault(&mut self) -> Result<(), Failure> {
+        if self.plan.durable && self.rng.chance(4) {
+            self.crash()?;
+        }
+        if self.plan.durable && self.failing_until <= self.turn && self.rng.chance(6) {
+            self.failing_until = self.turn + 1 + self.rng.below(8);
+            self.note(format!("commits fail until turn {}", self.failing_until));
+            self.set_failing(true);
+        } else if self.failing_until == self.turn {
+            self.set_failing(false);
+        }
+        if self.rng.chance(8) {
+            // A room's readers stall together (a train in a tunnel): their
+            // queues fill side by side, so one's `leave` may push the next
+            // over --max-buffered.
+            let room = 1 + self.rng.below(u64::from(self.plan.rooms)) as u32;
+            let until = self.turn + 20 + self.rng.below(60);
+            self.note(format!("readers of room {room} stall until turn {until}"));
+            for n in 0..self.clients.len() {
+                if self.clients[n].room == room && self.rng.chance(600) {
+                    self.clients[n].stalled_until = until;
+                    self.clients[n].read_rate = 0;
+                }
+            }
+        }
+        if self.rng.chance(5) {
+            // Many connections from one address at once.
+            let n = self.rng.below(self.clients.len() as u64) as usize;
+            let peer = self.clients[n].peer;
+            self.note(format!("{peer} opens 6 connections"));
+            for _ in 0..6 {
+                let p = self.net.connect(peer, 4096);
+                if self.net.pipes[p].id.is_none() {
+                    self.refused += 1;
+                }
+                self.net.pipes[p].send(b"GET /healthz HTTP/1.1\r\nHost: sim\r\n\r\n");
+                self.net.pipes[p].fin();
+            }
+        }
+        Ok(())
+    }
+
+    fn set_failing(&mut self, fail: bool) {
+        if self.plan.durable {
+            self.net.core.fail_writes(fail).expect("the trigger");
+        }
+    }
+
+    /// The whole server dies and starts again from the same data file.
+    fn crash(&mut self) -> Result<(), Failure> {
+        self.check_counters()?;
+        self.note("the server crashes and restarts".into());
+        self.failing_until = 0;
+        // The old process is gone (with its lock on the file) before the
+        // new one opens it.
+        self.net.crash(Core::new(sim_config(None), self.net.now));
+        self.net.core = start_core(&self.config, self.net.now);
+        // A new process: its counters start from zero.
+        self.counters.clear();
+        self.refused = 0;
+        Ok(())
+    }
+
+    // ----- what the clients saw ------------------------------------------
+
+    fn saw(&mut self, n: usize, seen: Seen) -> Result<(), Failure> {
+        let room = self.clients[n].room;
+        match seen {
+            Seen::Message { seq, user, text } => {
+                let ours = self.history.entry(room).or_default();
+                match ours.get(&seq) {
+                    Some(first) if *first != (user.clone(), text.clone()) => {
+                        return Err(format!(
+                            "seq {seq} of room {room} reused: {first:?}, then {:?} (seen by {})",
+                            (user, text),
+                            self.clients[n].user
+                        ));
+                    }
+                    Some(_) => {}
+                    None => {
+                        if !text.starts_with(&format!("{user}.")) {
+                            return Err(format!(
+                                "message {seq} is not its sender's: {user} {text}"
+                            ));
+                        }
+                        ours.insert(seq, (user, text));
+                    }
+                }
+                self.check_order(n, seq)
+            }
+            Seen::Welcome { gap, .. } => {
+                // A gap: what it missed is no longer kept; start afresh.
+                if gap {
+                    self.clients[n].expected = None;
+                }
+                Ok(())
+            }
+            Seen::Presence { .. } | Seen::Close(_) => Ok(()),
+        }
+    }
+
+    /// Each client sees consecutive `seq`s: none twice, none missed.
+    fn check_order(&mut self, n: usize, seq: u64) -> Result<(), Failure> {
+        let c = &mut self.clients[n];
+        if let Some(expected) = c.expected
+            && seq != expected
+        {
+            return Err(format!(
+                "{} in room {} saw seq {seq} after {} (exactly once, in order)",
+                c.user,
+                c.room,
+                expected - 1
+            ));
+        }
+        c.expected = Some(seq + 1);
+        Ok(())
+    }
+
+    // ----- invariants ----------------------------------------------------
+
+    /// Everything that must hold after every turn.
+    pub fn check(&mut self) -> Result<(), Failure> {
+        self.forget_freed_rooms();
+        self.check_members()?;
+        self.check_connections()?;
+        // (Rendering /metrics is the check's dearest part: every 4th turn,
+        // before a crash and at the end.)
+        match self.turn.is_multiple_of(4) {
+            true => self.check_counters(),
+            false => Ok(()),
+        }
+    }
+
+    /// Without a data file a room that emptied is gone, and its numbering
+    /// starts again: its history here and its clients' `since` go too.
+    fn forget_freed_rooms(&mut self) {
+        if self.plan.durable {
+            return;
+        }
+        let chat = self.net.core.chat();
+        let gone: Vec<u32> = self
+            .history
+            .keys()
+            .copied()
+            .filter(|&r| chat.room_by_number(r).is_none())
+            .collect();
+        for room in gone {
+            self.history.remove(&room);
+            for c in self.clients.iter_mut().filter(|c| c.room == room) {
+                c.forget_room();
+            }
+        }
+    }
+
+    /// No ghost: every member of a room is an open socket, and a client
+    /// that read everything knows exactly who is there.
+    fn check_members(&self) -> Result<(), Failure> {
+        let core = &self.net.core;
+        let chat = core.chat();
+        for (_, room) in chat.rooms.iter() {
+            let mut users: Vec<&str> = Vec::new();
+            for m in &room.members {
+                let open = core
+                    .conn(m.conn)
+                    .is_some_and(|c| c.machine.is_open_websocket());
+                if !open {
+                    return Err(format!(
+                        "a ghost in room {}: member {:?} ({}) is not an open socket",
+                        room.number,
+                        m.conn,
+                        chat.user(m.session)
+                    ));
+                }
+                users.push(chat.user(m.session));
+            }
+            users.sort_unstable();
+            for c in self.clients.iter().filter(|c| c.room == room.number) {
+                let Phase::Open(p) = c.phase else { continue };
+                let Some(id) = self.net.pipes[p].id else {
+                    continue;
+                };
+                let caught_up = self.net.pipes[p].down.is_empty()
+                    && c.is_idle()
+                    && core
+                        .conn(id)
+                        .is_some_and(|k| k.out.is_empty() && k.machine.is_open_websocket());
+                if !caught_up {
+                    continue;
+                }
+                if !c
+                    .roster
+                    .iter()
+                    .map(String::as_str)
+                    .eq(users.iter().copied())
+                {
+                    let roster = &c.roster;
+                    return Err(format!(
+                        "{} in room {} believes {roster:?} are there; they are {users:?}",
+                        c.user, room.number
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Memory and time: what each connection holds, and its deadline.
+    fn check_connections(&self) -> Result<(), Failure> {
+        let cfg = &self.config;
+        let max_out = cfg.max_buffered + cfg.pause_reading_at + 64 * 1024;
+        let max_in = 64 * 1024 + cfg.max_head_bytes + cfg.max_body_bytes;
+        let now = self.net.now;
+        for (id, _) in self.net.open() {
+            let Some(conn) = self.net.core.conn(id) else {
+                return Err(format!("{id:?}: the driver holds a socket the core forgot"));
+            };
+            if conn.out.buffered() > max_out {
+                return Err(format!("{id:?}: {} bytes queued", conn.out.buffered()));
+            }
+            if conn.input.pending().len() > max_in {
+                return Err(format!(
+                    "{id:?}: {} bytes of input",
+                    conn.input.pending().len()
+                ));
+            }
+            let Some(deadline) = conn.machine.deadline() else {
+                return Err(format!("{id:?}: a connection without a deadline"));
+            };
+            // Timers fire at most 64 a turn: a burst may be a few turns late.
+            if deadline + Duration::from_secs(4) < now {
+                return Err(format!(
+                    "{id:?}: kept {:?} past its deadline",
+                    now - deadline
+                ));
+            }
+        }
+        if self.net.open().count() != self.net.core.connections() {
+            return Err(format!(
+                "the core holds {} connections, the driver {} sockets",
+                self.net.core.connections(),
+                self.net.open().count()
+            ));
+        }
+        Ok(())
+    }
+
+    /// No counter of `/metrics` goes down; refused connections are
+    /// counted once each.
+    fn check_counters(&mut self) -> Result<(), Failure> {
+        let core = &self.net.core;
+        let text = core.metrics().render(&core.gauges());
+        let now = counters(&text);
+        for (name, value) in &now {
+            if let Some(before) = self.counters.get(name)
+                && value < before
+            {
+                return Err(format!("counter {name} went down: {before} → {value}"));
+            }
+        }
+        let refused: f64 = ["wsrooms_connections_refused_total"]
+            .iter()
+            .map(|n| n.to_string())
+            .chain(
+                now.keys()
+                    .filter(|k| {
+                        k.starts_with("wsrooms_refused_total{reason=\"")
+                            && k.contains("connections")
+                    })
+                    .cloned(),
+            )
+            .filter_map(|k| now.get(&k))
+            .sum();
+        if refused != self.refused as f64 {
+            return Err(format!(
+                "{} connections were refused, the counters say {refused}",
+                self.refused
+            ));
+        }
+        self.counters = now;
+        Ok(())
+    }
+
+    /// At the end: every client with an open socket has its room's last
+    /// message.
+    fn check_everyone_has_everything(&self) -> Result<(), Failure> {
+        let chat = self.net.core.chat();
+        for c in &self.clients {
+            let Phase::Open(_) = c.phase else { continue };
+            let Some(room) = chat.room_by_number(c.room).and_then(|r| chat.rooms.get(r)) else {
+                continue;
+            };
+            if room.last_seq > 0 && c.last_seq != Some(room.last_seq) {
+                return Err(format!(
+                    "{} in room {} has seen up to {:?}, the room is at {}",
+                    c.user, c.room, c.last_seq, room.last_seq
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A core as the binary starts one: with the data file if there is one.
+fn start_core(config: &Config, now: Instant) -> Core {
+    let mut core = Core::new(config.clone(), now);
+    if let Some(path) = &config.data_file {
+        let store = Store::open(path, config.keep_messages as u64).expect("the data file opens");
+        core.use_store(store).expect("the data file loads");
+    }
+    core
+}
+
+/// The counters of a `/metrics` text, by series (labels included).
+fn counters(text: &str) -> BTreeMap<String, f64> {
+    let mut kinds = HashMap::new();
+    let mut out = BTreeMap::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let mut parts = rest.split_whitespace();
+            if let (Some(name), Some(kind)) = (parts.next(), parts.next()) {
+                kinds.insert(name.to_string(), kind.to_string());
+            }
+            continue;
+        }
+        let Some((series, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let name = series.split('{').next().unwrap_or(series);
+        if kinds.get(name).map(String::as_str) == Some("counter")
+            && let Ok(v) = value.parse()
+        {
+            out.insert(series.to_string(), v);
+        }
+    }
+    out
+}
+
+/// Runs one seed; the failure names the seed and the last events.
+pub fn run_seed(seed: u64) -> Result<u64, Failure> {
+    let plan = Plan::of(seed);
+    let mut world = World::new(seed, plan.clone());
+    match world.run() {
+        Ok(()) => Ok(world.turn),
+        Err(e) => Err(format!(
+            "seed {seed} failed at turn {} ({plan:?}): {e}\nthe last events:\n  {}\n\
+             replay: WSROOMS_SIM_SEED={seed} cargo test --test simulation -- --nocapture",
+            world.turn,
+            world.log.join("\n  ")
+        )),
+    }
+}
+
+#[allow(dead_code)]
+/// The address a client connects from (for tests that build their own).
+pub fn client_addr(n: usize) -> SocketAddr {
+    Client::new(n, 1).peer
+}
