@@ -28,12 +28,13 @@
 pub mod client;
 pub mod net;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use wsrooms::Config;
+use wsrooms::chat::RoomId;
 use wsrooms::core::Core;
 use wsrooms::store::Store;
 
@@ -133,6 +134,13 @@ pub struct World {
     _dir: Option<tempfile::TempDir>,
     /// Every `seq` of every room: who sent what (one history).
     history: HashMap<u32, BTreeMap<u64, (String, String)>>,
+    /// Each room number's room in the core at the last check: a new one
+    /// (freed and made again, even within one turn) numbers from 1 again.
+    room_ids: HashMap<u32, Option<RoomId>>,
+    /// Pipes of sockets opened into a room that has since been freed: what
+    /// they still deliver (written before, read only now) belongs to the
+    /// room's earlier numbering and is not checked against the new one.
+    stale_pipes: HashSet<usize>,
     /// Counter values at the last check.
     counters: BTreeMap<String, f64>,
     /// Connections refused at accept, as the clients saw them.
@@ -167,6 +175,8 @@ impl World {
             config,
             _dir: dir,
             history: HashMap::new(),
+            room_ids: HashMap::new(),
+            stale_pipes: HashSet::new(),
             counters: BTreeMap::new(),
             refused: 0,
             failing_until: 0,
@@ -358,8 +368,10 @@ impl World {
             let done = self.net.pipes[p].is_done();
             let (reply, seen) = self.clients[n].on_bytes(&bytes, done);
             self.net.pipes[p].send(&reply);
-            for s in seen {
-                self.saw(n, s)?;
+            if !self.stale_pipes.contains(&p) {
+                for s in seen {
+                    self.saw(n, s)?;
+                }
             }
             if done {
                 // Its socket ended: the client closes its side too.
@@ -505,22 +517,27 @@ impl World {
     }
 
     /// Without a data file a room that emptied is gone, and its numbering
-    /// starts again: its history here and its clients' `since` go too.
+    /// starts again: its history here and its clients' `since` go too, and
+    /// what its old sockets still deliver is not checked against the new
+    /// numbering. A room freed and made again within one turn has a new id.
     fn forget_freed_rooms(&mut self) {
         if self.plan.durable {
             return;
         }
         let chat = self.net.core.chat();
-        let gone: Vec<u32> = self
-            .history
-            .keys()
-            .copied()
-            .filter(|&r| chat.room_by_number(r).is_none())
-            .collect();
-        for room in gone {
+        for room in 1..=self.plan.rooms {
+            let now = chat.room_by_number(room);
+            let before = self.room_ids.insert(room, now);
+            if before.flatten() == now {
+                continue;
+            }
             self.history.remove(&room);
+            let freed = before.flatten().is_some();
             for c in self.clients.iter_mut().filter(|c| c.room == room) {
                 c.forget_room();
+                if let (true, Some(p)) = (freed, c.pipe()) {
+                    self.stale_pipes.insert(p);
+                }
             }
         }
     }
