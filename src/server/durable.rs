@@ -47,7 +47,7 @@
 //! Without a data file none of this runs: messages and presence events are
 //! broadcast at once and sockets are written as before.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::http::Reply;
 use super::{Server, TimerKey};
@@ -61,6 +61,13 @@ use crate::store::{self, CommitError, QueryError, Store, StoredMessage};
 use crate::ws::close::CloseReason;
 use crate::ws::frame::{self, Opcode};
 
+/// Time between retention steps while a pass (or giving pages back) is
+/// under way.
+const RETENTION_STEP: Duration = Duration::from_millis(10);
+
+/// Time between retention passes over the rooms.
+const RETENTION_PASS: Duration = Duration::from_secs(60);
+
 /// The store and what the current turn waits to deliver.
 pub(super) struct Durable {
     pub store: Store,
@@ -70,6 +77,8 @@ pub(super) struct Durable {
     pub held: Vec<HeldLogin>,
     /// The last commit failed: `/healthz` answers `503 degraded`.
     pub degraded: bool,
+    /// A retention step is due after this turn's output.
+    pub retention_due: bool,
 }
 
 /// One broadcast waiting for the turn's commit.
@@ -105,6 +114,7 @@ impl Durable {
             outbox: Vec::new(),
             held: Vec::new(),
             degraded: false,
+            retention_due: false,
         }
     }
 }
@@ -146,12 +156,23 @@ impl Server {
             self.chat.rooms.len()
         );
         self.durable = Some(Durable::new(store));
+        // The first retention step runs after the first turn.
+        self.timers.add(self.now, TimerKey::Retention);
         Ok(())
     }
 
     /// With a data file, `/healthz` says `degraded` while commits fail.
     pub(super) fn degraded(&self) -> bool {
         self.durable.as_ref().is_some_and(|d| d.degraded)
+    }
+
+    /// The sync thread's counts, copied into the metrics before a scrape.
+    pub(super) fn count_store_syncs(&mut self) {
+        if let Some(d) = self.durable.as_ref() {
+            let stats = d.store.sync_stats();
+            self.metrics.store_syncs = stats.syncs();
+            self.metrics.store_sync_micros = stats.micros();
+        }
     }
 
     /// Bytes of the data file and its log, for `/metrics`.
@@ -334,7 +355,12 @@ impl Server {
     /// while the disk is full); nothing committed is lost, the log just
     /// grows until commits fail too, which are reported.
     pub(super) fn checkpoint_when_due(&mut self) {
-        let Some(d) = self.durable.as_mut().filter(|d| d.store.checkpoint_due()) else {
+        let changed = self.retention_when_due();
+        let Some(d) = self
+            .durable
+            .as_mut()
+            .filter(|d| changed || d.store.checkpoint_due())
+        else {
             return;
         };
         let started = Instant::now();
@@ -344,6 +370,52 @@ impl Server {
         if let Err(e) = result {
             log::debug!("data file checkpoint failed: {e}");
         }
+    }
+
+    /// The retention timer fired: a step runs after this turn's output.
+    pub(super) fn retention_due(&mut self) {
+        if let Some(d) = self.durable.as_mut() {
+            d.retention_due = true;
+        }
+    }
+
+    /// A step of retention by age and of giving free pages back
+    /// (`store::retention`), after the turn's output is written; the next
+    /// one soon if there is more to do, else after [`RETENTION_PASS`].
+    /// Returns whether the step changed the file.
+    fn retention_when_due(&mut self) -> bool {
+        let Some(d) = self.durable.as_mut().filter(|d| d.retention_due) else {
+            return false;
+        };
+        d.retention_due = false;
+        let chat = &self.chat;
+        let live = |number| chat.room_by_number(number).is_some();
+        let (next, changed) = match d.store.retention_step(chat::unix_millis(), live) {
+            Ok(step) => {
+                if step.changed() {
+                    log::debug!(
+                        "data file retention: {} old messages and {} rooms removed, \
+                         {} free pages given back, {} left",
+                        step.messages,
+                        step.rooms,
+                        step.given_back,
+                        step.free_pages
+                    );
+                }
+                let next = if step.more {
+                    RETENTION_STEP
+                } else {
+                    RETENTION_PASS
+                };
+                (next, step.changed())
+            }
+            Err(e) => {
+                log::debug!("data file retention step failed: {e}");
+                (RETENTION_PASS, false)
+            }
+        };
+        self.timers.add(self.now + next, TimerKey::Retention);
+        changed
     }
 
     /// Delivers a committed turn's broadcasts, in order.

@@ -114,6 +114,7 @@ impl Server {
                 }
             },
             Outcome::Metrics => {
+                self.count_store_syncs();
                 let text = self.metrics.render(&self.gauges());
                 let response = Response::new(Status::Ok)
                     .body(

@@ -123,6 +123,8 @@ enum TimerKey {
     ResumeAccept,
     /// The shutdown drain time is over.
     ShutdownDeadline,
+    /// With a data file: a step of retention (`server/durable.rs`).
+    Retention,
 }
 
 /// The server: listener, connections, chat state, timers.
@@ -181,10 +183,10 @@ impl Server {
     pub fn bind(config: Config) -> io::Result<Server> {
         let listeners = Listeners::open(config.bind, config.metrics_bind)?;
         let data_file = config.data_file.clone();
-        let keep = config.keep_messages as u64;
+        let settings = config.store_settings();
         let mut server = Server::with_listeners(config, listeners)?;
         if let Some(path) = data_file {
-            let store = Store::open(&path, keep).map_err(io::Error::other)?;
+            let store = Store::open_with(&path, &settings).map_err(io::Error::other)?;
             server.use_store(store).map_err(io::Error::other)?;
         }
         Ok(server)
@@ -790,6 +792,7 @@ impl Server {
                 TimerKey::Session(sid) => self.on_session_timer(sid),
                 TimerKey::ResumeAccept => self.resume_accepting(),
                 TimerKey::ShutdownDeadline => self.stopped = true,
+                TimerKey::Retention => self.retention_due(),
             }
         }
     }

@@ -97,7 +97,9 @@
 
 pub mod batch;
 pub mod file;
+pub mod retention;
 pub mod schema;
+pub mod sync;
 pub mod wal;
 
 #[cfg(test)]
@@ -105,6 +107,7 @@ mod tests;
 
 use std::fmt;
 use std::path::Path;
+use std::sync::Arc;
 
 use rusqlite::{Connection, Transaction, params};
 
@@ -114,6 +117,7 @@ use crate::ws::close::{CloseCode, INTERNAL_ERROR};
 pub use batch::{Batch, Login, Message, TokenHash};
 pub use file::OpenError;
 pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
+pub use sync::{SyncEvery, SyncStats};
 pub use wal::Wal;
 
 /// The default of `--keep-messages`: messages kept per room on disk.
@@ -122,6 +126,30 @@ pub const DEFAULT_KEEP_MESSAGES: u64 = 10_000;
 /// The most messages one [`Store::history`] page returns.
 pub const MAX_PAGE: usize = 100;
 
+/// How the store keeps the file: the settings of `--keep-messages` and
+/// `--sync-ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    /// Messages kept per room (at least 1: the newest carries the room's
+    /// last `seq`).
+    pub keep_messages: u64,
+    /// When commits are synced to the disk ([`sync`]).
+    pub sync: SyncEvery,
+    /// Messages older than this many days are deleted (0: no age limit;
+    /// [`retention`]).
+    pub keep_days: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            keep_messages: DEFAULT_KEEP_MESSAGES,
+            sync: SyncEvery::from_millis(sync::DEFAULT_SYNC_MS),
+            keep_days: 0,
+        }
+    }
+}
+
 /// The open database and the records of the current loop turn.
 #[derive(Debug)]
 pub struct Store {
@@ -129,6 +157,15 @@ pub struct Store {
     keep_messages: u64,
     batch: Batch,
     wal: Wal,
+    /// The log, for `--sync-ms 0` (synced by the loop after each commit).
+    log: sync::LogFile,
+    /// The sync thread of `--sync-ms N` (N > 0).
+    syncer: Option<sync::Syncer>,
+    sync_stats: Arc<SyncStats>,
+    keep_days: u64,
+    sweep: retention::Sweep,
+    /// The file gives free pages back (`auto_vacuum=INCREMENTAL`).
+    vacuum: bool,
 }
 
 /// A session as stored: enough to restore its reservation.
@@ -173,8 +210,8 @@ pub struct StoredRoom {
 pub struct Loaded {
     /// Every session still reserved.
     pub sessions: Vec<StoredSession>,
-    /// Every room that has had a message. (A session's room may be missing
-    /// here: nobody has written in it yet.)
+    /// The rooms of those sessions that have had a message. (A session's
+    /// room may be missing here: nobody has written in it yet.)
     pub rooms: Vec<StoredRoom>,
 }
 
@@ -276,25 +313,90 @@ impl Store {
     /// process holds. `keep_messages` is `--keep-messages` (at least 1:
     /// the newest message of a room carries its last `seq`).
     pub fn open(path: &Path, keep_messages: u64) -> Result<Store, OpenError> {
-        let keep_messages = keep_messages.max(1);
+        let settings = Settings {
+            keep_messages,
+            ..Settings::default()
+        };
+        Store::open_with(path, &settings)
+    }
+
+    /// [`Store::open`] with every setting.
+    pub fn open_with(path: &Path, settings: &Settings) -> Result<Store, OpenError> {
+        let keep_messages = settings.keep_messages.max(1);
         let found = file::inspect(path)?;
         let mut conn = file::connect(path)?;
         let version = file::check(path, &conn, found)?;
         if version < SCHEMA_VERSION {
             file::rollback_journal(path, &conn)?;
+            if version == 0 {
+                retention::set_incremental(&conn).map_err(|e| file::sqlite_error(path, e))?;
+            }
             schema::migrate(&mut conn, version, schema::STEPS)
                 .map_err(|e| file::sqlite_error(path, e))?;
         }
+        let vacuum = retention::switch_on(path, &conn).map_err(|e| file::sqlite_error(path, e))?;
         file::tune(path, &conn)?;
         let wal = file::page_size(&conn)
             .and_then(|page_size| Wal::install(&mut conn, page_size))
             .map_err(|e| file::sqlite_error(path, e))?;
+        let sync_stats = Arc::new(SyncStats::default());
+        let syncer = match settings.sync {
+            SyncEvery::Commit => None,
+            SyncEvery::Within(interval) => Some(
+                sync::Syncer::start(
+                    sync::LogFile::beside(path),
+                    interval,
+                    Arc::clone(&sync_stats),
+                )
+                .map_err(|error| OpenError::Io {
+                    path: path.to_owned(),
+                    error,
+                })?,
+            ),
+        };
         Ok(Store {
             conn,
             keep_messages,
             batch: Batch::default(),
             wal,
+            log: sync::LogFile::beside(path),
+            syncer,
+            sync_stats,
+            keep_days: settings.keep_days,
+            sweep: retention::Sweep::default(),
+            vacuum,
         })
+    }
+
+    /// One step of retention by age and of giving free pages back (see
+    /// [`retention`]); `live` says whether a room is in memory. Runs its
+    /// own transaction: call it between turns' commits.
+    pub fn retention_step(
+        &mut self,
+        now_ms: u64,
+        live: impl Fn(u32) -> bool,
+    ) -> rusqlite::Result<retention::Step> {
+        let cutoff = retention::cutoff(now_ms, self.keep_days);
+        retention::step(&mut self.conn, &mut self.sweep, cutoff, live, self.vacuum)
+    }
+
+    /// Syncs of the log so far, and their time ([`sync`]).
+    pub fn sync_stats(&self) -> &SyncStats {
+        &self.sync_stats
+    }
+
+    /// A commit was made: synced now (`--sync-ms 0`) or handed to the sync
+    /// thread. A failed sync is logged; the commit stands (it is in the
+    /// log, safe against a crash of the process).
+    fn after_commit(&mut self) {
+        match &self.syncer {
+            Some(syncer) => syncer.committed(),
+            None => {
+                if let Err(e) = self.log.sync(&self.sync_stats) {
+                    log::warn!("syncing the data file's log failed: {e}");
+                }
+            }
+        }
     }
 
     /// The write-ahead log has grown enough to be worth a checkpoint (see
@@ -350,6 +452,7 @@ impl Store {
                     session_ends: self.batch.session_ends().len(),
                 };
                 self.batch.clear();
+                self.after_commit();
                 Ok(committed)
             }
             Err(error) => {
@@ -363,11 +466,14 @@ impl Store {
         }
     }
 
-    /// Every session, and every room with its `last_seq` and its last
-    /// `history` messages (`--history-messages`).
+    /// Every session, and the rooms those sessions are in, each with its
+    /// `last_seq` and its last `history` messages (`--history-messages`).
+    /// Other rooms stay on disk until someone logs into one
+    /// ([`Store::room`]): start-up costs what is live, not what the file
+    /// holds (one indexed look-up per room of a session).
     pub fn load(&self, history: usize) -> Result<Loaded, QueryError> {
         let sessions = self.sessions()?;
-        let numbers = self.room_numbers()?;
+        let numbers: std::collections::BTreeSet<u32> = sessions.iter().map(|s| s.room).collect();
         let mut rooms = Vec::with_capacity(numbers.len());
         for number in numbers {
             rooms.extend(self.room(number, history)?);
@@ -448,12 +554,6 @@ impl Store {
                 login_at: to_u64(row.get(3)?),
             })
         })?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    fn room_numbers(&self) -> Result<Vec<u32>, QueryError> {
-        let mut stmt = self.conn.prepare_cached("SELECT number FROM rooms")?;
-        let rows = stmt.query_map([], |row| row.get(0))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 }
