@@ -15,7 +15,8 @@
 //! sessions and their rooms only.
 //!
 //! `cargo bench --bench store` (all rows), `cargo bench --bench store --
-//! startup` (the start-up rows only).
+//! startup` (the start-up rows only), `… -- sync` (the commit with each
+//! `--sync-ms`).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -237,6 +238,20 @@ fn startup() {
     );
 }
 
+/// The commit as the loop sees it with `--sync-ms 0` (each commit synced
+/// before the turn's output) next to the default (synced by the sync
+/// thread within 1000 ms).
+fn sync_rows() {
+    let every = Settings {
+        sync: SyncEvery::Commit,
+        ..Settings::default()
+    };
+    for batch in [1, 10] {
+        commit_cost_with(1, batch, 2_000, &Settings::default());
+        commit_cost_with(1, batch, 2_000, &every);
+    }
+}
+
 /// A file of `rooms` rooms × `per_room` messages, no session.
 fn many_rooms_file(path: &Path, rooms: u32, per_room: u64) {
     let mut store = Store::open(path, DEFAULT_KEEP_MESSAGES).unwrap();
@@ -335,18 +350,16 @@ fn main() {
         startup_binary();
         return;
     }
+    if std::env::args().any(|a| a == "sync") {
+        sync_rows();
+        return;
+    }
     for rooms in [1, 100] {
         commit_cost(rooms, 1, 20_000);
         commit_cost(rooms, 10, 10_000);
         commit_cost(rooms, 100, 2_000);
     }
-    // Every turn's commit synced before its output (`--sync-ms 0`).
-    let every = Settings {
-        sync: SyncEvery::Commit,
-        ..Settings::default()
-    };
-    commit_cost_with(1, 1, 2_000, &every);
-    commit_cost_with(1, 10, 2_000, &every);
+    sync_rows();
     record_cost();
     let bytes = sustained(
         200_000,
