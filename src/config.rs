@@ -37,17 +37,22 @@ use clap::{Arg, ArgAction, ArgMatches, Command, CommandFactory, FromArgMatches, 
 use serde::{Serialize, Serializer};
 use serde_json::Value;
 
+pub use crate::trust_proxy::TrustProxy;
+
 /// Everything the server can be told, one field per setting, in `--help`
 /// order. A field's doc comment is its `--help` line.
 #[derive(Parser, Serialize, Clone, Debug)]
 #[command(
     name = "wsrooms",
-    version,
+    version = crate::build_info::LONG_VERSION,
     about,
     long_about = None,
     next_line_help = true,
     after_help = "Every flag can also be set by its environment variable, shown \
-                  beside it; a flag given on the command line wins over its variable."
+                  beside it; a flag given on the command line wins over its variable.\n\n\
+                  Copies of the data file: `wsrooms backup --data-file FILE COPY` \
+                  (while the server runs) and `wsrooms restore COPY --data-file FILE` \
+                  (server stopped); `wsrooms backup --help` says more."
 )]
 pub struct Config {
     /// Address to listen on
@@ -127,7 +132,8 @@ pub struct Config {
           default_value_t = 10.0, within = 1.0..=1e6)]
     pub login_burst_per_ip: f64,
 
-    /// Scrollback pages per second per session (0 = off)
+    /// Scrollback pages per second per session, all its connections
+    /// together, a room socket opened counting as one; 0 = off; more get 429
     #[arg(long, value_name = "R", env = "WSROOMS_SCROLLBACK_RATE",
           default_value_t = 10.0, rate = 0.0..=10_000.0)]
     pub scrollback_rate: f64,
@@ -203,10 +209,15 @@ pub struct Config {
     #[serde(serialize_with = "lossy_path")]
     pub www: Option<PathBuf>,
 
-    /// Take the client address from X-Forwarded-For and the host from
-    /// X-Forwarded-Host
-    #[arg(long, env = "WSROOMS_TRUST_PROXY", switch = false)]
-    pub trust_proxy: bool,
+    /// The reverse proxies whose X-Forwarded-For (client address) and
+    /// X-Forwarded-Host count: addresses or networks, comma-separated, e.g.
+    /// 127.0.0.1,10.0.0.0/8,::1; the flag alone or `true` is `loopback`
+    /// (127.0.0.0/8 and ::1); `false` or `off` trusts none
+    #[arg(long, value_name = "ADDR|CIDR,...", env = "WSROOMS_TRUST_PROXY",
+          num_args = 0..=1, default_value = "false", default_missing_value = "loopback",
+          value_parser = Checked(TrustProxy::parse))]
+    #[serde(serialize_with = "displayed")]
+    pub trust_proxy: TrustProxy,
 
     /// Serve only /metrics and /healthz on this address, and hide /metrics
     /// from --bind [default: unset]
@@ -507,6 +518,11 @@ fn level(v: &str) -> Result<String, String> {
 /// A path for the summary, even one that is not UTF-8.
 fn lossy_path<S: Serializer>(path: &Option<PathBuf>, s: S) -> Result<S::Ok, S::Error> {
     path.as_deref().map(Path::to_string_lossy).serialize(s)
+}
+
+/// A value as its `Display` text (`--trust-proxy`'s networks).
+fn displayed<S: Serializer, T: Display>(value: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(value)
 }
 
 impl Config {
@@ -820,7 +836,8 @@ mod tests {
             c.allow_origins,
             ["https://a.example", "http://b:8080", "https://[::1]:8443"]
         );
-        assert!(c.echo && c.trust_proxy && c.sharded);
+        assert!(c.echo && c.sharded);
+        assert_eq!(c.trust_proxy, TrustProxy::loopback(), "--trust-proxy=yes");
         assert_eq!(c.www, Some(www));
         assert_eq!(c.metrics_bind.unwrap().port(), 9100);
         assert_eq!(
@@ -829,6 +846,27 @@ mod tests {
         );
         assert_eq!(c.keep_messages, 31);
         assert_eq!(c.log_level, "debug");
+    }
+
+    #[test]
+    fn trust_proxy_takes_networks_and_alone_means_loopback() {
+        let c = run(
+            &["--trust-proxy", "127.0.0.1,10.0.0.0/8,::1", "--echo"],
+            None,
+        )
+        .unwrap();
+        assert_eq!(c.trust_proxy.to_string(), "127.0.0.1/32,10.0.0.0/8,::1/128");
+        assert!(c.echo);
+        let c = run(&["--trust-proxy", "--sharded"], None).unwrap();
+        assert_eq!(c.trust_proxy, TrustProxy::loopback());
+        assert!(c.sharded, "the next flag is not taken as the value");
+        assert!(run(&[], None).unwrap().trust_proxy.is_off());
+        let (line, code) = refusal(&["--trust-proxy", "10.0.0.0/40"]);
+        assert_eq!(code, 2);
+        assert!(
+            line.contains("--trust-proxy") && line.contains("10.0.0.0/40"),
+            "{line}"
+        );
     }
 
     #[test]

@@ -14,8 +14,11 @@
 //! 6. [`queue`]: the write queue with shared frames and vectored writes;
 //! 7. [`bytes`] (static, shared or owned output), [`table`] (generational
 //!    ids), [`timers`], [`rate`], [`config`], [`listeners`], [`assets`],
-//!    [`metrics`], [`peer_limits`], [`logsafe`] (how peer text reaches the
-//!    log).
+//!    [`build_info`], [`metrics`], [`peer_limits`], [`trust_proxy`],
+//!    [`logsafe`] (how peer text reaches the log), [`shutdown`] (when the
+//!    drain after a signal may end);
+//! 8. [`store`]: the `--data-file`, and [`admin_cli`], the `wsrooms backup`
+//!    and `wsrooms restore` commands around its copies.
 //!
 //! Dependencies point down: `server` uses everything below it and nothing
 //! calls back up into it; `conn::machine` uses `http` and `ws` (and names
@@ -30,7 +33,9 @@
 
 #![warn(missing_docs)]
 
+pub mod admin_cli;
 pub mod assets;
+pub mod build_info;
 pub mod bytes;
 pub mod chat;
 pub mod config;
@@ -43,9 +48,11 @@ pub mod peer_limits;
 pub mod queue;
 pub mod rate;
 pub mod server;
+pub mod shutdown;
 pub mod store;
 pub mod table;
 pub mod timers;
+pub mod trust_proxy;
 pub mod ws;
 
 pub use config::Config;

@@ -145,8 +145,11 @@ impl Listeners {
     /// The sockets passed in by the service manager, or else bound from
     /// `bind` / `metrics_bind` (the `--bind` and `--metrics-bind` values).
     ///
-    /// Call it before the process opens any file of its own: descriptors
-    /// 3, 4, … are taken to be the passed sockets.
+    /// Descriptors 3, 4, … are taken to be the passed sockets. The files
+    /// the process opened before (the data file) cannot have those numbers:
+    /// the passed sockets were open from the start. (If `LISTEN_FDS` names a
+    /// descriptor that was not passed, whatever has that number is refused
+    /// here as not a listening socket.)
     pub fn open(
         bind: SocketAddr,
         metrics_bind: Option<SocketAddr>,

@@ -1,13 +1,19 @@
 //! The `wsrooms` binary: flags and environment → [`Config`], logger, run.
+//! (`wsrooms backup …` and `wsrooms restore …` are the two commands that do
+//! not run the server: [`wsrooms::admin_cli`].)
 
 use std::process::ExitCode;
 
 use wsrooms::listeners::Listeners;
 use wsrooms::store::Store;
-use wsrooms::{Config, Server};
+use wsrooms::{Config, Server, admin_cli};
 
 fn main() -> ExitCode {
-    let config = match Config::from_args(std::env::args_os()) {
+    let args: Vec<_> = std::env::args_os().collect();
+    if admin_cli::is_admin(&args) {
+        return admin_cli::run(args);
+    }
+    let config = match Config::from_args(args) {
         Ok(config) => config,
         // A refused value (stderr, exit 2), or --help / --version (stdout, exit 0).
         Err(e) => e.exit(),
@@ -15,22 +21,22 @@ fn main() -> ExitCode {
     let level = config.log_level.parse().unwrap_or(log::LevelFilter::Info);
     let _ = simple_logger::SimpleLogger::new().with_level(level).init();
     log::info!("config: {}", config.summary());
-    // First, before anything opens a file: sockets passed in by the
-    // service manager are descriptors 3, 4, ….
+    // First the data file, before any socket is bound or taken: a file that
+    // is not ours (or not a regular file, or with a stray log beside it)
+    // stops the server here with exit 2 and one line saying why, changed in
+    // nothing, and no port was ever open to accept connections nobody would
+    // answer. (Sockets passed in by the service manager are descriptors
+    // 3, 4, … and already open, so the file cannot take their numbers.)
+    let store = match open_store(&config) {
+        Ok(store) => store,
+        Err(code) => return code,
+    };
     let listeners = match Listeners::open(config.bind, config.metrics_bind) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("wsrooms: {e}");
             return ExitCode::from(e.exit_code());
         }
-    };
-    // Then the data file: after the passed sockets are taken (above), before
-    // anything is served. A file that is not ours stops the server here
-    // with exit 2 and one line saying why, changed in nothing; the sockets
-    // are closed unused (a passed one stays with the service manager).
-    let store = match open_store(&config) {
-        Ok(store) => store,
-        Err(code) => return code,
     };
     let mut server = match Server::with_listeners(config, listeners) {
         Ok(s) => s,

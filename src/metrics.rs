@@ -1,8 +1,21 @@
 //! Counters for `/metrics`, in the Prometheus text exposition format.
-//! Counting is a field increment; rendering happens only when scraped.
+//! Counting is a field increment (a histogram's observation, a few
+//! comparisons); rendering happens only when scraped. Also the standard
+//! `process_*` series ([`process`]), the build's version and commit, and
+//! how many connections the `--metrics-bind` listener may hold beyond
+//! `--max-connections` ([`METRICS_CONNECTIONS`]).
 
+mod histogram;
+pub mod process;
+
+pub use histogram::Histogram;
+
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fmt::{self, Write};
+use std::time::{Duration, Instant};
+
+use crate::build_info;
 
 use crate::ws::close::{self, CloseCode};
 
@@ -15,7 +28,8 @@ pub struct Metrics {
     pub connections_refused: u64,
     /// HTTP requests answered (`wsrooms_http_requests_total`).
     pub http_requests: u64,
-    /// Successful logins (`wsrooms_logins_total`).
+    /// Successful logins (`wsrooms_logins_total`), counted once answered
+    /// `303` (with a data file: once committed), so never taken back.
     pub logins: u64,
     /// Chat messages received (`wsrooms_messages_in_total`).
     pub messages_in: u64,
@@ -43,9 +57,18 @@ pub struct Metrics {
     pub store_sync_micros: u64,
     /// Commits that failed (their messages and logins were refused).
     pub persist_errors: u64,
+    /// How long loop turns took, from the wake-up to the end of the turn's
+    /// work (`wsrooms_loop_turn_seconds`).
+    pub loop_turns: Histogram,
+    /// How long commits took (`wsrooms_commit_seconds`).
+    pub commit_times: Histogram,
+    /// The last reading of the process and when it was taken (see
+    /// [`Metrics::process`]).
+    process_reading: RefCell<Option<(Instant, process::Process)>>,
     /// Close frames we sent, by code (peer-chosen codes share one label).
     pub closes: BTreeMap<CloseLabel, u64>,
-    /// Refused handshakes, logins and per-address connections, by reason.
+    /// Refused handshakes, logins, per-address connections and scrollback
+    /// pages, by reason.
     pub refused: BTreeMap<&'static str, u64>,
 }
 
@@ -102,9 +125,61 @@ pub struct Gauges {
     pub data_file_bytes: u64,
     /// The last commit failed (`/healthz` says `degraded`).
     pub degraded: bool,
+    /// The process's memory, files, CPU time and start time (Linux only).
+    pub process: Option<process::Process>,
 }
 
+/// Connections the `--metrics-bind` listener may hold at once, on top of
+/// `--max-connections`: so that `/healthz` and `/metrics` are answered when
+/// the main listener is full, and a scraper that opens connections without
+/// end cannot take descriptors from the chat. (The server keeps this many
+/// descriptors spare below the open-files limit.)
+pub const METRICS_CONNECTIONS: usize = 8;
+
+/// May a connection just accepted be kept? The main listener's connections
+/// are limited by `--max-connections` (`max`), the metrics listener's by
+/// [`METRICS_CONNECTIONS`], each on its own: a full server still answers
+/// its health checks. `open` and `open_metrics` count the connections open
+/// now, all of them and the metrics listener's.
+pub fn admits(via_metrics: bool, open: usize, open_metrics: usize, max: usize) -> bool {
+    match via_metrics {
+        true => open_metrics < METRICS_CONNECTIONS,
+        false => open.saturating_sub(open_metrics) < max,
+    }
+}
+
+/// How long a reading of the process (`/proc`) is served again before it is
+/// taken anew: a flood of `/metrics` requests reads `/proc` once a second.
+pub const PROCESS_READING_AGE: Duration = Duration::from_secs(1);
+
 impl Metrics {
+    /// The process's reading for a scrape at `now`: the last one if it is
+    /// younger than [`PROCESS_READING_AGE`], else a new one from `/proc`.
+    pub fn process(&self, now: Instant) -> Option<process::Process> {
+        let mut last = self.process_reading.borrow_mut();
+        match last.as_ref() {
+            Some((at, p)) if now.saturating_duration_since(*at) < PROCESS_READING_AGE => {
+                Some(p.clone())
+            }
+            _ => {
+                let p = process::read()?;
+                *last = Some((now, p.clone()));
+                Some(p)
+            }
+        }
+    }
+
+    /// One loop turn's work took `took`.
+    pub fn turn_took(&mut self, took: Duration) {
+        self.loop_turns.observe(took);
+    }
+
+    /// One commit took `took` (also counted in `commit_micros`).
+    pub fn commit_took(&mut self, took: Duration) {
+        self.commit_micros += took.as_micros() as u64;
+        self.commit_times.observe(took);
+    }
+
     /// Counts one refusal under `reason` (`wsrooms_refused_total`).
     pub fn refuse(&mut self, reason: &'static str) {
         *self.refused.entry(reason).or_default() += 1;
@@ -130,11 +205,37 @@ impl Metrics {
             // `code` is a `CloseLabel`: a number we know, or "other".
             let _ = writeln!(out, "wsrooms_closes_total{{code=\"{code}\"}} {n}");
         }
-        out.push_str("# HELP wsrooms_refused_total Refused handshakes, logins and per-address connections, by reason.\n# TYPE wsrooms_refused_total counter\n");
+        out.push_str("# HELP wsrooms_refused_total Refused handshakes, logins, per-address connections and scrollback pages, by reason.\n# TYPE wsrooms_refused_total counter\n");
         for (reason, n) in &self.refused {
             let _ = writeln!(out, "wsrooms_refused_total{{reason=\"{reason}\"}} {n}");
         }
+        self.render_more(&mut out, g);
         out
+    }
+
+    /// The histograms, the build and the process.
+    fn render_more(&self, out: &mut String, g: &Gauges) {
+        self.loop_turns.render(
+            out,
+            "wsrooms_loop_turn_seconds",
+            "Time a turn of the poll loop took, from its wake-up to the end of its work.",
+        );
+        self.commit_times.render(
+            out,
+            "wsrooms_commit_seconds",
+            "Time a data file commit took (one per loop turn that changed something).",
+        );
+        let _ = write!(
+            out,
+            "# HELP wsrooms_build_info The version and commit wsrooms was built from.\n\
+             # TYPE wsrooms_build_info gauge\n\
+             wsrooms_build_info{{version=\"{}\",commit=\"{}\"}} 1\n",
+            build_info::VERSION,
+            build_info::COMMIT
+        );
+        if let Some(process) = &g.process {
+            process.render(out);
+        }
     }
 
     /// The unlabelled counters: name, help, value.
@@ -155,7 +256,11 @@ impl Metrics {
                 "HTTP requests answered.",
                 self.http_requests,
             ),
-            ("wsrooms_logins_total", "Successful logins.", self.logins),
+            (
+                "wsrooms_logins_total",
+                "Successful logins (with a data file: committed ones).",
+                self.logins,
+            ),
             (
                 "wsrooms_messages_in_total",
                 "Chat messages received.",
@@ -293,6 +398,7 @@ mod tests {
             peer_addresses: 0,
             data_file_bytes: 0,
             degraded: false,
+            process: None,
         }
     }
 
@@ -302,6 +408,60 @@ mod tests {
             .filter(|l| l.starts_with("wsrooms_closes_total{"))
             .map(str::to_string)
             .collect()
+    }
+
+    #[test]
+    fn each_listener_has_its_own_limit() {
+        // The main listener full (10 of 10, with 3 metrics connections on top).
+        assert!(!admits(false, 13, 3, 10));
+        assert!(admits(true, 13, 3, 10), "health checks still answered");
+        assert!(admits(false, 12, 3, 10));
+        // The metrics listener full: bounded, and the chat unaffected.
+        let m = METRICS_CONNECTIONS;
+        assert!(!admits(true, m, m, 10));
+        assert!(admits(false, m, m, 10));
+    }
+
+    #[test]
+    fn histograms_build_and_process_are_rendered() {
+        let mut m = Metrics::default();
+        m.turn_took(Duration::from_micros(70));
+        m.commit_took(Duration::from_micros(300));
+        assert_eq!(m.commit_micros, 300);
+        let mut g = gauges();
+        g.process = process::read();
+        let text = m.render(&g);
+        assert!(
+            text.contains("wsrooms_loop_turn_seconds_bucket{le=\"0.0001\"} 1\n"),
+            "{text}"
+        );
+        assert!(text.contains("wsrooms_commit_seconds_count 1\n"), "{text}");
+        let build = format!(
+            "wsrooms_build_info{{version=\"{}\",commit=\"{}\"}} 1\n",
+            build_info::VERSION,
+            build_info::COMMIT
+        );
+        assert!(text.contains(&build), "{text}");
+        assert_eq!(
+            text.contains("\nprocess_open_fds "),
+            cfg!(target_os = "linux"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_process_is_read_at_most_once_a_second() {
+        let m = Metrics::default();
+        let t0 = Instant::now();
+        let first = m.process(t0);
+        assert_eq!(first.is_some(), cfg!(target_os = "linux"));
+        let Some(first) = first else { return };
+        let again = m.process(t0 + Duration::from_millis(999)).unwrap();
+        assert_eq!(again, first, "the same reading within the second");
+        // (The values may well be the same: when it was taken tells.)
+        m.process(t0 + PROCESS_READING_AGE).unwrap();
+        let at = m.process_reading.borrow().as_ref().map(|(at, _)| *at);
+        assert_eq!(at, Some(t0 + PROCESS_READING_AGE), "taken anew after it");
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! A token bucket, the one rate limit of the server: chat messages per
-//! socket, logins per address.
+//! socket, logins per address, scrollback pages per session.
 //!
 //! Total over every `f64`: a rate or burst that is 0, negative, tiny,
 //! huge, infinite or NaN never panics here. The configuration refuses

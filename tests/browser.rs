@@ -9,6 +9,9 @@
 //! the npm packages of `tests/browser/` (the test runs `npm ci` there on
 //! first use). When one is missing the test says so and skips, except under
 //! CI (`CI=true` or `CI=1`), where that is a failure.
+//! Each of node's tests is a line of `cargo test`'s output (read from
+//! node's TAP); node's readable report is shown when the suite fails, or
+//! with `--nocapture`.
 //! Screenshots are saved in `target/browser-shots/`; the one of the room
 //! page is compared with the README's `docs/room.png` (same size, same
 //! page outline: `tests/browser/docshot.mjs`), and
@@ -20,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::harness::{note, report_tap};
 use common::{find_program, require, run_bounded, setup_node_modules};
 
 /// Runs under `common::harness` (`harness = false` in Cargo.toml), so
@@ -83,7 +87,17 @@ fn pages_in_chromium() {
         // child), and end it as soon as the tests are done: Node 20 can
         // spin forever in its exit-time clean-up (nodejs/node#47748), which
         // once hung CI here for the whole time limit.
-        .args(["--test-force-exit", "--test-reporter=spec", "run.mjs"])
+        // TAP on stdout, read for the result of each test (each becomes a
+        // line of `cargo test`'s output); the readable report on stderr,
+        // shown when the suite fails.
+        .args([
+            "--test-force-exit",
+            "--test-reporter=tap",
+            "--test-reporter-destination=stdout",
+            "--test-reporter=spec",
+            "--test-reporter-destination=stderr",
+            "run.mjs",
+        ])
         .current_dir(&dir)
         .env("WSROOMS_BIN", &bin)
         .env("CHROMIUM_PATH", chromium.unwrap())
@@ -94,16 +108,16 @@ fn pages_in_chromium() {
     // servers it started together.
     std::os::unix::process::CommandExt::process_group(&mut command, 0);
     let finished = run_bounded(&mut command, None, SUITE_TIMEOUT);
-    let (status, out, err) = (finished.status, finished.stdout, finished.stderr);
-    println!("{out}");
-    if !err.trim().is_empty() {
-        eprintln!("{err}");
-    }
-    println!(
+    let (status, tap, report) = (finished.status, finished.stdout, finished.stderr);
+    note(report.trim_end());
+    note(format!(
         "browser suite took {:.1} s; screenshots in {}",
         started.elapsed().as_secs_f64(),
         shots.display()
-    );
+    ));
+    if report_tap(&tap) == 0 {
+        note(format!("node's TAP output:\n{tap}"));
+    }
     match status {
         None => panic!("browser suite did not finish within {SUITE_TIMEOUT:?}"),
         Some(s) => assert!(s.success(), "browser suite failed ({s}); output above"),

@@ -130,7 +130,7 @@ fn bad_values_stop_the_start_with_exit_2_and_a_first_line_naming_the_flag() {
     refused(
         &[],
         &[("WSROOMS_TRUST_PROXY", "perhaps")],
-        &["WSROOMS_TRUST_PROXY", "true or false"],
+        &["WSROOMS_TRUST_PROXY", "perhaps", "10.0.0.0/8"],
     );
     refused(
         &["--allow-origin", "chat.example"],
@@ -164,6 +164,37 @@ fn bad_values_stop_the_start_with_exit_2_and_a_first_line_naming_the_flag() {
         &[],
         &["--login-burst-per-ip", "1 to 1000000"],
     );
+}
+
+/// `--version` names the commit the binary was built from (the build
+/// script asks git; `unknown` outside a git work tree, e.g. a tarball).
+#[test]
+fn version_names_the_commit() {
+    let (code, stdout, stderr) = run(&["--version"], &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let line = stdout.trim();
+    let prefix = concat!("wsrooms ", env!("CARGO_PKG_VERSION"), " (commit ");
+    let commit = line
+        .strip_prefix(prefix)
+        .and_then(|rest| rest.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("{line:?}"));
+    // The work tree's top and its commit, if the sources are one.
+    let head = Command::new("git")
+        .args(["rev-parse", "--show-toplevel", "--short", "HEAD"])
+        .current_dir(repo())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+        .and_then(|out| {
+            let (top, head) = out.trim().split_once('\n')?;
+            let top = std::path::Path::new(top).canonicalize().ok()?;
+            (top == repo().canonicalize().ok()?).then(|| head.trim().to_string())
+        });
+    match head {
+        Some(head) => assert_eq!(commit, head, "built from another commit than HEAD"),
+        None => assert_eq!(commit, "unknown"),
+    }
 }
 
 /// Issue 18 §3: values that passed the old checks and crashed the server or

@@ -125,7 +125,9 @@ fn out_of_file_descriptors_refuses_stays_responsive_and_does_not_spin() {
     let cpu_before = cpu_time(pid);
     std::thread::sleep(window);
     let cpu = cpu_time(pid) - cpu_before;
-    eprintln!("out of descriptors: server CPU {cpu:?} in {window:?} with a full backlog");
+    common::harness::note(format!(
+        "out of descriptors: server CPU {cpu:?} in {window:?} with a full backlog"
+    ));
     assert!(
         cpu < window / 5,
         "the accept loop spins: {cpu:?} of CPU in {window:?}"

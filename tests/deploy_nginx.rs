@@ -1,7 +1,7 @@
 //! The shipped deploy/nginx.conf, run for real (issue 7): nginx from
 //! Debian's package with a self-signed certificate made here, terminating
-//! TLS in front of the real `wsrooms` binary run with `--trust-proxy` as
-//! deploy/wsrooms.service does. A Python client (tests/python/proxy_chat.py)
+//! TLS in front of the real `wsrooms` binary run with the `--trust-proxy`
+//! (loopback) and per-address limits deploy/wsrooms.service sets. A Python client (tests/python/proxy_chat.py)
 //! logs in over https and chats over wss://.
 //!
 //! The test renders the shipped file, replacing only its `listen` lines,
@@ -62,6 +62,15 @@ fn unit_per_address_limits() -> Vec<(String, String)> {
         .collect()
 }
 
+/// The shipped unit's `WSROOMS_TRUST_PROXY` (the proxies it names).
+fn unit_trust_proxy() -> String {
+    shipped("wsrooms.service")
+        .lines()
+        .find_map(|l| l.strip_prefix("Environment=WSROOMS_TRUST_PROXY="))
+        .expect("WSROOMS_TRUST_PROXY in wsrooms.service")
+        .to_string()
+}
+
 /// A backend, nginx in front of it, and what the Python client needs.
 struct Proxied {
     // Dropped in this order: nginx, the backend, then their directory.
@@ -82,9 +91,10 @@ impl Proxied {
         let python = python(SUITE, &["websockets"])?;
         let dir = TempDir::new("nginx");
         let (cert, key) = self_signed_cert(dir.path());
-        let mut args = vec!["--bind", "127.0.0.1:0", "--trust-proxy"];
+        let mut args = vec!["--bind", "127.0.0.1:0"];
         args.extend_from_slice(backend_args);
-        let limits = unit_per_address_limits();
+        let mut limits = unit_per_address_limits();
+        limits.push(("WSROOMS_TRUST_PROXY".into(), unit_trust_proxy()));
         let envs: Vec<(&str, &str)> = limits
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
@@ -165,7 +175,10 @@ fn chat_over_wss_through_the_shipped_nginx_config() {
     p.backend
         .log
         .wait_for(&["login: \"alice\" reserved in room 5"], IO_TIMEOUT);
-    p.backend.log.wait_for(&["trust_proxy=true"], IO_TIMEOUT);
+    // The unit's proxies: loopback, where nginx connects from.
+    p.backend
+        .log
+        .wait_for(&["trust_proxy=127.0.0.1/32,::1/128 "], IO_TIMEOUT);
     // ...with the unit's per-address limits on, and not in the way.
     let config = p.backend.log.wait_for(&["config: "], IO_TIMEOUT);
     for (name, value) in unit_per_address_limits() {

@@ -168,3 +168,43 @@ fn anchors_are_made_as_github_makes_them() {
         "sharding-more-than-one-core-or-machine"
     );
 }
+
+/// Every "Rust 1.N" a document asks for is the `rust-version` of
+/// `Cargo.toml`: a reader with the version one page names must be able to
+/// build.
+#[test]
+fn documents_ask_for_the_rust_version_cargo_toml_sets() {
+    let manifest = std::fs::read_to_string(repo().join("Cargo.toml")).unwrap();
+    let wanted = manifest
+        .lines()
+        .find_map(|l| l.strip_prefix("rust-version = \""))
+        .and_then(|rest| rest.split('"').next())
+        .expect("rust-version in Cargo.toml");
+    let mut files = Vec::new();
+    markdown_files(&repo(), &mut files);
+    let mut wrong = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        // "Rust 1.89", "Rust (stable, 1.89 or later": a `1.NN` just after "Rust".
+        for (at, _) in text.match_indices("Rust") {
+            let after = &text[at..text.len().min(at + 40)];
+            let Some(start) = after.find("1.") else {
+                continue;
+            };
+            let version: String = after[start..]
+                .chars()
+                .take_while(|c| c.is_ascii_digit() || *c == '.')
+                .collect();
+            let version = version.trim_end_matches('.');
+            if version.len() >= 4 && version != wanted {
+                let shown = file.strip_prefix(repo()).unwrap_or(file);
+                wrong.push(format!("{}: Rust {version}", shown.display()));
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "rust-version is {wanted}, but:\n{}",
+        wrong.join("\n")
+    );
+}

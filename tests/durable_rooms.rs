@@ -305,3 +305,145 @@ fn after_sigkill_every_message_anyone_saw_is_kept_with_its_number() {
         crash_once(kill_after);
     }
 }
+
+/// `--max-sessions` holds after a restart: with 100 sessions on disk and a
+/// cap of 10, the 10 newest logins are restored (and work), the 90 older
+/// ones end (and are deleted from the file), and a new login is `503` only
+/// while the cap is reached.
+#[test]
+fn sessions_restored_from_disk_respect_max_sessions_newest_first() {
+    let dir = TempDir::new("durable-max-sessions");
+    let path = dir.join("rooms.db");
+    let mut server = server_on(&path, &[]);
+    let cookies: Vec<String> = (0..100)
+        .map(|i| login(server.addr, &format!("u{i}"), 1 + i % 10))
+        .collect();
+    stop(&mut server);
+    // Logins within one millisecond share a time: make the order explicit.
+    let db = rusqlite::Connection::open(&path).unwrap();
+    for i in 0..100 {
+        db.execute(
+            "UPDATE sessions SET login_at = ?1 WHERE user = ?2",
+            rusqlite::params![1_700_000_000_000i64 + i, format!("u{i}")],
+        )
+        .unwrap();
+    }
+    drop(db);
+
+    let mut server = server_on(&path, &["--max-sessions", "10"]);
+    let addr = server.addr;
+    assert_eq!(read_metric(addr, "wsrooms_sessions"), 10.0);
+    for i in 90..100u32 {
+        let mut ws = ws_connect(addr, 1 + i % 10, &cookies[i as usize]);
+        assert_eq!(next_of_type(&mut ws, "welcome")["user"], format!("u{i}"));
+    }
+    for i in [0u32, 45, 89] {
+        let refused = ws_connect_path(
+            addr,
+            &format!("/rooms/{}/ws", 1 + i % 10),
+            Some(&cookies[i as usize]),
+            Some(&format!("http://{addr}")),
+        );
+        assert!(
+            matches!(&refused, Err(tungstenite::Error::Http(r)) if r.status() == 403),
+            "u{i}'s old session ended: {refused:?}"
+        );
+    }
+    assert_eq!(login_raw(addr, "newcomer", "3").status, 503, "at the cap");
+    server
+        .log
+        .wait_for(&["90 older sessions ended"], Duration::from_secs(5));
+    stop(&mut server);
+
+    // The 90 were deleted from the file: one more allowed, one more login.
+    let server = server_on(&path, &["--max-sessions", "11"]);
+    assert_eq!(read_metric(server.addr, "wsrooms_sessions"), 10.0);
+    login(server.addr, "newcomer", 3);
+    assert_eq!(read_metric(server.addr, "wsrooms_sessions"), 11.0);
+}
+
+/// Sends `count` messages "{name}-0001-…" to `ws`'s room and waits until
+/// the last one comes back.
+fn fill_room(ws: &mut Ws, name: &str, count: u64) {
+    let pad = "x".repeat(150);
+    for seq in 1..=count {
+        ws.send(Message::text(format!("{name}-{seq:04}-{pad}")))
+            .unwrap();
+    }
+    while next_of_type(ws, "message")["seq"] != count {}
+}
+
+/// Writes garbage over every leaf page of the (closed) file that holds
+/// `marker`. `messages` is a `WITHOUT ROWID` table: its rows are in index
+/// b-tree pages, leaves of type 0x0a (interior pages hold whole rows as
+/// keys too, but span both rooms).
+fn damage_leaf_pages(path: &Path, marker: &[u8]) -> usize {
+    let mut bytes = std::fs::read(path).unwrap();
+    let size = usize::from(u16::from_be_bytes([bytes[16], bytes[17]]));
+    let mut damaged = 0;
+    for page in bytes.chunks_mut(size).skip(1) {
+        if page[0] == 0x0a && page.windows(marker.len()).any(|w| w == marker) {
+            page.fill(0xa5);
+            damaged += 1;
+        }
+    }
+    std::fs::write(path, bytes).unwrap();
+    damaged
+}
+
+/// A damaged page in one room's old messages: scrollback into it is `500`
+/// and logged once for all requests, a new message in that room (whose
+/// pruning reaches the damage) is still delivered, the other room works as
+/// before, and `/healthz` stays `503 degraded`.
+#[test]
+fn damaged_pages_of_one_room_do_not_take_the_others_down() {
+    let dir = TempDir::new("durable-damaged");
+    let path = dir.join("rooms.db");
+    let keep = ["--keep-messages", "300"];
+    let mut server = server_on(&path, &keep);
+    let addr = server.addr;
+    let (alice_cookie, bob_cookie) = (login(addr, "alice", 1), login(addr, "bob", 2));
+    let mut alice = ws_connect(addr, 1, &alice_cookie);
+    fill_room(&mut alice, "one", 300);
+    let mut bob = ws_connect(addr, 2, &bob_cookie);
+    fill_room(&mut bob, "two", 300);
+    drop((alice, bob));
+    stop(&mut server);
+    assert!(!dir.join("rooms.db-wal").exists(), "all in the main file");
+    let n = damage_leaf_pages(&path, b"one-00");
+    assert!(n >= 2, "room 1 oldest: {n}");
+
+    let server = server_on(&path, &keep);
+    let addr = server.addr;
+    let mut alice = reconnect(addr, 1, &alice_cookie, 300);
+    let mut bob = reconnect(addr, 2, &bob_cookie, 300);
+    let alice_header = format!("Cookie: {alice_cookie}\r\n");
+    for _ in 0..3 {
+        let page = get(addr, "/rooms/1/history?before=50&limit=10", &alice_header);
+        assert_eq!(page.status, 500, "{}", page.text());
+    }
+    let healthz = get(addr, "/healthz", "");
+    assert_eq!(
+        (healthz.status, healthz.text().trim()),
+        (503, "degraded"),
+        "{}",
+        server.log.all()
+    );
+    // Room 1's next message prunes its oldest (damaged) pages: delivered.
+    alice.send(Message::text("after the damage")).unwrap();
+    assert_eq!(next_of_type(&mut alice, "message")["seq"], 301);
+    bob.send(Message::text("room 2 as before")).unwrap();
+    assert_eq!(next_of_type(&mut bob, "message")["seq"], 301);
+    let page = get(
+        addr,
+        "/rooms/2/history?before=50&limit=10",
+        &format!("Cookie: {bob_cookie}\r\n"),
+    );
+    assert_eq!(page.status, 200, "{}", page.text());
+    for _ in 0..3 {
+        assert_eq!(get(addr, "/healthz", "").status, 503, "steadily");
+    }
+    let errors = server.log.matching(&[" ERROR "]);
+    assert_eq!(errors.len(), 1, "logged once:\n{}", server.log.all());
+    assert!(errors[0].contains("damaged"), "{}", errors[0]);
+}

@@ -103,10 +103,29 @@ fn a_full_disk_refuses_what_it_cannot_store_and_recovers() {
         "the sender of an unstored message"
     );
     assert_eq!(health(addr), (503, "degraded".into()));
-    let r = login_raw(addr, "carol", "1");
+    let logins = |text: &str| metric(text, "wsrooms_logins_total").unwrap();
+    let logins_before = logins(&scrape(addr));
+    // A login and a scrape in one loop turn (the server is stopped while
+    // both arrive): the scrape comes before the turn's commit fails.
+    let (mut carol, mut scraper) = (tcp(addr), tcp(addr));
+    freeze(server.child.id());
+    carol
+        .write_all(login_request(addr, "carol", "1").as_bytes())
+        .unwrap();
+    scraper
+        .write_all(format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .unwrap();
+    thaw(server.child.id());
+    let r = read_response(&mut carol);
     assert_eq!(r.status, 503, "a login that cannot be stored: {}", r.text());
     assert!(r.header("Set-Cookie").is_none(), "no cookie for it");
+    let during = logins(&read_response(&mut scraper).text());
     let metrics = scrape(addr);
+    assert_eq!(
+        (during, logins(&metrics)),
+        (logins_before, logins_before),
+        "a login is counted once committed, and a counter never goes down"
+    );
     assert!(
         metric(&metrics, "wsrooms_persist_errors_total").unwrap() >= 2.0,
         "{metrics}"
@@ -130,6 +149,7 @@ fn a_full_disk_refuses_what_it_cannot_store_and_recovers() {
     );
     assert_eq!(health(addr), (200, "ok".into()));
     let cookie = login(addr, "carol", 1);
+    assert_eq!(logins(&scrape(addr)), logins_before + 1.0);
     let mut carol = ws_connect(addr, 1, &cookie);
     let welcome = next_of_type(&mut carol, "welcome");
     assert_eq!(history_texts(&welcome), ["stored", "after"]);

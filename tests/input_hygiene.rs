@@ -35,6 +35,10 @@ fn main() -> std::process::ExitCode {
                 peer_strings_reach_the_log_escaped,
             ),
             (
+                "invisible_characters_reach_the_log_escaped",
+                invisible_characters_reach_the_log_escaped,
+            ),
+            (
                 "frame_headers_alone_claim_no_payload_memory",
                 frame_headers_alone_claim_no_payload_memory,
             ),
@@ -151,6 +155,59 @@ fn peer_strings_reach_the_log_escaped() {
     assert!(!HOSTILE.iter().any(|&c| all.contains(c)), "{all:?}");
 }
 
+/// Characters that render as nothing or as a blank (tag characters, musical
+/// formatting, Hangul and Khitan fillers, variation selectors, the blank
+/// Braille pattern, wide spaces): a log line holding them raw hides text
+/// from whoever reads it.
+const INVISIBLE: [char; 11] = [
+    '\u{e0041}',
+    '\u{1d173}',
+    '\u{3164}',
+    '\u{ffa0}',
+    '\u{115f}',
+    '\u{fe0f}',
+    '\u{034f}',
+    '\u{17b4}',
+    '\u{16fe4}',
+    '\u{2800}',
+    '\u{3000}',
+];
+
+/// Asserts that `line` holds each of `INVISIBLE` escaped and none raw.
+fn assert_escaped(line: &str) {
+    for c in INVISIBLE {
+        assert!(!line.contains(c), "raw U+{:04X} in {line:?}", c as u32);
+        let escaped = format!("\\u{{{:x}}}", c as u32);
+        assert!(line.contains(&escaped), "no {escaped} in {line:?}");
+    }
+}
+
+fn invisible_characters_reach_the_log_escaped() {
+    let server =
+        spawn_command(Command::new(env!("CARGO_BIN_EXE_wsrooms")).args(["--log-level", "info"]));
+    let (log, addr) = (server.log.clone(), server.addr);
+    let hidden: String = INVISIBLE.iter().collect();
+    // An `Origin` of another site on a login: refused, and logged with it.
+    let body = "user=eve&room=1";
+    let request = format!(
+        "POST /login HTTP/1.1\r\nHost: {addr}\r\nOrigin: http://ev{hidden}il.example\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        body.len()
+    );
+    assert_eq!(http_raw(addr, &request).status, 403);
+    assert_escaped(&log.wait_for(&["login refused", "il.example"], IO_TIMEOUT));
+    // The path of a refused handshake (no such page: 404).
+    let mut s = tcp(addr);
+    let path = format!("/hid{hidden}den");
+    s.write_all(upgrade_request(addr, &path, None).as_bytes())
+        .unwrap();
+    assert_eq!(read_response(&mut s).status, 404);
+    assert_escaped(&log.wait_for(&["handshake to", "den refused"], IO_TIMEOUT));
+    let all = log.all();
+    assert!(!INVISIBLE.iter().any(|&c| all.contains(c)), "{all:?}");
+}
+
 // ----- frame buffers ---------------------------------------------------------
 
 fn frame_headers_alone_claim_no_payload_memory() {
@@ -191,7 +248,9 @@ fn frame_headers_alone_claim_no_payload_memory() {
     let grown_kb = status_kb(pid, "VmData").saturating_sub(before);
     // Reserving each announced payload would take 1000 × 64 KiB ≈ 62 MiB.
     let bound_kb = (CONNS * ANNOUNCED / 1024 / 8) as u64;
-    eprintln!("VmData grew by {grown_kb} kB for {CONNS} frame headers");
+    common::harness::note(format!(
+        "VmData grew by {grown_kb} kB for {CONNS} frame headers"
+    ));
     assert!(
         grown_kb < bound_kb,
         "VmData grew by {grown_kb} kB for {CONNS} frame headers (bound {bound_kb} kB)"

@@ -22,6 +22,34 @@ use std::time::{Duration, Instant};
 use common::*;
 use tungstenite::Message;
 
+/// A read from an example: one that times out says the server did not
+/// answer in time (not a bare `WouldBlock`, which reads as if it failed).
+trait Answered<T> {
+    #[track_caller]
+    fn answered(self) -> T;
+}
+
+impl<T> Answered<T> for std::io::Result<T> {
+    #[track_caller]
+    fn answered(self) -> T {
+        match self {
+            Ok(value) => value,
+            Err(e) => read_failed("from the example", &e),
+        }
+    }
+}
+
+impl<T> Answered<T> for tungstenite::Result<T> {
+    #[track_caller]
+    fn answered(self) -> T {
+        match self {
+            Ok(value) => value,
+            Err(tungstenite::Error::Io(e)) => read_failed("a WebSocket message", &e),
+            Err(e) => panic!("reading a WebSocket message: {e}"),
+        }
+    }
+}
+
 /// A running example; killed on drop.
 struct Example {
     child: Child,
@@ -107,10 +135,10 @@ fn tcp_echo_returns_bytes_however_they_are_cut() {
     }
     b.write_all(b"second client\n").unwrap();
     let mut got = [0u8; 12];
-    a.read_exact(&mut got).unwrap();
+    a.read_exact(&mut got).answered();
     assert_eq!(&got, b"hello world\n");
     let mut got = [0u8; 14];
-    b.read_exact(&mut got).unwrap();
+    b.read_exact(&mut got).answered();
     assert_eq!(&got, b"second client\n");
 }
 
@@ -126,7 +154,7 @@ fn tcp_echo_streams_more_than_the_socket_buffers_hold() {
     let data = sent.clone();
     let write = std::thread::spawn(move || writer.write_all(&data).unwrap());
     let mut got = vec![0u8; sent.len()];
-    a.read_exact(&mut got).unwrap();
+    a.read_exact(&mut got).answered();
     write.join().unwrap();
     assert!(got == sent, "the echo differs from what was sent");
 }
@@ -171,12 +199,12 @@ fn ws_echo_echoes_messages_answers_pings_and_closes() {
     let server = start("ws_echo");
     let mut ws = ws_connect_path(server.addr, "/", None, None).expect("handshake");
     ws.send(Message::text("héllo")).unwrap();
-    assert_eq!(ws.read().unwrap(), Message::text("héllo"));
+    assert_eq!(ws.read().answered(), Message::text("héllo"));
     let big = vec![7u8; 200_000];
     ws.send(Message::binary(big.clone())).unwrap();
-    assert_eq!(ws.read().unwrap(), Message::binary(big));
+    assert_eq!(ws.read().answered(), Message::binary(big));
     ws.send(Message::Ping(b"p".to_vec().into())).unwrap();
-    assert_eq!(ws.read().unwrap(), Message::Pong(b"p".to_vec().into()));
+    assert_eq!(ws.read().answered(), Message::Pong(b"p".to_vec().into()));
     let mut raw = raw_ws(server.addr, "/", None);
     raw.write_all(&client_frame(true, 0x8, &4001u16.to_be_bytes()))
         .unwrap();
@@ -210,7 +238,7 @@ fn broadcast_sends_one_message_to_everyone() {
         .collect();
     clients[1].send(Message::text("hello room")).unwrap();
     for ws in &mut clients {
-        assert_eq!(ws.read().unwrap(), Message::text("hello room"));
+        assert_eq!(ws.read().answered(), Message::text("hello room"));
     }
 }
 
@@ -230,7 +258,7 @@ fn broadcast_closes_a_receiver_that_falls_too_far_behind() {
     let payload = vec![1u8; 60_000];
     for _ in 0..MESSAGES {
         fast.send(Message::binary(payload.clone())).unwrap();
-        assert_eq!(fast.read().unwrap().len(), payload.len());
+        assert_eq!(fast.read().answered().len(), payload.len());
     }
     let frames = read_to_eof(&mut slow, Duration::from_secs(30));
     let (last, data) = frames.split_last().expect("some frames");

@@ -191,4 +191,18 @@ fn behind_a_trusted_proxy_the_page_origin_is_the_forwarded_host() {
         ),
         "X-Forwarded-Host without --trust-proxy",
     );
+    drop(direct);
+    // Nor from a peer --trust-proxy does not name (the proxy is 127.0.0.2,
+    // this client 127.0.0.1).
+    let elsewhere = spawn(&dir, &["--trust-proxy", "127.0.0.2"]);
+    assert_refused(
+        &post_login(
+            elsewhere.addr,
+            &elsewhere.addr.to_string(),
+            "fay",
+            2,
+            &format!("{forwarded}Origin: https://chat.example\r\n"),
+        ),
+        "X-Forwarded-Host from a peer that is not a named proxy",
+    );
 }

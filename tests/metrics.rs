@@ -1,7 +1,10 @@
 //! `/metrics` (issue 7): scraped during a small chat, its counters
 //! and gauges move by exactly what happened; its text parses with the real
-//! Prometheus parser (Python `prometheus_client`); `--metrics-bind` serves
-//! it on a separate listener and hides it from the main one.
+//! Prometheus parser (Python `prometheus_client`), histograms and the
+//! standard `process_*` series included; `--metrics-bind` serves it on a
+//! separate listener and hides it from the main one, and answers there
+//! when the main one is full (issue 20 §5); every series the shipped
+//! Grafana dashboard and alert rules use is served.
 
 mod common;
 
@@ -31,6 +34,14 @@ fn main() -> std::process::ExitCode {
             (
                 "metrics_bind_serves_metrics_there_and_hides_them_from_the_main_port",
                 metrics_bind_serves_metrics_there_and_hides_them_from_the_main_port,
+            ),
+            (
+                "health_checks_are_answered_on_the_metrics_listener_at_the_connection_limit",
+                health_checks_are_answered_on_the_metrics_listener_at_the_connection_limit,
+            ),
+            (
+                "the_shipped_dashboard_and_alerts_use_only_served_series",
+                the_shipped_dashboard_and_alerts_use_only_served_series,
             ),
         ],
     )
@@ -154,7 +165,10 @@ fn metrics_parse_as_prometheus_text_with_help_and_type() {
     // Every sample's family has HELP and TYPE lines before it.
     for line in text.lines().filter(|l| !l.starts_with('#')) {
         let name = line.split(['{', ' ']).next().unwrap();
-        let family = name.strip_suffix("_total").unwrap_or(name);
+        let family = ["_total", "_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|suffix| name.strip_suffix(suffix))
+            .unwrap_or(name);
         let typed = text
             .lines()
             .any(|l| l.starts_with(&format!("# TYPE {family}")));
@@ -229,7 +243,162 @@ fn metrics_parse_as_prometheus_text_with_help_and_type() {
             .any(|s| s["labels"]["reason"] == "origin" && s["value"] == 1.0),
         "{refused:?}"
     );
-    assert!(families.len() >= 17, "{parsed}");
+    // The latency histograms: cumulative buckets ending in +Inf, _sum, _count.
+    for histogram in ["wsrooms_loop_turn_seconds", "wsrooms_commit_seconds"] {
+        let f = family(histogram);
+        assert_eq!(f["type"], "histogram", "{histogram}");
+        let samples = f["samples"].as_array().unwrap();
+        let count = samples
+            .iter()
+            .find(|s| s["name"] == format!("{histogram}_count"))
+            .unwrap_or_else(|| panic!("{histogram}_count"))["value"]
+            .as_f64()
+            .unwrap();
+        let inf = samples
+            .iter()
+            .find(|s| s["labels"]["le"] == "+Inf")
+            .unwrap_or_else(|| panic!("{histogram} +Inf"))["value"]
+            .as_f64()
+            .unwrap();
+        assert_eq!(inf, count, "{histogram}");
+    }
+    let turns = &family("wsrooms_loop_turn_seconds")["samples"];
+    assert!(
+        turns
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["name"] == "wsrooms_loop_turn_seconds_count"
+                && s["value"].as_f64().unwrap() > 0.0),
+        "the server has turned: {turns}"
+    );
+    let build = &family("wsrooms_build_info")["samples"][0];
+    assert_eq!(build["value"], 1.0);
+    assert_eq!(
+        build["labels"]["version"],
+        env!("CARGO_PKG_VERSION"),
+        "{build}"
+    );
+    assert!(
+        build["labels"]["commit"]
+            .as_str()
+            .is_some_and(|c| !c.is_empty())
+    );
+    // The standard process series, with the types other exporters give them.
+    for (name, kind) in [
+        ("process_resident_memory_bytes", "gauge"),
+        ("process_virtual_memory_bytes", "gauge"),
+        ("process_open_fds", "gauge"),
+        ("process_max_fds", "gauge"),
+        ("process_cpu_seconds", "counter"),
+        ("process_start_time_seconds", "gauge"),
+    ] {
+        assert_eq!(family(name)["type"], kind, "{name}");
+    }
+    assert!(families.len() >= 26, "{parsed}");
+}
+
+/// At `--max-connections` the main listener answers `503`, but the
+/// `--metrics-bind` listener has connections of its own, so a health check
+/// does not restart a healthy, full server; those are bounded too
+/// (`METRICS_CONNECTIONS`), without taking any from the chat.
+fn health_checks_are_answered_on_the_metrics_listener_at_the_connection_limit() {
+    let metrics_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let mut config = test_config();
+    config.max_connections = 4;
+    config.metrics_bind = Some(metrics_addr);
+    let addr = start(config);
+    let _full: Vec<_> = (0..4).map(|_| tcp(addr)).collect();
+    // The main listener is full: the next connection gets 503.
+    assert_eq!(get(addr, "/healthz", "").status, 503);
+    // The metrics listener still answers.
+    let r = get(metrics_addr, "/healthz", "");
+    assert_eq!((r.status, r.text().as_str()), (200, "ok"));
+    let text = scrape(metrics_addr);
+    assert_eq!(
+        metric(&text, "wsrooms_connections_refused_total"),
+        Some(1.0)
+    );
+    // Its own connections are bounded.
+    let reserved = wsrooms::metrics::METRICS_CONNECTIONS;
+    let _held: Vec<_> = (0..reserved).map(|_| tcp(metrics_addr)).collect();
+    assert_eq!(get(metrics_addr, "/healthz", "").status, 503);
+    drop(_held);
+    assert!(
+        wait_until(Duration::from_secs(5), || get(metrics_addr, "/healthz", "")
+            .status
+            == 200),
+        "the metrics listener answers again once its connections closed"
+    );
+    // Counted apart from the chat's refusals.
+    let text = scrape(metrics_addr);
+    assert_eq!(
+        metric(&text, "wsrooms_connections_refused_total"),
+        Some(1.0)
+    );
+    let key = "reason=\"metrics_connections\"";
+    let refused = metric_with(&text, "wsrooms_refused_total", key);
+    assert!(refused.is_some_and(|n| n >= 1.0), "{text}");
+}
+
+/// Every `wsrooms_*` and `process_*` series named in
+/// deploy/grafana-dashboard.json and deploy/prometheus-alerts.yml (a
+/// histogram's `_bucket`, `_sum` and `_count` included) is one a running
+/// server serves; the dashboard is valid JSON.
+fn the_shipped_dashboard_and_alerts_use_only_served_series() {
+    let dir = TempDir::new("dashboard");
+    let mut config = test_config();
+    config.data_file = Some(dir.join("rooms.db"));
+    let addr = start(config);
+    // Make the labelled families non-empty: a refused handshake, a close.
+    let (mut ws, _) = join(addr, "hugo", 6);
+    let cookie = login(addr, "iris", 6);
+    assert!(ws_connect_path(addr, "/rooms/6/ws", Some(&cookie), None).is_err());
+    ws.close(Some(CloseFrame {
+        code: CloseCode::Normal,
+        reason: "".into(),
+    }))
+    .unwrap();
+    while ws.read().is_ok() {}
+    let text = scrape(addr);
+    let served: std::collections::BTreeSet<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| l.split(['{', ' ']).next().unwrap())
+        .collect();
+    let dashboard = std::fs::read_to_string(repo().join("deploy/grafana-dashboard.json")).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&dashboard).expect("dashboard is JSON");
+    assert!(json["panels"].as_array().is_some_and(|p| p.len() >= 10));
+    let alerts = std::fs::read_to_string(repo().join("deploy/prometheus-alerts.yml")).unwrap();
+    assert!(alerts.contains("groups:") && alerts.matches("expr:").count() >= 8);
+    for (file, content) in [
+        ("grafana-dashboard.json", &dashboard),
+        ("prometheus-alerts.yml", &alerts),
+    ] {
+        let used = series_names(content);
+        assert!(used.len() >= 8, "{file}: {used:?}");
+        for name in used {
+            assert!(
+                served.contains(name.as_str()),
+                "deploy/{file} uses {name}, not served:\n{text}"
+            );
+        }
+    }
+}
+
+/// The `wsrooms_*` and `process_*` names in a text (at word starts).
+fn series_names(text: &str) -> std::collections::BTreeSet<String> {
+    let is_name = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    let mut names = std::collections::BTreeSet::new();
+    for (i, _) in text.char_indices() {
+        let rest = &text[i..];
+        let starts_word = text[..i].chars().next_back().is_none_or(|c| !is_name(c));
+        if starts_word && (rest.starts_with("wsrooms_") || rest.starts_with("process_")) {
+            let end = rest.find(|c: char| !is_name(c)).unwrap_or(rest.len());
+            names.insert(rest[..end].to_string());
+        }
+    }
+    names
 }
 
 fn metrics_bind_serves_metrics_there_and_hides_them_from_the_main_port() {

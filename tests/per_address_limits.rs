@@ -1,8 +1,8 @@
 //! Limits per client address (issue 11 §4): `--max-connections-per-ip`
 //! (`503`) and `--login-rate-per-ip` / `--login-burst-per-ip` (`429` with
 //! `Retry-After`). The client address is the TCP peer (127.0.0.1 and
-//! 127.0.0.2 here: all of 127.0.0.0/8 is loopback), or with `--trust-proxy`
-//! the last `X-Forwarded-For` entry.
+//! 127.0.0.2 here: all of 127.0.0.0/8 is loopback), or when that peer is
+//! a proxy named by `--trust-proxy`, the last `X-Forwarded-For` entry.
 //!
 //! The real binary, real sockets. Logins meant to be "rapid" are pipelined
 //! in one write, so they arrive in the same instant however slow the machine.
@@ -146,6 +146,51 @@ fn behind_a_trusted_proxy_the_forwarded_address_is_counted() {
         .write_all(login_request(s.addr, "ines", "X-Forwarded-For: 192.0.2.2\r\n").as_bytes())
         .unwrap();
     assert_eq!(read_response(&mut other).status, 303);
+}
+
+/// `--trust-proxy` names the proxies: a client that reaches the server
+/// directly (here from 127.0.0.1, while only 127.0.0.2 is a proxy) and
+/// names a fresh address in each request's `X-Forwarded-For` is still
+/// counted by its TCP address, so the per-address login limit holds; the
+/// proxy's forwarded addresses count as before.
+#[test]
+fn a_peer_not_named_by_trust_proxy_is_counted_by_its_tcp_address() {
+    let dir = TempDir::new("per-ip-spoof");
+    let s = spawn(
+        &dir,
+        &[
+            "--trust-proxy",
+            "127.0.0.2",
+            "--login-rate-per-ip",
+            "1",
+            "--login-burst-per-ip",
+            "2",
+        ],
+    );
+    s.log.wait_for(&["trust_proxy=127.0.0.2/32"], IO_TIMEOUT);
+    let spoofed: Vec<String> = (0..6)
+        .map(|i| {
+            let xff = format!("X-Forwarded-For: 198.51.100.{}\r\n", 10 + i);
+            login_request(s.addr, &format!("spoof{i}"), &xff)
+        })
+        .collect();
+    let r = pipelined(&mut tcp(s.addr), &spoofed);
+    let statuses: Vec<u16> = r.iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [303, 303, 429, 429, 429, 429], "from 127.0.0.1");
+    // Through the proxy, each forwarded address has its own burst.
+    let proxied: Vec<String> = (0..4)
+        .map(|i| {
+            let xff = format!("X-Forwarded-For: 192.0.2.{}\r\n", 10 + i);
+            login_request(s.addr, &format!("via{i}"), &xff)
+        })
+        .collect();
+    let r = pipelined(&mut tcp_from(OTHER, s.addr), &proxied);
+    assert!(r.iter().all(|r| r.status == 303), "via the proxy 127.0.0.2");
+    let text = metrics_from(OTHER, s.addr);
+    assert_eq!(
+        metric_with(&text, "wsrooms_refused_total", "reason=\"login_rate\""),
+        Some(4.0)
+    );
 }
 
 /// A `POST /login` kept alive, for pipelining.

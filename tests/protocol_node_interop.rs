@@ -82,5 +82,5 @@ fn node_ws_echo_up_to_16_mib() {
         assert!(out.contains(line), "missing {line:?} in:\n{out}");
     }
     assert!(out.trim_end().ends_with("all ok"), "{out}");
-    eprintln!("node ws interop passed in {:?}", started.elapsed());
+    common::harness::note(format!("node ws interop passed in {:?}", started.elapsed()));
 }

@@ -1,17 +1,23 @@
 //! Graceful shutdown on SIGTERM, against the real binary: every WebSocket
 //! gets a `1001` close and the server exits 0 as soon as every socket has
-//! finished, or at the drain deadline for peers that never answer; the
-//! listeners close at once; a half-sent request head or upgrade does not
-//! hold the exit; responses already queued are sent whole before the FIN.
+//! finished; a socket that makes no progress (a frozen client whose close
+//! cannot even be written, or a peer that never answers it) holds the exit
+//! for the stall time only (500 ms), so a restart under load is quick; one
+//! still reading holds it up to the drain deadline; the listeners close at
+//! once; a half-sent request head or upgrade does not hold the exit;
+//! responses already queued are sent whole before the FIN.
 
 mod common;
 
 use std::io::{self, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::*;
+use tungstenite::Message;
 
 #[test]
 fn sigterm_closes_every_socket_with_1001_and_exits_0() {
@@ -49,16 +55,20 @@ fn sigterm_closes_every_socket_with_1001_and_exits_0() {
         took < Duration::from_secs(3),
         "took {took:?} though every socket closed"
     );
-    let summary = log.wait_for(&["stopped:"], IO_TIMEOUT);
+    let summary = log.wait_for(
+        &["stopped ", "every connection finished closing"],
+        IO_TIMEOUT,
+    );
     eprintln!("SIGTERM → exit 0 in {took:?}; {summary}");
 }
 
+/// A socket that reads our `1001` but never answers it, and an idle
+/// connection with half a request: neither holds the exit longer than the
+/// stall time (500 ms), and the last line counts the one cut.
 #[test]
-fn sigterm_waits_no_longer_than_the_drain_time_for_silent_sockets() {
-    let mut server = spawn_binary(&["--shutdown-timeout-secs", "2", "--log-level", "warn"]);
+fn a_socket_that_never_answers_the_close_holds_the_exit_for_the_stall_time_only() {
+    let mut server = spawn_binary(&["--log-level", "info"]);
     let addr = server.addr;
-    // One socket that will never answer the close, one idle HTTP connection
-    // with half a request.
     let cookie = login(addr, "mute", 4);
     let mut mute = raw_ws(addr, "/rooms/4/ws", Some(&cookie));
     let mut half = tcp(addr);
@@ -72,11 +82,153 @@ fn sigterm_waits_no_longer_than_the_drain_time_for_silent_sockets() {
     let took = signalled.elapsed();
     assert!(status.success(), "exit status {status}");
     assert!(
-        took >= Duration::from_millis(1800) && took < Duration::from_secs(4),
+        took >= Duration::from_millis(450) && took < Duration::from_millis(1500),
         "exited after {took:?}"
+    );
+    let line = server.log.wait_for(&["stopped "], IO_TIMEOUT);
+    assert!(
+        line.contains("the connections left made no progress")
+            && line.contains("had not finished closing (1 stalled"),
+        "{line}"
     );
     read_until_closed(&mut mute, Duration::from_secs(1));
     read_until_closed(&mut half, Duration::from_secs(1));
+}
+
+/// A client still reading what was queued for it before its `1001` (here
+/// a 24 MiB echo, read at 8 MB/s) makes progress, so it holds the
+/// exit, up to `--shutdown-timeout-secs`.
+#[test]
+fn a_client_still_reading_holds_the_exit_up_to_the_drain_time() {
+    let mut server = spawn_binary(&[
+        "--echo",
+        "--max-message-bytes",
+        "25165824",
+        "--shutdown-timeout-secs",
+        "2",
+        "--log-level",
+        "info",
+    ]);
+    let slow = slow_echo_reader(server.addr, 24 << 20, 8 << 20);
+    assert!(
+        wait_until(IO_TIMEOUT, || slow.read.load(Ordering::Relaxed) > 0),
+        "the echo never came"
+    );
+    let signalled = Instant::now();
+    sigterm(server.child.id());
+    let status = wait_exit(&mut server.child, Duration::from_secs(6))
+        .expect("still running 6 s after SIGTERM");
+    let took = signalled.elapsed();
+    assert!(status.success(), "exit status {status}");
+    assert!(
+        took >= Duration::from_millis(1800) && took < Duration::from_secs(4),
+        "exited after {took:?}"
+    );
+    let line = server.log.wait_for(&["stopped "], IO_TIMEOUT);
+    assert!(line.contains("the drain time was over"), "{line}");
+    assert!(
+        slow.read.load(Ordering::Relaxed) < 24 << 20,
+        "it was still reading"
+    );
+}
+
+/// A restart under load (SIGTERM with a data file, a room chatting as fast
+/// as it can) with a frozen client in the room: it upgraded, then never
+/// read (a tiny receive buffer, so its queue cannot drain and our `1001`
+/// cannot even be written). It must not hold the exit: the process exits
+/// within 1.5 s of the signal, every other socket gets its `1001`, the last
+/// line counts the frozen one, and the next process serves the same file.
+#[test]
+fn a_frozen_client_does_not_hold_a_restart_under_load() {
+    let dir = TempDir::new("frozen-restart");
+    let data = dir.join("rooms.db");
+    let data = data.to_str().unwrap();
+    let args = [
+        "--data-file",
+        data,
+        "--rate-limit",
+        "0",
+        "--max-buffered",
+        "67108864",
+        "--log-level",
+        "info",
+    ];
+    let mut server = spawn_binary(&args);
+    let addr = server.addr;
+    let cookie = login(addr, "frozen", 5);
+    let _frozen = upgrade_on(
+        small_buffer_tcp(addr, 4096, 0),
+        addr,
+        "/rooms/5/ws",
+        Some(&cookie),
+    );
+    let chatting: Vec<Ws> = (0..8).map(|i| join(addr, &format!("c{i}"), 5).0).collect();
+    let signalled_flag = Arc::new(AtomicBool::new(false));
+    let threads: Vec<_> = chatting
+        .into_iter()
+        .enumerate()
+        .map(|(i, ws)| {
+            let signalled = signalled_flag.clone();
+            std::thread::spawn(move || chat_until_closed(ws, i == 0, &signalled))
+        })
+        .collect();
+    // Wait until the frozen client's queue has grown well past what the
+    // kernel buffers hold.
+    assert!(
+        wait_until(Duration::from_secs(30), || read_metric(
+            addr,
+            "wsrooms_buffered_bytes"
+        ) > 256.0 * 1024.0),
+        "the frozen client's queue did not grow"
+    );
+    let signalled = Instant::now();
+    signalled_flag.store(true, Ordering::Relaxed);
+    sigterm(server.child.id());
+    let status = wait_exit(&mut server.child, Duration::from_secs(10))
+        .expect("still running 10 s after SIGTERM");
+    let took = signalled.elapsed();
+    assert!(status.success(), "exit status {status}");
+    for (i, t) in threads.into_iter().enumerate() {
+        assert_eq!(t.join().unwrap(), Some(1001), "client {i}");
+    }
+    let line = server.log.wait_for(&["stopped "], IO_TIMEOUT);
+    assert!(
+        took < Duration::from_millis(1500),
+        "a frozen client held the restart for {took:?}: {line}"
+    );
+    assert!(
+        line.contains("1 of ") && line.contains("had not finished closing (1 stalled"),
+        "{line}"
+    );
+    let next = spawn_binary(&args);
+    assert_eq!(get(next.addr, "/healthz", "").status, 200);
+    eprintln!(
+        "SIGTERM → exit in {took:?}, the next process served at {:?}; {line}",
+        signalled.elapsed()
+    );
+}
+
+/// A room member: reads everything; the sender also sends one message per
+/// event it reads (as fast as the room goes) until the signal. Answers the
+/// server's close; returns its code.
+fn chat_until_closed(mut ws: Ws, sender: bool, signalled: &AtomicBool) -> Option<u16> {
+    let mut code = None;
+    loop {
+        if sender && code.is_none() && !signalled.load(Ordering::Relaxed) {
+            let _ = ws.send(Message::text("load ".repeat(9)));
+        }
+        match ws.read() {
+            Ok(Message::Close(frame)) => code = Some(frame.map_or(1005, |f| f.code.into())),
+            Ok(_) => {}
+            Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {
+                return code;
+            }
+            Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::ConnectionReset => {
+                return code;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
 }
 
 #[test]
@@ -85,15 +237,20 @@ fn after_sigterm_new_connects_are_refused_while_the_server_drains() {
     let metrics_bind = format!("127.0.0.1:{metrics_port}");
     let mut server = spawn_binary(&[
         "--echo",
+        "--max-message-bytes",
+        "25165824",
         "--metrics-bind",
         &metrics_bind,
         "--log-level",
-        "warn",
+        "info",
     ]);
     let addr = server.addr;
     let metrics_addr: SocketAddr = metrics_bind.parse().unwrap();
     assert_eq!(get(metrics_addr, "/healthz", "").status, 200);
-    // A socket that never answers the 1001 keeps the server draining.
+    // A client still reading a big echo keeps the server draining; the
+    // `1001` to another socket says the listeners are closed.
+    let slow = slow_echo_reader(addr, 24 << 20, 8 << 20);
+    assert!(wait_until(IO_TIMEOUT, || slow.read.load(Ordering::Relaxed) > 0));
     let mut mute = raw_ws(addr, "/echo", None);
     sigterm(server.child.id());
     assert_eq!(read_until_opcode(&mut mute, CLOSE).close().0, 1001);

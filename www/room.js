@@ -14,6 +14,15 @@
  * the reader scrolls to the top, and, after a reconnect whose welcome says
  * some messages are no longer in the server's memory ("gap"), the missed
  * ones. Each seq is shown at most once, wherever it comes from.
+ *
+ * A seq names one message within one "epoch" of the server's numbering
+ * (welcome.epoch). When the server's data was put back from an older copy,
+ * or it runs without a data file and restarted, the epoch changes and the
+ * same seqs may name other messages: the page then forgets every seq it
+ * has seen and shows the room afresh.
+ *
+ * The server allows each session a few pages a second: a request answered
+ * 429 waits the Retry-After it names and is sent again, quietly.
  */
 
 // ---------------------------------------------------------------- settings
@@ -28,6 +37,8 @@ const NEAR_TOP_PX = 200;           // this close to the top, older messages load
 const OLDER_PAGE = 50;             // messages per scrollback request
 const GAP_PAGE = 100;              // messages per request when filling a gap (the server's maximum)
 const OLDER_RETRY_MS = 3000;       // after a failed load, wait this long before trying again
+const THROTTLE_MIN_MS = 1000;      // a 429 is retried after its Retry-After, at least this …
+const THROTTLE_MAX_MS = 60000;     // … and at most this
 
 // ---------------------------------------------------------------- page elements
 
@@ -65,6 +76,8 @@ const shown = new Set();  // seq of every message on the page
 // load failed; no retry until OLDER_RETRY_MS passed), done (none are older).
 let older = 'idle';
 let historyTurn = Promise.resolve(); // history requests run one after another
+let epoch = null;         // the numbering's epoch, from the last welcome (a string)
+let era = 0;              // bumps when the epoch changes; older history answers are dropped
 let me = null;            // our own id, as the server spelled it in "welcome"
 let maxChars = DEFAULT_MAX_CHARS;
 let welcomed = false;     // has any welcome arrived yet?
@@ -392,7 +405,14 @@ function handleFrame(data) {
 }
 
 function onWelcome(event) {
-  const first = !welcomed;
+  const renumbered = typeof event.epoch === 'string' && epoch !== null && event.epoch !== epoch;
+  if (typeof event.epoch === 'string') {
+    epoch = event.epoch;
+  }
+  if (renumbered) {
+    startAfresh();
+  }
+  const first = !welcomed || renumbered;
   welcomed = true;
 
   if (typeof event.user === 'string') {
@@ -418,6 +438,9 @@ function onWelcome(event) {
   let gapMark = null;
 
   withAutoScroll(first, () => {
+    if (renumbered) {
+      addSystem('The server numbers this room\'s messages anew (its data was restored or lost): showing the room afresh.');
+    }
     if (history.length > 0 || missing) {
       addSeparator(first ? 'earlier messages' : 'missed while you were away');
     }
@@ -514,6 +537,22 @@ function userItem(user) {
 }
 
 // ---------------------------------------------------------------- message list
+
+/**
+ * The server's numbering changed epoch: the seqs we saw may now name other
+ * messages. Forget them all and empty the list; the welcome's history and
+ * scrollback then fill it as on a first visit. History answers still on
+ * their way belong to the old numbering and are dropped (see `era`).
+ */
+function startAfresh() {
+  era += 1;
+  ui.messages.replaceChildren();
+  shown.clear();
+  lastSeq = null;
+  oldestSeq = null;
+  older = 'idle';
+  showOlder('', '');
+}
 
 /**
  * True if a message with this seq belongs at the end of the list: newer
@@ -687,21 +726,46 @@ function inTurn(job) {
   return run;
 }
 
+/** Resolves after `ms` milliseconds. */
+function sleep(ms) {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/**
+ * How long a 429 asks us to wait: its Retry-After (whole seconds), kept
+ * between THROTTLE_MIN_MS and THROTTLE_MAX_MS (a missing or unreadable one:
+ * the least).
+ */
+function retryAfterMs(res) {
+  const secs = Number(res.headers.get('Retry-After'));
+  const ms = Number.isFinite(secs) ? secs * 1000 : 0;
+  return Math.min(Math.max(ms, THROTTLE_MIN_MS), THROTTLE_MAX_MS);
+}
+
 /**
  * GET /rooms/{room}/history: up to `limit` messages with seq < `before`
  * (null: the newest), oldest first, and whether older ones are kept
- * (`more`). Throws an Error whose message says why, for the person.
+ * (`more`). Over the session's scrollback budget (429) it waits what the
+ * server says and asks again: a throttle is not an error. Throws an Error
+ * whose message says why, for the person.
  */
 async function fetchHistory(before, limit) {
+  const asked = era;
   const query = new URLSearchParams({ limit: String(limit) });
   if (before !== null) {
     query.set('before', String(before));
   }
   let res;
-  try {
-    res = await fetch(`/rooms/${room}/history?${query}`, { cache: 'no-store' });
-  } catch (err) {
-    throw new Error('the server cannot be reached');
+  for (;;) {
+    try {
+      res = await fetch(`/rooms/${room}/history?${query}`, { cache: 'no-store' });
+    } catch (err) {
+      throw new Error('the server cannot be reached');
+    }
+    if (res.status !== 429) {
+      break;
+    }
+    await sleep(retryAfterMs(res));
   }
   if (!res.ok) {
     throw new Error(`HTTP ${res.status}`);
@@ -711,6 +775,12 @@ async function fetchHistory(before, limit) {
     body = await res.json();
   } catch (err) {
     throw new Error('the answer was not JSON');
+  }
+  if (asked !== era) {
+    // Asked in another epoch: its seqs mean other messages now.
+    const stale = new Error('the room was renumbered meanwhile');
+    stale.stale = true;
+    throw stale;
   }
   const list = body && Array.isArray(body.messages) ? body.messages : [];
   const messages = list
@@ -756,6 +826,9 @@ async function loadOlder() {
   try {
     page = await fetchHistory(oldestSeq, OLDER_PAGE);
   } catch (err) {
+    if (err.stale) {
+      return; // startAfresh() reset the scrollback state
+    }
     older = 'waiting';
     keepInView(() => showOlder('failed', `Older messages could not be loaded (${err.message}). Scroll up to try again.`));
     setTimeout(() => { older = 'idle'; }, OLDER_RETRY_MS);
@@ -801,6 +874,9 @@ function fillGap(mark, after) {
     try {
       problem = await fetchGapPages(mark, after);
     } catch (err) {
+      if (err.stale) {
+        return; // the mark went with the old list
+      }
       problem = `they could not be loaded (${err.message})`;
     }
     keepInView(() => {
@@ -954,6 +1030,7 @@ function onOnline() {
 window.wsrooms = Object.freeze({
   get socket() { return socket; },
   get lastSeq() { return lastSeq; },
+  get epoch() { return epoch; },
   get oldestSeq() { return oldestSeq; },
   get older() { return older; },
   get state() { return state; },

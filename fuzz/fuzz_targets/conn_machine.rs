@@ -155,6 +155,10 @@ impl Harness {
             .on_request_bytes(pending, &mut storage, now, &s)
         {
             HttpInput::NeedMore => None,
+            HttpInput::AwaitingBody { .. } => {
+                self.watch.check(self.machine.continue_body(), false);
+                None
+            }
             HttpInput::Refused(actions) => {
                 self.watch.check(actions, false);
                 assert!(self.machine.is_draining());

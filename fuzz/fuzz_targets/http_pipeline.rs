@@ -45,7 +45,7 @@ fn frame(input: &[u8], scanned: &mut usize, limits: &Limits) -> Result<usize, En
             assert!(request.path.starts_with('/'));
             Ok(len)
         }
-        Framed::Partial => {
+        Framed::Partial | Framed::AwaitingBody { .. } => {
             assert!(*scanned <= input.len());
             Err(End::Partial)
         }

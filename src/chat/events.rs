@@ -55,9 +55,12 @@ pub struct Welcome<'a, U, H> {
     pub history: H,
     /// True when messages the client asked for (`since`) are no longer kept.
     pub gap: bool,
+    /// The epoch of the room's numbering (written as 16 hex digits in a
+    /// string: a JavaScript number would lose its low bits).
+    pub epoch: u64,
 }
 
-/// `{"type":"welcome","room":…,"user":…,"users":[…],"maxChars":…,"history":[…],"gap":…}`
+/// `{"type":"welcome","room":…,"user":…,"users":[…],"maxChars":…,"history":[…],"gap":…,"epoch":"…"}`
 pub fn welcome<'a, U, H>(out: &mut Vec<u8>, w: Welcome<'a, U, H>)
 where
     U: Iterator<Item = &'a str>,
@@ -79,7 +82,7 @@ where
         }
         out.extend_from_slice(event);
     }
-    let _ = write!(out, "],\"gap\":{}}}", w.gap);
+    let _ = write!(out, "],\"gap\":{},\"epoch\":\"{:016x}\"}}", w.gap, w.epoch);
 }
 
 #[cfg(test)]
@@ -108,9 +111,11 @@ mod tests {
                 max_chars: 50,
                 history: [&m[..], &m[..]].into_iter(),
                 gap: true,
+                epoch: 0x00ab_cdef_0123_4567,
             },
         );
         let v: serde_json::Value = serde_json::from_slice(&w).unwrap();
+        assert_eq!(v["epoch"], "00abcdef01234567");
         assert_eq!(v["users"][1], "bob");
         assert_eq!(v["history"][1]["seq"], 17);
         assert_eq!(v["gap"], true);

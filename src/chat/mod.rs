@@ -19,6 +19,7 @@
 //!   delivers a loop turn's messages only after they are committed, and a
 //!   turn whose commit failed takes its numbers back ([`Chat::unnumber`]).
 
+pub mod budget;
 pub mod events;
 pub mod names;
 
@@ -27,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use crate::conn::ConnId;
 use crate::queue::Frame;
+use crate::rate::TokenBucket;
 use crate::store::TokenHash;
 use crate::table::{Id, Table};
 use crate::ws::frame::{self, Opcode};
@@ -57,6 +59,9 @@ pub struct Session {
     pub socket: Option<ConnId>,
     /// When the reservation lapses (only while no socket is joined).
     pub expires: Option<Instant>,
+    /// Its scrollback budget, shared by all its connections; made on its
+    /// first page ([`budget::spend`]).
+    pub scrollback: Option<TokenBucket>,
 }
 
 /// One message kept for late joiners: its number and its encoded frame (the
@@ -101,7 +106,8 @@ pub struct Room {
     /// The `seq` of the last message numbered: above `last_seq` only while
     /// the messages of a loop turn wait for their commit.
     pub numbered: u64,
-    /// The last `history_messages` message frames.
+    /// The last `history_messages` message frames. Changed only by
+    /// [`Chat`]'s methods, which keep [`Chat::history_bytes`] in step.
     pub history: VecDeque<Kept>,
 }
 
@@ -146,12 +152,34 @@ pub struct Chat {
     /// Every session, joined or only reserved.
     pub sessions: Table<Session>,
     by_token: HashMap<TokenHash, SessionId>,
+    /// The epoch `welcome` carries: the `seq`s of a room are unique within
+    /// one epoch (see [`Chat::set_epoch`]).
+    epoch: u64,
+
+    /// Frame bytes in all rooms' histories, counted as they change, so that
+    /// a `/metrics` scrape does not walk every kept message.
+    history_bytes: usize,
 }
 
 impl Chat {
-    /// No rooms and no sessions.
+    /// No rooms and no sessions, and a random epoch: without a data file
+    /// every start of the process begins every room's numbering again.
     pub fn new() -> Self {
-        Self::default()
+        Chat {
+            epoch: random_epoch(),
+            ..Self::default()
+        }
+    }
+
+    /// Takes the data file's epoch (the same across restarts, new after a
+    /// restore), instead of the random one of [`Chat::new`].
+    pub fn set_epoch(&mut self, epoch: u64) {
+        self.epoch = epoch;
+    }
+
+    /// The epoch `welcome` carries.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
     }
 
     /// The room numbered `number`, if it has any session.
@@ -210,6 +238,7 @@ impl Chat {
             user: user.to_string(),
             socket: None,
             expires: Some(expires),
+            scrollback: None,
         });
         if let Some(room) = self.rooms.get_mut(room) {
             room.names.insert(id_key, id);
@@ -239,6 +268,22 @@ impl Chat {
         let &id = self.by_token.get(&TokenHash::of(token))?;
         let session = self.sessions.get(id)?;
         (self.rooms.get(session.room)?.number == number).then_some(id)
+    }
+
+    /// Charges one scrollback page (or a room socket, which costs as much)
+    /// to `session` at `now` ([`budget::spend`]);
+    /// a session that is gone has nothing to spend from and is let through
+    /// (the caller checked it a moment ago).
+    pub fn spend_scrollback(
+        &mut self,
+        session: SessionId,
+        limits: budget::Budget,
+        now: Instant,
+    ) -> Result<(), budget::OverBudget> {
+        match self.sessions.get_mut(session) {
+            Some(s) => budget::spend(&mut s.scrollback, limits, now),
+            None => Ok(()),
+        }
     }
 
     /// The user id of a session (empty if it is gone).
@@ -319,7 +364,9 @@ impl Chat {
         room.names.remove(&names::IdKey::of(&s.user));
         let number = room.number;
         if room.names.is_empty() {
-            self.rooms.remove(s.room);
+            if let Some(gone) = self.rooms.remove(s.room) {
+                self.history_bytes -= frame_bytes(&gone.history);
+            }
             self.by_number.remove(&number);
         }
         Some(number)
@@ -335,7 +382,8 @@ impl Chat {
         room.last_seq = last_seq;
         room.numbered = last_seq;
         let skip = history.len().saturating_sub(keep);
-        room.history = history.into_iter().skip(skip).collect();
+        let old = std::mem::replace(&mut room.history, history.into_iter().skip(skip).collect());
+        self.history_bytes = self.history_bytes - frame_bytes(&old) + frame_bytes(&room.history);
     }
 
     /// Numbers a message, keeps it in the room's history and returns the
@@ -380,9 +428,12 @@ impl Chat {
         };
         room.last_seq = room.last_seq.max(message.seq);
         if keep > 0 {
-            if room.history.len() >= keep {
-                room.history.pop_front();
+            if room.history.len() >= keep
+                && let Some(old) = room.history.pop_front()
+            {
+                self.history_bytes -= old.frame.len();
             }
+            self.history_bytes += message.frame.len();
             room.history.push_back(message);
         }
     }
@@ -431,6 +482,7 @@ impl Chat {
                 max_chars,
                 history,
                 gap,
+                epoch: self.epoch,
             },
         );
         out
@@ -453,13 +505,35 @@ impl Chat {
         (page, start > 0)
     }
 
-    /// Bytes of message frames held in histories (for `/metrics`).
+    /// Bytes of message frames held in histories (for `/metrics`): a
+    /// count kept as they change (a debug build checks it against every
+    /// room's history).
     pub fn history_bytes(&self) -> usize {
-        self.rooms
-            .iter()
-            .map(|(_, r)| r.history.iter().map(|k| k.frame.len()).sum::<usize>())
-            .sum()
+        debug_assert_eq!(
+            self.history_bytes,
+            self.rooms
+                .iter()
+                .map(|(_, r)| frame_bytes(&r.history))
+                .sum::<usize>(),
+            "history bytes counted out of step"
+        );
+        self.history_bytes
     }
+}
+
+/// A random epoch; should the system's random source fail (it does not on
+/// Linux), the clock's nanoseconds, which differ from one start to the next.
+fn random_epoch() -> u64 {
+    getrandom::u64().unwrap_or_else(|_| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64)
+    })
+}
+
+/// Bytes of the frames in one history.
+fn frame_bytes(history: &VecDeque<Kept>) -> usize {
+    history.iter().map(|k| k.frame.len()).sum()
 }
 
 /// A new random session token.
@@ -626,6 +700,36 @@ mod tests {
         assert_eq!(seqs(chat.page(1, Some(4), 50)), (vec![], false));
         assert_eq!(seqs(chat.page(1, None, 50)), (vec![4, 5, 6, 7, 8], false));
         assert_eq!(seqs(chat.page(2, None, 50)), (vec![], false));
+    }
+
+    #[test]
+    fn history_bytes_are_counted_as_histories_change() {
+        let mut chat = Chat::new();
+        let now = Instant::now();
+        let walk = |chat: &Chat| -> usize {
+            chat.rooms
+                .iter()
+                .map(|(_, r)| r.history.iter().map(|k| k.frame.len()).sum::<usize>())
+                .sum()
+        };
+        let a = chat.login(1, "a", [1; 16], now, 10).unwrap();
+        chat.login(2, "b", [2; 16], now, 10).unwrap();
+        let (one, two) = (
+            chat.room_by_number(1).unwrap(),
+            chat.room_by_number(2).unwrap(),
+        );
+        for i in 0..8 {
+            chat.post(one, "a", &"x".repeat(i), 0, 5); // the ring drops the oldest
+            chat.post(two, "b", "y", 0, 5);
+        }
+        assert!(chat.history_bytes() > 0);
+        assert_eq!(chat.history_bytes(), walk(&chat));
+        let kept = chat.number_message(two, "b", "restored", 0).unwrap();
+        chat.restore_room(two, 9, vec![kept], 5);
+        assert_eq!(chat.history_bytes(), walk(&chat));
+        chat.expire(a, now);
+        assert_eq!(chat.room_by_number(1), None, "room 1 went with its history");
+        assert_eq!(chat.history_bytes(), walk(&chat));
     }
 
     #[test]

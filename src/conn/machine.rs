@@ -34,7 +34,7 @@ use crate::chat::SessionId;
 use crate::config::Config;
 use crate::http::pipeline::{Framed, next_request};
 use crate::http::request::{HeadLimits, Request};
-use crate::http::response::Response;
+use crate::http::response::{self, Response};
 use crate::http::upgrade::{self, Upgrade};
 use crate::rate::TokenBucket;
 use crate::ws::close::{self, CloseCode, CloseReason};
@@ -253,6 +253,9 @@ pub enum Phase {
     Http {
         /// Bytes of the input already looked at for the head's end.
         scanned: usize,
+        /// The request at the front expects `100 Continue` and was given
+        /// its answer (`100` or the final status): not asked again.
+        expectation_met: bool,
     },
     /// Upgraded: frames both ways (boxed, so an HTTP connection stays small).
     WebSocket(Box<WebSocket>),
@@ -271,6 +274,14 @@ pub enum HttpInput<'h, 'b> {
     /// A request the machine refused by itself (its answer and `Drain` are
     /// in the actions); all of the input is used.
     Refused(Actions),
+    /// A head whose client waits for `100 Continue` before it sends the
+    /// body. The router says whether the body is wanted: then
+    /// [`Machine::continue_body`] and read on; else answer the request now
+    /// (with no body) and close. Asked once per request.
+    AwaitingBody {
+        /// The parsed head.
+        request: Request<'h, 'b>,
+    },
     /// A complete request of `len` bytes for the router; then call
     /// [`Machine::respond`] or [`Machine::upgrade`].
     Request {
@@ -298,7 +309,10 @@ impl Machine {
     /// A new connection, waiting for its first request head.
     pub fn new(peer: SocketAddr, now: Instant, s: &Settings) -> Self {
         Machine {
-            phase: Phase::Http { scanned: 0 },
+            phase: Phase::Http {
+                scanned: 0,
+                expectation_met: false,
+            },
             deadline: Some(now + s.head_timeout),
             peer,
         }
@@ -362,11 +376,20 @@ impl Machine {
         now: Instant,
         s: &Settings,
     ) -> HttpInput<'h, 'b> {
-        let Phase::Http { scanned } = &mut self.phase else {
+        let Phase::Http {
+            scanned,
+            expectation_met,
+        } = &mut self.phase
+        else {
             return HttpInput::NeedMore;
         };
         match next_request(input, scanned, &s.head, s.max_body_bytes, storage) {
             Framed::Partial => HttpInput::NeedMore,
+            Framed::AwaitingBody { .. } if *expectation_met => HttpInput::NeedMore,
+            Framed::AwaitingBody { request } => {
+                *expectation_met = true;
+                HttpInput::AwaitingBody { request }
+            }
             Framed::Refused(status) => {
                 log::info!("{}: request refused: {}", self.peer, status.code());
                 let response = Response::text(status, status.phrase()).closing();
@@ -378,6 +401,7 @@ impl Machine {
                 len,
             } => {
                 *scanned = 0;
+                *expectation_met = false;
                 HttpInput::Request {
                     request,
                     body: &input[head_len..len],
@@ -407,6 +431,13 @@ impl Machine {
         } else {
             self.deadline = Some(now + s.head_timeout);
         }
+        actions
+    }
+
+    /// Tells a client that waits with its body to send it: `100 Continue`.
+    pub fn continue_body(&self) -> Actions {
+        let mut actions = Actions::default();
+        actions.push(Action::Send(Bytes::Static(response::CONTINUE)));
         actions
     }
 
@@ -958,8 +989,41 @@ mod tests {
                 Some((request.path.to_string(), len, request.keep_alive()))
             }
             HttpInput::NeedMore => None,
+            HttpInput::AwaitingBody { .. } => Some(("awaiting body".into(), 0, true)),
             HttpInput::Refused(actions) => panic!("refused: {actions:?}"),
         }
+    }
+
+    #[test]
+    fn a_waiting_body_is_announced_once_per_request() {
+        let t0 = Instant::now();
+        let mut m = Machine::new("127.0.0.1:5000".parse().unwrap(), t0, &settings());
+        let head =
+            "POST /login HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n";
+        let awaiting = Some(("awaiting body".to_string(), 0, true));
+        assert_eq!(next(&mut m, head.as_bytes(), t0), awaiting);
+        assert_eq!(next(&mut m, head.as_bytes(), t0), None, "answered once");
+        let partial = format!("{head}ab");
+        assert_eq!(next(&mut m, partial.as_bytes(), t0), None);
+        let whole = format!("{head}abc");
+        let len = whole.len();
+        assert_eq!(
+            next(&mut m, whole.as_bytes(), t0),
+            Some(("/login".into(), len, true))
+        );
+        assert_eq!(
+            next(&mut m, head.as_bytes(), t0),
+            awaiting,
+            "the next request"
+        );
+        let sent = m.continue_body().map(|a| match a {
+            Action::Send(b) => b.as_slice().to_vec(),
+            other => panic!("{other:?}"),
+        });
+        assert_eq!(
+            sent.collect::<Vec<_>>(),
+            [b"HTTP/1.1 100 Continue\r\n\r\n".to_vec()]
+        );
     }
 
     #[test]

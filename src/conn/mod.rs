@@ -164,6 +164,9 @@ pub struct Conn {
     pub dirty: bool,
     /// Accepted on the `--metrics-bind` listener.
     pub via_metrics: bool,
+    /// Its TCP peer is one of the proxies named by `--trust-proxy`: its
+    /// requests' `X-Forwarded-For` and `X-Forwarded-Host` count.
+    pub via_proxy: bool,
     /// Counted under its peer's address in the per-address limits (released
     /// when it is dropped).
     pub counted: bool,
@@ -182,6 +185,7 @@ impl Conn {
             gate: InputGate::Open,
             dirty: false,
             via_metrics: false,
+            via_proxy: false,
             counted: false,
         }
     }

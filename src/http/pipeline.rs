@@ -21,6 +21,13 @@ pub enum Framed<'h, 'b> {
     },
     /// Not all of it has arrived: keep the bytes, read more.
     Partial,
+    /// The head is here but not the body, and the client waits to be told
+    /// to send it (`Expect: 100-continue`): answer `100 Continue` (once) if
+    /// the body is wanted, else the final status at once.
+    AwaitingBody {
+        /// The parsed head.
+        request: Request<'h, 'b>,
+    },
     /// Not a request this server takes: answer with this status and close.
     Refused(Status),
 }
@@ -52,7 +59,10 @@ pub fn next_request<'h, 'b>(
     };
     let len = head_len + body_len;
     if input.len() < len {
-        return Framed::Partial;
+        return match request.expects_continue() {
+            true => Framed::AwaitingBody { request },
+            false => Framed::Partial,
+        };
     }
     Framed::Complete {
         request,
@@ -83,7 +93,7 @@ mod tests {
                     found.push((request.path.to_string(), len));
                     at += len;
                 }
-                Framed::Partial => return (found, "partial"),
+                Framed::Partial | Framed::AwaitingBody { .. } => return (found, "partial"),
                 Framed::Refused(_) => return (found, "refused"),
             }
         }
@@ -97,6 +107,34 @@ mod tests {
         assert_eq!(paths, ["/a", "/b", "/c"]);
         assert_eq!(found[1].1, 51, "head and body");
         assert_eq!(end, "partial");
+    }
+
+    #[test]
+    fn a_body_awaited_with_expect_continue_is_said_so() {
+        let head =
+            b"POST /login HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n";
+        let awaited = |input: &[u8]| {
+            let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            matches!(
+                next_request(input, &mut 0, &LIMITS, 100, &mut storage),
+                Framed::AwaitingBody { request } if request.path == "/login"
+            )
+        };
+        assert!(awaited(head));
+        assert!(awaited(&[&head[..], b"xy"].concat()), "part of the body");
+        let (found, _) = frame_all(&[&head[..], b"xyz"].concat());
+        assert_eq!(found.len(), 1, "the body is all there: complete");
+        // Without the expectation, or in HTTP/1.0 (no `100` there): partial.
+        assert!(!awaited(
+            b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\n"
+        ));
+        assert!(!awaited(
+            b"POST /login HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n"
+        ));
+        // Nothing to wait for without a body.
+        assert!(!awaited(
+            b"GET / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n\r\n"
+        ));
     }
 
     #[test]

@@ -195,6 +195,13 @@ impl<'h, 'b> Request<'h, 'b> {
         self.version >= 1 || self.header_has_token("connection", "keep-alive")
     }
 
+    /// Does the client wait for `100 Continue` before it sends the body
+    /// (`Expect: 100-continue`)? Ignored in HTTP/1.0, which has no `100`
+    /// (RFC 9110 §10.1.1).
+    pub fn expects_continue(&self) -> bool {
+        self.version >= 1 && self.header_has_token("expect", "100-continue")
+    }
+
     /// The value of a cookie.
     pub fn cookie(&self, name: &str) -> Option<&'b str> {
         self.headers_named("cookie")

@@ -11,6 +11,10 @@ use crate::bytes::Bytes;
 pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
 connect-src 'self' ws: wss:; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
+/// The interim answer to a client that waits with its body
+/// (`Expect: 100-continue`): go on.
+pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
 /// A response before it is turned into bytes.
 #[derive(Debug)]
 pub struct Response {
@@ -23,6 +27,9 @@ pub struct Response {
     pub body: Bytes,
     /// Close the connection after this response.
     pub close: bool,
+    /// The request was HTTP/1.0, where a connection closes unless both
+    /// sides say `Connection: keep-alive`: a kept connection says so.
+    pub http10: bool,
 }
 
 impl Response {
@@ -33,6 +40,7 @@ impl Response {
             headers: Vec::new(),
             body: Bytes::EMPTY,
             close: false,
+            http10: false,
         }
     }
 
@@ -100,6 +108,12 @@ impl Response {
         self
     }
 
+    /// Answers a request of this HTTP version (`1` for HTTP/1.1).
+    pub fn for_version(mut self, minor: u8) -> Self {
+        self.http10 = minor == 0;
+        self
+    }
+
     /// The whole response in one buffer, for a connection closed right
     /// after (the `503` written to a refused socket).
     pub fn to_bytes(self) -> Vec<u8> {
@@ -132,6 +146,8 @@ impl Response {
         }
         if !keep_alive || self.close {
             out.extend_from_slice(b"Connection: close\r\n");
+        } else if self.http10 {
+            out.extend_from_slice(b"Connection: keep-alive\r\n");
         }
         out.extend_from_slice(b"\r\n");
         let body = if head_only { Bytes::EMPTY } else { self.body };
@@ -177,6 +193,20 @@ mod tests {
         assert_eq!(body.len(), 2);
         let (_, body) = Response::text(Status::Ok, "ok").encode(true, false);
         assert!(body.is_empty());
+    }
+
+    #[test]
+    fn a_kept_http10_connection_says_keep_alive() {
+        let head = |r: Response, keep_alive| {
+            let (head, _) = r.encode(false, keep_alive);
+            String::from_utf8(head.into_vec()).unwrap()
+        };
+        let ok = || Response::text(Status::Ok, "ok");
+        assert!(head(ok().for_version(0), true).contains("\r\nConnection: keep-alive\r\n"));
+        assert!(head(ok().for_version(0), false).contains("\r\nConnection: close\r\n"));
+        let closing = head(ok().for_version(0).closing(), true);
+        assert!(closing.contains("Connection: close") && !closing.contains("keep-alive"));
+        assert!(!head(ok().for_version(1), true).contains("Connection:"));
     }
 
     #[test]

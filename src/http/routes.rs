@@ -9,7 +9,7 @@
 //! | POST     | `/login`            | reserve an id → 303 (or 400/403/409/429)    |
 //! | GET HEAD | `/rooms/{n}`        | room page, or 303 to `/?room=n`             |
 //! | GET      | `/rooms/{n}/ws`     | the room's WebSocket (cookie + Origin)      |
-//! | GET HEAD | `/rooms/{n}/history`| older messages, a page as JSON (cookie)     |
+//! | GET HEAD | `/rooms/{n}/history`| older messages, a page as JSON (cookie; 429 over the session's budget) |
 //! | GET      | `/echo`             | echo WebSocket (only with `--echo`)         |
 //! | GET HEAD | `/static/*`, `/favicon.svg` | embedded assets                     |
 //! | GET HEAD | `/healthz`, `/metrics` | operations                               |
@@ -23,6 +23,7 @@ use super::request::Request;
 use super::response::Response;
 use super::upgrade::{self, HandshakeError, Upgrade};
 use crate::assets::Assets;
+use crate::chat::budget::{Budget, OverBudget, Spend};
 use crate::chat::{self, Chat, LoginError, SessionId, names};
 use crate::config::Config;
 use crate::logsafe::Escaped;
@@ -84,7 +85,7 @@ pub const MAX_PAGE: usize = 100;
 pub struct Ctx<'a> {
     /// Rooms and sessions (a login reserves an id here).
     pub chat: &'a mut Chat,
-    /// Counters (logins, refusals).
+    /// Counters (refusals).
     pub metrics: &'a mut Metrics,
     /// The settings: limits, allowed origins, `--sharded`, `--echo`.
     pub config: &'a Config,
@@ -94,12 +95,16 @@ pub struct Ctx<'a> {
     pub now: Instant,
     /// The request came in on the `--metrics-bind` listener.
     pub via_metrics: bool,
-    /// The client's address: the TCP peer, or with `--trust-proxy` the last
-    /// `X-Forwarded-For` entry.
+    /// The TCP peer is a proxy named by `--trust-proxy`: its
+    /// `X-Forwarded-Host` counts.
+    pub proxied: bool,
+    /// The client's address: the TCP peer, or when that is a proxy named by
+    /// `--trust-proxy`, the last `X-Forwarded-For` entry.
     pub client: IpAddr,
     /// The per-address connection and login limits.
     pub peer_limits: &'a mut PeerLimits,
-    /// Writes to the data file are failing: `/healthz` answers `503 degraded`.
+    /// Writes to the data file are failing, or it is damaged: `/healthz`
+    /// answers `503 degraded`.
     pub degraded: bool,
 }
 
@@ -159,7 +164,8 @@ fn operations_only(path: &str, get: bool, via_metrics: bool, degraded: bool) -> 
 }
 
 /// `/healthz`: `200 ok`, or `503 degraded` while writes to the data file
-/// fail (the server still serves, but cannot keep what it is sent).
+/// fail (the server still serves, but cannot keep what it is sent), and
+/// once the file is found damaged (until it is repaired).
 fn health(degraded: bool) -> Response {
     let response = match degraded {
         false => Response::text(Status::Ok, "ok"),
@@ -206,30 +212,59 @@ fn room_routes(req: &Request, rest: &str, ctx: &mut Ctx) -> Outcome {
             None => Response::redirect(Status::SeeOther, &format!("/?room={room}"))
                 .header("Cache-Control", "no-store"),
         }),
-        RoomPath::History => history(req.query, room, session.is_some()),
+        RoomPath::History => history(req.query, room, session, ctx),
         RoomPath::Socket => room_socket(req, session, ctx),
     }
 }
 
 /// `GET /rooms/{n}/history?before=SEQ&limit=N`: `403` without the room's
-/// session, `400` when `before` or `limit` is not such a number.
-fn history(query: Option<&str>, room: u32, has_session: bool) -> Outcome {
-    if !has_session {
+/// session, `400` when `before` or `limit` is not such a number, `429` when
+/// the session spent its scrollback budget (checked before any message is
+/// read: a refused page costs nothing more).
+fn history(query: Option<&str>, room: u32, session: Option<SessionId>, ctx: &mut Ctx) -> Outcome {
+    let Some(session) = session else {
         return Outcome::Respond(
             Response::text(Status::Forbidden, "no session for this room")
                 .header("Cache-Control", "no-store"),
         );
+    };
+    let (before, limit) = match page_params(query) {
+        Ok(params) => params,
+        Err(why) => {
+            return Outcome::Respond(
+                Response::text(Status::BadRequest, why).header("Cache-Control", "no-store"),
+            );
+        }
+    };
+    if let Err(answer) = spend(session, Spend::Page, ctx) {
+        return Outcome::Respond(answer);
     }
-    match page_params(query) {
-        Ok((before, limit)) => Outcome::History {
-            room,
-            before,
-            limit,
-        },
-        Err(why) => Outcome::Respond(
-            Response::text(Status::BadRequest, why).header("Cache-Control", "no-store"),
-        ),
+    Outcome::History {
+        room,
+        before,
+        limit,
     }
+}
+
+/// Charges `what` to the session's scrollback budget; `Err` is the `429`
+/// with `Retry-After` to answer when it is spent (counted by reason).
+fn spend(session: SessionId, what: Spend, ctx: &mut Ctx) -> Result<(), Response> {
+    let budget = Budget {
+        rate: ctx.config.scrollback_rate,
+        burst: f64::from(ctx.config.scrollback_burst),
+    };
+    let Err(over) = ctx.chat.spend_scrollback(session, budget, ctx.now) else {
+        return Ok(());
+    };
+    ctx.metrics.refuse(what.metric_reason());
+    let wait = over.retry_after_secs;
+    let text = match what {
+        Spend::Page => format!("too many scrollback pages; try again in {wait} s"),
+        Spend::Socket => format!("too many room sockets opened; try again in {wait} s"),
+    };
+    Err(Response::text(OverBudget::STATUS, &text)
+        .header("Retry-After", wait.to_string())
+        .header("Cache-Control", "no-store"))
 }
 
 /// `before` (absent: after the last message) and `limit` (absent: 50) of a
@@ -265,13 +300,14 @@ fn plain_number(text: &str) -> Option<u64> {
 }
 
 /// `GET /rooms/{n}/ws`: a WebSocket handshake, the page's Origin and the
-/// room's session, or a refusal.
+/// room's session, or a refusal; a socket is charged to the session's
+/// scrollback budget like a page (`429` with `Retry-After` when spent).
 fn room_socket(req: &Request, session: Option<SessionId>, ctx: &mut Ctx) -> Outcome {
     let upgrade = match upgrade::check(req) {
         Ok(u) => u,
         Err(e) => return Outcome::Respond(refuse_handshake(e, ctx.metrics)),
     };
-    if !origin_allowed(req, ctx.config) {
+    if !origin_allowed(req, ctx.config, ctx.proxied) {
         ctx.metrics.refuse("origin");
         return Outcome::Respond(Response::text(Status::Forbidden, "origin not allowed"));
     }
@@ -282,6 +318,9 @@ fn room_socket(req: &Request, session: Option<SessionId>, ctx: &mut Ctx) -> Outc
             "no session for this room",
         ));
     };
+    if let Err(answer) = spend(session, Spend::Socket, ctx) {
+        return Outcome::Respond(answer);
+    }
     Outcome::JoinRoom {
         upgrade,
         session,
@@ -319,8 +358,9 @@ fn since_param(query: Option<&str>) -> Option<u64> {
 
 /// The `Origin` must be the page's own (`http(s)://` + `Host`) or allowed by
 /// `--allow-origin` (RFC 6455 §10.2: stops other sites' pages from using
-/// the visitor's cookie).
-pub fn origin_allowed(req: &Request, config: &Config) -> bool {
+/// the visitor's cookie). The host is the proxy's `X-Forwarded-Host` when
+/// the request came through a trusted proxy (`proxied`).
+pub fn origin_allowed(req: &Request, config: &Config, proxied: bool) -> bool {
     let Some(origin) = req.header_str("origin") else {
         return false;
     };
@@ -328,8 +368,7 @@ pub fn origin_allowed(req: &Request, config: &Config) -> bool {
     if config.allow_origins.contains(&origin) {
         return true;
     }
-    let forwarded_host = config
-        .trust_proxy
+    let forwarded_host = proxied
         .then(|| req.header_str("x-forwarded-host"))
         .flatten();
     let Some(host) = forwarded_host.or_else(|| req.header_str("host")) else {
@@ -348,13 +387,13 @@ pub fn origin_allowed(req: &Request, config: &Config) -> bool {
 /// frames and some redirects, is foreign too). No `Origin` at all is
 /// allowed: curl and scripts send none, and browsers always send one with
 /// a `POST`.
-pub fn foreign_login(req: &Request, config: &Config) -> bool {
+pub fn foreign_login(req: &Request, config: &Config, proxied: bool) -> bool {
     if req.header_has_token("sec-fetch-site", "cross-site") {
         return true;
     }
     match req.headers_named("origin").count() {
         0 => false,
-        1 => !origin_allowed(req, config),
+        1 => !origin_allowed(req, config, proxied),
         _ => true,
     }
 }
@@ -377,6 +416,31 @@ fn login(req: &Request, body: &[u8], ctx: &mut Ctx) -> Outcome {
     reserve(room, &user, &back, ctx)
 }
 
+/// Is the body of this request wanted? Asked when a client waits with it
+/// (`Expect: 100-continue`): only a login reads a body, and only one that
+/// passes the checks made before its form is read (sent from this site's
+/// page, as a form). The login rate is counted when the login is answered,
+/// not here. `false`: answer now, without the body. `proxied`: the peer
+/// is a proxy named by `--trust-proxy` (see [`origin_allowed`]).
+pub fn wants_body(req: &Request, config: &Config, via_metrics: bool, proxied: bool) -> bool {
+    !via_metrics
+        && req.path == "/login"
+        && req.method == "POST"
+        && !foreign_login(req, config, proxied)
+        && is_form(req)
+}
+
+/// Is the body a form (`application/x-www-form-urlencoded`)?
+fn is_form(req: &Request) -> bool {
+    req.header_str("content-type").is_some_and(|t| {
+        t.split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+    })
+}
+
 /// The checks before the form is read: the login rate of the address, a
 /// login sent from another site, a body that is not a form. `Err` is the
 /// answer to send instead.
@@ -384,7 +448,7 @@ fn admit_login(req: &Request, ctx: &mut Ctx) -> Result<(), Response> {
     if let Err(refusal) = ctx.peer_limits.login(ctx.client, ctx.now) {
         return Err(too_many_logins(refusal, ctx));
     }
-    if foreign_login(req, ctx.config) {
+    if foreign_login(req, ctx.config, ctx.proxied) {
         ctx.metrics.refuse("login_origin");
         let origin = req.header("origin").map(String::from_utf8_lossy);
         log::info!(
@@ -399,14 +463,7 @@ fn admit_login(req: &Request, ctx: &mut Ctx) -> Result<(), Response> {
             "/",
         ));
     }
-    let form_type = req.header_str("content-type").is_some_and(|t| {
-        t.split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-    });
-    if !form_type {
+    if !is_form(req) {
         return Err(Response::error_page(
             Status::UnsupportedMediaType,
             "user",
@@ -513,7 +570,6 @@ fn reserve(room: u32, user: &str, back: &str, ctx: &mut Ctx) -> Outcome {
     let max_users = ctx.config.max_users_per_room;
     match ctx.chat.login(room, user, token, expires, max_users) {
         Ok(session) => {
-            ctx.metrics.logins += 1;
             log::info!("login: \"{}\" reserved in room {room}", Escaped(user));
             let cookie = format!(
                 "{COOKIE}={}; HttpOnly; SameSite=Strict; Path=/",

@@ -24,6 +24,10 @@
 //! 3. [`Server::commit_turn`]: one `commit()`. Then:
 //!    - **it worked**: the outbox is delivered in order (each message joins
 //!      its room's history and is broadcast), held logins get their `303`;
+//!      except the messages of a room whose pages in the file are damaged
+//!      (the store wrote the rest around them, see `store`): those are
+//!      refused as below, and the damage is logged once and keeps
+//!      `/healthz` at `503 degraded`;
 //!    - **it failed** (disk full, file made read-only): the turn's messages
 //!      are dropped (no client ever gets them) and their rooms take their
 //!      numbers back (`Chat::unnumber`), so a `seq` is never given to two
@@ -58,7 +62,7 @@ use crate::http::response::Response;
 use crate::logsafe::Escaped;
 use crate::queue::Frame;
 use crate::store::{self, CommitError, QueryError, Store, StoredMessage};
-use crate::ws::close::CloseReason;
+use crate::ws::close::{CloseReason, INTERNAL_ERROR};
 use crate::ws::frame::{self, Opcode};
 
 /// Time between retention steps while a pass (or giving pages back) is
@@ -79,6 +83,10 @@ pub(super) struct Durable {
     pub degraded: bool,
     /// A retention step is due after this turn's output.
     pub retention_due: bool,
+    /// A read or a commit met a damaged page: logged once, and `/healthz`
+    /// answers `503 degraded` until the file is repaired (a restart on a
+    /// repaired file).
+    pub damaged: bool,
 }
 
 /// One broadcast waiting for the turn's commit.
@@ -115,21 +123,30 @@ impl Durable {
             held: Vec::new(),
             degraded: false,
             retention_due: false,
+            damaged: false,
         }
     }
 }
 
 impl Server {
     /// Takes over `store`: restores its sessions (each reserved for
-    /// `--reserve-secs` from now, so its page can reconnect), its rooms'
-    /// `seq` counters and their histories. From now on every turn commits
-    /// before it writes.
+    /// `--reserve-secs` from now, so its page can reconnect; the newest
+    /// `--max-sessions` of them, the older ones end and are deleted from
+    /// the file with the first commit), its rooms' `seq` counters and their
+    /// histories. From now on every turn commits before it writes.
     pub fn use_store(&mut self, mut store: Store) -> Result<(), QueryError> {
         let keep = self.config.history_messages;
         let loaded = store.load(keep)?;
         let expires = self.now + self.config.reserve_timeout;
         let mut restored = 0;
+        let mut over_cap = 0;
+        // Newest first: over `--max-sessions`, the oldest logins end.
         for s in &loaded.sessions {
+            if self.chat.sessions.len() >= self.config.max_sessions {
+                store.record_session_end(s.token_hash);
+                over_cap += 1;
+                continue;
+            }
             match self.chat.restore(s.room, &s.user, s.token_hash, expires) {
                 Some(session) => {
                     self.timers.add(expires, TimerKey::Session(session));
@@ -151,19 +168,69 @@ impl Server {
                 self.chat.restore_room(room, r.last_seq, history, keep);
             }
         }
+        self.chat.set_epoch(store.epoch());
         log::info!(
-            "data file: {restored} sessions restored in {} rooms",
-            self.chat.rooms.len()
+            "data file: {restored} sessions restored in {} rooms (epoch {:016x})",
+            self.chat.rooms.len(),
+            store.epoch()
         );
+        let damaged_rooms = loaded.damaged_rooms.len();
+        if over_cap > 0 {
+            log::warn!(
+                "data file: {over_cap} older sessions ended, not restored: \
+                 more than --max-sessions {}",
+                self.config.max_sessions
+            );
+        }
         self.durable = Some(Durable::new(store));
         // The first retention step runs after the first turn.
         self.timers.add(self.now, TimerKey::Retention);
+        if damaged_rooms > 0 {
+            self.note_damage(&format!(
+                "{damaged_rooms} room(s) could not be read at start"
+            ));
+        }
         Ok(())
     }
 
-    /// With a data file, `/healthz` says `degraded` while commits fail.
+    /// With a data file, `/healthz` says `degraded` while commits fail and
+    /// once the file is known to be damaged.
     pub(super) fn degraded(&self) -> bool {
-        self.durable.as_ref().is_some_and(|d| d.degraded)
+        self.durable
+            .as_ref()
+            .is_some_and(|d| d.degraded || d.damaged)
+    }
+
+    /// A read of the data file failed (scrollback, a room coming back):
+    /// a damaged page is logged once for the whole file (it stays damaged
+    /// until the operator repairs it; every request into it would log it
+    /// again), any other error each time.
+    pub(super) fn read_failed(&mut self, what: &str, e: &QueryError) {
+        if e.is_damage() {
+            self.note_damage(&format!("{what}: {e}"));
+        } else {
+            log::error!("{what}: {e}");
+        }
+    }
+
+    /// The data file has a damaged page: the first time, one ERROR line
+    /// saying what to do; then only debug lines. `/healthz` stays `503
+    /// degraded` from now on; the rooms whose pages are sound go on.
+    fn note_damage(&mut self, what: &str) {
+        let Some(d) = self.durable.as_mut() else {
+            return;
+        };
+        if d.damaged {
+            log::debug!("data file damaged: {what}");
+            return;
+        }
+        d.damaged = true;
+        log::error!(
+            "the data file is damaged ({what}); rooms whose pages are sound go on, \
+             /healthz answers 503 degraded until it is repaired (stop the server, \
+             then recover it or restore a backup: see the deployment guide); \
+             logged once"
+        );
     }
 
     /// The sync thread's counts, copied into the metrics before a scrape.
@@ -256,9 +323,8 @@ impl Server {
         let (room_id, token_hash, user) = (s.room, s.token_hash, s.user.clone());
         let room = self.chat.number(room_id);
         if let Err(e) = self.bring_back_room(room_id) {
-            log::error!("login to room {room} refused: {e}");
+            self.read_failed(&format!("login to room {room} refused"), &e);
             self.chat.cancel(session);
-            self.metrics.logins = self.metrics.logins.saturating_sub(1);
             return self.respond(conn, not_stored(Status::ServiceUnavailable, room), reply);
         }
         let Some(d) = self.durable.as_mut() else {
@@ -332,10 +398,18 @@ impl Server {
             Ok(committed) => {
                 if !committed.is_empty() {
                     self.metrics.commits += 1;
-                    self.metrics.commit_micros += started.elapsed().as_micros() as u64;
+                    self.metrics.commit_took(started.elapsed());
                 }
                 self.writes_work_again();
-                self.deliver(outbox);
+                if committed.damaged {
+                    let rooms = committed.refused_rooms.len();
+                    self.note_damage(&format!("a commit left out {rooms} room(s)"));
+                }
+                if committed.refused_rooms.is_empty() {
+                    self.deliver(outbox);
+                } else {
+                    self.deliver_stored(outbox, &committed.refused_rooms);
+                }
                 self.answer_held(held, None);
             }
             Err(e) => {
@@ -434,6 +508,25 @@ impl Server {
         }
     }
 
+    /// Delivers a committed turn's broadcasts in order, except the messages
+    /// of `refused` rooms (their pages are damaged: not written), which are
+    /// refused as a failed commit's are: their rooms take the numbers back
+    /// and their senders are closed with `1011`.
+    fn deliver_stored(&mut self, outbox: Vec<Outgoing>, refused: &[u32]) {
+        let (mut stored, mut unstored) = (Vec::new(), Vec::new());
+        for outgoing in outbox {
+            match &outgoing {
+                Outgoing::Message { room, .. } if refused.contains(&self.chat.number(*room)) => {
+                    unstored.push(outgoing);
+                }
+                _ => stored.push(outgoing),
+            }
+        }
+        self.deliver(stored);
+        let reason = CloseReason::new(INTERNAL_ERROR, "message not stored");
+        self.refuse_messages(unstored, reason);
+    }
+
     /// A message may be seen now: it joins its room's history and goes to
     /// every member.
     fn deliver_message(&mut self, room: RoomId, message: Kept) {
@@ -477,12 +570,12 @@ impl Server {
         for h in held {
             match refused {
                 None => {
+                    self.metrics.logins += 1;
                     self.timers.add(h.expires, TimerKey::Session(h.session));
                     self.respond(h.conn, h.response, h.reply);
                 }
                 Some(status) => {
                     self.chat.cancel(h.session);
-                    self.metrics.logins = self.metrics.logins.saturating_sub(1);
                     self.respond(h.conn, not_stored(status, h.room), h.reply);
                 }
             }
@@ -524,6 +617,9 @@ impl Server {
     /// not fill the log too), `/healthz` degraded.
     fn writes_fail(&mut self, e: &CommitError) {
         self.metrics.persist_errors += 1;
+        if store::is_damage(&e.error) {
+            self.note_damage(&e.to_string());
+        }
         let Some(d) = self.durable.as_mut() else {
             return;
         };

@@ -23,6 +23,19 @@ use crate::peer_limits::Refusal;
 pub(super) struct Reply {
     head_only: bool,
     keep_alive: bool,
+    /// The request's minor HTTP version.
+    version: u8,
+}
+
+impl Reply {
+    /// The answer to `req`, kept alive if it asked to be.
+    fn to(req: &Request) -> Self {
+        Reply {
+            head_only: req.method == "HEAD",
+            keep_alive: req.keep_alive(),
+            version: req.version,
+        }
+    }
 }
 
 impl Server {
@@ -42,24 +55,42 @@ impl Server {
                 self.apply(id, actions);
                 Step::Took(input.len())
             }
+            HttpInput::AwaitingBody { request } => self.answer_expectation(id, &request, input),
             HttpInput::Request { request, body, len } => {
-                self.answer_request(id, &request, body);
+                self.answer_request(id, &request, body, Reply::to(&request));
                 Step::Took(len)
             }
         }
     }
 
+    /// A client waits with its body (`Expect: 100-continue`): `100
+    /// Continue` if the route wants it, else the final answer now, without
+    /// the body, and the connection closes (the body may still come).
+    fn answer_expectation(&mut self, id: ConnId, req: &Request, input: &[u8]) -> Step {
+        let Some((via_metrics, proxied)) = self.conn(id).map(|c| (c.via_metrics, c.via_proxy))
+        else {
+            return Step::Took(input.len());
+        };
+        if routes::wants_body(req, &self.config, via_metrics, proxied) {
+            let actions = self.conn(id).map(|c| c.machine.continue_body());
+            self.apply(id, actions.unwrap_or_default());
+            return Step::NeedMore;
+        }
+        let reply = Reply {
+            keep_alive: false,
+            ..Reply::to(req)
+        };
+        self.answer_request(id, req, &[], reply);
+        Step::Took(input.len())
+    }
+
     /// Answers one complete request: who sent it, where it goes, what
     /// comes of it.
-    fn answer_request(&mut self, id: ConnId, req: &Request, body: &[u8]) {
+    fn answer_request(&mut self, id: ConnId, req: &Request, body: &[u8], reply: Reply) {
         let client = match self.attribute_client(id, req) {
             None => return,
             Some(Ok(client)) => client,
             Some(Err((client, refusal))) => return self.refuse_client(id, client, refusal),
-        };
-        let reply = Reply {
-            head_only: req.method == "HEAD",
-            keep_alive: req.keep_alive(),
         };
         let outcome = self.route(id, req, body, client);
         if let Outcome::Respond(response) = &outcome {
@@ -71,8 +102,11 @@ impl Server {
     /// `routes::handle` with what it may read and change; while shutting
     /// down, no new socket is opened.
     fn route(&mut self, id: ConnId, req: &Request, body: &[u8], client: IpAddr) -> Outcome {
-        let via_metrics = self.conn(id).is_some_and(|c| c.via_metrics);
+        let (via_metrics, proxied) = self
+            .conn(id)
+            .map_or((false, false), |c| (c.via_metrics, c.via_proxy));
         self.metrics.http_requests += 1;
+        let degraded = self.degraded();
         let mut ctx = Ctx {
             chat: &mut self.chat,
             metrics: &mut self.metrics,
@@ -80,9 +114,10 @@ impl Server {
             assets: &self.assets,
             now: self.now,
             via_metrics,
+            proxied,
             client,
             peer_limits: &mut self.peer_limits,
-            degraded: self.durable.as_ref().is_some_and(|d| d.degraded),
+            degraded,
         };
         match routes::handle(req, body, &mut ctx) {
             // A socket opened now would miss the `1001` sent to the others
@@ -109,6 +144,7 @@ impl Server {
                 // With a data file the `303` waits for the turn's commit.
                 Some(_) => self.hold_login(id, session, response, reply, expires),
                 None => {
+                    self.metrics.logins += 1;
                     self.timers.add(expires, TimerKey::Session(session));
                     self.respond(id, response, reply);
                 }
@@ -153,7 +189,7 @@ impl Server {
         match self.stored_page(room, before, limit, &mut json) {
             Some(Ok(())) => {}
             Some(Err(e)) => {
-                log::error!("scrollback of room {room}: {e}");
+                self.read_failed(&format!("scrollback of room {room}"), &e);
                 return Response::text(e.status(), "could not read the history")
                     .header("Cache-Control", "no-store");
             }
@@ -190,12 +226,14 @@ impl Server {
         let reply = Reply {
             head_only: false,
             keep_alive: false,
+            version: 1,
         };
         self.respond(id, response, reply);
     }
 
-    /// The client's address for this request: the TCP peer, or with
-    /// `--trust-proxy` the last `X-Forwarded-For` entry, which then becomes
+    /// The client's address for this request: the TCP peer, or when that
+    /// peer is a proxy named by `--trust-proxy`, the last
+    /// `X-Forwarded-For` entry, which then becomes
     /// the connection's peer (in the logs too). Behind a trusted proxy a
     /// connection is counted by `--max-connections-per-ip` under the address
     /// of its latest request (a proxy reuses its connections for different
@@ -206,16 +244,12 @@ impl Server {
         id: ConnId,
         req: &Request,
     ) -> Option<Result<IpAddr, (IpAddr, Refusal)>> {
-        let trust_proxy = self.config.trust_proxy;
-        let forwarded = if trust_proxy {
-            req.forwarded_for()
-        } else {
-            None
-        };
         let conn = self.conn(id)?;
+        let proxied = conn.via_proxy;
+        let forwarded = if proxied { req.forwarded_for() } else { None };
         let peer = conn.peer();
         let client = forwarded.unwrap_or(peer.ip());
-        if !trust_proxy || conn.via_metrics || (conn.counted && client == peer.ip()) {
+        if !proxied || conn.via_metrics || (conn.counted && client == peer.ip()) {
             return Some(Ok(client));
         }
         let was_counted = std::mem::replace(&mut conn.counted, false);
@@ -237,6 +271,7 @@ impl Server {
     /// while shutting down).
     pub(super) fn respond(&mut self, id: ConnId, response: Response, reply: Reply) {
         let keep_alive = reply.keep_alive && self.shutting_down.is_none();
+        let response = response.for_version(reply.version);
         let (now, settings) = (self.now, self.settings);
         let Some(conn) = self.conn(id) else { return };
         let actions = conn

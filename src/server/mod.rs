@@ -60,9 +60,10 @@ use crate::conn::{Conn, ConnId, Machine};
 use crate::http::Status;
 use crate::http::response::Response;
 use crate::listeners::Listeners;
-use crate::metrics::{Gauges, Metrics};
+use crate::metrics::{self, Gauges, Metrics};
 use crate::peer_limits::{PeerLimits, Refusal};
 use crate::queue::Flushed;
+use crate::shutdown::{self, ConnState, Drain, Verdict};
 use crate::store::Store;
 use crate::table::Table;
 use crate::timers::Timers;
@@ -138,6 +139,8 @@ pub struct Server {
     local_addr: SocketAddr,
     /// The `--metrics-bind` listener: only `/metrics` and `/healthz`.
     metrics_listener: Option<TcpListener>,
+    /// Connections open from it (limited apart from the others).
+    metrics_conns: usize,
     config: Config,
     /// What the connections' machines follow (from `config`).
     settings: Settings,
@@ -168,6 +171,8 @@ pub struct Server {
     signals: Option<signal_hook_mio::v1_0::Signals>,
     /// Set once SIGINT/SIGTERM arrived: the drain deadline.
     shutting_down: Option<Instant>,
+    /// Set with it: when the drain may end (`crate::shutdown`).
+    drain: Option<Drain<ConnId>>,
     stopped: bool,
     /// With `--data-file`: the store, and what the turn waits to deliver
     /// until it is committed.
@@ -195,8 +200,10 @@ impl Server {
     /// A server accepting on `listeners`.
     pub fn with_listeners(mut config: Config, listeners: Listeners) -> io::Result<Server> {
         if let Some(fd_limit) = open_files_limit() {
-            // Leave room for the listener, the poll, stdio and a few spares.
-            let cap = fd_limit.saturating_sub(16).max(1) as usize;
+            // Leave room for the listener, the poll, stdio and a few spares,
+            // and for the metrics listener's own connections.
+            let spare = 16 + metrics::METRICS_CONNECTIONS as u64;
+            let cap = fd_limit.saturating_sub(spare).max(1) as usize;
             if config.max_connections > cap {
                 log::warn!(
                     "--max-connections {} lowered to {cap} (RLIMIT_NOFILE is {fd_limit})",
@@ -227,6 +234,7 @@ impl Server {
             listener_inherited: inherited,
             local_addr,
             metrics_listener,
+            metrics_conns: 0,
             assets: Assets::new(config.www.clone()),
             peer_limits: PeerLimits::new(&config),
             settings: Settings::of(&config, Instant::now()),
@@ -246,6 +254,7 @@ impl Server {
             accept_error_logged: false,
             signals: None,
             shutting_down: None,
+            drain: None,
             stopped: false,
             durable: None,
         })
@@ -316,6 +325,7 @@ impl Server {
             self.flush_dirty();
             self.checkpoint_when_due();
             self.check_shutdown_done();
+            self.metrics.turn_took(self.now.elapsed());
         }
         Ok(())
     }
@@ -425,7 +435,17 @@ impl Server {
     }
 
     fn add_conn(&mut self, mut stream: TcpStream, peer: SocketAddr, via_metrics: bool) {
-        if self.conns.len() >= self.config.max_connections {
+        let (open, max) = (self.conns.len(), self.config.max_connections);
+        let admitted = metrics::admits(via_metrics, open, self.metrics_conns, max);
+        if !admitted && via_metrics {
+            // Not the chat's limit: counted apart, so that a scraper's
+            // storm does not look like a full server.
+            let _ = stream.write(&refusal_503("too many connections"));
+            self.metrics.refuse("metrics_connections");
+            log::debug!("{peer}: refused with 503, the metrics listener is full");
+            return;
+        }
+        if !admitted {
             // Best effort: a short answer that fits any socket buffer.
             let _ = stream.write(&refusal_503("too many connections"));
             self.metrics.connections_refused += 1;
@@ -444,9 +464,10 @@ impl Server {
             }
             return;
         }
-        // Behind a trusted proxy every TCP peer is the proxy: the client's
-        // address is known once a request head is read (`count_client`).
-        let counted = if via_metrics || self.config.trust_proxy {
+        // A peer named by --trust-proxy is a proxy: the client's address is
+        // known once a request head is read (`attribute_client`).
+        let via_proxy = !via_metrics && self.config.trust_proxy.trusts(peer.ip());
+        let counted = if via_metrics || via_proxy {
             false
         } else {
             match self.peer_limits.open(peer.ip()) {
@@ -457,6 +478,7 @@ impl Server {
         let _ = stream.set_nodelay(true);
         let mut conn = Conn::new(stream, Machine::new(peer, self.now, &self.settings));
         conn.via_metrics = via_metrics;
+        conn.via_proxy = via_proxy;
         conn.counted = counted;
         let id = self.conns.insert(conn);
         let registry = self.poll.registry();
@@ -472,6 +494,7 @@ impl Server {
             return;
         }
         self.metrics.connections_accepted += 1;
+        self.metrics_conns += via_metrics as usize;
         log::debug!("{peer}: connected");
         self.sync_timer(id);
         // No read now: registering a socket whose request already arrived
@@ -512,9 +535,13 @@ impl Server {
             return;
         };
         log::debug!("{}: dropped ({why:?})", conn.peer());
+        if let Some(drain) = self.drain.as_mut() {
+            drain.on_drop(id, conn.machine.finished());
+        }
         if conn.counted {
             self.peer_limits.close(conn.peer().ip());
         }
+        self.metrics_conns -= conn.via_metrics as usize;
         let mut actions = Actions::default();
         conn.machine.on_drop(&mut actions);
         self.apply(id, actions);
@@ -791,7 +818,8 @@ impl Server {
                 TimerKey::Conn(id) => self.on_conn_timer(id, at),
                 TimerKey::Session(sid) => self.on_session_timer(sid),
                 TimerKey::ResumeAccept => self.resume_accepting(),
-                TimerKey::ShutdownDeadline => self.stopped = true,
+                // A wake-up: `check_shutdown_done` decides.
+                TimerKey::ShutdownDeadline => {}
                 TimerKey::Retention => self.retention_due(),
             }
         }
@@ -857,6 +885,7 @@ impl Server {
         self.close_listeners();
         self.shutting_down = Some(deadline);
         self.timers.add(deadline, TimerKey::ShutdownDeadline);
+        let at_signal = self.conns.len();
         for id in self.conns.ids() {
             let Some(conn) = self.conn(id) else { continue };
             if conn.machine.is_websocket() {
@@ -872,28 +901,39 @@ impl Server {
                 self.drain(id);
             }
         }
+        // (After the idle ones were dropped: those were meant to go.)
+        let timeout = self.config.shutdown_timeout;
+        self.drain = Some(Drain::new(self.now, timeout, shutdown::STALL, at_signal));
     }
 
+    /// Ends the drain once every socket has finished (its close handshake
+    /// or last response sent and FIN'd; waiting for the peers' FINs as well
+    /// would only hold the exit), or the rest made no progress for a while,
+    /// or at the deadline: the rule is in `crate::shutdown`.
     fn check_shutdown_done(&mut self) {
-        // Done once every socket has finished: its close handshake (or last
-        // response) sent and FIN'd. Waiting for the peers' FINs as well would
-        // only hold the exit until the deadline.
-        if self.shutting_down.is_some() && self.conns.iter().all(|(_, c)| c.machine.finished()) {
-            self.stopped = true;
-        }
-        if self.stopped {
-            let unfinished = self
-                .conns
-                .iter()
-                .filter(|(_, c)| !c.machine.finished())
-                .count();
-            log::info!(
-                "stopped: {unfinished} connections had not finished closing, {} accepted in all, {} messages in, {} deliveries",
-                self.metrics.connections_accepted,
-                self.metrics.messages_in,
-                self.metrics.messages_out
-            );
-        }
+        let Some(drain) = self.drain.as_mut() else {
+            return;
+        };
+        let states = self.conns.iter().map(|(id, c)| {
+            let (finished, buffered) = (c.machine.finished(), c.out.buffered());
+            (id, ConnState { finished, buffered })
+        });
+        let stop = match drain.verdict(self.now, states) {
+            Verdict::Wait(wake) => {
+                if let Some(at) = wake {
+                    self.timers.add(at, TimerKey::ShutdownDeadline);
+                }
+                return;
+            }
+            Verdict::Exit(stop) => stop,
+        };
+        self.stopped = true;
+        log::info!(
+            "stopped {stop}; {} accepted in all, {} messages in, {} deliveries",
+            self.metrics.connections_accepted,
+            self.metrics.messages_in,
+            self.metrics.messages_out
+        );
     }
 
     /// Open WebSockets (closing ones included), counted from the table:
@@ -917,6 +957,7 @@ impl Server {
             peer_addresses: self.peer_limits.len(),
             data_file_bytes: self.data_file_bytes(),
             degraded: self.degraded(),
+            process: self.metrics.process(self.now),
         }
     }
 }

@@ -86,19 +86,62 @@
 //! waits for them, and forgetting one would bring that session back after a
 //! restart.
 //!
+//! # A damaged file
+//!
+//! A page that is not what SQLite expects (a disk error, a file edited or
+//! cut by hand) makes every read and write that reaches it fail with
+//! SQLite's "database disk image is malformed" ([`is_damage`]). A room's
+//! messages are one range of the `messages` b-tree, so damage usually hits
+//! one room's pages. It must not stop the others:
+//!
+//! - **Reads** ([`Store::history`], [`Store::room`]) fail for that room
+//!   only ([`QueryError::is_damage`]); [`Store::load`] leaves such a room
+//!   out and names it in [`Loaded::damaged_rooms`].
+//! - **A commit** that meets damage is written again around it: each
+//!   room's messages, then its pruning, are tried on their own; a room
+//!   whose new messages cannot be written loses them (named in
+//!   [`Committed::refused_rooms`]: the server delivers none of them, as
+//!   after a failed commit), a room whose old pages cannot be pruned keeps
+//!   them, and everything else is committed ([`Committed::damaged`] says
+//!   this happened). Only damage outside the rooms' messages (sessions)
+//!   fails the commit as a whole. What was learnt is remembered
+//!   ([`Damage`], in [`damage`]): later commits leave those rooms' messages
+//!   out, or their pruning, at once, instead of failing and retrying every
+//!   turn.
+//!
+//! Nothing here repairs the file: the operator does, with the server
+//! stopped (the deployment guide says how).
+//!
 //! # Reads
 //!
 //! [`Store::load`] (at start), [`Store::room`] (a room that emptied and is
 //! joined again) and [`Store::history`] (scrollback) read what is committed:
 //! records of the current turn are not visible until `commit()`.
 //!
+//! # Other programs, copies, epochs
+//!
+//! One server per file is kept by [`lock`]; other programs may read the
+//! file meanwhile (a backup), and [`wal`] says what that costs the log.
+//! [`copy`] makes and restores copies. Each file has an *epoch*
+//! ([`Store::epoch`]): `seq`s are unique within it, and a restore draws a
+//! new one.
+//!
 //! The files: [`schema`] (tables, versions, migrations), [`file`](mod@file) (opening,
-//! recognising and refusing files), [`batch`] (what a turn recorded).
+//! recognising and refusing files), [`sidefiles`] (what SQLite would replay
+//! from the files beside it, read from their bytes), [`batch`] (what a turn
+//! recorded), [`damage`] (writing around damaged pages), [`wal`] (when the
+//! log is checkpointed), [`sync`] (when it is synced: `--sync-ms`),
+//! [`retention`] (`--keep-days`, removing expired rooms, giving free pages
+//! back).
 
 pub mod batch;
+pub mod copy;
+pub mod damage;
 pub mod file;
+pub mod lock;
 pub mod retention;
 pub mod schema;
+pub mod sidefiles;
 pub mod sync;
 pub mod wal;
 
@@ -115,7 +158,9 @@ use crate::http::Status;
 use crate::ws::close::{CloseCode, INTERNAL_ERROR};
 
 pub use batch::{Batch, Login, Message, TokenHash};
+pub use damage::Damage;
 pub use file::OpenError;
+pub use lock::FileLock;
 pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
 pub use sync::{SyncEvery, SyncStats};
 pub use wal::Wal;
@@ -166,6 +211,11 @@ pub struct Store {
     sweep: retention::Sweep,
     /// The file gives free pages back (`auto_vacuum=INCREMENTAL`).
     vacuum: bool,
+    epoch: u64,
+    /// Held while the store is open: one process per file.
+    _lock: FileLock,
+    /// Rooms whose pages are known to be damaged (see `damage`).
+    damage: Damage,
 }
 
 /// A session as stored: enough to restore its reservation.
@@ -208,11 +258,15 @@ pub struct StoredRoom {
 /// Everything the server needs at start.
 #[derive(Debug, Default)]
 pub struct Loaded {
-    /// Every session still reserved.
+    /// Every session still reserved, the newest login first (so that a
+    /// server whose `--max-sessions` is below their number keeps the
+    /// newest).
     pub sessions: Vec<StoredSession>,
     /// The rooms of those sessions that have had a message. (A session's
     /// room may be missing here: nobody has written in it yet.)
     pub rooms: Vec<StoredRoom>,
+    /// Rooms that could not be read: their pages are damaged.
+    pub damaged_rooms: Vec<u32>,
 }
 
 /// One page of scrollback.
@@ -225,7 +279,7 @@ pub struct History {
 }
 
 /// What a successful commit wrote.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Committed {
     /// Logins written.
     pub logins: usize,
@@ -233,6 +287,13 @@ pub struct Committed {
     pub messages: usize,
     /// Sessions deleted.
     pub session_ends: usize,
+    /// Rooms whose messages of this turn were *not* written: the pages they
+    /// go to are damaged (see "A damaged file" in the module doc). Those
+    /// messages must not be delivered.
+    pub refused_rooms: Vec<u32>,
+    /// The commit met damaged pages (a room's messages refused, or a
+    /// room's pruning skipped).
+    pub damaged: bool,
 }
 
 impl Committed {
@@ -240,6 +301,15 @@ impl Committed {
     pub fn is_empty(&self) -> bool {
         *self == Committed::default()
     }
+}
+
+/// SQLite found the file damaged (a page that is not what it should be),
+/// as opposed to a failing disk or a full one.
+pub fn is_damage(error: &rusqlite::Error) -> bool {
+    matches!(
+        error.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase)
+    )
 }
 
 /// A commit that failed: the error, and the logins and messages it
@@ -288,12 +358,21 @@ impl QueryError {
     pub fn status(&self) -> Status {
         Status::InternalError
     }
+
+    /// The read met a damaged page (see [`is_damage`]).
+    pub fn is_damage(&self) -> bool {
+        is_damage(&self.0)
+    }
 }
 
 impl fmt::Display for QueryError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let error = self.0.to_string().replace(['\n', '\r'], " ");
-        write!(f, "reading the data file failed: {error}")
+        write!(f, "reading the data file failed: {error}")?;
+        if self.is_damage() {
+            f.write_str(" (the file is damaged: the deployment guide says how to recover it)")?;
+        }
+        Ok(())
     }
 }
 
@@ -310,8 +389,8 @@ impl Store {
     /// empty one), bringing an older schema up to date. Refuses, changing
     /// nothing and creating nothing beside it: a file that is not SQLite,
     /// another program's SQLite database, a newer schema, a file another
-    /// process holds. `keep_messages` is `--keep-messages` (at least 1:
-    /// the newest message of a room carries its last `seq`).
+    /// wsrooms holds ([`lock`]). `keep_messages` is `--keep-messages` (at
+    /// least 1: the newest message of a room carries its last `seq`).
     pub fn open(path: &Path, keep_messages: u64) -> Result<Store, OpenError> {
         let settings = Settings {
             keep_messages,
@@ -324,6 +403,9 @@ impl Store {
     pub fn open_with(path: &Path, settings: &Settings) -> Result<Store, OpenError> {
         let keep_messages = settings.keep_messages.max(1);
         let found = file::inspect(path)?;
+        // After the file was recognised (a refused file gets no lock file
+        // beside it), before SQLite opens it (and may replay its log).
+        let lock = FileLock::acquire(path)?;
         let mut conn = file::connect(path)?;
         let version = file::check(path, &conn, found)?;
         if version < SCHEMA_VERSION {
@@ -339,6 +421,7 @@ impl Store {
         let wal = file::page_size(&conn)
             .and_then(|page_size| Wal::install(&mut conn, page_size))
             .map_err(|e| file::sqlite_error(path, e))?;
+        let epoch = schema::ensure_epoch(&conn).map_err(|e| file::sqlite_error(path, e))?;
         let sync_stats = Arc::new(SyncStats::default());
         let syncer = match settings.sync {
             SyncEvery::Commit => None,
@@ -365,6 +448,9 @@ impl Store {
             keep_days: settings.keep_days,
             sweep: retention::Sweep::default(),
             vacuum,
+            epoch,
+            _lock: lock,
+            damage: Damage::default(),
         })
     }
 
@@ -397,6 +483,13 @@ impl Store {
                 }
             }
         }
+    }
+
+    /// The file's epoch: the same across restarts, new after
+    /// `wsrooms restore` (see `schema`). The `seq`s of one room are unique
+    /// within one epoch.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
     }
 
     /// The write-ahead log has grown enough to be worth a checkpoint (see
@@ -444,25 +537,52 @@ impl Store {
         if self.batch.is_empty() {
             return Ok(Committed::default());
         }
-        match write_batch(&mut self.conn, &self.batch, self.keep_messages) {
-            Ok(()) => {
-                let committed = Committed {
-                    logins: self.batch.logins().len(),
-                    messages: self.batch.messages().len(),
-                    session_ends: self.batch.session_ends().len(),
-                };
+        let keep = self.keep_messages;
+        let written = match write_batch(&mut self.conn, &self.batch, keep, &self.damage) {
+            Ok(()) => Ok(false),
+            Err(error) if is_damage(&error) => {
+                self.rollback();
+                damage::write_around(&mut self.conn, &self.batch, keep, &mut self.damage)
+                    .map(|()| true)
+            }
+            Err(error) => Err(error),
+        };
+        match written {
+            Ok(went_around) => {
+                let committed = self.committed(went_around);
                 self.batch.clear();
                 self.after_commit();
                 Ok(committed)
             }
             Err(error) => {
-                if !self.conn.is_autocommit() {
-                    // Normally already rolled back; make sure.
-                    let _ = self.conn.execute_batch("ROLLBACK");
-                }
+                self.rollback();
                 let discarded = Box::new(self.batch.take_failed());
                 Err(CommitError { error, discarded })
             }
+        }
+    }
+
+    /// Normally already rolled back by the failed transaction; make sure.
+    fn rollback(&mut self) {
+        if !self.conn.is_autocommit() {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+    }
+
+    /// What the batch wrote (`went_around`: it met damage this time).
+    fn committed(&self, went_around: bool) -> Committed {
+        let refused_rooms = self.damage.refused_in(&self.batch);
+        let messages = self
+            .batch
+            .messages()
+            .filter(|m| !refused_rooms.contains(&m.room))
+            .count();
+        Committed {
+            logins: self.batch.logins().len(),
+            messages,
+            session_ends: self.batch.session_ends().len(),
+            damaged: went_around || self.damage.touches(&self.batch),
+            refused_rooms,
         }
     }
 
@@ -471,14 +591,25 @@ impl Store {
     /// Other rooms stay on disk until someone logs into one
     /// ([`Store::room`]): start-up costs what is live, not what the file
     /// holds (one indexed look-up per room of a session).
+    /// A room whose pages are damaged is left out and named in
+    /// [`Loaded::damaged_rooms`]: it must not keep the others from starting.
     pub fn load(&self, history: usize) -> Result<Loaded, QueryError> {
         let sessions = self.sessions()?;
         let numbers: std::collections::BTreeSet<u32> = sessions.iter().map(|s| s.room).collect();
         let mut rooms = Vec::with_capacity(numbers.len());
+        let mut damaged_rooms = Vec::new();
         for number in numbers {
-            rooms.extend(self.room(number, history)?);
+            match self.room(number, history) {
+                Ok(room) => rooms.extend(room),
+                Err(e) if e.is_damage() => damaged_rooms.push(number),
+                Err(e) => return Err(e),
+            }
         }
-        Ok(Loaded { sessions, rooms })
+        Ok(Loaded {
+            sessions,
+            rooms,
+            damaged_rooms,
+        })
     }
 
     /// One room's `last_seq` and last `history` messages, if it ever had a
@@ -543,9 +674,9 @@ impl Store {
     }
 
     fn sessions(&self) -> Result<Vec<StoredSession>, QueryError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT token_hash, room, user, login_at FROM sessions")?;
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT token_hash, room, user, login_at FROM sessions ORDER BY login_at DESC",
+        )?;
         let rows = stmt.query_map([], |row| {
             Ok(StoredSession {
                 token_hash: TokenHash(row.get(0)?),
@@ -559,11 +690,18 @@ impl Store {
 }
 
 /// Writes a batch in one transaction; dropping `tx` on an error rolls back.
-fn write_batch(conn: &mut Connection, batch: &Batch, keep: u64) -> rusqlite::Result<()> {
+/// Rooms known to be damaged are left out (their messages) or left
+/// unpruned, as [`Damage`] says.
+fn write_batch(
+    conn: &mut Connection,
+    batch: &Batch,
+    keep: u64,
+    damage: &Damage,
+) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
     write_logins(&tx, batch)?;
-    write_messages(&tx, batch)?;
-    write_rooms(&tx, batch, keep)?;
+    write_messages(&tx, batch, damage)?;
+    write_rooms(&tx, batch, keep, damage)?;
     write_session_ends(&tx, batch)?;
     tx.commit()
 }
@@ -589,14 +727,14 @@ fn write_logins(tx: &Transaction, batch: &Batch) -> rusqlite::Result<()> {
 
 /// A plain `INSERT`: a `(room, seq)` that is already there fails the
 /// commit rather than replace a message someone may have seen.
-fn write_messages(tx: &Transaction, batch: &Batch) -> rusqlite::Result<()> {
+fn write_messages(tx: &Transaction, batch: &Batch, damage: &Damage) -> rusqlite::Result<()> {
     if batch.messages().len() == 0 {
         return Ok(());
     }
     let mut stmt = tx.prepare_cached(
         "INSERT INTO messages (room, seq, at, user, text) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?;
-    for m in batch.messages() {
+    for m in batch.messages().filter(|m| damage.writes(m.room)) {
         stmt.execute(params![m.room, to_i64(m.seq), to_i64(m.at), m.user, m.text])?;
     }
     Ok(())
@@ -607,12 +745,20 @@ fn write_messages(tx: &Transaction, batch: &Batch) -> rusqlite::Result<()> {
 /// range below `last_seq - keep` (in a steady stream, as many rows as the
 /// batch added to that room). The newest `keep` (at least one) stay, so the
 /// largest `seq` kept is always the room's last.
-fn write_rooms(tx: &Transaction, batch: &Batch, keep: u64) -> rusqlite::Result<()> {
+fn write_rooms(
+    tx: &Transaction,
+    batch: &Batch,
+    keep: u64,
+    damage: &Damage,
+) -> rusqlite::Result<()> {
     let mut list = tx.prepare_cached("INSERT OR IGNORE INTO rooms (number) VALUES (?1)")?;
     let mut prune = tx.prepare_cached("DELETE FROM messages WHERE room = ?1 AND seq <= ?2")?;
     for (room, last_seq) in batch.last_seqs() {
+        if !damage.writes(room) {
+            continue;
+        }
         list.execute([room])?;
-        if last_seq > keep {
+        if last_seq > keep && damage.prunes(room) {
             prune.execute(params![room, to_i64(last_seq - keep)])?;
         }
     }

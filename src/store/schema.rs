@@ -23,7 +23,7 @@ pub type Step = &'static str;
 /// is an empty file, so the first step creates the tables of version 1.
 /// A later version appends a step here (and never edits an old one: files
 /// in the field went through it).
-pub const STEPS: &[Step] = &[VERSION_1, VERSION_2];
+pub const STEPS: &[Step] = &[VERSION_1, VERSION_2, VERSION_3];
 
 /// The schema version this binary writes and understands.
 pub const SCHEMA_VERSION: u32 = STEPS.len() as u32;
@@ -68,6 +68,54 @@ const VERSION_1: &str = "
 const VERSION_2: &str = "
     ALTER TABLE rooms DROP COLUMN last_seq;
 ";
+
+/// Version 3: `meta`, one row per setting of the file as a whole; the
+/// first is the file's **epoch**, a random 64-bit number drawn when the
+/// file (or an older file brought up to this version) gets the table, and
+/// drawn again by `wsrooms restore`. Every `seq` a page has seen belongs
+/// to one epoch: a file put back from an older copy numbers messages again
+/// from where the copy was, so the server tells pages the epoch in
+/// `welcome`, and a page that knew another one starts the room afresh.
+/// (SQLite's `random()` comes from the system's random source.)
+const VERSION_3: &str = "
+    CREATE TABLE meta (
+        key TEXT PRIMARY KEY NOT NULL,
+        value NOT NULL
+    ) WITHOUT ROWID;
+    INSERT INTO meta (key, value) VALUES ('epoch', random());
+";
+
+/// The file's epoch (version 3 and later; see `VERSION_3`).
+pub fn epoch(conn: &Connection) -> rusqlite::Result<u64> {
+    conn.query_row("SELECT value FROM meta WHERE key = 'epoch'", [], |row| {
+        row.get::<_, i64>(0)
+    })
+    .map(|n| n as u64)
+}
+
+/// The file's epoch, drawing one if its row is missing (a file rebuilt by
+/// hand, or by `sqlite3 .recover` from a damaged one).
+pub fn ensure_epoch(conn: &Connection) -> rusqlite::Result<u64> {
+    match epoch(conn) {
+        Err(rusqlite::Error::QueryReturnedNoRows) => {
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('epoch', random())",
+                [],
+            )?;
+            epoch(conn)
+        }
+        other => other,
+    }
+}
+
+/// Gives the file a new epoch (`wsrooms restore`).
+pub fn set_epoch(conn: &Connection, epoch: u64) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT OR REPLACE INTO meta (key, value) VALUES ('epoch', ?1)",
+        [epoch as i64],
+    )
+    .map(|_| ())
+}
 
 /// Runs `steps[from..]` in one transaction and sets `user_version` (and, on a
 /// new file, `application_id`) in the same transaction: a crash leaves the

@@ -62,8 +62,8 @@ fn a_new_file_is_marked_and_reopens_with_everything() {
     drop(store);
     assert_eq!(
         listing(dir.path()),
-        BTreeSet::from(["wsrooms.db".to_string()]),
-        "a clean close leaves the one file"
+        BTreeSet::from(["wsrooms.db".to_string(), "wsrooms.db.lock".to_string()]),
+        "a clean close leaves the file (and its empty lock file)"
     );
     let bytes = fs::read(&path).unwrap();
     assert_eq!(&bytes[68..72], b"wsRm", "application_id");
@@ -138,7 +138,8 @@ fn a_commit_writes_the_turn_and_an_empty_one_does_nothing() {
         Committed {
             logins: 1,
             messages: 2,
-            session_ends: 1
+            session_ends: 1,
+            ..Committed::default()
         }
     );
     assert!(store.pending().is_empty());
@@ -522,7 +523,11 @@ fn a_version_1_file_is_migrated_with_every_room_seq_and_message() {
     version_1_file(&path);
     let mut store = Store::open(&path, 100).expect("migrates");
     let bytes = fs::read(&path).unwrap();
-    assert_eq!(&bytes[60..64], &2u32.to_be_bytes(), "user_version 2");
+    assert_eq!(
+        &bytes[60..64],
+        &SCHEMA_VERSION.to_be_bytes(),
+        "user_version: the latest"
+    );
     let mut loaded = store.load(10).unwrap();
     loaded.rooms.sort_by_key(|r| r.number);
     let rooms: Vec<_> = loaded
@@ -642,4 +647,596 @@ fn the_log_stays_under_its_hard_cap_without_checkpoint_calls() {
         .len();
     let frame = u64::from(page_size) + 24;
     assert!(wal <= (cap + 200) * frame, "log file {wal} bytes");
+}
+
+/// SHA-256 of every file in `dir`, by name.
+fn digests(dir: &Path) -> std::collections::BTreeMap<String, [u8; 32]> {
+    use sha2::Digest;
+    listing(dir)
+        .into_iter()
+        .map(|name| {
+            let bytes = fs::read(dir.join(&name)).unwrap();
+            (name, sha2::Sha256::digest(bytes).into())
+        })
+        .collect()
+}
+
+/// A wsrooms file with one session, closed cleanly (no side file).
+fn ours_with_a_session(path: &Path) {
+    let mut store = Store::open(path, 100).unwrap();
+    store.record_login(TokenHash::of(&token(1)), 5, "Zoë", 42);
+    post(&mut store, 5, 1..=3);
+    drop(store);
+}
+
+/// Makes another program's database in WAL mode in a directory of its own
+/// and copies its log, as its crash would leave it, to `to`.
+fn foreign_log(to: &Path, application_id: i32) {
+    let other = tempfile::tempdir().unwrap();
+    let conn = Connection::open(other.path().join("F.db")).unwrap();
+    conn.execute_batch(
+        "PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0;
+         CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT);
+         INSERT INTO notes (body) VALUES ('keep me');",
+    )
+    .unwrap();
+    conn.pragma_update(None, "application_id", application_id)
+        .unwrap();
+    fs::copy(other.path().join("F.db-wal"), to).unwrap();
+    drop(conn);
+}
+
+#[test]
+fn another_programs_log_beside_the_file_is_refused_and_nothing_changes() {
+    let (dir, path) = temp();
+    ours_with_a_session(&path);
+    let wal = file::side_path(&path, "-wal");
+    foreign_log(&wal, 0x1234);
+    let before = digests(dir.path());
+    let error = Store::open(&path, 100).expect_err("a foreign log is refused");
+    assert!(
+        matches!(
+            &error,
+            OpenError::Beside {
+                refusal: sidefiles::Refusal::Foreign {
+                    application_id: 0x1234,
+                    ..
+                },
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    let line = error.to_string();
+    assert!(
+        line.contains("wsrooms.db-wal") && !line.contains('\n'),
+        "{line}"
+    );
+    assert_eq!(digests(dir.path()), before, "all three files as they were");
+    // Moved away, the file opens with everything it had.
+    fs::remove_file(&wal).unwrap();
+    let store = Store::open(&path, 100).expect("ours alone");
+    let loaded = store.load(10).unwrap();
+    assert_eq!(loaded.sessions.len(), 1);
+    assert_eq!(loaded.rooms[0].last_seq, 3);
+}
+
+#[test]
+fn a_log_of_another_programs_database_with_our_id_still_needs_our_version() {
+    // Same application_id, but a schema version this binary does not know.
+    let (dir, path) = temp();
+    ours_with_a_session(&path);
+    let other = tempfile::tempdir().unwrap();
+    let conn = Connection::open(other.path().join("F.db")).unwrap();
+    conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0;")
+        .unwrap();
+    conn.pragma_update(None, "application_id", APPLICATION_ID as i32)
+        .unwrap();
+    conn.pragma_update(None, "user_version", SCHEMA_VERSION as i32 + 7)
+        .unwrap();
+    fs::copy(
+        other.path().join("F.db-wal"),
+        dir.path().join("wsrooms.db-wal"),
+    )
+    .unwrap();
+    drop(conn);
+    let before = digests(dir.path());
+    let error = Store::open(&path, 100).expect_err("refused");
+    assert!(
+        matches!(
+            error,
+            OpenError::Beside {
+                refusal: sidefiles::Refusal::Newer { .. },
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert_eq!(digests(dir.path()), before);
+}
+
+#[test]
+fn a_hot_journal_beside_our_file_is_refused_and_nothing_changes() {
+    let (dir, path) = temp();
+    ours_with_a_session(&path);
+    // Another database in the middle of a transaction: its journal is hot.
+    let other = tempfile::tempdir().unwrap();
+    let conn = Connection::open(other.path().join("F.db")).unwrap();
+    conn.execute_batch(
+        "CREATE TABLE t (x); INSERT INTO t VALUES (randomblob(100000));
+         PRAGMA cache_size = 1; BEGIN; UPDATE t SET x = randomblob(100000);",
+    )
+    .unwrap();
+    fs::copy(
+        other.path().join("F.db-journal"),
+        file::side_path(&path, "-journal"),
+    )
+    .unwrap();
+    drop(conn);
+    let before = digests(dir.path());
+    let error = Store::open(&path, 100).expect_err("refused");
+    assert!(
+        matches!(
+            error,
+            OpenError::Beside {
+                refusal: sidefiles::Refusal::Stray {
+                    which: sidefiles::Which::Journal,
+                    ..
+                },
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert_eq!(digests(dir.path()), before);
+}
+
+#[test]
+fn a_log_beside_a_missing_file_is_refused_and_nothing_is_created() {
+    let (dir, path) = temp();
+    foreign_log(&file::side_path(&path, "-wal"), 0x1234);
+    let before = digests(dir.path());
+    let error = Store::open(&path, 100).expect_err("refused");
+    assert!(matches!(error, OpenError::Beside { .. }), "{error:?}");
+    assert_eq!(digests(dir.path()), before, "no data file was created");
+}
+
+#[test]
+fn a_fifo_or_a_directory_is_refused_before_it_is_opened() {
+    let (dir, path) = temp();
+    let made = std::process::Command::new("mkfifo")
+        .arg(&path)
+        .status()
+        .expect("run mkfifo");
+    assert!(made.success());
+    // Opening a FIFO for reading would wait for a writer for ever.
+    let error = Store::open(&path, 100).expect_err("refused");
+    assert!(
+        matches!(error, OpenError::NotRegular { kind: "a FIFO", .. }),
+        "{error:?}"
+    );
+    fs::remove_file(&path).unwrap();
+    fs::create_dir(&path).unwrap();
+    let error = Store::open(&path, 100).expect_err("refused");
+    assert!(
+        matches!(
+            error,
+            OpenError::NotRegular {
+                kind: "a directory",
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    fs::remove_dir(&path).unwrap();
+    ours_with_a_session(&path);
+    fs::create_dir(file::side_path(&path, "-wal")).unwrap();
+    let error = Store::open(&path, 100).expect_err("refused");
+    assert!(error.to_string().contains("wsrooms.db-wal"), "{error}");
+    drop(dir);
+}
+
+/// Writes 300 messages to room 1 ("one-0001-…") and then 300 to room 2
+/// ("two-…"), so each room's messages fill pages of their own, and closes
+/// the store (everything in the main file).
+fn two_full_rooms(path: &Path) {
+    let mut store = Store::open(path, 300).unwrap();
+    let pad = "x".repeat(150);
+    for (room, name) in [(1, "one"), (2, "two")] {
+        let texts: Vec<String> = (1..=300).map(|s| format!("{name}-{s:04}-{pad}")).collect();
+        for (seq, text) in (1..=300).zip(&texts) {
+            store.record_message(message(room, seq, text));
+        }
+        // A session in each room: start-up loads the rooms of sessions.
+        store.record_login(TokenHash::of(&token(room as u8)), room, name, 0);
+        store.commit().unwrap();
+    }
+}
+
+/// Writes garbage over every leaf page of the closed file at `path` that
+/// holds `marker` (`messages` is a `WITHOUT ROWID` table: its rows live in
+/// index b-tree pages, leaves of type 0x0a; an interior page also holds
+/// whole rows as keys, and spans both rooms); returns how many.
+fn damage_pages(path: &Path, marker: &[u8]) -> usize {
+    let mut bytes = fs::read(path).unwrap();
+    let size = usize::from(u16::from_be_bytes([bytes[16], bytes[17]]));
+    let mut damaged = 0;
+    for page in bytes.chunks_mut(size).skip(1) {
+        if page[0] == 0x0a && page.windows(marker.len()).any(|w| w == marker) {
+            page.fill(0xa5);
+            damaged += 1;
+        }
+    }
+    fs::write(path, bytes).unwrap();
+    damaged
+}
+
+#[test]
+fn damaged_old_pages_fail_their_reads_and_only_skip_their_rooms_pruning() {
+    let (_dir, path) = temp();
+    two_full_rooms(&path);
+    assert!(damage_pages(&path, b"one-00") >= 3, "room 1's oldest pages");
+    let mut store = Store::open(&path, 300).expect("the header is sound");
+    let loaded = store.load(50).expect("the rooms' tails are sound");
+    assert_eq!((loaded.rooms.len(), loaded.damaged_rooms.len()), (2, 0));
+    let error = store.history(1, Some(50), 10).expect_err("into the damage");
+    assert!(error.is_damage(), "{error}");
+    assert_eq!(
+        seqs(&store.history(1, None, 3).unwrap().messages),
+        [298, 299, 300]
+    );
+    // Each room's next message prunes its oldest: room 1's prune meets the
+    // damage and is skipped; both messages are written.
+    store.record_message(message(1, 301, "one more"));
+    store.record_message(message(2, 301, "two more"));
+    let committed = store.commit().expect("committed around the damage");
+    assert!(committed.damaged);
+    assert_eq!((committed.messages, committed.refused_rooms), (2, vec![]));
+    assert_eq!(seqs(&store.history(1, None, 1).unwrap().messages), [301]);
+    assert_eq!(seqs(&store.history(2, Some(3), 10).unwrap().messages), [2]);
+    // Known now: room 1 is no longer pruned, and nothing fails.
+    store.record_message(message(1, 302, "and another"));
+    let committed = store.commit().expect("committed");
+    assert_eq!((committed.messages, committed.damaged), (1, true));
+}
+
+#[test]
+fn a_room_whose_pages_are_all_damaged_loses_only_its_own_messages() {
+    let (_dir, path) = temp();
+    two_full_rooms(&path);
+    assert!(damage_pages(&path, b"one-") >= 10);
+    let mut store = Store::open(&path, 300).expect("the header is sound");
+    let loaded = store.load(50).expect("room 2 loads");
+    assert_eq!(loaded.damaged_rooms, [1]);
+    assert_eq!(loaded.rooms.len(), 1);
+    store.record_message(message(1, 301, "lost"));
+    store.record_message(message(2, 301, "kept"));
+    store.record_login(TokenHash::of(&token(7)), 2, "eve", 0);
+    let committed = store.commit().expect("room 2's part is committed");
+    assert_eq!(committed.refused_rooms, [1]);
+    assert_eq!((committed.messages, committed.logins), (1, 1));
+    assert_eq!(store.history(2, None, 1).unwrap().messages[0].text, "kept");
+    assert_eq!(store.load(1).unwrap().sessions.len(), 3);
+    // Known now: the next turn leaves room 1 out at once.
+    store.record_message(message(1, 301, "lost again"));
+    store.record_message(message(2, 302, "kept too"));
+    let committed = store.commit().expect("committed");
+    assert_eq!((committed.refused_rooms, committed.messages), (vec![1], 1));
+    assert!(committed.damaged);
+    store.record_message(message(2, 303, "only room 2"));
+    let committed = store.commit().expect("committed");
+    assert_eq!((committed.messages, committed.refused_rooms), (1, vec![]));
+}
+
+#[test]
+fn the_side_files_of_a_linked_file_are_read_beside_the_file_itself() {
+    // SQLite follows the link and keeps the log beside the real file.
+    let (dir, path) = temp();
+    let real = dir.path().join("real");
+    fs::create_dir(&real).unwrap();
+    let target = real.join("rooms.db");
+    ours_with_a_session(&target);
+    std::os::unix::fs::symlink(&target, &path).unwrap();
+    foreign_log(&file::side_path(&target, "-wal"), 0x1234);
+    let before = digests(&real);
+    let error = Store::open(&path, 100).expect_err("the log beside the target");
+    assert!(
+        matches!(&error, OpenError::Beside { side, .. } if side.starts_with(real.canonicalize().unwrap())),
+        "{error:?}"
+    );
+    assert_eq!(digests(&real), before);
+}
+
+#[test]
+fn the_journal_of_our_own_interrupted_upgrade_is_played_back_and_the_upgrade_runs_again() {
+    let (dir, path) = temp();
+    version_1_file(&path);
+    // The upgrade as `Store::open` runs it (rollback journal), stopped
+    // before its commit with pages already written to the main file: the
+    // files copied now are what a crash at that moment leaves.
+    let mut upgrading = Connection::open(&path).unwrap();
+    upgrading
+        .execute_batch("PRAGMA journal_mode=DELETE; PRAGMA cache_size=1;")
+        .unwrap();
+    let tx = upgrading.transaction().unwrap();
+    tx.execute_batch(schema::STEPS[1]).unwrap();
+    tx.execute_batch(
+        "PRAGMA user_version=2;
+         WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 200)
+         INSERT INTO messages SELECT 7, x, 0, 'z', hex(randomblob(500)) FROM c;",
+    )
+    .unwrap();
+    let crashed = tempfile::tempdir().unwrap();
+    for name in listing(dir.path()) {
+        fs::copy(dir.path().join(&name), crashed.path().join(&name)).unwrap();
+    }
+    drop(tx);
+    drop(upgrading);
+    assert!(
+        listing(crashed.path()).contains("wsrooms.db-journal"),
+        "hot journal"
+    );
+    let store = Store::open(&crashed.path().join("wsrooms.db"), 100).expect("ours");
+    let rooms: Vec<_> = (5..=7)
+        .filter_map(|number| store.room(number, 10).unwrap())
+        .map(|r| (r.number, r.last_seq))
+        .collect();
+    assert_eq!(
+        rooms,
+        [(5, 3), (6, 40)],
+        "the upgrade's rows were rolled back"
+    );
+    assert_eq!(
+        fs::read(crashed.path().join("wsrooms.db")).unwrap()[60..64],
+        SCHEMA_VERSION.to_be_bytes(),
+        "the upgrade ran again, to the latest version"
+    );
+}
+
+/// Fills the log to a checkpoint's size with messages of room 1 from `seq`
+/// on; returns the last seq.
+fn fill_log(store: &mut Store, mut seq: u64) -> u64 {
+    let text = "z".repeat(500);
+    loop {
+        seq += 1;
+        store.record_message(message(1, seq, &text));
+        store.commit().unwrap();
+        if store.checkpoint_due() {
+            return seq;
+        }
+        assert!(seq < 100_000, "never due");
+    }
+}
+
+#[test]
+fn the_epoch_stays_across_opens_and_an_older_file_gets_one() {
+    let (_dir, path) = temp();
+    let store = Store::open(&path, 100).unwrap();
+    let epoch = store.epoch();
+    drop(store);
+    assert_eq!(Store::open(&path, 100).unwrap().epoch(), epoch);
+
+    // A file of version 2 (before epochs) gets one when it is brought up to date.
+    let (_old_dir, old) = temp();
+    let mut conn = Connection::open(&old).unwrap();
+    schema::migrate(&mut conn, 0, &schema::STEPS[..2]).unwrap();
+    drop(conn);
+    let other = Store::open(&old, 100).unwrap().epoch();
+    assert_ne!(other, epoch, "each file draws its own");
+    assert_eq!(Store::open(&old, 100).unwrap().epoch(), other);
+}
+
+#[test]
+fn a_file_whose_epoch_row_was_lost_gets_a_new_one() {
+    let (_dir, path) = temp();
+    let epoch = Store::open(&path, 100).unwrap().epoch();
+    let conn = Connection::open(&path).unwrap();
+    conn.execute("DELETE FROM meta", []).unwrap();
+    drop(conn);
+    let again = Store::open(&path, 100).unwrap().epoch();
+    assert_ne!(again, epoch);
+    assert_eq!(Store::open(&path, 100).unwrap().epoch(), again);
+}
+
+#[test]
+fn a_reader_holding_the_log_neither_stalls_nor_repeats_checkpoints() {
+    let (_dir, path) = temp();
+    let mut store = Store::open(&path, 100_000).unwrap();
+    post(&mut store, 1, 1..=1);
+    // Another program's read transaction (a backup) holds a snapshot.
+    let reader = Connection::open(&path).unwrap();
+    reader.execute_batch("BEGIN").unwrap();
+    let n: i64 = reader
+        .query_row("SELECT count(*) FROM messages", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 1);
+    let seq = fill_log(&mut store, 1);
+    let started = std::time::Instant::now();
+    store.checkpoint().expect("a passive checkpoint returns");
+    assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    assert!(store.wal_pages() > 0, "the reader's pages stay in the log");
+    assert!(!store.checkpoint_due(), "not again at once");
+    post(&mut store, 1, seq + 1..=seq + 1);
+    assert!(!store.checkpoint_due(), "not after one more commit either");
+    let seq = fill_log(&mut store, seq + 1);
+    assert!(
+        store.checkpoint_due(),
+        "due after another checkpoint's worth"
+    );
+    // The reader still sees its snapshot; when it ends, all is copied.
+    let n: i64 = reader
+        .query_row("SELECT count(*) FROM messages", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 1);
+    reader.execute_batch("COMMIT").unwrap();
+    store.checkpoint().unwrap();
+    assert_eq!(store.wal_pages(), 0, "everything copied");
+    post(&mut store, 1, seq + 1..=seq + 1);
+    assert_eq!(store.wal_pages(), 1, "the log starts again");
+}
+
+#[test]
+fn a_backup_of_an_open_store_has_every_commit_and_its_epoch() {
+    let (dir, path) = temp();
+    let mut store = Store::open(&path, 100).unwrap();
+    store.record_login(TokenHash::of(&token(7)), 3, "Zoë", 1);
+    post(&mut store, 3, 1..=20);
+    let copy = dir.path().join("copy.db");
+    let mut steps = Vec::new();
+    let copied = copy::backup(&path, &copy, false, &mut |p| steps.push(p)).unwrap();
+    assert_eq!(copied.epoch, Some(store.epoch()));
+    assert!(copied.pages > 0 && steps.last().unwrap().done == copied.pages);
+    let mode = std::os::unix::fs::PermissionsExt::mode(&fs::metadata(&copy).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    // The server goes on writing; the copy is as it was.
+    post(&mut store, 3, 21..=22);
+    for itself in [path.clone(), dir.path().join("./wsrooms.db-wal")] {
+        let refused = copy::backup(&path, &itself, true, &mut |_| {}).expect_err("itself");
+        assert!(
+            matches!(refused, copy::CopyError::SameFile { .. }),
+            "{refused}"
+        );
+    }
+    let again = copy::backup(&path, &copy, false, &mut |_| {}).expect_err("exists");
+    assert!(matches!(again, copy::CopyError::Exists { .. }), "{again}");
+    let restored = Store::open(&copy, 100).unwrap();
+    assert_eq!(restored.epoch(), store.epoch());
+    let loaded = restored.load(50).unwrap();
+    assert_eq!(loaded.sessions.len(), 1);
+    assert_eq!(loaded.rooms[0].last_seq, 20);
+    drop(restored);
+    copy::backup(&path, &copy, true, &mut |_| {}).expect("--force");
+    assert_eq!(
+        Store::open(&copy, 100)
+            .unwrap()
+            .room(3, 0)
+            .unwrap()
+            .unwrap()
+            .last_seq,
+        22
+    );
+    assert!(
+        !listing(dir.path()).iter().any(|n| n.starts_with('.')),
+        "no temporary file left: {:?}",
+        listing(dir.path())
+    );
+}
+
+#[test]
+fn a_restore_is_refused_while_the_file_is_open_and_then_draws_a_new_epoch() {
+    let (dir, path) = temp();
+    let mut store = Store::open(&path, 100).unwrap();
+    post(&mut store, 1, 1..=5);
+    let copy = dir.path().join("copy.db");
+    copy::backup(&path, &copy, false, &mut |_| {}).unwrap();
+    post(&mut store, 1, 6..=9);
+    let epoch = store.epoch();
+    let refused = copy::restore(&copy, &path, &mut |_| {}).expect_err("in use");
+    assert!(
+        matches!(refused, copy::CopyError::Refused(OpenError::InUse { .. })),
+        "{refused}"
+    );
+    drop(store);
+    let copied = copy::restore(&copy, &path, &mut |_| {}).unwrap();
+    assert_eq!(copied.old_epoch, Some(epoch));
+    let store = Store::open(&path, 100).unwrap();
+    assert_eq!(Some(store.epoch()), copied.epoch);
+    assert_ne!(store.epoch(), epoch, "a new epoch");
+    assert_eq!(store.room(1, 0).unwrap().unwrap().last_seq, 5, "the copy's");
+    drop(store);
+    // Something that is not a wsrooms file is refused, and FILE is kept.
+    fs::write(dir.path().join("text.db"), "hello").unwrap();
+    let refused = copy::restore(&dir.path().join("text.db"), &path, &mut |_| {}).expect_err("text");
+    assert!(
+        matches!(
+            refused,
+            copy::CopyError::Refused(OpenError::NotSqlite { .. })
+        ),
+        "{refused}"
+    );
+    assert_eq!(
+        Store::open(&path, 100)
+            .unwrap()
+            .room(1, 0)
+            .unwrap()
+            .unwrap()
+            .last_seq,
+        5
+    );
+}
+
+#[test]
+fn a_restore_replaces_a_file_whose_log_was_left_by_a_crash() {
+    // The old file's log must not be applied to the copy put in its place.
+    let (dir, path) = temp();
+    let mut store = Store::open(&path, 100).unwrap();
+    post(&mut store, 1, 1..=3);
+    let copy = dir.path().join("copy.db");
+    copy::backup(&path, &copy, false, &mut |_| {}).unwrap();
+    post(&mut store, 1, 4..=40);
+    let crashed = tempfile::tempdir().unwrap();
+    for name in listing(dir.path()) {
+        fs::copy(dir.path().join(&name), crashed.path().join(&name)).unwrap();
+    }
+    drop(store);
+    let file = crashed.path().join("wsrooms.db");
+    assert!(listing(crashed.path()).contains("wsrooms.db-wal"));
+    // An interrupted restore left its temporary file.
+    fs::write(crashed.path().join(".wsrooms.db.restore"), "half a copy").unwrap();
+    copy::restore(&copy, &file, &mut |_| {}).unwrap();
+    assert!(!listing(crashed.path()).iter().any(|n| n.starts_with('.')));
+    assert!(!listing(crashed.path()).contains("wsrooms.db-wal"));
+    let store = Store::open(&file, 100).unwrap();
+    assert_eq!(store.room(1, 10).unwrap().unwrap().last_seq, 3);
+}
+
+#[test]
+fn a_restore_gives_the_new_file_the_owner_of_the_old_one() {
+    use std::os::unix::fs::MetadataExt;
+    let (dir, path) = temp();
+    post(&mut Store::open(&path, 100).unwrap(), 1, 1..=2);
+    let copy = dir.path().join("copy.db");
+    copy::backup(&path, &copy, false, &mut |_| {}).unwrap();
+    if fs::metadata(&copy).unwrap().uid() != 0 {
+        return; // only root can give a file to another user (CI runs as root)
+    }
+    std::os::unix::fs::chown(&path, Some(4321), Some(4322)).unwrap();
+    copy::restore(&copy, &path, &mut |_| {}).unwrap();
+    let meta = fs::metadata(&path).unwrap();
+    assert_eq!((meta.uid(), meta.gid()), (4321, 4322), "the service's file");
+    let lock = fs::metadata(lock::lock_path(&path)).unwrap();
+    assert_eq!((lock.uid(), lock.gid()), (4321, 4322), "and its lock file");
+}
+
+#[test]
+fn a_damaged_copy_is_not_restored() {
+    let (dir, path) = temp();
+    let mut store = Store::open(&path, 100).unwrap();
+    let text = "w".repeat(2000);
+    for seq in 1..=200 {
+        store.record_message(message(1, seq, &text));
+    }
+    store.commit().unwrap();
+    let copy = dir.path().join("copy.db");
+    copy::backup(&path, &copy, false, &mut |_| {}).unwrap();
+    drop(store);
+    // Scribble over pages 61–100, in the middle of the messages.
+    let mut bytes = fs::read(&copy).unwrap();
+    bytes[4096 * 60..4096 * 100].fill(0x5a);
+    fs::write(&copy, bytes).unwrap();
+    let refused = copy::restore(&copy, &path, &mut |_| {}).expect_err("damaged");
+    assert!(
+        matches!(refused, copy::CopyError::Damaged { .. }),
+        "{refused}"
+    );
+    assert_eq!(
+        Store::open(&path, 100)
+            .unwrap()
+            .room(1, 0)
+            .unwrap()
+            .unwrap()
+            .last_seq,
+        200,
+        "the data file is kept"
+    );
 }

@@ -25,12 +25,31 @@
 //!   failing (then the log grows until the disk is full, and commits fail
 //!   as the module doc of `store` says).
 //!
-//! **The bound.** A checkpoint copies the whole log (this process holds the
-//! file alone, so no reader holds a frame back). The log therefore holds at
-//! most [`HARD_CAP_BYTES`] plus the pages of one commit, and in the server
-//! about [`CHECKPOINT_BYTES`] plus one turn's commit. `journal_size_limit`
-//! cuts the file back to the hard cap when it starts again, so a single huge
+//! **The bound.** A checkpoint copies the log up to what every reader of
+//! the file has finished with, and the next commit starts the log again
+//! from its beginning once all of it is copied and no reader still uses
+//! it. Without other readers (the usual case: the server is the file's only
+//! user) every checkpoint copies the whole log, so the log holds at most
+//! [`HARD_CAP_BYTES`] plus the pages of one commit, and in the server about
+//! [`CHECKPOINT_BYTES`] plus one turn's commit. `journal_size_limit` cuts
+//! the file back to the hard cap when it starts again, so a single huge
 //! commit does not leave a huge file behind.
+//!
+//! **Readers.** Another program may read the file while the server runs
+//! (`sqlite3 .backup`, `VACUUM INTO`, `wsrooms backup`, a Litestream-style
+//! replicator). A read transaction sees the file as it was when it began,
+//! so SQLite cannot copy into the main file any page committed after that,
+//! nor start the log again, until the reader's transaction ends: while it
+//! lasts, the log grows by everything committed meanwhile (commit rate ×
+//! the reader's transaction time; a `wsrooms backup` of a 100 MB file takes
+//! a few seconds). When it ends, the next checkpoint copies the rest and
+//! the log starts again. Nothing here waits for a reader: checkpoints are
+//! `PASSIVE` (they copy what they can and return, never calling the busy
+//! handler), the connection's busy timeout is zero, and readers never lock
+//! out SQLite's one writer. While a reader holds the log back, [`Wal::due`]
+//! asks for the next checkpoint only once another [`CHECKPOINT_BYTES`] have
+//! been committed, so the loop does not retry a useless checkpoint every
+//! turn.
 //!
 //! **Cheaper syncs.** Two settings keep each sync from also waiting for the
 //! file system's journal (shared with every other program on the disk, so
@@ -75,6 +94,9 @@ pub struct Wal {
     frames: Arc<AtomicU32>,
     /// [`CHECKPOINT_BYTES`] in pages of this file.
     due_frames: u32,
+    /// The log's size in pages at the last checkpoint, if that checkpoint
+    /// could not copy all of it (a reader held pages back).
+    held: Option<u32>,
 }
 
 impl Wal {
@@ -95,7 +117,7 @@ impl Wal {
                 // An error here is ignored, as SQLite's own hook does: the
                 // commit has happened, and the log is simply not shortened.
                 if let Ok((log, done)) = wal.checkpoint_v2(CheckpointMode::PASSIVE) {
-                    pages = log.saturating_sub(done).max(0) as u32;
+                    pages = pages_left(log, done);
                 }
             }
             seen.store(pages, Ordering::Relaxed);
@@ -104,25 +126,42 @@ impl Wal {
         Ok(Wal {
             frames,
             due_frames: (CHECKPOINT_BYTES / page_size).max(1),
+            held: None,
         })
     }
 
-    /// The log holds [`CHECKPOINT_BYTES`] or more.
+    /// The log holds [`CHECKPOINT_BYTES`] or more; if a reader held the
+    /// last checkpoint back, [`CHECKPOINT_BYTES`] more than it held then
+    /// (a smaller log means it was copied and started again since).
     pub fn due(&self) -> bool {
-        self.frames() >= self.due_frames
+        let frames = self.frames();
+        match self.held {
+            Some(held) if frames >= held => frames >= held.saturating_add(self.due_frames),
+            _ => frames >= self.due_frames,
+        }
     }
 
-    /// Pages in the log not yet copied into the main file.
+    /// Pages in the log (0 once a checkpoint has copied all of them).
     pub fn frames(&self) -> u32 {
         self.frames.load(Ordering::Relaxed)
     }
 
-    /// Copies the log into the main file (syncing both); the next commit
-    /// starts the log again.
-    pub fn checkpoint(&self, conn: &Connection) -> rusqlite::Result<()> {
+    /// Copies the log into the main file (syncing both), as far as readers
+    /// allow, without waiting for them; the next commit starts the log
+    /// again if all of it was copied.
+    pub fn checkpoint(&mut self, conn: &Connection) -> rusqlite::Result<()> {
         let (log, done) = conn.wal_checkpoint_v2(None::<&str>, CheckpointMode::PASSIVE)?;
-        self.frames
-            .store(log.saturating_sub(done).max(0) as u32, Ordering::Relaxed);
+        let frames = pages_left(log, done);
+        self.frames.store(frames, Ordering::Relaxed);
+        self.held = (frames > 0).then_some(frames);
         Ok(())
     }
+}
+
+/// The log's size in pages after a checkpoint that copied `done` of its
+/// `log` pages: none if it copied all (the next commit starts the log
+/// again), else all of them (a reader held some back, and the next commit
+/// appends to the log).
+fn pages_left(log: i32, done: i32) -> u32 {
+    if done >= log { 0 } else { log.max(0) as u32 }
 }

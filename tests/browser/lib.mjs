@@ -3,7 +3,7 @@
 //
 // Everything listens on 127.0.0.1 only, and every wait has a time limit.
 
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import net from 'node:net';
@@ -112,6 +112,19 @@ export function tempDataFile() {
     file: path.join(dir, 'rooms.sqlite'),
     remove: () => rmSync(dir, { recursive: true, force: true }),
   };
+}
+
+/**
+ * Runs the binary with `args` as a command (`backup`, `restore`), not as a
+ * server: resolves to `{ code, stdout, stderr }` (killed after WAIT_MS).
+ */
+export function runWsrooms(args) {
+  return new Promise((resolve) => {
+    execFile(serverBinary(), args, { timeout: WAIT_MS }, (error, stdout, stderr) => {
+      const code = error === null ? 0 : (Number.isInteger(error.code) ? error.code : `killed (${error.signal})`);
+      resolve({ code, stdout, stderr });
+    });
+  });
 }
 
 /** Stops the server with `signal` (SIGTERM: graceful, 1001 to every socket). */

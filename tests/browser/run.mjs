@@ -19,6 +19,7 @@ import {
   newContext,
   openLogin,
   presence,
+  runWsrooms,
   say,
   shotPath,
   startProxy,
@@ -568,11 +569,12 @@ describe('connection life', () => {
 
 /**
  * Counts the page's history requests (GET /rooms/N/history) as it makes
- * them: `window.__history.urls` (path and query) and `.maxInFlight`.
+ * them: `window.__history.urls` (path and query), `.times` (when each was
+ * sent, ms) and `.maxInFlight`.
  */
 async function countHistoryRequests(context) {
   await context.addInitScript(() => {
-    const record = { urls: [], inFlight: 0, maxInFlight: 0 };
+    const record = { urls: [], times: [], inFlight: 0, maxInFlight: 0 };
     window.__history = record;
     const realFetch = window.fetch;
     window.fetch = function (input, init) {
@@ -581,6 +583,7 @@ async function countHistoryRequests(context) {
         return realFetch.call(this, input, init);
       }
       record.urls.push(url.pathname + url.search);
+      record.times.push(performance.now());
       record.inFlight += 1;
       record.maxInFlight = Math.max(record.maxInFlight, record.inFlight);
       return realFetch.call(this, input, init).finally(() => {
@@ -717,6 +720,67 @@ describe('older messages', () => {
   });
 });
 
+describe('scrollback budget', () => {
+  test('a 429 from the history request: the page waits its Retry-After and asks again, with no error shown', { timeout: TEST_MS }, async () => {
+    // Two at once, then one per 5 s: the room socket spends one, the first
+    // page the other, and the second scroll to the top is over the
+    // session's budget.
+    const data = tempDataFile();
+    const args = ['--rate-limit', '0', '--data-file', data.file, '--scrollback-rate', '0.2', '--scrollback-burst', '2'];
+    try {
+      await withServer({ args }, async (server) => {
+        const a = await newContext(browser);
+        const b = await newContext(browser);
+        await countHistoryRequests(a);
+        const alice = await a.newPage();
+        const bob = await b.newPage();
+        await login(bob, server.url, 'bob', 23);
+        await bob.evaluate(() => {
+          for (let i = 1; i <= 150; i++) window.wsrooms.socket.send(`old ${i}`);
+        });
+        await waitMessage(bob, 'old 150');
+        await login(alice, server.url, 'alice', 23);
+        await waitMessage(alice, 'old 150');
+        await alice.evaluate(() => {
+          window.__olderStates = [];
+          const line = document.getElementById('older');
+          new MutationObserver(() => window.__olderStates.push(line.dataset.state))
+            .observe(line, { attributes: true, attributeFilter: ['data-state'] });
+        });
+        for (let round = 1; await alice.evaluate(() => window.wsrooms.older !== 'done'); round++) {
+          assert.ok(round < 10, 'too many rounds');
+          const count = (await messages(alice)).length;
+          await alice.evaluate(() => {
+            document.getElementById('log').scrollTop = 0;
+          });
+          await alice.waitForFunction((n) => document.querySelectorAll('#messages li.msg').length > n, count, { timeout: WAIT_MS });
+          await alice.waitForFunction(() => window.wsrooms.older !== 'loading');
+        }
+        const shown = await messages(alice);
+        assert.deepEqual(shown.map((m) => m.text), Array.from({ length: 150 }, (_, i) => `old ${i + 1}`));
+        const history = await alice.evaluate(() => window.__history);
+        const queries = history.urls.map((u) => u.split('?')[1]);
+        // The second page was refused once (429), then asked for again.
+        assert.deepEqual(queries, ['limit=50&before=101', 'limit=50&before=51', 'limit=50&before=51']);
+        const waited = history.times[2] - history.times[1];
+        assert.ok(waited >= 1000, `asked again after ${waited} ms, before Retry-After`);
+        assert.equal(history.maxInFlight, 1, 'one request at a time');
+        const states = await alice.evaluate(() => window.__olderStates);
+        assert.ok(!states.includes('failed'), `no error shown: ${states}`);
+        assert.equal(await alice.textContent('#older'), 'This is the start of room 23.');
+        // Chromium logs every non-2xx fetch as a console error: the one 429
+        // is expected; anything else the page logged is still a problem.
+        const throttled = (p) => /status of 429 .*\/rooms\/23\/history\?limit=50&before=51/.test(p);
+        assert.equal(a.problems.filter(throttled).length, 1, `one 429 logged: ${a.problems}`);
+        a.problems.splice(0, a.problems.length, ...a.problems.filter((p) => !throttled(p)));
+        await finish(a, b);
+      });
+    } finally {
+      data.remove();
+    }
+  });
+});
+
 /** Records every connection state the page shows, from now on, in `window.__states`. */
 function recordStates(page) {
   return page.evaluate(() => {
@@ -805,6 +869,65 @@ describe('restarts with a data file', () => {
       await a.close().catch(() => {});
       await b.close().catch(() => {});
       await proxy.close();
+      await stopServer(server, 'SIGKILL');
+      data.remove();
+    }
+  });
+});
+
+describe('a restored older copy', () => {
+  test('the page learns the new epoch and shows the room afresh: no seq is ever shown for two messages', { timeout: TEST_MS * 2 }, async () => {
+    const data = tempDataFile();
+    const copy = `${data.file}.copy`;
+    const args = ['--data-file', data.file];
+    let server = await startServer({ args });
+    const port = server.port;
+    const a = await newContext(browser);
+    const b = await newContext(browser);
+    try {
+      const alice = await a.newPage();
+      const bob = await b.newPage();
+      await login(alice, server.url, 'alice', 23);
+      await login(bob, server.url, 'bob', 23);
+      await say(alice, 'one');
+      await say(bob, 'two');
+      await waitMessage(alice, 'two');
+      const firstEpoch = await alice.evaluate(() => window.wsrooms.epoch);
+      assert.match(firstEpoch, /^[0-9a-f]{16}$/);
+
+      const backup = await runWsrooms(['backup', '--data-file', data.file, copy]);
+      assert.equal(backup.code, 0, backup.stderr);
+      // Seqs 3 and 4 after the copy was made: the restore forgets them.
+      await say(alice, 'three');
+      await say(bob, 'four');
+      await waitMessage(alice, 'four');
+      assert.deepEqual(seqs(await messages(alice)), [1, 2, 3, 4]);
+
+      await stopServer(server, 'SIGTERM');
+      await waitState(alice, 'reconnecting');
+      const restore = await runWsrooms(['restore', copy, '--data-file', data.file]);
+      assert.equal(restore.code, 0, restore.stderr);
+      server = await startServer({ port, args });
+
+      // Both pages come back with their cookies (the copy has the sessions)
+      // and, seeing another epoch, show the room as the copy has it.
+      for (const page of [alice, bob]) {
+        await waitState(page, 'connected', WAIT_MS * 2);
+        await page.waitForFunction((old) => window.wsrooms.epoch !== old, firstEpoch);
+      }
+      // Seq 3 again, for another message: it must be shown, in place of the old one.
+      await say(bob, 'three, after the restore');
+      for (const page of [alice, bob]) {
+        await waitMessage(page, 'three, after the restore');
+        const shown = await messages(page);
+        assert.deepEqual(shown.map((m) => m.text), ['one', 'two', 'three, after the restore']);
+        assert.deepEqual(seqs(shown), [1, 2, 3]);
+        assert.equal(await page.locator('#messages li.system', { hasText: 'anew' }).count(), 1, 'the page says why');
+      }
+      await finish(a, b);
+    } finally {
+      await a.close().catch(() => {});
+      await b.close().catch(() => {});
       await stopServer(server, 'SIGKILL');
       data.remove();
     }

@@ -108,7 +108,7 @@ pub fn read_frame(r: &mut impl Read) -> io::Result<Option<RawFrame>> {
 /// Reads the next frame; panics at the end of the stream or on an error.
 pub fn next_frame(r: &mut impl Read) -> RawFrame {
     read_frame(r)
-        .expect("read a server frame")
+        .unwrap_or_else(|e| super::read_failed("a server frame", &e))
         .expect("end of stream instead of a frame")
 }
 

@@ -83,6 +83,20 @@ pub fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> Vec<u8> {
     }
 }
 
+/// Panics saying what a failed read of `what` means: a read that timed
+/// out (`WouldBlock` or `TimedOut`, by the socket's read timeout) is a
+/// server that did not answer in time, not a broken one.
+#[track_caller]
+pub fn read_failed(what: &str, e: &io::Error) -> ! {
+    match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => panic!(
+            "reading {what}: the server did not answer within {} s",
+            IO_TIMEOUT.as_secs()
+        ),
+        _ => panic!("reading {what}: {e}"),
+    }
+}
+
 // ----- HTTP ------------------------------------------------------------------
 
 /// A parsed HTTP response.
@@ -113,7 +127,9 @@ pub fn read_head(stream: &mut TcpStream) -> String {
     let mut buf = Vec::new();
     let mut byte = [0u8; 1];
     while !buf.ends_with(b"\r\n\r\n") {
-        let n = stream.read(&mut byte).expect("read response head");
+        let n = stream
+            .read(&mut byte)
+            .unwrap_or_else(|e| read_failed("a response head", &e));
         assert!(
             n == 1,
             "connection closed before a full response head: {:?}",
@@ -143,7 +159,9 @@ pub fn read_response(stream: &mut TcpStream) -> HttpResponse {
         .map(|(_, v)| v.parse::<usize>().unwrap())
         .unwrap_or(0);
     let mut body = vec![0; len];
-    stream.read_exact(&mut body).expect("read body");
+    stream
+        .read_exact(&mut body)
+        .unwrap_or_else(|e| read_failed("a response body", &e));
     HttpResponse {
         status,
         headers,
@@ -183,14 +201,16 @@ pub fn urlencode(s: &str) -> String {
 
 /// `POST /login?room=N` with the form; returns the response.
 pub fn login_raw(addr: SocketAddr, user: &str, room: &str) -> HttpResponse {
+    http_raw(addr, &login_request(addr, user, room))
+}
+
+/// The bytes of `POST /login?room=N` with the form (`Connection: close`).
+pub fn login_request(addr: SocketAddr, user: &str, room: &str) -> String {
     let body = format!("user={}&room={}", urlencode(user), urlencode(room));
-    http_raw(
-        addr,
-        &format!(
-            "POST /login?room={} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            urlencode(room),
-            body.len()
-        ),
+    format!(
+        "POST /login?room={} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        urlencode(room),
+        body.len()
     )
 }
 

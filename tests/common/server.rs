@@ -192,3 +192,35 @@ pub fn sigterm(pid: u32) {
         .expect("run kill");
     assert!(ok.success(), "kill -TERM {pid} failed");
 }
+
+/// Stops a process (SIGSTOP) and waits until it is stopped, so that what is
+/// sent to it meanwhile waits for it in the kernel: everything sent before
+/// [`thaw`] is ready in its next loop turn.
+pub fn freeze(pid: u32) {
+    let ok = Command::new("kill")
+        .args(["-STOP", &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(ok.success(), "kill -STOP {pid} failed");
+    let stat = format!("/proc/{pid}/stat");
+    let deadline = Instant::now() + IO_TIMEOUT;
+    // The state is the field after the name in parentheses.
+    let stopped = || {
+        let text = std::fs::read_to_string(&stat).unwrap_or_default();
+        text.rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('T'))
+    };
+    while !stopped() {
+        assert!(Instant::now() < deadline, "{pid} did not stop");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Lets a process [`freeze`] stopped go on (SIGCONT).
+pub fn thaw(pid: u32) {
+    let ok = Command::new("kill")
+        .args(["-CONT", &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(ok.success(), "kill -CONT {pid} failed");
+}

@@ -261,7 +261,7 @@ fn set_up_once(stamp: &Path, wanted: &str, steps: Vec<Step>) -> Result<(), Strin
         return Ok(());
     }
     for mut step in steps {
-        eprintln!("test setup: running {:?}", step.command);
+        super::harness::note(format!("test setup: running {:?}", step.command));
         let failed = match try_run_bounded(&mut step.command, None, SETUP_TIMEOUT) {
             Ok(f) if f.status.is_some_and(|s| s.success()) => None,
             Ok(f) if f.status.is_none() => Some(format!("took longer than {SETUP_TIMEOUT:?}")),

@@ -163,3 +163,81 @@ pub fn history_field<T>(
         .map(field)
         .collect()
 }
+
+// ----- a slow reader -----------------------------------------------------------
+
+/// A client of `/echo` that reads its echo at a bounded rate, from a
+/// thread: it sends one binary message of `bytes` (the server needs
+/// `--echo` and a `--max-message-bytes` that large), then reads at most
+/// `rate` bytes a second until the stream ends or it is dropped. Its kernel
+/// receive buffer is small, so the server's queue for it drains at that
+/// pace: a peer that makes progress, slowly. (The server sees progress
+/// each time its kernel send buffer, which may grow to a few MB, has room
+/// again: `rate` must refill a good part of that within the server's stall
+/// time, so a few MB a second.)
+pub struct SlowReader {
+    /// Bytes read so far.
+    pub read: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for SlowReader {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+pub fn slow_echo_reader(addr: SocketAddr, bytes: usize, rate: usize) -> SlowReader {
+    use std::io::Read;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::time::Duration;
+    let mut stream = upgrade_on(
+        super::http::small_buffer_tcp(addr, 4096, 0),
+        addr,
+        "/echo",
+        None,
+    );
+    stream
+        .write_all(&client_frame(
+            true,
+            super::frames::BINARY,
+            &vec![b'x'; bytes],
+        ))
+        .unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let read = std::sync::Arc::new(AtomicUsize::new(0));
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let (r, s) = (read.clone(), stop.clone());
+    let thread = std::thread::spawn(move || {
+        let mut buf = vec![0u8; 64 * 1024];
+        let started = Instant::now();
+        let mut total = 0usize;
+        while !s.load(Ordering::Relaxed) {
+            match stream.read(&mut buf) {
+                Ok(0) => return,
+                Ok(n) => {
+                    total += n;
+                    r.fetch_add(n, Ordering::Relaxed);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+                Err(_) => return,
+            }
+            // Ahead of the rate: wait until it catches up.
+            while total as f64 > rate as f64 * started.elapsed().as_secs_f64() {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    });
+    SlowReader {
+        read,
+        stop,
+        thread: Some(thread),
+    }
+}

@@ -1,0 +1,114 @@
+//! One process per data file: an advisory lock on a small file beside it.
+//!
+//! Two servers on one file would number messages twice, and `restore` must
+//! not replace a file a server is using. SQLite's own `locking_mode=EXCLUSIVE`
+//! would keep a second server out, but it keeps out every *reader* too
+//! (`sqlite3 .backup`, `VACUUM INTO`, a read-only look), so backups would
+//! need the service stopped. Instead the server (and `wsrooms restore`)
+//! holds an exclusive `flock` on `FILE.lock` for as long as it runs, and
+//! SQLite runs in its normal shared mode, where readers and the one writer
+//! get along.
+//!
+//! The lock file is empty and stays after the process exits (removing it
+//! would race with the next process opening it): it is the lock that
+//! counts, not the file. The kernel drops the lock when the process ends,
+//! however it ends (`SIGKILL` included), so a crash never leaves a file
+//! locked. `flock` is advisory: it keeps out wsrooms processes, not a
+//! program that writes the database by hand.
+
+use std::ffi::OsString;
+use std::fs::{File, OpenOptions, TryLockError};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use super::file::OpenError;
+
+/// The suffix of the lock file beside a data file.
+pub const LOCK_SUFFIX: &str = ".lock";
+
+/// A held lock on a data file; released when dropped (or when the process
+/// ends).
+#[derive(Debug)]
+pub struct FileLock {
+    /// Open for as long as the lock is held: closing it releases the lock.
+    _file: File,
+    path: PathBuf,
+}
+
+impl FileLock {
+    /// Takes the lock of the data file `data_file` (creating `FILE.lock`,
+    /// mode 0600, if there is none), without waiting: a lock another
+    /// process holds is [`OpenError::InUse`]. The lock file is beside the
+    /// file itself, not beside a symbolic link to it, so two links to one
+    /// file share one lock.
+    pub fn acquire(data_file: &Path) -> Result<FileLock, OpenError> {
+        let path = lock_path(&resolved(data_file));
+        let io = |error| OpenError::Io {
+            path: path.clone(),
+            error,
+        };
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io)?;
+        match file.try_lock() {
+            Ok(()) => Ok(FileLock { _file: file, path }),
+            Err(TryLockError::WouldBlock) => Err(OpenError::InUse {
+                path: data_file.to_owned(),
+            }),
+            Err(TryLockError::Error(error)) => Err(io(error)),
+        }
+    }
+
+    /// The lock file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// The file a path names, links resolved (as SQLite resolves them); the
+/// path itself if there is no file yet.
+pub fn resolved(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned())
+}
+
+/// `FILE.lock` for `FILE`.
+pub fn lock_path(data_file: &Path) -> PathBuf {
+    let mut name = OsString::from(data_file.as_os_str());
+    name.push(LOCK_SUFFIX);
+    PathBuf::from(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_lock_on_one_file_is_refused_until_the_first_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("rooms.db");
+        let first = FileLock::acquire(&data).unwrap();
+        assert_eq!(first.path(), dir.path().join("rooms.db.lock"));
+        let second = FileLock::acquire(&data).expect_err("held");
+        assert!(matches!(second, OpenError::InUse { .. }), "{second:?}");
+        assert!(second.to_string().contains("rooms.db"), "{second}");
+        drop(first);
+        FileLock::acquire(&data).expect("free again");
+    }
+
+    #[test]
+    fn two_links_to_one_file_share_its_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("rooms.db");
+        std::fs::write(&data, "").unwrap();
+        let link = dir.path().join("link.db");
+        std::os::unix::fs::symlink(&data, &link).unwrap();
+        let _first = FileLock::acquire(&data).unwrap();
+        let second = FileLock::acquire(&link).expect_err("the same file");
+        assert!(matches!(second, OpenError::InUse { .. }), "{second:?}");
+    }
+}
