@@ -233,12 +233,14 @@ impl Server {
         );
     }
 
-    /// The sync thread's counts, copied into the metrics before a scrape.
+    /// The store helper's counts, copied into the metrics before a scrape.
     pub(super) fn count_store_syncs(&mut self) {
         if let Some(d) = self.durable.as_ref() {
             let stats = d.store.sync_stats();
             self.metrics.store_syncs = stats.syncs();
             self.metrics.store_sync_micros = stats.micros();
+            self.metrics.checkpoints = stats.checkpoints();
+            self.metrics.checkpoint_micros = stats.checkpoint_micros();
         }
     }
 
@@ -424,25 +426,26 @@ impl Server {
         self.deliver_late_presence();
     }
 
-    /// After the turn's output is written: a checkpoint if the log is due
-    /// for one. A failure is only logged (at debug: it repeats every turn
-    /// while the disk is full); nothing committed is lost, the log just
-    /// grows until commits fail too, which are reported.
+    /// After the turn's output is written: a retention step if one is due,
+    /// and a checkpoint (on the store's helper thread) if the log is due
+    /// for one or retention changed the file. A failed checkpoint is only
+    /// logged there; nothing committed is lost, the log just grows until
+    /// commits fail too, which are reported.
     pub(super) fn checkpoint_when_due(&mut self) {
         let changed = self.retention_when_due();
-        let Some(d) = self
-            .durable
-            .as_mut()
-            .filter(|d| changed || d.store.checkpoint_due())
-        else {
+        let Some(d) = self.durable.as_mut() else {
             return;
         };
-        let started = Instant::now();
-        let result = d.store.checkpoint();
-        self.metrics.checkpoints += 1;
-        self.metrics.checkpoint_micros += started.elapsed().as_micros() as u64;
-        if let Err(e) = result {
-            log::debug!("data file checkpoint failed: {e}");
+        // On the store's helper thread: the loop goes on at once; on the
+        // loop only if the log could not start again for a while.
+        if d.store.checkpoint_overdue() {
+            if let Err(e) = d.store.checkpoint() {
+                log::debug!("data file checkpoint failed: {e}");
+            }
+        } else if changed {
+            d.store.force_checkpoint();
+        } else if d.store.checkpoint_due() {
+            d.store.start_checkpoint();
         }
     }
 

@@ -204,8 +204,9 @@ pub struct Store {
     wal: Wal,
     /// The log, for `--sync-ms 0` (synced by the loop after each commit).
     log: sync::LogFile,
-    /// The sync thread of `--sync-ms N` (N > 0).
-    syncer: Option<sync::Syncer>,
+    sync_every: SyncEvery,
+    /// Syncs the log (`--sync-ms N`, N > 0) and runs checkpoints.
+    helper: sync::Helper,
     sync_stats: Arc<SyncStats>,
     keep_days: u64,
     sweep: retention::Sweep,
@@ -423,27 +424,15 @@ impl Store {
             .map_err(|e| file::sqlite_error(path, e))?;
         let epoch = schema::ensure_epoch(&conn).map_err(|e| file::sqlite_error(path, e))?;
         let sync_stats = Arc::new(SyncStats::default());
-        let syncer = match settings.sync {
-            SyncEvery::Commit => None,
-            SyncEvery::Within(interval) => Some(
-                sync::Syncer::start(
-                    sync::LogFile::beside(path),
-                    interval,
-                    Arc::clone(&sync_stats),
-                )
-                .map_err(|error| OpenError::Io {
-                    path: path.to_owned(),
-                    error,
-                })?,
-            ),
-        };
+        let helper = start_helper(path, &wal, settings.sync, &sync_stats)?;
         Ok(Store {
             conn,
             keep_messages,
             batch: Batch::default(),
             wal,
             log: sync::LogFile::beside(path),
-            syncer,
+            sync_every: settings.sync,
+            helper,
             sync_stats,
             keep_days: settings.keep_days,
             sweep: retention::Sweep::default(),
@@ -475,9 +464,9 @@ impl Store {
     /// thread. A failed sync is logged; the commit stands (it is in the
     /// log, safe against a crash of the process).
     fn after_commit(&mut self) {
-        match &self.syncer {
-            Some(syncer) => syncer.committed(),
-            None => {
+        match self.sync_every {
+            SyncEvery::Within(_) => self.helper.committed(),
+            SyncEvery::Commit => {
                 if let Err(e) = self.log.sync(&self.sync_stats) {
                     log::warn!("syncing the data file's log failed: {e}");
                 }
@@ -493,17 +482,48 @@ impl Store {
     }
 
     /// The write-ahead log has grown enough to be worth a checkpoint (see
-    /// [`wal`]): the loop calls [`Store::checkpoint`] once the turn's
-    /// output is written.
+    /// [`wal`]), and none is running: the loop calls
+    /// [`Store::start_checkpoint`] once the turn's output is written.
     pub fn checkpoint_due(&self) -> bool {
         self.wal.due()
     }
 
-    /// Copies the write-ahead log into the main file, syncing both: the
-    /// one call that waits for the disk. On failure the log is simply not
-    /// shortened (nothing committed is lost); the next call tries again.
+    /// The helper's checkpoints have not let the log start again for a
+    /// while (see [`Wal::overdue`]): the loop runs [`Store::checkpoint`]
+    /// itself, after the turn's output.
+    pub fn checkpoint_overdue(&self) -> bool {
+        self.wal.overdue()
+    }
+
+    /// Has the helper thread copy the write-ahead log into the main file,
+    /// syncing both (see [`sync`]); returns at once. `false` if a
+    /// checkpoint is running already. On failure the log is simply not
+    /// shortened (nothing committed is lost); the next one tries again.
+    pub fn start_checkpoint(&mut self) -> bool {
+        let started = self.wal.begin();
+        if started {
+            self.helper.checkpoint();
+        }
+        started
+    }
+
+    /// [`Store::start_checkpoint`] even if one is running: it runs after
+    /// that one, so it copies what was committed since (after retention
+    /// deleted rows, so that the main file shrinks on a quiet server too).
+    pub fn force_checkpoint(&mut self) {
+        self.wal.begin();
+        self.helper.checkpoint();
+    }
+
+    /// [`Store::start_checkpoint`] on the caller's thread, waiting for the
+    /// disk (when overdue, and for tests and benchmarks).
     pub fn checkpoint(&mut self) -> rusqlite::Result<()> {
-        self.wal.checkpoint(&self.conn)
+        self.wal.wait(std::time::Duration::from_secs(10));
+        self.wal.begin();
+        let started = std::time::Instant::now();
+        let result = self.wal.checkpoint(&self.conn);
+        self.sync_stats.count_checkpoint(started.elapsed());
+        result
     }
 
     /// Pages in the write-ahead log not yet in the main file.
@@ -687,6 +707,28 @@ impl Store {
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
+}
+
+/// The helper thread, on a connection of its own to the file at `path`.
+fn start_helper(
+    path: &Path,
+    wal: &Wal,
+    every: SyncEvery,
+    stats: &Arc<SyncStats>,
+) -> Result<sync::Helper, OpenError> {
+    let conn = file::connect(path)?;
+    file::tune_helper(path, &conn)?;
+    sync::Helper::start(
+        sync::LogFile::beside(path),
+        conn,
+        wal.clone(),
+        every,
+        Arc::clone(stats),
+    )
+    .map_err(|error| OpenError::Io {
+        path: path.to_owned(),
+        error,
+    })
 }
 
 /// Writes a batch in one transaction; dropping `tx` on an error rolls back.

@@ -1,32 +1,49 @@
-//! The power-loss window (`--sync-ms`): how long a committed turn may stay
-//! in the kernel's page cache before the write-ahead log is synced to the
-//! disk, and the helper thread that does those syncs off the poll loop.
+//! The store's helper thread: it syncs the write-ahead log within
+//! `--sync-ms` of a commit (the power-loss window) and runs the log's
+//! checkpoints, on its own SQLite connection, so that neither waits for
+//! the disk inside the poll loop.
 //!
-//! A commit is a `write()` to the log (`synchronous=NORMAL`): a crash of
-//! the process loses nothing, but a power loss (or a kernel crash) loses
-//! whatever the disk had not been told to keep. SQLite alone syncs the log
-//! only at a checkpoint, so on a quiet server a commit could wait for a sync
-//! for hours. Here every commit is synced within a bound:
+//! **Syncs.** A commit is a `write()` to the log (`synchronous=NORMAL`): a
+//! crash of the process loses nothing, but a power loss (or a kernel crash)
+//! loses whatever the disk had not been told to keep. SQLite alone syncs
+//! the log only at a checkpoint, so on a quiet server a commit could wait
+//! for a sync for hours. Here every commit is synced within a bound:
 //!
-//! - **`--sync-ms N` (N > 0, default 1000):** the loop tells the [`Syncer`]
-//!   thread after each commit (a channel send); the thread syncs the log
+//! - **`--sync-ms N` (N > 0, default 1000):** the loop tells the helper
+//!   after each commit (a channel send); the helper syncs the log
 //!   (`fdatasync` of `FILE-wal`) at once if its last sync began `N` ms ago
 //!   or more, else when that is the case. So a commit is on the disk at most
 //!   `N` ms (plus the sync's own time) after it was made, and a busy server
 //!   syncs at most once per `N` ms whatever its commit rate (the idea of
 //!   Redis' `appendfsync everysec`). The loop never waits for it.
-//! - **`--sync-ms 0`:** the loop syncs the log after each turn's commit,
-//!   before that turn's output is written, like SQLite's `synchronous=FULL`
-//!   (or PostgreSQL's `synchronous_commit=on`): what a client saw survives a
-//!   power loss too. Each turn that committed then waits for the disk.
+//! - **`--sync-ms 0`:** the loop syncs the log itself after each turn's
+//!   commit, before that turn's output is written, like SQLite's
+//!   `synchronous=FULL` (or PostgreSQL's `synchronous_commit=on`): what a
+//!   client saw survives a power loss too. Each turn that committed then
+//!   waits for the disk.
 //!
 //! `fdatasync` through a descriptor of our own flushes what any descriptor
 //! wrote to the file: the kernel keeps one page cache per file. The log is
 //! opened once it exists and kept open (SQLite overwrites it in place; it
 //! removes it only when the last connection closes).
 //!
+//! **Checkpoints.** When the log is due for one ([`super::wal`]), the loop
+//! marks it running and sends a job; the helper runs a `PASSIVE`
+//! checkpoint on its own connection (which syncs the log, copies it into
+//! the main file and syncs that), and clears the mark. SQLite lets a
+//! checkpoint run beside the one writer: the loop's commits go on
+//! meanwhile, appending to the log, and are never refused for it. The
+//! first commit after a checkpoint that copied everything starts the log
+//! again; that commit (on the loop) syncs the log's new header, one small
+//! sync per [`super::wal::CHECKPOINT_BYTES`] of log, which SQLite needs to
+//! tell the new log from the old after a power loss.
+//!
+//! Only the loop thread touches sockets and the chat state; the helper
+//! owns its connection, the log's descriptor and nothing else, and hears
+//! from the loop only through the channel.
+//!
 //! [`SyncPolicy`] is the rule, without threads or clocks of its own (tested
-//! directly); [`Syncer`] runs it on its thread.
+//! directly); [`Helper`] runs it on its thread.
 
 use std::fs::File;
 use std::io;
@@ -36,6 +53,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
+
+use rusqlite::Connection;
+
+use super::wal::Wal;
 
 /// The default of `--sync-ms`.
 pub const DEFAULT_SYNC_MS: u64 = 1000;
@@ -112,11 +133,14 @@ impl SyncPolicy {
     }
 }
 
-/// Syncs done and their time, shared with the loop for `/metrics`.
+/// Syncs and checkpoints done and their time, shared with the loop for
+/// `/metrics`.
 #[derive(Debug, Default)]
 pub struct SyncStats {
     syncs: AtomicU64,
     micros: AtomicU64,
+    checkpoints: AtomicU64,
+    checkpoint_micros: AtomicU64,
 }
 
 impl SyncStats {
@@ -128,6 +152,23 @@ impl SyncStats {
     /// Their time in all, in microseconds.
     pub fn micros(&self) -> u64 {
         self.micros.load(Ordering::Relaxed)
+    }
+
+    /// Checkpoints so far (`wsrooms_checkpoints_total`).
+    pub fn checkpoints(&self) -> u64 {
+        self.checkpoints.load(Ordering::Relaxed)
+    }
+
+    /// Their time in all, in microseconds.
+    pub fn checkpoint_micros(&self) -> u64 {
+        self.checkpoint_micros.load(Ordering::Relaxed)
+    }
+
+    /// A checkpoint ran for `took`.
+    pub fn count_checkpoint(&self, took: Duration) {
+        self.checkpoints.fetch_add(1, Ordering::Relaxed);
+        self.checkpoint_micros
+            .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
     }
 
     fn count(&self, took: Duration) {
@@ -175,29 +216,59 @@ impl LogFile {
     }
 }
 
-/// What the loop tells the sync thread.
+/// What the loop tells the helper.
 #[derive(Debug)]
 enum Job {
     /// A commit was made.
     Committed,
+    /// The log is due for a checkpoint (already marked running).
+    Checkpoint,
 }
 
-/// The sync thread of `--sync-ms N` (N > 0). Dropping it syncs what is
-/// left and joins the thread.
+/// What the helper owns.
+struct Work {
+    log: LogFile,
+    /// The helper's own connection to the file, for checkpoints.
+    conn: Connection,
+    wal: Wal,
+    /// `None` with `--sync-ms 0` (the loop syncs).
+    policy: Option<SyncPolicy>,
+    stats: Arc<SyncStats>,
+}
+
+/// The helper thread. Dropping it syncs what is left and joins the thread.
 #[derive(Debug)]
-pub struct Syncer {
+pub struct Helper {
     jobs: Option<Sender<Job>>,
     thread: Option<JoinHandle<()>>,
 }
 
-impl Syncer {
-    /// Starts the thread for the log `log`, syncing within `interval`.
-    pub fn start(log: LogFile, interval: Duration, stats: Arc<SyncStats>) -> io::Result<Self> {
+impl Helper {
+    /// Starts the thread: it syncs `log` as `every` says and checkpoints
+    /// on `conn` (a connection of its own to the same file).
+    pub fn start(
+        log: LogFile,
+        conn: Connection,
+        wal: Wal,
+        every: SyncEvery,
+        stats: Arc<SyncStats>,
+    ) -> io::Result<Self> {
+        let policy = match every {
+            SyncEvery::Commit => None,
+            SyncEvery::Within(interval) => Some(SyncPolicy::new(interval)),
+        };
+        let work = Work {
+            log,
+            conn,
+            wal,
+            policy,
+            stats,
+        };
         let (jobs, inbox) = mpsc::channel();
         let thread = thread::Builder::new()
-            .name("wsrooms-sync".into())
-            .spawn(move || run(inbox, log, SyncPolicy::new(interval), &stats))?;
-        Ok(Syncer {
+            .name("wsrooms-store".into())
+            .spawn(move || run(inbox, work))?;
+        Ok(Helper {
             jobs: Some(jobs),
             thread: Some(thread),
         })
@@ -205,14 +276,23 @@ impl Syncer {
 
     /// A commit was made: it will be synced within the interval.
     pub fn committed(&self) {
+        self.send(Job::Committed);
+    }
+
+    /// Runs a checkpoint (the caller has marked it running: `Wal::begin`).
+    pub fn checkpoint(&self) {
+        self.send(Job::Checkpoint);
+    }
+
+    fn send(&self, job: Job) {
         if let Some(jobs) = &self.jobs {
             // Fails only if the thread is gone (it never exits first).
-            let _ = jobs.send(Job::Committed);
+            let _ = jobs.send(job);
         }
     }
 }
 
-impl Drop for Syncer {
+impl Drop for Helper {
     fn drop(&mut self) {
         self.jobs = None; // the thread syncs what is left and returns
         if let Some(thread) = self.thread.take() {
@@ -221,45 +301,80 @@ impl Drop for Syncer {
     }
 }
 
-/// The sync thread: waits for commits and syncs as the policy says. When
-/// the loop's side is dropped it syncs anything unsynced and returns.
-fn run(inbox: Receiver<Job>, mut log: LogFile, mut policy: SyncPolicy, stats: &SyncStats) {
+/// The helper: waits for jobs and syncs as the policy says. When the
+/// loop's side is dropped it syncs anything unsynced and returns.
+fn run(inbox: Receiver<Job>, mut work: Work) {
     loop {
-        let received = match policy.next(Instant::now()) {
+        let next = work.next();
+        let received = match next {
             Next::Idle => inbox.recv().map_err(|_| RecvTimeoutError::Disconnected),
             Next::At(due) => inbox.recv_timeout(due.saturating_duration_since(Instant::now())),
             Next::Sync => Err(RecvTimeoutError::Timeout),
         };
         match received {
-            Ok(Job::Committed) => policy.committed(),
+            Ok(job) => work.take(job),
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => {
-                if policy.next(Instant::now()) != Next::Idle {
-                    sync(&mut log, &mut policy, stats);
+                if work.next() != Next::Idle {
+                    work.sync();
                 }
                 return;
             }
         }
         // Everything already sent is covered by the sync about to start.
-        while let Ok(Job::Committed) = inbox.try_recv() {
-            policy.committed();
+        while let Ok(job) = inbox.try_recv() {
+            work.take(job);
         }
-        if policy.next(Instant::now()) == Next::Sync {
-            sync(&mut log, &mut policy, stats);
+        if work.next() == Next::Sync {
+            work.sync();
         }
     }
 }
 
-fn sync(log: &mut LogFile, policy: &mut SyncPolicy, stats: &SyncStats) {
-    let started = Instant::now();
-    match log.sync(stats) {
-        Ok(()) => policy.synced(started),
-        Err(e) => {
-            // Tried again after the interval; a failing disk also fails
-            // commits, which the loop reports.
-            log::warn!("syncing the data file's log failed: {e}");
-            policy.synced(started);
-            policy.committed();
+impl Work {
+    fn next(&self) -> Next {
+        self.policy
+            .as_ref()
+            .map_or(Next::Idle, |p| p.next(Instant::now()))
+    }
+
+    fn take(&mut self, job: Job) {
+        match job {
+            Job::Committed => {
+                if let Some(policy) = self.policy.as_mut() {
+                    policy.committed();
+                }
+            }
+            Job::Checkpoint => self.checkpoint(),
+        }
+    }
+
+    /// A failure is only logged (at debug: it repeats while the disk is
+    /// full); nothing committed is lost, the log just grows until commits
+    /// fail too, which the loop reports.
+    fn checkpoint(&mut self) {
+        let started = Instant::now();
+        let result = self.wal.checkpoint(&self.conn);
+        self.stats.count_checkpoint(started.elapsed());
+        if let Err(e) = result {
+            log::debug!("data file checkpoint failed: {e}");
+        }
+    }
+
+    fn sync(&mut self) {
+        let Some(policy) = self.policy.as_mut() else {
+            return;
+        };
+        let started = Instant::now();
+        match self.log.sync(&self.stats) {
+            Ok(()) => policy.synced(started),
+            Err(e) => {
+                // Tried again after the interval; a failing disk also fails
+                // commits, which the loop reports.
+                log::warn!("syncing the data file's log failed: {e}");
+                policy.synced(started);
+                policy.committed();
+            }
         }
     }
 }
@@ -313,22 +428,31 @@ mod tests {
     fn the_thread_syncs_a_commit_and_what_is_left_when_dropped() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("x.db");
-        std::fs::write(dir.path().join("x.db-wal"), b"log").unwrap();
+        let mut conn = Connection::open(&db).unwrap();
+        conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+        conn.execute_batch("CREATE TABLE t (x)").unwrap();
+        let wal = Wal::install(&mut conn, 4096).unwrap();
         let stats = Arc::new(SyncStats::default());
-        let syncer = Syncer::start(
+        let helper = Helper::start(
             LogFile::beside(&db),
-            Duration::from_secs(3600),
+            Connection::open(&db).unwrap(),
+            wal.clone(),
+            SyncEvery::Within(Duration::from_secs(3600)),
             Arc::clone(&stats),
         )
         .unwrap();
-        syncer.committed();
+        helper.committed();
         let deadline = Instant::now() + Duration::from_secs(10);
         while stats.syncs() == 0 && Instant::now() < deadline {
-            thread::yield_now();
+            thread::sleep(Duration::from_millis(1));
         }
         assert_eq!(stats.syncs(), 1, "the first commit is synced at once");
-        syncer.committed(); // within the hour: waits, until the drop
-        drop(syncer);
+        assert!(wal.begin());
+        helper.checkpoint();
+        helper.committed(); // within the hour: waits, until the drop
+        drop(helper);
         assert_eq!(stats.syncs(), 2, "dropping syncs what is left");
+        assert_eq!(stats.checkpoints(), 1);
+        assert!(wal.begin(), "the checkpoint ended its mark");
     }
 }
