@@ -40,7 +40,9 @@ enum Admin {
         /// Where the copy goes.
         #[arg(value_name = "COPY")]
         copy: PathBuf,
-        /// Replace COPY if it exists (by default an existing COPY is refused).
+        /// Replace COPY if it exists (by default an existing COPY is refused),
+        /// with the -wal and -journal left beside it; a COPY a wsrooms is
+        /// using is refused
         #[arg(long)]
         force: bool,
     },

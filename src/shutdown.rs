@@ -19,8 +19,9 @@
 //!
 //! The process exits at the first moment every connection is finished or
 //! stalled, or at the deadline. Progress is the number of bytes a
-//! connection still has queued: after the `1001` nothing more is queued
-//! for it, so that number only falls while the peer reads.
+//! connection still has queued *falling*: after the `1001` little more is
+//! queued for it, and whatever is (a pong to a peer that pings without
+//! reading) is our writing, not the peer's reading, so it does not count.
 //!
 //! The server calls [`Drain::verdict`] at the end of each loop turn with
 //! every connection's state, and wakes at [`Verdict::Wait`]'s instant when
@@ -152,12 +153,12 @@ impl<K: Copy + Eq + Hash> Drain<K> {
                 buffered: state.buffered,
                 since: began,
             });
-            if state.buffered != seen.buffered {
-                *seen = Seen {
-                    buffered: state.buffered,
-                    since: now,
-                };
+            // Progress is the queue falling (the peer read). A queue that
+            // grew (a pong, a last response) is not: that was us writing.
+            if state.buffered < seen.buffered {
+                seen.since = now;
             }
+            seen.buffered = state.buffered;
             let stalls_at = seen.since + self.stall;
             match stalls_at <= now {
                 true => stalled += 1,
@@ -354,6 +355,38 @@ mod tests {
                 && line.contains("1 dropped before finishing"),
             "{line}"
         );
+    }
+
+    #[test]
+    fn a_queue_that_grows_is_not_progress() {
+        let t0 = Instant::now();
+        let mut d = drain(t0, 1);
+        // A peer that never reads but makes us queue a little now and then.
+        for (at, queued) in [(0, 100), (200, 106), (400, 112)] {
+            assert!(matches!(
+                d.verdict(t0 + at * MS, [(1, open(queued))]),
+                Verdict::Wait(_)
+            ));
+        }
+        let s = stop(d.verdict(t0 + STALL, [(1, open(118))]));
+        assert_eq!((s.why, s.stalled), (Why::RestStalled, 1));
+        // Reading after growing is progress again.
+        let mut d = drain(t0, 1);
+        assert!(matches!(d.verdict(t0, [(1, open(100))]), Verdict::Wait(_)));
+        assert!(matches!(
+            d.verdict(t0 + 100 * MS, [(1, open(150))]),
+            Verdict::Wait(_)
+        ));
+        assert!(matches!(
+            d.verdict(t0 + 400 * MS, [(1, open(140))]),
+            Verdict::Wait(_)
+        ));
+        assert!(matches!(
+            d.verdict(t0 + 800 * MS, [(1, open(140))]),
+            Verdict::Wait(_)
+        ));
+        let s = stop(d.verdict(t0 + 900 * MS, [(1, open(140))]));
+        assert_eq!((s.why, s.took), (Why::RestStalled, 900 * MS));
     }
 
     #[test]

@@ -13,6 +13,10 @@
 //! shipped deploy files run. `off` (the default) trusts no peer. Trusting
 //! every peer must be written out: `0.0.0.0/0,::/0`.
 //!
+//! IPv4 is compared as IPv4 however it is spelled: a peer seen on an IPv6
+//! socket as `::ffff:127.0.0.1` is `127.0.0.1` (and matches `loopback`),
+//! and a network written `::ffff:10.0.0.0/104` is `10.0.0.0/8`.
+//!
 //! No I/O: [`TrustProxy::parse`] reads the flag's text and
 //! [`TrustProxy::trusts`] answers for one peer.
 
@@ -107,18 +111,26 @@ impl Network {
             Some((addr, prefix)) => (addr, Some(prefix)),
             None => (item, None),
         };
-        let addr: IpAddr = addr.parse().map_err(|_| refuse())?;
-        let addr = addr.to_canonical();
-        let bits = match addr {
+        let written: IpAddr = addr.parse().map_err(|_| refuse())?;
+        let bits: u8 = match written {
             IpAddr::V4(_) => 32,
             IpAddr::V6(_) => 128,
         };
         let prefix = match prefix {
             None => bits,
-            Some(p) => match p.parse::<u8>() {
+            Some(p) if p.bytes().all(|b| b.is_ascii_digit()) => match p.parse::<u8>() {
                 Ok(p) if p <= bits => p,
                 _ => return Err(refuse()),
             },
+            Some(_) => return Err(refuse()),
+        };
+        // An IPv4-mapped network (`::ffff:10.0.0.0/104`) is the IPv4 one
+        // (`10.0.0.0/8`): peers are compared as IPv4 addresses. Its prefix
+        // must reach into the IPv4 part.
+        let addr = written.to_canonical();
+        let prefix = match (written, addr) {
+            (IpAddr::V6(_), IpAddr::V4(_)) => prefix.checked_sub(96).ok_or_else(refuse)?,
+            _ => prefix,
         };
         Ok(Network {
             base: masked(addr, prefix),
@@ -206,6 +218,18 @@ mod tests {
         assert!(!t.trusts(ip("::ffff:192.168.2.7")));
         let mapped = TrustProxy::parse("::ffff:10.0.0.1").unwrap();
         assert!(mapped.trusts(ip("10.0.0.1")), "{mapped}");
+        assert_eq!(mapped.to_string(), "10.0.0.1/32");
+        // A mapped network's prefix counts the 96 bits before the IPv4 part.
+        let net = TrustProxy::parse("::ffff:127.0.0.0/104").unwrap();
+        assert_eq!(net.to_string(), "127.0.0.0/8");
+        assert!(net.trusts(ip("127.0.0.1")) && net.trusts(ip("::ffff:127.9.9.9")));
+        assert!(!net.trusts(ip("128.0.0.1")));
+        let all_v4 = TrustProxy::parse("::ffff:0.0.0.0/96").unwrap();
+        assert!(all_v4.trusts(ip("203.0.113.9")) && !all_v4.trusts(ip("2001:db8::1")));
+        assert!(TrustProxy::parse("::ffff:10.0.0.0/64").is_err());
+        // The loopback networks match a loopback peer on a dual-stack socket.
+        let lo = TrustProxy::loopback();
+        assert!(lo.trusts(ip("::ffff:127.0.0.1")) && lo.trusts(ip("::ffff:127.1.2.3")));
     }
 
     #[test]
@@ -244,6 +268,7 @@ mod tests {
             "nginx",
             "1.2.3.4:80",
             "10.0.0/8",
+            "10.0.0.0/+8",
         ] {
             let e = TrustProxy::parse(bad).unwrap_err();
             assert!(e.contains(bad) && e.contains("10.0.0.0/8"), "{bad}: {e}");

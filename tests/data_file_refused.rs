@@ -56,29 +56,11 @@ fn refused(path: &Path, why: &str) {
     let dir = path.parent().unwrap();
     let before = std::fs::read(path).unwrap();
     let names = listing(dir);
-    let out = run_bounded(
-        Command::new(env!("CARGO_BIN_EXE_wsrooms")).args([
-            "--bind",
-            "127.0.0.1:0",
-            "--data-file",
-            path.to_str().unwrap(),
-        ]),
-        None,
-        Duration::from_secs(20),
-    );
-    assert_eq!(out.exited().code(), Some(2), "stderr: {}", out.stderr);
-    let lines: Vec<&str> = out.stderr.lines().collect();
-    assert_eq!(lines.len(), 1, "one line on stderr: {:?}", out.stderr);
-    assert!(lines[0].contains(why), "{:?} should say {why:?}", lines[0]);
+    let line = refusal_line(path);
+    assert!(line.contains(why), "{line:?} should say {why:?}");
     assert!(
-        lines[0].contains(path.to_str().unwrap()),
-        "{:?} names the file",
-        lines[0]
-    );
-    assert!(
-        !out.stdout.contains("wsrooms listening on http://"),
-        "{}",
-        out.stdout
+        line.contains(path.to_str().unwrap()),
+        "{line:?} names the file"
     );
     assert_eq!(
         std::fs::read(path).unwrap(),
@@ -218,6 +200,14 @@ fn another_programs_log_copied_beside_the_file_is_refused() {
 /// Starts the binary on `path` whose side file `side` must be refused:
 /// exit 2, one stderr line naming it, no port served.
 fn refused_side(path: &Path, side: &str) {
+    let line = refusal_line(path);
+    assert!(line.contains(side), "{line:?} names {side}");
+    assert!(line.contains("another program"), "{line:?}");
+}
+
+/// Starts the binary on `path`, which it must refuse: exit 2, one line on
+/// stderr (returned), no port served.
+fn refusal_line(path: &Path) -> String {
     let out = run_bounded(
         Command::new(env!("CARGO_BIN_EXE_wsrooms")).args([
             "--bind",
@@ -231,13 +221,12 @@ fn refused_side(path: &Path, side: &str) {
     assert_eq!(out.exited().code(), Some(2), "stderr: {}", out.stderr);
     let lines: Vec<&str> = out.stderr.lines().collect();
     assert_eq!(lines.len(), 1, "one line on stderr: {:?}", out.stderr);
-    assert!(lines[0].contains(side), "{:?} names {side}", lines[0]);
-    assert!(lines[0].contains("another program"), "{:?}", lines[0]);
     assert!(
         !out.stdout.contains("wsrooms listening on"),
         "{}",
         out.stdout
     );
+    lines[0].to_string()
 }
 
 /// A FIFO as the data file: opening it would wait for a writer for ever.

@@ -447,3 +447,38 @@ fn damaged_pages_of_one_room_do_not_take_the_others_down() {
     assert_eq!(errors.len(), 1, "logged once:\n{}", server.log.all());
     assert!(errors[0].contains("damaged"), "{}", errors[0]);
 }
+
+/// Damage in one room's newest messages: the room cannot be read at
+/// start, so its numbering is unknown. A message to it is refused (its
+/// sender closed with `1011`) rather than numbered from 1 again, which
+/// met the `seq`s still in the file and failed the whole commit, the other
+/// room's messages with it.
+#[test]
+fn a_room_that_cannot_be_read_at_start_refuses_messages_and_the_other_goes_on() {
+    let dir = TempDir::new("durable-unreadable");
+    let path = dir.join("rooms.db");
+    let keep = ["--keep-messages", "300"];
+    let mut server = server_on(&path, &keep);
+    let addr = server.addr;
+    let (alice_cookie, bob_cookie) = (login(addr, "alice", 1), login(addr, "bob", 2));
+    let mut alice = ws_connect(addr, 1, &alice_cookie);
+    fill_room(&mut alice, "one", 300);
+    let mut bob = ws_connect(addr, 2, &bob_cookie);
+    fill_room(&mut bob, "two", 300);
+    drop((alice, bob));
+    stop(&mut server);
+    let n = damage_leaf_pages(&path, b"one-029") + damage_leaf_pages(&path, b"one-0300");
+    assert!(n >= 1, "room 1 newest");
+
+    let server = server_on(&path, &keep);
+    let addr = server.addr;
+    let mut alice = reconnect(addr, 1, &alice_cookie, 300);
+    let mut bob = reconnect(addr, 2, &bob_cookie, 300);
+    alice.send(Message::text("into the unknown")).unwrap();
+    bob.send(Message::text("room 2 as before")).unwrap();
+    assert_eq!(next_of_type(&mut bob, "message")["seq"], 301);
+    assert_eq!(expect_close(&mut alice).0, 1011, "{}", server.log.all());
+    bob.send(Message::text("and again")).unwrap();
+    assert_eq!(next_of_type(&mut bob, "message")["seq"], 302);
+    assert_eq!(get(addr, "/healthz", "").status, 503);
+}

@@ -149,19 +149,25 @@ fn counters_move_by_exactly_what_a_small_chat_did() {
     assert!(delta(&s0, &s4, "wsrooms_connections_accepted_total") >= 9.0);
 }
 
-fn metrics_parse_as_prometheus_text_with_help_and_type() {
-    let addr = start(test_config());
-    // Make the labelled families non-empty.
-    let (mut ws, _) = join(addr, "dora", 8);
-    let cookie = login(addr, "eve", 8);
-    assert!(ws_connect_path(addr, "/rooms/8/ws", Some(&cookie), None).is_err());
+/// Makes the labelled families non-empty (a refused handshake, a close)
+/// in `room`, then scrapes.
+fn scrape_with_labels(addr: SocketAddr, room: u32) -> String {
+    let (mut ws, _) = join(addr, "dora", room);
+    let cookie = login(addr, "eve", room);
+    let path = format!("/rooms/{room}/ws");
+    assert!(ws_connect_path(addr, &path, Some(&cookie), None).is_err());
     ws.close(Some(CloseFrame {
         code: CloseCode::Normal,
         reason: "".into(),
     }))
     .unwrap();
     while ws.read().is_ok() {}
-    let text = scrape(addr);
+    scrape(addr)
+}
+
+fn metrics_parse_as_prometheus_text_with_help_and_type() {
+    let addr = start(test_config());
+    let text = scrape_with_labels(addr, 8);
     // Every sample's family has HELP and TYPE lines before it.
     for line in text.lines().filter(|l| !l.starts_with('#')) {
         let name = line.split(['{', ' ']).next().unwrap();
@@ -350,17 +356,7 @@ fn the_shipped_dashboard_and_alerts_use_only_served_series() {
     let mut config = test_config();
     config.data_file = Some(dir.join("rooms.db"));
     let addr = start(config);
-    // Make the labelled families non-empty: a refused handshake, a close.
-    let (mut ws, _) = join(addr, "hugo", 6);
-    let cookie = login(addr, "iris", 6);
-    assert!(ws_connect_path(addr, "/rooms/6/ws", Some(&cookie), None).is_err());
-    ws.close(Some(CloseFrame {
-        code: CloseCode::Normal,
-        reason: "".into(),
-    }))
-    .unwrap();
-    while ws.read().is_ok() {}
-    let text = scrape(addr);
+    let text = scrape_with_labels(addr, 6);
     let served: std::collections::BTreeSet<&str> = text
         .lines()
         .filter(|l| !l.starts_with('#') && !l.is_empty())

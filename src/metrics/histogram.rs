@@ -7,7 +7,7 @@ use std::fmt::Write;
 use std::time::Duration;
 
 /// The upper bounds of the buckets, in nanoseconds and as Prometheus
-/// writes them (seconds), from 50 µs to 1 s; above the last is `+Inf`.
+/// writes them (seconds), from 50 µs to 5 s; above the last is `+Inf`.
 /// One set for loop turns and commits alike: a turn of a busy server
 /// takes tens of microseconds to a few milliseconds, a commit tens of
 /// microseconds (page cache) to tens of milliseconds (a slow disk's sync).

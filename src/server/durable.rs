@@ -137,6 +137,7 @@ impl Server {
     pub fn use_store(&mut self, mut store: Store) -> Result<(), QueryError> {
         let keep = self.config.history_messages;
         let loaded = store.load(keep)?;
+        store.refuse_unreadable(&loaded.damaged_rooms);
         let expires = self.now + self.config.reserve_timeout;
         let mut restored = 0;
         let mut over_cap = 0;

@@ -13,19 +13,25 @@
 //! grows by what is committed meanwhile (see `store::wal`). The copy is
 //! written to a temporary file beside COPY (mode 0600: it holds the
 //! conversations), synced, and renamed into place: a COPY is never half
-//! written.
+//! written. A COPY that is replaced (`--force`) must not be in use by a
+//! wsrooms (its lock is taken), and the `-wal`, `-shm` and `-journal` left
+//! beside it go with it: they are the old COPY's, and SQLite would replay
+//! them into the new one.
 //!
-//! **Restore.** Takes the data file's lock (so no server runs on it, and
-//! none starts meanwhile), checks that COPY is a wsrooms database this
+//! **Restore.** Refuses a FILE that is neither missing, empty nor a
+//! wsrooms database (a wrong path, or a link to another program's file,
+//! is not replaced). Takes the data file's lock (so no server runs on it,
+//! and none starts meanwhile), checks that COPY is a wsrooms database this
 //! binary can open, copies it into a temporary file beside FILE, checks
 //! it (SQLite's `quick_check`: a damaged copy is refused), brings it
 //! to the current schema, gives it a new random epoch and the owner of the
 //! file it replaces (a restore run as root for a service's file leaves a
-//! file the service can open), syncs it, removes
-//! FILE's stale `-wal`, `-shm` and `-journal` (they belong to the file
-//! being replaced, and SQLite would apply them to the new one), and renames
-//! it over FILE. The epoch is what tells pages that the `seq`s they saw may
-//! now be given to other messages.
+//! file the service can open), syncs it, and renames it over FILE. FILE's
+//! `-wal`, `-shm` and `-journal` belong to the file being replaced (SQLite
+//! would apply them to the new one): they are moved aside first, removed
+//! once the new file is in place, and put back if the rename fails, so a
+//! failed restore leaves FILE with its log as it was. The epoch is what
+//! tells pages that the `seq`s they saw may now be given to other messages.
 
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
@@ -184,12 +190,21 @@ pub fn backup(
     if is_part_of(to, from) {
         return Err(CopyError::SameFile { path: to.into() });
     }
-    if !force && to.exists() {
+    let exists = fs::symlink_metadata(to).is_ok();
+    if !force && exists {
         return Err(CopyError::Exists { path: to.into() });
     }
+    // A COPY being replaced must not be a file some wsrooms is using.
+    let _lock = match exists {
+        true => Some(FileLock::acquire(to)?),
+        false => None,
+    };
     let temp = temp_beside(to, &format!("backup-{}", std::process::id()));
     let result = backup_into(from, &temp, progress).and_then(|copied| {
-        install(&temp, to)?;
+        // A log or journal left beside COPY (a server or `sqlite3` that once
+        // used an earlier COPY and was killed) belongs to that file: SQLite
+        // would replay it into the new copy.
+        install_over(&temp, to)?;
         Ok(copied)
     });
     if result.is_err() {
@@ -205,10 +220,13 @@ pub fn restore(
     file: &Path,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Copied, CopyError> {
-    let lock = FileLock::acquire(file)?;
     // The file itself, not a link to it: SQLite keeps the side files
     // beside it, and the link stays a link.
     let file = &resolved(file);
+    // Only a wsrooms file (or none) is replaced: not another program's
+    // file that a wrong --data-file, or a link, names.
+    file::replaceable(file)?;
+    let lock = FileLock::acquire(file)?;
     let owner = owner_for(file)?;
     give_owner(lock.path(), owner)?;
     source_is_ours(copy)?;
@@ -218,8 +236,7 @@ pub fn restore(
     remove_with_journal(&temp);
     let result = restore_into(copy, &temp, progress).and_then(|copied| {
         give_owner(&temp, owner)?;
-        remove_side_files(file)?;
-        install(&temp, file)?;
+        install_over(&temp, file)?;
         Ok(copied)
     });
     if result.is_err() {
@@ -435,15 +452,18 @@ fn owner_for(file: &Path) -> Result<(u32, u32), CopyError> {
     Ok((meta.uid(), meta.gid()))
 }
 
-/// Gives `path` the owner and group `owner`, if it has others.
+/// Gives `path` the owner and group `owner`, if it has others. A symbolic
+/// link put in its place is given them itself, never the file it points
+/// to: the directory belongs to the service's user, who could otherwise
+/// have a restore run as root hand it any file of the system.
 fn give_owner(path: &Path, (uid, gid): (u32, u32)) -> Result<(), CopyError> {
     use std::os::unix::fs::MetadataExt;
     let what = || format!("giving {path:?} the owner {uid}:{gid}");
-    let meta = fs::metadata(path).map_err(io_error(what))?;
+    let meta = fs::symlink_metadata(path).map_err(io_error(what))?;
     if (meta.uid(), meta.gid()) == (uid, gid) {
         return Ok(());
     }
-    std::os::unix::fs::chown(path, Some(uid), Some(gid)).map_err(io_error(what))
+    std::os::unix::fs::lchown(path, Some(uid), Some(gid)).map_err(io_error(what))
 }
 
 /// Syncs a finished copy to disk; returns its size.
@@ -454,19 +474,49 @@ fn sync(path: &Path) -> Result<u64, CopyError> {
     Ok(file.metadata().map_err(io_error(what))?.len())
 }
 
-/// Removes `FILE-wal`, `FILE-shm` and `FILE-journal`: they belong to the
-/// file about to be replaced (the caller holds its lock, so no server has
-/// it open).
-fn remove_side_files(file: &Path) -> Result<(), CopyError> {
-    for suffix in ["-wal", "-shm", "-journal"] {
-        let side = side_path(file, suffix);
-        match fs::remove_file(&side) {
-            Ok(()) => {}
+/// The files SQLite keeps beside a database.
+const SIDE_FILES: [&str; 3] = ["-wal", "-shm", "-journal"];
+
+/// Renames `temp` over `path`, whose `-wal`, `-shm` and `-journal` belong
+/// to the file being replaced (SQLite would replay them into the new one;
+/// the caller holds its lock, so no server has it open). They are first
+/// moved aside (`.NAME-wal.aside`), removed once the new file is in place,
+/// and put back if it could not be (a file mounted on its own refuses the
+/// rename): a failed install leaves the old file with its log, as it was.
+fn install_over(temp: &Path, path: &Path) -> Result<(), CopyError> {
+    let mut moved = Vec::new();
+    for suffix in SIDE_FILES {
+        let (side, aside) = side_and_aside(path, suffix);
+        match fs::rename(&side, &aside) {
+            Ok(()) => moved.push((side, aside)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io_error(|| format!("removing {side:?}"))(e)),
+            Err(e) => {
+                put_back(&moved);
+                return Err(io_error(|| format!("moving {side:?} aside"))(e));
+            }
         }
     }
+    if let Err(e) = install(temp, path) {
+        put_back(&moved);
+        return Err(e);
+    }
+    for suffix in SIDE_FILES {
+        let _ = fs::remove_file(side_and_aside(path, suffix).1);
+    }
     Ok(())
+}
+
+/// `FILE-wal` and the hidden name it is moved aside to.
+fn side_and_aside(file: &Path, suffix: &str) -> (PathBuf, PathBuf) {
+    let side = side_path(file, suffix);
+    let aside = temp_beside(&side, "aside");
+    (side, aside)
+}
+
+fn put_back(moved: &[(PathBuf, PathBuf)]) {
+    for (side, aside) in moved {
+        let _ = fs::rename(aside, side);
+    }
 }
 
 /// Renames the synced `temp` to `path` and syncs the directory, so the

@@ -39,6 +39,11 @@ impl Damage {
         self.unpruned.is_empty() || !self.unpruned.contains(&room)
     }
 
+    /// `room`'s messages are not written from now on.
+    pub fn refuse(&mut self, room: u32) {
+        self.refused.insert(room);
+    }
+
     /// The rooms of `batch` whose messages are not written.
     pub fn refused_in(&self, batch: &Batch) -> Vec<u32> {
         if self.refused.is_empty() {

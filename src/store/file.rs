@@ -41,8 +41,8 @@ use rusqlite::{Connection, ErrorCode, OpenFlags};
 
 use super::schema::{APPLICATION_ID, SCHEMA_VERSION};
 use super::sidefiles::{
-    self, JOURNAL_HEADER_LEN, Journal, JournalStart, Page1, Refusal, WAL_HEADER_LEN, Wal, WalScan,
-    WalStart, Which,
+    self, JOURNAL_HEADER_LEN, Journal, JournalStart, Page1, Record, Refusal, WAL_HEADER_LEN, Wal,
+    WalScan, WalStart, Which,
 };
 
 pub use super::sidefiles::Effective as Found;
@@ -194,6 +194,28 @@ pub fn recognise(path: &Path) -> Result<Found, OpenError> {
     }
 }
 
+/// May `wsrooms restore` put a copy in place of the file at `path`? Only
+/// if there is none, it is empty, or its header is wsrooms' (of any
+/// version, damaged further in or not: restoring is how a damaged file is
+/// recovered). Another program's file, or one that is not SQLite or not a
+/// regular file, is refused as the server refuses it. Its side files are
+/// not read: the restore removes them.
+pub fn replaceable(path: &Path) -> Result<(), OpenError> {
+    let path_buf = || path.to_owned();
+    match read_main(path)?
+        .as_deref()
+        .map_or(Page1::Empty, sidefiles::page1)
+    {
+        Page1::Empty => Ok(()),
+        Page1::Sqlite(header) if header.application_id == APPLICATION_ID => Ok(()),
+        Page1::Sqlite(header) => Err(OpenError::Foreign {
+            path: path_buf(),
+            application_id: header.application_id,
+        }),
+        Page1::NotSqlite => Err(OpenError::NotSqlite { path: path_buf() }),
+    }
+}
+
 /// [`inspect`]'s reading and verdict: whether the file exists, and what
 /// it is with its side files.
 fn examine(path: &Path) -> Result<(bool, Found), OpenError> {
@@ -303,12 +325,12 @@ fn read_journal(side: &Path) -> Result<Journal, OpenError> {
             break;
         }
         match header.record(&record) {
-            Some((1, page)) => {
+            Record::Restores(1, page) => {
                 let page1 = Some(sidefiles::page1(page));
                 return Ok(Journal::Hot { header, page1 });
             }
-            Some(_) => {}
-            None => break,
+            Record::Restores(..) | Record::Skipped => {}
+            Record::Ends => break,
         }
     }
     Ok(Journal::Hot {
@@ -422,24 +444,6 @@ fn read_up_to(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
     Ok(len)
 }
 
-/// The verdict on an `application_id` and a `user_version` (SQLite's, once
-/// it has opened the file).
-fn judge(path: &Path, application_id: u32, version: u32) -> Result<u32, OpenError> {
-    if application_id != APPLICATION_ID {
-        return Err(OpenError::Foreign {
-            path: path.to_owned(),
-            application_id,
-        });
-    }
-    if version > SCHEMA_VERSION {
-        return Err(OpenError::Newer {
-            path: path.to_owned(),
-            version,
-        });
-    }
-    Ok(version)
-}
-
 /// Opens the inspected file with SQLite: read-write, never creating it, no
 /// URI parsing (a path is a path). The caller holds the file's lock
 /// ([`lock`](super::lock)).
@@ -467,7 +471,17 @@ pub fn check(path: &Path, conn: &Connection, found: Found) -> Result<u32, OpenEr
     let version = number("user_version").map_err(sqlite)? as u32;
     match found {
         Found::Empty if application_id == 0 && version == 0 => Ok(0),
-        _ => judge(path, application_id, version),
+        _ => {
+            let header = sidefiles::Header {
+                application_id,
+                user_version: version,
+                // Not asked: SQLite has read the file with its own.
+                page_size: 0,
+                wal_mode: false,
+            };
+            sidefiles::judge(Which::Main, header).map_err(|r| refused(path, path, r))?;
+            Ok(version)
+        }
     }
 }
 

@@ -16,7 +16,6 @@
 //! locked. `flock` is advisory: it keeps out wsrooms processes, not a
 //! program that writes the database by hand.
 
-use std::ffi::OsString;
 use std::fs::{File, OpenOptions, TryLockError};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -78,9 +77,7 @@ pub fn resolved(path: &Path) -> PathBuf {
 
 /// `FILE.lock` for `FILE`.
 pub fn lock_path(data_file: &Path) -> PathBuf {
-    let mut name = OsString::from(data_file.as_os_str());
-    name.push(LOCK_SUFFIX);
-    PathBuf::from(name)
+    super::file::side_path(data_file, LOCK_SUFFIX)
 }
 
 #[cfg(test)]

@@ -96,7 +96,10 @@
 //!
 //! - **Reads** ([`Store::history`], [`Store::room`]) fail for that room
 //!   only ([`QueryError::is_damage`]); [`Store::load`] leaves such a room
-//!   out and names it in [`Loaded::damaged_rooms`].
+//!   out and names it in [`Loaded::damaged_rooms`]. Its last `seq` is then
+//!   unknown, so its messages are refused from then on
+//!   ([`Store::refuse_unreadable`]): numbered again from 1, they would meet
+//!   the `seq`s still in the file and fail every commit.
 //! - **A commit** that meets damage is written again around it: each
 //!   room's messages, then its pruning, are tried on their own; a room
 //!   whose new messages cannot be written loses them (named in
@@ -630,6 +633,17 @@ impl Store {
             rooms,
             damaged_rooms,
         })
+    }
+
+    /// Rooms that could not be read ([`Loaded::damaged_rooms`]): their
+    /// last `seq` is unknown, so no message of theirs can be numbered
+    /// safely (a number given again would meet one still in the file). Their
+    /// messages are refused from now on, as a room's whose pages refused
+    /// a write ([`Committed::refused_rooms`]).
+    pub fn refuse_unreadable(&mut self, rooms: &[u32]) {
+        for &room in rooms {
+            self.damage.refuse(room);
+        }
     }
 
     /// One room's `last_seq` and last `history` messages, if it ever had a

@@ -353,11 +353,21 @@ impl JournalHeader {
         }
     }
 
-    /// One record: its page number and page if its checksum holds, `None`
-    /// if it does not (playback stops there).
-    pub fn record<'a>(&self, record: &'a [u8]) -> Option<(u32, &'a [u8])> {
+    /// What SQLite does with one record (SQLite's
+    /// `pager_playback_one_page`): a record of page 0 or of the lock-byte
+    /// page ends the playback; one of a page beyond the file's size before
+    /// the transaction is skipped, its checksum unread; any other is played
+    /// back if its checksum holds, and else ends the playback.
+    pub fn record<'a>(&self, record: &'a [u8]) -> Record<'a> {
         if record.len() != self.record_len() {
-            return None;
+            return Record::Ends;
+        }
+        let number = be_u32(record, 0);
+        if number == 0 || number == lock_byte_page(self.page_size) {
+            return Record::Ends;
+        }
+        if number > self.initial_pages {
+            return Record::Skipped;
         }
         let page = &record[4..record.len() - 4];
         let mut sum = self.nonce;
@@ -366,8 +376,28 @@ impl JournalHeader {
             sum = sum.wrapping_add(u32::from(page[at as usize]));
             at -= 200;
         }
-        (sum == be_u32(record, record.len() - 4)).then(|| (be_u32(record, 0), page))
+        match sum == be_u32(record, record.len() - 4) {
+            true => Record::Restores(number, page),
+            false => Record::Ends,
+        }
     }
+}
+
+/// One journal record, as SQLite's playback takes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Record<'a> {
+    /// This page number gets this original content back.
+    Restores(u32, &'a [u8]),
+    /// Not played back; the playback goes on.
+    Skipped,
+    /// The playback ends before it.
+    Ends,
+}
+
+/// The page holding the byte at 1 GiB, which SQLite's locks use and never
+/// writes (`PENDING_BYTE_PAGE`).
+fn lock_byte_page(page_size: u32) -> u32 {
+    0x4000_0000 / page_size.max(1) + 1
 }
 
 /// A journal as far as it matters here.
@@ -568,8 +598,9 @@ fn after_wal(main: Header, wal: WalSummary, effective: Effective) -> Result<Effe
     }
 }
 
-/// A header is wsrooms' of a version this binary knows.
-fn judge(which: Which, header: Header) -> Result<(), Refusal> {
+/// A header is wsrooms' of a version this binary knows (also asked of
+/// SQLite's own reading, once it has opened the file: `file::check`).
+pub fn judge(which: Which, header: Header) -> Result<(), Refusal> {
     if header.application_id != APPLICATION_ID {
         return Err(Refusal::Foreign {
             which,

@@ -929,6 +929,26 @@ fn a_room_whose_pages_are_all_damaged_loses_only_its_own_messages() {
 }
 
 #[test]
+fn a_room_that_cannot_be_read_is_not_numbered_again() {
+    let (_dir, path) = temp();
+    two_full_rooms(&path);
+    assert!(
+        damage_pages(&path, b"one-0300") >= 1,
+        "room 1's newest page"
+    );
+    let mut store = Store::open(&path, 300).expect("the header is sound");
+    let loaded = store.load(50).expect("room 2 loads");
+    assert_eq!(loaded.damaged_rooms, [1]);
+    store.refuse_unreadable(&loaded.damaged_rooms);
+    // The server, not knowing room 1's last seq, would number from 1.
+    store.record_message(message(1, 1, "numbered again"));
+    store.record_message(message(2, 301, "kept"));
+    let committed = store.commit().expect("room 2's part is committed");
+    assert_eq!((committed.refused_rooms, committed.messages), (vec![1], 1));
+    assert_eq!(store.history(2, None, 1).unwrap().messages[0].text, "kept");
+}
+
+#[test]
 fn the_side_files_of_a_linked_file_are_read_beside_the_file_itself() {
     // SQLite follows the link and keeps the log beside the real file.
     let (dir, path) = temp();
@@ -1123,6 +1143,37 @@ fn a_backup_of_an_open_store_has_every_commit_and_its_epoch() {
 }
 
 #[test]
+fn a_backup_replacing_a_copy_does_not_inherit_the_log_left_beside_it() {
+    let (dir, path) = temp();
+    post(&mut Store::open(&path, 100).unwrap(), 1, 1..=3);
+    // COPY is the file of a server killed while running on another
+    // database (a test of an earlier backup): its log is still beside it.
+    let other = tempfile::tempdir().unwrap();
+    let mut store = Store::open(&other.path().join("wsrooms.db"), 100).unwrap();
+    post(&mut store, 1, 1..=60);
+    post(&mut store, 2, 1..=60);
+    let copy = dir.path().join("copy.db");
+    fs::copy(other.path().join("wsrooms.db"), &copy).unwrap();
+    fs::copy(
+        other.path().join("wsrooms.db-wal"),
+        dir.path().join("copy.db-wal"),
+    )
+    .unwrap();
+    drop(store);
+    copy::backup(&path, &copy, true, &mut |_| {}).expect("--force");
+    let copied = Store::open(&copy, 100).unwrap();
+    let loaded = copied.load(50).unwrap();
+    assert_eq!(loaded.rooms.len(), 1, "the other file's rooms");
+    assert_eq!(loaded.rooms[0].last_seq, 3);
+    // A COPY a store is using is not replaced.
+    let refused = copy::backup(&path, &copy, true, &mut |_| {}).expect_err("in use");
+    assert!(
+        matches!(refused, copy::CopyError::Refused(OpenError::InUse { .. })),
+        "{refused}"
+    );
+}
+
+#[test]
 fn a_restore_is_refused_while_the_file_is_open_and_then_draws_a_new_epoch() {
     let (dir, path) = temp();
     let mut store = Store::open(&path, 100).unwrap();
@@ -1165,9 +1216,10 @@ fn a_restore_is_refused_while_the_file_is_open_and_then_draws_a_new_epoch() {
     );
 }
 
-#[test]
-fn a_restore_replaces_a_file_whose_log_was_left_by_a_crash() {
-    // The old file's log must not be applied to the copy put in its place.
+/// A copy of a file with messages 1 to 3 of room 1 (in the first dir),
+/// and in the second dir what a server killed after messages 4 to 40 left
+/// (`wsrooms.db`, and its log holding those).
+fn crashed_with_a_copy() -> (TempDir, PathBuf, TempDir) {
     let (dir, path) = temp();
     let mut store = Store::open(&path, 100).unwrap();
     post(&mut store, 1, 1..=3);
@@ -1179,6 +1231,13 @@ fn a_restore_replaces_a_file_whose_log_was_left_by_a_crash() {
         fs::copy(dir.path().join(&name), crashed.path().join(&name)).unwrap();
     }
     drop(store);
+    (dir, copy, crashed)
+}
+
+#[test]
+fn a_restore_replaces_a_file_whose_log_was_left_by_a_crash() {
+    // The old file's log must not be applied to the copy put in its place.
+    let (_dir, copy, crashed) = crashed_with_a_copy();
     let file = crashed.path().join("wsrooms.db");
     assert!(listing(crashed.path()).contains("wsrooms.db-wal"));
     // An interrupted restore left its temporary file.
@@ -1188,6 +1247,51 @@ fn a_restore_replaces_a_file_whose_log_was_left_by_a_crash() {
     assert!(!listing(crashed.path()).contains("wsrooms.db-wal"));
     let store = Store::open(&file, 100).unwrap();
     assert_eq!(store.room(1, 10).unwrap().unwrap().last_seq, 3);
+}
+
+/// Makes a file immutable (`chattr +i`) for as long as it lives, so that
+/// renaming over it fails; `None` where that cannot be done (not root, a
+/// file system without the attribute).
+struct Immutable(PathBuf);
+
+impl Immutable {
+    fn new(path: &Path) -> Option<Immutable> {
+        let made = std::process::Command::new("chattr")
+            .arg("+i")
+            .arg(path)
+            .stderr(std::process::Stdio::null())
+            .status();
+        made.is_ok_and(|s| s.success())
+            .then(|| Immutable(path.to_owned()))
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("chattr")
+            .arg("-i")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[test]
+fn a_restore_whose_rename_fails_leaves_the_file_its_log() {
+    let (_dir, copy, crashed) = crashed_with_a_copy();
+    let file = crashed.path().join("wsrooms.db");
+    let names = listing(crashed.path());
+    {
+        let Some(_immutable) = Immutable::new(&file) else {
+            return; // chattr needs root and a file system that has it
+        };
+        let failed = copy::restore(&copy, &file, &mut |_| {}).expect_err("rename refused");
+        assert!(matches!(failed, copy::CopyError::Io { .. }), "{failed}");
+    }
+    let left = listing(crashed.path());
+    assert!(left.contains("wsrooms.db-wal"), "{left:?}");
+    assert_eq!(left, names, "as it was (and no temporary file)");
+    let store = Store::open(&file, 100).unwrap();
+    assert_eq!(store.room(1, 0).unwrap().unwrap().last_seq, 40);
 }
 
 #[test]
@@ -1206,6 +1310,68 @@ fn a_restore_gives_the_new_file_the_owner_of_the_old_one() {
     assert_eq!((meta.uid(), meta.gid()), (4321, 4322), "the service's file");
     let lock = fs::metadata(lock::lock_path(&path)).unwrap();
     assert_eq!((lock.uid(), lock.gid()), (4321, 4322), "and its lock file");
+}
+
+#[test]
+fn a_restore_as_root_gives_away_no_file_a_link_points_to() {
+    use std::os::unix::fs::MetadataExt;
+    let (dir, path) = temp();
+    post(&mut Store::open(&path, 100).unwrap(), 1, 1..=2);
+    let copy = dir.path().join("copy.db");
+    copy::backup(&path, &copy, false, &mut |_| {}).unwrap();
+    if fs::metadata(&copy).unwrap().uid() != 0 {
+        return; // only root can give a file to another user (CI runs as root)
+    }
+    // The service's user owns the file and its directory, and put a link
+    // to a file of root's where the lock file goes.
+    let victim = tempfile::NamedTempFile::new().unwrap();
+    std::os::unix::fs::chown(&path, Some(4321), Some(4322)).unwrap();
+    fs::remove_file(lock::lock_path(&path)).unwrap();
+    std::os::unix::fs::symlink(victim.path(), lock::lock_path(&path)).unwrap();
+    copy::restore(&copy, &path, &mut |_| {}).unwrap();
+    let meta = fs::metadata(victim.path()).unwrap();
+    assert_eq!((meta.uid(), meta.gid()), (0, 0), "root's file stays root's");
+    assert_eq!(fs::metadata(&path).unwrap().uid(), 4321);
+}
+
+#[test]
+fn a_restore_replaces_only_a_wsrooms_file() {
+    let (dir, path) = temp();
+    post(&mut Store::open(&path, 100).unwrap(), 1, 1..=2);
+    let copy = dir.path().join("copy.db");
+    copy::backup(&path, &copy, false, &mut |_| {}).unwrap();
+    // A wrong --data-file, or a link to another program's file.
+    let text = dir.path().join("notes.txt");
+    fs::write(&text, "not a database").unwrap();
+    let foreign = dir.path().join("other.db");
+    rusqlite::Connection::open(&foreign)
+        .unwrap()
+        .execute_batch("PRAGMA application_id=4660; CREATE TABLE t (x);")
+        .unwrap();
+    let link = dir.path().join("link.db");
+    std::os::unix::fs::symlink(&foreign, &link).unwrap();
+    for (target, what) in [(&text, "text"), (&foreign, "foreign"), (&link, "link")] {
+        let before = fs::read(target).unwrap();
+        let refused = copy::restore(&copy, target, &mut |_| {}).expect_err(what);
+        assert!(
+            matches!(
+                refused,
+                copy::CopyError::Refused(OpenError::NotSqlite { .. } | OpenError::Foreign { .. })
+            ),
+            "{what}: {refused}"
+        );
+        assert_eq!(fs::read(target).unwrap(), before, "{what} unchanged");
+    }
+    assert!(
+        !listing(dir.path()).contains("other.db.lock"),
+        "no lock file beside it"
+    );
+    // No file, an empty one, or a wsrooms one are replaced.
+    let empty = dir.path().join("empty.db");
+    fs::write(&empty, "").unwrap();
+    for target in [dir.path().join("new.db"), empty, path] {
+        copy::restore(&copy, &target, &mut |_| {}).expect("replaced");
+    }
 }
 
 #[test]

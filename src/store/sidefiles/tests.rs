@@ -302,12 +302,12 @@ fn read_journal(bytes: &[u8]) -> Journal {
     let mut page1 = None;
     for record in bytes[start..].chunks_exact(header.record_len()).take(count) {
         match header.record(record) {
-            Some((1, page)) => {
+            Record::Restores(1, page) => {
                 page1 = Some(super::page1(page));
                 break;
             }
-            Some(_) => {}
-            None => break,
+            Record::Restores(..) | Record::Skipped => {}
+            Record::Ends => break,
         }
     }
     Journal::Hot { header, page1 }
@@ -330,6 +330,24 @@ fn a_journal_is_read_with_its_checksums() {
         read_journal(&broken),
         Journal::Hot { page1: None, .. }
     ));
+    // A record beyond the file's size is skipped, its checksum unread.
+    let mut beyond = journal_bytes(5, &[(6, blank()), (1, original.clone())]);
+    beyond[512 + 4 + 3896] ^= 1;
+    assert!(matches!(
+        read_journal(&beyond),
+        Journal::Hot {
+            page1: Some(Page1::Sqlite(_)),
+            ..
+        }
+    ));
+    // A record of page 0, or of the lock-byte page, ends the playback.
+    for stop in [0, 0x4000_0000 / PAGE + 1] {
+        let bytes = journal_bytes(5, &[(stop, blank()), (1, original.clone())]);
+        assert!(
+            matches!(read_journal(&bytes), Journal::Hot { page1: None, .. }),
+            "page {stop}"
+        );
+    }
     assert_eq!(read_journal(&[0; 600]), Journal::NotHot, "zeroed header");
     assert_eq!(
         read_journal(b"junk junk junk junk junk junk"),
@@ -440,5 +458,40 @@ fn a_log_sqlite_wrote_is_read_as_sqlite_replays_it() {
     assert!(
         decide(page1(&main), Journal::NotHot, scan(&log)).is_err(),
         "its own main file is not ours either"
+    );
+}
+
+#[test]
+fn sqlites_own_log_of_a_65536_byte_page_file_is_ours() {
+    // Page 1 writes 65536 as 1; the log's header writes it out in full.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.db");
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(&format!(
+        "PRAGMA page_size=65536; PRAGMA application_id={APPLICATION_ID};
+         PRAGMA user_version={SCHEMA_VERSION}; CREATE TABLE t (x);
+         PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0;
+         CREATE TABLE u (y); INSERT INTO t VALUES (1);"
+    ))
+    .unwrap();
+    let main = std::fs::read(&path).unwrap();
+    let log = std::fs::read(dir.path().join("big.db-wal")).unwrap();
+    drop(conn);
+    assert_eq!(u16::from_be_bytes([main[16], main[17]]), 1);
+    assert_eq!(be_u32(&log, 8), MAX_PAGE_SIZE);
+    let Wal::Frames(summary) = scan(&log) else {
+        panic!("{:?}", wal_header(&log));
+    };
+    assert_eq!(summary.page_size, MAX_PAGE_SIZE);
+    assert!(summary.committed_frames >= 2, "{summary:?}");
+    assert!(
+        matches!(summary.page1, Some(Page1::Sqlite(_))),
+        "{summary:?}"
+    );
+    assert_eq!(
+        decide(page1(&main), Journal::NotHot, Wal::Frames(summary)),
+        Ok(Effective::Ours {
+            version: SCHEMA_VERSION
+        })
     );
 }
