@@ -36,10 +36,13 @@
 //!      outage), counted in `wsrooms_persist_errors_total`, and `/healthz`
 //!      answers `503 degraded` until a commit works again.
 //! 4. Only now does `flush_dirty` write every queue to its socket.
-//! 5. [`Server::checkpoint_when_due`]: if the write-ahead log has grown
-//!    enough, it is copied into the main file now (the syncs that take
-//!    milliseconds), when the turn's output is already on its way: only
-//!    what arrives meanwhile waits (see `store::wal`).
+//! 5. [`Server::checkpoint_when_due`]: a step of retention if its timer
+//!    fired (`--keep-days`, giving free pages back: `store::retention`),
+//!    and if the write-ahead log has grown enough, its copy into the main
+//!    file (the syncs that take milliseconds) is handed to the store's
+//!    helper thread, which runs it on its own connection while the loop
+//!    goes on (see `store::sync` and `store::wal`). The helper also syncs
+//!    the log within `--sync-ms`; it touches no socket and no chat state.
 //!
 //! So a client sees a message, or a cookie, only once it is in the
 //! database's log: a crash (SIGKILL included) afterwards loses nothing

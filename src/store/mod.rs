@@ -44,10 +44,12 @@
 //!   breaks no promise.
 //!
 //! `synchronous=NORMAL` means a commit is a `write()` to the log, not an
-//! `fsync()`: the log is synced at checkpoints. After a *power loss* the last
-//! commits before it may be missing (the database is never inconsistent);
-//! against a crash of the process nothing is lost. Syncing every commit
-//! (`FULL`) would cost a disk flush per loop turn.
+//! `fsync()`: against a crash of the process nothing is lost. Against a
+//! *power loss* the log is synced by the store's helper thread within
+//! `--sync-ms` of each commit ([`sync`]): only the commits of that window
+//! may be missing after one (the database is never inconsistent). With
+//! `--sync-ms 0` each turn's commit is synced before its output, like
+//! `FULL`, at the price of a disk flush per loop turn.
 //!
 //! # Group commit, and what it costs
 //!
@@ -59,14 +61,15 @@
 //! a turn's socket writes into one `writev`.
 //!
 //! The price is paid inside the loop: while SQLite writes, no socket is
-//! served. It is one of the server's two blocking calls (the other is the
-//! checkpoint, below), kept small and bounded: a few prepared (cached) statements per record, a prune by
-//! primary-key range per room touched, and no sync. The syncs come with
-//! the *checkpoints*, which copy the log into the main file: SQLite would
-//! run one inside a commit every 4 MB of log, costing that turn several
-//! milliseconds before its output went out; [`wal`] runs them instead,
-//! small and often, *after* the turn's output is written, and bounds the
-//! log. `benches/store.rs` measures commits, `benches/e2e` the whole. On
+//! served. It is the server's one blocking call on the disk, kept small and
+//! bounded: a few prepared (cached) statements per record, a prune by
+//! primary-key range per room touched, and no sync (but one small sync of
+//! the log's header when the log starts again: see [`sync`]). The syncs
+//! come with the *checkpoints*, which copy the log into the main file:
+//! SQLite would run one inside a commit every 4 MB of log, costing that
+//! turn several milliseconds before its output went out; [`wal`] decides
+//! them instead, small and often, and the helper thread runs them on its
+//! own connection while the loop goes on ([`sync`]), bounding the log. `benches/store.rs` measures commits, `benches/e2e` the whole. On
 //! the 2-core development machine, shared and busy (load 5–10), the median
 //! commit took about 10 µs for one message, 27 µs for 10 and 117 µs for 100
 //! in one room (1.2 µs per message); a turn whose messages go to 100

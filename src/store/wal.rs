@@ -14,11 +14,17 @@
 //!
 //! So SQLite's automatic checkpoint is off, and [`Wal`] decides instead:
 //!
-//! - **After the turn's output is written** ([`Wal::due`], then
-//!   `Store::checkpoint`): once the log holds [`CHECKPOINT_BYTES`], the loop
-//!   checkpoints after `flush_dirty`, when every byte of the turn is on its
-//!   way. No delivery of that turn waits for the syncs; only what arrives
-//!   while they run does.
+//! - **On the helper thread** ([`Wal::due`], then `Store::start_checkpoint`):
+//!   once the log holds [`CHECKPOINT_BYTES`], the loop asks, after
+//!   `flush_dirty`, and the store's helper thread checkpoints on its own
+//!   connection (`store::sync`) while the loop goes on committing. The log
+//!   starts again at the first commit that finds it all copied, so a
+//!   checkpoint also copies what was committed while it ran ([`CATCH_UP`]).
+//! - **On the loop, now and then** ([`Wal::overdue`]): if commits never
+//!   leave the helper a moment with nothing left to copy (a disk slower
+//!   than the commit rate), the loop checkpoints itself once the log holds
+//!   [`OVERDUE_CHECKPOINTS`] × [`CHECKPOINT_BYTES`], after the turn's
+//!   output, so that the next commit starts the log again.
 //! - **Hard cap** ([`HARD_CAP_BYTES`]): whoever drives the store, a commit
 //!   that takes the log to the cap checkpoints at once, inside the commit,
 //!   as SQLite would. The server never gets there unless a checkpoint keeps
@@ -29,9 +35,10 @@
 //! the file has finished with, and the next commit starts the log again
 //! from its beginning once all of it is copied and no reader still uses
 //! it. Without other readers (the usual case: the server is the file's only
-//! user) every checkpoint copies the whole log, so the log holds at most
-//! [`HARD_CAP_BYTES`] plus the pages of one commit, and in the server about
-//! [`CHECKPOINT_BYTES`] plus one turn's commit. `journal_size_limit` cuts
+//! user) the log holds at most [`HARD_CAP_BYTES`] plus the pages of one
+//! commit, and in the server between [`CHECKPOINT_BYTES`] and twice
+//! [`OVERDUE_CHECKPOINTS`] × [`CHECKPOINT_BYTES`] (12 MiB), plus one turn's
+//! commit. `journal_size_limit` cuts
 //! the file back to the hard cap when it starts again, so a single huge
 //! commit does not leave a huge file behind.
 //!
@@ -68,18 +75,20 @@ use rusqlite::hooks::Wal as SqliteWal;
 use rusqlite::wal::CheckpointMode;
 use rusqlite::{Connection, FileControl};
 
-/// The log size at which the loop checkpoints after a turn: 64 pages of
-/// 4 KiB. Small on purpose: a checkpoint's time grows with the pages
-/// written since the last one (measured on a 2-core VM's virtual disk:
-/// about 1.2 ms at 256 KiB, 3 ms at 1 MiB, 7 ms at 4 MiB), and with 100
-/// rooms × 10 clients each sending 5 messages/s the log grows by about
-/// 30 MB/s. Short pauses delay fewer messages, and by less, than long ones;
-/// at that load they come about 120 times a second.
-pub const CHECKPOINT_BYTES: u32 = 256 * 1024;
+/// The log size at which the loop asks the helper thread for a checkpoint:
+/// 512 pages of 4 KiB. A checkpoint's time grows with the pages written
+/// since the last one (measured on a 2-core VM's virtual disk: about
+/// 1.2 ms at 256 KiB, 3 ms at 1 MiB, 7 ms at 4 MiB), but it runs beside the
+/// loop now. What the loop pays per checkpoint is the sync of the log's new
+/// header in the commit that starts the log again: with 100 rooms × 10
+/// clients each sending 5 messages/s the log grows by about 30 MB/s, so at
+/// 256 KiB that was one turn in twenty (the 99th percentile of latency);
+/// at 2 MiB it is about one in 150.
+pub const CHECKPOINT_BYTES: u32 = 2 * 1024 * 1024;
 
 /// How many [`CHECKPOINT_BYTES`] the log may grow by without starting
 /// again before the loop checkpoints itself (see [`Wal::overdue`]).
-pub const OVERDUE_CHECKPOINTS: u32 = 4;
+pub const OVERDUE_CHECKPOINTS: u32 = 3;
 
 /// Checkpoints in a row at most, each copying what was committed while the
 /// one before ran (see [`Wal::checkpoint`]).
