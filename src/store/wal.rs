@@ -37,7 +37,7 @@
 //! it. Without other readers (the usual case: the server is the file's only
 //! user) the log holds at most [`HARD_CAP_BYTES`] plus the pages of one
 //! commit, and in the server between [`CHECKPOINT_BYTES`] and twice
-//! [`OVERDUE_CHECKPOINTS`] × [`CHECKPOINT_BYTES`] (12 MiB), plus one turn's
+//! [`OVERDUE_CHECKPOINTS`] × [`CHECKPOINT_BYTES`] (2 MiB), plus one turn's
 //! commit. `journal_size_limit` cuts
 //! the file back to the hard cap when it starts again, so a single huge
 //! commit does not leave a huge file behind.
@@ -76,19 +76,20 @@ use rusqlite::wal::CheckpointMode;
 use rusqlite::{Connection, FileControl};
 
 /// The log size at which the loop asks the helper thread for a checkpoint:
-/// 512 pages of 4 KiB. A checkpoint's time grows with the pages written
+/// 64 pages of 4 KiB. A checkpoint's time grows with the pages written
 /// since the last one (measured on a 2-core VM's virtual disk: about
-/// 1.2 ms at 256 KiB, 3 ms at 1 MiB, 7 ms at 4 MiB), but it runs beside the
-/// loop now. What the loop pays per checkpoint is the sync of the log's new
-/// header in the commit that starts the log again: with 100 rooms × 10
-/// clients each sending 5 messages/s the log grows by about 30 MB/s, so at
-/// 256 KiB that was one turn in twenty (the 99th percentile of latency);
-/// at 2 MiB it is about one in 150.
-pub const CHECKPOINT_BYTES: u32 = 2 * 1024 * 1024;
+/// 1.2 ms at 256 KiB, 3 ms at 1 MiB, 7 ms at 4 MiB). It runs beside the
+/// loop, but on one core it still takes turns with it for the CPU its
+/// copying needs, and short bursts delay the loop's turns less than long
+/// ones (measured with `benches/e2e` (b): p99 3.5 ms at 256 KiB, 5.8 ms at
+/// 2 MiB, both threads on one core). What the loop itself pays per
+/// checkpoint is the sync of the log's new header in the commit that
+/// starts the log again.
+pub const CHECKPOINT_BYTES: u32 = 256 * 1024;
 
 /// How many [`CHECKPOINT_BYTES`] the log may grow by without starting
 /// again before the loop checkpoints itself (see [`Wal::overdue`]).
-pub const OVERDUE_CHECKPOINTS: u32 = 3;
+pub const OVERDUE_CHECKPOINTS: u32 = 4;
 
 /// Checkpoints in a row at most, each copying what was committed while the
 /// one before ran (see [`Wal::checkpoint`]).
