@@ -10,6 +10,10 @@
 //! - `http/head`: [`request::find_head_end`] + [`request::parse`] of a
 //!   browser's WebSocket upgrade request;
 //! - `event/message`: the JSON of one chat message ([`events::message`]);
+//! - `id/login`: what a login spends on its user id: [`names::check_user`]
+//!   and [`names::IdKeys::of`] (NFKC, bidi order, the skeleton-and-fold
+//!   loop), for a short Latin id, Hangul, Hindi, a right-to-left id and the
+//!   longest (32 characters);
 //! - `timers/ping round`: [`Timers`] popping a due keep-alive entry and
 //!   adding its next one, with 18,500 sockets spread over 300 ticks (the
 //!   loop's work per socket per ping round, without the sockets).
@@ -21,7 +25,7 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
-use wsrooms::chat::events;
+use wsrooms::chat::{events, names};
 use wsrooms::http::request::{self, HeadLimits, MAX_HEADERS};
 use wsrooms::timers::Timers;
 use wsrooms::ws::frame::{self, Opcode, encode_client_frame};
@@ -202,6 +206,26 @@ fn event(c: &mut Criterion) {
     group.finish();
 }
 
+fn id(c: &mut Criterion) {
+    let mut group = c.benchmark_group("id/login");
+    let longest = "Nguyễn_Thị_Minh_Khai.1234567890a";
+    for (name, user) in [
+        ("alice", "alice"),
+        ("hangul", "김철수"),
+        ("hindi", "कृष्ण"),
+        ("hebrew+digits", "דוד-12"),
+        ("32 chars", longest),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let user = names::check_user(black_box(user)).unwrap();
+                names::IdKeys::of(user)
+            })
+        });
+    }
+    group.finish();
+}
+
 fn timers(c: &mut Criterion) {
     const SOCKETS: u32 = 18_500;
     const TICKS: u32 = 300;
@@ -238,6 +262,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = micro;
     config = config();
-    targets = frames, utf8, http, event, timers
+    targets = frames, utf8, http, event, id, timers
 }
 criterion_main!(micro);

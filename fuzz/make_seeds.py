@@ -151,6 +151,17 @@ user_ids = {
     "format": "\u0600a\U000e0001",
     "stray-marks": "\u0301e_\u094d.\u17d2",
     "symbols": "a b@😀",
+    "capital-i-zero": "aIice_B0B_Il_0O",
+    "vv-dot": "vvill_ali\u0307ce",
+    "kannada-zero": "\u0ce6",
+    "rtl-digits": "\u05d012_\u0628\u0661",
+    "rtl-order": "ab\u05d0\u05d1-\u05d1-\u05d0",
+    "khitan-filler": "a\U00016fe4b",
+    "low-line": "alice\u0332",
+    "mark-tower": "a" + "\u0301" * 31,
+    "five-marks": "a\u0300\u0301\u0302\u0303\u0304",
+    "lone-jamo": "\u314b\u314b\u314b",
+    "insular-d": "\ua779\ua77a",
 }
 for name, text in user_ids.items():
     write("user_id", name, text.encode())

@@ -97,10 +97,16 @@ pub struct Config {
           default_value_t = 64 * 1024, within = 125_usize..=1_073_741_824)]
     pub max_frame_bytes: usize,
 
-    /// Code points of one chat message; longer is truncated
+    /// Code points of one chat message; longer is truncated (50 is the
+    /// seed demo's limit)
     #[arg(long, value_name = "N", env = "WSROOMS_MAX_CHAT_CHARS",
-          default_value_t = 50, within = 1_usize..=100_000)]
+          default_value_t = 2000, within = 1_usize..=100_000)]
     pub max_chat_chars: usize,
+
+    /// Lines of one chat message; the lines after them are dropped
+    #[arg(long, value_name = "N", env = "WSROOMS_MAX_CHAT_LINES",
+          default_value_t = 40, within = 1_usize..=10_000)]
+    pub max_chat_lines: usize,
 
     /// Chat messages per second per connection, 0 = off; more closes 1008
     #[arg(long, value_name = "R", env = "WSROOMS_RATE_LIMIT",
@@ -183,9 +189,10 @@ pub struct Config {
           default_value = "60", value_parser = None, seconds = 1..=86_400)]
     pub reserve_timeout: Duration,
 
-    /// Seconds an id stays reserved after its socket closed
+    /// Seconds an id stays reserved after its socket closed (a day, so a
+    /// closed tab or a phone that slept comes back as itself)
     #[arg(long = "grace-secs", value_name = "S", env = "WSROOMS_GRACE_SECS",
-          default_value = "10", value_parser = None, seconds = 0..=86_400)]
+          default_value = "86400", value_parser = None, seconds = 0..=2_592_000)]
     pub grace_timeout: Duration,
 
     /// Messages kept per room for late joiners and reconnects
@@ -758,6 +765,7 @@ mod tests {
         "--max-message-bytes=1300",
         "--max-frame-bytes=1400",
         "--max-chat-chars=15",
+        "--max-chat-lines=32",
         "--rate-limit=1.5",
         "--rate-burst=16",
         "--max-users-per-room=17",
@@ -817,6 +825,7 @@ mod tests {
             (0.25, 19.0, 20)
         );
         assert_eq!((c.scrollback_rate, c.scrollback_burst), (2.5, 3));
+        assert_eq!(c.max_chat_lines, 32);
         assert_eq!(
             (c.pause_reading_at, c.max_buffered, c.history_messages),
             (2100, 2200, 29)

@@ -3,7 +3,8 @@
 //! this build's server binary on 127.0.0.1 and drives Chromium through
 //! `playwright-core` (login, chat, 409 inline, HTML as text, server restart,
 //! network cut with lossless resume, close codes, scrollback, restarts on a
-//! data file, screenshots).
+//! data file, long and multi-line messages, links, date lines and groups,
+//! unread count, mentions and notifications, log out, screenshots).
 //!
 //! Needs Chromium (`/usr/bin/chromium` or `chromium` on `PATH`), `node`, and
 //! the npm packages of `tests/browser/` (the test runs `npm ci` there on

@@ -168,7 +168,7 @@ fn two_users_chat_in_one_order_and_another_room_hears_nothing() {
     assert_eq!(welcome["room"], 1);
     assert_eq!(welcome["user"], "alice");
     assert_eq!(welcome["users"], serde_json::json!(["alice"]));
-    assert_eq!(welcome["maxChars"], 50);
+    assert_eq!(welcome["maxChars"], 2000);
     let (mut carol, _) = join(addr, "carol", 2);
     let (mut bob, welcome) = join(addr, "bob", 1);
     assert_eq!(welcome["users"], serde_json::json!(["alice", "bob"]));
@@ -239,6 +239,90 @@ fn leave_is_announced_and_the_id_frees_after_grace() {
 }
 
 #[test]
+fn an_id_is_held_a_day_after_its_socket_closes_by_default() {
+    assert_eq!(test_config().grace_timeout, Duration::from_secs(86_400));
+    let addr = start(test_config());
+    let (mut alice, _) = join(addr, "alice", 1);
+    let (bob, _) = join(addr, "bob", 1);
+    drop(bob);
+    next_of_type(&mut alice, "leave");
+    assert_eq!(login_raw(addr, "bob", "1").status, 409);
+}
+
+/// Login, socket and welcome; returns the socket and the cookie pair.
+fn join_keeping_cookie(addr: std::net::SocketAddr, user: &str, room: u32) -> (Ws, String) {
+    let cookie = login(addr, user, room);
+    let mut ws = ws_connect(addr, room, &cookie);
+    assert_eq!(next_event(&mut ws)["type"], "welcome");
+    (ws, cookie)
+}
+
+#[test]
+fn logout_ends_the_session_at_once() {
+    let addr = start(test_config());
+    let (mut alice, cookie) = join_keeping_cookie(addr, "alice", 1);
+    let (mut bob, _) = join(addr, "bob", 1);
+    next_of_type(&mut alice, "join");
+    let origin = format!("Origin: http://{addr}\r\n");
+    let r = logout_raw(addr, 1, Some(&cookie), &origin);
+    assert_eq!(r.status, 303, "{}", r.text());
+    assert_eq!(r.header("Location"), Some("/"));
+    let cleared = r.header("Set-Cookie").unwrap();
+    assert!(cleared.starts_with("wsrooms_session=;"), "{cleared}");
+    for attr in ["Max-Age=0", "HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(cleared.contains(attr), "{cleared}");
+    }
+    // Its socket is closed, the others see it leave, and the id is free now.
+    assert_eq!(expect_close(&mut alice), (1000, "logged out".to_string()));
+    assert_eq!(next_of_type(&mut bob, "leave")["user"], "alice");
+    assert_eq!(login_raw(addr, "ALICE", "1").status, 303);
+    // The old cookie opens nothing any more.
+    assert_eq!(
+        get(addr, "/rooms/1", &format!("Cookie: {cookie}\r\n")).status,
+        303
+    );
+    // Logging out again, or without any session: the same answer.
+    assert_eq!(logout_raw(addr, 1, Some(&cookie), &origin).status, 303);
+    assert_eq!(logout_raw(addr, 1, None, "").status, 303);
+}
+
+#[test]
+fn a_session_without_a_socket_logs_out_too() {
+    let addr = start(test_config());
+    let (mut alice, cookie) = join_keeping_cookie(addr, "alice", 2);
+    alice.close(None).unwrap();
+    expect_close(&mut alice);
+    assert_eq!(
+        login_raw(addr, "alice", "2").status,
+        409,
+        "held in its grace"
+    );
+    assert_eq!(logout_raw(addr, 2, Some(&cookie), "").status, 303);
+    assert_eq!(login_raw(addr, "alice", "2").status, 303);
+}
+
+#[test]
+fn a_logout_from_another_site_is_refused() {
+    let addr = start(test_config());
+    let (mut alice, cookie) = join_keeping_cookie(addr, "alice", 3);
+    for extra in [
+        "Origin: http://evil.example\r\n",
+        "Origin: null\r\n",
+        "Sec-Fetch-Site: cross-site\r\n",
+    ] {
+        let r = logout_raw(addr, 3, Some(&cookie), extra);
+        assert_eq!(r.status, 403, "{extra}");
+        assert!(r.header("Set-Cookie").is_none(), "{extra}");
+    }
+    let get_logout = get(addr, "/logout", &format!("Cookie: {cookie}\r\n"));
+    assert_eq!(get_logout.status, 405);
+    // Still in the room, still holding the id.
+    alice.send(Message::text("still here")).unwrap();
+    assert_eq!(next_of_type(&mut alice, "message")["text"], "still here");
+    assert_eq!(login_raw(addr, "alice", "3").status, 409);
+}
+
+#[test]
 fn an_unused_reservation_lapses() {
     let mut config = test_config();
     config.reserve_timeout = Duration::from_millis(200);
@@ -263,8 +347,12 @@ fn an_unused_reservation_lapses() {
 
 #[test]
 fn long_messages_are_cut_at_characters() {
-    let addr = start(test_config());
-    let (mut alice, _) = join(addr, "alice", 1);
+    // The seed demo's limit, as `--max-chat-chars 50` gives it.
+    let mut config = test_config();
+    config.max_chat_chars = 50;
+    let addr = start(config);
+    let (mut alice, welcome) = join(addr, "alice", 1);
+    assert_eq!(welcome["maxChars"], 50);
     alice.send(Message::text("x".repeat(200))).unwrap();
     let e = next_of_type(&mut alice, "message");
     assert_eq!(e["text"].as_str().unwrap(), "x".repeat(50));
@@ -283,6 +371,72 @@ fn long_messages_are_cut_at_characters() {
     alice.send(Message::text("after")).unwrap();
     let e = next_of_type(&mut alice, "message");
     assert_eq!(e["text"], "after");
+}
+
+#[test]
+fn messages_keep_2000_characters_and_40_lines_by_default() {
+    let addr = start(test_config());
+    let (mut alice, welcome) = join(addr, "alice", 1);
+    let (mut bob, _) = join(addr, "bob", 1);
+    assert_eq!(
+        (welcome["maxChars"].as_u64(), welcome["maxLines"].as_u64()),
+        (Some(2000), Some(40))
+    );
+    // A 62-character URL and a 1,999-character text arrive whole.
+    let url = format!("https://example.com/{}", "a".repeat(42));
+    alice.send(Message::text(url.clone())).unwrap();
+    assert_eq!(next_of_type(&mut bob, "message")["text"], url.as_str());
+    let long = "가".repeat(1999);
+    alice.send(Message::text(long.clone())).unwrap();
+    assert_eq!(next_of_type(&mut bob, "message")["text"], long.as_str());
+    // 2,500 four-byte characters: cut to 2,000 whole ones.
+    alice.send(Message::text("😀".repeat(2500))).unwrap();
+    assert_eq!(
+        next_of_type(&mut bob, "message")["text"],
+        "😀".repeat(2000).as_str()
+    );
+
+    // Line breaks are kept, each as LF, whatever the sender wrote.
+    alice
+        .send(Message::text("one\r\ntwo\rthree\nfour"))
+        .unwrap();
+    assert_eq!(
+        next_of_type(&mut bob, "message")["text"],
+        "one\ntwo\nthree\nfour"
+    );
+    // Lines past the 40th are dropped, with the break that would start them.
+    let lines: Vec<String> = (1..=60).map(|i| format!("line {i}")).collect();
+    alice.send(Message::text(lines.join("\r\n"))).unwrap();
+    assert_eq!(
+        next_of_type(&mut bob, "message")["text"],
+        lines[..40].join("\n").as_str()
+    );
+    // Blank lines and whitespace alone are still nothing.
+    alice.send(Message::text("\r\n \n\t\r")).unwrap();
+    alice.send(Message::text("after")).unwrap();
+    assert_eq!(next_of_type(&mut bob, "message")["text"], "after");
+    // The sender sees exactly what the others see.
+    let texts: Vec<String> = (0..6)
+        .map(|_| {
+            next_of_type(&mut alice, "message")["text"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(texts[3], "one\ntwo\nthree\nfour");
+    assert_eq!(texts[5], "after");
+}
+
+#[test]
+fn max_chat_lines_is_a_setting() {
+    let mut config = test_config();
+    config.max_chat_lines = 2;
+    let addr = start(config);
+    let (mut alice, welcome) = join(addr, "alice", 1);
+    assert_eq!(welcome["maxLines"], 2);
+    alice.send(Message::text("a\nb\nc")).unwrap();
+    assert_eq!(next_of_type(&mut alice, "message")["text"], "a\nb");
 }
 
 #[test]

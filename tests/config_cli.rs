@@ -24,6 +24,7 @@ const FLAGS: &[&str] = &[
     "max-message-bytes",
     "max-frame-bytes",
     "max-chat-chars",
+    "max-chat-lines",
     "rate-limit",
     "rate-burst",
     "max-users-per-room",

@@ -306,6 +306,44 @@ fn after_sigkill_every_message_anyone_saw_is_kept_with_its_number() {
     }
 }
 
+#[test]
+fn a_logout_is_kept_across_a_restart() {
+    let dir = TempDir::new("durable-logout");
+    let path = dir.join("rooms.db");
+    let mut server = server_on(&path, &[]);
+    let addr = server.addr;
+    let alice = login(addr, "alice", 4);
+    let bob = login(addr, "bob", 4);
+    let r = logout_raw(addr, 4, Some(&alice), &format!("Origin: http://{addr}\r\n"));
+    assert_eq!(r.status, 303);
+    stop(&mut server);
+    let server = server_on(&path, &[]);
+    let addr = server.addr;
+    // Bob's session came back; Alice's did not, and her id is free.
+    let page = |cookie: &str| get(addr, "/rooms/4", &format!("Cookie: {cookie}\r\n")).status;
+    assert_eq!((page(&bob), page(&alice)), (200, 303));
+    assert_eq!(login_raw(addr, "alice", "4").status, 303);
+    assert_eq!(login_raw(addr, "bob", "4").status, 409);
+}
+
+#[test]
+fn after_a_restart_an_id_is_held_for_the_grace_not_only_the_reserve() {
+    let dir = TempDir::new("durable-grace");
+    let path = dir.join("rooms.db");
+    // A reservation of 1 s, a grace of a day (the default).
+    let mut server = server_on(&path, &["--reserve-secs", "1"]);
+    let addr = server.addr;
+    let (mut alice, _) = join(addr, "alice", 5);
+    alice.close(None).unwrap();
+    expect_close(&mut alice);
+    stop(&mut server);
+    let server = server_on(&path, &["--reserve-secs", "1"]);
+    // Well past --reserve-secs after the start, alice's id is still hers.
+    // (A wait, not an event: what is checked is that nothing happens.)
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(login_raw(server.addr, "alice", "5").status, 409);
+}
+
 /// `--max-sessions` holds after a restart: with 100 sessions on disk and a
 /// cap of 10, the 10 newest logins are restored (and work), the 90 older
 /// ones end (and are deleted from the file), and a new login is `503` only

@@ -1,13 +1,15 @@
 //! The user id rule: which ids are accepted (letters, digits and combining
 //! marks of every script), which characters are refused (invisible, bidi,
-//! control, format, stray marks), and which ids count as the same person
+//! control, format, stray marks, characters Unicode does not recommend for
+//! identifiers, towers of marks), and which ids count as the same person
 //! because they look alike. First as tables against the rule itself, then
 //! end to end over a real socket.
 
 mod common;
 
 use common::*;
-use wsrooms::chat::names::{BadUserId, IdKey, check_user};
+use wsrooms::chat::id_key::{MAX_ROUNDS, rounds_to_settle, shown_order};
+use wsrooms::chat::names::{BadUserId, IdKey, IdKeys, check_user};
 
 /// Accepted ids: every script named in the rule, plus more. Some hold
 /// combining marks that `char::is_alphanumeric` refuses (virama U+094D,
@@ -47,7 +49,16 @@ const ACCEPTED: &[(&str, &str)] = &[
     ("Tibetan", "བོད"),
     ("Ethiopic", "አበበ"),
     ("a mark after a mark", "क\u{94D}\u{93C}"),
-    ("an enclosing mark after a letter", "a\u{20DD}"),
+    (
+        "Vietnamese, four marks on one letter",
+        "e\u{323}\u{302}\u{301}\u{306}",
+    ),
+    ("Hangul consonants typed alone", "ㅋㅋㅋ"),
+    ("Hangul, one compatibility jamo", "ㄱ"),
+    (
+        "Lithuanian i with its dot kept under an accent",
+        "i\u{307}\u{301}",
+    ),
     ("joiners between letters", "a_b-c.d"),
     ("joiners only", "_-."),
 ];
@@ -103,8 +114,48 @@ const NOT_ALLOWED: &[char] = &[
     ' ', '\u{A0}', '\u{3000}', '\u{2028}', '@', '<', '/', '\'', '"', '+', '😀', '№', '½', 'Ⅻ',
 ];
 
-/// Pairs that look the same: one person in a room.
+/// Characters that Unicode does not recommend for identifiers (UTS #39
+/// Identifier_Status not Allowed, after NFKC): refused, named as typed.
+const RESTRICTED: &[(&str, char)] = &[
+    ("a\u{16FE4}b", '\u{16FE4}'), // Khitan small script filler
+    ("alice\u{332}", '\u{332}'),  // combining low line: an underlined e
+    ("a\u{20DD}", '\u{20DD}'),    // an enclosing circle (a symbol, not writing)
+    ("\u{FDFA}", '\u{FDFA}'),     // a ligature whose NFKC form holds spaces
+    ("\u{1113}", '\u{1113}'),     // an old (not modern) conjoining jamo
+];
+
+/// Towers of marks: at most 4 after a letter, never one mark twice in a row.
+const MARK_TOWERS: &[(&str, BadUserId)] = &[
+    ("a\u{301}\u{301}", BadUserId::RepeatedMark('\u{301}')),
+    ("\u{E1}\u{301}", BadUserId::RepeatedMark('\u{301}')), // á precomposed
+    (
+        "a\u{300}\u{301}\u{302}\u{303}\u{304}",
+        BadUserId::TooManyMarks('\u{304}'),
+    ),
+    (
+        "\u{1EC7}\u{301}\u{306}\u{300}",
+        BadUserId::TooManyMarks('\u{300}'),
+    ), // ệ is 2 already
+];
+
+/// Pairs that look the same: one person in a room. The look-alike pairs of
+/// the third hostile-input round come first.
 const LOOK_ALIKE: &[(&str, &str)] = &[
+    ("alice", "aIice"), // capital I for l
+    ("paypal", "paypaI"),
+    ("llya", "Ilya"),
+    ("bob", "b0b"), // zero for o
+    ("bob", "B0B"),
+    ("b0b", "B0B"),
+    ("lll", "III"),
+    ("Il", "lI"),
+    ("0O", "O0"),
+    ("will", "vvill"),          // w drawn as two v
+    ("o", "\u{CE6}"),           // Kannada digit zero
+    ("alice", "ali\u{307}ce"),  // a dot above on the i's own dot
+    ("\u{1D5BA}lice", "alice"), // mathematical sans-serif a
+    ("\u{131}", "i"),           // dotless i
+    ("\u{131}\u{307}", "i"),    // dotless i with a dot above
     ("Alice", "alice"),
     ("Straße", "STRASSE"),
     ("Ａｌｉｃｅ", "alice"),
@@ -130,7 +181,25 @@ const DISTINCT: &[(&str, &str)] = &[
     ("ab", "a.b"),
     ("a_b", "a-b"),
     ("ana", "anna"),
+    ("i\u{307}\u{301}", "i"), // the Lithuanian dot shows beside the accent
+    ("vill", "will"),
 ];
+
+/// Right-to-left ids and the same letters in another order that is shown
+/// alike (in a left-to-right paragraph, as the pages show ids): one person.
+const SHOWN_ALIKE: &[(&str, &str)] = &[
+    ("א1", "1א"),
+    ("א12", "12א"),
+    ("דוד1", "1דוד"),
+    ("אב1", "1אב"), // both shown as 1בא
+];
+
+/// Right-to-left ids whose stored order is the other one's shown order:
+/// they look different on the pages, but a log or a terminal that shows
+/// the stored order would show one as the other looks on the page, so
+/// they are one person too (an id has a second key, its stored order's).
+const SHOWN_AS_STORED: &[(&str, &str)] =
+    &[("ب١", "١ب"), ("abאב", "abבא"), ("א-ב", "ב-א"), ("אב", "בא")];
 
 #[test]
 fn every_script_is_welcome() {
@@ -221,6 +290,29 @@ fn length_is_counted_as_typed() {
 }
 
 #[test]
+fn characters_unicode_does_not_recommend_are_refused() {
+    for &(id, c) in RESTRICTED {
+        assert_eq!(check_user(id), Err(BadUserId::Restricted(c)), "{id:?}");
+    }
+    // Fullwidth letters and conjoining jamo are not Allowed as typed, but
+    // NFKC turns them into letters that are.
+    for id in ["Ａｌｉｃｅ", "\u{1100}\u{1161}\u{11A8}", "\u{FB03}"] {
+        assert_eq!(check_user(id), Ok(id), "{id:?}");
+    }
+}
+
+#[test]
+fn towers_of_marks_are_refused() {
+    for &(id, why) in MARK_TOWERS {
+        assert_eq!(check_user(id), Err(why), "{id:?}");
+    }
+    let tower = format!("a{}", "\u{301}".repeat(31));
+    assert_eq!(check_user(&tower), Err(BadUserId::RepeatedMark('\u{301}')));
+    let four = "a\u{300}\u{301}\u{302}\u{303}";
+    assert_eq!(check_user(four), Ok(four), "four marks are fine");
+}
+
+#[test]
 fn look_alike_ids_have_one_key() {
     for &(a, b) in LOOK_ALIKE {
         assert!(
@@ -236,6 +328,65 @@ fn look_alike_ids_have_one_key() {
         );
         assert_ne!(IdKey::of(a), IdKey::of(b), "{a:?} and {b:?} differ");
     }
+}
+
+#[test]
+fn right_to_left_ids_are_compared_as_shown() {
+    for &(a, b) in SHOWN_ALIKE {
+        assert!(check_user(a).is_ok() && check_user(b).is_ok());
+        assert_eq!(shown_order(a), shown_order(b), "{a:?} {b:?}");
+        assert_eq!(IdKey::of(a), IdKey::of(b), "{a:?} and {b:?} look alike");
+    }
+    // Marks stay on their letters, and ids without right-to-left letters
+    // are left as stored.
+    assert_eq!(shown_order("שָׁלוֹם"), "םו\u{5B9}לש\u{5B8}\u{5C1}");
+    assert_eq!(shown_order("ab1"), "ab1");
+    assert_ne!(IdKey::of("אב"), IdKey::of("בא"), "shown as בא and אב");
+}
+
+#[test]
+fn a_right_to_left_id_is_also_known_by_its_stored_order() {
+    for &(a, b) in SHOWN_AS_STORED {
+        assert!(check_user(a).is_ok() && check_user(b).is_ok());
+        assert_ne!(
+            IdKey::of(a),
+            IdKey::of(b),
+            "{a:?} and {b:?} are shown apart"
+        );
+        assert_eq!(shown_order(a), b, "{a:?} is shown as {b:?} is stored");
+        assert!(IdKeys::of(a).meets(&IdKeys::of(b)), "{a:?} {b:?}");
+    }
+    for &(a, b) in LOOK_ALIKE.iter().chain(SHOWN_ALIKE) {
+        assert!(IdKeys::of(a).meets(&IdKeys::of(b)), "{a:?} {b:?}");
+    }
+    for &(a, b) in DISTINCT {
+        assert!(!IdKeys::of(a).meets(&IdKeys::of(b)), "{a:?} {b:?}");
+    }
+    // Lower-case ids shown as stored have one key.
+    for id in ["alice", "1א", "ab1", "張伟"] {
+        assert_eq!(IdKeys::of(id).also, [], "{id:?}");
+    }
+    assert_eq!(IdKeys::of("א-ב").also.len(), 1);
+}
+
+#[test]
+fn ids_that_differ_only_in_case_are_one_person() {
+    // Skeleton first makes a capital I an l: ALICE's own key is allce's.
+    assert_eq!(IdKey::of("ALICE"), IdKey::of("allce"));
+    assert_ne!(IdKey::of("ALICE"), IdKey::of("alice"));
+    // Its key with case folded first is alice's.
+    for (a, b) in [
+        ("ALICE", "alice"),
+        ("aLICE", "Alice"),
+        ("ＡＬＩＣＥ", "alice"),
+        ("İSTANBUL", "istanbul"),
+    ] {
+        assert!(IdKeys::of(a).meets(&IdKeys::of(b)), "{a:?} {b:?}");
+    }
+    assert!(IdKeys::of("ALICE").meets(&IdKeys::of("allce")));
+    // The Turkish dotted capital looks unlike I, but folds to i as I does.
+    assert_ne!(IdKey::of("\u{130}"), IdKey::of("I"));
+    assert!(IdKeys::of("\u{130}").meets(&IdKeys::of("I")));
 }
 
 #[test]
@@ -261,6 +412,35 @@ fn login_refuses_a_look_alike_and_names_the_present_id() {
 }
 
 #[test]
+fn login_refuses_every_look_alike_pair_of_round_three() {
+    let addr = start(test_config());
+    let pairs = LOOK_ALIKE.iter().chain(SHOWN_ALIKE).chain(SHOWN_AS_STORED);
+    for (room, &(present, other)) in (100..).zip(pairs) {
+        login(addr, present, room);
+        let r = login_raw(addr, other, &room.to_string());
+        assert_eq!(r.status, 409, "{present:?} then {other:?}");
+        let named = format!("“{other}” looks like “{present}”, who is already in room {room}.");
+        assert!(r.text().contains(&named), "{}", r.text());
+    }
+}
+
+#[test]
+fn login_names_a_restricted_character_and_a_tower_of_marks() {
+    let addr = start(test_config());
+    let tower = format!("a{}", "\u{301}".repeat(31));
+    for (id, named) in [
+        ("a\u{16FE4}b", "U+16FE4"),
+        ("alice\u{332}", "U+0332"),
+        (tower.as_str(), "U+0301"),
+        ("a\u{300}\u{301}\u{302}\u{303}\u{304}", "U+0304"),
+    ] {
+        let r = login_raw(addr, id, "9");
+        assert_eq!(r.status, 400, "{id:?}");
+        assert!(r.text().contains(named), "{id:?}: {}", r.text());
+    }
+}
+
+#[test]
 fn login_accepts_indic_ids_and_refuses_a_hangul_filler() {
     let addr = start(test_config());
     for id in ["कृष्ण", "अर्जुन", "ಕನ್ನಡ", "ខ្មែរ", "မြန်မာ", "e\u{301}"]
@@ -275,20 +455,42 @@ fn login_accepts_indic_ids_and_refuses_a_hangul_filler() {
     assert_eq!(welcome["user"], "अर्जुनa");
 }
 
-/// A key costs at most 18 characters per character of the id (U+FDFA ﷺ
-/// becomes 18 letters under NFKC), so the longest key of a 32-character id
-/// is 576 characters.
+/// Every character reaches the key's fixed point within 4 rounds of
+/// skeleton and folding (the last changing nothing), well inside
+/// `MAX_ROUNDS`; and a key costs at most 7 characters per character of the
+/// id (a Hangul syllable: three jamo, each a look-alike of two or three
+/// letters), so the longest key of a 32-character id is 224 characters.
 #[test]
-fn key_growth_is_bounded() {
+fn key_rounds_and_growth_are_bounded() {
+    use unicode_normalization::UnicodeNormalization;
     let mut worst = (0, 'a');
-    for c in (0..=0x10FFFFu32).filter_map(char::from_u32) {
+    let mut slowest = (0, 'a');
+    use icu_properties::{CodePointMapData, props::GeneralCategory as Gc};
+    let assigned = |c: &char| {
+        let gc = CodePointMapData::<Gc>::new().get(*c);
+        gc != Gc::Unassigned && gc != Gc::PrivateUse // (both keyed as they are)
+    };
+    for c in (0..=0x10FFFFu32)
+        .filter_map(char::from_u32)
+        .filter(assigned)
+    {
+        let alone: String = std::iter::once(c).nfkc().collect();
+        let rounds = rounds_to_settle(&alone, 100).expect("settles");
+        slowest = slowest.max((rounds, c));
         let id = format!("a{c}"); // after a letter, so marks count too
         if check_user(&id).is_ok() {
             let n = IdKey::of(&id).as_str().chars().count() - 1;
             worst = worst.max((n, c));
         }
     }
-    assert_eq!(worst, (18, '\u{FDFA}'));
-    let longest = IdKey::of(&"\u{FDFA}".repeat(32));
-    assert_eq!(longest.as_str().chars().count(), 18 * 32);
+    assert!(slowest.0 <= 4, "{slowest:?}");
+    assert!(
+        2 * slowest.0 <= MAX_ROUNDS,
+        "the cap leaves room for newer tables"
+    );
+    assert!(worst.0 <= 7, "{worst:?}");
+    let longest = IdKey::of(&worst.1.to_string().repeat(32));
+    assert!(longest.as_str().chars().count() <= 7 * 32);
+    // Only the first 32 characters are read.
+    assert_eq!(IdKey::of(&"x".repeat(1000)), IdKey::of(&"x".repeat(32)));
 }

@@ -19,13 +19,17 @@
 //     a letter, a digit or another mark;
 // and none is invisible: default-ignorable (zero-width characters, Hangul
 // fillers, variation selectors…, though some are letters or marks), a bidi
-// control, or another control or format character.
+// control, or another control or format character. In the NFKD form at most
+// 4 marks follow a letter, and no mark follows itself. (The server also
+// refuses characters that Unicode does not recommend for identifiers; the
+// browser has no such table, so that message comes from the server's 400.)
 // The `u` flag makes \p{…} work, and [...text] splits text into code points.
 const USER_BASE = /^[\p{L}\p{Nd}]$/u;
 const USER_JOINER = /^[_.\-]$/u;
 const USER_MARK = /^\p{M}$/u;
 const USER_INVISIBLE = /^[\p{Default_Ignorable_Code_Point}\p{Bidi_Control}\p{Cc}\p{Cf}]$/u;
 const USER_MAX = 32;
+const USER_MAX_MARKS = 4;
 const ROOM_MAX = 999999;
 
 const form = document.getElementById('login');
@@ -54,7 +58,7 @@ function checkUser(raw) {
   if (length > USER_MAX) {
     return `Too long: ${length} characters (at most ${USER_MAX}).`;
   }
-  return checkUserChars([...user]);
+  return checkUserChars([...user]) || checkUserMarks([...user.normalize('NFKD')]);
 }
 
 /** Code point as U+XXXX, for messages about characters one may not see. */
@@ -80,6 +84,24 @@ function checkUserChars(chars) {
     } else {
       return 'Use only letters, digits, _ - and . (no spaces or other symbols).';
     }
+  }
+  return '';
+}
+
+/** At most USER_MAX_MARKS marks after a letter, none twice in a row, over
+ * the code points of the id's NFKD form (precomposed accents count). */
+function checkUserMarks(chars) {
+  let marks = 0;
+  let previous = '';
+  for (const c of chars) {
+    if (!USER_MARK.test(c)) {
+      marks = 0;
+    } else if (++marks > USER_MAX_MARKS) {
+      return `At most ${USER_MAX_MARKS} combining marks may follow a letter (${codeName(c)} is one too many).`;
+    } else if (c === previous) {
+      return `A combining mark may not follow itself (${codeName(c)} twice).`;
+    }
+    previous = c;
   }
   return '';
 }

@@ -23,11 +23,17 @@
  *
  * The server allows each session a few pages a second: a request answered
  * 429 waits the Retry-After it names and is sent again, quietly.
+ *
+ * Peer text is never markup: every string from the server goes into the page
+ * as text nodes (textContent), and only http(s) URLs become <a> elements,
+ * built here with their href checked by the URL parser.
  */
 
 // ---------------------------------------------------------------- settings
 
-const DEFAULT_MAX_CHARS = 50;      // until the welcome event tells us
+const DEFAULT_MAX_CHARS = 2000;    // until the welcome event tells us
+const DEFAULT_MAX_LINES = 40;      // likewise
+const GROUP_MS = 5 * 60 * 1000;    // one sender's messages this close together share one name
 const SEND_BUFFER_LIMIT = 64 * 1024; // bytes waiting in the browser before we hold back
 const SEND_RETRY_MS = 100;
 const BACKOFF_FIRST_MS = 500;      // 0.5 s, 1 s, 2 s, 4 s …
@@ -57,6 +63,8 @@ const ui = {
   jump: $('jump'),
   form: $('composer'),
   input: $('text'),
+  notify: $('notify'),
+  logout: $('logout'),
   count: $('count'),
   send: $('send'),
   hint: $('composer-hint'),
@@ -80,6 +88,9 @@ let epoch = null;         // the numbering's epoch, from the last welcome (a str
 let era = 0;              // bumps when the epoch changes; older history answers are dropped
 let me = null;            // our own id, as the server spelled it in "welcome"
 let maxChars = DEFAULT_MAX_CHARS;
+let maxLines = DEFAULT_MAX_LINES;
+let notifyOn = false;     // desktop notifications for mentions, asked for by the reader
+let midnightTimer = null; // relabels the date lines ("Today" becomes "Yesterday")
 let welcomed = false;     // has any welcome arrived yet?
 let failures = 0;         // failed attempts since the last successful open
 let generation = 0;       // bumps on every connect/stop, to ignore stale callbacks
@@ -106,6 +117,42 @@ function roomFromPath(path) {
 /** Number of Unicode code points (what the server counts), not UTF-16 units. */
 function codePoints(text) {
   return [...text].length;
+}
+
+/**
+ * Lines as the server counts them: every line break (LF, CR LF, CR, and
+ * the other breaks Unicode says end a line) starts one.
+ */
+function lineCount(text) {
+  return text.split(/\r\n|[\n\r\v\f\u0085\u2028\u2029]/).length;
+}
+
+/** What is sent for what is in the box: trailing spaces and blank lines go. */
+function outgoing(text) {
+  return text.trimEnd();
+}
+
+/** Why `text` cannot be sent whole (too many characters or lines), or null. */
+function tooLong(text) {
+  const used = codePoints(text);
+  if (used > maxChars) {
+    return `Too long: ${used} characters, the limit is ${maxChars}. Shorten it to send.`;
+  }
+  const lines = lineCount(text);
+  if (lines > maxLines) {
+    return `Too many lines: ${lines}, the limit is ${maxLines}. Shorten it to send.`;
+  }
+  return null;
+}
+
+/**
+ * The key a mention is compared by. The server compares ids by a stronger
+ * key (look-alike letters too, which needs Unicode's confusables data); the
+ * page approximates it with NFKC and lower case, so "@ALICE" and fullwidth
+ * "@ａｌｉｃｅ" name alice, while a look-alike spelling is not highlighted.
+ */
+function mentionKey(text) {
+  return String(text).normalize('NFKC').toLowerCase();
 }
 
 /** Ids are unique per room ignoring case: "Alice" and "alice" are one person. */
@@ -167,7 +214,7 @@ function setState(next, detail) {
   const usable = next === 'connected';
   const hadFocus = document.activeElement === ui.input;
   ui.input.disabled = !usable;
-  ui.send.disabled = !usable;
+  updateSendButton();
   if (usable) {
     if (hadFocus || ui.input.dataset.refocus === 'yes') {
       ui.input.focus();
@@ -217,6 +264,9 @@ function explainClose(code, reason) {
     case 1013: // try again later
       return { retry: true, why: `the server asked to try again later ${tail}` };
     case 1000:
+      if (reason === 'logged out') {
+        return { retry: false, text: `You logged out of this room ${tail}. Log in again to come back.`, login: true };
+      }
       return { retry: false, text: `The server ended the connection normally ${tail}.` };
     case 1002:
       return { retry: false, text: `Disconnected: the server reported a WebSocket protocol error ${tail}.` };
@@ -319,6 +369,11 @@ function handleClose(event, opened, myGeneration) {
   }
   generation++; // nothing more to wait for
   setState('closed', info.text);
+  if (info.login) {
+    // The session is gone: reconnecting cannot work; the login page can.
+    location.replace('/?room=' + room);
+    return;
+  }
   offerReconnect(info.button || 'Reconnect');
 }
 
@@ -422,9 +477,9 @@ function onWelcome(event) {
   if (Number.isInteger(event.maxChars) && event.maxChars > 0) {
     maxChars = event.maxChars;
   }
-  // maxlength counts UTF-16 units; one code point is at most two of them.
-  // The real limit (code points) is checked by updateCounter() and send().
-  ui.input.maxLength = maxChars * 2;
+  if (Number.isInteger(event.maxLines) && event.maxLines > 0) {
+    maxLines = event.maxLines;
+  }
   updateCounter();
 
   setPresence(Array.isArray(event.users) ? event.users : []);
@@ -450,7 +505,7 @@ function onWelcome(event) {
     for (const message of history) {
       addMessage(message, true);
     }
-    addSystem(first ? `You joined room ${room}.` : 'Reconnected.');
+    addSystem(first ? `You joined room ${room}.` : 'Reconnected.', Date.now());
     return true;
   });
   if (gapMark !== null) {
@@ -484,6 +539,9 @@ function onMessage(event) {
   const added = withAutoScroll(own, () => addMessage(event, false));
   if (added && !own) {
     countUnread();
+    if (mentionsMe(String(event.text ?? ''))) {
+      notifyMention(event);
+    }
   }
 }
 
@@ -574,7 +632,9 @@ function addMessage(message, fromHistory) {
   if (!isNewSeq(message.seq)) {
     return false; // already on screen (e.g. resent after a reconnect)
   }
-  ui.messages.append(messageItem(message, fromHistory));
+  const li = messageItem(message, fromHistory);
+  ui.messages.append(li);
+  tidy([li]);
   return true;
 }
 
@@ -599,12 +659,223 @@ function messageItem(message, fromHistory) {
     li.classList.add('own');
   }
 
+  li.dataset.user = user;
+  li.dataset.at = String(Number.isFinite(message.at) ? message.at : Date.now());
+  const text = String(message.text ?? '');
+  if (!isMe(user) && mentionsMe(text)) {
+    li.classList.add('mention');
+  }
+
   const bubble = el('div', 'bubble');
   const meta = el('div', 'meta');
   meta.append(el('span', 'author ' + colourClass(user), user), ' ', timeEl(message.at));
-  bubble.append(meta, el('p', 'text', String(message.text ?? '')));
+  const body = el('p', 'text');
+  body.dir = 'auto'; // a right-to-left message reads right to left, in its own box
+  fillText(body, text);
+  bubble.append(meta, body);
   li.append(bubble);
   return li;
+}
+
+// ---------------------------------------------------------------- message text: links and mentions
+
+// An http(s) URL: up to a space, a control, a quote or angle bracket, or a
+// bidi control or invisible character (which could make a link read as
+// another address). Trailing punctuation is trimmed by trimUrl().
+const URL_RE = /\bhttps?:\/\/[^\s<>"\u0000-\u001f\u007f-\u009f\u00ad\u061c\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff]+/giu;
+// "@" and an id (letters, digits, marks, _ - .), not inside a word or an address.
+const MENTION_RE = /(^|[^\p{L}\p{N}\p{M}_.@-])@([\p{L}\p{N}\p{M}_.-]{1,64})/gu;
+const CLOSERS = { ')': '(', ']': '[', '}': '{' };
+
+/** The URL without the punctuation that ends the sentence around it. */
+function trimUrl(url) {
+  for (;;) {
+    const last = url.at(-1);
+    const opener = CLOSERS[last];
+    const unbalanced = opener !== undefined && url.split(last).length > url.split(opener).length;
+    if (!'.,;:!?\'*'.includes(last) && !unbalanced) {
+      return url;
+    }
+    url = url.slice(0, -1);
+  }
+}
+
+/** The href of a URL the parser accepts as http(s) with a host, else null. */
+function safeHref(text) {
+  let url;
+  try {
+    url = new URL(text);
+  } catch (err) {
+    return null;
+  }
+  return (url.protocol === 'http:' || url.protocol === 'https:') && url.hostname !== '' ? url.href : null;
+}
+
+/**
+ * Puts `text` into `node`: text nodes, <a> for http(s) URLs (new tab,
+ * no referrer, no opener, nofollow) and <mark> for a mention of the reader.
+ * Nothing in the text is ever parsed as HTML.
+ */
+function fillText(node, text) {
+  let done = 0;
+  for (const match of text.matchAll(URL_RE)) {
+    const url = trimUrl(match[0]);
+    const href = safeHref(url);
+    if (href === null) {
+      continue;
+    }
+    appendWithMentions(node, text.slice(done, match.index));
+    const link = el('a', 'link', url);
+    link.href = href;
+    link.rel = 'noopener noreferrer nofollow';
+    link.target = '_blank';
+    link.dir = 'ltr'; // a URL reads left to right, even inside right-to-left text
+    node.append(link);
+    done = match.index + url.length;
+  }
+  appendWithMentions(node, text.slice(done));
+}
+
+/** Appends plain text, with every "@me" in a <mark>. */
+function appendWithMentions(node, text) {
+  let done = 0;
+  for (const match of text.matchAll(MENTION_RE)) {
+    const at = match.index + match[1].length;
+    const name = namedId(match[2]);
+    if (name === null) {
+      continue;
+    }
+    node.append(text.slice(done, at));
+    node.append(el('mark', 'mention-name', '@' + name));
+    done = at + 1 + name.length;
+  }
+  node.append(text.slice(done));
+}
+
+/**
+ * The part of `word` (what follows an "@") that names the reader, or null:
+ * the whole word, or the word without the dots, dashes or underscores that
+ * end a sentence ("@bob." names bob).
+ */
+function namedId(word) {
+  if (me === null) {
+    return null;
+  }
+  const mine = mentionKey(me);
+  const trimmed = word.replace(/[._-]+$/u, '');
+  for (const candidate of [word, trimmed]) {
+    if (candidate !== '' && mentionKey(candidate) === mine) {
+      return candidate;
+    }
+  }
+  return null;
+}
+
+/** Does this text mention the reader (@id)? */
+function mentionsMe(text) {
+  for (const match of text.matchAll(MENTION_RE)) {
+    if (namedId(match[2]) !== null) {
+      return true;
+    }
+  }
+  return false;
+}
+
+// ---------------------------------------------------------------- date lines and grouping
+
+/** The local calendar day of a time, as a string to compare. */
+function dayKey(ms) {
+  const d = new Date(ms);
+  return `${d.getFullYear()}-${d.getMonth() + 1}-${d.getDate()}`;
+}
+
+/** "Today", "Yesterday", or the date ("Monday, 3 March", with the year if not this one). */
+function dayLabel(ms) {
+  const now = new Date();
+  if (dayKey(ms) === dayKey(now.getTime())) {
+    return 'Today';
+  }
+  const yesterday = new Date(now.getFullYear(), now.getMonth(), now.getDate() - 1, 12);
+  if (dayKey(ms) === dayKey(yesterday.getTime())) {
+    return 'Yesterday';
+  }
+  const date = new Date(ms);
+  const options = { weekday: 'long', month: 'long', day: 'numeric' };
+  if (date.getFullYear() !== now.getFullYear()) {
+    options.year = 'numeric';
+  }
+  return date.toLocaleDateString([], options);
+}
+
+function daySeparator(ms) {
+  const li = el('li', 'system separator day');
+  li.dataset.day = String(ms);
+  li.append(el('span', '', dayLabel(ms)));
+  return li;
+}
+
+/** The nearest line before (or after) `item` that has a time, or null. */
+function datedSibling(item, forward) {
+  let next = forward ? item.nextElementSibling : item.previousElementSibling;
+  while (next !== null && next.dataset.at === undefined) {
+    next = forward ? next.nextElementSibling : next.previousElementSibling;
+  }
+  return next;
+}
+
+/**
+ * Puts a date line before `item` when it is the first line of its day, and
+ * marks a message that follows one of the same sender within GROUP_MS
+ * (class "cont": its name is not shown again).
+ */
+function placeItem(item) {
+  if (item.dataset.at === undefined) {
+    return;
+  }
+  const at = Number(item.dataset.at);
+  const before = item.previousElementSibling;
+  if (before !== null && before.classList.contains('day')) {
+    before.remove();
+  }
+  const prev = datedSibling(item, false);
+  if (prev === null || dayKey(Number(prev.dataset.at)) !== dayKey(at)) {
+    item.before(daySeparator(at));
+  }
+  if (item.classList.contains('msg')) {
+    const p = item.previousElementSibling;
+    const gap = p === null ? -1 : at - Number(p.dataset.at);
+    const grouped = p !== null && p.classList.contains('msg') && p.dataset.user === item.dataset.user &&
+      gap >= 0 && gap < GROUP_MS;
+    item.classList.toggle('cont', grouped);
+  }
+}
+
+/**
+ * Date lines and grouping for lines just put on the page (`items`, in
+ * order, side by side), and for the line after them, whose neighbour changed.
+ */
+function tidy(items) {
+  for (const item of items) {
+    placeItem(item);
+  }
+  const last = items.at(-1);
+  const next = last === undefined ? null : datedSibling(last, true);
+  if (next !== null) {
+    placeItem(next);
+  }
+}
+
+/** At midnight "Today" becomes "Yesterday": label the date lines anew. */
+function relabelDaysAtMidnight() {
+  clearTimeout(midnightTimer);
+  const now = new Date();
+  const midnight = new Date(now.getFullYear(), now.getMonth(), now.getDate() + 1, 0, 0, 1);
+  midnightTimer = setTimeout(() => {
+    for (const line of ui.messages.querySelectorAll('li.day')) {
+      line.firstElementChild.textContent = dayLabel(Number(line.dataset.day));
+    }
+    relabelDaysAtMidnight();
+  }, midnight - now);
 }
 
 /** A grey line in the middle (joins, leaves, notices); returns it. */
@@ -612,9 +883,11 @@ function addSystem(text, at, extraClass) {
   const li = el('li', 'system' + (extraClass ? ' ' + extraClass : ''));
   li.append(el('span', '', text));
   if (at !== undefined) {
+    li.dataset.at = String(Number.isFinite(at) ? at : Date.now());
     li.append(' · ', timeEl(at));
   }
   ui.messages.append(li);
+  tidy([li]);
   return li;
 }
 
@@ -852,11 +1125,12 @@ async function loadOlder() {
 /** Puts older messages first, under the "earlier messages" rule if it leads. */
 function insertOlder(items) {
   const first = ui.messages.firstElementChild;
-  if (first !== null && first.classList.contains('separator')) {
+  if (first !== null && first.classList.contains('separator') && !first.classList.contains('day')) {
     first.after(...items);
   } else {
     ui.messages.prepend(...items);
   }
+  tidy(items);
 }
 
 // ---------------------------------------------------------------- missed messages (gap)
@@ -909,7 +1183,10 @@ async function fetchGapPages(mark, after) {
     if (items.length === 0) {
       return 'the room no longer keeps them';
     }
-    keepInView(() => mark.after(...items));
+    keepInView(() => {
+      mark.after(...items);
+      tidy(items);
+    });
     if (!page.more && nextSeqAfter(mark) > after + 1) {
       return 'the room no longer keeps them';
     }
@@ -932,6 +1209,89 @@ function onVisibilityChange() {
   }
 }
 
+// ---------------------------------------------------------------- desktop notifications (opt-in)
+
+const NOTIFY_KEY = 'wsrooms.notify';
+
+function savedNotify() {
+  try {
+    return localStorage.getItem(NOTIFY_KEY) === 'on';
+  } catch (err) {
+    return false; // storage turned off: ask again on each visit
+  }
+}
+
+function saveNotify(on) {
+  try {
+    localStorage.setItem(NOTIFY_KEY, on ? 'on' : 'off');
+  } catch (err) {
+    // storage turned off: the choice lasts for this page only
+  }
+}
+
+/** The button shows where the browser has notifications; off until asked for. */
+function initNotify() {
+  if (!('Notification' in window)) {
+    return;
+  }
+  ui.notify.hidden = false;
+  notifyOn = Notification.permission === 'granted' && savedNotify();
+  showNotify();
+  ui.notify.addEventListener('click', toggleNotify);
+}
+
+function showNotify(blocked) {
+  ui.notify.setAttribute('aria-pressed', String(notifyOn));
+  ui.notify.textContent = notifyOn ? 'Notifying' : 'Notify me';
+  ui.notify.title = blocked
+    ? 'Notifications are blocked for this site in the browser\'s settings.'
+    : notifyOn
+      ? 'A desktop notification when a message names you (@id) while this tab is hidden. Click to turn off.'
+      : 'Turn on desktop notifications for messages that name you (@id) while this tab is hidden.';
+}
+
+async function toggleNotify() {
+  if (notifyOn) {
+    notifyOn = false;
+    saveNotify(false);
+    showNotify();
+    return;
+  }
+  let permission = Notification.permission;
+  if (permission === 'default') {
+    try {
+      permission = await Notification.requestPermission();
+    } catch (err) {
+      permission = 'denied';
+    }
+  }
+  notifyOn = permission === 'granted';
+  saveNotify(notifyOn);
+  showNotify(!notifyOn);
+  if (!notifyOn) {
+    setHint('Notifications are blocked for this site in the browser\'s settings.');
+  }
+}
+
+/** A live message names the reader: a notification if asked for and the tab is hidden. */
+function notifyMention(event) {
+  if (!notifyOn || !document.hidden || Notification.permission !== 'granted') {
+    return;
+  }
+  try {
+    const note = new Notification(`${event.user} mentioned you in room ${room}`, {
+      body: String(event.text ?? '').slice(0, 200),
+      tag: `wsrooms-room-${room}`,
+    });
+    note.addEventListener('click', () => {
+      window.focus();
+      note.close();
+    });
+  } catch (err) {
+    // Some browsers allow notifications only from a service worker.
+  }
+}
+
 // ---------------------------------------------------------------- sending
 
 function setHint(text, warn) {
@@ -939,16 +1299,45 @@ function setHint(text, warn) {
   ui.hint.classList.toggle('warn', Boolean(warn));
 }
 
-/** Updates "n/50"; above the limit the counter turns to a warning colour. */
+/**
+ * Updates "n/2000" (code points of what would be sent). Over the limit (in
+ * characters or lines) the counter turns red, the hint says why, and Send
+ * is disabled: the text stays whole in the box until it is shortened.
+ */
 function updateCounter() {
-  const used = codePoints(ui.input.value);
-  const over = used > maxChars;
-  ui.count.textContent = `${used}/${maxChars}`;
-  ui.count.classList.toggle('over', over);
-  ui.input.setAttribute('aria-invalid', over ? 'true' : 'false');
-  if (!over && ui.hint.classList.contains('warn')) {
+  const text = outgoing(ui.input.value);
+  const problem = tooLong(text);
+  ui.count.textContent = `${codePoints(text)}/${maxChars}`;
+  ui.count.classList.toggle('over', problem !== null);
+  ui.input.setAttribute('aria-invalid', problem !== null ? 'true' : 'false');
+  if (problem !== null) {
+    setHint(problem, true);
+  } else if (ui.hint.classList.contains('warn')) {
     setHint('');
   }
+  updateSendButton();
+  growInput();
+}
+
+function updateSendButton() {
+  ui.send.disabled = state !== 'connected' || tooLong(outgoing(ui.input.value)) !== null;
+}
+
+/** The box grows with its text, up to the few lines CSS allows (then it scrolls). */
+function growInput() {
+  const box = ui.input;
+  box.style.height = 'auto';
+  const borders = box.offsetHeight - box.clientHeight;
+  box.style.height = `${box.scrollHeight + borders}px`;
+}
+
+/** Enter sends; Shift+Enter (and Enter while an input method composes) does not. */
+function onInputKey(event) {
+  if (event.key !== 'Enter' || event.shiftKey || event.isComposing || event.keyCode === 229) {
+    return;
+  }
+  event.preventDefault();
+  submitMessage();
 }
 
 function stopSendRetry() {
@@ -965,14 +1354,14 @@ function stopSendRetry() {
  */
 function send() {
   sendRetryTimer = null;
-  const text = ui.input.value;
+  const text = outgoing(ui.input.value);
   if (text.trim() === '') {
     setHint('');
     return; // the server ignores blank messages anyway
   }
-  const used = codePoints(text);
-  if (used > maxChars) {
-    setHint(`Too long: ${used} characters, the limit is ${maxChars}.`, true);
+  const problem = tooLong(text);
+  if (problem !== null) {
+    setHint(problem, true);
     return;
   }
   // send() is only allowed while readyState is OPEN.
@@ -998,6 +1387,10 @@ function send() {
 
 function onSubmit(event) {
   event.preventDefault();
+  submitMessage();
+}
+
+function submitMessage() {
   if (sendRetryTimer !== null) {
     return; // already waiting for the buffer to drain
   }
@@ -1039,6 +1432,7 @@ window.wsrooms = Object.freeze({
 function init() {
   ui.form.addEventListener('submit', onSubmit);
   ui.input.addEventListener('input', updateCounter);
+  ui.input.addEventListener('keydown', onInputKey);
   ui.log.addEventListener('scroll', onLogScroll, { passive: true });
   if ('ResizeObserver' in window) {
     new ResizeObserver(onLogResize).observe(ui.log);
@@ -1048,19 +1442,23 @@ function init() {
     ui.input.focus();
   });
   ui.reconnect.addEventListener('click', onReconnectClick);
+  // Logging out closes our socket ("logged out") while the page goes away.
+  ui.logout.addEventListener('submit', () => { leaving = true; });
   document.addEventListener('visibilitychange', onVisibilityChange);
   window.addEventListener('pagehide', onPageHide);
   window.addEventListener('pageshow', onPageShow);
   window.addEventListener('online', onOnline);
 
-  ui.input.maxLength = maxChars * 2;
   updateCounter();
+  initNotify();
+  relabelDaysAtMidnight();
 
   if (room === null) {
-    setState('closed', 'This address is not a chat room. Use "Leave" to pick a room.');
+    setState('closed', 'This address is not a chat room. Use "Leave" or the logo to pick a room.');
     return;
   }
   ui.room.textContent = String(room);
+  ui.logout.action = `/logout?room=${room}`;
   document.title = baseTitle;
   connect();
 }

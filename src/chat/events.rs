@@ -51,6 +51,8 @@ pub struct Welcome<'a, U, H> {
     pub users: U,
     /// The longest chat text in code points (`--max-chat-chars`), for the page's input.
     pub max_chars: usize,
+    /// The most lines of one chat text (`--max-chat-lines`), for the page's input.
+    pub max_lines: usize,
     /// Already-encoded `message` events, oldest first.
     pub history: H,
     /// True when messages the client asked for (`since`) are no longer kept.
@@ -60,7 +62,7 @@ pub struct Welcome<'a, U, H> {
     pub epoch: u64,
 }
 
-/// `{"type":"welcome","room":…,"user":…,"users":[…],"maxChars":…,"history":[…],"gap":…,"epoch":"…"}`
+/// `{"type":"welcome","room":…,"user":…,"users":[…],"maxChars":…,"maxLines":…,"history":[…],"gap":…,"epoch":"…"}`
 pub fn welcome<'a, U, H>(out: &mut Vec<u8>, w: Welcome<'a, U, H>)
 where
     U: Iterator<Item = &'a str>,
@@ -75,7 +77,11 @@ where
         }
         push_str(out, user);
     }
-    let _ = write!(out, "],\"maxChars\":{},\"history\":[", w.max_chars);
+    let _ = write!(
+        out,
+        "],\"maxChars\":{},\"maxLines\":{},\"history\":[",
+        w.max_chars, w.max_lines
+    );
     for (i, event) in w.history.enumerate() {
         if i > 0 {
             out.push(b',');
@@ -109,6 +115,7 @@ mod tests {
                 user: "bob",
                 users: ["alice", "bob"].into_iter(),
                 max_chars: 50,
+                max_lines: 40,
                 history: [&m[..], &m[..]].into_iter(),
                 gap: true,
                 epoch: 0x00ab_cdef_0123_4567,

@@ -9,8 +9,13 @@
 //!   still has); a socket, a timer or a room names its session by a
 //!   checked [`SessionId`], so a stale one finds nothing.
 //!   A session reserves its user id in its room from login
-//!   until it expires: 60 s to open a socket, then 10 s of grace after its
-//!   socket closes, so a reload or network blip gets the same id back.
+//!   until it expires: 60 s to open a socket, then a day of grace after its
+//!   socket closes (`--grace-secs`), so a reload, a network blip or a phone
+//!   that slept gets the same id back; a log-out ends it at once.
+//! - A session has at most one live timer entry ([`Session::timer`]): a
+//!   socket that closes again and again within the grace does not add an
+//!   entry each time (each would live a day); the entry that comes due
+//!   finds the later expiry and is queued again once ([`Expiry::Later`]).
 //! - A room is freed when its last session is gone, and its history with it
 //!   (with a data file, its messages and `seq` stay on disk and come back
 //!   when it is used again: the server does that, this module does no I/O).
@@ -21,6 +26,7 @@
 
 pub mod budget;
 pub mod events;
+pub mod id_key;
 pub mod names;
 
 use std::collections::{HashMap, VecDeque};
@@ -62,6 +68,22 @@ pub struct Session {
     /// Its scrollback budget, shared by all its connections; made on its
     /// first page ([`budget::spend`]).
     pub scrollback: Option<TokenBucket>,
+    /// When the one timer entry the server queued for this session is due
+    /// (`None` when there is none): entries due at another instant are stale.
+    pub timer: Option<Instant>,
+}
+
+/// What a session's timer entry found when it came due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expiry {
+    /// The reservation lapsed: the session is gone, the id free. Holds the
+    /// room number.
+    Ended(u32),
+    /// The reservation runs longer now (a socket came and went): queue an
+    /// entry for this instant.
+    Later(Instant),
+    /// Nothing to do: a stale entry, a joined session, or a session gone.
+    Kept,
 }
 
 /// One message kept for late joiners: its number and its encoded frame (the
@@ -98,6 +120,9 @@ pub struct Room {
     /// Look-alike key of each user id → session key, for every session of
     /// the room (joined or only reserved).
     pub names: HashMap<names::IdKey, SessionId>,
+    /// The other keys of each id (with case folded first; of the stored
+    /// order of right-to-left letters: [`names::IdKeys`]) → session key.
+    pub also_names: HashMap<names::IdKey, SessionId>,
     /// Joined sockets, in the order they joined.
     pub members: Vec<Member>,
     /// The `seq` of the last message delivered (0 before the first): what
@@ -109,6 +134,16 @@ pub struct Room {
     /// The last `history_messages` message frames. Changed only by
     /// [`Chat`]'s methods, which keep [`Chat::history_bytes`] in step.
     pub history: VecDeque<Kept>,
+}
+
+impl Room {
+    /// The session whose id is the same person as one with these keys
+    /// (any key in common), if any.
+    pub fn owner_of(&self, keys: &names::IdKeys) -> Option<SessionId> {
+        keys.iter()
+            .find_map(|k| self.names.get(k).or_else(|| self.also_names.get(k)))
+            .copied()
+    }
 }
 
 /// Why a login is refused.
@@ -141,6 +176,9 @@ pub struct Left {
     pub session: SessionId,
     /// When the session's reservation lapses unless a socket joins again (the grace period).
     pub expires: Instant,
+    /// Queue a timer entry for the session at this instant (`None`: the
+    /// entry already queued is due no later, and will queue one again).
+    pub timer: Option<Instant>,
 }
 
 /// All rooms and sessions.
@@ -221,9 +259,9 @@ impl Chat {
         expires: Instant,
         max_users: usize,
     ) -> Result<SessionId, LoginError> {
-        let id_key = names::IdKey::of(user);
+        let keys = names::IdKeys::of(user);
         if let Some(room) = self.room_by_number(number).and_then(|r| self.rooms.get(r)) {
-            if let Some(&owner) = room.names.get(&id_key) {
+            if let Some(owner) = room.owner_of(&keys) {
                 let present = self.user(owner).to_string();
                 return Err(LoginError::Taken { present });
             }
@@ -238,10 +276,15 @@ impl Chat {
             user: user.to_string(),
             socket: None,
             expires: Some(expires),
+            // The caller queues a timer entry at `expires`.
+            timer: Some(expires),
             scrollback: None,
         });
         if let Some(room) = self.rooms.get_mut(room) {
-            room.names.insert(id_key, id);
+            room.names.insert(keys.shown, id);
+            for key in keys.also {
+                room.also_names.insert(key, id);
+            }
         }
         self.by_token.insert(token_hash, id);
         Ok(id)
@@ -254,6 +297,7 @@ impl Chat {
         let room = self.rooms.insert(Room {
             number,
             names: HashMap::new(),
+            also_names: HashMap::new(),
             members: Vec::new(),
             last_seq: 0,
             numbered: 0,
@@ -268,6 +312,11 @@ impl Chat {
         let &id = self.by_token.get(&TokenHash::of(token))?;
         let session = self.sessions.get(id)?;
         (self.rooms.get(session.room)?.number == number).then_some(id)
+    }
+
+    /// The session with this token, in whichever room.
+    pub fn session_by_token(&self, token: &Token) -> Option<SessionId> {
+        self.by_token.get(&TokenHash::of(token)).copied()
     }
 
     /// Charges one scrollback page (or a room socket, which costs as much)
@@ -329,6 +378,10 @@ impl Chat {
         }
         s.socket = None;
         s.expires = Some(expires);
+        let timer = s.timer.is_none_or(|t| t > expires).then_some(expires);
+        if timer.is_some() {
+            s.timer = timer;
+        }
         if let Some(room) = self.rooms.get_mut(s.room) {
             room.members.retain(|m| m.conn != conn);
         }
@@ -337,16 +390,36 @@ impl Chat {
             user: s.user.clone(),
             session,
             expires,
+            timer,
         })
     }
 
-    /// Ends a session whose reservation lapsed; frees its room when empty.
-    /// Returns the room number when the session was removed.
-    pub fn expire(&mut self, id: SessionId, now: Instant) -> Option<u32> {
-        let s = self.sessions.get(id)?;
-        if s.socket.is_some() || s.expires.is_none_or(|t| t > now) {
-            return None;
+    /// A session's timer entry due at `due` came due at `now`: ends the
+    /// session if its reservation lapsed (freeing its room when empty), or
+    /// says when to look again.
+    pub fn expire(&mut self, id: SessionId, due: Instant, now: Instant) -> Expiry {
+        let Some(s) = self.sessions.get_mut(id) else {
+            return Expiry::Kept;
+        };
+        if s.timer != Some(due) {
+            return Expiry::Kept; // a stale entry: the live one is due earlier
         }
+        s.timer = None;
+        match s.expires {
+            _ if s.socket.is_some() => Expiry::Kept,
+            None => Expiry::Kept,
+            Some(t) if t > now => {
+                s.timer = Some(t);
+                Expiry::Later(t)
+            }
+            Some(_) => self.remove_session(id).map_or(Expiry::Kept, Expiry::Ended),
+        }
+    }
+
+    /// Ends a session at once (`POST /logout`): its id is free and its room
+    /// freed when empty. Its socket, if any, must be closed by the caller
+    /// first, so that the others see its `leave`. Returns the room number.
+    pub fn log_out(&mut self, id: SessionId) -> Option<u32> {
         self.remove_session(id)
     }
 
@@ -361,7 +434,11 @@ impl Chat {
         let s = self.sessions.remove(id)?;
         self.by_token.remove(&s.token_hash);
         let room = self.rooms.get_mut(s.room)?;
-        room.names.remove(&names::IdKey::of(&s.user));
+        let keys = names::IdKeys::of(&s.user);
+        room.names.remove(&keys.shown);
+        for key in &keys.also {
+            room.also_names.remove(key);
+        }
         let number = room.number;
         if room.names.is_empty() {
             if let Some(gone) = self.rooms.remove(s.room) {
@@ -449,8 +526,14 @@ impl Chat {
 
     /// The `welcome` event for a socket of `session`, with the history after
     /// `since` (and `gap` when messages after `since` are no longer kept).
+    /// `limits` are the longest chat text in code points and in lines.
     /// Empty if the session or its room is gone.
-    pub fn welcome(&self, session: SessionId, since: Option<u64>, max_chars: usize) -> Vec<u8> {
+    pub fn welcome(
+        &self,
+        session: SessionId,
+        since: Option<u64>,
+        limits: (usize, usize),
+    ) -> Vec<u8> {
         let Some(s) = self.sessions.get(session) else {
             return Vec::new();
         };
@@ -479,7 +562,8 @@ impl Chat {
                 room: room.number,
                 user: &s.user,
                 users,
-                max_chars,
+                max_chars: limits.0,
+                max_lines: limits.1,
                 history,
                 gap,
                 epoch: self.epoch,
@@ -613,16 +697,94 @@ mod tests {
             chat.leave(key, conn(1), now).is_none(),
             "a replaced socket does not leave"
         );
-        assert_eq!(chat.expire(id, now), None, "joined sessions do not expire");
+        assert_eq!(
+            chat.expire(id, now, now),
+            Expiry::Kept,
+            "joined sessions do not expire"
+        );
         let left = chat.leave(key, conn(2), now).unwrap();
         assert_eq!(left.user, "Alice");
-        assert_eq!(chat.expire(id, now), Some(5));
+        assert_eq!(left.timer, Some(now));
+        assert_eq!(chat.expire(id, now, now), Expiry::Ended(5));
         assert_eq!(
             chat.room_by_number(5),
             None,
             "the room went with its last user"
         );
         assert!(chat.login(5, "alice", [4; 16], now, 10).is_ok());
+    }
+
+    #[test]
+    fn a_session_has_one_timer_entry_however_often_its_socket_closes() {
+        let mut chat = Chat::new();
+        let t0 = Instant::now();
+        let reserve = t0 + Duration::from_secs(60);
+        let id = chat.login(1, "bob", [1; 16], reserve, 10).unwrap();
+        let grace = Duration::from_secs(86_400);
+        // A grace shorter than what is left of the reservation: an earlier
+        // entry is needed, and the one at `reserve` goes stale.
+        chat.join(id, conn(1));
+        let short = t0 + Duration::from_secs(5);
+        assert_eq!(chat.leave(id, conn(1), short).unwrap().timer, Some(short));
+        assert_eq!(chat.expire(id, reserve, reserve), Expiry::Kept, "stale");
+        // Back, and away again and again: no new entry after the first.
+        let mut queued = Vec::new();
+        for i in 1..=100u64 {
+            chat.join(id, conn(1 + i as u32));
+            let away = t0 + Duration::from_secs(i) + grace;
+            queued.extend(chat.leave(id, conn(1 + i as u32), away).unwrap().timer);
+        }
+        assert_eq!(queued, [], "the entry at {short:?} will look again");
+        // The one entry comes due: the reservation runs longer, queue once more.
+        let last = t0 + Duration::from_secs(100) + grace;
+        assert_eq!(chat.expire(id, short, short), Expiry::Later(last));
+        assert_eq!(chat.expire(id, short, last), Expiry::Kept, "now stale");
+        assert_eq!(chat.expire(id, last, last), Expiry::Ended(1));
+        assert!(chat.login(1, "bob", [2; 16], last, 10).is_ok());
+    }
+
+    #[test]
+    fn log_out_frees_the_id_at_once() {
+        let mut chat = Chat::new();
+        let now = Instant::now();
+        let id = chat.login(3, "carol", [7; 16], now, 10).unwrap();
+        chat.login(3, "dave", [8; 16], now, 10).unwrap();
+        assert_eq!(chat.session_by_token(&[7; 16]), Some(id));
+        assert_eq!(chat.log_out(id), Some(3));
+        assert_eq!(chat.session_by_token(&[7; 16]), None);
+        assert!(chat.login(3, "Carol", [9; 16], now, 10).is_ok());
+        assert_eq!(chat.log_out(id), None, "once");
+    }
+
+    #[test]
+    fn an_id_holds_all_its_keys_until_it_goes() {
+        let mut chat = Chat::new();
+        let now = Instant::now();
+        let id = chat.login(5, "א-ב", [1; 16], now, 2).unwrap();
+        let taken = Err(LoginError::Taken {
+            present: "א-ב".into(),
+        });
+        assert_eq!(chat.login(5, "ב-א", [2; 16], now, 2), taken, "stored order");
+        assert_eq!(chat.login(5, "א-ב", [3; 16], now, 2), taken, "shown order");
+        // Two keys, one user: the room is not full.
+        assert!(chat.login(5, "b", [4; 16], now, 2).is_ok());
+        chat.cancel(id);
+        assert!(
+            chat.login(5, "ב-א", [5; 16], now, 3).is_ok(),
+            "both keys freed"
+        );
+        let room = chat
+            .room_by_number(5)
+            .and_then(|r| chat.rooms.get(r))
+            .unwrap();
+        let also = names::IdKeys::of("ב-א").also.len() + names::IdKeys::of("b").also.len();
+        assert_eq!((room.names.len(), room.also_names.len()), (2, also));
+        // A key of the present id's that is not its shown key still counts.
+        chat.login(7, "ALICE", [6; 16], now, 3).unwrap();
+        let taken = Err(LoginError::Taken {
+            present: "ALICE".into(),
+        });
+        assert_eq!(chat.login(7, "alice", [7; 16], now, 3), taken);
     }
 
     #[test]
@@ -655,21 +817,24 @@ mod tests {
             (seqs, v["gap"].as_bool().unwrap())
         };
         assert_eq!(
-            seqs(chat.welcome(key, None, 50)),
-            (vec![4, 5, 6, 7, 8], false)
-        );
-        assert_eq!(seqs(chat.welcome(key, Some(6), 50)), (vec![7, 8], false));
-        assert_eq!(
-            seqs(chat.welcome(key, Some(3), 50)),
+            seqs(chat.welcome(key, None, (50, 40))),
             (vec![4, 5, 6, 7, 8], false)
         );
         assert_eq!(
-            seqs(chat.welcome(key, Some(1), 50)),
+            seqs(chat.welcome(key, Some(6), (50, 40))),
+            (vec![7, 8], false)
+        );
+        assert_eq!(
+            seqs(chat.welcome(key, Some(3), (50, 40))),
+            (vec![4, 5, 6, 7, 8], false)
+        );
+        assert_eq!(
+            seqs(chat.welcome(key, Some(1), (50, 40))),
             (vec![4, 5, 6, 7, 8], true)
         );
-        assert_eq!(seqs(chat.welcome(key, Some(8), 50)), (vec![], false));
+        assert_eq!(seqs(chat.welcome(key, Some(8), (50, 40))), (vec![], false));
         assert_eq!(
-            seqs(chat.welcome(key, Some(99), 50)),
+            seqs(chat.welcome(key, Some(99), (50, 40))),
             (vec![4, 5, 6, 7, 8], false)
         );
     }
@@ -727,7 +892,7 @@ mod tests {
         let kept = chat.number_message(two, "b", "restored", 0).unwrap();
         chat.restore_room(two, 9, vec![kept], 5);
         assert_eq!(chat.history_bytes(), walk(&chat));
-        chat.expire(a, now);
+        chat.expire(a, now, now);
         assert_eq!(chat.room_by_number(1), None, "room 1 went with its history");
         assert_eq!(chat.history_bytes(), walk(&chat));
     }

@@ -7,6 +7,7 @@
 //! |----------|---------------------|---------------------------------------------|
 //! | GET HEAD | `/`                 | login page                                  |
 //! | POST     | `/login`            | reserve an id → 303 (or 400/403/409/429)    |
+//! | POST     | `/logout`           | end the cookie's session → 303 to `/` (or 403) |
 //! | GET HEAD | `/rooms/{n}`        | room page, or 303 to `/?room=n`             |
 //! | GET      | `/rooms/{n}/ws`     | the room's WebSocket (cookie + Origin)      |
 //! | GET HEAD | `/rooms/{n}/history`| older messages, a page as JSON (cookie; 429 over the session's budget) |
@@ -55,6 +56,14 @@ pub enum Outcome {
         session: SessionId,
         /// `?since=N`: the client has every message up to `seq` N.
         since: Option<u64>,
+    },
+    /// `POST /logout`: end `session` at once (close its socket, free its id),
+    /// then send `response`, which clears the cookie.
+    LoggedOut {
+        /// The `303` to `/` that clears the cookie.
+        response: Response,
+        /// The session the request's cookie named.
+        session: SessionId,
     },
     /// Upgrade to an echo socket.
     Echo {
@@ -120,6 +129,12 @@ pub fn handle(req: &Request, body: &[u8], ctx: &mut Ctx) -> Outcome {
             return Outcome::Respond(not_allowed("POST"));
         }
         return login(req, body, ctx);
+    }
+    if path == "/logout" {
+        if req.method != "POST" {
+            return Outcome::Respond(not_allowed("POST"));
+        }
+        return logout(req, ctx);
     }
     if let Some(rest) = path.strip_prefix("/rooms/") {
         return room_routes(req, rest, ctx);
@@ -416,6 +431,32 @@ fn login(req: &Request, body: &[u8], ctx: &mut Ctx) -> Outcome {
     reserve(room, &user, &back, ctx)
 }
 
+/// `POST /logout` (`?room=N` may say the room, for a proxy that routes by
+/// room; the cookie decides): ends the cookie's session at once and clears
+/// the cookie, answering `303` to `/`, with or without a session. Refused
+/// (`403`) like a login sent by another site's page: a foreign page must
+/// not be able to log the visitor out either.
+fn logout(req: &Request, ctx: &mut Ctx) -> Outcome {
+    if foreign_login(req, ctx.config, ctx.proxied) {
+        ctx.metrics.refuse("logout_origin");
+        log::info!("{}: logout refused: sent from another site", ctx.client);
+        return Outcome::Respond(Response::error_page(
+            Status::Forbidden,
+            "user",
+            "This log-out was sent from another site. Log out from this site's own page.",
+            "/",
+        ));
+    }
+    let cleared = format!("{COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
+    let response = Response::redirect(Status::SeeOther, "/")
+        .header("Set-Cookie", cleared)
+        .header("Cache-Control", "no-store");
+    match session_cookie(req).and_then(|t| ctx.chat.session_by_token(&t)) {
+        Some(session) => Outcome::LoggedOut { response, session },
+        None => Outcome::Respond(response),
+    }
+}
+
 /// Is the body of this request wanted? Asked when a client waits with it
 /// (`Expect: 100-continue`): only a login reads a body, and only one that
 /// passes the checks made before its form is read (sent from this site's
@@ -533,10 +574,12 @@ fn login_room(req: &Request, body: &str, ctx: &mut Ctx) -> Result<u32, Response>
 fn same_login(req: &Request, room: u32, user: &str, ctx: &Ctx) -> Option<Response> {
     let session = session_cookie(req).and_then(|t| ctx.chat.session_for(&t, room))?;
     let present = &ctx.chat.sessions.get(session)?.user;
-    (names::IdKey::of(present) == names::IdKey::of(user)).then(|| {
-        Response::redirect(Status::SeeOther, &format!("/rooms/{room}"))
-            .header("Cache-Control", "no-store")
-    })
+    names::IdKeys::of(present)
+        .meets(&names::IdKeys::of(user))
+        .then(|| {
+            Response::redirect(Status::SeeOther, &format!("/rooms/{room}"))
+                .header("Cache-Control", "no-store")
+        })
 }
 
 /// `503`: `--max-sessions` are held.

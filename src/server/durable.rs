@@ -133,15 +133,19 @@ impl Durable {
 
 impl Server {
     /// Takes over `store`: restores its sessions (each reserved for
-    /// `--reserve-secs` from now, so its page can reconnect; the newest
-    /// `--max-sessions` of them, the older ones end and are deleted from
-    /// the file with the first commit), its rooms' `seq` counters and their
-    /// histories. From now on every turn commits before it writes.
+    /// `--reserve-secs` or `--grace-secs` from now, whichever is longer: the
+    /// file does not say when a session's socket closed, and one that was
+    /// away during the restart keeps its id as long as if there had been
+    /// none; the newest `--max-sessions` of them, the older ones end and are
+    /// deleted from the file with the first commit), its rooms' `seq`
+    /// counters and their histories. From now on every turn commits before
+    /// it writes.
     pub fn use_store(&mut self, mut store: Store) -> Result<(), QueryError> {
         let keep = self.config.history_messages;
         let loaded = store.load(keep)?;
         store.refuse_unreadable(&loaded.damaged_rooms);
-        let expires = self.now + self.config.reserve_timeout;
+        let held = self.config.reserve_timeout.max(self.config.grace_timeout);
+        let expires = self.now + held;
         let mut restored = 0;
         let mut over_cap = 0;
         // Newest first: over `--max-sessions`, the oldest logins end.

@@ -149,6 +149,10 @@ impl Server {
                     self.respond(id, response, reply);
                 }
             },
+            Outcome::LoggedOut { response, session } => {
+                self.log_out(session);
+                self.respond(id, response, reply);
+            }
             Outcome::Metrics => {
                 self.count_store_syncs();
                 let text = self.metrics.render(&self.gauges());

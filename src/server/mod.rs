@@ -53,7 +53,7 @@ use mio::{Events, Interest, Poll, Token};
 use crate::assets::Assets;
 use crate::bytes::Bytes;
 use crate::chat::Chat;
-use crate::chat::SessionId;
+use crate::chat::{Expiry, SessionId};
 use crate::config::Config;
 use crate::conn::machine::{Action, Actions, DropReason, Settings};
 use crate::conn::{Conn, ConnId, Machine};
@@ -816,7 +816,7 @@ impl Server {
             };
             match key {
                 TimerKey::Conn(id) => self.on_conn_timer(id, at),
-                TimerKey::Session(sid) => self.on_session_timer(sid),
+                TimerKey::Session(sid) => self.on_session_timer(sid, at),
                 TimerKey::ResumeAccept => self.resume_accepting(),
                 // A wake-up: `check_shutdown_done` decides.
                 TimerKey::ShutdownDeadline => {}
@@ -827,12 +827,14 @@ impl Server {
 
     /// A reservation may have lapsed; with a data file its end is recorded
     /// (the session must not come back after a restart).
-    fn on_session_timer(&mut self, sid: SessionId) {
+    fn on_session_timer(&mut self, sid: SessionId, at: Instant) {
         let Some(token_hash) = self.chat.sessions.get(sid).map(|s| s.token_hash) else {
             return;
         };
-        let Some(number) = self.chat.expire(sid, self.now) else {
-            return;
+        let number = match self.chat.expire(sid, at, self.now) {
+            Expiry::Ended(number) => number,
+            Expiry::Later(again) => return self.timers.add(again, TimerKey::Session(sid)),
+            Expiry::Kept => return,
         };
         log::debug!("reservation lapsed in room {number}");
         if let Some(d) = self.durable.as_mut() {

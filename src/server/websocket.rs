@@ -44,9 +44,8 @@ impl Server {
                 CloseReason::new(close::REPLACED, "replaced by a newer connection"),
             );
         }
-        let welcome = self
-            .chat
-            .welcome(session, since, self.config.max_chat_chars);
+        let limits = (self.config.max_chat_chars, self.config.max_chat_lines);
+        let welcome = self.chat.welcome(session, since, limits);
         self.send(
             id,
             Bytes::Owned(frame::encode_frame(Opcode::Text, &welcome)),
@@ -77,8 +76,9 @@ impl Server {
         let Some(left) = self.chat.leave(session, id, expires) else {
             return;
         };
-        self.timers
-            .add(left.expires, TimerKey::Session(left.session));
+        if let Some(at) = left.timer {
+            self.timers.add(at, TimerKey::Session(left.session));
+        }
         log::info!(
             "leave: \"{}\" from room {}",
             Escaped(&left.user),
@@ -88,6 +88,26 @@ impl Server {
         events::presence(&mut json, "leave", &left.user, chat::unix_millis());
         let frame: Frame = frame::encode_frame(Opcode::Text, &json).into();
         self.post_presence(left.room, frame, None);
+    }
+
+    /// Ends a session at once (`POST /logout`): its socket is closed with
+    /// `1000 logged out` (the others see its `leave`), its id is freed, and
+    /// with a data file its end is recorded in this turn's commit.
+    pub(super) fn log_out(&mut self, session: SessionId) {
+        let Some(s) = self.chat.sessions.get(session) else {
+            return;
+        };
+        let (socket, token_hash) = (s.socket, s.token_hash);
+        if let Some(socket) = socket {
+            self.close_ws(socket, CloseReason::new(close::NORMAL, "logged out"));
+        }
+        let user = self.chat.user(session).to_string();
+        if let Some(number) = self.chat.log_out(session) {
+            log::info!("logout: \"{}\" from room {number}", Escaped(&user));
+        }
+        if let Some(d) = self.durable.as_mut() {
+            d.store.record_session_end(token_hash);
+        }
     }
 
     /// A chat message from a room socket (within its rate: the machine
@@ -100,14 +120,15 @@ impl Server {
                 CloseReason::new(close::INVALID_PAYLOAD, "invalid UTF-8"),
             );
         };
-        let Some(text) = chat::names::chat_text(text, self.config.max_chat_chars) else {
+        let (chars, lines) = (self.config.max_chat_chars, self.config.max_chat_lines);
+        let Some(text) = chat::names::chat_text(text, chars, lines) else {
             return; // empty or only whitespace: ignored
         };
         let Some(s) = self.chat.sessions.get(session) else {
             return;
         };
         let (room, user) = (s.room, s.user.clone());
-        self.post_message(id, room, &user, text);
+        self.post_message(id, room, &user, &text);
     }
 
     /// Queues one shared frame for every member of `room` (but `except`);

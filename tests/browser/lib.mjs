@@ -368,6 +368,65 @@ export async function waitPresence(page, expected, timeout = WAIT_MS) {
   }
 }
 
+/**
+ * Messages whose text starts with a marker `[Nd] ` or `[Nm] ` (N days or
+ * minutes, signed) reach `page` with their `at` moved by that much and the
+ * marker taken out of the text, live and in a welcome's history alike. The
+ * server sets `at` itself, so this is how a test shows a page messages of
+ * other days. The page's socket goes through Playwright's WebSocket route:
+ * every other frame passes unchanged, both ways.
+ */
+export async function shiftTimes(page) {
+  const MARK = /^\[([+-]?[0-9]+)([dm])\] /;
+  const shift = (m) => {
+    const match = m && m.type === 'message' && typeof m.text === 'string' ? MARK.exec(m.text) : null;
+    if (match) {
+      m.at += Number(match[1]) * (match[2] === 'd' ? 86400000 : 60000);
+      m.text = m.text.slice(match[0].length);
+    }
+  };
+  await page.routeWebSocket(/\/rooms\/[0-9]+\/ws/, (ws) => {
+    const server = ws.connectToServer();
+    ws.onMessage((m) => server.send(m));
+    server.onMessage((m) => {
+      if (typeof m !== 'string') return ws.send(m);
+      let event;
+      try {
+        event = JSON.parse(m);
+      } catch (err) {
+        return ws.send(m);
+      }
+      shift(event);
+      for (const h of Array.isArray(event.history) ? event.history : []) shift(h);
+      ws.send(JSON.stringify(event));
+    });
+  });
+}
+
+/**
+ * A context option that puts the page's clock near midday, whatever the
+ * time of the run: date lines and five-minute groups then do not depend on
+ * a test running near midnight.
+ */
+export function middayTimezone() {
+  const east = 12 - new Date().getUTCHours(); // -11 … 12 hours from UTC
+  return east === 0 ? 'Etc/GMT' : `Etc/GMT${east > 0 ? '-' : '+'}${Math.abs(east)}`;
+}
+
+/** Makes the page believe its tab is hidden (true) or shown again (false). */
+export function setHidden(page, hidden) {
+  return page.evaluate((h) => {
+    Object.defineProperty(document, 'hidden', { configurable: true, get: () => h });
+    Object.defineProperty(document, 'visibilityState', { configurable: true, get: () => (h ? 'hidden' : 'visible') });
+    document.dispatchEvent(new Event('visibilitychange'));
+  }, hidden);
+}
+
+/** The date lines of the message list, in order. */
+export function dayLines(page) {
+  return page.$$eval('#messages li.day', (items) => items.map((li) => li.textContent));
+}
+
 export function shotPath(name) {
   mkdirSync(SHOTS_DIR, { recursive: true });
   return path.join(SHOTS_DIR, name);

@@ -13,14 +13,18 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import {
   WAIT_MS,
+  dayLines,
   launchBrowser,
   login,
   messages,
+  middayTimezone,
   newContext,
   openLogin,
   presence,
   runWsrooms,
   say,
+  setHidden,
+  shiftTimes,
   shotPath,
   startProxy,
   startServer,
@@ -133,6 +137,12 @@ describe('login page', () => {
       await page.press('#user', 'Enter');
       assert.match(await page.textContent('#user-error'), /invisible .*U\+3164/);
       assert.equal(await page.evaluate(() => checkUser('कृष्ण')), '');
+      // A tower of marks is named as the server names it.
+      assert.match(await page.evaluate(() => checkUser('a\u0301\u0301')), /U\+0301 twice/);
+      assert.match(
+        await page.evaluate(() => checkUser('a\u0300\u0301\u0302\u0303\u0304')),
+        /U\+0304 is one too many/,
+      );
       // Typing clears the message.
       await page.fill('#user', 'good_name');
       assert.equal((await page.textContent('#user-error')).trim(), '');
@@ -227,13 +237,12 @@ describe('room', () => {
 
       // The live counter counts code points: the emoji is one.
       await alice.fill('#text', 'ab👋');
-      assert.equal(await alice.textContent('#count'), '3/50');
-      await alice.fill('#text', 'x'.repeat(51));
-      assert.equal(await alice.textContent('#count'), '51/50');
+      assert.equal(await alice.textContent('#count'), '3/2000');
+      await alice.fill('#text', 'x'.repeat(2001));
+      assert.equal(await alice.textContent('#count'), '2001/2000');
       assert.ok(await alice.locator('#count.over').isVisible());
       await alice.press('#text', 'Enter');
       assert.match(await alice.textContent('#composer-hint'), /Too long/);
-      assert.ok(Number(await alice.getAttribute('#text', 'maxlength')) > 0, 'input has maxlength');
       await alice.fill('#text', '');
 
       // A third person tries Alice's id in another case: 409 inline.
@@ -875,6 +884,297 @@ describe('restarts with a data file', () => {
   });
 });
 
+
+// ---------------------------------------------------------------------------
+
+/** The text of the last message shown, and its .text element's line count as laid out. */
+function lastMessageText(page) {
+  return page.evaluate(() => {
+    const node = [...document.querySelectorAll('#messages li.msg .text')].at(-1);
+    const style = getComputedStyle(node);
+    const lines = Math.round(node.getBoundingClientRect().height / parseFloat(style.lineHeight));
+    return { text: node.textContent, whiteSpace: style.whiteSpace, lines };
+  });
+}
+
+describe('messages', () => {
+  test('a long message of several lines (Shift+Enter) arrives with its line breaks; the box grows', { timeout: TEST_MS }, async () => {
+    await withServer({}, async (server) => {
+      const a = await newContext(browser);
+      const b = await newContext(browser);
+      const alice = await a.newPage();
+      const bob = await b.newPage();
+      await login(alice, server.url, 'alice', 30);
+      await login(bob, server.url, 'bob', 30);
+      const oneLine = await alice.evaluate(() => document.getElementById('text').offsetHeight);
+      const long = 'a long line, '.repeat(40).trim();
+      await alice.click('#text');
+      await alice.keyboard.type('first line');
+      await alice.keyboard.press('Shift+Enter');
+      await alice.keyboard.type('second line');
+      await alice.keyboard.press('Shift+Enter');
+      await alice.keyboard.insertText(long);
+      assert.equal(await alice.inputValue('#text'), `first line\nsecond line\n${long}`, 'Shift+Enter broke the line, sent nothing');
+      const grown = await alice.evaluate(() => document.getElementById('text').offsetHeight);
+      assert.ok(grown > oneLine * 2, `the box grew: ${oneLine} → ${grown} px`);
+      await alice.keyboard.press('Enter');
+      const sent = `first line\nsecond line\n${long}`;
+      await waitMessage(bob, sent);
+      await waitMessage(alice, sent);
+      assert.equal(await alice.inputValue('#text'), '');
+      assert.equal(await alice.evaluate(() => document.getElementById('text').offsetHeight), oneLine, 'the box shrank back');
+      const shown = await lastMessageText(bob);
+      assert.equal(shown.text, sent);
+      assert.equal(shown.whiteSpace, 'pre-wrap');
+      assert.ok(shown.lines >= 3, `shown on ${shown.lines} lines`);
+      await bob.screenshot({ path: shotPath('room-1280-multiline.png') });
+      await finish(a, b);
+    });
+  });
+
+  test('an over-long paste stays whole in the box, the counter red and Send disabled; nothing is cut or sent', { timeout: TEST_MS }, async () => {
+    await withServer({}, async (server) => {
+      const a = await newContext(browser);
+      const b = await newContext(browser);
+      await a.grantPermissions(['clipboard-read', 'clipboard-write']);
+      const alice = await a.newPage();
+      const bob = await b.newPage();
+      await login(alice, server.url, 'alice', 31);
+      await login(bob, server.url, 'bob', 31);
+      // 2,100 characters, some of them outside the BMP (two UTF-16 units each).
+      const pasted = [...'가나다라마바사😀'.repeat(300)].slice(0, 2100).join('');
+      await alice.evaluate((t) => navigator.clipboard.writeText(t), pasted);
+      await alice.click('#text');
+      await alice.keyboard.press('Control+V');
+      await alice.waitForFunction(() => document.getElementById('text').value !== '');
+      assert.equal(await alice.inputValue('#text'), pasted, 'the paste is whole');
+      assert.equal(await alice.textContent('#count'), '2100/2000');
+      assert.ok(await alice.locator('#count.over').isVisible());
+      assert.ok(await alice.locator('#send').isDisabled(), 'Send is disabled');
+      assert.equal(await alice.getAttribute('#text', 'aria-invalid'), 'true');
+      assert.match(await alice.textContent('#composer-hint'), /Too long: 2100 characters, the limit is 2000/);
+      await alice.keyboard.press('Enter');
+      assert.equal(await alice.inputValue('#text'), pasted, 'Enter sent nothing and cut nothing');
+      await alice.setViewportSize({ width: 390, height: 800 });
+      await alice.screenshot({ path: shotPath('room-390-over-long.png') });
+      // Too many lines is the same: 41 lines.
+      await alice.fill('#text', Array.from({ length: 41 }, (_, i) => `line ${i + 1}`).join('\n'));
+      assert.ok(await alice.locator('#send').isDisabled());
+      assert.match(await alice.textContent('#composer-hint'), /Too many lines: 41, the limit is 40/);
+      // Shortened to the limit: it goes, whole.
+      const fits = [...pasted].slice(0, 2000).join('');
+      await alice.fill('#text', fits);
+      assert.ok(await alice.locator('#send').isEnabled());
+      assert.equal(await alice.textContent('#composer-hint'), '');
+      await alice.click('#send');
+      await waitMessage(bob, fits);
+      assert.deepEqual((await messages(bob)).map((m) => m.text), [fits], 'only the message that fit was sent');
+      await finish(a, b);
+    });
+  });
+
+  test('http(s) URLs are links (new tab, no referrer, nofollow); javascript:, HTML and bidi tricks stay text', { timeout: TEST_MS }, async () => {
+    await withServer({}, async (server) => {
+      const a = await newContext(browser);
+      const b = await newContext(browser);
+      const alice = await a.newPage();
+      const bob = await b.newPage();
+      await login(alice, server.url, 'alice', 32);
+      await login(bob, server.url, 'bob', 32);
+      const lines = [
+        'the notes: https://example.com/notes?q=1&x=2, then reply.',
+        'see (https://en.wikipedia.org/wiki/Rust_(programming_language)).',
+        'javascript:alert(1) <b>x</b> <img src=x onerror=alert(1)> <a href="https://evil.example">y</a>',
+        'JAVASCRIPT:alert(1)//https and data:text/html,<script>alert(1)</script> and https:// alone',
+        'https://example.com/\u202Egnp.exe and xhttps://example.org',
+      ];
+      for (const line of lines) await say(bob, line);
+      await waitMessage(alice, lines.at(-1));
+      const shown = await alice.$$eval('#messages li.msg .text', (nodes) => nodes.map((n) => ({
+        text: n.textContent,
+        elements: [...n.querySelectorAll('*')].map((e) => e.tagName.toLowerCase()),
+        links: [...n.querySelectorAll('a')].map((l) => ({ href: l.getAttribute('href'), text: l.textContent, rel: l.rel, target: l.target })),
+      })));
+      assert.deepEqual(shown.map((m) => m.text), lines, 'every text shown exactly as sent');
+      const rel = 'noopener noreferrer nofollow';
+      assert.deepEqual(shown[0].links, [{ href: 'https://example.com/notes?q=1&x=2', text: 'https://example.com/notes?q=1&x=2', rel, target: '_blank' }]);
+      assert.deepEqual(shown[1].links.map((l) => l.href), ['https://en.wikipedia.org/wiki/Rust_(programming_language)']);
+      // The tags are text; only the URL inside the quotes is a link, to itself.
+      assert.deepEqual(shown[2].elements, ['a'], 'no element from HTML-looking text');
+      assert.deepEqual(shown[2].links.map((l) => [l.href, l.text]), [['https://evil.example/', 'https://evil.example']]);
+      assert.deepEqual(shown[3].elements, [], 'no link for javascript:, data: or a URL without a host');
+      // The URL stops at the right-to-left override: the link cannot read as another address.
+      assert.deepEqual(shown[4].links.map((l) => l.href), ['https://example.com/']);
+      for (const page of [alice, bob]) {
+        assert.equal(await page.locator('#messages img, #messages b, #messages script').count(), 0);
+      }
+      // A click opens a new tab at the address, without opener.
+      const [tab] = await Promise.all([
+        a.waitForEvent('page'),
+        alice.click('#messages a[href="https://example.com/notes?q=1&x=2"]'),
+      ]);
+      assert.equal(await tab.evaluate(() => window.opener), null);
+      await tab.close();
+      await alice.screenshot({ path: shotPath('room-1280-links.png') });
+      await finish(a, b);
+    });
+  });
+
+  test('date lines (Today, Yesterday, a date) and one sender\'s messages within five minutes grouped', { timeout: TEST_MS }, async () => {
+    await withServer({}, async (server) => {
+      const timezoneId = middayTimezone();
+      const a = await newContext(browser, { timezoneId });
+      const b = await newContext(browser, { timezoneId });
+      const alice = await a.newPage();
+      const bob = await b.newPage();
+      await shiftTimes(alice);
+      await login(bob, server.url, 'bob', 33);
+      for (const text of ['[-3d] three days ago', '[-1d] yesterday', '[-10m] ten minutes ago', '[-1m] a minute ago', '[0m] just now']) {
+        await say(bob, text);
+      }
+      // Alice comes in: the welcome's history, then live messages.
+      await login(alice, server.url, 'alice', 33);
+      await waitMessage(alice, 'just now');
+      await say(bob, 'live one');
+      await waitMessage(alice, 'live one');
+      await say(alice, 'mine');
+      await waitMessage(alice, 'mine');
+      await say(bob, 'after alice');
+      await waitMessage(alice, 'after alice');
+      const threeDaysAgo = await alice.evaluate(() => new Date(Date.now() - 3 * 86400000).toLocaleDateString([], { weekday: 'long', month: 'long', day: 'numeric' }));
+      assert.deepEqual(await dayLines(alice), [threeDaysAgo, 'Yesterday', 'Today']);
+      // Each date line sits right before the first message of its day.
+      const order = await alice.$$eval('#messages > li', (items) => items
+        .filter((li) => li.classList.contains('day') || li.classList.contains('msg'))
+        .map((li) => (li.classList.contains('day') ? `— ${li.textContent}` : li.querySelector('.text').textContent)));
+      assert.deepEqual(order, [
+        `— ${threeDaysAgo}`, 'three days ago',
+        '— Yesterday', 'yesterday',
+        '— Today', 'ten minutes ago', 'a minute ago', 'just now', 'live one', 'mine', 'after alice',
+      ]);
+      const grouped = await alice.$$eval('#messages li.msg', (items) => items.map((li) => [li.querySelector('.text').textContent, li.classList.contains('cont')]));
+      assert.deepEqual(grouped, [
+        ['three days ago', false],
+        ['yesterday', false],
+        ['ten minutes ago', false], // more than five minutes before the next one
+        ['a minute ago', false],
+        ['just now', true],
+        ['live one', false], // the line "You joined room 33." came between
+        ['mine', false],
+        ['after alice', false],
+      ]);
+      // A grouped message shows no name (it is still there for screen readers).
+      const names = await alice.$$eval('#messages li.msg .author', (nodes) => nodes.map((n) => n.getBoundingClientRect().width > 2));
+      assert.deepEqual(names, [true, true, true, true, false, true, true, true]);
+      await alice.screenshot({ path: shotPath('room-1280-days.png') });
+      await alice.setViewportSize({ width: 390, height: 800 });
+      await alice.screenshot({ path: shotPath('room-390-days.png') });
+      await finish(a, b);
+    });
+  });
+});
+
+describe('notice', () => {
+  test('unread count in the title while hidden; a mention is highlighted and, when asked for, a desktop notification', { timeout: TEST_MS }, async () => {
+    await withServer({}, async (server) => {
+      const a = await newContext(browser);
+      const b = await newContext(browser);
+      // Notifications as a desktop browser that the reader allowed: recorded.
+      await a.addInitScript(() => {
+        window.__notes = [];
+        window.Notification = class {
+          static permission = 'default';
+          static requestPermission() {
+            if (window.__deny) return Promise.resolve('denied'); // the reader said no this time
+            window.Notification.permission = 'granted';
+            return Promise.resolve('granted');
+          }
+          constructor(title, options) {
+            window.__notes.push({ title, body: options.body });
+          }
+          addEventListener() {}
+          close() {}
+        };
+      });
+      const alice = await a.newPage();
+      const bob = await b.newPage();
+      await login(alice, server.url, 'Alice', 34);
+      await login(bob, server.url, 'bob', 34);
+      assert.equal(await alice.title(), 'Room 34 — wsrooms');
+      assert.equal(await alice.getAttribute('#notify', 'aria-pressed'), 'false');
+      // Refused by the reader: still off, and the page says why.
+      await alice.evaluate(() => { window.__deny = true; });
+      await alice.click('#notify');
+      await alice.waitForFunction(() => /blocked/.test(document.getElementById('composer-hint').textContent));
+      assert.equal(await alice.getAttribute('#notify', 'aria-pressed'), 'false');
+      await alice.evaluate(() => { window.__deny = false; });
+      await alice.click('#notify');
+      await alice.waitForSelector('#notify[aria-pressed="true"]');
+
+      await setHidden(alice, true);
+      const texts = ['one', 'mail alice@example.com or @alicex', 'hey @ALICE, look', 'and @ａｌｉｃｅ.'];
+      for (const text of texts) await say(bob, text);
+      await waitMessage(alice, texts.at(-1));
+      assert.equal(await alice.title(), '(4) Room 34 — wsrooms');
+      const marks = await alice.$$eval('#messages li.msg', (items) => items.map((li) => [
+        li.classList.contains('mention'),
+        [...li.querySelectorAll('mark')].map((m) => m.textContent),
+      ]));
+      assert.deepEqual(marks, [[false, []], [false, []], [true, ['@ALICE']], [true, ['@ａｌｉｃｅ']]]);
+      assert.deepEqual(await alice.evaluate(() => window.__notes), [
+        { title: 'bob mentioned you in room 34', body: 'hey @ALICE, look' },
+        { title: 'bob mentioned you in room 34', body: 'and @ａｌｉｃｅ.' },
+      ]);
+      // Her own mention of herself is nothing special.
+      await say(alice, 'note to @alice');
+      await waitMessage(alice, 'note to @alice');
+      assert.equal(await alice.locator('#messages li.msg.own.mention').count(), 0);
+
+      await setHidden(alice, false);
+      assert.equal(await alice.title(), 'Room 34 — wsrooms');
+      // Visible: the title stays, and no notification comes.
+      await say(bob, '@alice again');
+      await waitMessage(alice, '@alice again');
+      assert.equal(await alice.title(), 'Room 34 — wsrooms');
+      // Turned off: hidden again, a mention counts but notifies no one.
+      await alice.click('#notify');
+      await alice.waitForSelector('#notify[aria-pressed="false"]');
+      await setHidden(alice, true);
+      await say(bob, '@alice once more');
+      await waitMessage(alice, '@alice once more');
+      assert.equal(await alice.title(), '(1) Room 34 — wsrooms');
+      assert.equal((await alice.evaluate(() => window.__notes)).length, 2);
+      await finish(a, b);
+    });
+  });
+});
+
+describe('log out', () => {
+  test('the Log out button ends the session at once: the id is free for another login, the others see "left"', { timeout: TEST_MS }, async () => {
+    await withServer({}, async (server) => {
+      const a = await newContext(browser);
+      const b = await newContext(browser);
+      const c = await newContext(browser);
+      const alice = await a.newPage();
+      const bob = await b.newPage();
+      await login(alice, server.url, 'alice', 35);
+      await login(bob, server.url, 'bob', 35);
+      await waitPresence(bob, ['alice', 'bob']);
+      await Promise.all([alice.waitForURL(`${server.url}/`), alice.click('#logout button')]);
+      await waitPresence(bob, ['bob']);
+      await bob.waitForSelector('#messages li.system:has-text("alice left")');
+      // The id is free at once: someone else takes it.
+      const carol = await c.newPage();
+      await login(carol, server.url, 'Alice', 35);
+      await waitPresence(bob, ['Alice', 'bob']);
+      // Alice's browser has no session any more: the room sends her to the login form.
+      await alice.goto(`${server.url}/rooms/35`);
+      await alice.waitForURL(`${server.url}/?room=35`);
+      await finish(a, b, c);
+    });
+  });
+});
+
 describe('a restored older copy', () => {
   test('the page learns the new epoch and shows the room afresh: no seq is ever shown for two messages', { timeout: TEST_MS * 2 }, async () => {
     const data = tempDataFile();
@@ -953,20 +1253,34 @@ describe('screenshots', () => {
       await loginPage.emulateMedia({ colorScheme: 'dark' });
       await loginPage.screenshot({ path: shotPath('login-360-dark.png') });
 
+      // Alice's page (the one in the pictures) comes in after the first
+      // lines, and sees them as yesterday's and this morning's (its clock
+      // near midday).
+      const timezoneId = middayTimezone();
       for (const name of people) {
-        const ctx = await newContext(browser);
+        const ctx = await newContext(browser, { timezoneId });
         ctxs.push(ctx);
         pages[name] = await ctx.newPage();
+      }
+      await shiftTimes(pages.Alice);
+      for (const name of people.filter((p) => p !== 'Alice')) {
         await login(pages[name], server.url, name, 3);
       }
+      const before = [
+        ['bob', '[-1d] evening everyone, the deploy is tomorrow morning'],
+        ['민수', '[-1d] 안녕하세요! 내일 봐요 😊'],
+        ['Zoë', '[-8m] morning! the deploy went out ten minutes ago, all green so far'],
+      ];
+      for (const [who, text] of before) {
+        await say(pages[who], text);
+        await waitMessage(pages.bob, text);
+      }
+      await login(pages.Alice, server.url, 'Alice', 3);
       const lines = [
-        ['bob', 'morning everyone'],
-        ['민수', '안녕하세요! 반가워요 😊'],
-        ['Alice', 'hi! did the deploy go out?'],
-        ['Zoë', 'yes, about ten minutes ago — all green so far'],
-        ['carlos.m', 'nice. latency looks flat on my side'],
-        ['Alice', 'great, thanks for checking'],
+        ['carlos.m', 'release notes: https://example.com/wsrooms/releases/0.4'],
+        ['Alice', 'great, thanks for checking.\nTwo things to try today:\n– the new message box (Shift+Enter for a new line)\n– the Log out button'],
         ['bob', 'lunch at 12:30?'],
+        ['bob', 'I booked the usual place'],
       ];
       for (const [who, text] of lines) {
         await say(pages[who], text);

@@ -214,6 +214,18 @@ pub fn login_request(addr: SocketAddr, user: &str, room: &str) -> String {
     )
 }
 
+/// `POST /logout?room=N` as the room page's button sends it: with the
+/// cookie pair (if any), and `extra` header lines (an `Origin`, …).
+pub fn logout_raw(addr: SocketAddr, room: u32, cookie: Option<&str>, extra: &str) -> HttpResponse {
+    let cookie = cookie.map_or(String::new(), |c| format!("Cookie: {c}\r\n"));
+    http_raw(
+        addr,
+        &format!(
+            "POST /logout?room={room} HTTP/1.1\r\nHost: {addr}\r\n{cookie}{extra}Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        ),
+    )
+}
+
 /// Logs in and returns the cookie pair `wsrooms_session=…`.
 pub fn login(addr: SocketAddr, user: &str, room: u32) -> String {
     let r = login_raw(addr, user, &room.to_string());
