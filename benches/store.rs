@@ -9,12 +9,22 @@
 //! tmpfs). Numbers are wall-clock on a shared machine: compare runs on the
 //! same machine only.
 //!
-//! `cargo bench --bench store`
+//! The last row starts the real binary on a file of 100,000 rooms × 20
+//! messages (and no session) and measures the time until `/healthz`
+//! answers and the process's peak resident memory: start-up reads the
+//! sessions and their rooms only.
+//!
+//! `cargo bench --bench store` (all rows), `cargo bench --bench store --
+//! startup` (the start-up rows only), `… -- sync` (the commit with each
+//! `--sync-ms`).
 
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use wsrooms::store::{DEFAULT_KEEP_MESSAGES, Message, Store, TokenHash};
+use wsrooms::store::{DEFAULT_KEEP_MESSAGES, Message, Settings, Store, SyncEvery, TokenHash};
 
 const TEXT: &str = "a chat line of ordinary length, about sixty characters long";
 
@@ -95,8 +105,14 @@ fn temp_dir() -> tempfile::TempDir {
 /// B-tree page); 100 rooms round-robin is the worst case (each message of a
 /// turn dirties a page of its own, and a commit writes whole 4 KiB pages).
 fn commit_cost(rooms: usize, batch: usize, turns: usize) {
+    commit_cost_with(rooms, batch, turns, &Settings::default());
+}
+
+/// [`commit_cost`] with the store's settings (`--sync-ms`); the time of a
+/// commit includes its sync with `--sync-ms 0`.
+fn commit_cost_with(rooms: usize, batch: usize, turns: usize, settings: &Settings) {
     let dir = temp_dir();
-    let mut store = Store::open(&dir.path().join("bench.db"), DEFAULT_KEEP_MESSAGES).unwrap();
+    let mut store = Store::open_with(&dir.path().join("bench.db"), settings).unwrap();
     let mut feed = Feed::new(rooms);
     for _ in 0..100 {
         feed.turn(&mut store, batch); // warm up: statements prepared, pages cached
@@ -109,14 +125,20 @@ fn commit_cost(rooms: usize, batch: usize, turns: usize) {
         .iter()
         .filter(|t| **t > Duration::from_millis(1))
         .count();
+    let sync_ms = match settings.sync {
+        SyncEvery::Commit => 0,
+        SyncEvery::Within(d) => d.as_millis(),
+    };
     println!(
-        "commit, {rooms:>3} room(s), {batch:>3} message(s)/turn: mean {:7.1} µs  p50 {:7.1}  \
-         p99 {:7.1}  max {:8.1}  = {:5.2} µs/message; {slow} of {turns} commits over 1 ms",
+        "commit, --sync-ms {sync_ms:>4}, {rooms:>3} room(s), {batch:>3} message(s)/turn: \
+         mean {:7.1} µs  p50 {:7.1}  p99 {:7.1}  max {:8.1}  = {:5.2} µs/message; \
+         {slow} of {turns} commits over 1 ms; {} log syncs",
         us(mean),
         us(percentile(&times, 0.5)),
         us(percentile(&times, 0.99)),
         us(times[turns - 1]),
-        us(mean) / batch as f64
+        us(mean) / batch as f64,
+        store.sync_stats().syncs()
     );
     let mut checkpoints = std::mem::take(&mut feed.checkpoints);
     checkpoints.sort();
@@ -216,12 +238,128 @@ fn startup() {
     );
 }
 
+/// The commit as the loop sees it with `--sync-ms 0` (each commit synced
+/// before the turn's output) next to the default (synced by the sync
+/// thread within 1000 ms).
+fn sync_rows() {
+    let every = Settings {
+        sync: SyncEvery::Commit,
+        ..Settings::default()
+    };
+    for batch in [1, 10] {
+        commit_cost_with(1, batch, 2_000, &Settings::default());
+        commit_cost_with(1, batch, 2_000, &every);
+    }
+}
+
+/// A file of `rooms` rooms × `per_room` messages, no session.
+fn many_rooms_file(path: &Path, rooms: u32, per_room: u64) {
+    let mut store = Store::open(path, DEFAULT_KEEP_MESSAGES).unwrap();
+    for room in 1..=rooms {
+        for seq in 1..=per_room {
+            store.record_message(message(room, seq, TEXT));
+        }
+        if room % 500 == 0 {
+            store.commit().unwrap();
+        }
+    }
+    store.commit().unwrap();
+}
+
+/// `GET /healthz` answered `200`.
+fn healthy(addr: &str) -> bool {
+    let Ok(mut stream) = TcpStream::connect(addr) else {
+        return false;
+    };
+    let request = format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let mut answer = String::new();
+    stream.write_all(request.as_bytes()).is_ok()
+        && stream.read_to_string(&mut answer).is_ok()
+        && answer.starts_with("HTTP/1.1 200")
+}
+
+/// A `/proc/PID/status` field in KiB.
+fn status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(field)?
+                .trim()
+                .strip_suffix("kB")?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0)
+}
+
+/// The real binary on a file of 100,000 rooms × 20 messages: the time
+/// from its start until `/healthz` answers, and its peak RSS then.
+fn startup_binary() {
+    let (rooms, per_room) = (100_000, 20);
+    let dir = temp_dir();
+    let path = dir.path().join("rooms.db");
+    let built = Instant::now();
+    many_rooms_file(&path, rooms, per_room);
+    let bytes = file_bytes(dir.path());
+    let building = built.elapsed();
+    let started = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wsrooms"))
+        .args([
+            "--bind",
+            "127.0.0.1:0",
+            "--log-level",
+            "warn",
+            "--data-file",
+        ])
+        .arg(&path)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start wsrooms");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line.trim().rsplit("http://").next().unwrap().to_string();
+    while !healthy(&addr) {
+        assert!(started.elapsed() < Duration::from_secs(60), "no /healthz");
+    }
+    let ready = started.elapsed();
+    let (peak, rss) = (
+        status_kib(child.id(), "VmHWM:"),
+        status_kib(child.id(), "VmRSS:"),
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    println!(
+        "start-up of the binary on {rooms} rooms × {per_room} messages ({:.0} MB file, built \
+         in {:.1} s, warm page cache): /healthz after {:.0} ms, peak RSS {:.1} MB \
+         (now {:.1} MB)",
+        bytes as f64 / 1e6,
+        building.as_secs_f64(),
+        ready.as_secs_f64() * 1e3,
+        peak as f64 / 1024.0,
+        rss as f64 / 1024.0
+    );
+}
+
 fn main() {
+    if std::env::args().any(|a| a == "startup") {
+        startup();
+        startup_binary();
+        return;
+    }
+    if std::env::args().any(|a| a == "sync") {
+        sync_rows();
+        return;
+    }
     for rooms in [1, 100] {
         commit_cost(rooms, 1, 20_000);
         commit_cost(rooms, 10, 10_000);
         commit_cost(rooms, 100, 2_000);
     }
+    sync_rows();
     record_cost();
     let bytes = sustained(
         200_000,
@@ -243,4 +381,5 @@ fn main() {
         "10 rooms, keep 1,000: pruning every turn",
     );
     startup();
+    startup_binary();
 }

@@ -249,6 +249,20 @@ pub struct Config {
           within = 1_usize..=100_000_000)]
     pub keep_messages: usize,
 
+    /// With --data-file, the longest a committed message waits to be synced
+    /// to the disk, in ms (the power-loss window); 0 syncs every turn's
+    /// commit before its output is sent
+    #[arg(long, value_name = "MS", env = "WSROOMS_SYNC_MS",
+          default_value_t = crate::store::sync::DEFAULT_SYNC_MS,
+          within = 0_u64..=60_000)]
+    pub sync_ms: u64,
+
+    /// With --data-file, delete messages older than this many days (a room's
+    /// newest stays while the room is in use); 0 is no age limit
+    #[arg(long, value_name = "DAYS", env = "WSROOMS_KEEP_DAYS",
+          default_value_t = 0, within = 0_u64..=36_500)]
+    pub keep_days: u64,
+
     /// Log level; when neither this flag nor its variable is given, RUST_LOG
     /// is used if it names a level
     #[arg(long, value_name = "LEVEL", env = "WSROOMS_LOG_LEVEL",
@@ -519,6 +533,16 @@ fn displayed<S: Serializer, T: Display>(value: &T, s: S) -> Result<S::Ok, S::Err
 }
 
 impl Config {
+    /// How the data file is kept: `--keep-messages`, `--sync-ms`,
+    /// `--keep-days`.
+    pub fn store_settings(&self) -> crate::store::Settings {
+        crate::store::Settings {
+            keep_messages: self.keep_messages as u64,
+            sync: crate::store::SyncEvery::from_millis(self.sync_ms),
+            keep_days: self.keep_days,
+        }
+    }
+
     /// The command line `wsrooms` accepts: every flag with its variable,
     /// default, range and help line.
     pub fn command() -> Command {

@@ -72,7 +72,7 @@ fn open_store(config: &Config) -> Result<Option<Store>, ExitCode> {
     let Some(path) = config.data_file.as_deref() else {
         return Ok(None);
     };
-    match Store::open(path, config.keep_messages as u64) {
+    match Store::open_with(path, &config.store_settings()) {
         Ok(store) => Ok(Some(store)),
         Err(e) => {
             eprintln!("wsrooms: {e}");

@@ -49,6 +49,12 @@ pub struct Metrics {
     pub checkpoints: u64,
     /// The time those took in all (`wsrooms_checkpoint_microseconds_total`).
     pub checkpoint_micros: u64,
+    /// Syncs of the data file's log to the disk, by the loop
+    /// (`--sync-ms 0`) or by the sync thread (`wsrooms_store_syncs_total`;
+    /// checkpoints sync too and are counted apart).
+    pub store_syncs: u64,
+    /// The time those took in all (`wsrooms_store_sync_microseconds_total`).
+    pub store_sync_micros: u64,
     /// Commits that failed (their messages and logins were refused).
     pub persist_errors: u64,
     /// How long loop turns took, from the wake-up to the end of the turn's
@@ -233,7 +239,7 @@ impl Metrics {
     }
 
     /// The unlabelled counters: name, help, value.
-    fn counters(&self) -> [(&'static str, &'static str, u64); 13] {
+    fn counters(&self) -> [(&'static str, &'static str, u64); 15] {
         [
             (
                 "wsrooms_connections_accepted_total",
@@ -294,6 +300,16 @@ impl Metrics {
                 "wsrooms_checkpoint_microseconds_total",
                 "Time spent in data file checkpoints, in microseconds.",
                 self.checkpoint_micros,
+            ),
+            (
+                "wsrooms_store_syncs_total",
+                "Syncs of the data file's write-ahead log to the disk (besides checkpoints).",
+                self.store_syncs,
+            ),
+            (
+                "wsrooms_store_sync_microseconds_total",
+                "Time spent syncing the data file's write-ahead log, in microseconds.",
+                self.store_sync_micros,
             ),
             (
                 "wsrooms_persist_errors_total",

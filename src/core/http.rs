@@ -148,6 +148,7 @@ impl Core {
                 self.respond(id, response, reply);
             }
             Outcome::Metrics => {
+                self.count_store_syncs();
                 let text = self.metrics.render(&self.gauges());
                 let response = Response::new(Status::Ok)
                     .body(

@@ -7,7 +7,9 @@
 use std::path::Path;
 
 use crate::chat::TokenHash;
-use crate::store::{self, CommitError, Committed, History, QueryError, Store, StoredRoom};
+use crate::store::{
+    self, CommitError, Committed, History, QueryError, Store, StoredRoom, SyncStats, retention,
+};
 
 /// The data file, or no data file.
 #[derive(Debug)]
@@ -71,12 +73,48 @@ impl Journal {
         }
     }
 
-    /// Copies the write-ahead log into the main file if it is due (after
-    /// the turn's output is written); true if it ran.
-    pub fn checkpoint_when_due(&mut self) -> Option<Result<(), rusqlite::Error>> {
+    /// After the turn's output is written: the write-ahead log's copy into
+    /// the main file is handed to the store's helper thread if it is due,
+    /// or if `changed` (a retention step changed the file, so that it
+    /// shrinks on a quiet server too); it runs here, waiting for the disk,
+    /// only if the helper's checkpoints have not let the log start again
+    /// for a while (see `store::sync`). A failure is only logged (at debug:
+    /// it repeats while the disk is full); nothing committed is lost.
+    pub fn checkpoint_when_due(&mut self, changed: bool) {
+        let Journal::File(store) = self else {
+            return;
+        };
+        if store.checkpoint_overdue() {
+            if let Err(e) = store.checkpoint() {
+                log::debug!("data file checkpoint failed: {e}");
+            }
+        } else if changed {
+            store.force_checkpoint();
+        } else if store.checkpoint_due() {
+            store.start_checkpoint();
+        }
+    }
+
+    /// One step of retention by age and of giving free pages back
+    /// (`store::retention`); `live` says whether a room is in memory.
+    /// `None` without a data file.
+    pub fn retention_step(
+        &mut self,
+        now_ms: u64,
+        live: impl Fn(u32) -> bool,
+    ) -> Option<rusqlite::Result<retention::Step>> {
         match self {
-            Journal::File(store) if store.checkpoint_due() => Some(store.checkpoint()),
-            _ => None,
+            Journal::File(store) => Some(store.retention_step(now_ms, live)),
+            Journal::Memory => None,
+        }
+    }
+
+    /// The store helper's counts of syncs and checkpoints; `None` without
+    /// a data file.
+    pub fn sync_stats(&self) -> Option<&SyncStats> {
+        match self {
+            Journal::File(store) => Some(store.sync_stats()),
+            Journal::Memory => None,
         }
     }
 

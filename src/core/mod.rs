@@ -113,6 +113,8 @@ enum TimerKey {
     Session(SessionId),
     /// The shutdown drain time is over.
     ShutdownDeadline,
+    /// With a data file: a step of retention (`turn.rs`).
+    Retention,
 }
 
 /// What one step of input processing did (one request or one message).
@@ -156,6 +158,8 @@ pub struct Core {
     /// once, and `/healthz` answers `503 degraded` until it is repaired (a
     /// restart on a repaired file).
     damaged: bool,
+    /// The retention timer fired: a step runs after this turn's output.
+    retention_due: bool,
     /// Connections open from the `--metrics-bind` listener (limited apart
     /// from the others).
     metrics_conns: usize,
@@ -188,6 +192,7 @@ impl Core {
             effects: VecDeque::new(),
             degraded: false,
             damaged: false,
+            retention_due: false,
             metrics_conns: 0,
             now,
             shutting_down: None,
@@ -634,6 +639,7 @@ impl Core {
                 TimerKey::Session(sid) => self.on_session_timer(sid, at),
                 // A wake-up: `check_shutdown_done` decides.
                 TimerKey::ShutdownDeadline => {}
+                TimerKey::Retention => self.retention_due(),
             }
         }
     }

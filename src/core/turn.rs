@@ -40,9 +40,14 @@
 //!    `leave` goes to the back of the same queue; the queue is drained
 //!    until it is empty, so every cascade of closes ends in this turn.
 //! 3. The driver writes every dirty queue, then calls
-//!    [`Core::after_flush`]: if the write-ahead log has grown enough, it is
-//!    copied into the main file now, when the turn's output is already on
-//!    its way (see `store::wal`).
+//!    [`Core::after_flush`]: a step of retention if its timer fired
+//!    (`--keep-days`, giving free pages back: `store::retention`), and if
+//!    the write-ahead log has grown enough, its copy into the main file
+//!    (the syncs that take milliseconds) is handed to the store's helper
+//!    thread, which runs it on its own connection while the loop goes on
+//!    (see `store::sync` and `store::wal`). The helper also syncs the log
+//!    within `--sync-ms` of a commit (`--sync-ms 0`: the commit syncs it
+//!    before the turn's output); it touches no socket and no chat state.
 //!
 //! So a client sees a message, or a cookie, only once it is in the
 //! database's log: a crash (SIGKILL included) afterwards loses nothing
@@ -50,7 +55,7 @@
 //! anyone saw. The price is one blocking commit per turn that changed
 //! something.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::http::Reply;
 use super::{Core, TimerKey};
@@ -64,6 +69,13 @@ use crate::queue::Frame;
 use crate::store::{self, CommitError, QueryError, Store, StoredMessage};
 use crate::ws::close::{CloseReason, INTERNAL_ERROR};
 use crate::ws::frame::{self, Opcode};
+
+/// Time between retention steps while a pass (or giving pages back) is
+/// under way.
+const RETENTION_STEP: Duration = Duration::from_millis(10);
+
+/// Time between retention passes over the rooms.
+const RETENTION_PASS: Duration = Duration::from_secs(60);
 
 /// One broadcast waiting for the end of the turn.
 pub(super) enum Outgoing {
@@ -165,6 +177,8 @@ impl Core {
             );
         }
         self.journal = super::Journal::File(Box::new(store));
+        // The first retention step runs after the first turn.
+        self.timers.add(self.now, TimerKey::Retention);
         let damaged_rooms = loaded.damaged_rooms.len();
         if damaged_rooms > 0 {
             self.note_damage(&format!(
@@ -343,19 +357,68 @@ impl Core {
         }
     }
 
-    /// After the driver wrote the turn's output: a checkpoint if the log is
-    /// due for one. A failure is only logged (at debug: it repeats every
-    /// turn while the disk is full); nothing committed is lost, the log
-    /// just grows until commits fail too, which are reported.
+    /// After the driver wrote the turn's output: a retention step if its
+    /// timer fired, and a checkpoint (on the store's helper thread) if the
+    /// log is due for one or retention changed the file (see
+    /// [`Journal::checkpoint_when_due`](super::Journal::checkpoint_when_due)).
     pub fn after_flush(&mut self) {
-        let started = Instant::now();
-        let Some(result) = self.journal.checkpoint_when_due() else {
-            return;
+        let changed = self.retention_when_due();
+        self.journal.checkpoint_when_due(changed);
+    }
+
+    /// The retention timer fired: a step runs after this turn's output.
+    pub(super) fn retention_due(&mut self) {
+        self.retention_due = true;
+    }
+
+    /// A step of retention by age and of giving free pages back
+    /// (`store::retention`), after the turn's output is written; the next
+    /// one soon if there is more to do, else after [`RETENTION_PASS`].
+    /// Returns whether the step changed the file.
+    fn retention_when_due(&mut self) -> bool {
+        if !std::mem::take(&mut self.retention_due) {
+            return false;
+        }
+        let chat = &self.chat;
+        let live = |number| chat.room_by_number(number).is_some();
+        let Some(result) = self.journal.retention_step(chat::unix_millis(), live) else {
+            return false;
         };
-        self.metrics.checkpoints += 1;
-        self.metrics.checkpoint_micros += started.elapsed().as_micros() as u64;
-        if let Err(e) = result {
-            log::debug!("data file checkpoint failed: {e}");
+        let (next, changed) = match result {
+            Ok(step) => {
+                if step.changed() {
+                    log::debug!(
+                        "data file retention: {} old messages and {} rooms removed, \
+                         {} free pages given back, {} left",
+                        step.messages,
+                        step.rooms,
+                        step.given_back,
+                        step.free_pages
+                    );
+                }
+                let next = if step.more {
+                    RETENTION_STEP
+                } else {
+                    RETENTION_PASS
+                };
+                (next, step.changed())
+            }
+            Err(e) => {
+                log::debug!("data file retention step failed: {e}");
+                (RETENTION_PASS, false)
+            }
+        };
+        self.timers.add(self.now + next, TimerKey::Retention);
+        changed
+    }
+
+    /// The store helper's counts, copied into the metrics before a scrape.
+    pub(super) fn count_store_syncs(&mut self) {
+        if let Some(stats) = self.journal.sync_stats() {
+            self.metrics.store_syncs = stats.syncs();
+            self.metrics.store_sync_micros = stats.micros();
+            self.metrics.checkpoints = stats.checkpoints();
+            self.metrics.checkpoint_micros = stats.checkpoint_micros();
         }
     }
 

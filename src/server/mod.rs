@@ -18,7 +18,9 @@
 //! 5. write every connection the core marks dirty, once
 //!    ([`Core::next_dirty`]): what was queued for it this turn leaves in
 //!    one write ("corking": ten frames, one syscall); then
-//!    [`Core::after_flush`] (a checkpoint of the data file, if due);
+//!    [`Core::after_flush`] (a retention step, if its timer fired, and a
+//!    checkpoint of the data file, if due, handed to the store's helper
+//!    thread);
 //! 6. carry out the core's effects ([`Core::next_effect`]): close a socket,
 //!    or read one again without waiting for an event.
 //!
@@ -120,10 +122,10 @@ impl Server {
     pub fn bind(config: Config) -> io::Result<Server> {
         let listeners = Listeners::open(config.bind, config.metrics_bind)?;
         let data_file = config.data_file.clone();
-        let keep = config.keep_messages as u64;
+        let settings = config.store_settings();
         let mut server = Server::with_listeners(config, listeners)?;
         if let Some(path) = data_file {
-            let store = Store::open(&path, keep).map_err(io::Error::other)?;
+            let store = Store::open_with(&path, &settings).map_err(io::Error::other)?;
             server.use_store(store).map_err(io::Error::other)?;
         }
         Ok(server)

@@ -498,6 +498,17 @@ pub fn tune(path: &Path, conn: &Connection) -> Result<(), OpenError> {
     Ok(())
 }
 
+/// The helper thread's connection (checkpoints only): it syncs what it
+/// copies, and needs little cache.
+pub fn tune_helper(path: &Path, conn: &Connection) -> Result<(), OpenError> {
+    let sqlite = |error| sqlite_error(path, error);
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(sqlite)?;
+    conn.pragma_update(None, "cache_size", -1024) // KiB
+        .map_err(sqlite)?;
+    Ok(())
+}
+
 /// The file's page size in bytes.
 pub fn page_size(conn: &Connection) -> rusqlite::Result<u32> {
     conn.pragma_query_value(None, "page_size", |row| row.get(0))

@@ -44,10 +44,12 @@
 //!   breaks no promise.
 //!
 //! `synchronous=NORMAL` means a commit is a `write()` to the log, not an
-//! `fsync()`: the log is synced at checkpoints. After a *power loss* the last
-//! commits before it may be missing (the database is never inconsistent);
-//! against a crash of the process nothing is lost. Syncing every commit
-//! (`FULL`) would cost a disk flush per loop turn.
+//! `fsync()`: against a crash of the process nothing is lost. Against a
+//! *power loss* the log is synced by the store's helper thread within
+//! `--sync-ms` of each commit ([`sync`]): only the commits of that window
+//! may be missing after one (the database is never inconsistent). With
+//! `--sync-ms 0` each turn's commit is synced before its output, like
+//! `FULL`, at the price of a disk flush per loop turn.
 //!
 //! # Group commit, and what it costs
 //!
@@ -59,14 +61,15 @@
 //! a turn's socket writes into one `writev`.
 //!
 //! The price is paid inside the loop: while SQLite writes, no socket is
-//! served. It is one of the server's two blocking calls (the other is the
-//! checkpoint, below), kept small and bounded: a few prepared (cached) statements per record, a prune by
-//! primary-key range per room touched, and no sync. The syncs come with
-//! the *checkpoints*, which copy the log into the main file: SQLite would
-//! run one inside a commit every 4 MB of log, costing that turn several
-//! milliseconds before its output went out; [`wal`] runs them instead,
-//! small and often, *after* the turn's output is written, and bounds the
-//! log. `benches/store.rs` measures commits, `benches/e2e` the whole. On
+//! served. It is the server's one blocking call on the disk, kept small and
+//! bounded: a few prepared (cached) statements per record, a prune by
+//! primary-key range per room touched, and no sync (but one small sync of
+//! the log's header when the log starts again: see [`sync`]). The syncs
+//! come with the *checkpoints*, which copy the log into the main file:
+//! SQLite would run one inside a commit every 4 MB of log, costing that
+//! turn several milliseconds before its output went out; [`wal`] decides
+//! them instead, small and often, and the helper thread runs them on its
+//! own connection while the loop goes on ([`sync`]), bounding the log. `benches/store.rs` measures commits, `benches/e2e` the whole. On
 //! the 2-core development machine, shared and busy (load 5–10), the median
 //! commit took about 10 µs for one message, 27 µs for 10 and 117 µs for 100
 //! in one room (1.2 µs per message); a turn whose messages go to 100
@@ -133,15 +136,19 @@
 //! recognising and refusing files), [`sidefiles`] (what SQLite would replay
 //! from the files beside it, read from their bytes), [`batch`] (what a turn
 //! recorded), [`damage`] (writing around damaged pages), [`wal`] (when the
-//! log is checkpointed).
+//! log is checkpointed), [`sync`] (when it is synced: `--sync-ms`),
+//! [`retention`] (`--keep-days`, removing expired rooms, giving free pages
+//! back).
 
 pub mod batch;
 pub mod copy;
 pub mod damage;
 pub mod file;
 pub mod lock;
+pub mod retention;
 pub mod schema;
 pub mod sidefiles;
+pub mod sync;
 pub mod wal;
 
 #[cfg(test)]
@@ -149,6 +156,7 @@ mod tests;
 
 use std::fmt;
 use std::path::Path;
+use std::sync::Arc;
 
 use rusqlite::{Connection, Transaction, params};
 
@@ -157,6 +165,7 @@ pub use damage::Damage;
 pub use file::OpenError;
 pub use lock::FileLock;
 pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
+pub use sync::{SyncEvery, SyncStats};
 pub use wal::Wal;
 
 /// The default of `--keep-messages`: messages kept per room on disk.
@@ -165,6 +174,30 @@ pub const DEFAULT_KEEP_MESSAGES: u64 = 10_000;
 /// The most messages one [`Store::history`] page returns.
 pub const MAX_PAGE: usize = 100;
 
+/// How the store keeps the file: the settings of `--keep-messages` and
+/// `--sync-ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    /// Messages kept per room (at least 1: the newest carries the room's
+    /// last `seq`).
+    pub keep_messages: u64,
+    /// When commits are synced to the disk ([`sync`]).
+    pub sync: SyncEvery,
+    /// Messages older than this many days are deleted (0: no age limit;
+    /// [`retention`]).
+    pub keep_days: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            keep_messages: DEFAULT_KEEP_MESSAGES,
+            sync: SyncEvery::from_millis(sync::DEFAULT_SYNC_MS),
+            keep_days: 0,
+        }
+    }
+}
+
 /// The open database and the records of the current loop turn.
 #[derive(Debug)]
 pub struct Store {
@@ -172,6 +205,16 @@ pub struct Store {
     keep_messages: u64,
     batch: Batch,
     wal: Wal,
+    /// The log, for `--sync-ms 0` (synced by the loop after each commit).
+    log: sync::LogFile,
+    sync_every: SyncEvery,
+    /// Syncs the log (`--sync-ms N`, N > 0) and runs checkpoints.
+    helper: sync::Helper,
+    sync_stats: Arc<SyncStats>,
+    keep_days: u64,
+    sweep: retention::Sweep,
+    /// The file gives free pages back (`auto_vacuum=INCREMENTAL`).
+    vacuum: bool,
     epoch: u64,
     /// Held while the store is open: one process per file.
     _lock: FileLock,
@@ -223,8 +266,8 @@ pub struct Loaded {
     /// server whose `--max-sessions` is below their number keeps the
     /// newest).
     pub sessions: Vec<StoredSession>,
-    /// Every room that has had a message. (A session's room may be missing
-    /// here: nobody has written in it yet.)
+    /// The rooms of those sessions that have had a message. (A session's
+    /// room may be missing here: nobody has written in it yet.)
     pub rooms: Vec<StoredRoom>,
     /// Rooms that could not be read: their pages are damaged.
     pub damaged_rooms: Vec<u32>,
@@ -336,7 +379,16 @@ impl Store {
     /// wsrooms holds ([`lock`]). `keep_messages` is `--keep-messages` (at
     /// least 1: the newest message of a room carries its last `seq`).
     pub fn open(path: &Path, keep_messages: u64) -> Result<Store, OpenError> {
-        let keep_messages = keep_messages.max(1);
+        let settings = Settings {
+            keep_messages,
+            ..Settings::default()
+        };
+        Store::open_with(path, &settings)
+    }
+
+    /// [`Store::open`] with every setting.
+    pub fn open_with(path: &Path, settings: &Settings) -> Result<Store, OpenError> {
+        let keep_messages = settings.keep_messages.max(1);
         let found = file::inspect(path)?;
         // After the file was recognised (a refused file gets no lock file
         // beside it), before SQLite opens it (and may replay its log).
@@ -345,23 +397,67 @@ impl Store {
         let version = file::check(path, &conn, found)?;
         if version < SCHEMA_VERSION {
             file::rollback_journal(path, &conn)?;
+            if version == 0 {
+                retention::set_incremental(&conn).map_err(|e| file::sqlite_error(path, e))?;
+            }
             schema::migrate(&mut conn, version, schema::STEPS)
                 .map_err(|e| file::sqlite_error(path, e))?;
         }
+        let vacuum = retention::switch_on(path, &conn).map_err(|e| file::sqlite_error(path, e))?;
         file::tune(path, &conn)?;
         let wal = file::page_size(&conn)
             .and_then(|page_size| Wal::install(&mut conn, page_size))
             .map_err(|e| file::sqlite_error(path, e))?;
         let epoch = schema::ensure_epoch(&conn).map_err(|e| file::sqlite_error(path, e))?;
+        let sync_stats = Arc::new(SyncStats::default());
+        let helper = start_helper(path, &wal, settings.sync, &sync_stats)?;
         Ok(Store {
             conn,
             keep_messages,
             batch: Batch::default(),
             wal,
+            log: sync::LogFile::beside(path),
+            sync_every: settings.sync,
+            helper,
+            sync_stats,
+            keep_days: settings.keep_days,
+            sweep: retention::Sweep::default(),
+            vacuum,
             epoch,
             _lock: lock,
             damage: Damage::default(),
         })
+    }
+
+    /// One step of retention by age and of giving free pages back (see
+    /// [`retention`]); `live` says whether a room is in memory. Runs its
+    /// own transaction: call it between turns' commits.
+    pub fn retention_step(
+        &mut self,
+        now_ms: u64,
+        live: impl Fn(u32) -> bool,
+    ) -> rusqlite::Result<retention::Step> {
+        let cutoff = retention::cutoff(now_ms, self.keep_days);
+        retention::step(&mut self.conn, &mut self.sweep, cutoff, live, self.vacuum)
+    }
+
+    /// Syncs of the log so far, and their time ([`sync`]).
+    pub fn sync_stats(&self) -> &SyncStats {
+        &self.sync_stats
+    }
+
+    /// A commit was made: synced now (`--sync-ms 0`) or handed to the sync
+    /// thread. A failed sync is logged; the commit stands (it is in the
+    /// log, safe against a crash of the process).
+    fn after_commit(&mut self) {
+        match self.sync_every {
+            SyncEvery::Within(_) => self.helper.committed(),
+            SyncEvery::Commit => {
+                if let Err(e) = self.log.sync(&self.sync_stats) {
+                    log::warn!("syncing the data file's log failed: {e}");
+                }
+            }
+        }
     }
 
     /// The file's epoch: the same across restarts, new after
@@ -372,17 +468,48 @@ impl Store {
     }
 
     /// The write-ahead log has grown enough to be worth a checkpoint (see
-    /// [`wal`]): the loop calls [`Store::checkpoint`] once the turn's
-    /// output is written.
+    /// [`wal`]), and none is running: the loop calls
+    /// [`Store::start_checkpoint`] once the turn's output is written.
     pub fn checkpoint_due(&self) -> bool {
         self.wal.due()
     }
 
-    /// Copies the write-ahead log into the main file, syncing both: the
-    /// one call that waits for the disk. On failure the log is simply not
-    /// shortened (nothing committed is lost); the next call tries again.
+    /// The helper's checkpoints have not let the log start again for a
+    /// while (see [`Wal::overdue`]): the loop runs [`Store::checkpoint`]
+    /// itself, after the turn's output.
+    pub fn checkpoint_overdue(&self) -> bool {
+        self.wal.overdue()
+    }
+
+    /// Has the helper thread copy the write-ahead log into the main file,
+    /// syncing both (see [`sync`]); returns at once. `false` if a
+    /// checkpoint is running already. On failure the log is simply not
+    /// shortened (nothing committed is lost); the next one tries again.
+    pub fn start_checkpoint(&mut self) -> bool {
+        let started = self.wal.begin();
+        if started {
+            self.helper.checkpoint();
+        }
+        started
+    }
+
+    /// [`Store::start_checkpoint`] even if one is running: it runs after
+    /// that one, so it copies what was committed since (after retention
+    /// deleted rows, so that the main file shrinks on a quiet server too).
+    pub fn force_checkpoint(&mut self) {
+        self.wal.begin();
+        self.helper.checkpoint();
+    }
+
+    /// [`Store::start_checkpoint`] on the caller's thread, waiting for the
+    /// disk (when overdue, and for tests and benchmarks).
     pub fn checkpoint(&mut self) -> rusqlite::Result<()> {
-        self.wal.checkpoint(&self.conn)
+        self.wal.wait(std::time::Duration::from_secs(10));
+        self.wal.begin();
+        let started = std::time::Instant::now();
+        let result = self.wal.checkpoint(&self.conn);
+        self.sync_stats.count_checkpoint(started.elapsed());
+        result
     }
 
     /// Pages in the write-ahead log not yet in the main file.
@@ -430,6 +557,7 @@ impl Store {
             Ok(went_around) => {
                 let committed = self.committed(went_around);
                 self.batch.clear();
+                self.after_commit();
                 Ok(committed)
             }
             Err(error) => {
@@ -484,13 +612,16 @@ impl Store {
         self.conn.execute_batch(sql)
     }
 
-    /// Every session, and every room with its `last_seq` and its last
-    /// `history` messages (`--history-messages`).
+    /// Every session, and the rooms those sessions are in, each with its
+    /// `last_seq` and its last `history` messages (`--history-messages`).
+    /// Other rooms stay on disk until someone logs into one
+    /// ([`Store::room`]): start-up costs what is live, not what the file
+    /// holds (one indexed look-up per room of a session).
     /// A room whose pages are damaged is left out and named in
     /// [`Loaded::damaged_rooms`]: it must not keep the others from starting.
     pub fn load(&self, history: usize) -> Result<Loaded, QueryError> {
         let sessions = self.sessions()?;
-        let numbers = self.room_numbers()?;
+        let numbers: std::collections::BTreeSet<u32> = sessions.iter().map(|s| s.room).collect();
         let mut rooms = Vec::with_capacity(numbers.len());
         let mut damaged_rooms = Vec::new();
         for number in numbers {
@@ -593,12 +724,28 @@ impl Store {
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
+}
 
-    fn room_numbers(&self) -> Result<Vec<u32>, QueryError> {
-        let mut stmt = self.conn.prepare_cached("SELECT number FROM rooms")?;
-        let rows = stmt.query_map([], |row| row.get(0))?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
+/// The helper thread, on a connection of its own to the file at `path`.
+fn start_helper(
+    path: &Path,
+    wal: &Wal,
+    every: SyncEvery,
+    stats: &Arc<SyncStats>,
+) -> Result<sync::Helper, OpenError> {
+    let conn = file::connect(path)?;
+    file::tune_helper(path, &conn)?;
+    sync::Helper::start(
+        sync::LogFile::beside(path),
+        conn,
+        wal.clone(),
+        every,
+        Arc::clone(stats),
+    )
+    .map_err(|error| OpenError::Io {
+        path: path.to_owned(),
+        error,
+    })
 }
 
 /// Writes a batch in one transaction; dropping `tx` on an error rolls back.

@@ -173,23 +173,38 @@ fn rooms_are_pruned_to_keep_messages() {
 }
 
 #[test]
-fn load_gives_each_rooms_last_messages_and_seq() {
+fn load_gives_the_last_messages_and_seq_of_the_rooms_with_sessions_only() {
     let (_dir, path) = temp();
     let mut store = Store::open(&path, 1000).unwrap();
-    for room in 1..=3 {
+    for room in 1..=4 {
         post(&mut store, room, 1..=(room as u64 * 10));
     }
+    for room in 1..=3 {
+        store.record_login(TokenHash::of(&token(room as u8)), room, "Zoë", 0);
+    }
+    store.commit().unwrap();
     drop(store);
     let store = Store::open(&path, 1000).unwrap();
     let mut loaded = store.load(5).unwrap();
     loaded.rooms.sort_by_key(|r| r.number);
+    let numbers: Vec<u32> = loaded.rooms.iter().map(|r| r.number).collect();
+    assert_eq!(
+        numbers,
+        [1, 2, 3],
+        "room 4 has no session: it stays on disk"
+    );
     for (i, room) in loaded.rooms.iter().enumerate() {
         let last = (i as u64 + 1) * 10;
         assert_eq!(room.last_seq, last);
         assert_eq!(seqs(&room.history), ((last - 4)..=last).collect::<Vec<_>>());
         assert_eq!(room.history[4].text, format!("m{last}"));
     }
-    assert_eq!(store.room(4, 5).unwrap(), None, "a room never written in");
+    assert_eq!(
+        store.room(4, 5).unwrap().unwrap().last_seq,
+        40,
+        "read when used"
+    );
+    assert_eq!(store.room(5, 5).unwrap(), None, "a room never written in");
 }
 
 #[test]
@@ -518,7 +533,8 @@ fn a_version_1_file_is_migrated_with_every_room_seq_and_message() {
         .iter()
         .map(|r| (r.number, r.last_seq))
         .collect();
-    assert_eq!(rooms, [(5, 3), (6, 40)]);
+    assert_eq!(rooms, [(5, 3)], "the room of the session");
+    assert_eq!(store.room(6, 10).unwrap().unwrap().last_seq, 40);
     assert_eq!(seqs(&loaded.rooms[0].history), [1, 2, 3]);
     assert_eq!(loaded.rooms[0].history[2].text, "three");
     assert_eq!(loaded.sessions.len(), 1);
@@ -535,7 +551,7 @@ fn a_version_1_file_is_migrated_with_every_room_seq_and_message() {
     drop(store);
     let store = Store::open(&path, 100).unwrap();
     assert_eq!(store.room(6, 10).unwrap().unwrap().last_seq, 42);
-    assert_eq!(store.load(10).unwrap().rooms.len(), 3);
+    assert_eq!(store.room(7, 10).unwrap().unwrap().last_seq, 1);
 }
 
 #[test]
@@ -829,6 +845,8 @@ fn two_full_rooms(path: &Path) {
         for (seq, text) in (1..=300).zip(&texts) {
             store.record_message(message(room, seq, text));
         }
+        // A session in each room: start-up loads the rooms of sessions.
+        store.record_login(TokenHash::of(&token(room as u8)), room, name, 0);
         store.commit().unwrap();
     }
 }
@@ -896,7 +914,7 @@ fn a_room_whose_pages_are_all_damaged_loses_only_its_own_messages() {
     assert_eq!(committed.refused_rooms, [1]);
     assert_eq!((committed.messages, committed.logins), (1, 1));
     assert_eq!(store.history(2, None, 1).unwrap().messages[0].text, "kept");
-    assert_eq!(store.load(1).unwrap().sessions.len(), 1);
+    assert_eq!(store.load(1).unwrap().sessions.len(), 3);
     // Known now: the next turn leaves room 1 out at once.
     store.record_message(message(1, 301, "lost again"));
     store.record_message(message(2, 302, "kept too"));
@@ -977,11 +995,8 @@ fn the_journal_of_our_own_interrupted_upgrade_is_played_back_and_the_upgrade_run
         "hot journal"
     );
     let store = Store::open(&crashed.path().join("wsrooms.db"), 100).expect("ours");
-    let mut loaded = store.load(10).unwrap();
-    loaded.rooms.sort_by_key(|r| r.number);
-    let rooms: Vec<_> = loaded
-        .rooms
-        .iter()
+    let rooms: Vec<_> = (5..=7)
+        .filter_map(|number| store.room(number, 10).unwrap())
         .map(|r| (r.number, r.last_seq))
         .collect();
     assert_eq!(
@@ -1145,9 +1160,8 @@ fn a_backup_replacing_a_copy_does_not_inherit_the_log_left_beside_it() {
     drop(store);
     copy::backup(&path, &copy, true, &mut |_| {}).expect("--force");
     let copied = Store::open(&copy, 100).unwrap();
-    let loaded = copied.load(50).unwrap();
-    assert_eq!(loaded.rooms.len(), 1, "the other file's rooms");
-    assert_eq!(loaded.rooms[0].last_seq, 3);
+    assert_eq!(copied.room(2, 50).unwrap(), None, "the other file's rooms");
+    assert_eq!(copied.room(1, 50).unwrap().unwrap().last_seq, 3);
     // A COPY a store is using is not replaced.
     let refused = copy::backup(&path, &copy, true, &mut |_| {}).expect_err("in use");
     assert!(

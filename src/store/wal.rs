@@ -14,11 +14,17 @@
 //!
 //! So SQLite's automatic checkpoint is off, and [`Wal`] decides instead:
 //!
-//! - **After the turn's output is written** ([`Wal::due`], then
-//!   `Store::checkpoint`): once the log holds [`CHECKPOINT_BYTES`], the loop
-//!   checkpoints after `flush_dirty`, when every byte of the turn is on its
-//!   way. No delivery of that turn waits for the syncs; only what arrives
-//!   while they run does.
+//! - **On the helper thread** ([`Wal::due`], then `Store::start_checkpoint`):
+//!   once the log holds [`CHECKPOINT_BYTES`], the loop asks, after
+//!   `flush_dirty`, and the store's helper thread checkpoints on its own
+//!   connection (`store::sync`) while the loop goes on committing. The log
+//!   starts again at the first commit that finds it all copied, so a
+//!   checkpoint also copies what was committed while it ran ([`CATCH_UP`]).
+//! - **On the loop, now and then** ([`Wal::overdue`]): if commits never
+//!   leave the helper a moment with nothing left to copy (a disk slower
+//!   than the commit rate), the loop checkpoints itself once the log holds
+//!   [`OVERDUE_CHECKPOINTS`] × [`CHECKPOINT_BYTES`], after the turn's
+//!   output, so that the next commit starts the log again.
 //! - **Hard cap** ([`HARD_CAP_BYTES`]): whoever drives the store, a commit
 //!   that takes the log to the cap checkpoints at once, inside the commit,
 //!   as SQLite would. The server never gets there unless a checkpoint keeps
@@ -29,9 +35,10 @@
 //! the file has finished with, and the next commit starts the log again
 //! from its beginning once all of it is copied and no reader still uses
 //! it. Without other readers (the usual case: the server is the file's only
-//! user) every checkpoint copies the whole log, so the log holds at most
-//! [`HARD_CAP_BYTES`] plus the pages of one commit, and in the server about
-//! [`CHECKPOINT_BYTES`] plus one turn's commit. `journal_size_limit` cuts
+//! user) the log holds at most [`HARD_CAP_BYTES`] plus the pages of one
+//! commit, and in the server between [`CHECKPOINT_BYTES`] and twice
+//! [`OVERDUE_CHECKPOINTS`] × [`CHECKPOINT_BYTES`] (2 MiB), plus one turn's
+//! commit. `journal_size_limit` cuts
 //! the file back to the hard cap when it starts again, so a single huge
 //! commit does not leave a huge file behind.
 //!
@@ -62,20 +69,31 @@
 //! had a broken `fdatasync`; Linux's works.)
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use rusqlite::hooks::Wal as SqliteWal;
 use rusqlite::wal::CheckpointMode;
 use rusqlite::{Connection, FileControl};
 
-/// The log size at which the loop checkpoints after a turn: 64 pages of
-/// 4 KiB. Small on purpose: a checkpoint's time grows with the pages
-/// written since the last one (measured on a 2-core VM's virtual disk:
-/// about 1.2 ms at 256 KiB, 3 ms at 1 MiB, 7 ms at 4 MiB), and with 100
-/// rooms × 10 clients each sending 5 messages/s the log grows by about
-/// 30 MB/s. Short pauses delay fewer messages, and by less, than long ones;
-/// at that load they come about 120 times a second.
+/// The log size at which the loop asks the helper thread for a checkpoint:
+/// 64 pages of 4 KiB. A checkpoint's time grows with the pages written
+/// since the last one (measured on a 2-core VM's virtual disk: about
+/// 1.2 ms at 256 KiB, 3 ms at 1 MiB, 7 ms at 4 MiB). It runs beside the
+/// loop, but on one core it still takes turns with it for the CPU its
+/// copying needs, and short bursts delay the loop's turns less than long
+/// ones (measured with `benches/e2e` (b): p99 3.5 ms at 256 KiB, 5.8 ms at
+/// 2 MiB, both threads on one core). What the loop itself pays per
+/// checkpoint is the sync of the log's new header in the commit that
+/// starts the log again.
 pub const CHECKPOINT_BYTES: u32 = 256 * 1024;
+
+/// How many [`CHECKPOINT_BYTES`] the log may grow by without starting
+/// again before the loop checkpoints itself (see [`Wal::overdue`]).
+pub const OVERDUE_CHECKPOINTS: u32 = 4;
+
+/// Checkpoints in a row at most, each copying what was committed while the
+/// one before ran (see [`Wal::checkpoint`]).
+pub const CATCH_UP: usize = 2;
 
 /// The log size at which a commit checkpoints at once.
 pub const HARD_CAP_BYTES: u32 = 16 * 1024 * 1024;
@@ -86,17 +104,24 @@ pub const HARD_CAP_BYTES: u32 = 16 * 1024 * 1024;
 /// checkpoint. The price: up to this much unused space at the file's end.
 pub const GROW_BYTES: u32 = 1024 * 1024;
 
-/// How many pages the log holds, as SQLite reports after each commit.
-#[derive(Debug)]
+/// How many pages the log holds, as SQLite reports after each commit, and
+/// whether a checkpoint is running. Cloned for the helper thread (see
+/// `store::sync`), which runs the checkpoints on its own connection: the
+/// clones share their counts.
+#[derive(Debug, Clone)]
 pub struct Wal {
-    /// Pages (frames) in the log, updated by the commit hook. An atomic only
-    /// because rusqlite asks for a `Send` hook; one thread touches it.
+    /// Pages (frames) in the log, updated by the commit hook and by
+    /// checkpoints.
     frames: Arc<AtomicU32>,
     /// [`CHECKPOINT_BYTES`] in pages of this file.
     due_frames: u32,
     /// The log's size in pages at the last checkpoint, if that checkpoint
-    /// could not copy all of it (a reader held pages back).
-    held: Option<u32>,
+    /// could not copy all of it (a reader held pages back); 0 if it could.
+    held: Arc<AtomicU32>,
+    /// A checkpoint was asked for and has not finished.
+    running: Arc<AtomicBool>,
+    /// The last checkpoint found a reader holding pages back.
+    reader: Arc<AtomicBool>,
 }
 
 impl Wal {
@@ -126,19 +151,66 @@ impl Wal {
         Ok(Wal {
             frames,
             due_frames: (CHECKPOINT_BYTES / page_size).max(1),
-            held: None,
+            held: Arc::new(AtomicU32::new(0)),
+            running: Arc::new(AtomicBool::new(false)),
+            reader: Arc::new(AtomicBool::new(false)),
         })
     }
 
     /// The log holds [`CHECKPOINT_BYTES`] or more; if a reader held the
     /// last checkpoint back, [`CHECKPOINT_BYTES`] more than it held then
     /// (a smaller log means it was copied and started again since).
+    /// Never while a checkpoint runs.
     pub fn due(&self) -> bool {
+        self.grown_by(self.due_frames)
+    }
+
+    /// The log did not start again for [`OVERDUE_CHECKPOINTS`] checkpoints'
+    /// worth of pages: the helper's checkpoints never found a moment with
+    /// no commit coming (see [`Wal::checkpoint`]). The loop then runs one
+    /// itself, between two commits, so that the next one starts the log
+    /// again: the log stays bounded whatever the load, at the price of
+    /// the old pause now and then.
+    /// Not while a reader holds pages back: a checkpoint of the loop could
+    /// not copy them either.
+    /// If the helper's checkpoint runs still when the log holds twice
+    /// that, the loop waits for it to end (see [`Wal::wait`]): the log's
+    /// bound holds even on a disk slower than the commits.
+    pub fn overdue(&self) -> bool {
+        let pages = self.due_frames.saturating_mul(OVERDUE_CHECKPOINTS);
         let frames = self.frames();
-        match self.held {
-            Some(held) if frames >= held => frames >= held.saturating_add(self.due_frames),
-            _ => frames >= self.due_frames,
+        if self.reader.load(Ordering::Relaxed) || frames < pages {
+            return false;
         }
+        !self.running.load(Ordering::Acquire) || frames >= pages.saturating_mul(2)
+    }
+
+    /// Waits until no checkpoint runs (at most `limit`).
+    pub fn wait(&self, limit: std::time::Duration) {
+        let until = std::time::Instant::now() + limit;
+        while self.running.load(Ordering::Acquire) && std::time::Instant::now() < until {
+            std::thread::sleep(std::time::Duration::from_micros(100));
+        }
+    }
+
+    /// No checkpoint runs, and the log holds `pages` more than a reader
+    /// held back at the last checkpoint (or than nothing, if it was all
+    /// copied or started again since).
+    fn grown_by(&self, pages: u32) -> bool {
+        if self.running.load(Ordering::Acquire) {
+            return false;
+        }
+        let frames = self.frames();
+        match self.held.load(Ordering::Relaxed) {
+            held if held > 0 && frames >= held => frames >= held.saturating_add(pages),
+            _ => frames >= pages,
+        }
+    }
+
+    /// Marks a checkpoint as asked for; `false` if one is running already.
+    /// [`Wal::checkpoint`] ends the mark.
+    pub fn begin(&self) -> bool {
+        !self.running.swap(true, Ordering::AcqRel)
     }
 
     /// Pages in the log (0 once a checkpoint has copied all of them).
@@ -147,14 +219,45 @@ impl Wal {
     }
 
     /// Copies the log into the main file (syncing both), as far as readers
-    /// allow, without waiting for them; the next commit starts the log
-    /// again if all of it was copied.
-    pub fn checkpoint(&mut self, conn: &Connection) -> rusqlite::Result<()> {
-        let (log, done) = conn.wal_checkpoint_v2(None::<&str>, CheckpointMode::PASSIVE)?;
-        let frames = pages_left(log, done);
-        self.frames.store(frames, Ordering::Relaxed);
-        self.held = (frames > 0).then_some(frames);
-        Ok(())
+    /// allow, without waiting for them. `conn` may be any connection to
+    /// the file (the helper thread's). The log starts again at the first
+    /// commit that finds all of it copied; while the loop commits during a
+    /// checkpoint (it may: see `store::sync`), that is not so when it ends,
+    /// so it copies what came meanwhile too, up to [`CATCH_UP`] times, to
+    /// end at a moment when nothing is left.
+    pub fn checkpoint(&self, conn: &Connection) -> rusqlite::Result<()> {
+        let mut result = Ok(());
+        for _ in 0..CATCH_UP {
+            match conn.wal_checkpoint_v2(None::<&str>, CheckpointMode::PASSIVE) {
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+                Ok((log, done)) if self.copied(log, done) => break,
+                Ok(_) => {}
+            }
+        }
+        self.running.store(false, Ordering::Release);
+        result
+    }
+
+    /// Takes in a checkpoint's outcome; `true` if there is no point in
+    /// another (all copied and nothing new, or a reader holds pages back).
+    fn copied(&self, log: i32, done: i32) -> bool {
+        let (log, done) = (log.max(0) as u32, done.max(0) as u32);
+        self.reader.store(done < log, Ordering::Relaxed);
+        if done < log {
+            self.held.store(log, Ordering::Relaxed);
+            return true;
+        }
+        if self.frames() <= log {
+            self.frames.store(0, Ordering::Relaxed);
+            self.held.store(0, Ordering::Relaxed);
+            return true;
+        }
+        // Commits came while it ran: they are new pages of the same log.
+        self.held.store(log, Ordering::Relaxed);
+        false
     }
 }
 
