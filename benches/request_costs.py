@@ -17,7 +17,6 @@ stops by itself.
 """
 
 import os
-import selectors
 import socket
 import subprocess
 import sys
@@ -26,65 +25,10 @@ import time
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(__file__))
-from scrollback_flood import BIN, Ws, cpu_secs, fill, free_port, login  # noqa: E402
+from scrollback_flood import BIN, Ws, cpu_secs, fill, free_port, login, pipelined  # noqa: E402
 
 CONNS = 4
 DEPTH = 16
-
-
-def pipelined(port, request, secs):
-    """Keeps DEPTH copies of `request` in flight on each of CONNS
-    connections; returns {status: count}."""
-    req = request.encode()
-    sel = selectors.DefaultSelector()
-    bufs = {}
-    for _ in range(CONNS):
-        s = socket.create_connection(("127.0.0.1", port))
-        s.setblocking(False)
-        s.sendall(req * DEPTH)
-        bufs[s] = bytearray()
-        sel.register(s, selectors.EVENT_READ)
-    counts = {}
-    end = time.monotonic() + secs
-    while time.monotonic() < end:
-        for key, _ in sel.select(timeout=0.1):
-            s = key.fileobj
-            try:
-                chunk = s.recv(1 << 20)
-            except BlockingIOError:
-                continue
-            if not chunk:
-                sel.unregister(s)
-                continue
-            buf = bufs[s]
-            buf += chunk
-            done = 0
-            while True:
-                head_end = buf.find(b"\r\n\r\n")
-                if head_end < 0:
-                    break
-                head = bytes(buf[:head_end])
-                length = 0
-                for line in head.split(b"\r\n")[1:]:
-                    name, _, value = line.partition(b":")
-                    if name.lower() == b"content-length":
-                        length = int(value)
-                if head.startswith(b"HEAD"):
-                    length = 0
-                if len(buf) < head_end + 4 + length:
-                    break
-                status = int(head.split(b" ")[1])
-                counts[status] = counts.get(status, 0) + 1
-                del buf[: head_end + 4 + length]
-                done += 1
-            if done:
-                try:
-                    s.send(req * done)
-                except OSError:
-                    pass
-    for s in bufs:
-        s.close()
-    return counts
 
 
 def sockets_cycled(port, cookie, room, secs):
@@ -162,7 +106,7 @@ def main():
                     etag = [l.split(b":", 1)[1].strip().decode() for l in head.split(b"\r\n")
                             if l.lower().startswith(b"etag:")][0]
                     request = get("/static/room.js", f"If-None-Match: {etag}\r\n")
-                measure(server.pid, name, lambda: pipelined(port, request, secs))
+                measure(server.pid, name, lambda: pipelined(port, request, secs, CONNS, DEPTH))
             # A room with 200 idle sockets, and one session cycling a socket in it.
             idle = []
             for i in range(200):

@@ -169,17 +169,24 @@ def echo_times(port, cookie, secs, out):
 
 def flood(port, cookie, secs, path):
     """Mallory: 20 connections, DEPTH requests for `path` in flight on each."""
-    req = (
+    request = (
         f"GET {path} HTTP/1.1\r\n"
         f"Host: 127.0.0.1:{port}\r\nCookie: {cookie}\r\n\r\n"
-    ).encode()
+    )
+    return pipelined(port, request, secs)
+
+
+def pipelined(port, request, secs, conns=CONNS, depth=DEPTH):
+    """Keeps `depth` copies of `request` in flight on each of `conns`
+    connections for `secs` seconds; returns {status: count}."""
+    req = request.encode()
     sel = selectors.DefaultSelector()
-    state = {}
-    for _ in range(CONNS):
+    bufs = {}
+    for _ in range(conns):
         s = socket.create_connection(("127.0.0.1", port))
         s.setblocking(False)
-        s.sendall(req * DEPTH)
-        state[s] = bytearray()
+        s.sendall(req * depth)
+        bufs[s] = bytearray()
         sel.register(s, selectors.EVENT_READ)
     counts = {}
     end = time.monotonic() + secs
@@ -190,7 +197,10 @@ def flood(port, cookie, secs, path):
                 chunk = s.recv(1 << 20)
             except BlockingIOError:
                 continue
-            buf = state[s]
+            if not chunk:
+                sel.unregister(s)
+                continue
+            buf = bufs[s]
             buf += chunk
             done = 0
             while True:
@@ -203,6 +213,8 @@ def flood(port, cookie, secs, path):
                     name, _, value = line.partition(b":")
                     if name.lower() == b"content-length":
                         length = int(value)
+                if head.startswith(b"HEAD"):
+                    length = 0
                 if len(buf) < head_end + 4 + length:
                     break
                 status = int(head.split(b" ")[1])
@@ -210,8 +222,11 @@ def flood(port, cookie, secs, path):
                 del buf[: head_end + 4 + length]
                 done += 1
             if done:
-                s.send(req * done)
-    for s in state:
+                try:
+                    s.send(req * done)
+                except OSError:
+                    pass
+    for s in bufs:
         s.close()
     return counts
 
