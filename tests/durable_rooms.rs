@@ -429,6 +429,21 @@ fn damage_leaf_pages(path: &Path, marker: &[u8]) -> usize {
     damaged
 }
 
+/// Alice in room 1 and Bob in room 2, each room filled with 300 messages
+/// ("one-…", "two-…"), then the server stopped: their cookies.
+fn two_full_rooms(path: &Path, flags: &[&str]) -> (String, String) {
+    let mut server = server_on(path, flags);
+    let addr = server.addr;
+    let (alice_cookie, bob_cookie) = (login(addr, "alice", 1), login(addr, "bob", 2));
+    let mut alice = ws_connect(addr, 1, &alice_cookie);
+    fill_room(&mut alice, "one", 300);
+    let mut bob = ws_connect(addr, 2, &bob_cookie);
+    fill_room(&mut bob, "two", 300);
+    drop((alice, bob));
+    stop(&mut server);
+    (alice_cookie, bob_cookie)
+}
+
 /// A damaged page in one room's old messages: scrollback into it is `500`
 /// and logged once for all requests, a new message in that room (whose
 /// pruning reaches the damage) is still delivered, the other room works as
@@ -438,15 +453,7 @@ fn damaged_pages_of_one_room_do_not_take_the_others_down() {
     let dir = TempDir::new("durable-damaged");
     let path = dir.join("rooms.db");
     let keep = ["--keep-messages", "300"];
-    let mut server = server_on(&path, &keep);
-    let addr = server.addr;
-    let (alice_cookie, bob_cookie) = (login(addr, "alice", 1), login(addr, "bob", 2));
-    let mut alice = ws_connect(addr, 1, &alice_cookie);
-    fill_room(&mut alice, "one", 300);
-    let mut bob = ws_connect(addr, 2, &bob_cookie);
-    fill_room(&mut bob, "two", 300);
-    drop((alice, bob));
-    stop(&mut server);
+    let (alice_cookie, bob_cookie) = two_full_rooms(&path, &keep);
     assert!(!dir.join("rooms.db-wal").exists(), "all in the main file");
     let n = damage_leaf_pages(&path, b"one-00");
     assert!(n >= 2, "room 1 oldest: {n}");
@@ -496,15 +503,7 @@ fn a_room_that_cannot_be_read_at_start_refuses_messages_and_the_other_goes_on() 
     let dir = TempDir::new("durable-unreadable");
     let path = dir.join("rooms.db");
     let keep = ["--keep-messages", "300"];
-    let mut server = server_on(&path, &keep);
-    let addr = server.addr;
-    let (alice_cookie, bob_cookie) = (login(addr, "alice", 1), login(addr, "bob", 2));
-    let mut alice = ws_connect(addr, 1, &alice_cookie);
-    fill_room(&mut alice, "one", 300);
-    let mut bob = ws_connect(addr, 2, &bob_cookie);
-    fill_room(&mut bob, "two", 300);
-    drop((alice, bob));
-    stop(&mut server);
+    let (alice_cookie, bob_cookie) = two_full_rooms(&path, &keep);
     let n = damage_leaf_pages(&path, b"one-029") + damage_leaf_pages(&path, b"one-0300");
     assert!(n >= 1, "room 1 newest");
 
