@@ -18,14 +18,13 @@ stops by itself.
 
 import os
 import socket
-import subprocess
 import sys
 import tempfile
 import time
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(__file__))
-from scrollback_flood import BIN, Ws, cpu_secs, fill, free_port, login, pipelined  # noqa: E402
+from scrollback_flood import BIN, Ws, cpu_secs, fill, free_port, login, pipelined, start_server  # noqa: E402
 
 CONNS = 4
 DEPTH = 16
@@ -64,17 +63,8 @@ def main():
         del args[i : i + 2]
     port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
-        server = subprocess.Popen(
-            [BIN, "--bind", f"127.0.0.1:{port}", "--rate-limit", "0", "--log-level", "warn",
-             "--data-file", os.path.join(tmp, "rooms.db"), *args]
-        )
+        server = start_server(port, tmp, args)
         try:
-            for _ in range(100):
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                    break
-                except OSError:
-                    time.sleep(0.05)
             cookie = login(port, "mallory", 1)
             keep = fill(port, cookie, 1000)
             host = f"Host: 127.0.0.1:{port}\r\n"

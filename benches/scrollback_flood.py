@@ -231,6 +231,22 @@ def pipelined(port, request, secs, conns=CONNS, depth=DEPTH):
     return counts
 
 
+def start_server(port, tmp, args):
+    """The release server on `port` with a data file in `tmp`, once it
+    accepts connections (at most about 5 s)."""
+    server = subprocess.Popen(
+        [BIN, "--bind", f"127.0.0.1:{port}", "--rate-limit", "0", "--log-level", "warn",
+         "--data-file", os.path.join(tmp, "rooms.db"), *args]
+    )
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    return server
+
+
 def cpu_secs(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
@@ -260,17 +276,8 @@ def main():
         del args[i : i + 2]
     port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
-        server = subprocess.Popen(
-            [BIN, "--bind", f"127.0.0.1:{port}", "--rate-limit", "0", "--log-level", "warn",
-             "--data-file", os.path.join(tmp, "rooms.db"), *args]
-        )
+        server = start_server(port, tmp, args)
         try:
-            for _ in range(100):
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                    break
-                except OSError:
-                    time.sleep(0.05)
             mallory = login(port, "mallory", FLOOD_ROOM)
             bob = login(port, "bob", ECHO_ROOM)
             keep = fill(port, mallory, 1000)
