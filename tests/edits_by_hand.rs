@@ -377,3 +377,31 @@ fn a_deleted_message_leaves_no_edit_in_the_history() {
         .collect();
     assert_eq!(types, ["message", "delete"], "{:?}", fresh.log);
 }
+
+/// A delete and then an edit or a second delete of the same message in
+/// one turn (both checked before either is delivered): the later ones are
+/// refused as `deleted`, and the message stays a tombstone.
+#[test]
+fn a_change_behind_a_delete_in_the_same_turn_is_refused() {
+    let mut run = Run::new(50, false);
+    run.step(&Op::Say(0));
+    let p = run.open_pipe(0).unwrap();
+    for command in [
+        r#"{"type":"delete","seq":1}"#,
+        r#"{"type":"edit","seq":1,"text":"back"}"#,
+        r#"{"type":"delete","seq":1}"#,
+    ] {
+        run.net.pipes[p].send(&text_frame(command));
+    }
+    run.turn();
+    let log = run.clients[0].log.as_ref().unwrap();
+    let said = log.iter().position(|e| e["type"] == "message").unwrap();
+    let alice: Vec<String> = log[said + 1..].iter().map(|e| e.to_string()).collect();
+    assert_eq!(alice.len(), 3, "{alice:?}");
+    assert!(alice[0].contains(r#""type":"delete""#), "{alice:?}");
+    for refusal in &alice[1..] {
+        assert_eq!(refusal, r#"{"reason":"deleted","type":"error"}"#);
+    }
+    run.check();
+    assert!(page_of(&run.clients[1])[&1].deleted);
+}

@@ -25,6 +25,7 @@
 //! A failure names its seed; `WSROOMS_SIM_SEED=N` replays that seed alone
 //! (the same clients, faults and turns).
 
+#[allow(dead_code)] // (for the by-hand tests, not the simulation)
 pub mod by_hand;
 pub mod client;
 pub mod net;
