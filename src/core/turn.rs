@@ -134,7 +134,11 @@ impl Core {
         store.refuse_unreadable(&loaded.damaged_rooms);
         let held = self.config.reserve_timeout.max(self.config.grace_timeout);
         let expires = self.now + held;
-        let (mut restored, mut over_cap) = (0, 0);
+        // Those who were in a room when the server stopped are listed again,
+        // until they come back or this delay ends: a restart makes no join.
+        let delay = self.config.restart_leave_delay;
+        let listed_until = (!delay.is_zero()).then(|| self.now + delay);
+        let (mut restored, mut over_cap, mut listed) = (0, 0, 0);
         // Newest first: over `--max-sessions`, the oldest logins end.
         for s in &loaded.sessions {
             if self.chat.sessions.len() >= self.config.max_sessions {
@@ -142,10 +146,17 @@ impl Core {
                 over_cap += 1;
                 continue;
             }
-            match self.chat.restore(s.room, &s.user, s.token_hash, expires) {
+            let leave_at = listed_until.filter(|_| s.present);
+            match self
+                .chat
+                .restore(s.room, &s.user, s.token_hash, expires, leave_at)
+            {
                 Some(session) => {
-                    self.timers.add(expires, TimerKey::Session(session));
+                    if let Some(at) = self.chat.timer_of(session) {
+                        self.timers.add(at, TimerKey::Session(session));
+                    }
                     restored += 1;
+                    listed += usize::from(leave_at.is_some());
                 }
                 None => {
                     log::warn!(
@@ -165,7 +176,8 @@ impl Core {
         }
         self.chat.set_epoch(store.epoch());
         log::info!(
-            "data file: {restored} sessions restored in {} rooms (epoch {:016x})",
+            "data file: {restored} sessions restored in {} rooms, {listed} of them \
+             listed as present for {delay:?} (epoch {:016x})",
             self.chat.rooms.len(),
             store.epoch()
         );
@@ -250,6 +262,13 @@ impl Core {
             frame,
             except,
         });
+    }
+
+    /// A `leave` that a timer decided (a leave delay ended), after the
+    /// turn's messages before it.
+    pub(super) fn post_leave(&mut self, room: RoomId, number: u32, user: &str) {
+        let frame = super::websocket::leave_frame(number, user);
+        self.post_presence(room, frame, None);
     }
 
     /// A new login: recorded, its answer held until the commit. A room that
