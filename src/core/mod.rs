@@ -636,6 +636,9 @@ impl Core {
             };
             match key {
                 TimerKey::Conn(id) => self.on_conn_timer(id, at),
+                // After the signal no leave goes out and no session ends:
+                // the next process decides (see `leave_room`).
+                TimerKey::Session(_) if self.shutting_down() => {}
                 TimerKey::Session(sid) => self.on_session_timer(sid, at),
                 // A wake-up: `check_shutdown_done` decides.
                 TimerKey::ShutdownDeadline => {}

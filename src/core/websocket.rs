@@ -82,10 +82,16 @@ impl Core {
     /// `Outgoing::Leave` and `close_now`). The session stays listed for
     /// `--leave-delay-secs` (its timer entry sends the `leave` then, unless
     /// a socket of it joins first); with no delay the others are told now.
+    /// After SIGTERM the server leaves, not the person: the session stays
+    /// listed (no session timer runs while draining), and the data file
+    /// keeps it present for the next process to list again.
     pub(super) fn leave_room(&mut self, session: SessionId, id: ConnId) {
         let expires = self.now + self.config.grace_timeout;
         let delay = self.config.leave_delay;
-        let leave_at = (!delay.is_zero()).then(|| self.now + delay);
+        let leave_at = match self.shutting_down() {
+            true => Some(self.now),
+            false => (!delay.is_zero()).then(|| self.now + delay),
+        };
         let Some(left) = self.chat.leave(session, id, leave_at, expires) else {
             return;
         };
