@@ -80,6 +80,10 @@ pub struct Session {
     /// When the one timer entry the server queued for this session is due
     /// (`None` when there is none): entries due at another instant are stale.
     pub timer: Option<Instant>,
+    /// Its `join` waits in the server's turn: the `welcome` of another
+    /// socket made meanwhile leaves it out (that socket gets the `join`),
+    /// until [`Chat::announced`].
+    pub joining: bool,
     /// Still listed in its room though no socket of it is joined (its
     /// socket closed, or the server restarted while it was in): the others
     /// see its `leave` at this instant, unless a socket of it joins first.
@@ -357,6 +361,7 @@ impl Chat {
             timer: Some(expires),
             scrollback: None,
             leave_at: None,
+            joining: false,
         });
         if let Some(room) = self.rooms.get_mut(room) {
             room.names.insert(keys.shown, id);
@@ -438,6 +443,7 @@ impl Chat {
         s.expires = None;
         let back = s.leave_at.take().is_some();
         let old = s.socket.replace(conn);
+        s.joining = old.is_none() && !back;
         let Some(room) = self.rooms.get_mut(s.room) else {
             return none;
         };
@@ -493,6 +499,13 @@ impl Chat {
             leave_at,
             timer,
         })
+    }
+
+    /// The session's `join` went out: the others' welcomes list it now.
+    pub fn announced(&mut self, session: SessionId) {
+        if let Some(s) = self.sessions.get_mut(session) {
+            s.joining = false;
+        }
     }
 
     /// A session within its leave delay is no longer listed, at once (it
@@ -694,10 +707,8 @@ impl Chat {
             .unwrap_or(room.last_seq + 1);
         let gap = since.is_some_and(|n| n < room.last_seq && first_kept > n + 1);
         let after = since.unwrap_or(0);
-        let users = room
-            .members
-            .iter()
-            .map(|m| self.user(m.session))
+        let users = self
+            .joined(room, Some(session))
             .chain(self.away(room).into_iter().map(|id| self.user(id)));
         let history = room
             .history
@@ -719,6 +730,21 @@ impl Chat {
             },
         );
         out
+    }
+
+    /// The ids of `room`'s joined sockets whose `join` went out (and
+    /// `own`'s, which gets no `join` for itself), in the order they joined.
+    fn joined<'a>(
+        &'a self,
+        room: &'a Room,
+        own: Option<SessionId>,
+    ) -> impl Iterator<Item = &'a str> + 'a {
+        room.members
+            .iter()
+            .filter(move |m| {
+                Some(m.session) == own || self.sessions.get(m.session).is_some_and(|s| !s.joining)
+            })
+            .map(|m| self.user(m.session))
     }
 
     /// The sessions of `room` listed without a socket (within their leave
@@ -744,9 +770,8 @@ impl Chat {
         let Some(room) = self.room_by_number(number).and_then(|r| self.rooms.get(r)) else {
             return Vec::new();
         };
-        let joined = room.members.iter().map(|m| self.user(m.session));
         let away = self.away(room).into_iter().map(|id| self.user(id));
-        joined.chain(away).collect()
+        self.joined(room, None).chain(away).collect()
     }
 
     /// One page of scrollback from room `number`'s in-memory history: the

@@ -85,7 +85,14 @@ pub(super) enum Outgoing {
         message: Kept,
         sender: ConnId,
     },
-    /// A `join` event (to everyone but `except`).
+    /// The `join` event of `session`'s socket `conn` (to everyone else).
+    Join {
+        room: RoomId,
+        frame: Frame,
+        session: SessionId,
+        conn: ConnId,
+    },
+    /// A `join` or `leave` event (to everyone but `except`).
     Presence {
         room: RoomId,
         frame: Frame,
@@ -261,6 +268,17 @@ impl Core {
             room,
             frame,
             except,
+        });
+    }
+
+    /// The `join` of `session` (its socket `conn`), after the turn's
+    /// messages before it; welcomes made meanwhile leave it out.
+    pub(super) fn post_join(&mut self, room: RoomId, frame: Frame, session: SessionId, conn: ConnId) {
+        self.outbox.push_back(Outgoing::Join {
+            room,
+            frame,
+            session,
+            conn,
         });
     }
 
@@ -484,6 +502,18 @@ impl Core {
                 _,
             ) => {
                 self.broadcast(room, frame, except);
+            }
+            (
+                Outgoing::Join {
+                    room,
+                    frame,
+                    session,
+                    conn,
+                },
+                _,
+            ) => {
+                self.chat.announced(session);
+                self.broadcast(room, frame, Some(conn));
             }
             (Outgoing::Close { conn, close }, _) => self.queue_close(conn, close),
             (Outgoing::Leave { conn, session }, _) => self.leave_room(session, conn),

@@ -64,7 +64,7 @@ impl Core {
             log::info!("join: \"{}\" in room {number}", Escaped(&s.user));
             self.journal.record_presence(s.token_hash, true);
             let frame: Frame = frame::encode_frame(Opcode::Text, &json).into();
-            self.post_presence(room, frame, Some(id));
+            self.post_join(room, frame, session, id);
         } else if joined.back {
             log::info!(
                 "back: \"{}\" in room {number} (within its leave delay: not announced)",
