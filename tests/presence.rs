@@ -160,7 +160,10 @@ fn with_a_leave_delay_of_0_a_reload_leaves_and_joins_at_once() {
     let seen = events_up_to_own(&mut alice, "and now?");
     assert_eq!(
         presence(&seen),
-        [("leave".into(), "bob".into()), ("join".into(), "bob".into())]
+        [
+            ("leave".into(), "bob".into()),
+            ("join".into(), "bob".into())
+        ]
     );
 }
 

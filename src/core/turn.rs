@@ -273,7 +273,13 @@ impl Core {
 
     /// The `join` of `session` (its socket `conn`), after the turn's
     /// messages before it; welcomes made meanwhile leave it out.
-    pub(super) fn post_join(&mut self, room: RoomId, frame: Frame, session: SessionId, conn: ConnId) {
+    pub(super) fn post_join(
+        &mut self,
+        room: RoomId,
+        frame: Frame,
+        session: SessionId,
+        conn: ConnId,
+    ) {
         self.outbox.push_back(Outgoing::Join {
             room,
             frame,

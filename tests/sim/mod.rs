@@ -160,6 +160,8 @@ pub struct World {
     refused: u64,
     /// Commits fail until this turn.
     failing_until: u64,
+    /// Commits fail now.
+    commits_failing: bool,
     /// Each session listed at the last check, by room and user: since when
     /// it was seen listed without a socket (`None`: a socket is joined).
     listed: HashMap<(u32, String), Option<Instant>>,
@@ -196,6 +198,7 @@ impl World {
             counters: BTreeMap::new(),
             refused: 0,
             failing_until: 0,
+            commits_failing: false,
             listed: HashMap::new(),
             turn: 0,
             log: Vec::new(),
@@ -446,6 +449,20 @@ impl World {
         if self.plan.durable {
             self.net.core.fail_writes(fail).expect("the trigger");
         }
+        self.commits_failing = fail;
+    }
+
+    /// Everyone listed in a room of the plan, by room.
+    fn everyone_listed(&self) -> BTreeMap<u32, Vec<String>> {
+        let chat = self.net.core.chat();
+        (1..=self.plan.rooms)
+            .map(|room| {
+                let mut users: Vec<String> =
+                    chat.listed(room).into_iter().map(String::from).collect();
+                users.sort_unstable();
+                (room, users)
+            })
+            .collect()
     }
 
     /// The whole server dies and starts again from the same data file.
@@ -453,10 +470,21 @@ impl World {
         self.check_counters()?;
         self.note("the server crashes and restarts".into());
         self.failing_until = 0;
+        // What the last turn's commit wrote is what the new process lists
+        // (a restart makes no join per person); after a failed commit the
+        // file may lag behind.
+        let (listed, committed) = (self.everyone_listed(), !self.commits_failing);
+        self.commits_failing = false;
         // The old process is gone (with its lock on the file) before the
         // new one opens it.
         self.net.crash(Core::new(sim_config(None), self.net.now));
         self.net.core = start_core(&self.config, self.net.now);
+        if committed && self.everyone_listed() != listed {
+            return Err(format!(
+                "after a restart the rooms list {:?}; before it they listed {listed:?}",
+                self.everyone_listed()
+            ));
+        }
         // A new process: its counters start from zero, and those it lists
         // without a socket are away from its start.
         self.counters.clear();
