@@ -201,6 +201,21 @@ pub struct Config {
           default_value = "86400", value_parser = None, seconds = 0..=2_592_000)]
     pub grace_timeout: Duration,
 
+    /// Seconds a user whose socket closed stays in the room's list, so that
+    /// a reload or a network blip shows the others no leave and no join; 0
+    /// sends the leave at once
+    #[arg(long = "leave-delay-secs", value_name = "S", env = "WSROOMS_LEAVE_DELAY_SECS",
+          default_value = "5", value_parser = None, seconds = 0..=3600)]
+    pub leave_delay: Duration,
+
+    /// With --data-file: seconds after a start in which those who were in a
+    /// room when the server stopped may come back unannounced (the page
+    /// retries at most 15 s apart); 0 announces each one again
+    #[arg(long = "restart-leave-delay-secs", value_name = "S",
+          env = "WSROOMS_RESTART_LEAVE_DELAY_SECS",
+          default_value = "20", value_parser = None, seconds = 0..=3600)]
+    pub restart_leave_delay: Duration,
+
     /// Messages kept per room for late joiners and reconnects
     #[arg(long, value_name = "N", env = "WSROOMS_HISTORY_MESSAGES",
           default_value_t = 50, within = 0_usize..=100_000)]
@@ -790,6 +805,8 @@ mod tests {
         "--shutdown-timeout-secs=26",
         "--reserve-secs=27",
         "--grace-secs=28",
+        "--leave-delay-secs=33",
+        "--restart-leave-delay-secs=34",
         "--history-messages=29",
         "--allow-origin=https://A.example:443, http://b:8080",
         "--allow-origin",
@@ -848,6 +865,7 @@ mod tests {
         );
         assert_eq!((secs(c.close_timeout), secs(c.shutdown_timeout)), (25, 26));
         assert_eq!((secs(c.reserve_timeout), secs(c.grace_timeout)), (27, 28));
+        assert_eq!((secs(c.leave_delay), secs(c.restart_leave_delay)), (33, 34));
         // As browsers send them: lower case, no default port.
         assert_eq!(
             c.allow_origins,

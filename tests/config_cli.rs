@@ -41,6 +41,8 @@ const FLAGS: &[&str] = &[
     "shutdown-timeout-secs",
     "reserve-secs",
     "grace-secs",
+    "leave-delay-secs",
+    "restart-leave-delay-secs",
     "history-messages",
     "allow-origin",
     "echo",

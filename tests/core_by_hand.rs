@@ -30,15 +30,21 @@ fn messages(seen: &[Seen]) -> Vec<u64> {
 fn leaves(seen: &[Seen]) -> Vec<String> {
     seen.iter()
         .filter_map(|s| match s {
-            Seen::Presence { join: false, user } => Some(user.clone()),
+            Seen::Presence {
+                join: false, user, ..
+            } => Some(user.clone()),
             _ => None,
         })
         .collect()
 }
 
+/// The simulation's settings, with no leave delay: these tests are about
+/// the leaves a turn's closes send at once (the delayed ones go through the
+/// same outbox when their timer fires; the simulation covers them).
 fn config() -> Config {
     Config {
         log_level: "off".into(),
+        leave_delay: Duration::ZERO,
         ..sim::sim_config(None)
     }
 }

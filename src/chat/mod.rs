@@ -12,10 +12,21 @@
 //!   until it expires: 60 s to open a socket, then a day of grace after its
 //!   socket closes (`--grace-secs`), so a reload, a network blip or a phone
 //!   that slept gets the same id back; a log-out ends it at once.
-//! - A session has at most one live timer entry ([`Session::timer`]): a
-//!   socket that closes again and again within the grace does not add an
-//!   entry each time (each would live a day); the entry that comes due
-//!   finds the later expiry and is queued again once ([`Expiry::Later`]).
+//! - **Presence without noise:** a session is *listed* in its room (in
+//!   `welcome.users`; the others saw its `join`) while a socket of it is
+//!   joined, and for a leave delay after its last socket closed
+//!   ([`Session::leave_at`], `--leave-delay-secs`): a socket of it that
+//!   joins within the delay is announced to no one (a reload, a network
+//!   blip), and only when the delay ends do the others see `leave`
+//!   ([`Expiry::Leave`]). A session restored after a restart that was
+//!   listed when the server stopped is listed again, with a leave delay
+//!   of its own (`--restart-leave-delay-secs`), so that a restart makes no
+//!   `join` per person. A log-out or a lapsed reservation leaves at once.
+//! - A session has at most one live timer entry ([`Session::timer`]), due
+//!   at the earlier of its leave and the end of its reservation: a socket
+//!   that closes again and again does not add an entry each time (each
+//!   would live a day); the entry that comes due finds the later instant
+//!   and is queued again once ([`Expiry::Later`]).
 //! - A room is freed when its last session is gone, and its history with it
 //!   (with a data file, its messages and `seq` stay on disk and come back
 //!   when it is used again: the server does that, this module does no I/O).
@@ -72,10 +83,35 @@ pub struct Session {
     /// When the one timer entry the server queued for this session is due
     /// (`None` when there is none): entries due at another instant are stale.
     pub timer: Option<Instant>,
+    /// Its `join` waits in the server's turn: the `welcome` of another
+    /// socket made meanwhile leaves it out (that socket gets the `join`),
+    /// until [`Chat::announced`].
+    pub joining: bool,
+    /// Still listed in its room though no socket of it is joined (its
+    /// socket closed, or the server restarted while it was in): the others
+    /// see its `leave` at this instant, unless a socket of it joins first.
+    pub leave_at: Option<Instant>,
+}
+
+impl Session {
+    /// The others count it as in the room: a socket of it is joined, or it
+    /// is within its leave delay.
+    pub fn listed(&self) -> bool {
+        self.socket.is_some() || self.leave_at.is_some()
+    }
+
+    /// When its timer entry must come due: the earlier of its leave and
+    /// the end of its reservation.
+    fn due(&self) -> Option<Instant> {
+        match (self.leave_at, self.expires) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
 }
 
 /// What a session's timer entry found when it came due.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Expiry {
     /// The reservation lapsed: the session is gone, the id free. Holds the
     /// room number.
@@ -83,8 +119,28 @@ pub enum Expiry {
     /// The reservation runs longer now (a socket came and went): queue an
     /// entry for this instant.
     Later(Instant),
+    /// The session's leave delay ended with no socket of it back (or its
+    /// reservation lapsed within the delay): the others see its `leave`
+    /// now.
+    Leave(LeaveDue),
     /// Nothing to do: a stale entry, a joined session, or a session gone.
     Kept,
+}
+
+/// A `leave` that is due ([`Expiry::Leave`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaveDue {
+    /// The room it leaves (it may be gone, with no one left to tell).
+    pub room: RoomId,
+    /// That room's number.
+    pub number: u32,
+    /// The id the others see leave.
+    pub user: String,
+    /// The reservation lapsed too: the session is gone, its id free.
+    pub ended: bool,
+    /// Queue the session's timer entry for this instant (its
+    /// reservation's end); `None` when it ended.
+    pub next: Option<Instant>,
 }
 
 /// One room event kept for late joiners (a message, an edit or a delete:
@@ -167,6 +223,16 @@ pub enum LoginError {
 pub struct Joined {
     /// The older socket of the same session, now replaced (close it with 4000).
     pub replaced: Option<ConnId>,
+    /// The session was within its leave delay: it was listed all along,
+    /// and the others see no `join`.
+    pub back: bool,
+}
+
+impl Joined {
+    /// The others must see a `join`: the session was not listed before.
+    pub fn announced(&self) -> bool {
+        self.replaced.is_none() && !self.back
+    }
 }
 
 /// A socket left its room.
@@ -180,6 +246,9 @@ pub struct Left {
     pub session: SessionId,
     /// When the session's reservation lapses unless a socket joins again (the grace period).
     pub expires: Instant,
+    /// When the others see its `leave`, unless a socket of it joins before
+    /// (`None`: now, there is no leave delay).
+    pub leave_at: Option<Instant>,
     /// Queue a timer entry for the session at this instant (`None`: the
     /// entry already queued is due no later, and will queue one again).
     pub timer: Option<Instant>,
@@ -244,7 +313,9 @@ impl Chat {
     }
 
     /// Brings back a session from the data file, reserved until `expires`
-    /// (the room's limit does not apply: it held the id before). `None` if
+    /// (the room's limit does not apply: it held the id before), and, if
+    /// `leave_at` is given (it was listed when the server stopped), listed
+    /// until then. Queue its timer entry at [`Chat::timer_of`]. `None` if
     /// an id that looks the same is already there.
     pub fn restore(
         &mut self,
@@ -252,9 +323,21 @@ impl Chat {
         user: &str,
         token_hash: TokenHash,
         expires: Instant,
+        leave_at: Option<Instant>,
     ) -> Option<SessionId> {
-        self.login_hashed(number, user, token_hash, expires, usize::MAX)
-            .ok()
+        let id = self
+            .login_hashed(number, user, token_hash, expires, usize::MAX)
+            .ok()?;
+        if let Some(s) = self.sessions.get_mut(id) {
+            s.leave_at = leave_at;
+            s.timer = s.due();
+        }
+        Some(id)
+    }
+
+    /// When the session's one timer entry is due, if it has one.
+    pub fn timer_of(&self, id: SessionId) -> Option<Instant> {
+        self.sessions.get(id).and_then(|s| s.timer)
     }
 
     fn login_hashed(
@@ -285,6 +368,8 @@ impl Chat {
             // The caller queues a timer entry at `expires`.
             timer: Some(expires),
             scrollback: None,
+            leave_at: None,
+            joining: false,
         });
         if let Some(room) = self.rooms.get_mut(room) {
             room.names.insert(keys.shown, id);
@@ -353,38 +438,61 @@ impl Chat {
 
     /// Joins `conn` to its session's room. A session has one socket: a
     /// newer one takes the older one's place.
+    /// A session within its leave delay is back: it was listed all along
+    /// ([`Joined::back`]).
     pub fn join(&mut self, session: SessionId, conn: ConnId) -> Joined {
-        let none = Joined { replaced: None };
+        let none = Joined {
+            replaced: None,
+            back: false,
+        };
         let Some(s) = self.sessions.get_mut(session) else {
             return none;
         };
         s.expires = None;
+        let back = s.leave_at.take().is_some();
         let old = s.socket.replace(conn);
+        s.joining = old.is_none() && !back;
         let Some(room) = self.rooms.get_mut(s.room) else {
             return none;
         };
         match old.and_then(|old| room.members.iter_mut().find(|m| m.conn == old)) {
             Some(member) => {
                 member.conn = conn;
-                Joined { replaced: old }
+                Joined {
+                    replaced: old,
+                    back,
+                }
             }
             None => {
                 room.members.push(Member { conn, session });
-                Joined { replaced: None }
+                Joined {
+                    replaced: None,
+                    back,
+                }
             }
         }
     }
 
     /// Takes `conn` out of its room. Does nothing (returns `None`) if `conn`
-    /// is no longer its session's socket (it was replaced).
-    pub fn leave(&mut self, session: SessionId, conn: ConnId, expires: Instant) -> Option<Left> {
+    /// is no longer its session's socket (it was replaced). The session
+    /// stays listed until `leave_at` (`None`: the others see its `leave`
+    /// now) and keeps its id until `expires`.
+    pub fn leave(
+        &mut self,
+        session: SessionId,
+        conn: ConnId,
+        leave_at: Option<Instant>,
+        expires: Instant,
+    ) -> Option<Left> {
         let s = self.sessions.get_mut(session)?;
         if s.socket != Some(conn) {
             return None;
         }
         s.socket = None;
         s.expires = Some(expires);
-        let timer = s.timer.is_none_or(|t| t > expires).then_some(expires);
+        s.leave_at = leave_at;
+        let due = s.due().unwrap_or(expires);
+        let timer = s.timer.is_none_or(|t| t > due).then_some(due);
         if timer.is_some() {
             s.timer = timer;
         }
@@ -396,13 +504,31 @@ impl Chat {
             user: s.user.clone(),
             session,
             expires,
+            leave_at,
             timer,
         })
     }
 
-    /// A session's timer entry due at `due` came due at `now`: ends the
-    /// session if its reservation lapsed (freeing its room when empty), or
-    /// says when to look again.
+    /// The session's `join` went out: the others' welcomes list it now.
+    pub fn announced(&mut self, session: SessionId) {
+        if let Some(s) = self.sessions.get_mut(session) {
+            s.joining = false;
+        }
+    }
+
+    /// A session within its leave delay is no longer listed, at once (it
+    /// logs out, or is removed): its room and id, for the `leave` the
+    /// others must see now. `None` if it was not within its delay.
+    pub fn leave_now(&mut self, session: SessionId) -> Option<(RoomId, String)> {
+        let s = self.sessions.get_mut(session)?;
+        s.leave_at.take()?;
+        Some((s.room, s.user.clone()))
+    }
+
+    /// A session's timer entry due at `due` came due at `now`: its leave
+    /// is due if its leave delay ended, and the session ends if its
+    /// reservation lapsed (freeing its room when empty); else it says when
+    /// to look again.
     pub fn expire(&mut self, id: SessionId, due: Instant, now: Instant) -> Expiry {
         let Some(s) = self.sessions.get_mut(id) else {
             return Expiry::Kept;
@@ -411,14 +537,48 @@ impl Chat {
             return Expiry::Kept; // a stale entry: the live one is due earlier
         }
         s.timer = None;
-        match s.expires {
-            _ if s.socket.is_some() => Expiry::Kept,
-            None => Expiry::Kept,
-            Some(t) if t > now => {
-                s.timer = Some(t);
-                Expiry::Later(t)
-            }
-            Some(_) => self.remove_session(id).map_or(Expiry::Kept, Expiry::Ended),
+        if s.socket.is_some() {
+            return Expiry::Kept;
+        }
+        let lapsed = s.expires.is_some_and(|t| t <= now);
+        let leave = s.leave_at.is_some_and(|t| t <= now || lapsed);
+        if !lapsed && !leave {
+            s.timer = s.due();
+            return s.timer.map_or(Expiry::Kept, Expiry::Later);
+        }
+        let user = match leave {
+            true => s.leave_at.take().map(|_| s.user.clone()),
+            false => None,
+        };
+        let room = s.room;
+        let number = self.number(room);
+        if !lapsed {
+            let s = self.sessions.get_mut(id);
+            let next = s.and_then(|s| {
+                s.timer = s.due();
+                s.timer
+            });
+            let user = user.unwrap_or_default();
+            return Expiry::Leave(LeaveDue {
+                room,
+                number,
+                user,
+                ended: false,
+                next,
+            });
+        }
+        let Some(number) = self.remove_session(id) else {
+            return Expiry::Kept;
+        };
+        match user {
+            Some(user) => Expiry::Leave(LeaveDue {
+                room,
+                number,
+                user,
+                ended: true,
+                next: None,
+            }),
+            None => Expiry::Ended(number),
         }
     }
 
@@ -565,7 +725,9 @@ impl Chat {
             .unwrap_or(room.last_seq + 1);
         let gap = since.is_some_and(|n| n < room.last_seq && first_kept > n + 1);
         let after = since.unwrap_or(0);
-        let users = room.members.iter().map(|m| self.user(m.session));
+        let users = self
+            .joined(room, Some(session))
+            .chain(self.away(room).into_iter().map(|id| self.user(id)));
         let history = room
             .history
             .iter()
@@ -586,6 +748,48 @@ impl Chat {
             },
         );
         out
+    }
+
+    /// The ids of `room`'s joined sockets whose `join` went out (and
+    /// `own`'s, which gets no `join` for itself), in the order they joined.
+    fn joined<'a>(
+        &'a self,
+        room: &'a Room,
+        own: Option<SessionId>,
+    ) -> impl Iterator<Item = &'a str> + 'a {
+        room.members
+            .iter()
+            .filter(move |m| {
+                Some(m.session) == own || self.sessions.get(m.session).is_some_and(|s| !s.joining)
+            })
+            .map(|m| self.user(m.session))
+    }
+
+    /// The sessions of `room` listed without a socket (within their leave
+    /// delay), in a fixed order.
+    fn away(&self, room: &Room) -> Vec<SessionId> {
+        let mut away: Vec<SessionId> = room
+            .names
+            .values()
+            .copied()
+            .filter(|&id| {
+                self.sessions
+                    .get(id)
+                    .is_some_and(|s| s.socket.is_none() && s.leave_at.is_some())
+            })
+            .collect();
+        away.sort_unstable();
+        away
+    }
+
+    /// The ids listed in room `number` (in `welcome.users`): its joined
+    /// sockets' and those within their leave delay.
+    pub fn listed(&self, number: u32) -> Vec<&str> {
+        let Some(room) = self.room_by_number(number).and_then(|r| self.rooms.get(r)) else {
+            return Vec::new();
+        };
+        let away = self.away(room).into_iter().map(|id| self.user(id));
+        self.joined(room, None).chain(away).collect()
     }
 
     /// One page of scrollback from room `number`'s in-memory history: the
@@ -702,15 +906,22 @@ mod tests {
         assert!(chat.login(6, "alice", [3; 16], now, 10).is_ok());
         let key = chat.session_for(&[1; 16], 5).unwrap();
         assert_eq!(chat.session_for(&[1; 16], 6), None);
-        assert_eq!(chat.join(key, conn(1)), Joined { replaced: None });
+        assert_eq!(
+            chat.join(key, conn(1)),
+            Joined {
+                replaced: None,
+                back: false
+            }
+        );
         assert_eq!(
             chat.join(key, conn(2)),
             Joined {
-                replaced: Some(conn(1))
+                replaced: Some(conn(1)),
+                back: false
             }
         );
         assert!(
-            chat.leave(key, conn(1), now).is_none(),
+            chat.leave(key, conn(1), None, now).is_none(),
             "a replaced socket does not leave"
         );
         assert_eq!(
@@ -718,7 +929,7 @@ mod tests {
             Expiry::Kept,
             "joined sessions do not expire"
         );
-        let left = chat.leave(key, conn(2), now).unwrap();
+        let left = chat.leave(key, conn(2), None, now).unwrap();
         assert_eq!(left.user, "Alice");
         assert_eq!(left.timer, Some(now));
         assert_eq!(chat.expire(id, now, now), Expiry::Ended(5));
@@ -741,14 +952,21 @@ mod tests {
         // entry is needed, and the one at `reserve` goes stale.
         chat.join(id, conn(1));
         let short = t0 + Duration::from_secs(5);
-        assert_eq!(chat.leave(id, conn(1), short).unwrap().timer, Some(short));
+        assert_eq!(
+            chat.leave(id, conn(1), None, short).unwrap().timer,
+            Some(short)
+        );
         assert_eq!(chat.expire(id, reserve, reserve), Expiry::Kept, "stale");
         // Back, and away again and again: no new entry after the first.
         let mut queued = Vec::new();
         for i in 1..=100u64 {
             chat.join(id, conn(1 + i as u32));
             let away = t0 + Duration::from_secs(i) + grace;
-            queued.extend(chat.leave(id, conn(1 + i as u32), away).unwrap().timer);
+            queued.extend(
+                chat.leave(id, conn(1 + i as u32), None, away)
+                    .unwrap()
+                    .timer,
+            );
         }
         assert_eq!(queued, [], "the entry at {short:?} will look again");
         // The one entry comes due: the reservation runs longer, queue once more.
@@ -757,6 +975,109 @@ mod tests {
         assert_eq!(chat.expire(id, short, last), Expiry::Kept, "now stale");
         assert_eq!(chat.expire(id, last, last), Expiry::Ended(1));
         assert!(chat.login(1, "bob", [2; 16], last, 10).is_ok());
+    }
+
+    #[test]
+    fn a_socket_back_within_the_leave_delay_is_not_announced() {
+        let mut chat = Chat::new();
+        let t0 = Instant::now();
+        let s = |n: u64| t0 + Duration::from_secs(n);
+        let id = chat.login(1, "bob", [1; 16], s(60), 10).unwrap();
+        let eve = chat.login(1, "eve", [2; 16], s(60), 10).unwrap();
+        chat.join(eve, conn(9));
+        assert!(chat.join(id, conn(1)).announced(), "a first socket joins");
+        let left = chat.leave(id, conn(1), Some(s(5)), s(100)).unwrap();
+        assert_eq!((left.leave_at, left.timer), (Some(s(5)), Some(s(5))));
+        assert_eq!(chat.listed(1), ["eve", "bob"], "listed within its delay");
+        let back = chat.join(id, conn(2));
+        assert!(back.back && !back.announced(), "back unannounced");
+        assert_eq!(chat.expire(id, s(5), s(5)), Expiry::Kept, "joined again");
+        // Away again, and not back within the delay: its leave is due.
+        let left = chat.leave(id, conn(2), Some(s(7)), s(102)).unwrap();
+        assert_eq!(left.timer, Some(s(7)));
+        let room = chat.room_by_number(1).unwrap();
+        let due = LeaveDue {
+            room,
+            number: 1,
+            user: "bob".into(),
+            ended: false,
+            next: Some(s(102)),
+        };
+        assert_eq!(chat.expire(id, s(7), s(7)), Expiry::Leave(due));
+        assert_eq!(chat.listed(1), ["eve"]);
+        assert!(
+            chat.join(id, conn(3)).announced(),
+            "after its leave: a join"
+        );
+        chat.leave(id, conn(3), None, s(102)).unwrap();
+        assert_eq!(chat.leave_now(id), None, "no delay: it left at once");
+        assert_eq!(chat.expire(id, s(102), s(102)), Expiry::Ended(1));
+    }
+
+    #[test]
+    fn a_reservation_that_lapses_within_the_leave_delay_leaves_at_once() {
+        let mut chat = Chat::new();
+        let t0 = Instant::now();
+        let id = chat.login(2, "ann", [1; 16], t0 + Duration::from_secs(60), 10);
+        let id = id.unwrap();
+        chat.join(id, conn(1));
+        let (delay, grace) = (t0 + Duration::from_secs(5), t0 + Duration::from_secs(1));
+        let left = chat.leave(id, conn(1), Some(delay), grace).unwrap();
+        assert_eq!(left.timer, Some(grace));
+        let room = chat.room_by_number(2).unwrap();
+        let due = LeaveDue {
+            room,
+            number: 2,
+            user: "ann".into(),
+            ended: true,
+            next: None,
+        };
+        assert_eq!(chat.expire(id, grace, grace), Expiry::Leave(due));
+        assert!(chat.sessions.get(id).is_none(), "the session ended");
+    }
+
+    #[test]
+    fn a_leave_delay_adds_no_timer_entry_per_close() {
+        let mut chat = Chat::new();
+        let t0 = Instant::now();
+        let s = |n: u64| t0 + Duration::from_secs(n);
+        let id = chat.login(1, "bob", [1; 16], s(60), 10).unwrap();
+        chat.join(id, conn(1));
+        let first = chat.leave(id, conn(1), Some(s(5)), s(1000)).unwrap();
+        assert_eq!(first.timer, Some(s(5)));
+        let mut queued = Vec::new();
+        for i in 1..=100u64 {
+            let c = conn(1 + i as u32);
+            assert!(chat.join(id, c).back);
+            let left = chat.leave(id, c, Some(s(5 + i)), s(1000 + i)).unwrap();
+            queued.extend(left.timer);
+        }
+        assert_eq!(queued, [], "the entry at 5 s will look again");
+        assert_eq!(chat.expire(id, s(60), s(60)), Expiry::Kept, "stale");
+        assert_eq!(chat.expire(id, s(5), s(5)), Expiry::Later(s(105)));
+        let Expiry::Leave(due) = chat.expire(id, s(105), s(105)) else {
+            panic!("the leave is due at 105 s");
+        };
+        assert_eq!((due.ended, due.next), (false, Some(s(1100))));
+        assert_eq!(chat.expire(id, s(1100), s(1100)), Expiry::Ended(1));
+    }
+
+    #[test]
+    fn a_restored_session_that_was_listed_is_listed_until_it_is_back() {
+        let mut chat = Chat::new();
+        let t0 = Instant::now();
+        let (until, expires) = (t0 + Duration::from_secs(20), t0 + Duration::from_secs(60));
+        let ann = chat.restore(4, "ann", TokenHash([1; 32]), expires, Some(until));
+        let bob = chat.restore(4, "bob", TokenHash([2; 32]), expires, None);
+        let (ann, bob) = (ann.unwrap(), bob.unwrap());
+        assert_eq!(
+            (chat.timer_of(ann), chat.timer_of(bob)),
+            (Some(until), Some(expires))
+        );
+        assert_eq!(chat.listed(4), ["ann"], "bob was not in the room");
+        assert!(chat.join(ann, conn(1)).back, "ann's return is silent");
+        assert!(chat.join(bob, conn(2)).announced(), "bob joins");
+        assert_eq!(chat.listed(4), ["ann", "bob"]);
     }
 
     #[test]

@@ -43,6 +43,14 @@ impl Journal {
         }
     }
 
+    /// A session became listed in its room (its `join` went out) or no
+    /// longer (its `leave`).
+    pub fn record_presence(&mut self, token_hash: TokenHash, present: bool) {
+        if let Journal::File(store) = self {
+            store.record_presence(token_hash, present);
+        }
+    }
+
     /// Commits what the turn recorded (one transaction; nothing without a
     /// data file or without records).
     pub fn commit(&mut self) -> Result<Committed, CommitError> {

@@ -637,6 +637,9 @@ impl Core {
             };
             match key {
                 TimerKey::Conn(id) => self.on_conn_timer(id, at),
+                // After the signal no leave goes out and no session ends:
+                // the next process decides (see `leave_room`).
+                TimerKey::Session(_) if self.shutting_down() => {}
                 TimerKey::Session(sid) => self.on_session_timer(sid, at),
                 // A wake-up: `check_shutdown_done` decides.
                 TimerKey::ShutdownDeadline => {}
@@ -645,19 +648,31 @@ impl Core {
         }
     }
 
-    /// A reservation may have lapsed; its end is recorded (the session must
-    /// not come back after a restart).
+    /// A session's leave delay may have ended (the others see its `leave`,
+    /// in the turn's order), or its reservation lapsed; either is recorded
+    /// (the session must not come back listed, or at all, after a restart).
     fn on_session_timer(&mut self, sid: SessionId, at: Instant) {
         let Some(token_hash) = self.chat.sessions.get(sid).map(|s| s.token_hash) else {
             return;
         };
-        let number = match self.chat.expire(sid, at, self.now) {
-            Expiry::Ended(number) => number,
+        let (number, leave) = match self.chat.expire(sid, at, self.now) {
+            Expiry::Ended(number) => (number, None),
+            Expiry::Leave(due) if !due.ended => {
+                self.journal.record_presence(token_hash, false);
+                if let Some(next) = due.next {
+                    self.timers.add(next, TimerKey::Session(sid));
+                }
+                return self.post_leave(due.room, due.number, &due.user);
+            }
+            Expiry::Leave(due) => (due.number, Some(due)),
             Expiry::Later(again) => return self.timers.add(again, TimerKey::Session(sid)),
             Expiry::Kept => return,
         };
         log::debug!("reservation lapsed in room {number}");
         self.journal.record_session_end(token_hash);
+        if let Some(due) = leave {
+            self.post_leave(due.room, due.number, &due.user);
+        }
     }
 
     fn on_conn_timer(&mut self, id: ConnId, at: Instant) {

@@ -88,7 +88,14 @@ pub(super) enum Outgoing {
     },
     /// An event for one socket only (an `error`).
     Reply { conn: ConnId, frame: Frame },
-    /// A `join` event (to everyone but `except`).
+    /// The `join` event of `session`'s socket `conn` (to everyone else).
+    Join {
+        room: RoomId,
+        frame: Frame,
+        session: SessionId,
+        conn: ConnId,
+    },
+    /// A `join` or `leave` event (to everyone but `except`).
     Presence {
         room: RoomId,
         frame: Frame,
@@ -137,7 +144,11 @@ impl Core {
         store.refuse_unreadable(&loaded.damaged_rooms);
         let held = self.config.reserve_timeout.max(self.config.grace_timeout);
         let expires = self.now + held;
-        let (mut restored, mut over_cap) = (0, 0);
+        // Those who were in a room when the server stopped are listed again,
+        // until they come back or this delay ends: a restart makes no join.
+        let delay = self.config.restart_leave_delay;
+        let listed_until = (!delay.is_zero()).then(|| self.now + delay);
+        let (mut restored, mut over_cap, mut listed) = (0, 0, 0);
         // Newest first: over `--max-sessions`, the oldest logins end.
         for s in &loaded.sessions {
             if self.chat.sessions.len() >= self.config.max_sessions {
@@ -145,10 +156,17 @@ impl Core {
                 over_cap += 1;
                 continue;
             }
-            match self.chat.restore(s.room, &s.user, s.token_hash, expires) {
+            let leave_at = listed_until.filter(|_| s.present);
+            match self
+                .chat
+                .restore(s.room, &s.user, s.token_hash, expires, leave_at)
+            {
                 Some(session) => {
-                    self.timers.add(expires, TimerKey::Session(session));
+                    if let Some(at) = self.chat.timer_of(session) {
+                        self.timers.add(at, TimerKey::Session(session));
+                    }
                     restored += 1;
+                    listed += usize::from(leave_at.is_some());
                 }
                 None => {
                     log::warn!(
@@ -168,7 +186,8 @@ impl Core {
         }
         self.chat.set_epoch(store.epoch());
         log::info!(
-            "data file: {restored} sessions restored in {} rooms (epoch {:016x})",
+            "data file: {restored} sessions restored in {} rooms, {listed} of them \
+             listed as present for {delay:?} (epoch {:016x})",
             self.chat.rooms.len(),
             store.epoch()
         );
@@ -279,6 +298,30 @@ impl Core {
             frame,
             except,
         });
+    }
+
+    /// The `join` of `session` (its socket `conn`), after the turn's
+    /// messages before it; welcomes made meanwhile leave it out.
+    pub(super) fn post_join(
+        &mut self,
+        room: RoomId,
+        frame: Frame,
+        session: SessionId,
+        conn: ConnId,
+    ) {
+        self.outbox.push_back(Outgoing::Join {
+            room,
+            frame,
+            session,
+            conn,
+        });
+    }
+
+    /// A `leave` that a timer decided (a leave delay ended), after the
+    /// turn's messages before it.
+    pub(super) fn post_leave(&mut self, room: RoomId, number: u32, user: &str) {
+        let frame = super::websocket::leave_frame(number, user);
+        self.post_presence(room, frame, None);
     }
 
     /// A new login: recorded, its answer held until the commit. A room that
@@ -501,6 +544,18 @@ impl Core {
                 _,
             ) => {
                 self.broadcast(room, frame, except);
+            }
+            (
+                Outgoing::Join {
+                    room,
+                    frame,
+                    session,
+                    conn,
+                },
+                _,
+            ) => {
+                self.chat.announced(session);
+                self.broadcast(room, frame, Some(conn));
             }
             (Outgoing::Close { conn, close }, _) => self.queue_close(conn, close),
             (Outgoing::Leave { conn, session }, _) => self.leave_room(session, conn),

@@ -58,12 +58,18 @@ impl Core {
         };
         let room = s.room;
         let number = self.chat.number(room);
-        if joined.replaced.is_none() {
+        if joined.announced() {
             let mut json = Vec::with_capacity(64);
             events::presence(&mut json, "join", &s.user, chat::unix_millis());
             log::info!("join: \"{}\" in room {number}", Escaped(&s.user));
+            self.journal.record_presence(s.token_hash, true);
             let frame: Frame = frame::encode_frame(Opcode::Text, &json).into();
-            self.post_presence(room, frame, Some(id));
+            self.post_join(room, frame, session, id);
+        } else if joined.back {
+            log::info!(
+                "back: \"{}\" in room {number} (within its leave delay: not announced)",
+                Escaped(&s.user)
+            );
         } else {
             log::info!(
                 "rejoin: \"{}\" in room {number} (newer socket)",
@@ -72,26 +78,54 @@ impl Core {
         }
     }
 
-    /// Takes a closing or closed socket out of its room and tells the others
-    /// (for `Outgoing::Leave` and `close_now`).
+    /// Takes a closing or closed socket out of its room (for
+    /// `Outgoing::Leave` and `close_now`). The session stays listed for
+    /// `--leave-delay-secs` (its timer entry sends the `leave` then, unless
+    /// a socket of it joins first); with no delay the others are told now.
+    /// After SIGTERM the server leaves, not the person: the session stays
+    /// listed (no session timer runs while draining), and the data file
+    /// keeps it present for the next process to list again.
     pub(super) fn leave_room(&mut self, session: SessionId, id: ConnId) {
         let expires = self.now + self.config.grace_timeout;
-        let Some(left) = self.chat.leave(session, id, expires) else {
+        let delay = self.config.leave_delay;
+        let leave_at = match self.shutting_down() {
+            true => Some(self.now),
+            false => (!delay.is_zero()).then(|| self.now + delay),
+        };
+        let Some(left) = self.chat.leave(session, id, leave_at, expires) else {
             return;
         };
         if let Some(at) = left.timer {
             self.timers.add(at, TimerKey::Session(left.session));
         }
-        log::info!(
-            "leave: \"{}\" from room {}",
-            Escaped(&left.user),
-            self.chat.number(left.room)
-        );
-        let mut json = Vec::with_capacity(64);
-        events::presence(&mut json, "leave", &left.user, chat::unix_millis());
-        let frame: Frame = frame::encode_frame(Opcode::Text, &json).into();
+        let number = self.chat.number(left.room);
+        if left.leave_at.is_some() {
+            log::debug!(
+                "away: \"{}\" from room {number}, its leave in {delay:?} unless it is back",
+                Escaped(&left.user)
+            );
+            return;
+        }
+        self.record_leave(session);
         // (Only called while the turn is delivered: broadcast in order.)
-        self.broadcast(left.room, frame, None);
+        self.broadcast(left.room, leave_frame(number, &left.user), None);
+    }
+
+    /// A listed session is listed no longer: the data file learns it (so
+    /// that a restart does not list it again).
+    pub(super) fn record_leave(&mut self, session: SessionId) {
+        if let Some(s) = self.chat.sessions.get(session) {
+            self.journal.record_presence(s.token_hash, false);
+        }
+    }
+
+    /// A session within its leave delay that ends now (log-out, removal):
+    /// the others see its `leave` at once.
+    pub(super) fn leave_now(&mut self, session: SessionId) {
+        if let Some((room, user)) = self.chat.leave_now(session) {
+            let frame = leave_frame(self.chat.number(room), &user);
+            self.broadcast(room, frame, None);
+        }
     }
 
     /// `POST /logout`: the session's end is recorded in this turn's
@@ -111,6 +145,8 @@ impl Core {
         if let Some(socket) = self.chat.sessions.get(session).and_then(|s| s.socket) {
             self.close_now(socket, CloseReason::new(close::NORMAL, "logged out"));
         }
+        // Not after a leave delay: a log-out is no reload.
+        self.leave_now(session);
         let user = self.chat.user(session).to_string();
         if let Some(number) = self.chat.log_out(session) {
             log::info!("logout: \"{}\" from room {number}", Escaped(&user));
@@ -213,4 +249,14 @@ impl Core {
         }
         self.send(id, Bytes::Owned(close.frame));
     }
+}
+
+/// The `leave` event of `user` from room `number` (logged at info), as one
+/// frame. Its `at` is the moment it is sent: after a leave delay, that is
+/// when the delay ended.
+pub(super) fn leave_frame(number: u32, user: &str) -> Frame {
+    log::info!("leave: \"{}\" from room {number}", Escaped(user));
+    let mut json = Vec::with_capacity(64);
+    events::presence(&mut json, "leave", user, chat::unix_millis());
+    frame::encode_frame(Opcode::Text, &json).into()
 }

@@ -95,6 +95,8 @@ struct MessageRecord {
 pub struct Batch {
     logins: Vec<LoginRecord>,
     ends: Vec<TokenHash>,
+    /// Sessions whose presence changed: listed (`true`) or no longer.
+    presence: Vec<(TokenHash, bool)>,
     messages: Vec<MessageRecord>,
     /// Each room's highest recorded `seq`.
     last_seqs: HashMap<u32, u64>,
@@ -105,7 +107,10 @@ pub struct Batch {
 impl Batch {
     /// Nothing recorded since the last commit.
     pub fn is_empty(&self) -> bool {
-        self.logins.is_empty() && self.ends.is_empty() && self.messages.is_empty()
+        self.logins.is_empty()
+            && self.ends.is_empty()
+            && self.messages.is_empty()
+            && self.presence.is_empty()
     }
 
     /// The logins, in the order they were recorded.
@@ -135,6 +140,12 @@ impl Batch {
         &self.ends
     }
 
+    /// The sessions whose presence changed, in order (the last one of a
+    /// session wins).
+    pub fn presence(&self) -> &[(TokenHash, bool)] {
+        &self.presence
+    }
+
     /// Each room that got messages, with its highest `seq`.
     pub fn last_seqs(&self) -> impl Iterator<Item = (u32, u64)> + '_ {
         self.last_seqs.iter().map(|(&room, &seq)| (room, seq))
@@ -152,6 +163,10 @@ impl Batch {
 
     pub(super) fn push_end(&mut self, token_hash: TokenHash) {
         self.ends.push(token_hash);
+    }
+
+    pub(super) fn push_presence(&mut self, token_hash: TokenHash, present: bool) {
+        self.presence.push((token_hash, present));
     }
 
     pub(super) fn push_message(&mut self, m: Message<'_>) {
@@ -179,18 +194,21 @@ impl Batch {
     pub(super) fn clear(&mut self) {
         self.logins.clear();
         self.ends.clear();
+        self.presence.clear();
         self.messages.clear();
         self.last_seqs.clear();
         self.strings.clear();
     }
 
     /// After a failed commit: takes out the logins and messages (returned to
-    /// the caller as discarded) and keeps the session ends for the next
-    /// commit.
+    /// the caller as discarded) and keeps the session ends and presence
+    /// changes for the next commit (their events went out anyway).
     pub(super) fn take_failed(&mut self) -> Batch {
         let ends = std::mem::take(&mut self.ends);
+        let presence = std::mem::take(&mut self.presence);
         let failed = std::mem::take(self);
         self.ends = ends;
+        self.presence = presence;
         failed
     }
 }

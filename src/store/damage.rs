@@ -17,7 +17,7 @@ use std::collections::HashSet;
 
 use rusqlite::{Connection, Transaction, params};
 
-use super::{Batch, is_damage, to_i64, write_logins, write_session_ends};
+use super::{Batch, is_damage, to_i64, write_logins, write_presence, write_session_ends};
 
 /// Rooms whose pages are known to be damaged.
 #[derive(Debug, Default)]
@@ -108,6 +108,7 @@ pub fn write_around(
             prune(&tx, room, last_seq - keep)?;
         }
     }
+    write_presence(&tx, batch)?;
     write_session_ends(&tx, batch)?;
     tx.commit()
 }

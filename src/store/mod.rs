@@ -15,6 +15,7 @@
 //!     store.record_login(hash, room, user, at);   // before queuing the 303
 //!     store.record_message(message);              // when a seq is given
 //!     store.record_session_end(hash);             // when a reservation lapses
+//!     store.record_presence(hash, present);        // when a join or leave goes out
 //!     // ...output is queued, not yet written...
 //!     match store.commit() {                      // ONE transaction
 //!         Ok(_) => {}
@@ -234,6 +235,9 @@ pub struct StoredSession {
     pub user: String,
     /// Unix milliseconds.
     pub login_at: u64,
+    /// The others counted it as in its room when the file was last written
+    /// (they saw its `join`, not yet its `leave`).
+    pub present: bool,
 }
 
 /// A room event as stored: a chat message (in its current state), an edit
@@ -301,6 +305,8 @@ pub struct Committed {
     pub messages: usize,
     /// Sessions deleted.
     pub session_ends: usize,
+    /// Presence changes written.
+    pub presence: usize,
     /// Rooms whose messages of this turn were *not* written: the pages they
     /// go to are damaged (see "A damaged file" in the module doc). Those
     /// messages must not be delivered.
@@ -537,6 +543,13 @@ impl Store {
         self.batch.push_end(token_hash);
     }
 
+    /// Records that the others now count a session as in its room (its
+    /// `join` went out) or no longer (its `leave`): a restart lists again
+    /// the sessions that were.
+    pub fn record_presence(&mut self, token_hash: TokenHash, present: bool) {
+        self.batch.push_presence(token_hash, present);
+    }
+
     /// Records a numbered message (its frame must wait for the commit).
     pub fn record_message(&mut self, message: Message<'_>) {
         self.batch.push_message(message);
@@ -597,6 +610,7 @@ impl Store {
             logins: self.batch.logins().len(),
             messages,
             session_ends: self.batch.session_ends().len(),
+            presence: self.batch.presence().len(),
             damaged: went_around || self.damage.touches(&self.batch),
             refused_rooms,
         }
@@ -726,7 +740,8 @@ impl Store {
 
     fn sessions(&self) -> Result<Vec<StoredSession>, QueryError> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT token_hash, room, user, login_at FROM sessions ORDER BY login_at DESC",
+            "SELECT token_hash, room, user, login_at, present FROM sessions \
+             ORDER BY login_at DESC",
         )?;
         let rows = stmt.query_map([], |row| {
             Ok(StoredSession {
@@ -734,6 +749,7 @@ impl Store {
                 room: row.get(1)?,
                 user: row.get(2)?,
                 login_at: to_u64(row.get(3)?),
+                present: row.get::<_, i64>(4)? != 0,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -775,6 +791,7 @@ fn write_batch(
     write_logins(&tx, batch)?;
     write_messages(&tx, batch, damage)?;
     write_rooms(&tx, batch, keep, damage)?;
+    write_presence(&tx, batch)?;
     write_session_ends(&tx, batch)?;
     tx.commit()
 }
@@ -830,6 +847,18 @@ fn write_rooms(
         if last_seq > keep && damage.prunes(room) {
             prune.execute(params![room, to_i64(last_seq - keep)])?;
         }
+    }
+    Ok(())
+}
+
+/// One small update per change: a join or a leave, not a message.
+fn write_presence(tx: &Transaction, batch: &Batch) -> rusqlite::Result<()> {
+    if batch.presence().is_empty() {
+        return Ok(());
+    }
+    let mut stmt = tx.prepare_cached("UPDATE sessions SET present = ?2 WHERE token_hash = ?1")?;
+    for (hash, present) in batch.presence() {
+        stmt.execute(params![hash.0, present])?;
     }
     Ok(())
 }

@@ -23,7 +23,7 @@ pub type Step = &'static str;
 /// is an empty file, so the first step creates the tables of version 1.
 /// A later version appends a step here (and never edits an old one: files
 /// in the field went through it).
-pub const STEPS: &[Step] = &[VERSION_1, VERSION_2, VERSION_3, VERSION_4];
+pub const STEPS: &[Step] = &[VERSION_1, VERSION_2, VERSION_3, VERSION_4, VERSION_5];
 
 /// The schema version this binary writes and understands.
 pub const SCHEMA_VERSION: u32 = STEPS.len() as u32;
@@ -104,6 +104,14 @@ const VERSION_4: &str = "
     ALTER TABLE messages ADD COLUMN author BLOB;
     ALTER TABLE messages ADD COLUMN edited INTEGER;
     ALTER TABLE messages ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0;
+";
+
+/// Version 5: `sessions.present`, 1 while the others count the session as
+/// in its room (they saw its `join` and not yet its `leave`). Written only
+/// when that changes, not per message nor per reconnect; a restart lists
+/// those sessions again, so that it makes no `join` per person.
+const VERSION_5: &str = "
+    ALTER TABLE sessions ADD COLUMN present INTEGER NOT NULL DEFAULT 0;
 ";
 
 /// The file's epoch (version 3 and later; see `VERSION_3`).

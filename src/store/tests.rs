@@ -59,6 +59,7 @@ fn a_new_file_is_marked_and_reopens_with_everything() {
     store.record_message(message(5, 1, "hello"));
     store.record_message(message(5, 2, "again"));
     store.record_message(message(6, 1, "other room"));
+    store.record_presence(TokenHash::of(&token(2)), true);
     store.commit().expect("commit");
     drop(store);
     assert_eq!(
@@ -84,13 +85,15 @@ fn a_new_file_is_marked_and_reopens_with_everything() {
                 token_hash: TokenHash::of(&token(1)),
                 room: 5,
                 user: "Zoë".into(),
-                login_at: 42
+                login_at: 42,
+                present: false
             },
             StoredSession {
                 token_hash: TokenHash::of(&token(2)),
                 room: 6,
                 user: "bob".into(),
-                login_at: 43
+                login_at: 43,
+                present: true
             },
         ]
     );
@@ -110,6 +113,38 @@ fn a_new_file_is_marked_and_reopens_with_everything() {
         }
     );
     assert_eq!((loaded.rooms[1].number, loaded.rooms[1].last_seq), (6, 1));
+}
+
+#[test]
+fn presence_is_written_when_it_changes_and_kept_over_a_failed_commit() {
+    let (_dir, path) = temp();
+    let (ann, bob) = (TokenHash::of(&token(1)), TokenHash::of(&token(2)));
+    let mut store = Store::open(&path, 100).unwrap();
+    store.record_login(ann, 1, "ann", 1);
+    store.record_login(bob, 1, "bob", 2);
+    store.commit().unwrap();
+    store.record_presence(ann, true);
+    store.record_presence(bob, true);
+    assert_eq!(store.commit().unwrap().presence, 2, "a commit of its own");
+    // A commit that fails (a full disk) keeps the presence changes, as it
+    // keeps session ends: their events went out.
+    store.fail_writes(true).unwrap();
+    store.record_presence(bob, false);
+    store.record_login(TokenHash::of(&token(3)), 1, "cy", 3);
+    assert!(store.commit().is_err());
+    store.fail_writes(false).unwrap();
+    assert_eq!(store.commit().unwrap().presence, 1, "retried");
+    drop(store);
+    let store = Store::open(&path, 100).unwrap();
+    let mut present: Vec<(String, bool)> = store
+        .load(10)
+        .unwrap()
+        .sessions
+        .into_iter()
+        .map(|s| (s.user, s.present))
+        .collect();
+    present.sort();
+    assert_eq!(present, [("ann".into(), true), ("bob".into(), false)]);
 }
 
 #[test]

@@ -34,8 +34,14 @@ pub enum Seen {
     },
     /// A welcome: its user list and whether it says messages were missed.
     Welcome { users: Vec<String>, gap: bool },
-    /// A `join` or `leave` of this user.
-    Presence { join: bool, user: String },
+    /// A `join` or `leave` of this user; `listed`: the client counted the
+    /// user as in the room before it (from the welcome and the events
+    /// since).
+    Presence {
+        join: bool,
+        user: String,
+        listed: bool,
+    },
     /// A close frame from the server.
     Close(u16),
 }
@@ -285,7 +291,8 @@ impl Client {
             Some(kind @ ("join" | "leave")) => {
                 let user = text(&v, "user");
                 // (Kept sorted, as a set.)
-                match (kind, self.roster.binary_search(&user)) {
+                let found = self.roster.binary_search(&user);
+                match (kind, found) {
                     ("join", Err(i)) => self.roster.insert(i, user.clone()),
                     ("leave", Ok(i)) => drop(self.roster.remove(i)),
                     _ => {}
@@ -293,6 +300,7 @@ impl Client {
                 seen.push(Seen::Presence {
                     join: kind == "join",
                     user,
+                    listed: found.is_ok(),
                 });
             }
             _ => {}

@@ -12,8 +12,17 @@
 //! - **every member gets it**: at the end, every client with an open
 //!   socket has seen the room's last message;
 //! - **no ghost**: every room member is an open socket of the core, and a
-//!   client that has read everything sees exactly the room's members
-//!   (every `join` and `leave` arrived in the turn it happened);
+//!   client that has read everything sees exactly the room's listed users:
+//!   its members and the sessions within their leave delay (every `join`
+//!   and `leave` arrived in the turn it happened);
+//! - **presence without noise**: a session whose socket closed stays
+//!   listed until its leave is due: it goes off the list (the others see
+//!   `leave`) only once it was away `--leave-delay-secs` or its session
+//!   ended, never later than its delay (plus a few turns of timer slack);
+//!   a socket back within the delay is not announced, so no client ever
+//!   reads a `join` of someone it counts as there, nor a `leave` of someone
+//!   it does not; after a crash, those listed before it are listed again
+//!   (`--restart-leave-delay-secs`);
 //! - **bounded memory**: no connection holds more than `--max-buffered`
 //!   plus one unit of its own output queued, nor more than one read plus
 //!   one request of input;
@@ -117,6 +126,10 @@ pub fn sim_config(data_file: Option<PathBuf>) -> Config {
         rate_burst: 8.0,
         history_messages: 20,
         max_chat_chars: 50,
+        // Shorter than the grace: most leaves come when the delay ends,
+        // some with the reservation's end; many sockets come back within.
+        leave_delay: Duration::from_secs(2),
+        restart_leave_delay: Duration::from_secs(3),
         data_file,
         ..Config::default()
     }
@@ -149,6 +162,11 @@ pub struct World {
     refused: u64,
     /// Commits fail until this turn.
     failing_until: u64,
+    /// Commits fail now.
+    commits_failing: bool,
+    /// Each session listed at the last check, by room and user: since when
+    /// it was seen listed without a socket (`None`: a socket is joined).
+    listed: HashMap<(u32, String), Option<Instant>>,
     pub turn: u64,
     /// What happened, for a failure's report (the last events).
     pub log: Vec<String>,
@@ -182,6 +200,8 @@ impl World {
             counters: BTreeMap::new(),
             refused: 0,
             failing_until: 0,
+            commits_failing: false,
+            listed: HashMap::new(),
             turn: 0,
             log: Vec::new(),
             plan,
@@ -431,6 +451,20 @@ impl World {
         if self.plan.durable {
             self.net.core.fail_writes(fail).expect("the trigger");
         }
+        self.commits_failing = fail;
+    }
+
+    /// Everyone listed in a room of the plan, by room.
+    fn everyone_listed(&self) -> BTreeMap<u32, Vec<String>> {
+        let chat = self.net.core.chat();
+        (1..=self.plan.rooms)
+            .map(|room| {
+                let mut users: Vec<String> =
+                    chat.listed(room).into_iter().map(String::from).collect();
+                users.sort_unstable();
+                (room, users)
+            })
+            .collect()
     }
 
     /// The whole server dies and starts again from the same data file.
@@ -438,12 +472,25 @@ impl World {
         self.check_counters()?;
         self.note("the server crashes and restarts".into());
         self.failing_until = 0;
+        // What the last turn's commit wrote is what the new process lists
+        // (a restart makes no join per person); after a failed commit the
+        // file may lag behind.
+        let (listed, committed) = (self.everyone_listed(), !self.commits_failing);
+        self.commits_failing = false;
         // The old process is gone (with its lock on the file) before the
         // new one opens it.
         self.net.crash(Core::new(sim_config(None), self.net.now));
         self.net.core = start_core(&self.config, self.net.now);
-        // A new process: its counters start from zero.
+        if committed && self.everyone_listed() != listed {
+            return Err(format!(
+                "after a restart the rooms list {:?}; before it they listed {listed:?}",
+                self.everyone_listed()
+            ));
+        }
+        // A new process: its counters start from zero, and those it lists
+        // without a socket are away from its start.
         self.counters.clear();
+        self.listed.clear();
         self.refused = 0;
         Ok(())
     }
@@ -482,6 +529,12 @@ impl World {
                 }
                 Ok(())
             }
+            Seen::Presence { join, user, listed } if join == listed => Err(format!(
+                "{} in room {room} read a {} of {user}, whom it counted {} (noise)",
+                self.clients[n].user,
+                if join { "join" } else { "leave" },
+                if listed { "there" } else { "gone" },
+            )),
             Seen::Presence { .. } | Seen::Close(_) => Ok(()),
         }
     }
@@ -509,6 +562,7 @@ impl World {
     pub fn check(&mut self) -> Result<(), Failure> {
         self.forget_freed_rooms();
         self.check_members()?;
+        self.check_presence()?;
         self.check_connections()?;
         // (Rendering /metrics is the check's dearest part: every 4th turn,
         // before a crash and at the end.)
@@ -550,7 +604,6 @@ impl World {
         let core = &self.net.core;
         let chat = core.chat();
         for (_, room) in chat.rooms.iter() {
-            let mut users: Vec<&str> = Vec::new();
             for m in &room.members {
                 let open = core
                     .conn(m.conn)
@@ -563,8 +616,8 @@ impl World {
                         chat.user(m.session)
                     ));
                 }
-                users.push(chat.user(m.session));
             }
+            let mut users = chat.listed(room.number);
             users.sort_unstable();
             for c in self.clients.iter().filter(|c| c.room == room.number) {
                 let Phase::Open(p) = c.phase else { continue };
@@ -593,6 +646,56 @@ impl World {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Presence without noise, on the core's state: a listed session goes
+    /// off the list while it lasts only once it was away the leave delay
+    /// (never at once when its socket closes), and never stays past its
+    /// leave.
+    fn check_presence(&mut self) -> Result<(), Failure> {
+        let now = self.net.now;
+        let (delay, restart) = (self.config.leave_delay, self.config.restart_leave_delay);
+        let chat = self.net.core.chat();
+        let mut listed = HashMap::new();
+        let mut gone_off = HashSet::new();
+        for (_, s) in chat.sessions.iter() {
+            let key = (chat.number(s.room), s.user.clone());
+            if !s.listed() {
+                gone_off.insert(key);
+                continue;
+            }
+            let Some(leave_at) = s.leave_at.filter(|_| s.socket.is_none()) else {
+                listed.insert(key, None);
+                continue;
+            };
+            if leave_at > now + delay.max(restart) || now > leave_at + Duration::from_secs(4) {
+                return Err(format!(
+                    "{} in room {}: its leave is due in {:?}, the delay is {delay:?}",
+                    key.1,
+                    key.0,
+                    leave_at.checked_duration_since(now)
+                ));
+            }
+            let since = self.listed.get(&key).copied().flatten().unwrap_or(now);
+            listed.insert(key, Some(since));
+        }
+        for (key, away) in &self.listed {
+            // Gone (its session ended: it leaves at once) or still listed:
+            // fine. Off the list while its session lasts: only after the
+            // delay.
+            if !gone_off.contains(key) {
+                continue;
+            }
+            let after = away.map(|since| now - since);
+            if after.is_none_or(|after| after < delay) {
+                return Err(format!(
+                    "{} in room {} left after {after:?} away, before its delay of {delay:?}",
+                    key.1, key.0,
+                ));
+            }
+        }
+        self.listed = listed;
         Ok(())
     }
 
