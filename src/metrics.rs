@@ -78,7 +78,8 @@ pub struct Metrics {
 /// defines (1000–1015) and our own keep their number; the rest are `other`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum CloseLabel {
-    /// A code RFC 6455 defines, or the server's own `4000`: labelled by its number.
+    /// A code RFC 6455 defines, or the server's own `4000` and `4001`:
+    /// labelled by its number.
     Code(CloseCode),
     /// Any code a peer chose from 3000–4999.
     Other,
@@ -88,7 +89,7 @@ impl CloseLabel {
     /// The label a close frame with `code` is counted under.
     pub fn of(code: CloseCode) -> Self {
         match code {
-            1000..=1015 | close::REPLACED => CloseLabel::Code(code),
+            1000..=1015 | close::REPLACED | close::REMOVED => CloseLabel::Code(code),
             _ => CloseLabel::Other,
         }
     }
