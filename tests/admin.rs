@@ -213,7 +213,7 @@ fn the_host_and_the_confirmation_header_are_checked() {
         host.clone(),
         format!("{host}Wsrooms-Admin: no\r\n"),
         format!("{host}Wsrooms-Admin: yes\r\nWsrooms-Admin: yes\r\n"),
-        format!("Host: evil.example\r\nWsrooms-Admin: yes\r\n"),
+        "Host: evil.example\r\nWsrooms-Admin: yes\r\n".to_string(),
     ] {
         let r = post(&headers);
         assert_eq!(r.status, 403, "{headers:?}: {}", r.text());
