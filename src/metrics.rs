@@ -468,10 +468,10 @@ mod tests {
     #[test]
     fn peer_chosen_close_codes_share_one_label() {
         let mut m = Metrics::default();
-        for code in (3000..3500).chain(4001..4501) {
+        for code in (3000..3500).chain(4002..4502) {
             m.closed(code);
         }
-        for code in [1000, 1001, 1002, 1009, 4000] {
+        for code in [1000, 1001, 1002, 1009, 4000, 4001] {
             m.closed(code);
         }
         assert_eq!(
@@ -482,6 +482,7 @@ mod tests {
                 "wsrooms_closes_total{code=\"1002\"} 1",
                 "wsrooms_closes_total{code=\"1009\"} 1",
                 "wsrooms_closes_total{code=\"4000\"} 1",
+                "wsrooms_closes_total{code=\"4001\"} 1",
                 "wsrooms_closes_total{code=\"other\"} 1000",
             ]
         );

@@ -358,3 +358,30 @@ fn every_action_is_logged_at_info() {
         .log
         .wait_for(&["INFO", "GET /admin/\\\"x refused: 403"], limit);
 }
+
+#[test]
+fn a_post_that_waits_with_its_body_gets_100_continue_only_when_it_may_pass() {
+    let (_addr, admin) = start_with_admin(test_config());
+    let body = "address=192.0.2.5&minutes=5";
+    let head = |confirm: &str| {
+        format!(
+            "POST /admin/bar HTTP/1.1\r\nHost: {admin}\r\n{confirm}Expect: 100-continue\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+    };
+    let mut s = tcp(admin);
+    s.write_all(head("Wsrooms-Admin: yes\r\n").as_bytes())
+        .unwrap();
+    assert_eq!(
+        read_head(&mut s).lines().next(),
+        Some("HTTP/1.1 100 Continue")
+    );
+    s.write_all(body.as_bytes()).unwrap();
+    let r = read_response(&mut s);
+    assert_eq!(r.status, 200, "{}", r.text());
+    // Without the header: the final answer at once, without the body.
+    let mut s = tcp(admin);
+    s.write_all(head("").as_bytes()).unwrap();
+    assert_eq!(read_response(&mut s).status, 403);
+}
