@@ -66,6 +66,11 @@ pub struct Client {
     buf: Vec<u8>,
     /// It sent its close frame on the open socket.
     closing: bool,
+    /// The `Sec-WebSocket-Protocol` its upgrade offers (`None`: none).
+    pub protocol: Option<&'static str>,
+    /// When set, every event it reads is appended here as JSON (a
+    /// welcome's history entries each on their own, after the welcome).
+    pub log: Option<Vec<serde_json::Value>>,
 }
 
 impl Client {
@@ -85,6 +90,8 @@ impl Client {
             sent: 0,
             buf: Vec::new(),
             closing: false,
+            protocol: None,
+            log: None,
         }
     }
 
@@ -117,9 +124,12 @@ impl Client {
         format!(
             "GET /rooms/{}/ws{since} HTTP/1.1\r\nHost: sim\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
-             Origin: http://sim\r\nCookie: {}\r\n\r\n",
+             Origin: http://sim\r\nCookie: {}\r\n{}\r\n",
             self.room,
-            self.cookie.as_deref().unwrap_or("")
+            self.cookie.as_deref().unwrap_or(""),
+            self.protocol
+                .map(|p| format!("Sec-WebSocket-Protocol: {p}\r\n"))
+                .unwrap_or_default()
         )
         .into_bytes()
     }
@@ -229,6 +239,17 @@ impl Client {
     fn on_event(&mut self, payload: &[u8], seen: &mut Vec<Seen>) {
         // The common case, read without a JSON parser (the simulation's
         // texts and ids need no escapes): a debug build spends its time here.
+        if let Some(log) = &mut self.log {
+            let v: serde_json::Value = serde_json::from_slice(payload).expect("an event is JSON");
+            if let Some(history) = v["history"].as_array() {
+                let mut welcome = v.clone();
+                welcome["history"] = serde_json::json!([]);
+                log.push(welcome);
+                log.extend(history.iter().cloned());
+            } else {
+                log.push(v);
+            }
+        }
         if let Some((seq, user, text)) = plain_message(payload) {
             self.last_seq = Some(seq);
             return seen.push(Seen::Message { seq, user, text });
@@ -251,10 +272,16 @@ impl Client {
                     gap: v["gap"].as_bool() == Some(true),
                 });
                 for m in v["history"].as_array().into_iter().flatten() {
-                    self.on_message(m, seen);
+                    match m["type"].as_str() {
+                        Some("message") => self.on_message(m, seen),
+                        _ => self.last_seq = m["seq"].as_u64().or(self.last_seq),
+                    }
                 }
             }
             Some("message") => self.on_message(&v, seen),
+            // (Events with a seq that are not messages: a page asks for
+            // what came after them.)
+            Some("edit" | "delete") => self.last_seq = v["seq"].as_u64().or(self.last_seq),
             Some(kind @ ("join" | "leave")) => {
                 let user = text(&v, "user");
                 // (Kept sorted, as a set.)

@@ -25,6 +25,8 @@
 //! A failure names its seed; `WSROOMS_SIM_SEED=N` replays that seed alone
 //! (the same clients, faults and turns).
 
+#[allow(dead_code)] // (for the by-hand tests, not the simulation)
+pub mod by_hand;
 pub mod client;
 pub mod net;
 
@@ -691,7 +693,7 @@ impl World {
 }
 
 /// A core as the binary starts one: with the data file if there is one.
-fn start_core(config: &Config, now: Instant) -> Core {
+pub fn start_core(config: &Config, now: Instant) -> Core {
     let mut core = Core::new(config.clone(), now);
     if let Some(path) = &config.data_file {
         let store = Store::open(path, config.keep_messages as u64).expect("the data file opens");
