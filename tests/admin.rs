@@ -385,3 +385,45 @@ fn a_post_that_waits_with_its_body_gets_100_continue_only_when_it_may_pass() {
     s.write_all(head("").as_bytes()).unwrap();
     assert_eq!(read_response(&mut s).status, 403);
 }
+
+#[test]
+fn deleting_a_message_sends_a_delete_by_null_and_leaves_a_tombstone() {
+    let (addr, admin) = start_with_admin(test_config());
+    let (mut alice, _) = join(addr, "alice", 5);
+    let (mut bob, _) = join(addr, "bob", 5);
+    alice.send(tungstenite::Message::text("spam")).unwrap();
+    assert_eq!(next_of_type(&mut bob, "message")["seq"], 1);
+
+    let path = "/admin/rooms/5/messages/1/delete";
+    let r = admin_request(admin, "POST", path, "Wsrooms-Admin: yes\r\n", "");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        json_of(&r),
+        serde_json::json!({"room": 5, "seq": 1, "already": false})
+    );
+    for ws in [&mut alice, &mut bob] {
+        let delete = next_of_type(ws, "delete");
+        assert_eq!(delete["target"], 1, "{delete}");
+        assert_eq!(delete["seq"], 2, "{delete}");
+        assert!(delete["by"].is_null(), "{delete}");
+    }
+    // A page that comes now sees a tombstone, without the text.
+    let (_carol, welcome) = join(addr, "carol", 5);
+    let history = welcome["history"].as_array().expect("history");
+    let first = history.iter().find(|m| m["seq"] == 1).expect("message 1");
+    assert_eq!(first["deleted"], true, "{first}");
+    assert!(first.get("text").is_none(), "{first}");
+
+    let again = admin_request(admin, "POST", path, "Wsrooms-Admin: yes\r\n", "");
+    assert_eq!(again.status, 200);
+    assert_eq!(json_of(&again)["already"], true);
+    for missing in [
+        "/admin/rooms/5/messages/99/delete",
+        "/admin/rooms/6/messages/1/delete",
+    ] {
+        let r = admin_request(admin, "POST", missing, "Wsrooms-Admin: yes\r\n", "");
+        assert_eq!(r.status, 404, "{missing}: {}", r.text());
+    }
+    let unconfirmed = admin_request(admin, "POST", path, "", "");
+    assert_eq!(unconfirmed.status, 403);
+}

@@ -10,6 +10,7 @@
 //! | GET HEAD | `/admin/rooms` | the rooms in memory, their ids and sockets |
 //! | POST | `/admin/rooms/{n}/remove` | form `user=ID&minutes=M`: close that id's socket with `4001`, end its session, bar its key and address from the room |
 //! | POST | `/admin/bar` | form `address=IP&minutes=M`: bar every login and socket from that address |
+//! | POST | `/admin/rooms/{n}/messages/{seq}/delete` | delete that message (a `delete` event with `"by":null`) |
 //! | GET HEAD | `/healthz` | `200 ok` (or `503 degraded`), as on the other listeners |
 //!
 //! # Why no web page can drive it
@@ -72,6 +73,13 @@ pub enum Action {
         /// How long the id and its address stay out of the room.
         minutes: u32,
     },
+    /// `POST /admin/rooms/{room}/messages/{seq}/delete`.
+    DeleteMessage {
+        /// The room number.
+        room: u32,
+        /// The message's `seq`.
+        seq: u64,
+    },
     /// `POST /admin/bar`.
     Bar {
         /// The client address barred.
@@ -108,9 +116,18 @@ pub fn parse(req: &Request, body: &[u8]) -> Result<Action, Response> {
         (_, _) if req.method != "POST" => return Err(not_allowed("POST")),
         _ => {}
     }
+    if !confirmed(req) {
+        return Err(error(
+            Status::Forbidden,
+            "a POST needs the header Wsrooms-Admin: yes",
+        ));
+    }
+    if let Target::Delete(room, seq) = target {
+        return Ok(Action::DeleteMessage { room, seq });
+    }
     let form = post_form(req, body)?;
     match target {
-        Target::Rooms => Err(not_allowed("GET, HEAD")),
+        Target::Rooms | Target::Delete(..) => Err(not_allowed("GET, HEAD")),
         Target::Remove(room) => Ok(Action::Remove {
             room,
             user: user_field(form)?,
@@ -139,6 +156,7 @@ pub fn wants_body(req: &Request) -> bool {
 enum Target {
     Rooms,
     Remove(u32),
+    Delete(u32, u64),
     Bar,
 }
 
@@ -151,21 +169,17 @@ fn route(rest: &str) -> Option<Target> {
     }
     let (room, what) = rest.strip_prefix("rooms/")?.split_once('/')?;
     let room = names::parse_room_path(room)?;
-    match what {
-        "remove" => Some(Target::Remove(room)),
-        _ => None,
+    if what == "remove" {
+        return Some(Target::Remove(room));
     }
+    let seq = what.strip_prefix("messages/")?.strip_suffix("/delete")?;
+    let digits = !seq.is_empty() && seq.len() <= 20 && seq.bytes().all(|b| b.is_ascii_digit());
+    let seq: u64 = seq.parse().ok().filter(|&n| digits && n > 0)?;
+    Some(Target::Delete(room, seq))
 }
 
-/// A `POST`'s form: `403` without the confirmation header, `415` unless
-/// urlencoded, `400` unless UTF-8.
+/// A `POST`'s form: `415` unless urlencoded, `400` unless UTF-8.
 fn post_form<'b>(req: &Request, body: &'b [u8]) -> Result<&'b str, Response> {
-    if !confirmed(req) {
-        return Err(error(
-            Status::Forbidden,
-            "a POST needs the header Wsrooms-Admin: yes",
-        ));
-    }
     if !routes::is_form(req) {
         return Err(error(
             Status::UnsupportedMediaType,
@@ -335,6 +349,22 @@ mod tests {
         assert_eq!(route("rooms/0/remove"), None);
         assert_eq!(route("rooms/05/remove"), None);
         assert_eq!(route("rooms/5/kick"), None);
+        let delete = |path| route(path);
+        assert_eq!(
+            delete("rooms/5/messages/17/delete"),
+            Some(Target::Delete(5, 17))
+        );
+        for bad in [
+            "rooms/5/messages/0/delete",
+            "rooms/5/messages//delete",
+            "rooms/5/messages/-1/delete",
+            "rooms/5/messages/1e3/delete",
+            "rooms/5/messages/99999999999999999999999/delete",
+            "rooms/5/messages/17",
+            "rooms/0/messages/17/delete",
+        ] {
+            assert_eq!(delete(bad), None, "{bad}");
+        }
         assert_eq!(route("rooms/5"), None);
         assert_eq!(route("other"), None);
     }

@@ -10,6 +10,8 @@
 //!   log-out does (recorded in the turn's commit: the cookie no longer
 //!   works, the id is free), and bars the id's look-alike keys and its
 //!   socket's client address from the room.
+//! - Deleting a message is the operator's delete (`Core::delete_as_operator`):
+//!   a `delete` event with `"by":null` to the room, in the turn's order.
 //! - Barring an address closes every WebSocket open from it with `4001`;
 //!   their sessions stay (holding their ids) but cannot open a socket
 //!   again until the bar ends.
@@ -24,6 +26,7 @@ use super::Core;
 use super::http::Reply;
 use crate::admin::bars::Full;
 use crate::admin::{self, Action, RoomInfo};
+use crate::chat::edits::Refusal;
 use crate::chat::names::IdKeys;
 use crate::conn::{ConnId, Via};
 use crate::http::Status;
@@ -93,6 +96,7 @@ impl Core {
                 minutes,
             } => self.remove_user(room, &user, minutes, by),
             Action::Bar { address, minutes } => self.bar_address(address, minutes, by),
+            Action::DeleteMessage { room, seq } => self.delete_message(room, seq, by),
         }
     }
 
@@ -200,6 +204,40 @@ impl Core {
             },
         )
     }
+}
+
+impl Core {
+    /// `POST /admin/rooms/{room}/messages/{seq}/delete`: everyone in the
+    /// room gets a `delete` event with `"by":null` (`Core::delete_as_operator`);
+    /// `404` when the room is not in memory or has no such message; `200`
+    /// with `"already":true` when it is deleted already.
+    fn delete_message(&mut self, room: u32, seq: u64, by: IpAddr) -> Response {
+        let already = match self.delete_as_operator(room, seq) {
+            Ok(()) => false,
+            Err(Refusal::Deleted) => true,
+            Err(why) => {
+                log::info!(
+                    "admin {by}: delete message {seq} of room {room}: {}",
+                    why.reason()
+                );
+                return admin::error(Status::NotFound, "no such message in this room");
+            }
+        };
+        log::info!(
+            "admin {by}: deleted message {seq} of room {room}{}",
+            if already { " (deleted already)" } else { "" }
+        );
+        admin::json(Status::Ok, &DeletedMessage { room, seq, already })
+    }
+}
+
+/// The answer to a message delete.
+#[derive(Serialize)]
+struct DeletedMessage {
+    room: u32,
+    seq: u64,
+    /// It was deleted already: nothing was sent.
+    already: bool,
 }
 
 /// `503`: [`crate::admin::bars::MAX_BARS`] bars are running.
