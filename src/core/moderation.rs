@@ -133,14 +133,14 @@ impl Core {
             .room_by_number(room)
             .and_then(|r| self.chat.rooms.get(r))
             .and_then(|r| r.owner_of(&IdKeys::of(user)));
-        let Some(session) = owner.and_then(|s| self.chat.sessions.get(s).map(|x| (s, x))) else {
+        let found = owner.and_then(|s| self.chat.sessions.get(s).map(|x| (s, x.socket)));
+        let Some((session, socket)) = found else {
             log::info!(
                 "admin {by}: remove \"{}\" from room {room}: no such id there",
                 Escaped(user)
             );
             return admin::error(Status::NotFound, "no such id in this room");
         };
-        let (session, socket) = (session.0, session.1.socket);
         let present = self.chat.user(session).to_string();
         let address = socket
             .and_then(|c| self.conns.get(c))
@@ -204,9 +204,7 @@ impl Core {
             },
         )
     }
-}
 
-impl Core {
     /// `POST /admin/rooms/{room}/messages/{seq}/delete`: everyone in the
     /// room gets a `delete` event with `"by":null` (`Core::delete_as_operator`);
     /// `404` when the room is not in memory or has no such message; `200`
