@@ -427,3 +427,46 @@ fn deleting_a_message_sends_a_delete_by_null_and_leaves_a_tombstone() {
     let unconfirmed = admin_request(admin, "POST", path, "", "");
     assert_eq!(unconfirmed.status, 403);
 }
+
+/// Stops a spawned server with SIGTERM and waits for it.
+fn stop(server: &mut Spawned) {
+    sigterm(server.child.id());
+    let status = wait_exit(&mut server.child, IO_TIMEOUT).expect("exit after SIGTERM");
+    assert!(status.success(), "{status}");
+}
+
+#[test]
+fn with_a_data_file_a_removed_session_stays_ended_and_a_restart_lifts_the_bars() {
+    let dir = TempDir::new("admin-restart");
+    let path = dir.join("rooms.db");
+    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let args = [
+        "--data-file",
+        path.to_str().unwrap(),
+        "--admin-bind",
+        &admin.to_string(),
+    ];
+    let mut server = spawn_binary(&args);
+    let (bob, _) = join(server.addr, "bob", 5);
+    let carol_cookie = login(server.addr, "carol", 5);
+    let r = admin_post(admin, "/admin/rooms/5/remove", "user=bob");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(admin_post(admin, "/admin/bar", "address=192.0.2.1").status, 200);
+    let bob_cookie = login_raw(server.addr, "bob", "5");
+    assert_eq!(bob_cookie.status, 403, "barred before the restart");
+    drop(bob);
+    stop(&mut server);
+
+    let server = spawn_binary(&args);
+    let addr = server.addr;
+    // Carol's session came back; bob's did not, and his id is free: the
+    // bars were in memory only.
+    let mut carol = ws_connect(addr, 5, &carol_cookie);
+    let welcome = next_event(&mut carol);
+    assert_eq!(welcome["type"], "welcome");
+    assert_eq!(
+        json_of(&admin_request(admin, "GET", "/admin/rooms", "", ""))[0]["users"],
+        serde_json::json!(["carol"])
+    );
+    assert_eq!(login_raw(addr, "bob", "5").status, 303, "the bar was lifted");
+}
