@@ -451,7 +451,10 @@ fn with_a_data_file_a_removed_session_stays_ended_and_a_restart_lifts_the_bars()
     let carol_cookie = login(server.addr, "carol", 5);
     let r = admin_post(admin, "/admin/rooms/5/remove", "user=bob");
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(admin_post(admin, "/admin/bar", "address=192.0.2.1").status, 200);
+    assert_eq!(
+        admin_post(admin, "/admin/bar", "address=192.0.2.1").status,
+        200
+    );
     let bob_cookie = login_raw(server.addr, "bob", "5");
     assert_eq!(bob_cookie.status, 403, "barred before the restart");
     drop(bob);
@@ -468,5 +471,9 @@ fn with_a_data_file_a_removed_session_stays_ended_and_a_restart_lifts_the_bars()
         json_of(&admin_request(admin, "GET", "/admin/rooms", "", ""))[0]["users"],
         serde_json::json!(["carol"])
     );
-    assert_eq!(login_raw(addr, "bob", "5").status, 303, "the bar was lifted");
+    assert_eq!(
+        login_raw(addr, "bob", "5").status,
+        303,
+        "the bar was lifted"
+    );
 }

@@ -397,10 +397,14 @@ fn systemd_socket_activate_hands_over_its_socket() {
         return;
     }
     let Some(tool) = tool else { return };
-    let port = loopback_listener().local_addr().unwrap().port();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    // All three sockets wsrooms takes, named as the units name them.
+    let [addr, metrics, admin] = [(); 3].map(|()| {
+        let port = loopback_listener().local_addr().unwrap().port();
+        format!("127.0.0.1:{port}").parse::<SocketAddr>().unwrap()
+    });
     let mut child = Command::new(tool)
-        .args(["-l", &addr.to_string(), "--fdname=main"])
+        .args(["-l", &addr.to_string(), "-l", &metrics.to_string()])
+        .args(["-l", &admin.to_string(), "--fdname=main:metrics:admin"])
         .arg(env!("CARGO_BIN_EXE_wsrooms"))
         .args(["--log-level", "info"])
         .env_clear()
@@ -427,6 +431,10 @@ fn systemd_socket_activate_hands_over_its_socket() {
         "{}",
         text(&lines)
     );
+    assert_eq!(get(metrics, "/metrics", "").status, 200);
+    let rooms = admin_request(admin, "GET", "/admin/rooms", "", "");
+    assert_eq!(rooms.status, 200, "{}", rooms.text());
+    assert_eq!(get(addr, "/admin/rooms", "").status, 404);
     assert!(child.0.try_wait().unwrap().is_none(), "still serving");
 }
 
