@@ -253,6 +253,13 @@ pub struct Config {
           value_parser = Checked(address))]
     pub metrics_bind: Option<SocketAddr>,
 
+    /// Serve the operator API (/admin/*: list rooms, remove a user, bar an
+    /// address) on this address only; keep it on loopback or a private
+    /// network [default: unset, no admin API]
+    #[arg(long, value_name = "ADDR:PORT", env = "WSROOMS_ADMIN_BIND",
+          value_parser = Checked(address))]
+    pub admin_bind: Option<SocketAddr>,
+
     /// Behind a room-hashing proxy: POST /login without ?room=N gets 307 to it
     #[arg(long, env = "WSROOMS_SHARDED", switch = false)]
     pub sharded: bool,

@@ -17,6 +17,8 @@
 //! 7. [`queue`]: the write queue with shared frames and vectored writes;
 //! 8. [`store`]: the `--data-file`, and [`admin_cli`], the `wsrooms backup`
 //!    and `wsrooms restore` commands around its copies;
+//!    [`admin`]: the operator API of `--admin-bind` (its requests, and the
+//!    bars it sets);
 //! 9. [`bytes`] (static, shared or owned output), [`table`] (generational
 //!    ids), [`timers`], [`rate`], [`token`] (session tokens and their
 //!    hashes), [`config`], [`listeners`], [`assets`], [`build_info`],
@@ -40,6 +42,7 @@
 
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod admin_cli;
 pub mod assets;
 pub mod build_info;

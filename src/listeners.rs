@@ -1,5 +1,6 @@
 //! Where the listening sockets come from: passed in by the service manager
-//! (socket activation), or bound here from `--bind` and `--metrics-bind`.
+//! (socket activation), or bound here from `--bind`, `--metrics-bind` and
+//! `--admin-bind`.
 //!
 //! # Socket activation
 //!
@@ -12,9 +13,11 @@
 //! - `LISTEN_FDS`: how many sockets; they are file descriptors 3, 4, ….
 //! - `LISTEN_FDNAMES` (optional): their names, separated by `:`.
 //!
-//! wsrooms takes at most two: one named `main` (the application, in place of
-//! `--bind`) and one named `metrics` (in place of `--metrics-bind`). With no
-//! socket named `main`, the first one not named `metrics` is the main one
+//! wsrooms takes at most three: one named `main` (the application, in place
+//! of `--bind`), one named `metrics` (in place of `--metrics-bind`) and one
+//! named `admin` (the operator API, in place of `--admin-bind`). With no
+//! socket named `main`, the first one not named `metrics` or `admin` is the
+//! main one
 //! (systemd names a socket after its unit unless `FileDescriptorName=` says
 //! otherwise). Any other socket, a descriptor that is not a listening TCP
 //! socket, or variables that do not add up stop the server at start
@@ -52,8 +55,8 @@ pub const BACKLOG: u32 = 4096;
 /// The first descriptor of passed sockets.
 const FIRST_FD: usize = 3;
 
-/// The most sockets wsrooms takes: `main` and `metrics`.
-const MAX_PASSED: usize = 2;
+/// The most sockets wsrooms takes: `main`, `metrics` and `admin`.
+const MAX_PASSED: usize = 3;
 
 /// The listening sockets the server accepts on (non-blocking).
 #[derive(Debug)]
@@ -62,6 +65,9 @@ pub struct Listeners {
     pub main: TcpListener,
     /// Only `/metrics` and `/healthz`, if configured or passed.
     pub metrics: Option<TcpListener>,
+    /// Only the operator API (`/admin/*`) and `/healthz`, if configured or
+    /// passed.
+    pub admin: Option<TcpListener>,
     /// `main` was passed in by the service manager, which keeps a copy:
     /// closing ours at shutdown leaves it listening for the next process.
     pub inherited: bool,
@@ -73,10 +79,11 @@ pub enum ListenError {
     /// The sockets or variables passed by the service manager are not
     /// usable: a configuration error, exit code 2.
     Passed(String),
-    /// Binding `--bind` or `--metrics-bind` failed (address in use, no
-    /// permission): exit code 1, as any other failure to start.
+    /// Binding `--bind`, `--metrics-bind` or `--admin-bind` failed (address
+    /// in use, no permission): exit code 1, as any other failure to start.
     Bind {
-        /// The flag the address came from: `bind` or `metrics-bind`.
+        /// The flag the address came from: `bind`, `metrics-bind` or
+        /// `admin-bind`.
         flag: &'static str,
         /// The address that could not be bound.
         addr: SocketAddr,
@@ -139,28 +146,48 @@ impl From<ListenError> for io::Error {
 struct Roles {
     main: usize,
     metrics: Option<usize>,
+    admin: Option<usize>,
+}
+
+/// The addresses to bind when no socket of that role was passed in.
+#[derive(Debug, Clone, Copy)]
+pub struct Binds {
+    /// `--bind`.
+    pub main: SocketAddr,
+    /// `--metrics-bind`.
+    pub metrics: Option<SocketAddr>,
+    /// `--admin-bind`.
+    pub admin: Option<SocketAddr>,
+}
+
+impl Binds {
+    /// The addresses a configuration names.
+    pub fn of(config: &crate::config::Config) -> Binds {
+        Binds {
+            main: config.bind,
+            metrics: config.metrics_bind,
+            admin: config.admin_bind,
+        }
+    }
 }
 
 impl Listeners {
     /// The sockets passed in by the service manager, or else bound from
-    /// `bind` / `metrics_bind` (the `--bind` and `--metrics-bind` values).
+    /// `binds` (the `--bind`, `--metrics-bind` and `--admin-bind` values).
     ///
     /// Descriptors 3, 4, … are taken to be the passed sockets. The files
     /// the process opened before (the data file) cannot have those numbers:
     /// the passed sockets were open from the start. (If `LISTEN_FDS` names a
     /// descriptor that was not passed, whatever has that number is refused
     /// here as not a listening socket.)
-    pub fn open(
-        bind: SocketAddr,
-        metrics_bind: Option<SocketAddr>,
-    ) -> Result<Listeners, ListenError> {
+    pub fn open(binds: Binds) -> Result<Listeners, ListenError> {
         let passed = passed_roles(|name| std::env::var(name).ok(), std::process::id());
         // listenfd reads the same variables again (they were checked above)
         // and removes `LISTEN_PID` and `LISTEN_FDS`, whoever they were for.
         let fds = ListenFd::from_env();
         match passed? {
-            Some(roles) => take_passed(fds, roles, metrics_bind),
-            None => bind_both(bind, metrics_bind),
+            Some(roles) => take_passed(fds, roles, binds),
+            None => bind_all(binds),
         }
     }
 }
@@ -190,15 +217,15 @@ fn passed_roles(
     }
     if count > MAX_PASSED {
         return Err(ListenError::Passed(format!(
-            "LISTEN_FDS={count}: wsrooms takes one socket (main) or two (main, metrics)"
+            "LISTEN_FDS={count}: wsrooms takes at most three sockets (main, metrics, admin)"
         )));
     }
     let names = env("LISTEN_FDNAMES");
     assign_roles(count, names.as_deref()).map(Some)
 }
 
-/// Decides which passed socket is `main` and which `metrics`, from their
-/// names (see the module documentation).
+/// Decides which passed socket is `main`, which `metrics` and which
+/// `admin`, from their names (see the module documentation).
 fn assign_roles(count: usize, names: Option<&str>) -> Result<Roles, ListenError> {
     let names: Vec<&str> = match names {
         Some(list) => list.split(':').collect(),
@@ -212,11 +239,13 @@ fn assign_roles(count: usize, names: Option<&str>) -> Result<Roles, ListenError>
     }
     let mut main = None;
     let mut metrics = None;
+    let mut admin = None;
     let mut others = Vec::new();
     for (index, name) in names.iter().enumerate() {
         let slot = match *name {
             "main" => &mut main,
             "metrics" => &mut metrics,
+            "admin" => &mut admin,
             _ => {
                 others.push(index);
                 continue;
@@ -233,7 +262,7 @@ fn assign_roles(count: usize, names: Option<&str>) -> Result<Roles, ListenError>
     }
     if let Some(&extra) = others.first() {
         return Err(ListenError::Passed(format!(
-            "socket {} (fd {}) is named {:?}: name the sockets main and metrics",
+            "socket {} (fd {}) is named {:?}: name the sockets main, metrics and admin",
             extra + 1,
             FIRST_FD + extra,
             names[extra]
@@ -241,19 +270,19 @@ fn assign_roles(count: usize, names: Option<&str>) -> Result<Roles, ListenError>
     }
     let Some(main) = main else {
         return Err(ListenError::Passed(
-            "only a metrics socket was passed: pass the main one too".into(),
+            "only a metrics or admin socket was passed: pass the main one too".into(),
         ));
     };
-    Ok(Roles { main, metrics })
+    Ok(Roles {
+        main,
+        metrics,
+        admin,
+    })
 }
 
-/// Takes the passed sockets; `--metrics-bind` is bound only when no
-/// metrics socket was passed.
-fn take_passed(
-    mut fds: ListenFd,
-    roles: Roles,
-    metrics_bind: Option<SocketAddr>,
-) -> Result<Listeners, ListenError> {
+/// Takes the passed sockets; `--metrics-bind` and `--admin-bind` are bound
+/// only when no socket of their role was passed.
+fn take_passed(mut fds: ListenFd, roles: Roles, binds: Binds) -> Result<Listeners, ListenError> {
     let main = take_one(&mut fds, roles.main)?;
     log::info!(
         "listening on {}: socket passed in by the service manager (fd {}); --bind is not used",
@@ -261,27 +290,60 @@ fn take_passed(
         FIRST_FD + roles.main
     );
     let metrics = match roles.metrics {
-        Some(index) => {
-            let metrics = take_one(&mut fds, index)?;
-            log::info!(
-                "metrics on {}: socket passed in by the service manager (fd {}){}",
-                local_addr_text(&metrics),
-                FIRST_FD + index,
-                if metrics_bind.is_some() {
-                    "; --metrics-bind is not used"
-                } else {
-                    ""
-                }
-            );
-            Some(metrics)
-        }
-        None => bind_metrics(metrics_bind)?,
+        Some(index) => Some(take_side(&mut fds, index, Side::METRICS, binds.metrics)?),
+        None => bind_side(Side::METRICS, binds.metrics)?,
+    };
+    let admin = match roles.admin {
+        Some(index) => Some(take_side(&mut fds, index, Side::ADMIN, binds.admin)?),
+        None => bind_side(Side::ADMIN, binds.admin)?,
     };
     Ok(Listeners {
         main,
         metrics,
+        admin,
         inherited: true,
     })
+}
+
+/// A listener beside the main one: what its log line calls it and the flag
+/// that binds it.
+#[derive(Debug, Clone, Copy)]
+struct Side {
+    what: &'static str,
+    flag: &'static str,
+}
+
+impl Side {
+    const METRICS: Side = Side {
+        what: "metrics",
+        flag: "metrics-bind",
+    };
+    const ADMIN: Side = Side {
+        what: "admin API",
+        flag: "admin-bind",
+    };
+}
+
+/// The passed socket of a side listener (its flag, if given, is not used).
+fn take_side(
+    fds: &mut ListenFd,
+    index: usize,
+    side: Side,
+    bind: Option<SocketAddr>,
+) -> Result<TcpListener, ListenError> {
+    let listener = take_one(fds, index)?;
+    log::info!(
+        "{} on {}: socket passed in by the service manager (fd {}){}",
+        side.what,
+        local_addr_text(&listener),
+        FIRST_FD + index,
+        if bind.is_some() {
+            format!("; --{} is not used", side.flag)
+        } else {
+            String::new()
+        }
+    );
+    Ok(listener)
 }
 
 /// The passed socket at `index`, checked to be a listening TCP socket and
@@ -307,35 +369,38 @@ fn take_one(fds: &mut ListenFd, index: usize) -> Result<TcpListener, ListenError
     Ok(TcpListener::from_std(listener))
 }
 
-/// No sockets passed: bind both addresses here.
-fn bind_both(bind: SocketAddr, metrics_bind: Option<SocketAddr>) -> Result<Listeners, ListenError> {
-    let main = listen(bind).map_err(|source| ListenError::Bind {
+/// No sockets passed: bind every address here.
+fn bind_all(binds: Binds) -> Result<Listeners, ListenError> {
+    let main = listen(binds.main).map_err(|source| ListenError::Bind {
         flag: "bind",
-        addr: bind,
+        addr: binds.main,
         source,
     })?;
     log::info!("listening on {}: bound from --bind", local_addr_text(&main));
     Ok(Listeners {
         main,
-        metrics: bind_metrics(metrics_bind)?,
+        metrics: bind_side(Side::METRICS, binds.metrics)?,
+        admin: bind_side(Side::ADMIN, binds.admin)?,
         inherited: false,
     })
 }
 
-fn bind_metrics(metrics_bind: Option<SocketAddr>) -> Result<Option<TcpListener>, ListenError> {
-    let Some(addr) = metrics_bind else {
+fn bind_side(side: Side, bind: Option<SocketAddr>) -> Result<Option<TcpListener>, ListenError> {
+    let Some(addr) = bind else {
         return Ok(None);
     };
-    let metrics = listen(addr).map_err(|source| ListenError::Bind {
-        flag: "metrics-bind",
+    let listener = listen(addr).map_err(|source| ListenError::Bind {
+        flag: side.flag,
         addr,
         source,
     })?;
     log::info!(
-        "metrics on {}: bound from --metrics-bind",
-        local_addr_text(&metrics)
+        "{} on {}: bound from --{}",
+        side.what,
+        local_addr_text(&listener),
+        side.flag
     );
-    Ok(Some(metrics))
+    Ok(Some(listener))
 }
 
 /// A non-blocking listener with a large backlog ([`BACKLOG`]).
@@ -369,6 +434,7 @@ mod tests {
         let main_only = Roles {
             main: 0,
             metrics: None,
+            admin: None,
         };
         assert_eq!(roles(1, None), Ok(main_only));
         assert_eq!(roles(1, Some("main")), Ok(main_only));
@@ -382,12 +448,36 @@ mod tests {
             Ok(Roles {
                 main,
                 metrics: Some(metrics),
+                admin: None,
             })
         };
         assert_eq!(roles(2, Some("main:metrics")), both(0, 1));
         assert_eq!(roles(2, Some("metrics:main")), both(1, 0));
         assert_eq!(roles(2, Some("wsrooms.socket:metrics")), both(0, 1));
         assert_eq!(roles(2, Some("metrics:wsrooms.socket")), both(1, 0));
+    }
+
+    #[test]
+    fn three_sockets_main_metrics_and_admin() {
+        let all = |main, metrics, admin| {
+            Ok(Roles {
+                main,
+                metrics: Some(metrics),
+                admin: Some(admin),
+            })
+        };
+        assert_eq!(roles(3, Some("main:metrics:admin")), all(0, 1, 2));
+        assert_eq!(roles(3, Some("admin:metrics:main")), all(2, 1, 0));
+        assert_eq!(roles(3, Some("admin:wsrooms.socket:metrics")), all(1, 2, 0));
+        let admin_only = Ok(Roles {
+            main: 1,
+            metrics: None,
+            admin: Some(0),
+        });
+        assert_eq!(roles(2, Some("admin:main")), admin_only);
+        assert!(roles(2, Some("admin:admin")).is_err());
+        assert!(roles(1, Some("admin")).is_err());
+        assert!(roles(2, Some("admin:metrics")).is_err());
     }
 
     #[test]
@@ -430,10 +520,11 @@ mod tests {
             ours("1"),
             Ok(Some(Roles {
                 main: 0,
-                metrics: None
+                metrics: None,
+                admin: None,
             }))
         );
-        assert_eq!(ours("3"), Err(2));
+        assert_eq!(ours("4"), Err(2));
         assert_eq!(ours("one"), Err(2));
         assert_eq!(ours("-1"), Err(2));
     }

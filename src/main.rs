@@ -4,7 +4,7 @@
 
 use std::process::ExitCode;
 
-use wsrooms::listeners::Listeners;
+use wsrooms::listeners::{Binds, Listeners};
 use wsrooms::store::Store;
 use wsrooms::{Config, Server, admin_cli};
 
@@ -31,7 +31,7 @@ fn main() -> ExitCode {
         Ok(store) => store,
         Err(code) => return code,
     };
-    let listeners = match Listeners::open(config.bind, config.metrics_bind) {
+    let listeners = match Listeners::open(Binds::of(&config)) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("wsrooms: {e}");

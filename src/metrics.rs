@@ -78,7 +78,8 @@ pub struct Metrics {
 /// defines (1000–1015) and our own keep their number; the rest are `other`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum CloseLabel {
-    /// A code RFC 6455 defines, or the server's own `4000`: labelled by its number.
+    /// A code RFC 6455 defines, or the server's own `4000` and `4001`:
+    /// labelled by its number.
     Code(CloseCode),
     /// Any code a peer chose from 3000–4999.
     Other,
@@ -88,7 +89,7 @@ impl CloseLabel {
     /// The label a close frame with `code` is counted under.
     pub fn of(code: CloseCode) -> Self {
         match code {
-            1000..=1015 | close::REPLACED => CloseLabel::Code(code),
+            1000..=1015 | close::REPLACED | close::REMOVED => CloseLabel::Code(code),
             _ => CloseLabel::Other,
         }
     }
@@ -467,10 +468,10 @@ mod tests {
     #[test]
     fn peer_chosen_close_codes_share_one_label() {
         let mut m = Metrics::default();
-        for code in (3000..3500).chain(4001..4501) {
+        for code in (3000..3500).chain(4002..4502) {
             m.closed(code);
         }
-        for code in [1000, 1001, 1002, 1009, 4000] {
+        for code in [1000, 1001, 1002, 1009, 4000, 4001] {
             m.closed(code);
         }
         assert_eq!(
@@ -481,6 +482,7 @@ mod tests {
                 "wsrooms_closes_total{code=\"1002\"} 1",
                 "wsrooms_closes_total{code=\"1009\"} 1",
                 "wsrooms_closes_total{code=\"4000\"} 1",
+                "wsrooms_closes_total{code=\"4001\"} 1",
                 "wsrooms_closes_total{code=\"other\"} 1000",
             ]
         );

@@ -49,6 +49,7 @@ const FLAGS: &[&str] = &[
     "www",
     "trust-proxy",
     "metrics-bind",
+    "admin-bind",
     "sharded",
     "data-file",
     "keep-messages",

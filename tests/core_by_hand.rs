@@ -17,6 +17,7 @@ use sim::by_hand::{join, net, read, turn};
 use sim::client::{Client, Seen};
 use sim::net::Net;
 use wsrooms::Config;
+use wsrooms::conn::Via;
 
 fn messages(seen: &[Seen]) -> Vec<u64> {
     seen.iter()
@@ -233,4 +234,85 @@ fn a_close_sent_with_its_fin_is_answered() {
 #[test]
 fn one_seed_of_the_simulation() {
     sim::run_seed(1).unwrap_or_else(|e| panic!("{e}"));
+}
+
+// ----- the operator's bars end on the core's clock ---------------------------
+
+/// The status code at the front of what a pipe received.
+fn status_of(bytes: &[u8]) -> u16 {
+    let text = String::from_utf8_lossy(bytes);
+    text.strip_prefix("HTTP/1.1 ")
+        .and_then(|rest| rest.get(..3))
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("not a response: {text:?}"))
+}
+
+/// One request on a new connection (on the listener `via`), answered in
+/// one turn 10 ms later; its status.
+fn request(net: &mut Net, peer: std::net::SocketAddr, via: Via, bytes: &[u8]) -> u16 {
+    let p = net.connect_via(peer, 1 << 20, via);
+    net.pipes[p].send(bytes);
+    net.now += Duration::from_millis(10);
+    net.turn();
+    let answer = net.pipes[p].take(usize::MAX);
+    net.pipes[p].fin();
+    status_of(&answer)
+}
+
+/// `POST path` with `form` on the admin listener; its status.
+fn admin_post(net: &mut Net, path: &str, form: &str) -> u16 {
+    let peer = std::net::SocketAddr::from(([127, 0, 0, 1], 50_000));
+    let bytes = format!(
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nWsrooms-Admin: yes\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{form}",
+        form.len()
+    );
+    request(net, peer, Via::Admin, bytes.as_bytes())
+}
+
+/// `c`'s login from its own address; its status.
+fn login_status(net: &mut Net, c: &Client) -> u16 {
+    request(net, c.peer, Via::Main, &c.login_request())
+}
+
+fn bar_config() -> Config {
+    Config {
+        max_connections_per_ip: 0,
+        ..config()
+    }
+}
+
+#[test]
+fn an_address_bar_ends_after_its_minutes() {
+    let mut net = net(bar_config());
+    let barred = Client::new(1, 5);
+    let form = format!("address={}&minutes=1", barred.peer.ip());
+    assert_eq!(admin_post(&mut net, "/admin/bar", &form), 200);
+    assert_eq!(login_status(&mut net, &barred), 403);
+    net.now += Duration::from_secs(59);
+    assert_eq!(login_status(&mut net, &barred), 403, "a minute is not over");
+    net.now += Duration::from_secs(1);
+    assert_eq!(login_status(&mut net, &barred), 303, "the bar ended");
+}
+
+#[test]
+fn a_removal_ends_after_its_minutes() {
+    let mut net = net(bar_config());
+    let (mut alice, mut bob) = (Client::new(1, 5), Client::new(2, 5));
+    join(&mut net, &mut alice, &mut []);
+    join(&mut net, &mut bob, &mut [&mut alice]);
+    assert_eq!(
+        admin_post(&mut net, "/admin/rooms/5/remove", "user=u2&minutes=2"),
+        200
+    );
+    assert_eq!(login_status(&mut net, &bob), 403);
+    net.now += Duration::from_secs(119);
+    assert_eq!(
+        login_status(&mut net, &bob),
+        403,
+        "two minutes are not over"
+    );
+    net.now += Duration::from_secs(1);
+    assert_eq!(login_status(&mut net, &bob), 303, "back in room 5");
 }

@@ -265,7 +265,7 @@ fn peer_close_codes_do_not_mint_metric_series() {
         echo: true,
         ..test_config()
     });
-    let codes: Vec<u16> = (3000..3500).chain(4001..4501).collect();
+    let codes: Vec<u16> = (3000..3500).chain(4002..4502).collect();
     assert_eq!(codes.len(), 1000);
     for &code in &codes {
         let mut s = raw_ws(addr, "/echo", None);

@@ -40,6 +40,10 @@ fn main() -> std::process::ExitCode {
                 main_and_metrics_sockets_go_by_their_names,
             ),
             (
+                "main_and_admin_sockets_go_by_their_names",
+                main_and_admin_sockets_go_by_their_names,
+            ),
+            (
                 "variables_for_another_process_are_ignored",
                 variables_for_another_process_are_ignored,
             ),
@@ -260,6 +264,35 @@ fn main_and_metrics_sockets_go_by_their_names() {
     );
 }
 
+fn main_and_admin_sockets_go_by_their_names() {
+    let main = loopback_listener();
+    let admin = loopback_listener();
+    let (main_addr, admin_addr) = (main.local_addr().unwrap(), admin.local_addr().unwrap());
+    // Admin first: names decide, not positions.
+    let server = Activated::start(&[&admin, &main], Some("admin:main"), &[]);
+    assert_eq!(server.addr, main_addr);
+
+    let rooms = admin_request(admin_addr, "GET", "/admin/rooms", "", "");
+    assert_eq!(rooms.status, 200, "{}", rooms.text());
+    assert_eq!(json_of(&rooms), serde_json::json!([]));
+    assert_eq!(
+        get(admin_addr, "/", "").status,
+        404,
+        "admin socket: API only"
+    );
+    assert_eq!(
+        get(main_addr, "/admin/rooms", "").status,
+        404,
+        "not on main"
+    );
+    assert_eq!(get(main_addr, "/", "").status, 200);
+    let log = server.log();
+    assert!(
+        log.contains(&format!("admin API on {admin_addr}: {PASSED_LOG}")),
+        "{log}"
+    );
+}
+
 fn variables_for_another_process_are_ignored() {
     // LISTEN_PID names some other process: wsrooms binds --bind as usual.
     let out = Command::new(env!("CARGO_BIN_EXE_wsrooms"))
@@ -338,7 +371,7 @@ fn a_passed_descriptor_that_is_not_a_listening_tcp_socket_exits_2() {
             Stdio::from(OwnedFd::from(udp.try_clone().unwrap())),
             "fd 3 is not a valid tcp socket",
         ),
-        ("3", "3</dev/null", Stdio::null(), "LISTEN_FDS=3"),
+        ("4", "3</dev/null", Stdio::null(), "LISTEN_FDS=4"),
         ("x", "3</dev/null", Stdio::null(), "is not a number"),
     ];
     for (count, fd3, stdin, why) in cases {
@@ -364,10 +397,14 @@ fn systemd_socket_activate_hands_over_its_socket() {
         return;
     }
     let Some(tool) = tool else { return };
-    let port = loopback_listener().local_addr().unwrap().port();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    // All three sockets wsrooms takes, named as the units name them.
+    let [addr, metrics, admin] = [(); 3].map(|()| {
+        let port = loopback_listener().local_addr().unwrap().port();
+        format!("127.0.0.1:{port}").parse::<SocketAddr>().unwrap()
+    });
     let mut child = Command::new(tool)
-        .args(["-l", &addr.to_string(), "--fdname=main"])
+        .args(["-l", &addr.to_string(), "-l", &metrics.to_string()])
+        .args(["-l", &admin.to_string(), "--fdname=main:metrics:admin"])
         .arg(env!("CARGO_BIN_EXE_wsrooms"))
         .args(["--log-level", "info"])
         .env_clear()
@@ -394,6 +431,10 @@ fn systemd_socket_activate_hands_over_its_socket() {
         "{}",
         text(&lines)
     );
+    assert_eq!(get(metrics, "/metrics", "").status, 200);
+    let rooms = admin_request(admin, "GET", "/admin/rooms", "", "");
+    assert_eq!(rooms.status, 200, "{}", rooms.text());
+    assert_eq!(get(addr, "/admin/rooms", "").status, 404);
     assert!(child.0.try_wait().unwrap().is_none(), "still serving");
 }
 

@@ -151,12 +151,12 @@ function setBusy(busy) {
 // ---------------------------------------------------------------- server answers
 
 /**
- * The server answers 400 / 409 with a small HTML page holding one
+ * The server answers 400 / 403 / 409 with a small HTML page holding one
  * <p class="error" data-field="user|room">message</p>. Parse it (DOMParser
  * never runs scripts or loads images) and show its text next to that field.
  */
 async function showRefusal(res) {
-  if (res.status === 400 || res.status === 409) {
+  if (res.status === 400 || res.status === 403 || res.status === 409) {
     const html = await res.text();
     const doc = new DOMParser().parseFromString(html, 'text/html');
     const node = doc.querySelector('[data-field]');

@@ -141,6 +141,18 @@ impl InputGate {
     }
 }
 
+/// Which listening socket a connection came in on: each kind has its own
+/// connection limit and its own routes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// `--bind`: the application (pages, login, WebSockets).
+    Main,
+    /// `--metrics-bind`: only `/metrics` and `/healthz`.
+    Metrics,
+    /// `--admin-bind`: only the operator API (`/admin/*`) and `/healthz`.
+    Admin,
+}
+
 /// One connection as the core holds it: its buffers, and the [`Machine`]
 /// that decides what the protocol does with them.
 #[derive(Debug)]
@@ -158,8 +170,8 @@ pub struct Conn {
     pub gate: InputGate,
     /// Already in the server's list of connections to flush.
     pub dirty: bool,
-    /// Accepted on the `--metrics-bind` listener.
-    pub via_metrics: bool,
+    /// The listener it was accepted on.
+    pub via: Via,
     /// Its TCP peer is one of the proxies named by `--trust-proxy`: its
     /// requests' `X-Forwarded-For` and `X-Forwarded-Host` count.
     pub via_proxy: bool,
@@ -186,7 +198,7 @@ impl Conn {
             input: Input::default(),
             gate: InputGate::Open,
             dirty: false,
-            via_metrics: false,
+            via: Via::Main,
             via_proxy: false,
             counted: false,
             peer_closed: false,

@@ -7,10 +7,11 @@
 use std::net::{IpAddr, SocketAddr};
 
 use super::{Core, Step};
+use crate::admin;
 use crate::chat::command::{self, Dialect};
 use crate::chat::events;
-use crate::conn::ConnId;
 use crate::conn::machine::{HttpInput, Role};
+use crate::conn::{ConnId, Via};
 use crate::http::Status;
 use crate::http::request::{MAX_HEADERS, Request};
 use crate::http::response::Response;
@@ -68,11 +69,14 @@ impl Core {
     /// Continue` if the route wants it, else the final answer now, without
     /// the body, and the connection closes (the body may still come).
     fn answer_expectation(&mut self, id: ConnId, req: &Request, input: &[u8]) -> Step {
-        let Some((via_metrics, proxied)) = self.get(id).map(|c| (c.via_metrics, c.via_proxy))
-        else {
+        let Some((via, proxied)) = self.get(id).map(|c| (c.via, c.via_proxy)) else {
             return Step::Took(input.len());
         };
-        if routes::wants_body(req, &self.config, via_metrics, proxied) {
+        let wanted = match via {
+            Via::Admin => admin::wants_body(req),
+            _ => routes::wants_body(req, &self.config, via == Via::Metrics, proxied),
+        };
+        if wanted {
             if let Some(conn) = self.conns.get_mut(id) {
                 conn.machine.continue_body(&mut conn.out);
                 self.mark_dirty(id);
@@ -90,6 +94,9 @@ impl Core {
     /// Answers one complete request: who sent it, where it goes, what
     /// comes of it.
     fn answer_request(&mut self, id: ConnId, req: &Request, body: &[u8], reply: Reply) {
+        if self.get(id).is_some_and(|c| c.via == Via::Admin) {
+            return self.admin_request(id, req, body, reply);
+        }
         let client = match self.attribute_client(id, req) {
             None => return,
             Some(Ok(client)) => client,
@@ -107,7 +114,7 @@ impl Core {
     fn route(&mut self, id: ConnId, req: &Request, body: &[u8], client: IpAddr) -> Outcome {
         let (via_metrics, proxied) = self
             .get(id)
-            .map_or((false, false), |c| (c.via_metrics, c.via_proxy));
+            .map_or((false, false), |c| (c.via == Via::Metrics, c.via_proxy));
         self.metrics.http_requests += 1;
         let degraded = self.degraded();
         let mut ctx = Ctx {
@@ -120,6 +127,7 @@ impl Core {
             proxied,
             client,
             peer_limits: &mut self.peer_limits,
+            bars: &self.bars,
             degraded,
         };
         match routes::handle(req, body, &mut ctx) {
@@ -252,7 +260,7 @@ impl Core {
         let forwarded = if proxied { req.forwarded_for() } else { None };
         let peer = conn.peer();
         let client = forwarded.unwrap_or(peer.ip());
-        if !proxied || conn.via_metrics || (conn.counted && client == peer.ip()) {
+        if !proxied || conn.via != Via::Main || (conn.counted && client == peer.ip()) {
             return Some(Ok(client));
         }
         let was_counted = std::mem::replace(&mut conn.counted, false);

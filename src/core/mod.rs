@@ -50,6 +50,7 @@
 mod edits;
 mod http;
 mod journal;
+mod moderation;
 mod turn;
 mod websocket;
 
@@ -57,12 +58,13 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use crate::admin::{self, bars::Bars};
 use crate::assets::Assets;
 use crate::bytes::Bytes;
 use crate::chat::{Chat, Expiry, SessionId};
 use crate::config::Config;
 use crate::conn::machine::{Actions, DropReason, Settings};
-use crate::conn::{Conn, ConnId, Machine};
+use crate::conn::{Conn, ConnId, Machine, Via};
 use crate::http::Status;
 use crate::http::response::Response;
 use crate::metrics::{self, Gauges, Metrics};
@@ -164,6 +166,11 @@ pub struct Core {
     /// Connections open from the `--metrics-bind` listener (limited apart
     /// from the others).
     metrics_conns: usize,
+    /// Connections open from the `--admin-bind` listener (limited apart
+    /// from the others too).
+    admin_conns: usize,
+    /// The operator's bars on logins and sockets (`crate::admin::bars`).
+    bars: Bars,
     now: Instant,
     /// Set once shutdown began: the drain deadline.
     shutting_down: Option<Instant>,
@@ -195,6 +202,8 @@ impl Core {
             damaged: false,
             retention_due: false,
             metrics_conns: 0,
+            admin_conns: 0,
+            bars: Bars::default(),
             now,
             shutting_down: None,
             drain: None,
@@ -277,17 +286,16 @@ impl Core {
         self.conns.get_mut(id)
     }
 
-    /// A new connection from `peer` (on the `--metrics-bind` listener if
-    /// `via_metrics`): its id, or the bytes of its refusal at a limit.
-    pub fn accept(&mut self, peer: SocketAddr, via_metrics: bool) -> Result<ConnId, Refused> {
-        let (open, max) = (self.conns.len(), self.config.max_connections);
-        if !metrics::admits(via_metrics, open, self.metrics_conns, max) {
-            return Err(self.refuse_at_limit(peer, via_metrics));
+    /// A new connection from `peer`, accepted on the listener `via`: its
+    /// id, or the bytes of its refusal at a limit.
+    pub fn accept(&mut self, peer: SocketAddr, via: Via) -> Result<ConnId, Refused> {
+        if !self.admits(via) {
+            return Err(self.refuse_at_limit(peer, via));
         }
         // A peer named by --trust-proxy is a proxy: the client's address is
         // known once a request head is read (`attribute_client`).
-        let via_proxy = !via_metrics && self.config.trust_proxy.trusts(peer.ip());
-        let counted = if via_metrics || via_proxy {
+        let via_proxy = via == Via::Main && self.config.trust_proxy.trusts(peer.ip());
+        let counted = if via != Via::Main || via_proxy {
             false
         } else {
             match self.peer_limits.open(peer.ip()) {
@@ -301,22 +309,58 @@ impl Core {
             }
         };
         let mut conn = Conn::new(Machine::new(peer, self.now, &self.settings));
-        conn.via_metrics = via_metrics;
+        conn.via = via;
         conn.via_proxy = via_proxy;
         conn.counted = counted;
         let id = self.conns.insert(conn);
         self.metrics.connections_accepted += 1;
-        self.metrics_conns += usize::from(via_metrics);
+        self.count_side_conn(via, true);
         log::debug!("{peer}: connected");
         self.sync_timer(id);
         Ok(id)
     }
 
+    /// Each listener's connections are limited on their own: the main one
+    /// by `--max-connections`, the metrics and admin ones by their few
+    /// reserved connections, so a full server still answers its health
+    /// checks and its operator.
+    fn admits(&self, via: Via) -> bool {
+        let (open, max) = (self.conns.len(), self.config.max_connections);
+        match via {
+            Via::Admin => admin::admits(self.admin_conns),
+            Via::Main | Via::Metrics => metrics::admits(
+                via == Via::Metrics,
+                open - self.admin_conns,
+                self.metrics_conns,
+                max,
+            ),
+        }
+    }
+
+    /// Counts a connection of the metrics or admin listener in (`opened`)
+    /// or out.
+    fn count_side_conn(&mut self, via: Via, opened: bool) {
+        let count = match via {
+            Via::Main => return,
+            Via::Metrics => &mut self.metrics_conns,
+            Via::Admin => &mut self.admin_conns,
+        };
+        match opened {
+            true => *count += 1,
+            false => *count -= 1,
+        }
+    }
+
     /// A connection over `--max-connections`: counted once, in
     /// `wsrooms_connections_refused_total` (not also as a refusal by
     /// reason: that family counts requests and per-address limits).
-    fn refuse_at_limit(&mut self, peer: SocketAddr, via_metrics: bool) -> Refused {
-        if via_metrics {
+    fn refuse_at_limit(&mut self, peer: SocketAddr, via: Via) -> Refused {
+        if via == Via::Admin {
+            self.metrics.refuse("admin_connections");
+            log::info!("{peer}: refused with 503, the admin listener is full");
+            return Refused(refusal_503("too many connections"));
+        }
+        if via == Via::Metrics {
             // Not the chat's limit: counted apart, so that a scraper's
             // storm does not look like a full server.
             self.metrics.refuse("metrics_connections");
@@ -374,7 +418,7 @@ impl Core {
         if conn.counted {
             self.peer_limits.close(conn.peer().ip());
         }
-        self.metrics_conns -= usize::from(conn.via_metrics);
+        self.count_side_conn(conn.via, false);
         self.effects.push_back(Effect::Close(id));
         if let Some(session) = conn.machine.on_drop() {
             self.outbox.push_back(Outgoing::Leave { conn: id, session });

@@ -23,6 +23,7 @@ use super::form;
 use super::request::Request;
 use super::response::Response;
 use super::upgrade::{self, HandshakeError, Upgrade};
+use crate::admin::bars::{Barred, Bars};
 use crate::assets::Assets;
 use crate::chat::budget::{Budget, OverBudget, Spend};
 use crate::chat::command::{self, Dialect};
@@ -113,6 +114,8 @@ pub struct Ctx<'a> {
     pub client: IpAddr,
     /// The per-address connection and login limits.
     pub peer_limits: &'a mut PeerLimits,
+    /// The operator's bars on addresses and ids (`crate::admin::bars`).
+    pub bars: &'a Bars,
     /// Writes to the data file are failing, or it is damaged: `/healthz`
     /// answers `503 degraded`.
     pub degraded: bool,
@@ -182,7 +185,7 @@ fn operations_only(path: &str, get: bool, via_metrics: bool, degraded: bool) -> 
 /// `/healthz`: `200 ok`, or `503 degraded` while writes to the data file
 /// fail (the server still serves, but cannot keep what it is sent), and
 /// once the file is found damaged (until it is repaired).
-fn health(degraded: bool) -> Response {
+pub fn health(degraded: bool) -> Response {
     let response = match degraded {
         false => Response::text(Status::Ok, "ok"),
         true => Response::text(Status::ServiceUnavailable, "degraded"),
@@ -323,6 +326,9 @@ fn room_socket(req: &Request, session: Option<SessionId>, ctx: &mut Ctx) -> Outc
         Ok(u) => u,
         Err(e) => return Outcome::Respond(refuse_handshake(e, ctx.metrics)),
     };
+    if let Some(barred) = ctx.bars.address_barred(ctx.client, ctx.now) {
+        return Outcome::Respond(refuse_barred(barred, "/", ctx));
+    }
     // A room socket speaks `wsrooms.v2` when its client offers it (the
     // 101 names it), else the text protocol.
     let offered = req.headers_named("sec-websocket-protocol");
@@ -429,6 +435,9 @@ fn login(req: &Request, body: &[u8], ctx: &mut Ctx) -> Outcome {
         Err(answer) => return Outcome::Respond(answer),
     };
     let back = format!("/?room={room}");
+    if let Some(barred) = ctx.bars.login_barred(room, &user, ctx.client, ctx.now) {
+        return Outcome::Respond(refuse_barred(barred, &back, ctx));
+    }
     if let Some(answer) = same_login(req, room, &user, ctx) {
         return Outcome::Respond(answer);
     }
@@ -479,7 +488,7 @@ pub fn wants_body(req: &Request, config: &Config, via_metrics: bool, proxied: bo
 }
 
 /// Is the body a form (`application/x-www-form-urlencoded`)?
-fn is_form(req: &Request) -> bool {
+pub fn is_form(req: &Request) -> bool {
     req.header_str("content-type").is_some_and(|t| {
         t.split(';')
             .next()
@@ -667,6 +676,15 @@ fn login_refused(
             )
         }
     }
+}
+
+/// `403`: the operator barred the client's address, or removed this id
+/// (or one like it, or this address) from the room, for a while.
+fn refuse_barred(barred: Barred, back: &str, ctx: &mut Ctx) -> Response {
+    ctx.metrics.refuse("barred");
+    log::info!("{}: refused with 403, barred by the operator", ctx.client);
+    Response::error_page(Status::Forbidden, "user", &barred.message(ctx.now), back)
+        .header("Cache-Control", "no-store")
 }
 
 /// `429` with `Retry-After` (a refused login by rate).

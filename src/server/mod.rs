@@ -46,9 +46,9 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 
 use crate::config::Config;
-use crate::conn::ConnId;
+use crate::conn::{ConnId, Via};
 use crate::core::{Core, Effect};
-use crate::listeners::Listeners;
+use crate::listeners::{Binds, Listeners};
 use crate::metrics::Metrics;
 use crate::store::{QueryError, Store};
 
@@ -57,6 +57,7 @@ use sockets::{Socket, Sockets};
 const LISTENER: Token = Token(usize::MAX);
 const SIGNALS: Token = Token(usize::MAX - 1);
 const METRICS_LISTENER: Token = Token(usize::MAX - 2);
+const ADMIN_LISTENER: Token = Token(usize::MAX - 3);
 
 /// Bytes read per `read` call, into one buffer shared by all connections.
 const SCRATCH_BYTES: usize = 64 * 1024;
@@ -98,6 +99,8 @@ pub struct Server {
     local_addr: SocketAddr,
     /// The `--metrics-bind` listener: only `/metrics` and `/healthz`.
     metrics_listener: Option<TcpListener>,
+    /// The `--admin-bind` listener: only the operator API and `/healthz`.
+    admin_listener: Option<TcpListener>,
     core: Core,
     sockets: Sockets,
     /// The one read buffer of the loop.
@@ -115,12 +118,13 @@ pub struct Server {
 
 impl Server {
     /// Opens the listeners (passed in by the service manager, or bound from
-    /// `--bind` / `--metrics-bind`: [`crate::listeners`]) and, with
+    /// `--bind` / `--metrics-bind` / `--admin-bind`: [`crate::listeners`])
+    /// and, with
     /// `--data-file`, the store (the binary does those steps itself, to
     /// exit with code 2 on a file it refuses). It runs when
     /// [`Server::run`] is called.
     pub fn bind(config: Config) -> io::Result<Server> {
-        let listeners = Listeners::open(config.bind, config.metrics_bind)?;
+        let listeners = Listeners::open(Binds::of(&config))?;
         let data_file = config.data_file.clone();
         let settings = config.store_settings();
         let mut server = Server::with_listeners(config, listeners)?;
@@ -138,6 +142,7 @@ impl Server {
         let Listeners {
             main: mut listener,
             metrics: mut metrics_listener,
+            admin: mut admin_listener,
             inherited,
         } = listeners;
         let local_addr = listener.local_addr()?;
@@ -151,6 +156,10 @@ impl Server {
             // `--metrics-bind` does.
             config.metrics_bind = Some(l.local_addr()?);
         }
+        if let Some(l) = admin_listener.as_mut() {
+            poll.registry()
+                .register(l, ADMIN_LISTENER, Interest::READABLE)?;
+        }
         let core = Core::new(config, Instant::now());
         Ok(Server {
             poll,
@@ -158,6 +167,7 @@ impl Server {
             listener_inherited: inherited,
             local_addr,
             metrics_listener,
+            admin_listener,
             core,
             sockets: Sockets::default(),
             scratch: vec![0; SCRATCH_BYTES],
@@ -177,6 +187,13 @@ impl Server {
     /// The `--metrics-bind` address, if any.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+    }
+
+    /// The `--admin-bind` address (or the passed `admin` socket's), if any.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_listener
             .as_ref()
             .and_then(|l| l.local_addr().ok())
     }
@@ -217,7 +234,8 @@ impl Server {
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept_all(),
-                    METRICS_LISTENER => self.accept_metrics(),
+                    METRICS_LISTENER => self.accept_side(Via::Metrics),
+                    ADMIN_LISTENER => self.accept_side(Via::Admin),
                     SIGNALS => self.on_signal(),
                     token => {
                         let id = ConnId::from_token(token);
@@ -275,7 +293,7 @@ impl Server {
                 return;
             };
             match listener.accept() {
-                Ok((stream, peer)) => self.add_conn(stream, peer, false),
+                Ok((stream, peer)) => self.add_conn(stream, peer, Via::Main),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if is_out_of_resources(&e) => {
@@ -294,15 +312,20 @@ impl Server {
         }
     }
 
-    /// Accepts on the metrics listener (few, short connections: no backoff
-    /// needed beyond giving up this turn on an error).
-    fn accept_metrics(&mut self) {
+    /// Accepts on the metrics or the admin listener (few, short
+    /// connections: no backoff needed beyond giving up this turn on an
+    /// error).
+    fn accept_side(&mut self, via: Via) {
         loop {
-            let Some(listener) = self.metrics_listener.as_ref() else {
+            let listener = match via {
+                Via::Admin => self.admin_listener.as_ref(),
+                _ => self.metrics_listener.as_ref(),
+            };
+            let Some(listener) = listener else {
                 return;
             };
             match listener.accept() {
-                Ok((stream, peer)) => self.add_conn(stream, peer, true),
+                Ok((stream, peer)) => self.add_conn(stream, peer, via),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => return,
             }
@@ -333,8 +356,8 @@ impl Server {
 
     /// A new socket: the core takes it or refuses it (a best-effort `503`
     /// that fits any socket buffer, then closed).
-    fn add_conn(&mut self, mut stream: TcpStream, peer: SocketAddr, via_metrics: bool) {
-        let id = match self.core.accept(peer, via_metrics) {
+    fn add_conn(&mut self, mut stream: TcpStream, peer: SocketAddr, via: Via) {
+        let id = match self.core.accept(peer, via) {
             Ok(id) => id,
             Err(refused) => {
                 let _ = stream.write(&refused.0);
@@ -459,7 +482,7 @@ impl Server {
         self.carry_out_effects();
     }
 
-    /// Closes both listening sockets: from now on a connect is refused at
+    /// Closes the listening sockets: from now on a connect is refused at
     /// once (a proxy can fail over) instead of waiting in the backlog for a
     /// server that will never accept it; connects already waiting there are
     /// reset.
@@ -477,10 +500,12 @@ impl Server {
         }
         self.resume_accept_at = None;
         let registry = self.poll.registry();
-        for listener in [self.listener.take(), self.metrics_listener.take()]
-            .into_iter()
-            .flatten()
-        {
+        let all = [
+            self.listener.take(),
+            self.metrics_listener.take(),
+            self.admin_listener.take(),
+        ];
+        for listener in all.into_iter().flatten() {
             let mut listener = listener;
             let _ = registry.deregister(&mut listener);
             // Dropped here: the socket is closed.
@@ -494,8 +519,8 @@ fn lower_to_fd_limit(config: &mut Config) {
     let Some(fd_limit) = open_files_limit() else {
         return;
     };
-    // (And for the metrics listener's own connections.)
-    let spare = 16 + crate::metrics::METRICS_CONNECTIONS as u64;
+    // (And for the metrics and admin listeners' own connections.)
+    let spare = 16 + (crate::metrics::METRICS_CONNECTIONS + crate::admin::ADMIN_CONNECTIONS) as u64;
     let cap = fd_limit.saturating_sub(spare).max(1) as usize;
     if config.max_connections > cap {
         log::warn!(

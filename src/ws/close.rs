@@ -22,6 +22,9 @@ pub const TOO_BIG: CloseCode = 1009;
 pub const INTERNAL_ERROR: CloseCode = 1011;
 /// Ours (private range): the same session opened a newer socket.
 pub const REPLACED: CloseCode = 4000;
+/// Ours (private range): the operator removed this user (or barred its
+/// address); the page should not reconnect.
+pub const REMOVED: CloseCode = 4001;
 
 /// May a peer put this code in a close frame? (RFC 6455 §7.4.1–§7.4.2:
 /// 1004, 1005, 1006 and 1015 are reserved and never sent; 0–999 and

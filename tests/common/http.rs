@@ -226,6 +226,74 @@ pub fn logout_raw(addr: SocketAddr, room: u32, cookie: Option<&str>, extra: &str
     )
 }
 
+/// `POST /login?room=N` from another loopback address (`source`).
+pub fn login_from(source: IpAddr, addr: SocketAddr, user: &str, room: u32) -> HttpResponse {
+    let mut s = tcp_from(source, addr);
+    s.write_all(login_request(addr, user, &room.to_string()).as_bytes())
+        .unwrap();
+    read_response(&mut s)
+}
+
+/// The cookie pair `wsrooms_session=…` of a login's `303`.
+pub fn cookie_of(r: &HttpResponse) -> String {
+    assert_eq!(r.status, 303, "a login: {}", r.text());
+    let cookie = r.header("Set-Cookie").expect("cookie");
+    cookie.split(';').next().unwrap().to_string()
+}
+
+// ----- the admin API ---------------------------------------------------------
+
+/// `POST path` to the admin API with `form`, as the deployment guide's
+/// `curl` lines send it: `Host` the admin address, `Wsrooms-Admin: yes`.
+pub fn admin_post(admin: SocketAddr, path: &str, form: &str) -> HttpResponse {
+    admin_request(admin, "POST", path, "Wsrooms-Admin: yes\r\n", form)
+}
+
+/// A request to the admin API with `Host` the admin address, `headers`
+/// (whole lines) and a urlencoded `body` (none if empty and not a POST).
+pub fn admin_request(
+    admin: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: &str,
+) -> HttpResponse {
+    admin_raw(
+        admin,
+        method,
+        path,
+        &format!("Host: {admin}\r\n{headers}"),
+        body,
+    )
+}
+
+/// A request to the admin API with exactly these header lines (`Host`
+/// included, or not), and the form `body` for a POST.
+pub fn admin_raw(
+    admin: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: &str,
+) -> HttpResponse {
+    let form = match method {
+        "POST" => format!(
+            "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n",
+            body.len()
+        ),
+        _ => String::new(),
+    };
+    http_raw(
+        admin,
+        &format!("{method} {path} HTTP/1.1\r\n{headers}{form}Connection: close\r\n\r\n{body}"),
+    )
+}
+
+/// The JSON body of a response.
+pub fn json_of(r: &HttpResponse) -> serde_json::Value {
+    serde_json::from_slice(&r.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", r.text()))
+}
+
 /// Logs in and returns the cookie pair `wsrooms_session=…`.
 pub fn login(addr: SocketAddr, user: &str, room: u32) -> String {
     let r = login_raw(addr, user, &room.to_string());

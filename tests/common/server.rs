@@ -31,6 +31,21 @@ pub fn start(config: Config) -> SocketAddr {
     start_on(std::thread::Builder::new(), config)
 }
 
+/// Starts a server in a thread with its admin listener on a free
+/// loopback port (`--admin-bind 127.0.0.1:0`); returns the main address and
+/// the admin one.
+pub fn start_with_admin(mut config: Config) -> (SocketAddr, SocketAddr) {
+    config.admin_bind = Some("127.0.0.1:0".parse().unwrap());
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut server = wsrooms::Server::bind(config).expect("bind");
+        let admin = server.admin_addr().expect("an admin listener");
+        tx.send((server.local_addr(), admin)).unwrap();
+        server.run().expect("server loop");
+    });
+    rx.recv_timeout(IO_TIMEOUT).expect("server did not start")
+}
+
 /// Like [`start`], with the server's thread given `stack` bytes.
 pub fn start_with_stack(config: Config, stack: usize) -> SocketAddr {
     start_on(std::thread::Builder::new().stack_size(stack), config)

@@ -3,7 +3,7 @@
 //! (never read, never answer a ping, never finish a close).
 
 use std::io::Write;
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::time::Instant;
 
 use tungstenite::Message;
@@ -11,7 +11,7 @@ use tungstenite::client::IntoClientRequest;
 use tungstenite::protocol::WebSocket;
 
 use super::IO_TIMEOUT;
-use super::http::{login, read_response, tcp};
+use super::http::{login, read_response, tcp, tcp_from};
 
 pub type Ws = WebSocket<TcpStream>;
 
@@ -35,6 +35,36 @@ pub fn ws_connect_path(
     cookie: Option<&str>,
     origin: Option<&str>,
 ) -> Result<Ws, tungstenite::Error> {
+    ws_connect_on(tcp(addr), addr, path, cookie, origin)
+}
+
+/// Opens a room socket with the page's own Origin from another loopback
+/// address (`source`).
+pub fn ws_connect_from(
+    source: IpAddr,
+    addr: SocketAddr,
+    room: u32,
+    cookie: &str,
+) -> Result<Ws, tungstenite::Error> {
+    let path = format!("/rooms/{room}/ws");
+    let origin = format!("http://{addr}");
+    ws_connect_on(
+        tcp_from(source, addr),
+        addr,
+        &path,
+        Some(cookie),
+        Some(&origin),
+    )
+}
+
+/// Opens a WebSocket on `stream` (connected to `addr`).
+fn ws_connect_on(
+    stream: TcpStream,
+    addr: SocketAddr,
+    path: &str,
+    cookie: Option<&str>,
+    origin: Option<&str>,
+) -> Result<Ws, tungstenite::Error> {
     let mut request = format!("ws://{addr}{path}").into_client_request().unwrap();
     if let Some(c) = cookie {
         request.headers_mut().insert("Cookie", c.parse().unwrap());
@@ -42,7 +72,6 @@ pub fn ws_connect_path(
     if let Some(o) = origin {
         request.headers_mut().insert("Origin", o.parse().unwrap());
     }
-    let stream = tcp(addr);
     match tungstenite::client::client(request, stream) {
         Ok((ws, _)) => Ok(ws),
         Err(tungstenite::HandshakeError::Failure(e)) => Err(e),

@@ -9,7 +9,7 @@ use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use wsrooms::conn::ConnId;
+use wsrooms::conn::{ConnId, Via};
 use wsrooms::core::{Core, Effect};
 
 /// Bytes read per read call, as the loop's scratch buffer.
@@ -132,11 +132,16 @@ impl Net {
     /// A new connection from `peer`; its pipe's number. A refused one gets
     /// its `503` and is closed at once.
     pub fn connect(&mut self, peer: SocketAddr, down_cap: usize) -> usize {
+        self.connect_via(peer, down_cap, Via::Main)
+    }
+
+    /// Like [`Net::connect`], on the listener `via` (the admin one, …).
+    pub fn connect_via(&mut self, peer: SocketAddr, down_cap: usize, via: Via) -> usize {
         let mut pipe = Pipe {
             down_cap,
             ..Pipe::default()
         };
-        match self.core.accept(peer, false) {
+        match self.core.accept(peer, via) {
             Ok(id) => {
                 pipe.id = Some(id);
                 self.by_conn.insert(id, self.pipes.len());
