@@ -221,6 +221,8 @@ fn two_users_chat_in_one_order_and_another_room_hears_nothing() {
 fn leave_is_announced_and_the_id_frees_after_grace() {
     let mut config = test_config();
     config.grace_timeout = Duration::from_millis(300);
+    // The leave at once, then the id held (tests/presence.rs has the delay).
+    config.leave_delay = Duration::ZERO;
     let addr = start(config);
     let (mut alice, _) = join(addr, "alice", 1);
     let (mut bob, _) = join(addr, "bob", 1);

@@ -230,6 +230,33 @@ fn a_close_sent_with_its_fin_is_answered() {
     assert!(net.core.conn(net.pipes[p].id.unwrap()).is_none());
 }
 
+/// After SIGTERM the server leaves, not its people: the sessions of the
+/// sockets the shutdown closes stay listed, even once the leave delay is
+/// over (with a data file, present for the next process to list again).
+#[test]
+fn a_shutdown_sends_no_leave_and_keeps_everyone_listed() {
+    let mut net = net(Config {
+        leave_delay: Duration::from_secs(1),
+        ..config()
+    });
+    let (mut a, mut b) = (Client::new(50, 6), Client::new(51, 6));
+    join(&mut net, &mut a, &mut []);
+    join(&mut net, &mut b, &mut [&mut a]);
+    net.core.begin_shutdown();
+    let seen = turn(&mut net, &mut [&mut a, &mut b]);
+    assert!(
+        seen.iter().all(|s| s.contains(&Seen::Close(1001))),
+        "{seen:?}"
+    );
+    for _ in 0..6 {
+        net.now += Duration::from_millis(500);
+        turn(&mut net, &mut [&mut a, &mut b]);
+    }
+    let mut listed = net.core.chat().listed(6);
+    listed.sort_unstable();
+    assert_eq!(listed, ["u50", "u51"]);
+}
+
 /// One seed of the simulation, as `docs/LEARN.md` runs it.
 #[test]
 fn one_seed_of_the_simulation() {

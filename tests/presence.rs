@@ -289,3 +289,25 @@ fn with_a_restart_delay_of_0_everyone_coming_back_is_announced_as_before() {
     let (_bob, _) = back(addr, 6, &bob_cookie);
     assert_eq!(next_of_type(&mut alice, "join")["user"], "bob");
 }
+
+#[test]
+fn after_a_crash_too_those_who_come_back_are_not_announced() {
+    let dir = TempDir::new("presence-crash");
+    let path = dir.join("rooms.db");
+    let mut server = server_on(&path, "20");
+    let addr = server.addr;
+    let (mut alice, alice_cookie, _) = enter(addr, "alice", 7);
+    let (_bob, bob_cookie, _) = enter(addr, "bob", 7);
+    next_of_type(&mut alice, "join");
+    // SIGKILL: what the file says is what the last commit wrote.
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+
+    let server = server_on(&path, "20");
+    let addr = server.addr;
+    let (mut alice, welcome) = back(addr, 7, &alice_cookie);
+    assert_eq!(users(&welcome), ["alice", "bob"]);
+    let (_bob, _) = back(addr, 7, &bob_cookie);
+    let seen = events_up_to_own(&mut alice, "still both here");
+    assert_eq!(presence(&seen), [], "no join of bob: {seen:?}");
+}

@@ -985,7 +985,9 @@ mod tests {
         let id = chat.login(1, "bob", [1; 16], s(60), 10).unwrap();
         let eve = chat.login(1, "eve", [2; 16], s(60), 10).unwrap();
         chat.join(eve, conn(9));
+        chat.announced(eve);
         assert!(chat.join(id, conn(1)).announced(), "a first socket joins");
+        chat.announced(id);
         let left = chat.leave(id, conn(1), Some(s(5)), s(100)).unwrap();
         assert_eq!((left.leave_at, left.timer), (Some(s(5)), Some(s(5))));
         assert_eq!(chat.listed(1), ["eve", "bob"], "listed within its delay");
@@ -1077,6 +1079,16 @@ mod tests {
         assert_eq!(chat.listed(4), ["ann"], "bob was not in the room");
         assert!(chat.join(ann, conn(1)).back, "ann's return is silent");
         assert!(chat.join(bob, conn(2)).announced(), "bob joins");
+        // Until bob's join goes out, a welcome leaves him out (its socket
+        // gets the join); his own welcome lists him.
+        assert_eq!(chat.listed(4), ["ann"]);
+        let users =
+            |w: Vec<u8>| serde_json::from_slice::<serde_json::Value>(&w).unwrap()["users"].clone();
+        assert_eq!(
+            users(chat.welcome(bob, None, (50, 40))),
+            serde_json::json!(["ann", "bob"])
+        );
+        chat.announced(bob);
         assert_eq!(chat.listed(4), ["ann", "bob"]);
     }
 
