@@ -301,6 +301,14 @@ impl Run {
             apply(&mut messages_only, e);
         }
         assert_eq!(messages_only, want, "the history's messages are current");
+        // …and has no holes: its seqs are consecutive.
+        let seqs: Vec<u64> = fresh
+            .log
+            .iter()
+            .flatten()
+            .filter_map(|e| e["seq"].as_u64())
+            .collect();
+        assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
         for (n, c) in self.clients.iter().enumerate() {
             if !matches!(c.phase, Phase::Open(_)) {
                 continue;
