@@ -355,7 +355,7 @@ impl World {
                 let close = self.clients[n].close_frame();
                 self.net.pipes[p].send(&close);
             }
-            775..815 | 815..830 => {
+            775..830 => {
                 // A `wsrooms.v2` client edits or deletes one of its own.
                 if let Some(frame) = self.clients[n].change_frame(roll, roll >= 815) {
                     self.net.pipes[p].send(&frame);
