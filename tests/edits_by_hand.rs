@@ -446,3 +446,43 @@ fn a_change_behind_a_delete_in_the_same_turn_is_refused() {
     run.check();
     assert!(page_of(&run.clients[1])[&1].deleted);
 }
+
+/// The operator's delete (the seam the admin API calls): the same
+/// `delete` event with `by: null`, to everyone, kept across a restart;
+/// refused for a message that is not there or is deleted already.
+#[test]
+fn the_operator_deletes_any_message() {
+    use wsrooms::chat::edits::Refusal;
+    let mut run = Run::new(50, true);
+    run.step(&Op::Say(1));
+    run.step(&Op::Say(2));
+    assert_eq!(run.net.core.delete_as_operator(ROOM, 1), Ok(()));
+    run.turn();
+    for c in &run.clients {
+        let last = c.log.as_ref().unwrap().last().unwrap();
+        assert_eq!(last["type"], "delete", "{last}");
+        assert_eq!(
+            (last["seq"].as_u64(), last["target"].as_u64()),
+            (Some(3), Some(1))
+        );
+        assert!(last["by"].is_null(), "{last}");
+    }
+    let core = &mut run.net.core;
+    assert_eq!(core.delete_as_operator(ROOM, 1), Err(Refusal::Deleted));
+    assert_eq!(
+        core.delete_as_operator(ROOM, 3),
+        Err(Refusal::NoSuchMessage)
+    );
+    assert_eq!(
+        core.delete_as_operator(ROOM, 9),
+        Err(Refusal::NoSuchMessage)
+    );
+    assert_eq!(
+        core.delete_as_operator(ROOM + 1, 1),
+        Err(Refusal::NoSuchMessage)
+    );
+    run.step(&Op::Restart);
+    run.finish();
+    let carol = page_of(&run.clients[2]);
+    assert!(carol[&1].deleted && !carol[&2].deleted, "{carol:?}");
+}
