@@ -254,13 +254,30 @@ impl Run {
         if self.config.data_file.is_none() {
             return;
         }
+        let before = self.ring();
         self.net
             .crash(Core::new(sim::sim_config(None), self.net.now));
         self.net.core = sim::start_core(&self.config, self.net.now);
+        assert_eq!(
+            self.ring(),
+            before,
+            "the history in memory comes back the same"
+        );
         self.turn();
         for c in &mut self.clients {
             read(&mut self.net, c);
         }
+    }
+
+    /// The room's history in memory, as `welcome` would send it (empty
+    /// when the room is not in memory).
+    fn ring(&self) -> Vec<String> {
+        let chat = self.net.core.chat();
+        let Some(room) = chat.room_by_number(ROOM).and_then(|r| chat.rooms.get(r)) else {
+            return Vec::new();
+        };
+        let json = |k: &wsrooms::chat::Kept| String::from_utf8_lossy(k.json()).into_owned();
+        room.history.iter().map(json).collect()
     }
 
     /// A fresh page of a new user opens: every client whose socket is open
@@ -284,6 +301,14 @@ impl Run {
             apply(&mut messages_only, e);
         }
         assert_eq!(messages_only, want, "the history's messages are current");
+        // …and has no holes: its seqs are consecutive.
+        let seqs: Vec<u64> = fresh
+            .log
+            .iter()
+            .flatten()
+            .filter_map(|e| e["seq"].as_u64())
+            .collect();
+        assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
         for (n, c) in self.clients.iter().enumerate() {
             if !matches!(c.phase, Phase::Open(_)) {
                 continue;
@@ -351,9 +376,9 @@ proptest! {
 
 /// A seed that is easy to read: alice edits twice and deletes, bob was
 /// away for all of it, and comes back with `since` showing the tombstone;
-/// the edits of the deleted message are gone from the history.
+/// the edits of the deleted message keep their `seq` but not their text.
 #[test]
-fn a_deleted_message_leaves_no_edit_in_the_history() {
+fn a_deleted_message_leaves_no_text_in_the_history() {
     let mut run = Run::new(50, false);
     run.step(&Op::Say(0));
     run.step(&Op::Leave(1));
@@ -364,18 +389,34 @@ fn a_deleted_message_leaves_no_edit_in_the_history() {
     let bob = page_of(&run.clients[1]);
     assert!(bob[&1].deleted, "{bob:?}");
     run.check();
-    // A fresh page gets the tombstone and the delete, and no edit of it.
+    // A fresh page gets the tombstone, the two edits without text, the
+    // delete: every seq, no text.
     let mut fresh = client(999, true);
     let mut all: Vec<&mut Client> = run.clients.iter_mut().collect();
     join(&mut run.net, &mut fresh, &mut all);
-    let types: Vec<&str> = fresh
+    let history: Vec<(String, u64, Value)> = fresh
         .log
         .iter()
         .flatten()
-        .filter_map(|e| e["type"].as_str())
-        .filter(|t| *t != "join" && *t != "welcome")
+        .filter(|e| e.get("seq").is_some())
+        .map(|e| {
+            (
+                e["type"].as_str().unwrap().into(),
+                e["seq"].as_u64().unwrap(),
+                e["text"].clone(),
+            )
+        })
         .collect();
-    assert_eq!(types, ["message", "delete"], "{:?}", fresh.log);
+    let blank = Value::from("");
+    assert_eq!(
+        history,
+        [
+            ("message".into(), 1, Value::Null),
+            ("edit".into(), 2, blank.clone()),
+            ("edit".into(), 3, blank),
+            ("delete".into(), 4, Value::Null),
+        ]
+    );
 }
 
 /// A delete and then an edit or a second delete of the same message in
@@ -404,4 +445,44 @@ fn a_change_behind_a_delete_in_the_same_turn_is_refused() {
     }
     run.check();
     assert!(page_of(&run.clients[1])[&1].deleted);
+}
+
+/// The operator's delete (the seam the admin API calls): the same
+/// `delete` event with `by: null`, to everyone, kept across a restart;
+/// refused for a message that is not there or is deleted already.
+#[test]
+fn the_operator_deletes_any_message() {
+    use wsrooms::chat::edits::Refusal;
+    let mut run = Run::new(50, true);
+    run.step(&Op::Say(1));
+    run.step(&Op::Say(2));
+    assert_eq!(run.net.core.delete_as_operator(ROOM, 1), Ok(()));
+    run.turn();
+    for c in &run.clients {
+        let last = c.log.as_ref().unwrap().last().unwrap();
+        assert_eq!(last["type"], "delete", "{last}");
+        assert_eq!(
+            (last["seq"].as_u64(), last["target"].as_u64()),
+            (Some(3), Some(1))
+        );
+        assert!(last["by"].is_null(), "{last}");
+    }
+    let core = &mut run.net.core;
+    assert_eq!(core.delete_as_operator(ROOM, 1), Err(Refusal::Deleted));
+    assert_eq!(
+        core.delete_as_operator(ROOM, 3),
+        Err(Refusal::NoSuchMessage)
+    );
+    assert_eq!(
+        core.delete_as_operator(ROOM, 9),
+        Err(Refusal::NoSuchMessage)
+    );
+    assert_eq!(
+        core.delete_as_operator(ROOM + 1, 1),
+        Err(Refusal::NoSuchMessage)
+    );
+    run.step(&Op::Restart);
+    run.finish();
+    let carol = page_of(&run.clients[2]);
+    assert!(carol[&1].deleted && !carol[&2].deleted, "{carol:?}");
 }

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
 use wsrooms::chat::SessionId;
+use wsrooms::chat::command::Dialect;
 use wsrooms::conn::machine::{Actions, HttpInput, Role, Settings};
 use wsrooms::conn::{Input, Machine};
 use wsrooms::http::Status;
@@ -193,7 +194,8 @@ impl Harness {
                     Err(_) => {
                         let ok = Response::text(Status::Ok, "ok");
                         let keep = request.keep_alive();
-                        self.machine.respond(ok, false, keep, &mut self.out, now, &s)
+                        self.machine
+                            .respond(ok, false, keep, &mut self.out, now, &s)
                     }
                 };
                 let sent = self.sent();
@@ -237,11 +239,14 @@ fuzz_target!(|data: &[u8]| {
     }
     let (ctl, stream) = data.split_at(3);
     let mut rng = Rng(u32::from(ctl[0]) << 8 | 0x5A | 1);
-    let role = match ctl[1] % 2 {
-        0 => Role::Chat {
-            session: SessionId::new(1, 1),
-        },
-        _ => Role::Echo,
+    let chat = |dialect| Role::Chat {
+        session: SessionId::new(1, 1),
+        dialect,
+    };
+    let role = match ctl[1] % 3 {
+        0 => chat(Dialect::Text),
+        1 => Role::Echo,
+        _ => chat(Dialect::V2),
     };
     let s = settings(16 + usize::from(ctl[2]) * 4);
     let now = Instant::now();

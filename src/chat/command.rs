@@ -13,6 +13,8 @@
 
 use serde::Deserialize;
 
+use crate::ws::close::{self, CloseReason};
+
 /// The subprotocol token a client offers for the JSON commands.
 pub const V2: &str = "wsrooms.v2";
 
@@ -57,8 +59,10 @@ pub enum Command {
 pub struct BadCommand;
 
 impl BadCommand {
-    /// The close reason it becomes.
-    pub const REASON: &'static str = "bad command";
+    /// The close it becomes: `1008 bad command`.
+    pub fn close_reason(self) -> CloseReason {
+        CloseReason::new(close::POLICY, "bad command")
+    }
 }
 
 /// Reads one text frame's payload as `dialect` says.
@@ -68,7 +72,14 @@ pub fn parse(dialect: Dialect, payload: Vec<u8>) -> Result<Command, BadCommand> 
             Ok(text) => Ok(Command::Say { text }),
             Err(_) => Err(BadCommand), // the frame reader checked UTF-8 already
         },
-        Dialect::V2 => serde_json::from_slice(&payload).map_err(|_| BadCommand),
+        Dialect::V2 => {
+            // serde's derived reading of a tagged enum also takes an array
+            // (`["say","hi"]`): only an object is a command.
+            if payload.trim_ascii_start().first() != Some(&b'{') {
+                return Err(BadCommand);
+            }
+            serde_json::from_slice(&payload).map_err(|_| BadCommand)
+        }
     }
 }
 
@@ -118,6 +129,10 @@ mod tests {
             "hi",
             "null",
             "[]",
+            r#"["say","hi"]"#,
+            r#"["typing"]"#,
+            r#"["edit",1,"x"]"#,
+            r#"["delete",1]"#,
             "\"say\"",
             "{}",
             r#"{"type":"shout","text":"x"}"#,

@@ -9,9 +9,11 @@
 //!
 //! A history entry's frame is what `welcome` and scrollback show: a
 //! message in its *current* state (its latest text and `"edited":AT`, or a
-//! tombstone without text), an edit or a delete as it was sent. When a
-//! message is deleted, the edits of it leave the history too, so a deleted
-//! text is never replayed; the delete itself stays. So a page that applies
+//! tombstone without text), an edit or a delete as it was sent, except
+//! that when a message is deleted its edits lose their text (`"text":""`;
+//! they keep their `seq`, so a history has no holes): a deleted text is
+//! never replayed, and the delete that follows them makes the message a
+//! tombstone on every page. So a page that applies
 //! a `history` in order (an edit sets a message's text, a delete makes it a
 //! tombstone, an event for a message it does not show is ignored) ends
 //! with what a fresh page shows, whatever `since` it came back with.
@@ -272,7 +274,7 @@ impl Chat {
 
     /// A delivered edit or delete changes the message it targets, if the
     /// history in memory holds it: its frame shows the new state; a
-    /// deleted message's edits leave the history.
+    /// deleted message's edits lose their text.
     pub(super) fn apply_change(&mut self, room: RoomId, event: &Event) {
         let (target, text, at) = match event {
             Event::Message(_) => return,
@@ -301,17 +303,19 @@ impl Chat {
         entry.frame = frame::encode_frame(Opcode::Text, &json).into();
         self.history_bytes = self.history_bytes - old + entry.frame.len();
         if text.is_none() {
-            let before = r.history.len();
-            let mut freed = 0;
-            r.history.retain(|k| match k.event {
-                Event::Edit { target: t, .. } if t == target => {
-                    freed += k.frame.len();
-                    false
+            // Its edits stay (their `seq`s too: a history has no holes),
+            // without their text.
+            let mut change = 0isize;
+            for k in r.history.iter_mut() {
+                if let Event::Edit { target: t, at, .. } = k.event
+                    && t == target
+                {
+                    let blank = Kept::edit(k.seq, target, "", at);
+                    change += blank.frame.len() as isize - k.frame.len() as isize;
+                    *k = blank;
                 }
-                _ => true,
-            });
-            debug_assert!(r.history.len() <= before);
-            self.history_bytes -= freed;
+            }
+            self.history_bytes = self.history_bytes.saturating_add_signed(change);
         }
     }
 }
@@ -328,6 +332,54 @@ mod tests {
             author: Some(ALICE),
             deleted,
         })
+    }
+
+    #[test]
+    fn delivered_changes_show_in_the_history_and_its_bytes_are_counted() {
+        let mut chat = Chat::new();
+        let now = std::time::Instant::now();
+        chat.login(1, "al", [1; 16], now, 10).unwrap();
+        let room = chat.room_by_number(1).unwrap();
+        for text in ["one", "two"] {
+            let m = chat.number_said(room, "al", text, 7, Some(ALICE)).unwrap();
+            chat.keep(room, m, 10);
+        }
+        assert_eq!(chat.target(room, 3), Found::Nowhere, "not numbered yet");
+        let edit = chat.number_edit(room, 1, "one!", 8).unwrap();
+        let edit2 = chat.number_edit(room, 2, "two?", 8).unwrap();
+        let delete = chat.number_delete(room, 2, Some("al"), 9).unwrap();
+        for kept in [edit, edit2, delete] {
+            chat.keep(room, kept, 10);
+        }
+        let _ = chat.history_bytes(); // a debug build checks the count
+        let shown: Vec<String> = chat
+            .rooms
+            .get(room)
+            .unwrap()
+            .history
+            .iter()
+            .map(|k| String::from_utf8_lossy(k.json()).into_owned())
+            .collect();
+        assert!(shown[0].contains(r#""text":"one!""#) && shown[0].contains(r#""edited":8"#));
+        assert!(shown[1].contains(r#""deleted":true"#) && !shown[1].contains("two"));
+        assert!(shown[3].contains(r#""text":"""#), "{}", shown[3]);
+        let here = |deleted| {
+            Found::Here(Target {
+                at: 7,
+                author: Some(ALICE),
+                deleted,
+            })
+        };
+        assert_eq!(
+            (chat.target(room, 1), chat.target(room, 2)),
+            (here(false), here(true))
+        );
+        assert_eq!(chat.target(room, 3), Found::Nowhere, "an edit is no target");
+        // A ring of 3 drops its oldest (message 1): older than the history.
+        let delete = chat.number_delete(room, 1, None, 9).unwrap();
+        chat.keep(room, delete, 3);
+        assert_eq!(chat.target(room, 1), Found::Older);
+        let _ = chat.history_bytes();
     }
 
     #[test]
