@@ -60,6 +60,10 @@ fn rooms_are_hashed_to_processes_and_users_of_a_room_meet() {
         "--trust-proxy",
         "--grace-secs",
         "600",
+        // Each welcome must list exactly the room's users so far: those
+        // who left are not listed on after their socket closed.
+        "--leave-delay-secs",
+        "0",
         "--log-level",
         "debug",
     ];
