@@ -21,7 +21,9 @@
 //!    bars it sets);
 //! 9. [`bytes`] (static, shared or owned output), [`table`] (generational
 //!    ids), [`timers`], [`rate`], [`token`] (session tokens and their
-//!    hashes), [`config`], [`listeners`], [`assets`], [`build_info`],
+//!    hashes), [`outside`] (the wall clock and token source the core is
+//!    given: the system's, or a simulation's that replays byte for byte),
+//!    [`config`], [`listeners`], [`assets`], [`build_info`],
 //!    [`metrics`], [`peer_limits`], [`trust_proxy`], [`logsafe`] (how peer
 //!    text reaches the log), [`shutdown`] (when the drain after a signal
 //!    may end).
@@ -55,6 +57,7 @@ pub mod http;
 pub mod listeners;
 pub mod logsafe;
 pub mod metrics;
+pub mod outside;
 pub mod peer_limits;
 pub mod queue;
 pub mod rate;

@@ -86,7 +86,7 @@ impl Core {
         let (room, user, hash) = (s.room, s.user.clone(), s.token_hash);
         let text = self.chat_text(text).ok_or(Refusal::Empty)?;
         self.may_change(room, seq, Changer::Session(hash))?;
-        let at = chat::unix_millis();
+        let at = self.unix_millis();
         let Some(kept) = self.chat.number_edit(room, seq, &text, at) else {
             return Ok(());
         };
@@ -108,7 +108,7 @@ impl Core {
         let (changer, user) = by;
         self.may_change(room, seq, changer)?;
         let by_name = Some(user).filter(|u| !u.is_empty());
-        let at = chat::unix_millis();
+        let at = self.unix_millis();
         let Some(kept) = self.chat.number_delete(room, seq, by_name, at) else {
             return Ok(());
         };
@@ -122,7 +122,7 @@ impl Core {
     fn may_change(&mut self, room: RoomId, seq: u64, by: Changer) -> Result<(), Refusal> {
         let target = self.find_target(room, seq);
         let window = self.config.edit_window.as_millis() as u64;
-        edits::check(target, by, chat::unix_millis(), window)?;
+        edits::check(target, by, self.unix_millis(), window)?;
         let pending_delete = self.outbox.iter().any(|o| match o {
             Outgoing::Message {
                 room: r, message, ..

@@ -123,6 +123,7 @@ impl Core {
             config: &self.config,
             assets: &self.assets,
             now: self.now,
+            outside: &mut self.outside,
             via_metrics,
             proxied,
             client,

@@ -68,6 +68,7 @@ use crate::conn::{Conn, ConnId, Machine, Via};
 use crate::http::Status;
 use crate::http::response::Response;
 use crate::metrics::{self, Gauges, Metrics};
+use crate::outside::Outside;
 use crate::peer_limits::{PeerLimits, Refusal};
 use crate::queue::{Flushed, WriteQueue};
 use crate::shutdown::{self, ConnState, Drain, Verdict};
@@ -177,6 +178,9 @@ pub struct Core {
     /// Set with it: when the drain may end (`crate::shutdown`).
     drain: Option<Drain<ConnId>>,
     stopped: bool,
+    /// The wall clock and the session tokens (the system's, or a
+    /// simulation's).
+    outside: Outside,
 }
 
 impl Core {
@@ -208,7 +212,26 @@ impl Core {
             shutting_down: None,
             drain: None,
             stopped: false,
+            outside: Outside::system(),
         }
+    }
+
+    /// Takes the wall clock and the session tokens from `outside` instead
+    /// of the system (a simulation that replays byte for byte: see
+    /// [`Outside::replayable`]).
+    /// Call it before [`Core::use_store`], whose epoch then replaces the
+    /// one drawn here.
+    pub fn set_outside(&mut self, mut outside: Outside) {
+        if let Some(epoch) = outside.epoch() {
+            self.chat.set_epoch(epoch);
+        }
+        self.outside = outside;
+    }
+
+    /// The wall-clock time of this turn, in Unix milliseconds (what events
+    /// carry as `at`).
+    fn unix_millis(&self) -> u64 {
+        self.outside.unix_millis(self.now)
     }
 
     /// `/healthz` says `degraded` while commits fail and once the data

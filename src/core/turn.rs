@@ -252,7 +252,7 @@ impl Core {
         text: &str,
         author: chat::TokenHash,
     ) {
-        let at = chat::unix_millis();
+        let at = self.unix_millis();
         let Some(message) = self.chat.number_said(room, user, text, at, Some(author)) else {
             return;
         };
@@ -320,7 +320,7 @@ impl Core {
     /// A `leave` that a timer decided (a leave delay ended), after the
     /// turn's messages before it.
     pub(super) fn post_leave(&mut self, room: RoomId, number: u32, user: &str) {
-        let frame = super::websocket::leave_frame(number, user);
+        let frame = super::websocket::leave_frame(number, user, self.unix_millis());
         self.post_presence(room, frame, None);
     }
 
@@ -347,7 +347,7 @@ impl Core {
             return self.respond(conn, not_stored(room), reply);
         }
         self.journal
-            .record_login(token_hash, room, &user, chat::unix_millis());
+            .record_login(token_hash, room, &user, self.unix_millis());
         self.held.push(HeldLogin {
             conn,
             session,
@@ -453,7 +453,7 @@ impl Core {
         }
         let chat = &self.chat;
         let live = |number| chat.room_by_number(number).is_some();
-        let Some(result) = self.journal.retention_step(chat::unix_millis(), live) else {
+        let Some(result) = self.journal.retention_step(self.unix_millis(), live) else {
             return false;
         };
         let (next, changed) = match result {

@@ -16,7 +16,7 @@ use std::rc::Rc;
 use super::turn::Outgoing;
 use super::{Core, Step, TimerKey};
 use crate::bytes::Bytes;
-use crate::chat::{self, RoomId, SessionId, events};
+use crate::chat::{RoomId, SessionId, events};
 use crate::conn::ConnId;
 use crate::conn::machine::CloseFrame;
 use crate::logsafe::Escaped;
@@ -54,6 +54,7 @@ impl Core {
             id,
             Bytes::Owned(frame::encode_frame(Opcode::Text, &welcome)),
         );
+        let at = self.unix_millis();
         let Some(s) = self.chat.sessions.get(session) else {
             return;
         };
@@ -61,7 +62,7 @@ impl Core {
         let number = self.chat.number(room);
         if joined.announced() {
             let mut json = Vec::with_capacity(64);
-            events::presence(&mut json, "join", &s.user, chat::unix_millis());
+            events::presence(&mut json, "join", &s.user, at);
             log::info!("join: \"{}\" in room {number}", Escaped(&s.user));
             self.journal.record_presence(s.token_hash, true);
             let frame: Frame = frame::encode_frame(Opcode::Text, &json).into();
@@ -109,7 +110,11 @@ impl Core {
         }
         self.record_leave(session);
         // (Only called while the turn is delivered: broadcast in order.)
-        self.broadcast(left.room, leave_frame(number, &left.user), None);
+        self.broadcast(
+            left.room,
+            leave_frame(number, &left.user, self.unix_millis()),
+            None,
+        );
     }
 
     /// A listed session is listed no longer: the data file learns it (so
@@ -124,7 +129,7 @@ impl Core {
     /// the others see its `leave` at once.
     pub(super) fn leave_now(&mut self, session: SessionId) {
         if let Some((room, user)) = self.chat.leave_now(session) {
-            let frame = leave_frame(self.chat.number(room), &user);
+            let frame = leave_frame(self.chat.number(room), &user, self.unix_millis());
             self.broadcast(room, frame, None);
         }
     }
@@ -253,11 +258,11 @@ impl Core {
 }
 
 /// The `leave` event of `user` from room `number` (logged at info), as one
-/// frame. Its `at` is the moment it is sent: after a leave delay, that is
-/// when the delay ended.
-pub(super) fn leave_frame(number: u32, user: &str) -> Frame {
+/// frame. Its `at` is the moment it is sent (after a leave delay, when the
+/// delay ended), in Unix milliseconds.
+pub(super) fn leave_frame(number: u32, user: &str, at: u64) -> Frame {
     log::info!("leave: \"{}\" from room {number}", Escaped(user));
     let mut json = Vec::with_capacity(64);
-    events::presence(&mut json, "leave", user, chat::unix_millis());
+    events::presence(&mut json, "leave", user, at);
     frame::encode_frame(Opcode::Text, &json).into()
 }

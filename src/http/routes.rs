@@ -31,6 +31,7 @@ use crate::chat::{self, Chat, LoginError, SessionId, names};
 use crate::config::Config;
 use crate::logsafe::Escaped;
 use crate::metrics::Metrics;
+use crate::outside::Outside;
 use crate::peer_limits::{PeerLimits, Refusal};
 
 /// The session cookie's name.
@@ -104,6 +105,8 @@ pub struct Ctx<'a> {
     pub assets: &'a Assets,
     /// The time of this loop turn.
     pub now: Instant,
+    /// Where session tokens come from (the OS; a simulation's seed).
+    pub outside: &'a mut Outside,
     /// The request came in on the `--metrics-bind` listener.
     pub via_metrics: bool,
     /// The TCP peer is a proxy named by `--trust-proxy`: its
@@ -618,7 +621,7 @@ fn server_full(back: &str, ctx: &mut Ctx) -> Response {
 /// the session cookie, and the reservation's expiry for the caller to keep
 /// (routes schedule nothing); or a `409` when the id or the room is taken.
 fn reserve(room: u32, user: &str, back: &str, ctx: &mut Ctx) -> Outcome {
-    let token = match chat::new_token() {
+    let token = match ctx.outside.new_token() {
         Ok(t) => t,
         Err(e) => {
             log::error!("no randomness for a session token: {e}");

@@ -51,6 +51,7 @@ use std::time::{Duration, Instant};
 use wsrooms::Config;
 use wsrooms::chat::RoomId;
 use wsrooms::core::Core;
+use wsrooms::outside::Outside;
 use wsrooms::store::Store;
 
 use client::{Client, Phase, Seen};
@@ -181,6 +182,12 @@ pub struct World {
     /// it was seen listed without a socket (`None`: a socket is joined).
     listed: HashMap<(u32, String), Option<Instant>>,
     pub turn: u64,
+    /// The seed, and when the world began (the wall clock and the session
+    /// tokens of each core started are drawn from them).
+    seed: u64,
+    start: Instant,
+    /// Cores started so far (each draws its own tokens).
+    cores: u64,
     /// What happened, for a failure's report (the last events).
     pub log: Vec<String>,
 }
@@ -197,7 +204,10 @@ impl World {
             ..sim_config(path)
         };
         let start = Instant::now();
-        let core = start_core(&config, start);
+        if let Some(path) = &config.data_file {
+            fix_epoch(path);
+        }
+        let core = start_core_with(&config, start, replayable(seed, start, 0));
         let clients = (0..plan.clients)
             .map(|n| {
                 let mut c = Client::new(n, 1 + (n as u32 % plan.rooms));
@@ -220,6 +230,9 @@ impl World {
             commits_failing: false,
             listed: HashMap::new(),
             turn: 0,
+            seed,
+            start,
+            cores: 1,
             log: Vec::new(),
             plan,
         }
@@ -508,7 +521,9 @@ impl World {
         // The old process is gone (with its lock on the file) before the
         // new one opens it.
         self.net.crash(Core::new(sim_config(None), self.net.now));
-        self.net.core = start_core(&self.config, self.net.now);
+        let outside = replayable(self.seed, self.start, self.cores);
+        self.cores += 1;
+        self.net.core = start_core_with(&self.config, self.net.now, outside);
         if committed && self.everyone_listed() != listed {
             return Err(format!(
                 "after a restart the rooms list {:?}; before it they listed {listed:?}",
@@ -891,9 +906,37 @@ impl World {
     }
 }
 
+/// The Unix time the simulation's wall clock reads at its start
+/// (2026-01-01).
+const SIM_UNIX_MS: u64 = 1_767_225_600_000;
+
+/// The wall clock and tokens of the `nth` core of seed `seed`'s world: its
+/// run replays byte for byte, and no two cores of a world draw the same
+/// tokens (a restarted one holds the sessions of the one before).
+fn replayable(seed: u64, start: Instant, nth: u64) -> Outside {
+    Outside::replayable(SIM_UNIX_MS, start, seed ^ nth.rotate_right(16))
+}
+
+/// Gives a new data file a fixed epoch instead of its random one, so that
+/// a seed's welcomes carry the same bytes in every run.
+fn fix_epoch(path: &std::path::Path) {
+    let config = sim_config(Some(path.to_path_buf()));
+    drop(Store::open(path, config.keep_messages as u64).expect("the data file opens"));
+    let conn = rusqlite::Connection::open(path).expect("the data file opens for its epoch");
+    conn.execute("UPDATE meta SET value = 1 WHERE key = 'epoch'", [])
+        .expect("the epoch is set");
+}
+
 /// A core as the binary starts one: with the data file if there is one.
+#[allow(dead_code)]
 pub fn start_core(config: &Config, now: Instant) -> Core {
+    start_core_with(config, now, Outside::system())
+}
+
+/// [`start_core`] with the wall clock and the tokens from `outside`.
+pub fn start_core_with(config: &Config, now: Instant, outside: Outside) -> Core {
     let mut core = Core::new(config.clone(), now);
+    core.set_outside(outside);
     if let Some(path) = &config.data_file {
         let store = Store::open(path, config.keep_messages as u64).expect("the data file opens");
         core.use_store(store).expect("the data file loads");
@@ -939,6 +982,16 @@ pub fn run_seed(seed: u64) -> Result<u64, Failure> {
             world.log.join("\n  ")
         )),
     }
+}
+
+/// Runs one seed and gives a hash of every byte the server sent in it.
+#[allow(dead_code)]
+pub fn digest_of_seed(seed: u64) -> Result<u64, Failure> {
+    let mut world = World::new(seed, Plan::of(seed));
+    world
+        .run()
+        .map_err(|e| format!("seed {seed} failed at turn {}: {e}", world.turn))?;
+    Ok(world.net.digest())
 }
 
 #[allow(dead_code)]

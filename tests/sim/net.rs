@@ -32,6 +32,9 @@ pub struct Pipe {
     told_end: bool,
     /// Server → client: in the client's receive buffer, not consumed yet.
     pub down: Vec<u8>,
+    /// A hash of every byte the server sent on it, in order (FNV-1a): two
+    /// runs of one seed must give the same.
+    pub digest: u64,
     /// How many bytes the kernel holds for the client (both socket
     /// buffers): a client that does not read fills it, then the core's
     /// queue grows.
@@ -89,6 +92,20 @@ impl Pipe {
 struct Kernel<'a> {
     buf: &'a mut Vec<u8>,
     cap: usize,
+    digest: &'a mut u64,
+}
+
+/// FNV-1a's offset basis: the digest of nothing.
+const FNV_START: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// Adds `bytes` to an FNV-1a hash.
+fn fnv1a(digest: &mut u64, bytes: &[u8]) {
+    if *digest == 0 {
+        *digest = FNV_START;
+    }
+    for &b in bytes {
+        *digest = (*digest ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
 }
 
 impl Write for Kernel<'_> {
@@ -99,6 +116,7 @@ impl Write for Kernel<'_> {
         }
         let n = room.min(bytes.len());
         self.buf.extend_from_slice(&bytes[..n]);
+        fnv1a(self.digest, &bytes[..n]);
         Ok(n)
     }
 
@@ -147,6 +165,7 @@ impl Net {
                 self.by_conn.insert(id, self.pipes.len());
             }
             Err(refused) => {
+                fnv1a(&mut pipe.digest, &refused.0);
                 pipe.down = refused.0;
                 pipe.closed = true;
             }
@@ -239,6 +258,7 @@ impl Net {
         let mut kernel = Kernel {
             buf: &mut pipe.down,
             cap: pipe.down_cap,
+            digest: &mut pipe.digest,
         };
         let result = out.write_to(&mut kernel, &mut self.gather);
         let written = before - out.buffered();
@@ -264,6 +284,17 @@ impl Net {
                 }
             }
         }
+    }
+
+    /// A hash of everything the server sent on every connection, in the
+    /// order the connections came: equal for two runs of one seed when the
+    /// core replays byte for byte.
+    pub fn digest(&self) -> u64 {
+        let mut all = 0;
+        for pipe in &self.pipes {
+            fnv1a(&mut all, &pipe.digest.to_le_bytes());
+        }
+        all
     }
 
     /// Every connection the core still holds, with its pipe.
