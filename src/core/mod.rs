@@ -115,6 +115,9 @@ enum TimerKey {
     ShutdownDeadline,
     /// With a data file: a step of retention (`turn.rs`).
     Retention,
+    /// With a data file that was busy: a wake-up to try the commit again
+    /// (`turn.rs`).
+    CommitRetry,
 }
 
 /// What one step of input processing did (one request or one message).
@@ -154,6 +157,10 @@ pub struct Core {
     effects: VecDeque<Effect>,
     /// The last commit failed: `/healthz` answers `503 degraded`.
     degraded: bool,
+    /// The data file has been busy since then: the turn's records and
+    /// what waits for them are kept, and the commit is tried again
+    /// (`turn.rs`).
+    busy_since: Option<Instant>,
     /// A read or a commit met a damaged page of the data file: logged
     /// once, and `/healthz` answers `503 degraded` until it is repaired (a
     /// restart on a repaired file).
@@ -191,6 +198,7 @@ impl Core {
             dirty: VecDeque::new(),
             effects: VecDeque::new(),
             degraded: false,
+            busy_since: None,
             damaged: false,
             retention_due: false,
             metrics_conns: 0,
@@ -640,6 +648,8 @@ impl Core {
                 // A wake-up: `check_shutdown_done` decides.
                 TimerKey::ShutdownDeadline => {}
                 TimerKey::Retention => self.retention_due(),
+                // A wake-up: `end_turn` tries the commit again.
+                TimerKey::CommitRetry => {}
             }
         }
     }

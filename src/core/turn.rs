@@ -77,6 +77,19 @@ const RETENTION_STEP: Duration = Duration::from_millis(10);
 /// Time between retention passes over the rooms.
 const RETENTION_PASS: Duration = Duration::from_secs(60);
 
+/// How soon a commit the data file refused as busy is tried again (if no
+/// event comes first: every turn tries it).
+const BUSY_RETRY: Duration = Duration::from_millis(2);
+
+/// A data file busy this long: `/healthz` answers `503 degraded` (and one
+/// line is logged) until a commit works again.
+const BUSY_DEGRADED: Duration = Duration::from_secs(1);
+
+/// A data file busy this long: what waited for it is refused as after a
+/// failed write (senders closed with `1011`, logins `503`), so that no
+/// sender waits without end; later turns keep trying.
+const BUSY_GIVE_UP: Duration = Duration::from_secs(10);
+
 /// One broadcast waiting for the end of the turn.
 pub(super) enum Outgoing {
     /// A numbered chat message from `sender`'s socket.
@@ -344,11 +357,18 @@ impl Core {
                 }
                 (Verdict::Stored, committed.refused_rooms)
             }
+            Err(e) if e.is_busy() => {
+                if !self.busy_gives_up(&e) {
+                    return;
+                }
+                (Verdict::Lost, Vec::new())
+            }
             Err(e) => {
                 self.writes_fail(&e);
                 (Verdict::Lost, Vec::new())
             }
         };
+        self.busy_since = None;
         let held = std::mem::take(&mut self.held);
         self.answer_held(held, verdict);
         while let Some(outgoing) = self.outbox.pop_front() {
@@ -429,17 +449,12 @@ impl Core {
     /// closes and leaves need no commit: they go out either way, in order.
     fn deliver(&mut self, outgoing: Outgoing, verdict: Verdict, refused: &[u32]) {
         // What this item owed its connection is queued now (or never).
-        let owing = match &outgoing {
+        match &outgoing {
             Outgoing::Message {
                 sender, message, ..
-            } => Some((*sender, message.frame.len())),
-            Outgoing::Close { conn, close } => Some((*conn, close.frame.len())),
-            _ => None,
-        };
-        if let Some((id, owed)) = owing
-            && let Some(conn) = self.conns.get_mut(id)
-        {
-            conn.owed = conn.owed.saturating_sub(owed);
+            } => self.settle(*sender, message.frame.len()),
+            Outgoing::Close { conn, close } => self.settle(*conn, close.frame.len()),
+            _ => {}
         }
         let verdict = match &outgoing {
             Outgoing::Message { room, .. } if refused.contains(&self.chat.number(*room)) => {
@@ -472,13 +487,49 @@ impl Core {
         }
     }
 
-    /// A message may be seen now: it joins its room's history and goes to
-    /// every member.
+    /// `owed` bytes that `id`'s gate counted ahead are queued now (or never).
+    fn settle(&mut self, id: ConnId, owed: usize) {
+        if let Some(conn) = self.conns.get_mut(id) {
+            conn.owed = conn.owed.saturating_sub(owed);
+        }
+    }
+
+    /// A message may be seen now, and so may the messages of the same room
+    /// right behind it in the outbox (a turn's messages to a busy room
+    /// usually are): each joins the room's history, and together they go
+    /// to every member as one chunk, copied once. So a turn's messages cost
+    /// each receiver one entry in its queue and no copy of its own, however
+    /// many there are.
     fn deliver_message(&mut self, room: RoomId, message: Kept) {
-        let frame = message.frame.clone();
-        self.chat.keep(room, message, self.config.history_messages);
-        // Only chat messages count as deliveries, not join/leave events.
-        self.metrics.messages_out += self.broadcast(room, frame, None) as u64;
+        let keep = self.config.history_messages;
+        let followers = self
+            .outbox
+            .iter()
+            .take_while(|o| matches!(o, Outgoing::Message { room: r, .. } if *r == room))
+            .count();
+        if followers == 0 {
+            let frame = message.frame.clone();
+            self.chat.keep(room, message, keep);
+            // Only chat messages count as deliveries, not join/leave events.
+            self.metrics.messages_out += self.broadcast(room, frame, None) as u64;
+            return;
+        }
+        let mut joined = Vec::with_capacity(message.frame.len() * (followers + 1));
+        joined.extend_from_slice(&message.frame);
+        self.chat.keep(room, message, keep);
+        for _ in 0..followers {
+            let Some(Outgoing::Message {
+                message, sender, ..
+            }) = self.outbox.pop_front()
+            else {
+                break;
+            };
+            self.settle(sender, message.frame.len());
+            joined.extend_from_slice(&message.frame);
+            self.chat.keep(room, message, keep);
+        }
+        let receivers = self.broadcast(room, Frame::from(joined), None) as u64;
+        self.metrics.messages_out += receivers * (followers as u64 + 1);
     }
 
     /// Answers the logins held for the commit: `303` with the cookie if it
@@ -502,6 +553,49 @@ impl Core {
                 self.effects.push_back(super::Effect::Resume(h.conn));
             }
         }
+    }
+
+    /// The data file was busy (another program holds its write lock): the
+    /// turn's records stay in the store and everything that waits for them
+    /// (the outbox, the held logins) stays where it is, undelivered; the
+    /// next turn, or a wake-up in [`BUSY_RETRY`], tries again, and the
+    /// loop goes on serving meanwhile. Nothing is lost or delivered twice:
+    /// the same records are committed once, later. After [`BUSY_DEGRADED`]
+    /// `/healthz` is degraded; after [`BUSY_GIVE_UP`] the waiting records
+    /// are given up as after a failed write (returns `true`: the caller
+    /// refuses them).
+    fn busy_gives_up(&mut self, e: &CommitError) -> bool {
+        let since = *self.busy_since.get_or_insert(self.now);
+        let waited = self.now.saturating_duration_since(since);
+        if waited >= BUSY_GIVE_UP {
+            let pending = self.journal.abandon();
+            log::error!(
+                "the data file stayed busy for {} s ({}): {} message(s) and {} login(s) \
+                 refused; still trying",
+                waited.as_secs(),
+                e.error,
+                pending.0,
+                pending.1
+            );
+            self.metrics.persist_errors += 1;
+            self.degraded = true;
+            return true;
+        }
+        if waited >= BUSY_DEGRADED && !self.degraded {
+            self.degraded = true;
+            log::error!(
+                "the data file is busy ({}): another program holds its write lock; \
+                 messages and logins wait for it (refused after {} s), /healthz \
+                 answers 503 degraded until a write succeeds (logged once)",
+                e.error,
+                BUSY_GIVE_UP.as_secs()
+            );
+        } else {
+            log::debug!("data file busy, commit to be tried again: {}", e.error);
+        }
+        self.timers
+            .add(self.now + BUSY_RETRY, TimerKey::CommitRetry);
+        false
     }
 
     /// A commit failed: counted, logged once per outage (a full disk must

@@ -316,9 +316,21 @@ pub fn is_damage(error: &rusqlite::Error) -> bool {
     )
 }
 
+/// Another connection holds the file's write lock: another program
+/// writing (a `sqlite3` shell in a transaction, a tool's blocking
+/// checkpoint). Nothing was written and nothing is lost: [`Store::commit`]
+/// keeps the turn's records for the next try.
+pub fn is_busy(error: &rusqlite::Error) -> bool {
+    matches!(
+        error.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
+
 /// A commit that failed: the error, and the logins and messages it
 /// discarded (see the module doc; boxed: the batch is big and this is the
-/// rare path).
+/// rare path). When the file was busy ([`CommitError::is_busy`]) nothing
+/// is discarded: the records wait for the next commit.
 #[derive(Debug)]
 pub struct CommitError {
     /// What SQLite said (a full disk, a read-only file, …).
@@ -340,6 +352,14 @@ impl fmt::Display for CommitError {
 }
 
 impl std::error::Error for CommitError {}
+
+impl CommitError {
+    /// The file was busy ([`is_busy`]): the records were kept, and the
+    /// next [`Store::commit`] tries them again.
+    pub fn is_busy(&self) -> bool {
+        is_busy(&self.error)
+    }
+}
 
 /// A read that failed (a damaged file, an I/O error).
 #[derive(Debug)]
@@ -537,8 +557,18 @@ impl Store {
         &self.batch
     }
 
+    /// Gives up on what has been recorded (the file stayed busy too long):
+    /// the logins and messages are returned, unwritten, as after a failed
+    /// commit; the session ends are kept for the next commit.
+    pub fn abandon(&mut self) -> Box<Batch> {
+        Box::new(self.batch.take_failed())
+    }
+
     /// Writes everything recorded since the last commit in one transaction.
-    /// With nothing recorded it does nothing. On failure, see the module doc.
+    /// With nothing recorded it does nothing. On failure, see the module
+    /// doc; a busy file ([`is_busy`]) is not a failure of the records: they
+    /// are kept, and the next call tries them again with whatever is
+    /// recorded meanwhile.
     pub fn commit(&mut self) -> Result<Committed, CommitError> {
         if self.batch.is_empty() {
             return Ok(Committed::default());
@@ -559,6 +589,11 @@ impl Store {
                 self.batch.clear();
                 self.after_commit();
                 Ok(committed)
+            }
+            Err(error) if is_busy(&error) => {
+                self.rollback();
+                let discarded = Box::default();
+                Err(CommitError { error, discarded })
             }
             Err(error) => {
                 self.rollback();
