@@ -33,7 +33,11 @@
 //!      messages anyone saw; their senders are closed with `1011`; held
 //!      logins are cancelled and get `503`; the failure is logged once (per
 //!      outage), counted in `wsrooms_persist_errors_total`, and `/healthz`
-//!      answers `503 degraded` until a commit works again.
+//!      answers `503 degraded` until a commit works again;
+//!    - **the file was busy** (another program holds its write lock):
+//!      nothing is refused; the turn's records stay in the store, the
+//!      outbox and the held logins wait, and the next turn commits them
+//!      with its own (see `busy_gives_up` for how long).
 //!
 //!    The outbox is one work queue: a receiver a broadcast pushes over
 //!    `--max-buffered` is closed right after that broadcast, and its

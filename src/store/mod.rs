@@ -87,7 +87,9 @@
 //! memory. The
 //! turn's session ends are *kept* and retried with the next commit: nobody
 //! waits for them, and forgetting one would bring that session back after a
-//! restart.
+//! restart. A *busy* file (another program holds SQLite's write lock) is
+//! not such a failure: every record is kept for the next commit
+//! ([`is_busy`]).
 //!
 //! # A damaged file
 //!
