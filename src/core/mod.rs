@@ -235,6 +235,13 @@ impl Core {
         &self.chat
     }
 
+    /// The data file was busy at the last commit: the turns since then
+    /// wait, undelivered, for the next one (`turn.rs`). For tests and the
+    /// simulation (a client is not caught up meanwhile).
+    pub fn waiting_for_commit(&self) -> bool {
+        self.busy_since.is_some()
+    }
+
     /// With a data file: makes its commits fail as a full disk would, or
     /// work again (see [`Journal::fail_writes`]; for the simulation).
     pub fn fail_writes(&mut self, fail: bool) -> Result<(), rusqlite::Error> {

@@ -147,6 +147,10 @@ pub struct World {
     refused: u64,
     /// Commits fail until this turn.
     failing_until: u64,
+    /// Another program's connection holding the data file's write lock
+    /// (`BEGIN IMMEDIATE`) while commits "fail" this way: they find the
+    /// file busy and wait, instead of failing.
+    locker: Option<rusqlite::Connection>,
     pub turn: u64,
     /// What happened, for a failure's report (the last events).
     pub log: Vec<String>,
@@ -180,6 +184,7 @@ impl World {
             counters: BTreeMap::new(),
             refused: 0,
             failing_until: 0,
+            locker: None,
             turn: 0,
             log: Vec::new(),
             plan,
@@ -389,8 +394,13 @@ impl World {
         }
         if self.plan.durable && self.failing_until <= self.turn && self.rng.chance(6) {
             self.failing_until = self.turn + 1 + self.rng.below(8);
-            self.note(format!("commits fail until turn {}", self.failing_until));
-            self.set_failing(true);
+            if self.rng.chance(500) {
+                self.note(format!("the file is busy until turn {}", self.failing_until));
+                self.hold_lock();
+            } else {
+                self.note(format!("commits fail until turn {}", self.failing_until));
+                self.set_failing(true);
+            }
         } else if self.failing_until == self.turn {
             self.set_failing(false);
         }
@@ -428,7 +438,21 @@ impl World {
     fn set_failing(&mut self, fail: bool) {
         if self.plan.durable {
             self.net.core.fail_writes(fail).expect("the trigger");
+            if !fail {
+                self.locker = None; // rolls back: the lock is free
+            }
         }
+    }
+
+    /// Another program takes the data file's write lock (a real SQLite
+    /// connection of this process: the core's is another connection).
+    fn hold_lock(&mut self) {
+        let Some(path) = &self.config.data_file else {
+            return;
+        };
+        let other = rusqlite::Connection::open(path).expect("the file opens");
+        other.execute_batch("BEGIN IMMEDIATE").expect("the write lock");
+        self.locker = Some(other);
     }
 
     /// The whole server dies and starts again from the same data file.
@@ -436,6 +460,7 @@ impl World {
         self.check_counters()?;
         self.note("the server crashes and restarts".into());
         self.failing_until = 0;
+        self.locker = None;
         // The old process is gone (with its lock on the file) before the
         // new one opens it.
         self.net.crash(Core::new(sim_config(None), self.net.now));
@@ -553,7 +578,9 @@ impl World {
                 let open = core
                     .conn(m.conn)
                     .is_some_and(|c| c.machine.is_open_websocket());
-                if !open {
+                // (While the data file is busy, a closed socket's `leave`
+                // waits in the outbox with the turn's other events.)
+                if !open && !core.waiting_for_commit() {
                     return Err(format!(
                         "a ghost in room {}: member {:?} ({}) is not an open socket",
                         room.number,
@@ -569,8 +596,10 @@ impl World {
                 let Some(id) = self.net.pipes[p].id else {
                     continue;
                 };
+                // (While the data file is busy, the turns' events wait.)
                 let caught_up = self.net.pipes[p].down.is_empty()
                     && c.is_idle()
+                    && !core.waiting_for_commit()
                     && core
                         .conn(id)
                         .is_some_and(|k| k.out.is_empty() && k.machine.is_open_websocket());
