@@ -117,9 +117,11 @@ fn rows() -> Vec<Row> {
         row("(a) --data-file: poll loop on a CPU %", 0, |r| {
             ad(r, |f| 100.0 * f.cpu.server_loop)
         }),
-        row("(a) --data-file: server CPU s / M deliveries", 3, move |r| {
-            ad(r, |f| per_million(&f.cpu, f.deliveries))
-        }),
+        row(
+            "(a) --data-file: server CPU s / M deliveries",
+            3,
+            move |r| ad(r, |f| per_million(&f.cpu, f.deliveries)),
+        ),
         row("(a) --data-file: noise: server/client CPU wait %", 0, |r| {
             ad(r, |f| 100.0 * f.cpu.server_wait.max(f.cpu.load_wait))
         }),

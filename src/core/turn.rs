@@ -388,6 +388,34 @@ impl Core {
     pub fn after_flush(&mut self) {
         let changed = self.retention_when_due();
         self.journal.checkpoint_when_due(changed);
+        self.release_store_when_draining();
+    }
+
+    /// Once shutdown began and its turn's commit is made, nothing more is
+    /// written to the data file: every WebSocket was sent its `1001` (what
+    /// its peer sends after that is not read as chat), HTTP connections
+    /// answer no new request, and the listeners are closed. So the file is
+    /// closed then (its log synced, SQLite's connections closed, its lock
+    /// let go) rather than when the process exits: the next process can
+    /// open it while this one still drains slow readers. (A reservation
+    /// lapsing during the drain is then not recorded; the next process
+    /// restores it and it lapses there.) Not while a commit waits for a
+    /// busy file or a failed one's session ends wait to be written.
+    fn release_store_when_draining(&mut self) {
+        if self.shutting_down.is_none() || self.busy_since.is_some() || !self.held.is_empty() {
+            return;
+        }
+        if let super::Journal::File(store) = &self.journal
+            && store.pending().is_empty()
+        {
+            let started = Instant::now();
+            self.journal = super::Journal::Memory;
+            log::info!(
+                "data file closed after the last commit (in {} ms): the next process may \
+                 open it while this one drains",
+                started.elapsed().as_millis()
+            );
+        }
     }
 
     /// The retention timer fired: a step runs after this turn's output.

@@ -395,7 +395,10 @@ impl World {
         if self.plan.durable && self.failing_until <= self.turn && self.rng.chance(6) {
             self.failing_until = self.turn + 1 + self.rng.below(8);
             if self.rng.chance(500) {
-                self.note(format!("the file is busy until turn {}", self.failing_until));
+                self.note(format!(
+                    "the file is busy until turn {}",
+                    self.failing_until
+                ));
                 self.hold_lock();
             } else {
                 self.note(format!("commits fail until turn {}", self.failing_until));
@@ -451,7 +454,9 @@ impl World {
             return;
         };
         let other = rusqlite::Connection::open(path).expect("the file opens");
-        other.execute_batch("BEGIN IMMEDIATE").expect("the write lock");
+        other
+            .execute_batch("BEGIN IMMEDIATE")
+            .expect("the write lock");
         self.locker = Some(other);
     }
 
