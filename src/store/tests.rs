@@ -1403,3 +1403,30 @@ fn a_damaged_copy_is_not_restored() {
         "the data file is kept"
     );
 }
+
+#[test]
+fn a_turn_of_many_messages_is_written_whole_and_in_order() {
+    let (_dir, path) = temp();
+    let mut store = Store::open(&path, 1000).unwrap();
+    // 37 messages: two inserts of several rows, then five of one, in two
+    // rooms interleaved.
+    for seq in 1..=37u64 {
+        let room = 1 + (seq % 2) as u32;
+        store.record_message(message(room, seq, &format!("m{seq}")));
+    }
+    assert_eq!(store.commit().expect("commit").messages, 37);
+    let odd = store.history(2, None, 100).unwrap().messages;
+    assert_eq!(seqs(&odd), (1..=37).step_by(2).collect::<Vec<_>>());
+    assert_eq!(odd[18].text, "m37");
+    assert_eq!(odd[0].user, "Zoë");
+    let even = store.history(1, None, 100).unwrap().messages;
+    assert_eq!(seqs(&even), (2..=36).step_by(2).collect::<Vec<_>>());
+    // A seq given twice in one turn fails the whole commit, even inside a
+    // statement of several rows.
+    for seq in 38..=57u64 {
+        store.record_message(message(1, seq.min(50), "again"));
+    }
+    let error = store.commit().expect_err("seq 50 twice");
+    assert_eq!(error.discarded.messages().len(), 20);
+    assert_eq!(store.history(1, None, 100).unwrap().messages.len(), 18);
+}
