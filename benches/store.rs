@@ -16,7 +16,7 @@
 //!
 //! `cargo bench --bench store` (all rows), `cargo bench --bench store --
 //! startup` (the start-up rows only), `… -- sync` (the commit with each
-//! `--sync-ms`).
+//! `--sync-ms`), `… -- commit` (the commit rows only).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -356,6 +356,14 @@ fn main() {
     }
     if std::env::args().any(|a| a == "sync") {
         sync_rows();
+        return;
+    }
+    if std::env::args().any(|a| a == "commit") {
+        for rooms in [1, 100] {
+            commit_cost(rooms, 1, 20_000);
+            commit_cost(rooms, 10, 10_000);
+            commit_cost(rooms, 100, 2_000);
+        }
         return;
     }
     for rooms in [1, 100] {

@@ -3,9 +3,11 @@
 //! process exit?
 //!
 //! A restart is only as fast as the old process's exit: the service
-//! manager starts the next one after it (and only one process may hold the
-//! data file). So the drain waits for a connection only while waiting can
-//! still help:
+//! manager starts the next one after it. (The data file is not what holds
+//! it: the core closes the file right after the commit of the signal's
+//! turn, see `Core::after_flush`, so a next process started early could
+//! open it while this one drains.) So the drain waits for a connection
+//! only while waiting can still help:
 //!
 //! - a connection that has **finished** (its close handshake done, or its
 //!   last response sent, and FIN sent) holds nothing;

@@ -386,6 +386,7 @@ fn without_a_data_file_the_epoch_is_per_process() {
 /// nobody).
 /// The log's pages between two checkpoints of the server (4 KiB pages).
 const CHECKPOINT_PAGES: u64 = wsrooms::store::wal::CHECKPOINT_BYTES as u64 / 4096;
+const OVERDUE_CHECKPOINTS: u32 = wsrooms::store::wal::OVERDUE_CHECKPOINTS;
 
 fn log_pages(path: &Path) -> i64 {
     let conn = rusqlite::Connection::open(path).unwrap();
@@ -444,17 +445,24 @@ fn a_long_reader_neither_stalls_the_server_nor_gets_a_checkpoint_every_turn() {
     );
     reader.execute_batch("COMMIT").unwrap();
     drop(reader);
-    // Once it is done, the server's next checkpoint (due after another
-    // CHECKPOINT_BYTES) copies it all and the log starts again from its
-    // beginning.
-    chat(&mut alice, CHECKPOINT_PAGES / 2 + 150);
-    let after = log_pages(&file);
+    // Once it is done, the server's checkpoints copy it all and the log
+    // starts again from its beginning: at the latest when the loop
+    // checkpoints itself, once the log holds OVERDUE_CHECKPOINTS ×
+    // CHECKPOINT_BYTES (every commit adds at least one page).
+    let mut after = log_pages(&file);
+    let mut sent = 0;
+    while after >= held / 2 && sent < OVERDUE_CHECKPOINTS as u64 * CHECKPOINT_PAGES {
+        chat(&mut alice, 50);
+        sent += 50;
+        after = log_pages(&file);
+    }
     assert!(
         after < held / 2,
-        "the log started again: {after} pages, {held} before"
+        "the log started again: {after} pages, {held} before ({sent} messages later)"
     );
 }
 
+/// (What a busy file does to messages and logins is `tests/busy_file.rs`.)
 fn another_programs_write_lock_is_not_waited_for() {
     let dir = TempDir::new("backup-writer");
     let file = dir.join("rooms.db");
@@ -467,23 +475,21 @@ fn another_programs_write_lock_is_not_waited_for() {
     // Another program takes SQLite's write lock and keeps it.
     let writer = rusqlite::Connection::open(&file).unwrap();
     writer.execute_batch("BEGIN IMMEDIATE").unwrap();
-    let started = std::time::Instant::now();
     alice.send(Message::text("meets the lock")).unwrap();
-    let (code, _) = expect_close(&mut alice);
-    assert_eq!(code, 1011, "the turn's commit failed at once");
+    // The loop does not wait for the lock: it answers meanwhile.
+    let started = std::time::Instant::now();
+    assert_eq!(get(server.addr, "/healthz", "").status, 200);
     assert!(
-        started.elapsed() < Duration::from_secs(2),
+        started.elapsed() < Duration::from_millis(500),
         "{:?}",
         started.elapsed()
     );
     writer.execute_batch("ROLLBACK").unwrap();
     drop(writer);
-    let mut alice = ws_connect(server.addr, 1, &cookie);
-    next_of_type(&mut alice, "welcome");
-    alice.send(Message::text("after")).unwrap();
+    // The message waited for the lock, and is stored and delivered now.
     let m = next_of_type(&mut alice, "message");
     assert_eq!(
         (m["seq"].as_u64(), m["text"].as_str()),
-        (Some(2), Some("after"))
+        (Some(2), Some("meets the lock"))
     );
 }

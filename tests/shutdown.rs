@@ -208,6 +208,66 @@ fn a_frozen_client_does_not_hold_a_restart_under_load() {
     );
 }
 
+/// A client that keeps reading slowly holds the old process for the whole
+/// drain, but not the data file: the file is closed right after the commit
+/// of the signal's turn, so the next process opens it and serves, with
+/// every message, within 1.5 s of the signal while the old one still
+/// drains.
+#[test]
+fn a_slow_reader_does_not_hold_the_data_file_during_the_drain() {
+    let dir = TempDir::new("slow-restart");
+    let data = dir.join("rooms.db");
+    let data = data.to_str().unwrap();
+    let args = [
+        "--data-file",
+        data,
+        "--rate-limit",
+        "0",
+        "--echo",
+        "--max-message-bytes",
+        "25165824",
+        "--shutdown-timeout-secs",
+        "5",
+        "--log-level",
+        "info",
+    ];
+    let mut server = spawn_binary(&args);
+    let (mut alice, _) = join(server.addr, "alice", 3);
+    for n in 0..10 {
+        alice.send(Message::text(format!("kept {n}"))).unwrap();
+        next_of_type(&mut alice, "message");
+    }
+    let slow = slow_echo_reader(server.addr, 24 << 20, 4 << 20);
+    assert!(
+        wait_until(IO_TIMEOUT, || slow.read.load(Ordering::Relaxed) > 0),
+        "the echo never came"
+    );
+    let signalled = Instant::now();
+    sigterm(server.child.id());
+    server
+        .log
+        .wait_for(&["data file closed after the last commit"], IO_TIMEOUT);
+    let next = spawn_binary(&args);
+    let serving = signalled.elapsed();
+    assert_eq!(get(next.addr, "/healthz", "").status, 200);
+    assert!(
+        is_running(server.child.id()),
+        "the old process had exited: the slow reader did not hold it"
+    );
+    assert!(
+        serving < Duration::from_millis(1500),
+        "the next process served {serving:?} after the signal"
+    );
+    let (_, welcome) = join(next.addr, "bob", 3);
+    let texts = history_texts(&welcome);
+    assert_eq!(texts.len(), 10, "{texts:?}");
+    assert_eq!(texts[9], "kept 9");
+    let status = wait_exit(&mut server.child, Duration::from_secs(10))
+        .expect("still running 10 s after SIGTERM");
+    assert!(status.success(), "exit status {status}");
+    drop(slow);
+}
+
 /// A room member: reads everything; the sender also sends one message per
 /// event it reads (as fast as the room goes) until the signal. Answers the
 /// server's close; returns its code.

@@ -36,7 +36,11 @@
 //!   keeping its rooms in a data file (a temporary file): deliveries/s and
 //!   latency next to the in-memory figures, and the store's own figures
 //!   from `/metrics`: commits per second, microseconds per commit, and data
-//!   file bytes per million messages (nothing pruned during the run).
+//!   file bytes per million messages (nothing pruned during the run), and
+//!   for (a) the server's CPU and the share of the time its poll loop (the
+//!   main thread) was on a CPU: below the in-memory share under this
+//!   saturating load, the loop was waiting (for the disk, for the store's
+//!   helper thread).
 //! - **(c) idle**: 10,000 logged-in idle sockets (1,000 rooms × 10). Server
 //!   RSS per socket (VmRSS after minus before, / 10,000) and logins+upgrades
 //!   per second while opening them.

@@ -94,6 +94,9 @@ fn rows() -> Vec<Row> {
         row("(a) server CPU %", 0, |r| {
             a(r, |f| 100.0 * f.cpu.server / f.cpu.wall)
         }),
+        row("(a) poll loop on a CPU %", 0, |r| {
+            a(r, |f| 100.0 * f.cpu.server_loop)
+        }),
         row("(a) load client CPU %", 0, |r| {
             a(r, |f| 100.0 * f.cpu.load / f.cpu.wall)
         }),
@@ -108,6 +111,20 @@ fn rows() -> Vec<Row> {
             ad(r, |f| f.deliveries as f64 / f.cpu.wall / in_memory)
         })
         .target(">= 0.90", |w, _| w >= 0.90),
+        row("(a) --data-file: server CPU %", 0, |r| {
+            ad(r, |f| 100.0 * f.cpu.server / f.cpu.wall)
+        }),
+        row("(a) --data-file: poll loop on a CPU %", 0, |r| {
+            ad(r, |f| 100.0 * f.cpu.server_loop)
+        }),
+        row(
+            "(a) --data-file: server CPU s / M deliveries",
+            3,
+            move |r| ad(r, |f| per_million(&f.cpu, f.deliveries)),
+        ),
+        row("(a) --data-file: noise: server/client CPU wait %", 0, |r| {
+            ad(r, |f| 100.0 * f.cpu.server_wait.max(f.cpu.load_wait))
+        }),
         row("(a) --data-file: commits/s", 0, |r| {
             ad(r, |f| commits_per_s(f.store, f.cpu.wall))
         }),

@@ -194,6 +194,10 @@ pub struct Room {
     /// The last `history_messages` message frames. Changed only by
     /// [`Chat`]'s methods, which keep [`Chat::history_bytes`] in step.
     pub history: VecDeque<Kept>,
+    /// Ids whose `leave` is decided but waits in the turn's outbox (a busy
+    /// data file can hold it over several turns): a welcome made meanwhile
+    /// still lists them, since its socket gets that `leave` after it.
+    pub leaving: Vec<String>,
 }
 
 impl Room {
@@ -393,6 +397,7 @@ impl Chat {
             last_seq: 0,
             numbered: 0,
             history: VecDeque::new(),
+            leaving: Vec::new(),
         });
         self.by_number.insert(number, room);
         room
@@ -725,9 +730,15 @@ impl Chat {
             .unwrap_or(room.last_seq + 1);
         let gap = since.is_some_and(|n| n < room.last_seq && first_kept > n + 1);
         let after = since.unwrap_or(0);
-        let users = self
+        let mut users: Vec<&str> = self
             .joined(room, Some(session))
-            .chain(self.away(room).into_iter().map(|id| self.user(id)));
+            .chain(self.away(room).into_iter().map(|id| self.user(id)))
+            .collect();
+        for id in &room.leaving {
+            if !users.contains(&id.as_str()) {
+                users.push(id);
+            }
+        }
         let history = room
             .history
             .iter()
@@ -739,7 +750,7 @@ impl Chat {
             events::Welcome {
                 room: room.number,
                 user: &s.user,
-                users,
+                users: users.into_iter(),
                 max_chars: limits.0,
                 max_lines: limits.1,
                 history,

@@ -60,6 +60,19 @@ impl Journal {
         }
     }
 
+    /// Gives up on what was recorded and not committed (the data file
+    /// stayed busy too long): see [`Store::abandon`]. Returns how many
+    /// messages and logins that was.
+    pub fn abandon(&mut self) -> (usize, usize) {
+        match self {
+            Journal::File(store) => {
+                let batch = store.abandon();
+                (batch.messages().len(), batch.logins().len())
+            }
+            Journal::Memory => (0, 0),
+        }
+    }
+
     /// A room's counter and history tail, if the data file has it.
     pub fn room(&self, number: u32, keep: usize) -> Result<Option<StoredRoom>, QueryError> {
         match self {

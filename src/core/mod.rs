@@ -119,6 +119,9 @@ enum TimerKey {
     ShutdownDeadline,
     /// With a data file: a step of retention (`turn.rs`).
     Retention,
+    /// With a data file that was busy: a wake-up to try the commit again
+    /// (`turn.rs`).
+    CommitRetry,
 }
 
 /// What one step of input processing did (one request or one message).
@@ -158,6 +161,10 @@ pub struct Core {
     effects: VecDeque<Effect>,
     /// The last commit failed: `/healthz` answers `503 degraded`.
     degraded: bool,
+    /// The data file has been busy since then: the turn's records and
+    /// what waits for them are kept, and the commit is tried again
+    /// (`turn.rs`).
+    busy_since: Option<Instant>,
     /// A read or a commit met a damaged page of the data file: logged
     /// once, and `/healthz` answers `503 degraded` until it is repaired (a
     /// restart on a repaired file).
@@ -203,6 +210,7 @@ impl Core {
             dirty: VecDeque::new(),
             effects: VecDeque::new(),
             degraded: false,
+            busy_since: None,
             damaged: false,
             retention_due: false,
             metrics_conns: 0,
@@ -258,6 +266,13 @@ impl Core {
     /// The chat state (read-only: for tests and the simulation).
     pub fn chat(&self) -> &Chat {
         &self.chat
+    }
+
+    /// The data file was busy at the last commit: the turns since then
+    /// wait, undelivered, for the next one (`turn.rs`). For tests and the
+    /// simulation (a client is not caught up meanwhile).
+    pub fn waiting_for_commit(&self) -> bool {
+        self.busy_since.is_some()
     }
 
     /// With a data file: makes its commits fail as a full disk would, or
@@ -711,6 +726,8 @@ impl Core {
                 // A wake-up: `check_shutdown_done` decides.
                 TimerKey::ShutdownDeadline => {}
                 TimerKey::Retention => self.retention_due(),
+                // A wake-up: `end_turn` tries the commit again.
+                TimerKey::CommitRetry => {}
             }
         }
     }
@@ -729,7 +746,7 @@ impl Core {
                 if let Some(next) = due.next {
                     self.timers.add(next, TimerKey::Session(sid));
                 }
-                return self.post_leave(due.room, due.number, &due.user);
+                return self.post_leave(due.room, due.number, &due.user, sid);
             }
             Expiry::Leave(due) => (due.number, Some(due)),
             Expiry::Later(again) => return self.timers.add(again, TimerKey::Session(sid)),
@@ -738,7 +755,7 @@ impl Core {
         log::debug!("reservation lapsed in room {number}");
         self.journal.record_session_end(token_hash);
         if let Some(due) = leave {
-            self.post_leave(due.room, due.number, &due.user);
+            self.post_leave(due.room, due.number, &due.user, sid);
         }
     }
 

@@ -33,7 +33,11 @@
 //!      messages anyone saw; their senders are closed with `1011`; held
 //!      logins are cancelled and get `503`; the failure is logged once (per
 //!      outage), counted in `wsrooms_persist_errors_total`, and `/healthz`
-//!      answers `503 degraded` until a commit works again.
+//!      answers `503 degraded` until a commit works again;
+//!    - **the file was busy** (another program holds its write lock):
+//!      nothing is refused; the turn's records stay in the store, the
+//!      outbox and the held logins wait, and the next turn commits them
+//!      with its own (see `busy_gives_up` for how long).
 //!
 //!    The outbox is one work queue: a receiver a broadcast pushes over
 //!    `--max-buffered` is closed right after that broadcast, and its
@@ -77,6 +81,19 @@ const RETENTION_STEP: Duration = Duration::from_millis(10);
 /// Time between retention passes over the rooms.
 const RETENTION_PASS: Duration = Duration::from_secs(60);
 
+/// How soon a commit the data file refused as busy is tried again (if no
+/// event comes first: every turn tries it).
+const BUSY_RETRY: Duration = Duration::from_millis(2);
+
+/// A data file busy this long: `/healthz` answers `503 degraded` (and one
+/// line is logged) until a commit works again.
+const BUSY_DEGRADED: Duration = Duration::from_secs(1);
+
+/// A data file busy this long: what waited for it is refused as after a
+/// failed write (senders closed with `1011`, logins `503`), so that no
+/// sender waits without end; later turns keep trying.
+const BUSY_GIVE_UP: Duration = Duration::from_secs(10);
+
 /// One broadcast waiting for the end of the turn.
 pub(super) enum Outgoing {
     /// A numbered room event (a chat message, an edit, a delete) from
@@ -100,6 +117,16 @@ pub(super) enum Outgoing {
         room: RoomId,
         frame: Frame,
         except: Option<ConnId>,
+    },
+    /// The `leave` of `session` whose leave delay ended. If the session
+    /// is back in the room by the time it goes out (it waited for a busy
+    /// data file meanwhile), its new socket does not get it: its welcome
+    /// listed it, and its `join` follows for the others.
+    DueLeave {
+        room: RoomId,
+        frame: Frame,
+        session: SessionId,
+        user: String,
     },
     /// A close frame for `conn` (ours, or the answer to its peer's).
     Close { conn: ConnId, close: CloseFrame },
@@ -319,9 +346,17 @@ impl Core {
 
     /// A `leave` that a timer decided (a leave delay ended), after the
     /// turn's messages before it.
-    pub(super) fn post_leave(&mut self, room: RoomId, number: u32, user: &str) {
+    pub(super) fn post_leave(&mut self, room: RoomId, number: u32, user: &str, session: SessionId) {
         let frame = super::websocket::leave_frame(number, user, self.unix_millis());
-        self.post_presence(room, frame, None);
+        if let Some(r) = self.chat.rooms.get_mut(room) {
+            r.leaving.push(user.to_string());
+        }
+        self.outbox.push_back(Outgoing::DueLeave {
+            room,
+            frame,
+            session,
+            user: user.to_string(),
+        });
     }
 
     /// A new login: recorded, its answer held until the commit. A room that
@@ -416,11 +451,18 @@ impl Core {
                 }
                 (Verdict::Stored, committed.refused_rooms)
             }
+            Err(e) if e.is_busy() => {
+                if !self.busy_gives_up(&e) {
+                    return;
+                }
+                (Verdict::Lost, Vec::new())
+            }
             Err(e) => {
                 self.writes_fail(&e);
                 (Verdict::Lost, Vec::new())
             }
         };
+        self.busy_since = None;
         let held = std::mem::take(&mut self.held);
         self.answer_held(held, verdict);
         while let Some(outgoing) = self.outbox.pop_front() {
@@ -436,6 +478,34 @@ impl Core {
     pub fn after_flush(&mut self) {
         let changed = self.retention_when_due();
         self.journal.checkpoint_when_due(changed);
+        self.release_store_when_draining();
+    }
+
+    /// Once shutdown began and its turn's commit is made, nothing more is
+    /// written to the data file: every WebSocket was sent its `1001` (what
+    /// its peer sends after that is not read as chat), HTTP connections
+    /// answer no new request, and the listeners are closed. So the file is
+    /// closed then (its log synced, SQLite's connections closed, its lock
+    /// let go) rather than when the process exits: the next process can
+    /// open it while this one still drains slow readers. (A reservation
+    /// lapsing during the drain is then not recorded; the next process
+    /// restores it and it lapses there.) Not while a commit waits for a
+    /// busy file or a failed one's session ends wait to be written.
+    fn release_store_when_draining(&mut self) {
+        if self.shutting_down.is_none() || self.busy_since.is_some() || !self.held.is_empty() {
+            return;
+        }
+        if let super::Journal::File(store) = &self.journal
+            && store.pending().is_empty()
+        {
+            let started = Instant::now();
+            self.journal = super::Journal::Memory;
+            log::info!(
+                "data file closed after the last commit (in {} ms): the next process may \
+                 open it while this one drains",
+                started.elapsed().as_millis()
+            );
+        }
     }
 
     /// The retention timer fired: a step runs after this turn's output.
@@ -501,19 +571,14 @@ impl Core {
     /// closes and leaves need no commit: they go out either way, in order.
     fn deliver(&mut self, outgoing: Outgoing, verdict: Verdict, refused: &[u32]) {
         // What this item owed its connection is queued now (or never).
-        let owing = match &outgoing {
+        match &outgoing {
             Outgoing::Message {
                 sender: Some(sender),
                 message,
                 ..
-            } => Some((*sender, message.frame.len())),
-            Outgoing::Close { conn, close } => Some((*conn, close.frame.len())),
-            _ => None,
-        };
-        if let Some((id, owed)) = owing
-            && let Some(conn) = self.conns.get_mut(id)
-        {
-            conn.owed = conn.owed.saturating_sub(owed);
+            } => self.settle(*sender, message.frame.len()),
+            Outgoing::Close { conn, close } => self.settle(*conn, close.frame.len()),
+            _ => {}
         }
         let verdict = match &outgoing {
             Outgoing::Message { room, .. } if refused.contains(&self.chat.number(*room)) => {
@@ -555,7 +620,28 @@ impl Core {
                 _,
             ) => {
                 self.chat.announced(session);
-                self.broadcast(room, frame, Some(conn));
+                // Its socket now: a newer one may have replaced `conn` while
+                // the join waited (for a busy data file), and was welcomed
+                // with its own id listed.
+                let now = self.chat.sessions.get(session).and_then(|s| s.socket);
+                self.broadcast(room, frame, now.or(Some(conn)));
+            }
+            (
+                Outgoing::DueLeave {
+                    room,
+                    frame,
+                    session,
+                    user,
+                },
+                _,
+            ) => {
+                if let Some(r) = self.chat.rooms.get_mut(room)
+                    && let Some(i) = r.leaving.iter().position(|u| *u == user)
+                {
+                    r.leaving.swap_remove(i);
+                }
+                let back = self.chat.sessions.get(session).and_then(|s| s.socket);
+                self.broadcast(room, frame, back);
             }
             (Outgoing::Close { conn, close }, _) => self.queue_close(conn, close),
             (Outgoing::Leave { conn, session }, _) => self.leave_room(session, conn),
@@ -563,13 +649,51 @@ impl Core {
         }
     }
 
-    /// A message may be seen now: it joins its room's history and goes to
-    /// every member.
+    /// `owed` bytes that `id`'s gate counted ahead are queued now (or never).
+    fn settle(&mut self, id: ConnId, owed: usize) {
+        if let Some(conn) = self.conns.get_mut(id) {
+            conn.owed = conn.owed.saturating_sub(owed);
+        }
+    }
+
+    /// A message may be seen now, and so may the messages of the same room
+    /// right behind it in the outbox (a turn's messages to a busy room
+    /// usually are): each joins the room's history, and together they go
+    /// to every member as one chunk, copied once. So a turn's messages cost
+    /// each receiver one entry in its queue and no copy of its own, however
+    /// many there are.
     fn deliver_message(&mut self, room: RoomId, message: Kept) {
-        let frame = message.frame.clone();
-        self.chat.keep(room, message, self.config.history_messages);
-        // Only chat messages count as deliveries, not join/leave events.
-        self.metrics.messages_out += self.broadcast(room, frame, None) as u64;
+        let keep = self.config.history_messages;
+        let followers = self
+            .outbox
+            .iter()
+            .take_while(|o| matches!(o, Outgoing::Message { room: r, .. } if *r == room))
+            .count();
+        if followers == 0 {
+            let frame = message.frame.clone();
+            self.chat.keep(room, message, keep);
+            // Only chat messages count as deliveries, not join/leave events.
+            self.metrics.messages_out += self.broadcast(room, frame, None) as u64;
+            return;
+        }
+        let mut joined = Vec::with_capacity(message.frame.len() * (followers + 1));
+        joined.extend_from_slice(&message.frame);
+        self.chat.keep(room, message, keep);
+        for _ in 0..followers {
+            let Some(Outgoing::Message {
+                message, sender, ..
+            }) = self.outbox.pop_front()
+            else {
+                break;
+            };
+            if let Some(sender) = sender {
+                self.settle(sender, message.frame.len());
+            }
+            joined.extend_from_slice(&message.frame);
+            self.chat.keep(room, message, keep);
+        }
+        let receivers = self.broadcast(room, Frame::from(joined), None) as u64;
+        self.metrics.messages_out += receivers * (followers as u64 + 1);
     }
 
     /// Answers the logins held for the commit: `303` with the cookie if it
@@ -593,6 +717,49 @@ impl Core {
                 self.effects.push_back(super::Effect::Resume(h.conn));
             }
         }
+    }
+
+    /// The data file was busy (another program holds its write lock): the
+    /// turn's records stay in the store and everything that waits for them
+    /// (the outbox, the held logins) stays where it is, undelivered; the
+    /// next turn, or a wake-up in [`BUSY_RETRY`], tries again, and the
+    /// loop goes on serving meanwhile. Nothing is lost or delivered twice:
+    /// the same records are committed once, later. After [`BUSY_DEGRADED`]
+    /// `/healthz` is degraded; after [`BUSY_GIVE_UP`] the waiting records
+    /// are given up as after a failed write (returns `true`: the caller
+    /// refuses them).
+    fn busy_gives_up(&mut self, e: &CommitError) -> bool {
+        let since = *self.busy_since.get_or_insert(self.now);
+        let waited = self.now.saturating_duration_since(since);
+        if waited >= BUSY_GIVE_UP {
+            let pending = self.journal.abandon();
+            log::error!(
+                "the data file stayed busy for {} s ({}): {} message(s) and {} login(s) \
+                 refused; still trying",
+                waited.as_secs(),
+                e.error,
+                pending.0,
+                pending.1
+            );
+            self.metrics.persist_errors += 1;
+            self.degraded = true;
+            return true;
+        }
+        if waited >= BUSY_DEGRADED && !self.degraded {
+            self.degraded = true;
+            log::error!(
+                "the data file is busy ({}): another program holds its write lock; \
+                 messages and logins wait for it (refused after {} s), /healthz \
+                 answers 503 degraded until a write succeeds (logged once)",
+                e.error,
+                BUSY_GIVE_UP.as_secs()
+            );
+        } else {
+            log::debug!("data file busy, commit to be tried again: {}", e.error);
+        }
+        self.timers
+            .add(self.now + BUSY_RETRY, TimerKey::CommitRetry);
+        false
     }
 
     /// A commit failed: counted, logged once per outage (a full disk must

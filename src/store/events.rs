@@ -10,17 +10,26 @@ use super::{Kind, Message, StoredMessage, TokenHash, to_i64, to_u64};
 /// The columns [`from_row`] reads, in its order.
 pub const COLUMNS: &str = "seq, at, user, text, kind, target, author, edited, deleted";
 
+/// Parameters [`write`]'s `INSERT` binds per row (and so does the
+/// store's multi-row one).
+pub const INSERTED: usize = 8;
+
+/// The `kind`, `target` and `author` columns of an event's row.
+pub fn columns(m: &Message<'_>) -> (i64, Option<i64>, Option<[u8; 32]>) {
+    match m.kind {
+        Kind::Said { author } => (0, None, author.map(|a| a.0)),
+        Kind::Edit { target } => (1, Some(to_i64(target)), None),
+        Kind::Delete { target } => (2, Some(to_i64(target)), None),
+    }
+}
+
 /// Writes one recorded event: its row, then, for an edit or a delete, the
 /// change to the message it targets (a delete also empties the text of
 /// that message's edit rows, so its text stays in no row). A plain `INSERT`: a `(room,
 /// seq)` already there fails the commit rather than replace an event
 /// someone may have seen.
 pub fn write(tx: &Transaction, m: &Message<'_>) -> rusqlite::Result<()> {
-    let (kind, target, author) = match m.kind {
-        Kind::Said { author } => (0, None, author.map(|a| a.0)),
-        Kind::Edit { target } => (1, Some(to_i64(target)), None),
-        Kind::Delete { target } => (2, Some(to_i64(target)), None),
-    };
+    let (kind, target, author) = columns(m);
     tx.prepare_cached(
         "INSERT INTO messages (room, seq, at, user, text, kind, target, author)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -35,6 +44,12 @@ pub fn write(tx: &Transaction, m: &Message<'_>) -> rusqlite::Result<()> {
         target,
         author
     ])?;
+    apply(tx, m)
+}
+
+/// What an edit or a delete, once its row is written, changes in the
+/// message it targets (nothing for a chat message).
+pub fn apply(tx: &Transaction, m: &Message<'_>) -> rusqlite::Result<()> {
     match m.kind {
         Kind::Said { .. } => Ok(()),
         Kind::Edit { target } => edit(tx, m, target),

@@ -455,7 +455,8 @@ pub fn connect(path: &Path) -> Result<Connection, OpenError> {
     // thread that asked: the poll loop's. Readers of the write-ahead log
     // never make the writer wait, and a checkpoint does not wait for them
     // (`store::wal`), so a lock that is busy can only be another program
-    // writing: fail that one commit at once instead of stalling the loop.
+    // writing: give up at once instead of stalling the loop; the commit
+    // keeps its records and is tried again (`store::is_busy`).
     conn.busy_timeout(std::time::Duration::ZERO)
         .map_err(sqlite)?;
     Ok(conn)

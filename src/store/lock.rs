@@ -11,7 +11,16 @@
 //!
 //! The lock file is empty and stays after the process exits (removing it
 //! would race with the next process opening it): it is the lock that
-//! counts, not the file. The kernel drops the lock when the process ends,
+//! counts, not the file.
+//!
+//! A lock file goes by name, and two *hard links* to one data file are two
+//! names, with a lock file beside each. So the data file itself is locked
+//! too (an exclusive `flock` on a descriptor of its own), which every name
+//! of it shares; `FILE.lock` still covers the moment `wsrooms restore`
+//! puts a new file in place of the old one. On Linux a `flock` and
+//! SQLite's own locks (POSIX record locks, `fcntl`) do not see each other,
+//! and closing a descriptor drops only its own `flock`, so SQLite works on
+//! the file exactly as before. The kernel drops the lock when the process ends,
 //! however it ends (`SIGKILL` included), so a crash never leaves a file
 //! locked. `flock` is advisory: it keeps out wsrooms processes, not a
 //! program that writes the database by hand.
@@ -31,6 +40,8 @@ pub const LOCK_SUFFIX: &str = ".lock";
 pub struct FileLock {
     /// Open for as long as the lock is held: closing it releases the lock.
     _file: File,
+    /// The data file itself, locked too (if it exists): see the module doc.
+    _data: Option<File>,
     path: PathBuf,
 }
 
@@ -54,18 +65,49 @@ impl FileLock {
             .mode(0o600)
             .open(&path)
             .map_err(io)?;
+        let in_use = || OpenError::InUse {
+            path: data_file.to_owned(),
+        };
         match file.try_lock() {
-            Ok(()) => Ok(FileLock { _file: file, path }),
-            Err(TryLockError::WouldBlock) => Err(OpenError::InUse {
-                path: data_file.to_owned(),
-            }),
-            Err(TryLockError::Error(error)) => Err(io(error)),
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => return Err(in_use()),
+            Err(TryLockError::Error(error)) => return Err(io(error)),
         }
+        let data = lock_data_file(data_file)?;
+        Ok(FileLock {
+            _file: file,
+            _data: data,
+            path,
+        })
     }
 
     /// The lock file's path.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+}
+
+/// Takes an exclusive `flock` on the data file itself (see the module
+/// doc), if it is there and a regular file (only a regular file is opened:
+/// opening a FIFO would wait for a writer).
+fn lock_data_file(data_file: &Path) -> Result<Option<File>, OpenError> {
+    let io = |error| OpenError::Io {
+        path: data_file.to_owned(),
+        error,
+    };
+    match std::fs::metadata(data_file) {
+        Ok(meta) if meta.is_file() => {}
+        Ok(_) => return Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io(e)),
+    }
+    let file = File::open(data_file).map_err(io)?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(TryLockError::WouldBlock) => Err(OpenError::InUse {
+            path: data_file.to_owned(),
+        }),
+        Err(TryLockError::Error(error)) => Err(io(error)),
     }
 }
 
@@ -95,6 +137,39 @@ mod tests {
         assert!(second.to_string().contains("rooms.db"), "{second}");
         drop(first);
         FileLock::acquire(&data).expect("free again");
+    }
+
+    #[test]
+    fn two_hard_links_to_one_file_share_its_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("rooms.db");
+        std::fs::write(&data, "").unwrap();
+        let other = dir.path().join("other.db");
+        std::fs::hard_link(&data, &other).unwrap();
+        let first = FileLock::acquire(&data).unwrap();
+        let second = FileLock::acquire(&other).expect_err("the same file");
+        assert!(matches!(second, OpenError::InUse { .. }), "{second:?}");
+        assert!(second.to_string().contains("other.db"), "{second}");
+        drop(first);
+        FileLock::acquire(&other).expect("free again");
+    }
+
+    #[test]
+    fn sqlite_works_on_a_locked_file_and_closing_it_keeps_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("rooms.db");
+        std::fs::write(&data, "").unwrap();
+        let other = dir.path().join("other.db");
+        std::fs::hard_link(&data, &other).unwrap();
+        let lock = FileLock::acquire(&data).unwrap();
+        let conn = rusqlite::Connection::open(&data).unwrap();
+        conn.execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1);")
+            .unwrap();
+        drop(conn); // SQLite closes its descriptors of the file
+        // (Through the other name: its lock file is another one.)
+        let again = FileLock::acquire(&other).expect_err("still held");
+        assert!(matches!(again, OpenError::InUse { .. }), "{again:?}");
+        drop(lock);
     }
 
     #[test]

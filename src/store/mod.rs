@@ -88,7 +88,9 @@
 //! memory. The
 //! turn's session ends are *kept* and retried with the next commit: nobody
 //! waits for them, and forgetting one would bring that session back after a
-//! restart.
+//! restart. A *busy* file (another program holds SQLite's write lock) is
+//! not such a failure: every record is kept for the next commit
+//! ([`is_busy`]).
 //!
 //! # A damaged file
 //!
@@ -332,9 +334,21 @@ pub fn is_damage(error: &rusqlite::Error) -> bool {
     )
 }
 
+/// Another connection holds the file's write lock: another program
+/// writing (a `sqlite3` shell in a transaction, a tool's blocking
+/// checkpoint). Nothing was written and nothing is lost: [`Store::commit`]
+/// keeps the turn's records for the next try.
+pub fn is_busy(error: &rusqlite::Error) -> bool {
+    matches!(
+        error.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
+
 /// A commit that failed: the error, and the logins and messages it
 /// discarded (see the module doc; boxed: the batch is big and this is the
-/// rare path).
+/// rare path). When the file was busy ([`CommitError::is_busy`]) nothing
+/// is discarded: the records wait for the next commit.
 #[derive(Debug)]
 pub struct CommitError {
     /// What SQLite said (a full disk, a read-only file, …).
@@ -356,6 +370,14 @@ impl fmt::Display for CommitError {
 }
 
 impl std::error::Error for CommitError {}
+
+impl CommitError {
+    /// The file was busy ([`is_busy`]): the records were kept, and the
+    /// next [`Store::commit`] tries them again.
+    pub fn is_busy(&self) -> bool {
+        is_busy(&self.error)
+    }
+}
 
 /// A read that failed (a damaged file, an I/O error).
 #[derive(Debug)]
@@ -560,8 +582,18 @@ impl Store {
         &self.batch
     }
 
+    /// Gives up on what has been recorded (the file stayed busy too long):
+    /// the logins and messages are returned, unwritten, as after a failed
+    /// commit; the session ends are kept for the next commit.
+    pub fn abandon(&mut self) -> Box<Batch> {
+        Box::new(self.batch.take_failed())
+    }
+
     /// Writes everything recorded since the last commit in one transaction.
-    /// With nothing recorded it does nothing. On failure, see the module doc.
+    /// With nothing recorded it does nothing. On failure, see the module
+    /// doc; a busy file ([`is_busy`]) is not a failure of the records: they
+    /// are kept, and the next call tries them again with whatever is
+    /// recorded meanwhile.
     pub fn commit(&mut self) -> Result<Committed, CommitError> {
         if self.batch.is_empty() {
             return Ok(Committed::default());
@@ -582,6 +614,11 @@ impl Store {
                 self.batch.clear();
                 self.after_commit();
                 Ok(committed)
+            }
+            Err(error) if is_busy(&error) => {
+                self.rollback();
+                let discarded = Box::default();
+                Err(CommitError { error, discarded })
             }
             Err(error) => {
                 self.rollback();
@@ -815,15 +852,70 @@ fn write_logins(tx: &Transaction, batch: &Batch) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// Each event as `events::write` writes it, in the order recorded.
+/// Rows of one multi-row `INSERT` (see [`write_messages`]).
+const ROWS_PER_INSERT: usize = 16;
+
+/// Each event's row, in the order recorded, then the changes its edits
+/// and deletes make to the messages they target (`events::apply`: in
+/// order too, so the file ends as `events::write` one by one would leave
+/// it). A plain `INSERT`: a `(room, seq)` that is already there fails the
+/// commit rather than replace a message someone may have seen. A busy
+/// room's turn holds dozens of messages: they go [`ROWS_PER_INSERT`] rows
+/// to a statement (one statement run instead of sixteen), the rest one by
+/// one; both statements are prepared once and cached.
 fn write_messages(tx: &Transaction, batch: &Batch, damage: &Damage) -> rusqlite::Result<()> {
     if batch.messages().len() == 0 {
         return Ok(());
     }
+    let rows = || batch.messages().filter(|m| damage.writes(m.room));
+    let mut left = rows().count();
+    let mut rows = rows();
+    if left >= ROWS_PER_INSERT {
+        let mut many = tx.prepare_cached(&multi_row_insert(ROWS_PER_INSERT))?;
+        while left >= ROWS_PER_INSERT {
+            for (i, m) in rows.by_ref().take(ROWS_PER_INSERT).enumerate() {
+                bind_message(&mut many, i * events::INSERTED, &m)?;
+            }
+            many.raw_execute()?;
+            left -= ROWS_PER_INSERT;
+        }
+    }
+    let mut one = tx.prepare_cached(&multi_row_insert(1))?;
+    for m in rows {
+        bind_message(&mut one, 0, &m)?;
+        one.raw_execute()?;
+    }
     for m in batch.messages().filter(|m| damage.writes(m.room)) {
-        events::write(tx, &m)?;
+        events::apply(tx, &m)?;
     }
     Ok(())
+}
+
+/// `INSERT INTO messages … VALUES (?, ?, ?, ?, ?), …` with `rows` rows.
+fn multi_row_insert(rows: usize) -> String {
+    let row = "(?, ?, ?, ?, ?, ?, ?, ?)";
+    let values = vec![row; rows].join(", ");
+    format!(
+        "INSERT INTO messages (room, seq, at, user, text, kind, target, author) VALUES {values}"
+    )
+}
+
+/// Binds one event's row to the [`events::INSERTED`] parameters after
+/// `before`.
+fn bind_message(
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    before: usize,
+    m: &Message<'_>,
+) -> rusqlite::Result<()> {
+    let (kind, target, author) = events::columns(m);
+    stmt.raw_bind_parameter(before + 1, m.room)?;
+    stmt.raw_bind_parameter(before + 2, to_i64(m.seq))?;
+    stmt.raw_bind_parameter(before + 3, to_i64(m.at))?;
+    stmt.raw_bind_parameter(before + 4, m.user)?;
+    stmt.raw_bind_parameter(before + 5, m.text)?;
+    stmt.raw_bind_parameter(before + 6, kind)?;
+    stmt.raw_bind_parameter(before + 7, target)?;
+    stmt.raw_bind_parameter(before + 8, author)
 }
 
 /// Lists each touched room in `rooms` (a room already there is left alone,

@@ -1508,3 +1508,56 @@ fn edits_and_deletes_change_their_message_row_and_come_back_after_a_reopen() {
     let page = store.history(5, Some(3), 10).unwrap();
     assert_eq!(page.messages, h[..2], "scrollback shows the current state");
 }
+
+#[test]
+fn a_turn_of_many_messages_is_written_whole_and_in_order() {
+    let (_dir, path) = temp();
+    let mut store = Store::open(&path, 1000).unwrap();
+    // 37 messages: two inserts of several rows, then five of one, in two
+    // rooms interleaved.
+    for seq in 1..=37u64 {
+        let room = 1 + (seq % 2) as u32;
+        store.record_message(message(room, seq, &format!("m{seq}")));
+    }
+    assert_eq!(store.commit().expect("commit").messages, 37);
+    let odd = store.history(2, None, 100).unwrap().messages;
+    assert_eq!(seqs(&odd), (1..=37).step_by(2).collect::<Vec<_>>());
+    assert_eq!(odd[18].text, "m37");
+    assert_eq!(odd[0].user, "Zoë");
+    let even = store.history(1, None, 100).unwrap().messages;
+    assert_eq!(seqs(&even), (2..=36).step_by(2).collect::<Vec<_>>());
+    // A seq given twice in one turn fails the whole commit, even inside a
+    // statement of several rows.
+    for seq in 38..=57u64 {
+        store.record_message(message(1, seq.min(50), "again"));
+    }
+    let error = store.commit().expect_err("seq 50 twice");
+    assert_eq!(error.discarded.messages().len(), 20);
+    assert_eq!(store.history(1, None, 100).unwrap().messages.len(), 18);
+}
+
+#[test]
+fn edits_and_deletes_in_a_turn_of_many_rows_change_their_messages() {
+    let (_dir, path) = temp();
+    let mut store = Store::open(&path, 1000).unwrap();
+    let said = Kind::Said {
+        author: Some(TokenHash([9; 32])),
+    };
+    // One turn: 20 messages (one insert of 16 rows, four of one), then an
+    // edit of 3 and a delete of 4 written in the same commit.
+    let texts: Vec<String> = (1..=20).map(|n| format!("m{n}")).collect();
+    for (n, text) in texts.iter().enumerate() {
+        store.record_message(event(n as u64 + 1, "alice", text, said));
+    }
+    store.record_message(event(21, "alice", "m3!", Kind::Edit { target: 3 }));
+    store.record_message(event(22, "", "", Kind::Delete { target: 4 }));
+    store.commit().unwrap();
+    let h = store.history(5, None, 100).unwrap().messages;
+    assert_eq!(seqs(&h), (1..=22).collect::<Vec<_>>());
+    assert_eq!(
+        (h[2].text.as_str(), h[2].edited),
+        ("m3!", Some(1_700_000_000_021))
+    );
+    assert_eq!((h[3].text.as_str(), h[3].deleted), ("", true));
+    assert_eq!(h[19].text, "m20");
+}

@@ -37,7 +37,7 @@
 //! it. Without other readers (the usual case: the server is the file's only
 //! user) the log holds at most [`HARD_CAP_BYTES`] plus the pages of one
 //! commit, and in the server between [`CHECKPOINT_BYTES`] and twice
-//! [`OVERDUE_CHECKPOINTS`] × [`CHECKPOINT_BYTES`] (2 MiB), plus one turn's
+//! [`OVERDUE_CHECKPOINTS`] × [`CHECKPOINT_BYTES`] (8 MiB), plus one turn's
 //! commit. `journal_size_limit` cuts
 //! the file back to the hard cap when it starts again, so a single huge
 //! commit does not leave a huge file behind.
@@ -88,8 +88,14 @@ use rusqlite::{Connection, FileControl};
 pub const CHECKPOINT_BYTES: u32 = 256 * 1024;
 
 /// How many [`CHECKPOINT_BYTES`] the log may grow by without starting
-/// again before the loop checkpoints itself (see [`Wal::overdue`]).
-pub const OVERDUE_CHECKPOINTS: u32 = 4;
+/// again before the loop checkpoints itself (see [`Wal::overdue`]): 4 MiB,
+/// and the loop waits for the helper's checkpoint at twice that. Under a
+/// steady load the helper's checkpoints never let the log start again, so
+/// each such time costs the loop a wait for the helper (a few ms, much more
+/// when the helper gets little CPU beside a busy loop); at 1 MiB that was
+/// 7 % of the loop's time in `benches/e2e` (a) with a data file, at 4 MiB
+/// about 2 %, for 6 MiB more of log at most.
+pub const OVERDUE_CHECKPOINTS: u32 = 16;
 
 /// Checkpoints in a row at most, each copying what was committed while the
 /// one before ran (see [`Wal::checkpoint`]).

@@ -181,6 +181,10 @@ pub struct World {
     /// Each session listed at the last check, by room and user: since when
     /// it was seen listed without a socket (`None`: a socket is joined).
     listed: HashMap<(u32, String), Option<Instant>>,
+    /// Another program's connection holding the data file's write lock
+    /// (`BEGIN IMMEDIATE`) while commits "fail" this way: they find the
+    /// file busy and wait, instead of failing.
+    locker: Option<rusqlite::Connection>,
     pub turn: u64,
     /// The seed, and when the world began (the wall clock and the session
     /// tokens of each core started are drawn from them).
@@ -229,6 +233,7 @@ impl World {
             failing_until: 0,
             commits_failing: false,
             listed: HashMap::new(),
+            locker: None,
             turn: 0,
             seed,
             start,
@@ -452,8 +457,16 @@ impl World {
         }
         if self.plan.durable && self.failing_until <= self.turn && self.rng.chance(6) {
             self.failing_until = self.turn + 1 + self.rng.below(8);
-            self.note(format!("commits fail until turn {}", self.failing_until));
-            self.set_failing(true);
+            if self.rng.chance(500) {
+                self.note(format!(
+                    "the file is busy until turn {}",
+                    self.failing_until
+                ));
+                self.hold_lock();
+            } else {
+                self.note(format!("commits fail until turn {}", self.failing_until));
+                self.set_failing(true);
+            }
         } else if self.failing_until == self.turn {
             self.set_failing(false);
         }
@@ -491,6 +504,9 @@ impl World {
     fn set_failing(&mut self, fail: bool) {
         if self.plan.durable {
             self.net.core.fail_writes(fail).expect("the trigger");
+            if !fail {
+                self.locker = None; // rolls back: the lock is free
+            }
         }
         self.commits_failing = fail;
     }
@@ -508,16 +524,31 @@ impl World {
             .collect()
     }
 
+    /// Another program takes the data file's write lock (a real SQLite
+    /// connection of this process: the core's is another connection).
+    fn hold_lock(&mut self) {
+        let Some(path) = &self.config.data_file else {
+            return;
+        };
+        let other = rusqlite::Connection::open(path).expect("the file opens");
+        other
+            .execute_batch("BEGIN IMMEDIATE")
+            .expect("the write lock");
+        self.locker = Some(other);
+    }
+
     /// The whole server dies and starts again from the same data file.
     fn crash(&mut self) -> Result<(), Failure> {
         self.check_counters()?;
         self.note("the server crashes and restarts".into());
         self.failing_until = 0;
         // What the last turn's commit wrote is what the new process lists
-        // (a restart makes no join per person); after a failed commit the
-        // file may lag behind.
-        let (listed, committed) = (self.everyone_listed(), !self.commits_failing);
+        // (a restart makes no join per person); after a failed commit, or
+        // with one waiting for a busy file, the file may lag behind.
+        let committed = !self.commits_failing && self.locker.is_none();
+        let listed = self.everyone_listed();
         self.commits_failing = false;
+        self.locker = None;
         // The old process is gone (with its lock on the file) before the
         // new one opens it.
         self.net.crash(Core::new(sim_config(None), self.net.now));
@@ -719,7 +750,9 @@ impl World {
                 let open = core
                     .conn(m.conn)
                     .is_some_and(|c| c.machine.is_open_websocket());
-                if !open {
+                // (While the data file is busy, a closed socket's `leave`
+                // waits in the outbox with the turn's other events.)
+                if !open && !core.waiting_for_commit() {
                     return Err(format!(
                         "a ghost in room {}: member {:?} ({}) is not an open socket",
                         room.number,
@@ -735,8 +768,10 @@ impl World {
                 let Some(id) = self.net.pipes[p].id else {
                     continue;
                 };
+                // (While the data file is busy, the turns' events wait.)
                 let caught_up = self.net.pipes[p].down.is_empty()
                     && c.is_idle()
+                    && !core.waiting_for_commit()
                     && core
                         .conn(id)
                         .is_some_and(|k| k.out.is_empty() && k.machine.is_open_websocket());
