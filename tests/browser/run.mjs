@@ -351,7 +351,7 @@ describe('room', () => {
       await login(page, server.url, 'speedy', 11);
       // Four messages at once, without waiting between them.
       await page.evaluate(() => {
-        for (let i = 0; i < 4; i++) window.wsrooms.socket.send(`burst ${i}`);
+        for (let i = 0; i < 4; i++) window.wsrooms.socket.send(window.wsrooms.sayFrame(`burst ${i}`));
       });
       await waitState(page, 'closed');
       const detail = await page.textContent('#status-detail');
@@ -649,7 +649,7 @@ describe('older messages', () => {
         // Bob fills the room quickly, straight from his page's socket.
         await login(bob, server.url, 'bob', 21);
         await bob.evaluate((n) => {
-          for (let i = 1; i <= n; i++) window.wsrooms.socket.send(`old ${i}`);
+          for (let i = 1; i <= n; i++) window.wsrooms.socket.send(window.wsrooms.sayFrame(`old ${i}`));
         }, total);
         await waitMessage(bob, `old ${total}`);
 
@@ -745,7 +745,7 @@ describe('scrollback budget', () => {
         const bob = await b.newPage();
         await login(bob, server.url, 'bob', 23);
         await bob.evaluate(() => {
-          for (let i = 1; i <= 150; i++) window.wsrooms.socket.send(`old ${i}`);
+          for (let i = 1; i <= 150; i++) window.wsrooms.socket.send(window.wsrooms.sayFrame(`old ${i}`));
         });
         await waitMessage(bob, 'old 150');
         await login(alice, server.url, 'alice', 23);
