@@ -250,8 +250,12 @@ function setState(next, detail) {
       ui.input.focus();
     }
     delete ui.input.dataset.refocus;
-  } else if (hadFocus) {
-    ui.input.dataset.refocus = 'yes'; // give the focus back once connected again
+  } else {
+    if (hadFocus) {
+      ui.input.dataset.refocus = 'yes'; // give the focus back once connected again
+    }
+    typers.clear(); // their `typing` events stopped coming with the socket
+    renderTyping();
   }
 }
 
@@ -833,13 +837,16 @@ function keepPatch(event) {
   }
 }
 
-/** Shows an edit or delete on its message's line: a deleted message stays deleted. */
+/**
+ * Shows an edit or delete on its message's line: a deleted message stays
+ * deleted (a delete replayed after its tombstone may still say who did it).
+ */
 function applyTo(li, event) {
-  if (li.classList.contains('deleted')) {
-    return;
-  }
   if (event.type === 'delete') {
     showDeleted(li, event.by);
+    return;
+  }
+  if (li.classList.contains('deleted')) {
     return;
   }
   if (!Number.isFinite(event.at) || !newerEdit(li, event.at, event.seq)) {
@@ -884,9 +891,17 @@ function showEdited(li, at, seq) {
 
 /**
  * The message is gone: its text leaves the page, a grey line says so (who
- * did it when that is known: `by` null is the operator).
+ * did it when that is known: `by` null is the operator; a tombstone from
+ * history does not say, and a later word from a delete event stays).
  */
 function showDeleted(li, by) {
+  const body = li.querySelector('.text');
+  if (li.classList.contains('deleted')) {
+    if (by === null) {
+      body.textContent = 'message deleted by the operator';
+    }
+    return;
+  }
   closeEditor(li);
   li.classList.add('deleted');
   li.classList.remove('mention', 'edited');
@@ -894,7 +909,6 @@ function showDeleted(li, by) {
   li.querySelector('.actions')?.remove();
   delete li.dataset.edited;
   delete li.dataset.editSeq;
-  const body = li.querySelector('.text');
   body.classList.add('tombstone');
   body.replaceChildren(by === null ? 'message deleted by the operator' : 'message deleted');
 }
