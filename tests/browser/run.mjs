@@ -13,9 +13,12 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import {
   WAIT_MS,
+  admin,
   dayLines,
+  freePort,
   launchBrowser,
   login,
+  messageStates,
   messages,
   middayTimezone,
   newContext,
@@ -1231,6 +1234,429 @@ describe('a restored older copy', () => {
       await stopServer(server, 'SIGKILL');
       data.remove();
     }
+  });
+});
+
+// ---------------------------------------------------------------------------
+
+/** The line of the message whose text (or tombstone) is `text`, as a locator. */
+function line(page, text) {
+  return page.locator('#messages li.msg', { has: page.locator('.text', { hasText: new RegExp(`^${escapeRe(text)}$`) }) });
+}
+
+function escapeRe(text) {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+/** Records the frames `page` sends on its room sockets: `window`-free, in node. */
+function sentFrames(page) {
+  const frames = [];
+  page.on('websocket', (ws) => ws.on('framesent', (f) => frames.push(f.payload)));
+  return frames;
+}
+
+/** Waits until `page`'s line for message `seq` is a tombstone saying `words`. */
+async function waitTombstone(page, seq, words) {
+  await page.waitForFunction(([s, w]) => {
+    const li = document.querySelector(`#messages li.msg[data-seq="${s}"]`);
+    return li !== null && li.classList.contains('deleted') && li.querySelector('.text').textContent === w;
+  }, [seq, words]);
+}
+
+/** The id of the element with the focus (or its text, for a button without one). */
+function focused(page) {
+  return page.evaluate(() => document.activeElement.id || document.activeElement.textContent);
+}
+
+describe('edit, delete, typing', () => {
+  test('edit and delete own messages in place (mouse and keyboard), seen live by another page; a refusal is a notice', { timeout: TEST_MS }, async () => {
+    await withServer({}, async (server) => {
+      const a = await newContext(browser);
+      const b = await newContext(browser);
+      const alice = await a.newPage();
+      const bob = await b.newPage();
+      await login(alice, server.url, 'alice', 40);
+      await login(bob, server.url, 'bob', 40);
+      assert.equal(await alice.evaluate(() => window.wsrooms.socket.protocol), 'wsrooms.v2');
+      assert.equal(await alice.evaluate(() => window.wsrooms.v2), true);
+      for (const text of ['helo wrold', 'second', 'to be deleted']) await say(alice, text);
+      await say(bob, 'from bob');
+      await waitMessage(alice, 'from bob');
+      const [typo, second, doomed, bobs] = seqs(await messages(alice));
+      // Own messages have Edit and Delete, others' none.
+      assert.equal(await alice.locator('#messages li.msg.own .actions').count(), 3);
+      assert.equal(await alice.locator('#messages li.msg:not(.own) .actions').count(), 0);
+      assert.equal(await bob.locator('#messages li.msg.own .actions').count(), 1);
+
+      // Mouse: Edit, fix the text, Enter saves; the focus goes back to the box.
+      await line(alice, 'helo wrold').getByRole('button', { name: 'Edit' }).click();
+      const box = alice.locator('#messages .edit-box');
+      assert.equal(await box.inputValue(), 'helo wrold');
+      assert.equal(await alice.evaluate(() => document.activeElement.classList.contains('edit-box')), true);
+      await box.fill('hello world');
+      await box.press('Enter');
+      await waitMessage(bob, 'hello world');
+      await waitMessage(alice, 'hello world');
+      assert.equal(await focused(alice), 'text');
+      for (const page of [alice, bob]) {
+        const edited = (await messages(page)).find((m) => m.seq === typo);
+        assert.deepEqual([edited.text, edited.edited], ['hello world', true]);
+        const title = await page.locator(`#messages li.msg[data-seq="${typo}"] .edited-mark`).getAttribute('title');
+        assert.match(title, /^edited /, 'the time of the edit in its tooltip');
+      }
+
+      // Keyboard: ↑ in the empty box edits the newest own message; Esc
+      // cancels (focus on its Edit button); ↑ again, Shift+Enter breaks a
+      // line, Enter saves.
+      await alice.focus('#text');
+      await alice.keyboard.press('ArrowUp');
+      assert.equal(await box.inputValue(), 'to be deleted');
+      await alice.keyboard.press('Escape');
+      assert.equal(await box.count(), 0, 'Esc closed the editor');
+      assert.equal(await focused(alice), 'Edit');
+      assert.equal(await alice.evaluate(() => document.activeElement.closest('li').dataset.seq), String(doomed));
+      await alice.focus('#text');
+      await alice.keyboard.press('ArrowUp');
+      await alice.keyboard.press('End');
+      await alice.keyboard.press('Shift+Enter');
+      await alice.keyboard.type('soon');
+      await alice.keyboard.press('Enter');
+      await waitMessage(bob, 'to be deleted\nsoon');
+      // An empty edit is not sent: the editor says to use Delete.
+      await alice.focus('#text');
+      await alice.keyboard.press('ArrowUp');
+      await box.fill('   ');
+      await box.press('Enter');
+      assert.match(await alice.locator('#messages .edit-help').textContent(), /use Delete/);
+      await box.press('Escape');
+
+      // Delete asks first; Keep keeps it.
+      await line(alice, 'second').getByRole('button', { name: 'Delete' }).click();
+      assert.equal(await focused(alice), 'Keep');
+      await alice.keyboard.press('Enter');
+      assert.equal(await line(alice, 'second').count(), 1);
+      await line(alice, 'to be deleted\nsoon').getByRole('button', { name: 'Delete' }).click();
+      await line(alice, 'to be deleted\nsoon').locator('.confirm').getByRole('button', { name: 'Delete' }).click();
+      for (const page of [alice, bob]) {
+        await waitTombstone(page, doomed, 'message deleted');
+        assert.equal(await page.locator('#messages').evaluate((n) => n.textContent.includes('to be deleted')), false, 'the text left the page');
+        assert.equal(await page.locator(`#messages li.msg[data-seq="${doomed}"] .actions`).count(), 0);
+      }
+      // Each edit and delete took a seq: both pages count them.
+      const last = await alice.evaluate(() => window.wsrooms.lastSeq);
+      assert.equal(last, bobs + 3, 'two edits and a delete after the last message');
+      assert.equal(await bob.evaluate(() => window.wsrooms.lastSeq), last);
+
+      // Refused by the server (not hers; deleted already): a short notice on
+      // that page only, the socket stays open.
+      await bob.evaluate((s) => window.wsrooms.socket.send(JSON.stringify({ type: 'edit', seq: s, text: 'hijack' })), second);
+      await bob.waitForFunction(() => /refused/.test(document.getElementById('composer-hint').textContent));
+      await alice.evaluate((s) => window.wsrooms.socket.send(JSON.stringify({ type: 'delete', seq: s })), doomed);
+      await alice.waitForFunction(() => /refused/.test(document.getElementById('composer-hint').textContent));
+      assert.equal(await bob.locator('#messages li.msg', { hasText: 'hijack' }).count(), 0);
+      await say(bob, 'still here');
+      await waitMessage(alice, 'still here');
+
+      // 390 px wide: the buttons, the editor and the question fit.
+      await alice.setViewportSize({ width: 390, height: 800 });
+      await line(alice, 'second').getByRole('button', { name: 'Edit' }).click();
+      const fits = () => alice.evaluate(() => {
+        const wide = document.documentElement.scrollWidth - window.innerWidth;
+        const controls = [...document.querySelectorAll('#messages .msg-action, #messages .edit-box')]
+          .filter((n) => n.offsetParent !== null)
+          .map((n) => n.getBoundingClientRect());
+        return {
+          wide,
+          outside: controls.filter((r) => r.left < 0 || r.right > window.innerWidth).length,
+          small: controls.filter((r) => r.height < 24).length,
+          count: controls.length,
+        };
+      });
+      let fit = await fits();
+      assert.ok(fit.count >= 3 && fit.wide <= 0 && fit.outside === 0 && fit.small === 0, `editor at 390 px: ${JSON.stringify(fit)}`);
+      await alice.screenshot({ path: shotPath('room-390-editing.png') });
+      await alice.keyboard.press('Escape');
+      await line(alice, 'second').getByRole('button', { name: 'Delete' }).click();
+      fit = await fits();
+      assert.ok(fit.count >= 2 && fit.wide <= 0 && fit.outside === 0 && fit.small === 0, `question at 390 px: ${JSON.stringify(fit)}`);
+      await alice.screenshot({ path: shotPath('room-390-delete.png') });
+      await finish(a, b);
+    });
+  });
+
+  test('edits and deletes missed over a network cut and a restart (--data-file): the page ends up as a fresh page', { timeout: TEST_MS * 2 }, async () => {
+    const data = tempDataFile();
+    const args = ['--data-file', data.file];
+    let server = await startServer({ args });
+    const port = server.port;
+    const proxy = await startProxy(port);
+    const a = await newContext(browser);
+    const b = await newContext(browser);
+    const c = await newContext(browser);
+    /** Bob's page against a fresh page of Carol's, after a `say` from Alice as a sync point. */
+    const sameAsFresh = async (mark) => {
+      await say(alice, mark);
+      await waitMessage(bob, mark);
+      const fresh = await c.newPage();
+      await fresh.goto(`${server.url}/rooms/41`);
+      await waitState(fresh, 'connected');
+      await waitMessage(fresh, mark);
+      assert.deepEqual(await messageStates(bob), await messageStates(fresh), `after ${mark}: Bob's page is a fresh page`);
+      await fresh.close();
+    };
+    const edit = (page, seq, text) => page.evaluate(([s, t]) => window.wsrooms.socket.send(JSON.stringify({ type: 'edit', seq: s, text: t })), [seq, text]);
+    const remove = (page, seq) => page.evaluate((s) => window.wsrooms.socket.send(JSON.stringify({ type: 'delete', seq: s })), seq);
+    let alice;
+    let bob;
+    try {
+      alice = await a.newPage();
+      bob = await b.newPage();
+      const carol = await c.newPage();
+      await login(alice, server.url, 'alice', 41);
+      await login(bob, proxy.url, 'bob', 41);
+      await login(carol, server.url, 'carol', 41);
+      await carol.close(); // her session stays: later pages of hers are fresh pages
+      for (const text of ['one', 'two', 'three', 'four']) await say(alice, text);
+      await waitMessage(bob, 'four');
+      const [one, two, three, four] = seqs(await messages(bob));
+
+      // A cut: Bob misses an edit, a delete, a new message and its edit.
+      const before = await bob.evaluate(() => window.wsrooms.lastSeq);
+      const sockets = [];
+      bob.on('websocket', (ws) => sockets.push(ws.url()));
+      proxy.cut();
+      await waitState(bob, 'reconnecting');
+      await edit(alice, one, 'one, edited');
+      await remove(alice, two);
+      await say(alice, 'five');
+      const five = (await messages(alice)).at(-1).seq;
+      await edit(alice, five, 'five, edited');
+      await waitMessage(alice, 'five, edited');
+      proxy.restore();
+      await waitState(bob, 'connected', WAIT_MS * 2);
+      await waitMessage(bob, 'five, edited');
+      assert.ok(sockets.some((u) => u.includes(`since=${before}`)), `reconnected with since=${before}: ${sockets}`);
+      await waitTombstone(bob, two, 'message deleted');
+      await sameAsFresh('after the cut');
+
+      // A restart while Bob is cut off: what was changed after it too.
+      proxy.cut();
+      await waitState(bob, 'reconnecting');
+      await stopServer(server, 'SIGTERM');
+      server = await startServer({ port, args });
+      await waitState(alice, 'connected', WAIT_MS * 2);
+      await edit(alice, three, 'three, edited after the restart');
+      await remove(alice, four);
+      await waitMessage(alice, 'three, edited after the restart');
+      proxy.restore();
+      await waitState(bob, 'connected', WAIT_MS * 2);
+      await waitMessage(bob, 'three, edited after the restart');
+      await waitTombstone(bob, four, 'message deleted');
+      await sameAsFresh('after the restart');
+      // And a reload shows the same.
+      await bob.reload();
+      await waitState(bob, 'connected');
+      await sameAsFresh('after a reload');
+      await finish(a, b, c);
+    } finally {
+      await a.close().catch(() => {});
+      await b.close().catch(() => {});
+      await c.close().catch(() => {});
+      await proxy.close();
+      await stopServer(server, 'SIGKILL');
+      data.remove();
+    }
+  });
+
+  test('the edit window closes: Edit and Delete go away, a late change is refused with a notice', { timeout: TEST_MS }, async () => {
+    await withServer({ args: ['--edit-window-secs', '3'] }, async (server) => {
+      const a = await newContext(browser);
+      const alice = await a.newPage();
+      await login(alice, server.url, 'alice', 42);
+      assert.equal(await alice.evaluate(() => window.wsrooms.editWindowMs), 3000, 'the window comes with the welcome');
+      const sent = Date.now();
+      await say(alice, 'quick');
+      await waitMessage(alice, 'quick');
+      assert.equal(await line(alice, 'quick').locator('.actions').count(), 1);
+      await alice.waitForFunction(() => document.querySelectorAll('#messages li.msg .actions').length === 0, null, { timeout: 10000 });
+      assert.ok(Date.now() - sent >= 1500, 'not before the window (less the page\'s margin) closed');
+      // ↑ finds nothing to edit now.
+      await alice.focus('#text');
+      await alice.keyboard.press('ArrowUp');
+      assert.equal(await alice.locator('#messages .edit-box').count(), 0);
+      const seq = (await messages(alice))[0].seq;
+      await alice.evaluate((s) => window.wsrooms.socket.send(JSON.stringify({ type: 'edit', seq: s, text: 'too late' })), seq);
+      await alice.waitForFunction(() => /refused/.test(document.getElementById('composer-hint').textContent));
+      assert.equal((await messages(alice))[0].text, 'quick');
+      await finish(a);
+    });
+  });
+
+  test('typing: "bob is typing…" for a few seconds, at most one typing frame per 3 s, gone when his message comes', { timeout: TEST_MS }, async () => {
+    await withServer({}, async (server) => {
+      const a = await newContext(browser);
+      const b = await newContext(browser);
+      const c = await newContext(browser);
+      const alice = await a.newPage();
+      const bob = await b.newPage();
+      const carol = await c.newPage();
+      const fromBob = sentFrames(bob);
+      await login(alice, server.url, 'alice', 43);
+      await login(bob, server.url, 'bob', 43);
+      await login(carol, server.url, 'carol', 43);
+      const typing = () => alice.textContent('#typing');
+      assert.equal(await typing(), '');
+      // An empty box is not typing.
+      await bob.fill('#text', 'x');
+      await bob.fill('#text', '');
+      await alice.waitForFunction(() => document.getElementById('typing').textContent === 'bob is typing…');
+      const typingFrames = () => fromBob.filter((f) => f === '{"type":"typing"}').length;
+      assert.equal(typingFrames(), 1);
+      // More keystrokes within 3 s: no more frames.
+      await bob.focus('#text');
+      await bob.keyboard.press('End');
+      await bob.keyboard.type('yz', { delay: 100 });
+      assert.equal(typingFrames(), 1, 'at most one per 3 s');
+      assert.equal(await bob.textContent('#typing'), '', 'nobody is shown typing to himself');
+      // Two people typing.
+      await carol.fill('#text', 'hm');
+      await alice.waitForFunction(() => document.getElementById('typing').textContent === 'bob and carol are typing…');
+      await alice.screenshot({ path: shotPath('room-1280-typing.png') });
+      // Bob's message ends his typing at once.
+      await bob.press('#text', 'Enter');
+      await waitMessage(alice, 'yz');
+      assert.equal(await typing(), 'carol is typing…');
+      // Carol stops: her line goes about 5 s after her last typing event.
+      const stopped = Date.now();
+      await alice.waitForFunction(() => document.getElementById('typing').textContent === '', null, { timeout: 10000 });
+      assert.ok(Date.now() - stopped >= 2000, `shown for a while (${Date.now() - stopped} ms after Bob sent)`);
+      assert.equal(await alice.getAttribute('#typing', 'aria-live'), 'polite');
+      await finish(a, b, c);
+    });
+  });
+});
+
+describe('presence', () => {
+  test('a reload is silent: the other page shows no "left" or "joined"; a closed tab is "left" after the delay, and its id stays its own', { timeout: TEST_MS }, async () => {
+    await withServer({ args: ['--leave-delay-secs', '2'] }, async (server) => {
+      const a = await newContext(browser);
+      const b = await newContext(browser);
+      const c = await newContext(browser);
+      const alice = await a.newPage();
+      let bob = await b.newPage();
+      await login(alice, server.url, 'alice', 44);
+      await login(bob, server.url, 'bob', 44);
+      await alice.waitForSelector('#messages li.system:has-text("bob joined")');
+      const presenceLines = () => alice.$$eval('#messages li.system > span:first-child', (items) =>
+        items.map((span) => span.textContent).filter((t) => /^bob (left|joined)$/.test(t)));
+      assert.deepEqual(await presenceLines(), ['bob joined']);
+
+      await bob.reload();
+      await waitState(bob, 'connected');
+      await say(bob, 'back from a reload');
+      await waitMessage(alice, 'back from a reload');
+      await waitPresence(alice, ['alice', 'bob']);
+      assert.deepEqual(await presenceLines(), ['bob joined'], 'no left/joined for a reload');
+
+      // The tab closes: "left" once the delay is over, but the id stays Bob's.
+      await bob.close();
+      await alice.waitForSelector('#messages li.system:has-text("bob left")');
+      await waitPresence(alice, ['alice']);
+      const carol = await c.newPage();
+      await openLogin(carol, server.url, 44);
+      await carol.fill('#user', 'Bob');
+      const answer = carol.waitForResponse((r) => r.url().includes('/login'));
+      await carol.click('#submit');
+      assert.equal((await answer).status(), 409);
+      await carol.waitForFunction(() => /already in room 44/.test(document.getElementById('user-error').textContent));
+      // Bob comes back (same browser, its cookie): himself, no login.
+      bob = await b.newPage();
+      await bob.goto(`${server.url}/rooms/44`);
+      await waitState(bob, 'connected');
+      assert.equal(await bob.textContent('#me'), 'bob');
+      await waitPresence(alice, ['alice', 'bob']);
+      await finish(a, b, c);
+    });
+  });
+});
+
+describe('moderation', () => {
+  test('removed by the operator: a banner, no reconnect, the reason at the login page; an operator\'s delete is a tombstone for all', { timeout: TEST_MS }, async () => {
+    const adminPort = await freePort();
+    await withServer({ args: ['--admin-bind', `127.0.0.1:${adminPort}`] }, async (server) => {
+      const a = await newContext(browser);
+      const b = await newContext(browser);
+      const alice = await a.newPage();
+      const bob = await b.newPage();
+      await login(alice, server.url, 'alice', 45);
+      await login(bob, server.url, 'bob', 45);
+      await say(bob, 'buy cheap stuff');
+      await waitMessage(alice, 'buy cheap stuff');
+      const spam = (await messages(alice)).at(-1).seq;
+      const listed = await admin(adminPort, '/admin/rooms');
+      assert.equal(listed.status, 200);
+      assert.deepEqual(listed.body.find((r) => r.room === 45)?.users.sort(), ['alice', 'bob']);
+
+      const deleted = await admin(adminPort, `/admin/rooms/45/messages/${spam}/delete`, {});
+      assert.equal(deleted.status, 200, JSON.stringify(deleted.body));
+      for (const page of [alice, bob]) await waitTombstone(page, spam, 'message deleted by the operator');
+
+      const sockets = [];
+      bob.on('websocket', (ws) => sockets.push(ws.url()));
+      const removed = await admin(adminPort, '/admin/rooms/45/remove', { user: 'bob', minutes: '5' });
+      assert.equal(removed.status, 200, JSON.stringify(removed.body));
+      await waitState(bob, 'closed');
+      const banner = await bob.textContent('#status-detail');
+      assert.match(banner, /removed from this room by the operator/);
+      assert.match(banner, /4001/);
+      assert.ok(await bob.locator('#reconnect').isHidden(), 'no Reconnect button');
+      assert.ok(await bob.locator('.status-bar.removed').isVisible());
+      assert.ok(await bob.locator('#text').isDisabled());
+      await alice.waitForSelector('#messages li.system:has-text("bob left")');
+      await bob.setViewportSize({ width: 390, height: 800 });
+      await bob.screenshot({ path: shotPath('room-390-removed.png') });
+      // No reconnect loop: the page's first retry would come within a second.
+      await new Promise((r) => setTimeout(r, 1500));
+      assert.deepEqual(sockets, [], 'no new socket after 4001');
+      assert.equal(await bob.evaluate(() => window.wsrooms.state), 'closed');
+
+      // His session is over; logging in again is refused with the reason.
+      await bob.goto(`${server.url}/rooms/45`);
+      await bob.waitForURL(`${server.url}/?room=45`);
+      await bob.fill('#user', 'bob');
+      const answer = bob.waitForResponse((r) => r.url().includes('/login'));
+      await bob.click('#submit');
+      assert.equal((await answer).status(), 403);
+      await bob.waitForFunction(() => document.getElementById('user-error').textContent.trim() !== '');
+      assert.match(await bob.textContent('#user-error'), /operator/);
+      assert.equal(new URL(bob.url()).pathname, '/', 'stays on the login page');
+      await bob.screenshot({ path: shotPath('login-390-removed.png') });
+      await finish(a, b);
+    });
+  });
+
+  test('an address barred by the operator: its open page gets the banner, a new login the reason inline', { timeout: TEST_MS }, async () => {
+    const adminPort = await freePort();
+    await withServer({ args: ['--admin-bind', `127.0.0.1:${adminPort}`] }, async (server) => {
+      const a = await newContext(browser);
+      const b = await newContext(browser);
+      const alice = await a.newPage();
+      await login(alice, server.url, 'alice', 46);
+      const barred = await admin(adminPort, '/admin/bar', { address: '127.0.0.1', minutes: '5' });
+      assert.equal(barred.status, 200, JSON.stringify(barred.body));
+      await waitState(alice, 'closed');
+      assert.match(await alice.textContent('#status-detail'), /by the operator/);
+      assert.ok(await alice.locator('#reconnect').isHidden());
+      const bob = await b.newPage();
+      await openLogin(bob, server.url, 46);
+      await bob.fill('#user', 'bob');
+      const answer = bob.waitForResponse((r) => r.url().includes('/login'));
+      await bob.click('#submit');
+      assert.equal((await answer).status(), 403);
+      await bob.waitForFunction(() => document.getElementById('user-error').textContent.trim() !== '');
+      assert.match(await bob.textContent('#user-error'), /barred by the operator/);
+      await finish(a, b);
+    });
   });
 });
 
