@@ -108,6 +108,12 @@ pub struct Config {
           default_value_t = 40, within = 1_usize..=10_000)]
     pub max_chat_lines: usize,
 
+    /// Seconds after sending it that a message may still be edited or
+    /// deleted by its sender (0 = never); later is refused
+    #[arg(long = "edit-window-secs", value_name = "S", env = "WSROOMS_EDIT_WINDOW_SECS",
+          default_value = "900", value_parser = None, seconds = 0..=2_592_000)]
+    pub edit_window: Duration,
+
     /// Chat messages per second per connection, 0 = off; more closes 1008
     #[arg(long, value_name = "R", env = "WSROOMS_RATE_LIMIT",
           default_value_t = 20.0, rate = 0.0..=1e6)]
@@ -766,6 +772,7 @@ mod tests {
         "--max-frame-bytes=1400",
         "--max-chat-chars=15",
         "--max-chat-lines=32",
+        "--edit-window-secs=33",
         "--rate-limit=1.5",
         "--rate-burst=16",
         "--max-users-per-room=17",
@@ -826,6 +833,7 @@ mod tests {
         );
         assert_eq!((c.scrollback_rate, c.scrollback_burst), (2.5, 3));
         assert_eq!(c.max_chat_lines, 32);
+        assert_eq!(c.edit_window, Duration::from_secs(33));
         assert_eq!(
             (c.pause_reading_at, c.max_buffered, c.history_messages),
             (2100, 2200, 29)

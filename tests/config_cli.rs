@@ -25,6 +25,7 @@ const FLAGS: &[&str] = &[
     "max-frame-bytes",
     "max-chat-chars",
     "max-chat-lines",
+    "edit-window-secs",
     "rate-limit",
     "rate-burst",
     "max-users-per-room",

@@ -31,6 +31,7 @@ fn post(store: &mut Store, room: u32, count: u64, at: u64, text: &str) {
             at,
             user: "old",
             text,
+            kind: store::Kind::SAID,
         });
     }
     store.commit().unwrap();

@@ -19,6 +19,76 @@ pub fn message(out: &mut Vec<u8>, user: &str, text: &str, at: u64, seq: u64) {
     let _ = write!(out, ",\"at\":{at},\"seq\":{seq}}}");
 }
 
+/// A message as history and scrollback show it now: its current text and
+/// `"edited":AT` once edited, or, once deleted, a tombstone without text:
+/// `{"type":"message","user":…,"at":…,"seq":…,"deleted":true}`.
+pub fn message_now(out: &mut Vec<u8>, m: MessageNow<'_>) {
+    let Some(text) = m.text else {
+        out.extend_from_slice(b"{\"type\":\"message\",\"user\":");
+        push_str(out, m.user);
+        let _ = write!(out, ",\"at\":{},\"seq\":{},\"deleted\":true}}", m.at, m.seq);
+        return;
+    };
+    message(out, m.user, text, m.at, m.seq);
+    if let Some(edited) = m.edited {
+        out.pop(); // the closing brace
+        let _ = write!(out, ",\"edited\":{edited}}}");
+    }
+}
+
+/// What [`message_now`] writes.
+#[derive(Debug, Clone, Copy)]
+pub struct MessageNow<'a> {
+    /// The sender's id.
+    pub user: &'a str,
+    /// Its current text; `None` once deleted.
+    pub text: Option<&'a str>,
+    /// When it was sent (Unix ms).
+    pub at: u64,
+    /// Its number in the room.
+    pub seq: u64,
+    /// When it was last edited, if it was.
+    pub edited: Option<u64>,
+}
+
+/// `{"type":"edit","seq":…,"target":…,"text":…,"at":…}`
+pub fn edit(out: &mut Vec<u8>, seq: u64, target: u64, text: &str, at: u64) {
+    let _ = write!(
+        out,
+        "{{\"type\":\"edit\",\"seq\":{seq},\"target\":{target},\"text\":"
+    );
+    push_str(out, text);
+    let _ = write!(out, ",\"at\":{at}}}");
+}
+
+/// `{"type":"delete","seq":…,"target":…,"by":…,"at":…}` (`by` is `null`
+/// for the operator).
+pub fn delete(out: &mut Vec<u8>, seq: u64, target: u64, by: Option<&str>, at: u64) {
+    let _ = write!(
+        out,
+        "{{\"type\":\"delete\",\"seq\":{seq},\"target\":{target},\"by\":"
+    );
+    match by {
+        Some(user) => push_str(out, user),
+        None => out.extend_from_slice(b"null"),
+    }
+    let _ = write!(out, ",\"at\":{at}}}");
+}
+
+/// `{"type":"typing","user":…}`
+pub fn typing(out: &mut Vec<u8>, user: &str) {
+    out.extend_from_slice(b"{\"type\":\"typing\",\"user\":");
+    push_str(out, user);
+    out.push(b'}');
+}
+
+/// `{"type":"error","reason":…}`: a refused command, to its sender only.
+pub fn error(out: &mut Vec<u8>, reason: &str) {
+    out.extend_from_slice(b"{\"type\":\"error\",\"reason\":");
+    push_str(out, reason);
+    out.push(b'}');
+}
+
 /// `{"type":"join","user":…,"at":…}` or `leave`.
 pub fn presence(out: &mut Vec<u8>, kind: &str, user: &str, at: u64) {
     out.extend_from_slice(b"{\"type\":\"");
@@ -131,5 +201,53 @@ mod tests {
         let v: serde_json::Value = serde_json::from_slice(&h).unwrap();
         assert_eq!(v["messages"][0]["seq"], 17);
         assert_eq!(v["more"], false);
+    }
+
+    #[test]
+    fn edits_deletes_and_states_are_valid_json() {
+        let json = |f: &dyn Fn(&mut Vec<u8>)| {
+            let mut out = Vec::new();
+            f(&mut out);
+            serde_json::from_slice::<serde_json::Value>(&out).unwrap()
+        };
+        let now = |text, edited| {
+            move |o: &mut Vec<u8>| {
+                message_now(
+                    o,
+                    MessageNow {
+                        user: "a\"b",
+                        text,
+                        at: 5,
+                        seq: 9,
+                        edited,
+                    },
+                )
+            }
+        };
+        let v = json(&now(Some("x\"y"), Some(7)));
+        assert_eq!(
+            (v["text"].as_str(), v["edited"].as_u64()),
+            (Some("x\"y"), Some(7))
+        );
+        let v = json(&now(Some("x"), None));
+        assert!(v.get("edited").is_none());
+        let v = json(&now(None, Some(7)));
+        assert_eq!(v["deleted"], true);
+        assert!(v.get("text").is_none() && v.get("edited").is_none());
+        assert_eq!(
+            (v["seq"].as_u64(), v["user"].as_str()),
+            (Some(9), Some("a\"b"))
+        );
+        let v = json(&|o| edit(o, 10, 9, "new\n", 11));
+        assert_eq!(
+            (v["type"].as_str(), v["target"].as_u64()),
+            (Some("edit"), Some(9))
+        );
+        let v = json(&|o| delete(o, 11, 9, None, 12));
+        assert!(v["by"].is_null());
+        let v = json(&|o| delete(o, 11, 9, Some("al"), 12));
+        assert_eq!(v["by"], "al");
+        assert_eq!(json(&|o| typing(o, "bo\"b"))["user"], "bo\"b");
+        assert_eq!(json(&|o| error(o, "not yours"))["reason"], "not yours");
     }
 }

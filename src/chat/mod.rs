@@ -25,9 +25,12 @@
 //!   turn whose commit failed takes its numbers back ([`Chat::unnumber`]).
 
 pub mod budget;
+pub mod command;
+pub mod edits;
 pub mod events;
 pub mod id_key;
 pub mod names;
+pub mod typing;
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -36,7 +39,7 @@ use crate::conn::ConnId;
 use crate::queue::Frame;
 use crate::rate::TokenBucket;
 use crate::table::{Id, Table};
-use crate::ws::frame::{self, Opcode};
+use crate::ws::frame;
 
 pub use crate::token::{Token, TokenHash};
 
@@ -84,14 +87,17 @@ pub enum Expiry {
     Kept,
 }
 
-/// One message kept for late joiners: its number and its encoded frame (the
-/// very bytes that were broadcast).
+/// One room event kept for late joiners (a message, an edit or a delete:
+/// [`edits`]): its number and its encoded frame (a message's in its
+/// current state; an edit's or a delete's the very bytes broadcast).
 #[derive(Debug, Clone)]
 pub struct Kept {
-    /// The message's number in its room (1, 2, …).
+    /// The event's number in its room (1, 2, …).
     pub seq: u64,
-    /// The `message` event as one encoded server frame.
+    /// The event as one encoded server frame.
     pub frame: Frame,
+    /// What it is (and, for a message, who may change it).
+    pub event: edits::Event,
 }
 
 impl Kept {
@@ -195,6 +201,8 @@ pub struct Chat {
     /// Frame bytes in all rooms' histories, counted as they change, so that
     /// a `/metrics` scrape does not walk every kept message.
     history_bytes: usize,
+    /// When sessions last had a `typing` event sent.
+    pub typing: typing::Typing,
 }
 
 impl Chat {
@@ -486,18 +494,28 @@ impl Chat {
         text: &str,
         at: u64,
     ) -> Option<Kept> {
-        let room = self.rooms.get_mut(room)?;
-        room.numbered += 1;
-        let seq = room.numbered;
-        let mut json = Vec::with_capacity(64 + text.len() + user.len());
-        events::message(&mut json, user, text, at, seq);
-        let frame: Frame = frame::encode_frame(Opcode::Text, &json).into();
-        Some(Kept { seq, frame })
+        self.number_said(room, user, text, at, None)
     }
 
-    /// A numbered message is being delivered: it is the room's last, and
-    /// joins its history (which holds at most `keep`).
+    /// [`Chat::number_message`] for a message its sender may edit and
+    /// delete: `author` is the hash of the sending session's token.
+    pub fn number_said(
+        &mut self,
+        room: RoomId,
+        user: &str,
+        text: &str,
+        at: u64,
+        author: Option<TokenHash>,
+    ) -> Option<Kept> {
+        let seq = self.next_seq(room)?;
+        Some(Kept::message(seq, user, text, at, author))
+    }
+
+    /// A numbered event is being delivered: it is the room's last, and
+    /// joins its history (which holds at most `keep` events); an edit or a
+    /// delete changes the message it targets ([`edits`]).
     pub fn keep(&mut self, room: RoomId, message: Kept, keep: usize) {
+        self.apply_change(room, &message.event);
         let Some(room) = self.rooms.get_mut(room) else {
             return;
         };

@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 
 use crate::bytes::Bytes;
 use crate::chat::SessionId;
+use crate::chat::command::{self, BadCommand, Command, Dialect};
 use crate::config::Config;
 use crate::http::pipeline::{Framed, next_request};
 use crate::http::request::{HeadLimits, Request};
@@ -153,8 +154,9 @@ pub struct Actions {
     pub close: Option<CloseFrame>,
     /// This socket no longer belongs to this chat session's room.
     pub leave: Option<SessionId>,
-    /// A chat message (a text message of a room socket, within its rate).
-    pub chat: Option<(SessionId, Vec<u8>)>,
+    /// A chat command (a text message of a room socket, within its rate,
+    /// read as the socket's [`Dialect`] says).
+    pub chat: Option<(SessionId, Command)>,
     /// No more input will be read: forget what is pending, send what is
     /// queued, then FIN ([`Machine::on_flushed`]).
     pub drain: bool,
@@ -185,6 +187,8 @@ pub enum Role {
     Chat {
         /// The session the socket was opened for.
         session: SessionId,
+        /// How its client speaks (chosen at the handshake).
+        dialect: Dialect,
     },
     /// The `/echo` endpoint.
     Echo,
@@ -344,7 +348,7 @@ impl Machine {
     fn open_session(&self) -> Option<SessionId> {
         match &self.phase {
             Phase::WebSocket(ws) if ws.closing == Closing::Open => match ws.role {
-                Role::Chat { session } => Some(session),
+                Role::Chat { session, .. } => Some(session),
                 Role::Echo => None,
             },
             _ => None,
@@ -536,11 +540,11 @@ impl Machine {
         let Phase::WebSocket(ws) = &mut self.phase else {
             return;
         };
-        let session = match ws.role {
+        let (session, dialect) = match ws.role {
             Role::Echo => {
                 return out.push(Bytes::Owned(frame::encode_frame(opcode, &bytes)));
             }
-            Role::Chat { session } => session,
+            Role::Chat { session, dialect } => (session, dialect),
         };
         if opcode == Opcode::Binary {
             log::info!("{}: binary message, closing 1003", self.peer);
@@ -552,7 +556,14 @@ impl Machine {
             let reason = CloseReason::new(close::POLICY, "rate limit");
             return self.close_into(actions, reason, now, s);
         }
-        actions.chat = Some((session, bytes));
+        match command::parse(dialect, bytes) {
+            Ok(command) => actions.chat = Some((session, command)),
+            Err(BadCommand) => {
+                log::info!("{}: bad command, closing 1008", self.peer);
+                let reason = CloseReason::new(close::POLICY, BadCommand::REASON);
+                self.close_into(actions, reason, now, s);
+            }
+        }
     }
 
     /// The peer's close frame: answered (echoing its code) unless we sent
@@ -741,7 +752,10 @@ mod tests {
         let mut out = WriteQueue::new();
         m.upgrade(
             &upgrade,
-            Role::Chat { session: session() },
+            Role::Chat {
+                session: session(),
+                dialect: Dialect::Text,
+            },
             &mut out,
             t0,
             &s,
@@ -868,7 +882,10 @@ mod tests {
             .map(|ms| {
                 let at = epoch + Duration::from_millis(*ms);
                 let mut m = Machine::new("127.0.0.1:5000".parse().unwrap(), at, &s);
-                let role = Role::Chat { session: session() };
+                let role = Role::Chat {
+                    session: session(),
+                    dialect: Dialect::Text,
+                };
                 m.upgrade(&upgrade, role, &mut out, at, &s);
                 m
             })
@@ -937,7 +954,7 @@ mod tests {
         let mut m = chat_socket(t0);
         let text = |m: &mut Machine, at| feed(m, &client(1, b"hi"), at);
         let chat = Actions {
-            chat: Some((session(), b"hi".to_vec())),
+            chat: Some((session(), Command::Say { text: "hi".into() })),
             ..Actions::default()
         };
         assert_eq!(text(&mut m, t0).1, chat, "burst of 2");

@@ -7,6 +7,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use super::{Core, Step};
+use crate::chat::command::{self, Dialect};
 use crate::chat::events;
 use crate::conn::ConnId;
 use crate::conn::machine::{HttpInput, Role};
@@ -172,7 +173,11 @@ impl Core {
                 session,
                 since,
             } => {
-                self.upgrade(id, &upgrade, Role::Chat { session });
+                let dialect = match upgrade.protocol {
+                    Some(command::V2) => Dialect::V2,
+                    _ => Dialect::Text,
+                };
+                self.upgrade(id, &upgrade, Role::Chat { session, dialect });
                 self.join_room(id, session, since);
             }
         }

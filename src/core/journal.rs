@@ -8,7 +8,8 @@ use std::path::Path;
 
 use crate::chat::TokenHash;
 use crate::store::{
-    self, CommitError, Committed, History, QueryError, Store, StoredRoom, SyncStats, retention,
+    self, CommitError, Committed, History, QueryError, Store, StoredMessage, StoredRoom, SyncStats,
+    retention,
 };
 
 /// The data file, or no data file.
@@ -56,6 +57,15 @@ impl Journal {
         match self {
             Journal::Memory => Ok(None),
             Journal::File(store) => store.room(number, keep),
+        }
+    }
+
+    /// Event `seq` of room `number`, if the data file keeps it (`None`
+    /// without one).
+    pub fn event(&self, number: u32, seq: u64) -> Result<Option<StoredMessage>, QueryError> {
+        match self {
+            Journal::Memory => Ok(None),
+            Journal::File(store) => store.event(number, seq),
         }
     }
 

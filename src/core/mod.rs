@@ -47,6 +47,7 @@
 //! `websocket.rs`, the turn (outbox, commit, delivery) in `turn.rs`, the
 //! data file behind one type in `journal.rs`.
 
+mod edits;
 mod http;
 mod journal;
 mod turn;
@@ -407,8 +408,8 @@ impl Core {
         if let Some(session) = leave {
             self.outbox.push_back(Outgoing::Leave { conn: id, session });
         }
-        if let Some((session, text)) = chat {
-            self.on_chat_text(id, session, text);
+        if let Some((session, command)) = chat {
+            self.on_command(id, session, command);
         }
         if drain && let Some(conn) = self.get(id) {
             conn.input.clear(); // what the peer sends now is ignored

@@ -59,6 +59,7 @@ use std::time::{Duration, Instant};
 
 use super::http::Reply;
 use super::{Core, TimerKey};
+use crate::chat::edits::Said;
 use crate::chat::{self, Kept, RoomId, SessionId, events};
 use crate::conn::ConnId;
 use crate::conn::machine::CloseFrame;
@@ -68,7 +69,6 @@ use crate::logsafe::Escaped;
 use crate::queue::Frame;
 use crate::store::{self, CommitError, QueryError, Store, StoredMessage};
 use crate::ws::close::{CloseReason, INTERNAL_ERROR};
-use crate::ws::frame::{self, Opcode};
 
 /// Time between retention steps while a pass (or giving pages back) is
 /// under way.
@@ -79,12 +79,15 @@ const RETENTION_PASS: Duration = Duration::from_secs(60);
 
 /// One broadcast waiting for the end of the turn.
 pub(super) enum Outgoing {
-    /// A numbered chat message from `sender`'s socket.
+    /// A numbered room event (a chat message, an edit, a delete) from
+    /// `sender`'s socket (`None`: the operator's).
     Message {
         room: RoomId,
         message: Kept,
-        sender: ConnId,
+        sender: Option<ConnId>,
     },
+    /// An event for one socket only (an `error`).
+    Reply { conn: ConnId, frame: Frame },
     /// A `join` event (to everyone but `except`).
     Presence {
         room: RoomId,
@@ -219,21 +222,47 @@ impl Core {
 
     // ----- during the turn ---------------------------------------------
 
-    /// A chat message from `sender`: numbered and recorded now, delivered
-    /// at the end of the turn once committed.
-    pub(super) fn post_message(&mut self, sender: ConnId, room: RoomId, user: &str, text: &str) {
+    /// A chat message from `sender` (whose session's token hashes to
+    /// `author`): numbered and recorded now, delivered at the end of the
+    /// turn once committed.
+    pub(super) fn post_message(
+        &mut self,
+        sender: ConnId,
+        room: RoomId,
+        user: &str,
+        text: &str,
+        author: chat::TokenHash,
+    ) {
         let at = chat::unix_millis();
-        let Some(message) = self.chat.number_message(room, user, text, at) else {
+        let Some(message) = self.chat.number_said(room, user, text, at, Some(author)) else {
             return;
         };
+        let kind = store::Kind::Said {
+            author: Some(author),
+        };
+        self.post_event(Some(sender), room, message, (user, text, kind));
+    }
+
+    /// A numbered room event: recorded in the journal (`record`: its user,
+    /// text and kind as the data file keeps them) and put in the outbox,
+    /// its sender owing its bytes.
+    pub(super) fn post_event(
+        &mut self,
+        sender: Option<ConnId>,
+        room: RoomId,
+        message: Kept,
+        record: (&str, &str, store::Kind),
+    ) {
+        let (user, text, kind) = record;
         self.journal.record_message(store::Message {
             room: self.chat.number(room),
             seq: message.seq,
-            at,
+            at: message.event.at(),
             user,
             text,
+            kind,
         });
-        if let Some(conn) = self.conns.get_mut(sender) {
+        if let Some(conn) = sender.and_then(|s| self.conns.get_mut(s)) {
             conn.owed += message.frame.len();
         }
         self.outbox.push_back(Outgoing::Message {
@@ -431,7 +460,9 @@ impl Core {
         // What this item owed its connection is queued now (or never).
         let owing = match &outgoing {
             Outgoing::Message {
-                sender, message, ..
+                sender: Some(sender),
+                message,
+                ..
             } => Some((*sender, message.frame.len())),
             Outgoing::Close { conn, close } => Some((*conn, close.frame.len())),
             _ => None,
@@ -453,8 +484,13 @@ impl Core {
             }
             (Outgoing::Message { room, sender, .. }, Verdict::Lost) => {
                 self.chat.unnumber(room);
-                let reason = CloseReason::new(INTERNAL_ERROR, "message not stored");
-                self.close_now(sender, reason);
+                if let Some(sender) = sender {
+                    let reason = CloseReason::new(INTERNAL_ERROR, "message not stored");
+                    self.close_now(sender, reason);
+                }
+            }
+            (Outgoing::Reply { conn, frame }, _) => {
+                self.send(conn, crate::bytes::Bytes::Shared(frame));
             }
             (
                 Outgoing::Presence {
@@ -545,15 +581,29 @@ fn not_stored(room: u32) -> Response {
     .header("Retry-After", "60")
 }
 
-/// A stored message's event, as it was sent on the sockets.
+/// A stored event as history and scrollback show it (a message in its
+/// current state).
 fn event(m: &StoredMessage) -> Vec<u8> {
-    let mut json = Vec::with_capacity(64 + m.user.len() + m.text.len());
-    events::message(&mut json, &m.user, &m.text, m.at, m.seq);
-    json
+    kept(m).json().to_vec()
 }
 
-/// A stored message as the room's history keeps it (its frame encoded once).
+/// A stored event as the room's history keeps it (its frame encoded once).
 fn kept(m: &StoredMessage) -> Kept {
-    let frame: Frame = frame::encode_frame(Opcode::Text, &event(m)).into();
-    Kept { seq: m.seq, frame }
+    match m.kind {
+        store::Kind::Said { author } => {
+            let said = Said {
+                user: m.user.as_str().into(),
+                at: m.at,
+                author,
+                edited: m.edited,
+                deleted: m.deleted,
+            };
+            Kept::message_now(m.seq, said, Some(&m.text))
+        }
+        store::Kind::Edit { target } => Kept::edit(m.seq, target, &m.text, m.at),
+        store::Kind::Delete { target } => {
+            let by = Some(m.user.as_str()).filter(|u| !u.is_empty());
+            Kept::delete(m.seq, target, by, m.at)
+        }
+    }
 }

@@ -117,27 +117,6 @@ impl Core {
         }
     }
 
-    /// A chat message from a room socket (within its rate: the machine
-    /// checked).
-    pub(super) fn on_chat_text(&mut self, id: ConnId, session: SessionId, bytes: Vec<u8>) {
-        self.metrics.messages_in += 1;
-        let Ok(text) = std::str::from_utf8(&bytes) else {
-            return self.close_ws(
-                id,
-                CloseReason::new(close::INVALID_PAYLOAD, "invalid UTF-8"),
-            );
-        };
-        let (chars, lines) = (self.config.max_chat_chars, self.config.max_chat_lines);
-        let Some(text) = chat::names::chat_text(text, chars, lines) else {
-            return; // empty or only whitespace: ignored
-        };
-        let Some(s) = self.chat.sessions.get(session) else {
-            return;
-        };
-        let (room, user) = (s.room, s.user.clone());
-        self.post_message(id, room, &user, &text);
-    }
-
     /// Queues one shared frame for every member of `room` (but `except`);
     /// returns how many receivers it was queued for. Receivers pushed over
     /// `--max-buffered` have their queue freed at once and are put on the

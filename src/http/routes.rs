@@ -25,6 +25,7 @@ use super::response::Response;
 use super::upgrade::{self, HandshakeError, Upgrade};
 use crate::assets::Assets;
 use crate::chat::budget::{Budget, OverBudget, Spend};
+use crate::chat::command::{self, Dialect};
 use crate::chat::{self, Chat, LoginError, SessionId, names};
 use crate::config::Config;
 use crate::logsafe::Escaped;
@@ -318,10 +319,16 @@ fn plain_number(text: &str) -> Option<u64> {
 /// room's session, or a refusal; a socket is charged to the session's
 /// scrollback budget like a page (`429` with `Retry-After` when spent).
 fn room_socket(req: &Request, session: Option<SessionId>, ctx: &mut Ctx) -> Outcome {
-    let upgrade = match upgrade::check(req) {
+    let mut upgrade = match upgrade::check(req) {
         Ok(u) => u,
         Err(e) => return Outcome::Respond(refuse_handshake(e, ctx.metrics)),
     };
+    // A room socket speaks `wsrooms.v2` when its client offers it (the
+    // 101 names it), else the text protocol.
+    let offered = req.headers_named("sec-websocket-protocol");
+    if command::choose(offered) == Dialect::V2 {
+        upgrade.protocol = Some(command::V2);
+    }
     if !origin_allowed(req, ctx.config, ctx.proxied) {
         ctx.metrics.refuse("origin");
         return Outcome::Respond(Response::text(Status::Forbidden, "origin not allowed"));

@@ -26,7 +26,8 @@ pub struct Login<'a> {
     pub at: u64,
 }
 
-/// A message recorded this turn.
+/// A room event recorded this turn: a chat message, an edit or a delete
+/// (each has its own `seq`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Message<'a> {
     /// The room number.
@@ -35,10 +36,39 @@ pub struct Message<'a> {
     pub seq: u64,
     /// Unix milliseconds.
     pub at: u64,
-    /// The sender's id as typed.
+    /// The sender's id as typed (of a delete: who deleted, empty for the
+    /// operator).
     pub user: &'a str,
-    /// The chat text as kept.
+    /// The chat text as kept (of an edit: the new text; of a delete: empty).
     pub text: &'a str,
+    /// Which event it is.
+    pub kind: Kind,
+}
+
+/// What a recorded room event is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A chat message; `author` is the hash of the sending session's token
+    /// (who may edit and delete it), `None` for nobody.
+    Said {
+        /// The sending session.
+        author: Option<TokenHash>,
+    },
+    /// New text for message `target`.
+    Edit {
+        /// The edited message's `seq`.
+        target: u64,
+    },
+    /// Message `target` deleted.
+    Delete {
+        /// The deleted message's `seq`.
+        target: u64,
+    },
+}
+
+impl Kind {
+    /// A message nobody may edit (the tests', and the kind before edits).
+    pub const SAID: Kind = Kind::Said { author: None };
 }
 
 #[derive(Debug, Clone)]
@@ -56,6 +86,7 @@ struct MessageRecord {
     at: u64,
     user: Range<usize>,
     text: Range<usize>,
+    kind: Kind,
 }
 
 /// The records of one turn (or, after a failed commit, the part of it that
@@ -95,6 +126,7 @@ impl Batch {
             at: r.at,
             user: &self.strings[r.user.clone()],
             text: &self.strings[r.text.clone()],
+            kind: r.kind,
         })
     }
 
@@ -131,6 +163,7 @@ impl Batch {
             at: m.at,
             user,
             text,
+            kind: m.kind,
         });
         let last = self.last_seqs.entry(m.room).or_insert(m.seq);
         *last = (*last).max(m.seq);

@@ -132,11 +132,8 @@ fn undamaged(
 fn write_room(tx: &Transaction, batch: &Batch, room: u32) -> rusqlite::Result<()> {
     tx.prepare_cached("INSERT OR IGNORE INTO rooms (number) VALUES (?1)")?
         .execute([room])?;
-    let mut stmt = tx.prepare_cached(
-        "INSERT INTO messages (room, seq, at, user, text) VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?;
     for m in batch.messages().filter(|m| m.room == room) {
-        stmt.execute(params![m.room, to_i64(m.seq), to_i64(m.at), m.user, m.text])?;
+        super::events::write(tx, &m)?;
     }
     Ok(())
 }

@@ -143,6 +143,7 @@
 pub mod batch;
 pub mod copy;
 pub mod damage;
+pub mod events;
 pub mod file;
 pub mod lock;
 pub mod retention;
@@ -160,7 +161,7 @@ use std::sync::Arc;
 
 use rusqlite::{Connection, Transaction, params};
 
-pub use batch::{Batch, Login, Message, TokenHash};
+pub use batch::{Batch, Kind, Login, Message, TokenHash};
 pub use damage::Damage;
 pub use file::OpenError;
 pub use lock::FileLock;
@@ -235,17 +236,26 @@ pub struct StoredSession {
     pub login_at: u64,
 }
 
-/// A message as stored.
+/// A room event as stored: a chat message (in its current state), an edit
+/// or a delete (see `schema.rs`, version 4).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredMessage {
     /// Its number in its room.
     pub seq: u64,
     /// Unix milliseconds.
     pub at: u64,
-    /// The sender's id as typed.
+    /// The sender's id as typed (of a delete: who deleted it, empty for
+    /// the operator).
     pub user: String,
-    /// The chat text as kept (already cut to `--max-chat-chars`).
+    /// The chat text as kept (already cut to `--max-chat-chars`); of a
+    /// message, its latest text (empty once deleted).
     pub text: String,
+    /// Which event it is.
+    pub kind: Kind,
+    /// Of a message: when it was last edited.
+    pub edited: Option<u64>,
+    /// Of a message: deleted.
+    pub deleted: bool,
 }
 
 /// A room as stored: its counter and the tail of its history.
@@ -686,6 +696,13 @@ impl Store {
         Ok(History { messages, more })
     }
 
+    /// The event `seq` of `room`, if the file keeps it (the message an
+    /// edit or delete targets, when it is older than the history in
+    /// memory).
+    pub fn event(&self, room: u32, seq: u64) -> Result<Option<StoredMessage>, QueryError> {
+        Ok(events::one(&self.conn, room, seq)?)
+    }
+
     /// The newest `count` messages of `room` with `seq < before`, oldest first.
     fn newest(
         &self,
@@ -693,18 +710,15 @@ impl Store {
         before: u64,
         count: usize,
     ) -> Result<Vec<StoredMessage>, QueryError> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT seq, at, user, text FROM messages
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {} FROM messages
              WHERE room = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3",
+            events::COLUMNS
+        ))?;
+        let rows = stmt.query_map(
+            params![room, to_i64(before), to_i64(count as u64)],
+            events::from_row,
         )?;
-        let rows = stmt.query_map(params![room, to_i64(before), to_i64(count as u64)], |row| {
-            Ok(StoredMessage {
-                seq: to_u64(row.get(0)?),
-                at: to_u64(row.get(1)?),
-                user: row.get(2)?,
-                text: row.get(3)?,
-            })
-        })?;
         let mut messages = rows.collect::<Result<Vec<_>, _>>()?;
         messages.reverse();
         Ok(messages)
@@ -784,17 +798,13 @@ fn write_logins(tx: &Transaction, batch: &Batch) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// A plain `INSERT`: a `(room, seq)` that is already there fails the
-/// commit rather than replace a message someone may have seen.
+/// Each event as `events::write` writes it, in the order recorded.
 fn write_messages(tx: &Transaction, batch: &Batch, damage: &Damage) -> rusqlite::Result<()> {
     if batch.messages().len() == 0 {
         return Ok(());
     }
-    let mut stmt = tx.prepare_cached(
-        "INSERT INTO messages (room, seq, at, user, text) VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?;
     for m in batch.messages().filter(|m| damage.writes(m.room)) {
-        stmt.execute(params![m.room, to_i64(m.seq), to_i64(m.at), m.user, m.text])?;
+        events::write(tx, &m)?;
     }
     Ok(())
 }

@@ -253,6 +253,7 @@ mod tests {
                 at,
                 user: "z",
                 text: &text,
+                kind: crate::store::Kind::SAID,
             });
         }
         store.commit().unwrap();

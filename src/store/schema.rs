@@ -23,7 +23,7 @@ pub type Step = &'static str;
 /// is an empty file, so the first step creates the tables of version 1.
 /// A later version appends a step here (and never edits an old one: files
 /// in the field went through it).
-pub const STEPS: &[Step] = &[VERSION_1, VERSION_2, VERSION_3];
+pub const STEPS: &[Step] = &[VERSION_1, VERSION_2, VERSION_3, VERSION_4];
 
 /// The schema version this binary writes and understands.
 pub const SCHEMA_VERSION: u32 = STEPS.len() as u32;
@@ -83,6 +83,27 @@ const VERSION_3: &str = "
         value NOT NULL
     ) WITHOUT ROWID;
     INSERT INTO meta (key, value) VALUES ('epoch', random());
+";
+
+/// Version 4: edits and deletes. Each is a room event with its own `seq`,
+/// so it is a row of `messages` like a chat message, told apart by `kind`
+/// (0 a message, 1 an edit, 2 a delete) and naming the message it changes
+/// in `target`. An edit's `user` is its author and `text` the new text; a
+/// delete's `user` is who deleted it (empty: the operator) and its `text`
+/// is empty. The message row itself holds its current state: `text` is the
+/// latest text, `edited` when it was last edited (Unix ms), and `deleted`
+/// is 1 once deleted (then `text` is empty and the edit rows of it are
+/// gone: a deleted text stays nowhere in the file). `author` is the SHA-256
+/// of the sending session's token, as `sessions` keeps it (never the
+/// token): the session that may edit and delete the message, after a
+/// restart too; messages written before version 4 have none, so nobody
+/// may edit them.
+const VERSION_4: &str = "
+    ALTER TABLE messages ADD COLUMN kind INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE messages ADD COLUMN target INTEGER;
+    ALTER TABLE messages ADD COLUMN author BLOB;
+    ALTER TABLE messages ADD COLUMN edited INTEGER;
+    ALTER TABLE messages ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0;
 ";
 
 /// The file's epoch (version 3 and later; see `VERSION_3`).

@@ -34,6 +34,7 @@ fn message(room: u32, seq: u64, text: &str) -> Message<'_> {
         at: 1_700_000_000_000 + seq,
         user: "Zoë",
         text,
+        kind: Kind::SAID,
     }
 }
 
@@ -102,7 +103,10 @@ fn a_new_file_is_marked_and_reopens_with_everything() {
             seq: 2,
             at: 1_700_000_000_002,
             user: "Zoë".into(),
-            text: "again".into()
+            text: "again".into(),
+            kind: Kind::SAID,
+            edited: None,
+            deleted: false,
         }
     );
     assert_eq!((loaded.rooms[1].number, loaded.rooms[1].last_seq), (6, 1));
