@@ -1231,10 +1231,20 @@ function renderTyping() {
 
 // ---------------------------------------------------------------- notices
 
+/** The server's reasons for refusing a change, in words; others are shown as they come. */
+const REFUSALS = {
+  'too late': 'the time to change that message is over',
+  'not yours': 'that message is not yours',
+  'deleted': 'that message was deleted',
+  'no such message': 'that message is no longer kept',
+  'empty': 'a message cannot be empty',
+};
+
 /** The server refused a command (an edit too late, a message not ours…). */
 function onError(event) {
   const reason = typeof event.reason === 'string' && event.reason !== '' ? event.reason : 'no reason given';
-  showNotice(`The server refused that: ${reason}.`);
+  const words = Object.hasOwn(REFUSALS, reason) ? REFUSALS[reason] : reason;
+  showNotice(`The server refused that: ${words}.`);
   refreshActions(); // e.g. the window closed by the server's clock
 }
 
