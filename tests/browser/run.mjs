@@ -1704,6 +1704,7 @@ describe('screenshots', () => {
       await login(pages.Alice, server.url, 'Alice', 3);
       const lines = [
         ['carlos.m', 'release notes: https://example.com/wsrooms/releases/0.4'],
+        ['carlos.m', 'oops, wrong room'],
         ['Alice', 'great, thanks for checking.\nTwo things to try today:\n– the new message box (Shift+Enter for a new line)\n– the Log out button'],
         ['bob', 'lunch at 12:30?'],
         ['bob', 'I booked the usual place'],
@@ -1712,10 +1713,27 @@ describe('screenshots', () => {
         await say(pages[who], text);
         await waitMessage(pages.Alice, text);
       }
+      // One message deleted, one edited, with the page's own buttons.
+      const wrong = line(pages['carlos.m'], 'oops, wrong room');
+      await wrong.getByRole('button', { name: 'Delete' }).click();
+      await wrong.locator('.confirm').getByRole('button', { name: 'Delete' }).click();
+      await waitMessage(pages.Alice, 'message deleted');
+      await line(pages.bob, 'lunch at 12:30?').getByRole('button', { name: 'Edit' }).click();
+      await pages.bob.locator('#messages .edit-box').fill('lunch at 12:45?');
+      await pages.bob.locator('#messages .edit-box').press('Enter');
+      await waitMessage(pages.Alice, 'lunch at 12:45?');
       // Someone leaves: a system line.
       await pages['carlos.m'].close();
       const alice = pages.Alice;
       await waitPresence(alice, people.filter((p) => p !== 'carlos.m'));
+      // Zoë is typing (her page and the server let one "typing" through per
+      // 3 s, and her last message had one: she types on until it shows).
+      const shown = () => alice.waitForFunction(() => document.getElementById('typing').textContent === 'Zoë is typing…', null, { timeout: 500 }).then(() => true, () => false);
+      const deadline = Date.now() + WAIT_MS;
+      for (let i = 1; !(await shown()); i++) {
+        assert.ok(Date.now() < deadline, 'Zoë is shown typing');
+        await pages['Zoë'].fill('#text', 'on my way' + '.'.repeat(i % 4));
+      }
       await alice.fill('#text', 'sounds good');
       await alice.screenshot({ path: shotPath('room-1280.png') });
       // The README's picture is this one (docs/room.png): not stale.
