@@ -1468,6 +1468,51 @@ describe('edit, delete, typing', () => {
     }
   });
 
+  test('a cut longer than the history: edits and deletes of messages shown before it still arrive (from scrollback)', { timeout: TEST_MS }, async () => {
+    // Scrollback from the data file holds what memory (3 events) does not.
+    const data = tempDataFile();
+    await withServer({ args: ['--history-messages', '3', '--data-file', data.file] }, async (server) => {
+      const proxy = await startProxy(server.port);
+      const a = await newContext(browser);
+      const b = await newContext(browser);
+      const c = await newContext(browser);
+      try {
+        const alice = await a.newPage();
+        const bob = await b.newPage();
+        await login(alice, server.url, 'alice', 47);
+        await login(bob, proxy.url, 'bob', 47);
+        for (const text of ['m1', 'm2', 'm3']) await say(alice, text);
+        await waitMessage(bob, 'm3');
+        const [m1, m2] = seqs(await messages(bob));
+        proxy.cut();
+        await waitState(bob, 'reconnecting');
+        const send = (command) => alice.evaluate((cmd) => window.wsrooms.socket.send(JSON.stringify(cmd)), command);
+        await send({ type: 'edit', seq: m1, text: 'm1, edited' });
+        await send({ type: 'delete', seq: m2 });
+        // Five more: the edit and the delete are no longer in the server's memory.
+        for (const text of ['m4', 'm5', 'm6', 'm7', 'm8']) await say(alice, text);
+        await waitMessage(alice, 'm8');
+        proxy.restore();
+        await waitState(bob, 'connected', WAIT_MS * 2);
+        await waitMessage(bob, 'm8');
+        await waitMessage(bob, 'm1, edited');
+        await waitTombstone(bob, m2, 'message deleted');
+        await bob.waitForFunction(() => document.querySelectorAll('#messages li.gap-fill, #messages li.gap').length === 0);
+        // A fresh page (its older pages loaded) shows the same.
+        const carol = await c.newPage();
+        await login(carol, server.url, 'carol', 47);
+        await carol.waitForFunction(() => window.wsrooms.older === 'done');
+        assert.deepEqual(await messageStates(bob), await messageStates(carol));
+        await finish(a, b, c);
+      } finally {
+        await a.close().catch(() => {});
+        await b.close().catch(() => {});
+        await c.close().catch(() => {});
+        await proxy.close();
+      }
+    }).finally(() => data.remove());
+  });
+
   test('the edit window closes: Edit and Delete go away, a late change is refused with a notice', { timeout: TEST_MS }, async () => {
     await withServer({ args: ['--edit-window-secs', '3'] }, async (server) => {
       const a = await newContext(browser);
