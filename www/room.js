@@ -131,6 +131,7 @@ let lastTypingSent = 0;   // when we last sent "typing" (ms)
 const typers = new Map(); // lower-cased id → { user, until } of those typing now
 let typingTimer = null;
 let noticeTimer = null;
+let lastChanged = null;   // the seq our last edit or delete was for (an `error` is about it)
 
 // ---------------------------------------------------------------- small helpers
 
@@ -1021,6 +1022,9 @@ function sendCommand(command) {
     return false;
   }
   socket.send(JSON.stringify(command));
+  if (command.type === 'edit' || command.type === 'delete') {
+    lastChanged = command.seq;
+  }
   return true;
 }
 
@@ -1245,7 +1249,25 @@ function onError(event) {
   const reason = typeof event.reason === 'string' && event.reason !== '' ? event.reason : 'no reason given';
   const words = Object.hasOwn(REFUSALS, reason) ? REFUSALS[reason] : reason;
   showNotice(`The server refused that: ${words}.`);
-  refreshActions(); // e.g. the window closed by the server's clock
+  if (reason === 'too late') {
+    learnWindow(messageElement(lastChanged));
+  }
+  refreshActions();
+}
+
+/**
+ * A change of `li` came too late: the server's window is shorter than the
+ * page thought (a server whose welcome does not say it). No longer offer
+ * changes of messages as old as this one.
+ */
+function learnWindow(li) {
+  if (li === null) {
+    return;
+  }
+  const age = serverNow() - Number(li.dataset.at);
+  if (age >= 0 && age < editWindowMs) {
+    editWindowMs = Math.max(0, Math.floor(age));
+  }
 }
 
 /** A short line under the message box, gone after NOTICE_MS or at the next keystroke. */
