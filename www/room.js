@@ -1147,10 +1147,17 @@ function cancelEdit(li) {
   (edit ?? ui.input).focus();
 }
 
-/** Takes the editor off a line (if it has one) and shows its text again. */
+/**
+ * Takes the editor off a line (if it has one) and shows its text again.
+ * If the focus was in it, it goes to the message box (callers that know
+ * better move it on).
+ */
 function closeEditor(li) {
   if (!li.classList.contains('editing')) {
     return;
+  }
+  if (li.contains(document.activeElement)) {
+    ui.input.focus();
   }
   li.querySelector('.edit-box')?.remove();
   li.querySelector('.edit-bar')?.remove();
