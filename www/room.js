@@ -7,8 +7,8 @@
  * (welcome, join, leave, message, edit, delete, typing, error). The page
  * asks for the subprotocol "wsrooms.v2": when the server picks it, the page
  * sends JSON commands (say, edit, delete, typing); a server without it
- * picks none, and the page sends each chat message as plain text (and
- * offers no editing). When the connection drops for a reason worth retrying
+ * picks "chat", offered second, and the page sends each chat message as
+ * plain text (and offers no editing). When the connection drops for a reason worth retrying
  * we reconnect with exponential backoff and ask only for the events we have
  * not seen yet (?since=lastSeq), so every message is shown exactly once.
  *
@@ -355,6 +355,7 @@ function connect() {
   setState(first ? 'connecting' : 'reconnecting',
     first ? `Connecting to room ${room}…` : 'Reconnecting…');
   offerReconnect(null);
+  ui.statusBar.classList.remove('removed');
 
   let ws;
   try {
