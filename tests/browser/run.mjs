@@ -1623,6 +1623,43 @@ describe('presence', () => {
       await finish(a, b, c);
     });
   });
+  test('a server restart with a data file makes no "left" or "joined" for those who come back', { timeout: TEST_MS }, async () => {
+    const data = tempDataFile();
+    const args = ['--data-file', data.file];
+    let server = await startServer({ args });
+    const port = server.port;
+    const a = await newContext(browser);
+    const b = await newContext(browser);
+    try {
+      const alice = await a.newPage();
+      const bob = await b.newPage();
+      await login(alice, server.url, 'alice', 49);
+      await login(bob, server.url, 'bob', 49);
+      await alice.waitForSelector('#messages li.system:has-text("bob joined")');
+      await say(bob, 'before the restart');
+      await waitMessage(alice, 'before the restart');
+      await stopServer(server, 'SIGTERM');
+      await waitState(alice, 'reconnecting');
+      server = await startServer({ port, args });
+      for (const page of [alice, bob]) await waitState(page, 'connected', WAIT_MS * 2);
+      await say(bob, 'after the restart');
+      await waitMessage(alice, 'after the restart');
+      await say(alice, 'and alice too');
+      await waitMessage(bob, 'and alice too');
+      const lines = (page) => page.$$eval('#messages li.system > span:first-child', (items) =>
+        items.map((span) => span.textContent).filter((t) => / (left|joined)$/.test(t)));
+      assert.deepEqual(await lines(alice), ['bob joined'], 'Alice saw Bob join once, before the restart');
+      assert.deepEqual(await lines(bob), [], 'Bob saw no one come or go');
+      await waitPresence(alice, ['alice', 'bob']);
+      await waitPresence(bob, ['alice', 'bob']);
+      await finish(a, b);
+    } finally {
+      await a.close().catch(() => {});
+      await b.close().catch(() => {});
+      await stopServer(server, 'SIGKILL');
+      data.remove();
+    }
+  });
 });
 
 describe('moderation', () => {
