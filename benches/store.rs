@@ -24,7 +24,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use wsrooms::store::{DEFAULT_KEEP_MESSAGES, Message, Settings, Store, SyncEvery, TokenHash};
+use wsrooms::store::{DEFAULT_KEEP_MESSAGES, Kind, Message, Settings, Store, SyncEvery, TokenHash};
 
 const TEXT: &str = "a chat line of ordinary length, about sixty characters long";
 
@@ -35,6 +35,10 @@ fn message(room: u32, seq: u64, text: &str) -> Message<'_> {
         at: 1_763_770_000_000 + seq,
         user: "someone",
         text,
+        // As the server writes a message: with its author's token hash.
+        kind: Kind::Said {
+            author: Some(TokenHash([7; 32])),
+        },
     }
 }
 

@@ -166,7 +166,24 @@ user_ids = {
 for name, text in user_ids.items():
     write("user_id", name, text.encode())
 
-# conn_machine: control bytes (event seed, role 0 chat / 1 echo, frame
+# chat_command: wsrooms.v2 frames, good and bad.
+commands = {
+    "say": b'{"type":"say","text":"hi\\nthere"}',
+    "edit": b'{"seq":17,"type":"edit","text":"fixed"}',
+    "delete": b'{"type":"delete","seq":3}',
+    "typing": b'{"type":"typing"}',
+    "extra-field": b'{"type":"typing","user":"bob"}',
+    "twice": b'{"type":"say","text":"a","text":"b"}',
+    "seq-string": b'{"type":"delete","seq":"3"}',
+    "seq-float": b'{"type":"delete","seq":3.0}',
+    "not-object": b'["say","hi"]',
+    "trailing": b'{"type":"typing"} x',
+    "escapes": b'{"type":"say","text":"\\u00e9\\ud83d\\ude00\\"<"}',
+}
+for name, data in commands.items():
+    write("chat_command", name, data)
+
+# conn_machine: control bytes (event seed, role 0 chat / 1 echo / 2 v2 chat, frame
 # limit 16 + 4 * n), then a client's whole conversation: an upgrade and
 # frames, pipelined requests, a refused request.
 UPGRADE = (
@@ -186,6 +203,8 @@ conversations = {
                   + b"POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nxyz"
                   + b"GET /c HTTP/1.0\r\n\r\nGET /d HTTP/1.1\r\n\r\n"),
     "refused": (0, b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nnot http\r\n\r\n"),
+    "v2-commands": (2, UPGRADE + frame(True, 1, b'{"type":"say","text":"hi"}')
+                    + frame(True, 1, b'{"type":"typing"}') + frame(True, 1, b'{"type":"x"}')),
 }
 for i, (name, (role, data)) in enumerate(conversations.items()):
     write("conn_machine", name, bytes([17 * i + 3, role, 60]) + data)

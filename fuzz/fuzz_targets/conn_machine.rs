@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
 use wsrooms::chat::SessionId;
+use wsrooms::chat::command::Dialect;
 use wsrooms::conn::machine::{Actions, HttpInput, Role, Settings};
 use wsrooms::conn::{Input, Machine};
 use wsrooms::http::Status;
@@ -237,11 +238,14 @@ fuzz_target!(|data: &[u8]| {
     }
     let (ctl, stream) = data.split_at(3);
     let mut rng = Rng(u32::from(ctl[0]) << 8 | 0x5A | 1);
-    let role = match ctl[1] % 2 {
-        0 => Role::Chat {
-            session: SessionId::new(1, 1),
-        },
-        _ => Role::Echo,
+    let chat = |dialect| Role::Chat {
+        session: SessionId::new(1, 1),
+        dialect,
+    };
+    let role = match ctl[1] % 3 {
+        0 => chat(Dialect::Text),
+        1 => Role::Echo,
+        _ => chat(Dialect::V2),
     };
     let s = settings(16 + usize::from(ctl[2]) * 4);
     let now = Instant::now();

@@ -9,9 +9,11 @@
 //!
 //! A history entry's frame is what `welcome` and scrollback show: a
 //! message in its *current* state (its latest text and `"edited":AT`, or a
-//! tombstone without text), an edit or a delete as it was sent. When a
-//! message is deleted, the edits of it leave the history too, so a deleted
-//! text is never replayed; the delete itself stays. So a page that applies
+//! tombstone without text), an edit or a delete as it was sent, except
+//! that when a message is deleted its edits lose their text (`"text":""`;
+//! they keep their `seq`, so a history has no holes): a deleted text is
+//! never replayed, and the delete that follows them makes the message a
+//! tombstone on every page. So a page that applies
 //! a `history` in order (an edit sets a message's text, a delete makes it a
 //! tombstone, an event for a message it does not show is ignored) ends
 //! with what a fresh page shows, whatever `since` it came back with.
@@ -272,7 +274,7 @@ impl Chat {
 
     /// A delivered edit or delete changes the message it targets, if the
     /// history in memory holds it: its frame shows the new state; a
-    /// deleted message's edits leave the history.
+    /// deleted message's edits lose their text.
     pub(super) fn apply_change(&mut self, room: RoomId, event: &Event) {
         let (target, text, at) = match event {
             Event::Message(_) => return,
@@ -301,17 +303,19 @@ impl Chat {
         entry.frame = frame::encode_frame(Opcode::Text, &json).into();
         self.history_bytes = self.history_bytes - old + entry.frame.len();
         if text.is_none() {
-            let before = r.history.len();
-            let mut freed = 0;
-            r.history.retain(|k| match k.event {
-                Event::Edit { target: t, .. } if t == target => {
-                    freed += k.frame.len();
-                    false
+            // Its edits stay (their `seq`s too: a history has no holes),
+            // without their text.
+            let mut change = 0isize;
+            for k in r.history.iter_mut() {
+                if let Event::Edit { target: t, at, .. } = k.event
+                    && t == target
+                {
+                    let blank = Kept::edit(k.seq, target, "", at);
+                    change += blank.frame.len() as isize - k.frame.len() as isize;
+                    *k = blank;
                 }
-                _ => true,
-            });
-            debug_assert!(r.history.len() <= before);
-            self.history_bytes -= freed;
+            }
+            self.history_bytes = self.history_bytes.saturating_add_signed(change);
         }
     }
 }

@@ -11,8 +11,8 @@ use super::{Kind, Message, StoredMessage, TokenHash, to_i64, to_u64};
 pub const COLUMNS: &str = "seq, at, user, text, kind, target, author, edited, deleted";
 
 /// Writes one recorded event: its row, then, for an edit or a delete, the
-/// change to the message it targets (a delete also removes that message's
-/// edit rows, so its text stays nowhere). A plain `INSERT`: a `(room,
+/// change to the message it targets (a delete also empties the text of
+/// that message's edit rows, so its text stays in no row). A plain `INSERT`: a `(room,
 /// seq)` already there fails the commit rather than replace an event
 /// someone may have seen.
 pub fn write(tx: &Transaction, m: &Message<'_>) -> rusqlite::Result<()> {
@@ -56,9 +56,10 @@ fn delete(tx: &Transaction, room: u32, target: u64) -> rusqlite::Result<()> {
         "UPDATE messages SET text = '', deleted = 1 WHERE room = ?1 AND seq = ?2 AND kind = 0",
     )?
     .execute(params![room, to_i64(target)])?;
-    // Its edits come after it: one range of the primary key.
+    // Its edits (after it: one range of the primary key) keep their row
+    // and `seq`, not their text.
     tx.prepare_cached(
-        "DELETE FROM messages WHERE room = ?1 AND seq > ?2 AND kind = 1 AND target = ?2",
+        "UPDATE messages SET text = '' WHERE room = ?1 AND seq > ?2 AND kind = 1 AND target = ?2",
     )?
     .execute(params![room, to_i64(target)])
     .map(|_| ())

@@ -92,8 +92,8 @@ const VERSION_3: &str = "
 /// delete's `user` is who deleted it (empty: the operator) and its `text`
 /// is empty. The message row itself holds its current state: `text` is the
 /// latest text, `edited` when it was last edited (Unix ms), and `deleted`
-/// is 1 once deleted (then `text` is empty and the edit rows of it are
-/// gone: a deleted text stays nowhere in the file). `author` is the SHA-256
+/// is 1 once deleted (then `text` is empty, and so is the `text` of its
+/// edit rows: a deleted text stays in no row). `author` is the SHA-256
 /// of the sending session's token, as `sessions` keeps it (never the
 /// token): the session that may edit and delete the message, after a
 /// restart too; messages written before version 4 have none, so nobody

@@ -98,6 +98,64 @@ pub fn join(addr: SocketAddr, user: &str, room: u32) -> (Ws, serde_json::Value) 
     (ws, welcome)
 }
 
+/// Opens a WebSocket to `path` (with the page's Origin) offering the
+/// subprotocols `offer` (one `Sec-WebSocket-Protocol` value); returns it
+/// and the subprotocol the `101` named (the client checks it is one it
+/// offered).
+pub fn ws_connect_offering(
+    addr: SocketAddr,
+    path: &str,
+    cookie: &str,
+    offer: &str,
+) -> (Ws, Option<String>) {
+    let mut request = format!("ws://{addr}{path}").into_client_request().unwrap();
+    let headers = request.headers_mut();
+    headers.insert("Cookie", cookie.parse().unwrap());
+    headers.insert("Origin", format!("http://{addr}").parse().unwrap());
+    headers.insert("Sec-WebSocket-Protocol", offer.parse().unwrap());
+    match tungstenite::client::client(request, tcp(addr)) {
+        Ok((ws, response)) => {
+            let chosen = response
+                .headers()
+                .get("Sec-WebSocket-Protocol")
+                .map(|v| v.to_str().unwrap().to_string());
+            (ws, chosen)
+        }
+        Err(e) => panic!("websocket handshake: {e:?}"),
+    }
+}
+
+/// Login + a room socket speaking `wsrooms.v2` (`?since=N` if given) + its
+/// welcome; returns the socket, the welcome and the session cookie.
+pub fn join_v2(addr: SocketAddr, user: &str, room: u32) -> (Ws, serde_json::Value, String) {
+    let cookie = login(addr, user, room);
+    let (ws, welcome) = open_v2(addr, room, &cookie, None);
+    (ws, welcome, cookie)
+}
+
+/// A `wsrooms.v2` room socket of the session `cookie` (with `?since=N` if
+/// given), and its welcome.
+pub fn open_v2(
+    addr: SocketAddr,
+    room: u32,
+    cookie: &str,
+    since: Option<u64>,
+) -> (Ws, serde_json::Value) {
+    let since = since.map(|n| format!("?since={n}")).unwrap_or_default();
+    let path = format!("/rooms/{room}/ws{since}");
+    let (mut ws, chosen) = ws_connect_offering(addr, &path, cookie, "wsrooms.v2");
+    assert_eq!(chosen.as_deref(), Some("wsrooms.v2"));
+    let welcome = next_event(&mut ws);
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+    (ws, welcome)
+}
+
+/// Sends one JSON command as a text frame.
+pub fn send_json(ws: &mut Ws, command: serde_json::Value) {
+    ws.send(Message::text(command.to_string()))
+        .expect("send a command");
+}
+
 // ----- raw sockets -----------------------------------------------------------
 
 /// The mask key of every client frame the tests write.

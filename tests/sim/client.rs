@@ -26,11 +26,21 @@ pub enum Phase {
 /// What a client saw that the checker must know.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Seen {
-    /// A `message` event (live, or from a welcome's history).
+    /// A `message` event (live, or from a welcome's history; `changed`:
+    /// the history shows it edited or deleted, so `text` is not the one
+    /// it was sent with).
     Message {
         seq: u64,
         user: String,
         text: String,
+        changed: bool,
+    },
+    /// An `edit` or `delete` event of message `target` (`by`: who deleted).
+    Change {
+        seq: u64,
+        target: u64,
+        delete: bool,
+        by: Option<String>,
     },
     /// A welcome: its user list and whether it says messages were missed.
     Welcome { users: Vec<String>, gap: bool },
@@ -66,6 +76,14 @@ pub struct Client {
     buf: Vec<u8>,
     /// It sent its close frame on the open socket.
     closing: bool,
+    /// The `Sec-WebSocket-Protocol` its upgrade offers (`None`: none).
+    pub protocol: Option<&'static str>,
+    /// When set, every event it reads is appended here as JSON (a
+    /// welcome's history entries each on their own, after the welcome).
+    pub log: Option<Vec<serde_json::Value>>,
+    /// The `seq`s of its own last messages (at most 4), unchanged as far
+    /// as it knows: what it may edit or delete.
+    pub mine: Vec<u64>,
 }
 
 impl Client {
@@ -85,6 +103,9 @@ impl Client {
             sent: 0,
             buf: Vec::new(),
             closing: false,
+            protocol: None,
+            log: None,
+            mine: Vec::new(),
         }
     }
 
@@ -117,18 +138,64 @@ impl Client {
         format!(
             "GET /rooms/{}/ws{since} HTTP/1.1\r\nHost: sim\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
-             Origin: http://sim\r\nCookie: {}\r\n\r\n",
+             Origin: http://sim\r\nCookie: {}\r\n{}\r\n",
             self.room,
-            self.cookie.as_deref().unwrap_or("")
+            self.cookie.as_deref().unwrap_or(""),
+            self.protocol
+                .map(|p| format!("Sec-WebSocket-Protocol: {p}\r\n"))
+                .unwrap_or_default()
         )
         .into_bytes()
     }
 
-    /// A chat message frame, numbered by the client.
+    /// A chat message frame, numbered by the client (a `say` command
+    /// when it speaks `wsrooms.v2`).
     pub fn chat_frame(&mut self) -> Vec<u8> {
         self.sent += 1;
         let text = format!("{}.{}", self.user, self.sent);
-        encode_client_frame(true, 1, [7, 1, 3, 5], text.as_bytes())
+        match self.protocol {
+            Some(_) => {
+                let say = format!(r#"{{"type":"say","text":"{text}"}}"#);
+                encode_client_frame(true, 1, [7, 1, 3, 5], say.as_bytes())
+            }
+            None => encode_client_frame(true, 1, [7, 1, 3, 5], text.as_bytes()),
+        }
+    }
+
+    /// An edit (or, with `delete`, a delete) of one of its own messages,
+    /// picked by `pick`; `None` if it speaks no `wsrooms.v2` or knows no
+    /// message of its own.
+    pub fn change_frame(&mut self, pick: u64, delete: bool) -> Option<Vec<u8>> {
+        self.protocol?;
+        let i = (pick % self.mine.len().max(1) as u64) as usize;
+        let seq = *self.mine.get(i)?;
+        let command = match delete {
+            true => {
+                self.mine.remove(i);
+                format!(r#"{{"type":"delete","seq":{seq}}}"#)
+            }
+            false => format!(
+                r#"{{"type":"edit","seq":{seq},"text":"{}.e{pick}"}}"#,
+                self.user
+            ),
+        };
+        Some(encode_client_frame(
+            true,
+            1,
+            [7, 1, 3, 5],
+            command.as_bytes(),
+        ))
+    }
+
+    /// A `typing` notice, if it speaks `wsrooms.v2`.
+    pub fn typing_frame(&self) -> Option<Vec<u8>> {
+        self.protocol?;
+        Some(encode_client_frame(
+            true,
+            1,
+            [7, 1, 3, 5],
+            br#"{"type":"typing"}"#,
+        ))
     }
 
     /// Bytes the client read from its pipe: what it learns from them.
@@ -229,9 +296,26 @@ impl Client {
     fn on_event(&mut self, payload: &[u8], seen: &mut Vec<Seen>) {
         // The common case, read without a JSON parser (the simulation's
         // texts and ids need no escapes): a debug build spends its time here.
+        if let Some(log) = &mut self.log {
+            let v: serde_json::Value = serde_json::from_slice(payload).expect("an event is JSON");
+            if let Some(history) = v["history"].as_array() {
+                let mut welcome = v.clone();
+                welcome["history"] = serde_json::json!([]);
+                log.push(welcome);
+                log.extend(history.iter().cloned());
+            } else {
+                log.push(v);
+            }
+        }
         if let Some((seq, user, text)) = plain_message(payload) {
             self.last_seq = Some(seq);
-            return seen.push(Seen::Message { seq, user, text });
+            self.remember(seq, &user, false);
+            return seen.push(Seen::Message {
+                seq,
+                user,
+                text,
+                changed: false,
+            });
         }
         let v: serde_json::Value = serde_json::from_slice(payload).expect("an event is JSON");
         let text = |v: &serde_json::Value, k: &str| v[k].as_str().unwrap_or_default().to_string();
@@ -251,10 +335,14 @@ impl Client {
                     gap: v["gap"].as_bool() == Some(true),
                 });
                 for m in v["history"].as_array().into_iter().flatten() {
-                    self.on_message(m, seen);
+                    match m["type"].as_str() {
+                        Some("message") => self.on_message(m, seen),
+                        _ => self.on_change(m, seen),
+                    }
                 }
             }
             Some("message") => self.on_message(&v, seen),
+            Some("edit" | "delete") => self.on_change(&v, seen),
             Some(kind @ ("join" | "leave")) => {
                 let user = text(&v, "user");
                 // (Kept sorted, as a set.)
@@ -274,12 +362,43 @@ impl Client {
 
     fn on_message(&mut self, m: &serde_json::Value, seen: &mut Vec<Seen>) {
         let seq = m["seq"].as_u64().expect("a message has a seq");
+        let user = m["user"].as_str().unwrap_or_default().to_string();
+        let changed = m.get("edited").is_some() || m["deleted"] == true;
+        self.remember(seq, &user, changed);
         seen.push(Seen::Message {
             seq,
-            user: m["user"].as_str().unwrap_or_default().to_string(),
+            user,
             text: m["text"].as_str().unwrap_or_default().to_string(),
+            changed,
         });
         self.last_seq = Some(seq);
+    }
+
+    /// An `edit` or `delete` (live or in a history).
+    fn on_change(&mut self, e: &serde_json::Value, seen: &mut Vec<Seen>) {
+        let seq = e["seq"].as_u64().expect("a change has a seq");
+        let target = e["target"].as_u64().expect("a change has a target");
+        let delete = e["type"] == "delete";
+        if delete {
+            self.mine.retain(|&s| s != target);
+        }
+        seen.push(Seen::Change {
+            seq,
+            target,
+            delete,
+            by: e["by"].as_str().map(String::from),
+        });
+        self.last_seq = Some(seq);
+    }
+
+    /// One of its own messages, unchanged: it may change it later.
+    fn remember(&mut self, seq: u64, user: &str, changed: bool) {
+        if user == self.user && !changed && !self.mine.contains(&seq) {
+            self.mine.push(seq);
+            if self.mine.len() > 4 {
+                self.mine.remove(0);
+            }
+        }
     }
 
     /// Starts our close handshake (the server answers, then closes).
@@ -293,6 +412,7 @@ impl Client {
     pub fn forget_room(&mut self) {
         self.last_seq = None;
         self.expected = None;
+        self.mine.clear();
     }
 
     /// It has parsed everything it read.

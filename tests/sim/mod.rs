@@ -3,9 +3,13 @@
 //! TCP connections, a virtual clock, and faults, all drawn from one seed.
 //! After every loop turn it checks what must always hold:
 //!
-//! - **one history**: every `seq` of a room means one message (same
-//!   sender, same text) for every client that ever sees it, even across
+//! - **one history**: every `seq` of a room means one event for every
+//!   client that ever sees it (a message: same sender, same text as sent
+//!   unless a history shows it edited or deleted; an edit or a delete:
+//!   same target, and a delete's `by` is the target's sender), even across
 //!   failed commits and restarts from the data file (no `seq` reused);
+//!   half the clients speak `wsrooms.v2` and edit and delete their own
+//!   messages now and then;
 //! - **exactly once, in order, none missed**: each client sees its room's
 //!   messages with consecutive `seq`s, across reconnects with `since`
 //!   (unless its welcome says `gap`);
@@ -25,6 +29,8 @@
 //! A failure names its seed; `WSROOMS_SIM_SEED=N` replays that seed alone
 //! (the same clients, faults and turns).
 
+#[allow(dead_code)] // (for the by-hand tests, not the simulation)
+pub mod by_hand;
 pub mod client;
 pub mod net;
 
@@ -123,6 +129,15 @@ pub fn sim_config(data_file: Option<PathBuf>) -> Config {
 /// What went wrong, and when.
 pub type Failure = String;
 
+/// What one `seq` of a room was seen to be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Entry {
+    /// A message from `user`; `text` as it was sent, once seen so.
+    Said { user: String, text: Option<String> },
+    /// An edit or a delete of message `target`.
+    Change { target: u64, delete: bool },
+}
+
 /// One simulated world.
 pub struct World {
     pub plan: Plan,
@@ -132,8 +147,8 @@ pub struct World {
     config: Config,
     /// The data file, in a directory removed at the end.
     _dir: Option<tempfile::TempDir>,
-    /// Every `seq` of every room: who sent what (one history).
-    history: HashMap<u32, BTreeMap<u64, (String, String)>>,
+    /// Every `seq` of every room: what it is (one history).
+    history: HashMap<u32, BTreeMap<u64, Entry>>,
     /// Each room number's room in the core at the last check: a new one
     /// (freed and made again, even within one turn) numbers from 1 again.
     room_ids: HashMap<u32, Option<RoomId>>,
@@ -166,7 +181,11 @@ impl World {
         let start = Instant::now();
         let core = start_core(&config, start);
         let clients = (0..plan.clients)
-            .map(|n| Client::new(n, 1 + (n as u32 % plan.rooms)))
+            .map(|n| {
+                let mut c = Client::new(n, 1 + (n as u32 % plan.rooms));
+                c.protocol = (n % 2 == 0).then_some("wsrooms.v2");
+                c
+            })
             .collect();
         World {
             rng: Rng::new(seed),
@@ -336,6 +355,17 @@ impl World {
                 let close = self.clients[n].close_frame();
                 self.net.pipes[p].send(&close);
             }
+            775..830 => {
+                // A `wsrooms.v2` client edits or deletes one of its own.
+                if let Some(frame) = self.clients[n].change_frame(roll, roll >= 815) {
+                    self.net.pipes[p].send(&frame);
+                }
+            }
+            830..850 => {
+                if let Some(frame) = self.clients[n].typing_frame() {
+                    self.net.pipes[p].send(&frame);
+                }
+            }
             760..775 if faults => {
                 // A second socket for the same session (another tab).
                 self.note(format!("{user} opens a second socket"));
@@ -451,26 +481,24 @@ impl World {
     fn saw(&mut self, n: usize, seen: Seen) -> Result<(), Failure> {
         let room = self.clients[n].room;
         match seen {
-            Seen::Message { seq, user, text } => {
-                let ours = self.history.entry(room).or_default();
-                match ours.get(&seq) {
-                    Some(first) if *first != (user.clone(), text.clone()) => {
-                        return Err(format!(
-                            "seq {seq} of room {room} reused: {first:?}, then {:?} (seen by {})",
-                            (user, text),
-                            self.clients[n].user
-                        ));
-                    }
-                    Some(_) => {}
-                    None => {
-                        if !text.starts_with(&format!("{user}.")) {
-                            return Err(format!(
-                                "message {seq} is not its sender's: {user} {text}"
-                            ));
-                        }
-                        ours.insert(seq, (user, text));
-                    }
-                }
+            Seen::Message {
+                seq,
+                user,
+                text,
+                changed,
+            } => {
+                self.saw_message(room, seq, user, text, changed)
+                    .map_err(|e| format!("{e} (seen by {})", self.clients[n].user))?;
+                self.check_order(n, seq)
+            }
+            Seen::Change {
+                seq,
+                target,
+                delete,
+                by,
+            } => {
+                self.saw_change(room, seq, target, delete, by)
+                    .map_err(|e| format!("{e} (seen by {})", self.clients[n].user))?;
                 self.check_order(n, seq)
             }
             Seen::Welcome { gap, .. } => {
@@ -481,6 +509,76 @@ impl World {
                 Ok(())
             }
             Seen::Presence { .. } | Seen::Close(_) => Ok(()),
+        }
+    }
+
+    /// A message `seq` of `room`: one sender, and the text it was sent with
+    /// whenever it is shown unchanged.
+    fn saw_message(
+        &mut self,
+        room: u32,
+        seq: u64,
+        user: String,
+        text: String,
+        changed: bool,
+    ) -> Result<(), Failure> {
+        let ours = self.history.entry(room).or_default();
+        let sent = (!changed).then(|| text.clone());
+        if let Some(t) = &sent
+            && !t.starts_with(&format!("{user}."))
+        {
+            return Err(format!("message {seq} is not its sender's: {user} {t}"));
+        }
+        match ours.get_mut(&seq) {
+            Some(Entry::Said { user: u, text: t }) if *u == user => match (t.as_ref(), sent) {
+                (Some(first), Some(now)) if *first != now => Err(format!(
+                    "seq {seq} of room {room} reused: {first:?}, then {now:?}"
+                )),
+                (None, Some(now)) => {
+                    *t = Some(now);
+                    Ok(())
+                }
+                _ => Ok(()),
+            },
+            Some(first) => Err(format!(
+                "seq {seq} of room {room} reused: {first:?}, then {:?}",
+                (user, text)
+            )),
+            None => {
+                ours.insert(seq, Entry::Said { user, text: sent });
+                Ok(())
+            }
+        }
+    }
+
+    /// An edit or delete `seq` of `room`: one target, and a delete by the
+    /// target's own sender.
+    fn saw_change(
+        &mut self,
+        room: u32,
+        seq: u64,
+        target: u64,
+        delete: bool,
+        by: Option<String>,
+    ) -> Result<(), Failure> {
+        let ours = self.history.entry(room).or_default();
+        if let (Some(by), Some(Entry::Said { user, .. })) = (&by, ours.get(&target))
+            && by != user
+        {
+            return Err(format!(
+                "{by} deleted {user}'s message {target} of room {room}"
+            ));
+        }
+        let entry = Entry::Change { target, delete };
+        match ours.get(&seq) {
+            Some(first) if *first != entry => Err(format!(
+                "seq {seq} of room {room} reused: {first:?}, then {entry:?}"
+            )),
+            Some(_) => Ok(()),
+            None => {
+                ours.insert(seq, entry);
+                Ok(())
+            }
         }
     }
 
@@ -691,7 +789,7 @@ impl World {
 }
 
 /// A core as the binary starts one: with the data file if there is one.
-fn start_core(config: &Config, now: Instant) -> Core {
+pub fn start_core(config: &Config, now: Instant) -> Core {
     let mut core = Core::new(config.clone(), now);
     if let Some(path) = &config.data_file {
         let store = Store::open(path, config.keep_messages as u64).expect("the data file opens");
