@@ -813,6 +813,9 @@ function applyEvent(event) {
     return;
   }
   noteSeq(event.seq);
+  if (event.type === 'edit' && (typeof event.text !== 'string' || event.text === '')) {
+    return; // an edit of a message deleted since: it lost its text, the delete follows
+  }
   const li = messageElement(event.target);
   if (li === null) {
     keepPatch(event); // its message may come later, from scrollback
@@ -854,7 +857,7 @@ function applyTo(li, event) {
   if (!Number.isFinite(event.at) || !newerEdit(li, event.at, event.seq)) {
     return; // the line already shows this edit or a later one
   }
-  showText(li, String(event.text ?? ''));
+  showText(li, event.text);
   showEdited(li, event.at, event.seq);
 }
 
