@@ -1597,6 +1597,10 @@ describe('edit, delete, typing', () => {
       await alice.waitForFunction(() => document.getElementById('typing').textContent === '', null, { timeout: 10000 });
       assert.ok(Date.now() - stopped >= 2000, `shown for a while (${Date.now() - stopped} ms after Bob sent)`);
       assert.equal(await alice.getAttribute('#typing', 'aria-live'), 'polite');
+      // The words for more people (the page's own function).
+      assert.deepEqual(await alice.evaluate(() => [['a'], ['a', 'b'], ['a', 'b', 'c'], ['a', 'b', 'c', 'd']].map(typingText)), [
+        'a is typing…', 'a and b are typing…', 'a, b and c are typing…', 'Several people are typing…',
+      ]);
       await finish(a, b, c);
     });
   });
