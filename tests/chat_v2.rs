@@ -122,6 +122,7 @@ fn a_frame_that_is_not_a_command_closes_1008_bad_command() {
         "",
         "null",
         "[]",
+        r#"["say","hi"]"#,
         r#""say""#,
         "{}",
         r#"{"type":"shout","text":"x"}"#,

@@ -68,7 +68,14 @@ pub fn parse(dialect: Dialect, payload: Vec<u8>) -> Result<Command, BadCommand> 
             Ok(text) => Ok(Command::Say { text }),
             Err(_) => Err(BadCommand), // the frame reader checked UTF-8 already
         },
-        Dialect::V2 => serde_json::from_slice(&payload).map_err(|_| BadCommand),
+        Dialect::V2 => {
+            // serde's derived reading of a tagged enum also takes an array
+            // (`["say","hi"]`): only an object is a command.
+            if payload.trim_ascii_start().first() != Some(&b'{') {
+                return Err(BadCommand);
+            }
+            serde_json::from_slice(&payload).map_err(|_| BadCommand)
+        }
     }
 }
 
@@ -118,6 +125,10 @@ mod tests {
             "hi",
             "null",
             "[]",
+            r#"["say","hi"]"#,
+            r#"["typing"]"#,
+            r#"["edit",1,"x"]"#,
+            r#"["delete",1]"#,
             "\"say\"",
             "{}",
             r#"{"type":"shout","text":"x"}"#,

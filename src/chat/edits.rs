@@ -335,6 +335,54 @@ mod tests {
     }
 
     #[test]
+    fn delivered_changes_show_in_the_history_and_its_bytes_are_counted() {
+        let mut chat = Chat::new();
+        let now = std::time::Instant::now();
+        chat.login(1, "al", [1; 16], now, 10).unwrap();
+        let room = chat.room_by_number(1).unwrap();
+        for text in ["one", "two"] {
+            let m = chat.number_said(room, "al", text, 7, Some(ALICE)).unwrap();
+            chat.keep(room, m, 10);
+        }
+        assert_eq!(chat.target(room, 3), Found::Nowhere, "not numbered yet");
+        let edit = chat.number_edit(room, 1, "one!", 8).unwrap();
+        let edit2 = chat.number_edit(room, 2, "two?", 8).unwrap();
+        let delete = chat.number_delete(room, 2, Some("al"), 9).unwrap();
+        for kept in [edit, edit2, delete] {
+            chat.keep(room, kept, 10);
+        }
+        let _ = chat.history_bytes(); // a debug build checks the count
+        let shown: Vec<String> = chat
+            .rooms
+            .get(room)
+            .unwrap()
+            .history
+            .iter()
+            .map(|k| String::from_utf8_lossy(k.json()).into_owned())
+            .collect();
+        assert!(shown[0].contains(r#""text":"one!""#) && shown[0].contains(r#""edited":8"#));
+        assert!(shown[1].contains(r#""deleted":true"#) && !shown[1].contains("two"));
+        assert!(shown[3].contains(r#""text":"""#), "{}", shown[3]);
+        let here = |deleted| {
+            Found::Here(Target {
+                at: 7,
+                author: Some(ALICE),
+                deleted,
+            })
+        };
+        assert_eq!(
+            (chat.target(room, 1), chat.target(room, 2)),
+            (here(false), here(true))
+        );
+        assert_eq!(chat.target(room, 3), Found::Nowhere, "an edit is no target");
+        // A ring of 3 drops its oldest (message 1): older than the history.
+        let delete = chat.number_delete(room, 1, None, 9).unwrap();
+        chat.keep(room, delete, 3);
+        assert_eq!(chat.target(room, 1), Found::Older);
+        let _ = chat.history_bytes();
+    }
+
+    #[test]
     fn who_may_change_what_and_until_when() {
         let me = Changer::Session(ALICE);
         assert_eq!(check(target(1000, false), me, 1999, 1000), Ok(()));

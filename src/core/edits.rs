@@ -28,14 +28,17 @@ impl Core {
         let Some(s) = self.chat.sessions.get(session) else {
             return;
         };
-        let (room, hash) = (s.room, s.token_hash);
+        let (room, hash, user) = (s.room, s.token_hash, s.user.clone());
         let result = match command {
             Command::Say { text } => {
                 self.say(id, session, &text);
                 Ok(())
             }
             Command::Edit { seq, text } => self.edit(id, session, seq, &text),
-            Command::Delete { seq } => self.delete(Some(id), room, seq, Changer::Session(hash)),
+            Command::Delete { seq } => {
+                let by = Changer::Session(hash);
+                self.delete(Some(id), room, seq, (by, &user))
+            }
             Command::Typing {} => {
                 self.typing(id, session);
                 Ok(())
@@ -92,39 +95,26 @@ impl Core {
         Ok(())
     }
 
-    /// A delete of message `seq` of `room`, by a session's socket `id` or
-    /// by the operator (`id` `None`).
+    /// A delete of message `seq` of `room`, from a session's socket `id`
+    /// or by the operator (`id` `None`); `by` says who, with the user id
+    /// its event names (empty for the operator: `"by":null`).
     fn delete(
         &mut self,
         id: Option<ConnId>,
         room: RoomId,
         seq: u64,
-        by: Changer,
+        by: (Changer, &str),
     ) -> Result<(), Refusal> {
-        self.may_change(room, seq, by)?;
-        let user = match (by, id) {
-            (Changer::Session(_), Some(id)) => self.member_user(room, id),
-            _ => String::new(),
-        };
-        let by_name = Some(user.as_str()).filter(|u| !u.is_empty());
+        let (changer, user) = by;
+        self.may_change(room, seq, changer)?;
+        let by_name = Some(user).filter(|u| !u.is_empty());
         let at = chat::unix_millis();
         let Some(kept) = self.chat.number_delete(room, seq, by_name, at) else {
             return Ok(());
         };
         let kind = store::Kind::Delete { target: seq };
-        self.post_event(id, room, kept, (&user, "", kind));
+        self.post_event(id, room, kept, (user, "", kind));
         Ok(())
-    }
-
-    /// The user id of socket `id`'s session in `room`.
-    fn member_user(&self, room: RoomId, id: ConnId) -> String {
-        let session = self
-            .chat
-            .rooms
-            .get(room)
-            .and_then(|r| r.members.iter().find(|m| m.conn == id))
-            .map(|m| m.session);
-        session.map_or(String::new(), |s| self.chat.user(s).to_string())
     }
 
     /// May `by` change message `seq` of `room` now? Also refuses a message
@@ -203,7 +193,7 @@ impl Core {
         let Some(room_id) = self.chat.room_by_number(room) else {
             return Err(Refusal::NoSuchMessage);
         };
-        self.delete(None, room_id, seq, Changer::Operator)?;
+        self.delete(None, room_id, seq, (Changer::Operator, ""))?;
         log::info!("operator: message {seq} of room {room} deleted");
         Ok(())
     }

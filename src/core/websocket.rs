@@ -1,11 +1,12 @@
 //! The WebSocket and room side of the core: frames in (through the
-//! connection's machine), joining and leaving rooms, chat messages, and the
-//! broadcast of one shared frame to a room. Part of the core's `impl Core`.
+//! connection's machine), joining and leaving rooms, and the broadcast of
+//! one shared frame to a room. Part of the core's `impl Core`.
 //!
 //! The hot path of one chat message: `frames_step` feeds the bytes to the
-//! connection's [`Machine`](crate::conn::Machine), which returns them as
-//! `Actions::chat`; `apply` hands them to `on_chat_text`, which posts the
-//! message (`post_message` in `turn.rs` numbers it, records it and encodes
+//! connection's [`Machine`](crate::conn::Machine), which returns them as a
+//! command in `Actions::chat`; `apply` hands it to `on_command` (in
+//! `edits.rs`, with the other commands), which posts the message
+//! (`post_message` in `turn.rs` numbers it, records it and encodes
 //! its frame once; it waits in the outbox for the turn's commit); at the
 //! end of the turn `broadcast` puts that one `Rc` frame into every member's
 //! write queue, and the driver writes the queues.

@@ -541,6 +541,12 @@ fn a_version_1_file_is_migrated_with_every_room_seq_and_message() {
     assert_eq!(store.room(6, 10).unwrap().unwrap().last_seq, 40);
     assert_eq!(seqs(&loaded.rooms[0].history), [1, 2, 3]);
     assert_eq!(loaded.rooms[0].history[2].text, "three");
+    let old = &loaded.rooms[0].history[2];
+    assert_eq!(
+        (old.kind, old.edited, old.deleted),
+        (Kind::SAID, None, false),
+        "a message from before edits: nobody's to edit"
+    );
     assert_eq!(loaded.sessions.len(), 1);
     let columns: i64 = store
         .conn
@@ -1406,4 +1412,64 @@ fn a_damaged_copy_is_not_restored() {
         200,
         "the data file is kept"
     );
+}
+
+/// An event of room 5 recorded as the server records it.
+fn event<'a>(seq: u64, user: &'a str, text: &'a str, kind: Kind) -> Message<'a> {
+    Message {
+        room: 5,
+        seq,
+        at: 1_700_000_000_000 + seq,
+        user,
+        text,
+        kind,
+    }
+}
+
+#[test]
+fn edits_and_deletes_change_their_message_row_and_come_back_after_a_reopen() {
+    let (_dir, path) = temp();
+    let mut store = Store::open(&path, 100).unwrap();
+    let alice = TokenHash([9; 32]);
+    let said = Kind::Said {
+        author: Some(alice),
+    };
+    for (seq, text) in [(1, "one"), (2, "two")] {
+        store.record_message(event(seq, "alice", text, said));
+    }
+    store.commit().unwrap();
+    store.record_message(event(3, "alice", "one!", Kind::Edit { target: 1 }));
+    store.record_message(event(4, "alice", "two?", Kind::Edit { target: 2 }));
+    store.commit().unwrap();
+    store.record_message(event(5, "", "", Kind::Delete { target: 2 }));
+    store.commit().unwrap();
+    drop(store);
+
+    let store = Store::open(&path, 100).unwrap();
+    let room = store.room(5, 10).unwrap().unwrap();
+    assert_eq!(room.last_seq, 5);
+    let h = &room.history;
+    assert_eq!(seqs(h), [1, 2, 3, 4, 5], "every event keeps its seq");
+    assert_eq!(
+        (h[0].text.as_str(), h[0].edited, h[0].kind),
+        ("one!", Some(1_700_000_000_003), said)
+    );
+    assert_eq!(
+        (h[1].text.as_str(), h[1].deleted),
+        ("", true),
+        "a tombstone"
+    );
+    assert_eq!(
+        (h[2].text.as_str(), h[2].kind),
+        ("one!", Kind::Edit { target: 1 })
+    );
+    assert_eq!(h[3].text, "", "an edit of a deleted message loses its text");
+    assert_eq!(
+        (h[4].user.as_str(), h[4].kind),
+        ("", Kind::Delete { target: 2 })
+    );
+    assert_eq!(store.event(5, 2).unwrap(), Some(h[1].clone()));
+    assert_eq!(store.event(5, 6).unwrap(), None);
+    let page = store.history(5, Some(3), 10).unwrap();
+    assert_eq!(page.messages, h[..2], "scrollback shows the current state");
 }
