@@ -37,7 +37,11 @@ fuzz_target!(|data: &[u8]| {
         .ok()
         .and_then(|v| by_hand(&v));
     if let Some(command) = &parsed {
-        assert_eq!(Some(command), expected.as_ref(), "accepted what a plain reading refuses");
+        assert_eq!(
+            Some(command),
+            expected.as_ref(),
+            "accepted what a plain reading refuses"
+        );
     }
     if expected.is_none() {
         assert_eq!(parsed, None);

@@ -194,7 +194,8 @@ impl Harness {
                     Err(_) => {
                         let ok = Response::text(Status::Ok, "ok");
                         let keep = request.keep_alive();
-                        self.machine.respond(ok, false, keep, &mut self.out, now, &s)
+                        self.machine
+                            .respond(ok, false, keep, &mut self.out, now, &s)
                     }
                 };
                 let sent = self.sent();

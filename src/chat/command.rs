@@ -13,6 +13,8 @@
 
 use serde::Deserialize;
 
+use crate::ws::close::{self, CloseReason};
+
 /// The subprotocol token a client offers for the JSON commands.
 pub const V2: &str = "wsrooms.v2";
 
@@ -57,8 +59,10 @@ pub enum Command {
 pub struct BadCommand;
 
 impl BadCommand {
-    /// The close reason it becomes.
-    pub const REASON: &'static str = "bad command";
+    /// The close it becomes: `1008 bad command`.
+    pub fn close_reason(self) -> CloseReason {
+        CloseReason::new(close::POLICY, "bad command")
+    }
 }
 
 /// Reads one text frame's payload as `dialect` says.

@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use crate::bytes::Bytes;
 use crate::chat::SessionId;
-use crate::chat::command::{self, BadCommand, Command, Dialect};
+use crate::chat::command::{self, Command, Dialect};
 use crate::config::Config;
 use crate::http::pipeline::{Framed, next_request};
 use crate::http::request::{HeadLimits, Request};
@@ -558,10 +558,9 @@ impl Machine {
         }
         match command::parse(dialect, bytes) {
             Ok(command) => actions.chat = Some((session, command)),
-            Err(BadCommand) => {
+            Err(bad) => {
                 log::info!("{}: bad command, closing 1008", self.peer);
-                let reason = CloseReason::new(close::POLICY, BadCommand::REASON);
-                self.close_into(actions, reason, now, s);
+                self.close_into(actions, bad.close_reason(), now, s);
             }
         }
     }
