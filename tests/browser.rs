@@ -4,7 +4,10 @@
 //! `playwright-core` (login, chat, 409 inline, HTML as text, server restart,
 //! network cut with lossless resume, close codes, scrollback, restarts on a
 //! data file, long and multi-line messages, links, date lines and groups,
-//! unread count, mentions and notifications, log out, screenshots).
+//! unread count, mentions and notifications, log out, editing and deleting
+//! one's messages (live, after a cut, a restart and the edit window),
+//! typing, a silent reload, an id kept after the tab closes, the
+//! operator's removal, delete and bar as the user sees them, screenshots).
 //!
 //! Needs Chromium (`/usr/bin/chromium` or `chromium` on `PATH`), `node`, and
 //! the npm packages of `tests/browser/` (the test runs `npm ci` there on

@@ -150,21 +150,31 @@ function setBusy(busy) {
 
 // ---------------------------------------------------------------- server answers
 
+/** At most this much of a refusal's text is shown. */
+const REASON_MAX = 300;
+
 /**
  * The server answers 400 / 403 / 409 with a small HTML page holding one
  * <p class="error" data-field="user|room">message</p>. Parse it (DOMParser
  * never runs scripts or loads images) and show its text next to that field.
+ * A 403 may also be plain text (a barred address): shown as it is, as text.
  */
 async function showRefusal(res) {
   if (res.status === 400 || res.status === 403 || res.status === 409) {
-    const html = await res.text();
-    const doc = new DOMParser().parseFromString(html, 'text/html');
-    const node = doc.querySelector('[data-field]');
-    const message = node ? node.textContent.trim() : '';
-    if (message) {
-      const field = node.getAttribute('data-field') === 'room' ? 'room' : 'user';
-      showFieldError(field, message);
-      inputs[field].focus();
+    const body = await res.text();
+    const type = res.headers.get('Content-Type') || '';
+    if (type.startsWith('text/html')) {
+      const doc = new DOMParser().parseFromString(body, 'text/html');
+      const node = doc.querySelector('[data-field]');
+      const message = node ? node.textContent.trim().slice(0, REASON_MAX) : '';
+      if (message) {
+        const field = node.getAttribute('data-field') === 'room' ? 'room' : 'user';
+        showFieldError(field, message);
+        inputs[field].focus();
+        return;
+      }
+    } else if (res.status === 403 && body.trim() !== '') {
+      showFormError(`The server refused the login: ${body.trim().slice(0, REASON_MAX)}`);
       return;
     }
   }

@@ -4,10 +4,19 @@
  * wsrooms — room page.
  *
  * One WebSocket to /rooms/{room}/ws. The server sends JSON events
- * (welcome, join, leave, message); we send each chat message as plain text.
- * When the connection drops for a reason worth retrying we reconnect with
- * exponential backoff and ask only for the messages we have not seen yet
- * (?since=lastSeq), so every message is shown exactly once.
+ * (welcome, join, leave, message, edit, delete, typing, error). The page
+ * asks for the subprotocol "wsrooms.v2": when the server picks it, the page
+ * sends JSON commands (say, edit, delete, typing); a server without it
+ * picks "chat", offered second, and the page sends each chat message as
+ * plain text (and offers no editing). When the connection drops for a reason worth retrying
+ * we reconnect with exponential backoff and ask only for the events we have
+ * not seen yet (?since=lastSeq), so every message is shown exactly once.
+ *
+ * An edit or a delete is a room event with its own seq, aimed at an earlier
+ * message (its "target"): lastSeq counts them too, so a reconnect replays
+ * the edits and deletes it missed, and the page ends up showing what a
+ * fresh page shows (history and scrollback carry each message as it is
+ * now: its current text and "edited", or "deleted" without text).
  *
  * Older messages come from GET /rooms/{room}/history?before=SEQ&limit=N
  * (JSON {"messages":[...],"more":bool}, oldest first): a page at a time when
@@ -45,6 +54,15 @@ const GAP_PAGE = 100;              // messages per request when filling a gap (t
 const OLDER_RETRY_MS = 3000;       // after a failed load, wait this long before trying again
 const THROTTLE_MIN_MS = 1000;      // a 429 is retried after its Retry-After, at least this …
 const THROTTLE_MAX_MS = 60000;     // … and at most this
+const SUBPROTOCOL = 'wsrooms.v2';  // JSON commands; without it, text frames are messages
+const LEGACY_SUBPROTOCOL = 'chat'; // what a server without SUBPROTOCOL picks: text frames
+const DEFAULT_EDIT_WINDOW_SECS = 900; // own messages may be changed this long, unless welcome says
+const EDIT_MARGIN_MS = 1000;       // the page stops offering a change this much before the server would refuse
+const EXPIRY_CHECK_MAX_MS = 60000; // own messages' controls are checked at least this often
+const TYPING_SEND_MS = 3000;       // at most one "typing" per this while the reader types
+const TYPING_SHOW_MS = 5000;       // "bob is typing…" lasts this long after his last "typing"
+const NOTICE_MS = 6000;            // a refusal from the server shows this long
+const PATCHES_MAX = 1000;          // edits and deletes kept for messages not (yet) on the page
 
 // ---------------------------------------------------------------- page elements
 
@@ -68,6 +86,8 @@ const ui = {
   count: $('count'),
   send: $('send'),
   hint: $('composer-hint'),
+  typing: $('typing'),
+  statusBar: $('status-detail').parentElement,
 };
 
 // ---------------------------------------------------------------- state
@@ -101,6 +121,17 @@ let unread = 0;           // messages that arrived while the tab was hidden
 let leaving = false;      // the page is being unloaded
 let atBottom = true;      // was the reader at the newest message at the last scroll?
 const presence = new Map(); // lower-cased id → id as displayed
+let v2 = false;           // did the server pick SUBPROTOCOL for the current socket?
+let editWindowMs = DEFAULT_EDIT_WINDOW_SECS * 1000;
+let clockSkew = 0;        // the server's clock minus ours (ms), from the last live message
+let expiryTimer = null;   // takes the edit controls off own messages whose window closed
+let expiryDue = Infinity; // when expiryTimer fires
+const patches = new Map(); // target seq → the newest edit or delete of a message not on the page
+let lastTypingSent = 0;   // when we last sent "typing" (ms)
+const typers = new Map(); // lower-cased id → { user, until } of those typing now
+let typingTimer = null;
+let noticeTimer = null;
+let lastChanged = null;   // the seq our last edit or delete was for (an `error` is about it)
 
 // ---------------------------------------------------------------- small helpers
 
@@ -220,8 +251,12 @@ function setState(next, detail) {
       ui.input.focus();
     }
     delete ui.input.dataset.refocus;
-  } else if (hadFocus) {
-    ui.input.dataset.refocus = 'yes'; // give the focus back once connected again
+  } else {
+    if (hadFocus) {
+      ui.input.dataset.refocus = 'yes'; // give the focus back once connected again
+    }
+    typers.clear(); // their `typing` events stopped coming with the socket
+    renderTyping();
   }
 }
 
@@ -247,7 +282,8 @@ function codeWords(code, reason) {
 
 /**
  * What a close code means for the person, and whether we try again.
- * Codes: RFC 6455 §7.4; 4000 is this application's own ("replaced").
+ * Codes: RFC 6455 §7.4; 4000 ("replaced") and 4001 ("removed by the
+ * operator") are this application's own.
  * `text` is the sentence shown when we stop; `why` the short cause shown
  * while we wait to retry. Both end with the code and the server's reason.
  */
@@ -290,6 +326,12 @@ function explainClose(code, reason) {
         text: `The room was opened in another tab or window, which took over ${tail}.`,
         button: 'Use this tab',
       };
+    case 4001: // the operator removed this id from the room; its session is over
+      return {
+        retry: false,
+        removed: true,
+        text: `You were removed from this room by the operator ${tail}. You cannot come back for a while.`,
+      };
     case 1005:
       return { retry: false, text: 'The connection was closed without a status code (code 1005).' };
     default:
@@ -313,10 +355,14 @@ function connect() {
   setState(first ? 'connecting' : 'reconnecting',
     first ? `Connecting to room ${room}…` : 'Reconnecting…');
   offerReconnect(null);
+  ui.statusBar.classList.remove('removed');
 
   let ws;
   try {
-    ws = new WebSocket(socketUrl());
+    // Both offered, the first preferred. A server without SUBPROTOCOL picks
+    // "chat" (plain text frames): Chromium fails a handshake in which the
+    // client offered subprotocols and the server picked none.
+    ws = new WebSocket(socketUrl(), [SUBPROTOCOL, LEGACY_SUBPROTOCOL]);
   } catch (err) {
     // Only a malformed URL throws here; network problems arrive as 'close'.
     setState('closed', 'Could not open a WebSocket in this browser.');
@@ -330,6 +376,7 @@ function connect() {
     if (myGeneration !== generation) return;
     opened = true;
     failures = 0; // a successful open resets the backoff
+    v2 = ws.protocol === SUBPROTOCOL;
     setState('connected', '');
   });
 
@@ -369,6 +416,12 @@ function handleClose(event, opened, myGeneration) {
   }
   generation++; // nothing more to wait for
   setState('closed', info.text);
+  if (info.removed) {
+    // A banner, and no button: the server refuses this session now.
+    ui.statusBar.classList.add('removed');
+    offerReconnect(null);
+    return;
+  }
   if (info.login) {
     // The session is gone: reconnecting cannot work; the login page can.
     location.replace('/?room=' + room);
@@ -455,6 +508,10 @@ function handleFrame(data) {
     case 'join': onJoin(event); break;
     case 'leave': onLeave(event); break;
     case 'message': onMessage(event); break;
+    case 'edit':
+    case 'delete': onChange(event); break;
+    case 'typing': onTyping(event); break;
+    case 'error': onError(event); break;
     default: break; // unknown event types are for newer pages
   }
 }
@@ -480,12 +537,16 @@ function onWelcome(event) {
   if (Number.isInteger(event.maxLines) && event.maxLines > 0) {
     maxLines = event.maxLines;
   }
+  if (Number.isInteger(event.editWindowSecs) && event.editWindowSecs >= 0) {
+    editWindowMs = event.editWindowSecs * 1000;
+  }
   updateCounter();
 
   setPresence(Array.isArray(event.users) ? event.users : []);
 
+  // Messages, and the edits and deletes replayed after `since`.
   const history = (Array.isArray(event.history) ? event.history : [])
-    .filter((m) => m && m.type === 'message' && isNewSeq(m.seq));
+    .filter((m) => m && isRoomEvent(m) && isNewSeq(m.seq));
   // "gap": the server no longer has in memory all the messages after the
   // last one we saw. They go where `gapMark` is, fetched by fillGap().
   const seenUpTo = lastSeq;
@@ -502,8 +563,12 @@ function onWelcome(event) {
     if (missing) {
       gapMark = addSystem('loading missed messages…', undefined, 'gap-fill');
     }
-    for (const message of history) {
-      addMessage(message, true);
+    for (const item of history) {
+      if (item.type === 'message') {
+        addMessage(item, true);
+      } else {
+        applyEvent(item);
+      }
     }
     addSystem(first ? `You joined room ${room}.` : 'Reconnected.', Date.now());
     return true;
@@ -512,6 +577,7 @@ function onWelcome(event) {
     fillGap(gapMark, seenUpTo);
   }
   maybeLoadOlder(); // a short log is already at the top
+  refreshActions(); // the subprotocol or the edit window may be another now
 
   // Ready to type right away, unless the reader is busy elsewhere on the page.
   if (first && (document.activeElement === null || document.activeElement === document.body)) {
@@ -530,11 +596,16 @@ function onJoin(event) {
 function onLeave(event) {
   if (typeof event.user !== 'string' || isMe(event.user)) return;
   removePresence(event.user);
+  stopTyping(event.user);
   withAutoScroll(false, () => addSystem(`${event.user} left`, event.at));
 }
 
 function onMessage(event) {
   const own = isMe(event.user);
+  if (Number.isFinite(event.at)) {
+    clockSkew = event.at - Date.now(); // stamped by the server a moment ago
+  }
+  stopTyping(event.user);
   // Our own message: always scroll to it. Others: only if we were at the bottom.
   const added = withAutoScroll(own, () => addMessage(event, false));
   if (added && !own) {
@@ -606,6 +677,7 @@ function startAfresh() {
   era += 1;
   ui.messages.replaceChildren();
   shown.clear();
+  patches.clear();
   lastSeq = null;
   oldestSeq = null;
   older = 'idle';
@@ -613,8 +685,8 @@ function startAfresh() {
 }
 
 /**
- * True if a message with this seq belongs at the end of the list: newer
- * than any shown, and not shown yet (messages without seq always are).
+ * True if a message (or an edit or delete) with this seq is news: newer than
+ * any seen, and not seen yet (events without seq always are).
  */
 function isNewSeq(seq) {
   return !Number.isInteger(seq) || (!shown.has(seq) && (lastSeq === null || seq > lastSeq));
@@ -622,9 +694,31 @@ function isNewSeq(seq) {
 
 /** Notes that the message with this seq is on the page. */
 function remember(seq) {
+  noteSeq(seq);
+  oldestSeq = oldestSeq === null ? seq : Math.min(oldestSeq, seq);
+}
+
+/**
+ * Notes that the event with this seq was seen (a message, or an edit or a
+ * delete, which takes a seq of its own but no line): the next reconnect
+ * asks for what came after it.
+ */
+function noteSeq(seq) {
+  if (!Number.isInteger(seq)) {
+    return;
+  }
   shown.add(seq);
   lastSeq = lastSeq === null ? seq : Math.max(lastSeq, seq);
-  oldestSeq = oldestSeq === null ? seq : Math.min(oldestSeq, seq);
+}
+
+/** Is this one of the events a room numbers (message, edit, delete)? */
+function isRoomEvent(event) {
+  return event.type === 'message' || isChange(event);
+}
+
+/** An edit or a delete of an earlier message (its `target`). */
+function isChange(event) {
+  return (event.type === 'edit' || event.type === 'delete') && Number.isInteger(event.target);
 }
 
 /** Adds one chat message at the end; returns false if it was already shown. */
@@ -647,6 +741,7 @@ function messageItem(message, fromHistory) {
   const li = el('li', 'msg');
   if (Number.isInteger(message.seq)) {
     if (shown.has(message.seq)) {
+      refreshShown(message);
       return null;
     }
     remember(message.seq);
@@ -661,20 +756,540 @@ function messageItem(message, fromHistory) {
 
   li.dataset.user = user;
   li.dataset.at = String(Number.isFinite(message.at) ? message.at : Date.now());
-  const text = String(message.text ?? '');
-  if (!isMe(user) && mentionsMe(text)) {
-    li.classList.add('mention');
-  }
 
   const bubble = el('div', 'bubble');
   const meta = el('div', 'meta');
   meta.append(el('span', 'author ' + colourClass(user), user), ' ', timeEl(message.at));
   const body = el('p', 'text');
   body.dir = 'auto'; // a right-to-left message reads right to left, in its own box
-  fillText(body, text);
   bubble.append(meta, body);
   li.append(bubble);
+  if (message.deleted === true) {
+    showDeleted(li, message.by);
+  } else {
+    showText(li, String(message.text ?? ''));
+    if (Number.isFinite(message.edited)) {
+      showEdited(li, message.edited, null);
+    }
+  }
+  const patch = patches.get(message.seq);
+  if (patch !== undefined) {
+    patches.delete(message.seq);
+    applyTo(li, patch);
+  }
+  syncActions(li);
   return li;
+}
+
+/** Puts `text` in the message's body (links and mentions), replacing what was there. */
+function showText(li, text) {
+  const body = li.querySelector('.text');
+  body.replaceChildren();
+  fillText(body, text);
+  li.classList.toggle('mention', !isMe(li.dataset.user) && mentionsMe(text));
+}
+
+// ---------------------------------------------------------------- edits and deletes
+
+/** The line of the message with this seq, or null when it is not on the page. */
+function messageElement(seq) {
+  if (!Number.isInteger(seq)) {
+    return null;
+  }
+  return ui.messages.querySelector(`li.msg[data-seq="${seq}"]`);
+}
+
+/** A live edit or delete. */
+function onChange(event) {
+  if (!isChange(event) || !isNewSeq(event.seq)) {
+    return; // malformed, or already seen (replayed after a reconnect)
+  }
+  keepInView(() => applyEvent(event));
+}
+
+/** An edit or delete (live, replayed, or from scrollback): noted, and shown on its target. */
+function applyEvent(event) {
+  if (!isChange(event)) {
+    return;
+  }
+  noteSeq(event.seq);
+  if (event.type === 'edit' && (typeof event.text !== 'string' || event.text === '')) {
+    return; // an edit of a message deleted since: it lost its text, the delete follows
+  }
+  const li = messageElement(event.target);
+  if (li === null) {
+    keepPatch(event); // its message may come later, from scrollback
+    return;
+  }
+  applyTo(li, event);
+}
+
+/**
+ * Keeps an edit or delete whose message is not on the page (older than the
+ * oldest shown, or in a gap being filled), to apply when it comes. A delete
+ * stays; of two edits the newer one stays. At most PATCHES_MAX, oldest
+ * dropped first.
+ */
+function keepPatch(event) {
+  const had = patches.get(event.target);
+  if (had !== undefined && (had.type === 'delete' || !(event.type === 'delete' || event.seq > had.seq))) {
+    return;
+  }
+  patches.delete(event.target);
+  patches.set(event.target, event);
+  if (patches.size > PATCHES_MAX) {
+    patches.delete(patches.keys().next().value);
+  }
+}
+
+/**
+ * Shows an edit or delete on its message's line: a deleted message stays
+ * deleted (a delete replayed after its tombstone may still say who did it).
+ */
+function applyTo(li, event) {
+  if (event.type === 'delete') {
+    showDeleted(li, event.by);
+    return;
+  }
+  if (li.classList.contains('deleted')) {
+    return;
+  }
+  if (!Number.isFinite(event.at) || !newerEdit(li, event.at, event.seq)) {
+    return; // the line already shows this edit or a later one
+  }
+  showText(li, event.text);
+  showEdited(li, event.at, event.seq);
+}
+
+/**
+ * Is an edit made at `at` (seq `seq`, or null when it came as a message's
+ * "edited") newer than what the line shows?
+ */
+function newerEdit(li, at, seq) {
+  if (li.dataset.edited === undefined) {
+    return true;
+  }
+  const shownAt = Number(li.dataset.edited);
+  if (at !== shownAt) {
+    return at > shownAt;
+  }
+  const shownSeq = li.dataset.editSeq === undefined ? null : Number(li.dataset.editSeq);
+  return seq !== null && (shownSeq === null || seq > shownSeq);
+}
+
+/** "(edited)" by the time, with when in its tooltip. */
+function showEdited(li, at, seq) {
+  li.classList.add('edited');
+  li.dataset.edited = String(at);
+  if (seq !== null) {
+    li.dataset.editSeq = String(seq);
+  } else {
+    delete li.dataset.editSeq;
+  }
+  let mark = li.querySelector('.edited-mark');
+  if (mark === null) {
+    mark = el('span', 'edited-mark', '(edited)');
+    li.querySelector('.meta time').after(' ', mark);
+  }
+  mark.title = `edited ${new Date(at).toLocaleString()}`;
+}
+
+/**
+ * The message is gone: its text leaves the page, a grey line says so (who
+ * did it when that is known: `by` null is the operator; a tombstone from
+ * history does not say, and a later word from a delete event stays).
+ */
+function showDeleted(li, by) {
+  const body = li.querySelector('.text');
+  if (li.classList.contains('deleted')) {
+    if (by === null) {
+      body.textContent = 'message deleted by the operator';
+    }
+    return;
+  }
+  closeEditor(li);
+  li.classList.add('deleted');
+  li.classList.remove('mention', 'edited');
+  li.querySelector('.edited-mark')?.remove();
+  li.querySelector('.actions')?.remove();
+  delete li.dataset.edited;
+  delete li.dataset.editSeq;
+  body.classList.add('tombstone');
+  body.replaceChildren(by === null ? 'message deleted by the operator' : 'message deleted');
+}
+
+/**
+ * A message already on the page came again (scrollback, a gap filled): it
+ * carries its state as it is now; show that if it is newer.
+ */
+function refreshShown(message) {
+  const li = messageElement(message.seq);
+  if (li === null || li.classList.contains('deleted')) {
+    return;
+  }
+  if (message.deleted === true) {
+    showDeleted(li, message.by);
+  } else if (Number.isFinite(message.edited) && newerEdit(li, message.edited, null)) {
+    showText(li, String(message.text ?? ''));
+    showEdited(li, message.edited, null);
+  }
+}
+
+// ---------------------------------------------------------------- changing own messages
+
+/** The server's clock now, as far as we can tell. */
+function serverNow() {
+  return Date.now() + clockSkew;
+}
+
+/** Until when (server clock) the page offers to change this line; -Infinity if never. */
+function changeableUntil(li) {
+  if (!v2 || !li.classList.contains('own') || li.classList.contains('deleted') || li.dataset.seq === undefined) {
+    return -Infinity;
+  }
+  return Number(li.dataset.at) + editWindowMs - EDIT_MARGIN_MS;
+}
+
+/**
+ * Gives an own message its "Edit" and "Delete" buttons while it may be
+ * changed, and takes them away after. Plans the next check.
+ */
+function syncActions(li) {
+  const until = changeableUntil(li);
+  const open = until > serverNow();
+  const actions = li.querySelector('.actions');
+  if (open && actions === null) {
+    li.querySelector('.meta').append(actionButtons(li));
+  } else if (!open && actions !== null) {
+    const hadFocus = actions.contains(document.activeElement);
+    actions.remove();
+    if (hadFocus) {
+      ui.input.focus();
+    }
+  }
+  if (open) {
+    planExpiry(until);
+  }
+}
+
+/** Checks every own message's buttons again (the window, the subprotocol). */
+function refreshActions() {
+  clearTimeout(expiryTimer);
+  expiryTimer = null;
+  expiryDue = Infinity;
+  for (const li of ui.messages.querySelectorAll('li.msg.own')) {
+    syncActions(li);
+  }
+}
+
+/** Makes sure refreshActions() runs by `until` (server clock). */
+function planExpiry(until) {
+  const due = Math.min(until, serverNow() + EXPIRY_CHECK_MAX_MS);
+  if (due >= expiryDue) {
+    return;
+  }
+  clearTimeout(expiryTimer);
+  expiryDue = due;
+  expiryTimer = setTimeout(refreshActions, Math.max(0, due - serverNow()) + 50);
+}
+
+/** A small button of a message line. */
+function actionButton(label, title, onClick) {
+  const button = el('button', 'msg-action', label);
+  button.type = 'button';
+  button.title = title;
+  button.addEventListener('click', onClick);
+  return button;
+}
+
+/** "Edit" and "Delete" for one own message. */
+function actionButtons(li) {
+  const box = el('span', 'actions');
+  box.append(
+    actionButton('Edit', 'Edit this message (or press ↑ in an empty message box)', () => startEdit(li)),
+    actionButton('Delete', 'Delete this message', () => askDelete(li)),
+  );
+  return box;
+}
+
+/** The message's own buttons back, in place of a question. */
+function restoreActions(li) {
+  const box = li.querySelector('.actions');
+  if (box !== null) {
+    box.replaceWith(actionButtons(li));
+  }
+}
+
+/** Sends a JSON command (subprotocol only); false when it could not go now. */
+function sendCommand(command) {
+  if (!v2 || !socket || socket.readyState !== WebSocket.OPEN) {
+    return false;
+  }
+  socket.send(JSON.stringify(command));
+  if (command.type === 'edit' || command.type === 'delete') {
+    lastChanged = command.seq;
+  }
+  return true;
+}
+
+/** "Delete this message? [Delete] [Keep]" in place of the buttons; Keep has the focus. */
+function askDelete(li) {
+  const box = li.querySelector('.actions');
+  if (box === null) {
+    return;
+  }
+  const question = el('span', 'actions confirm');
+  const keep = actionButton('Keep', 'Keep this message', () => {
+    restoreActions(li);
+    li.querySelector('.actions .msg-action')?.focus();
+  });
+  const yes = actionButton('Delete', 'Delete this message for everyone', () => {
+    if (!sendCommand({ type: 'delete', seq: Number(li.dataset.seq) })) {
+      showNotice('Not connected: the message was not deleted.');
+    }
+    restoreActions(li);
+    ui.input.focus();
+  });
+  yes.classList.add('danger');
+  question.append(el('span', 'confirm-text', 'Delete this message?'), yes, keep);
+  question.addEventListener('keydown', (event) => {
+    if (event.key === 'Escape') {
+      event.preventDefault();
+      keep.click();
+    }
+  });
+  box.replaceWith(question);
+  keep.focus();
+}
+
+/** The message being edited, or null. */
+function editingItem() {
+  return ui.messages.querySelector('li.msg.editing');
+}
+
+/**
+ * Opens the in-place editor on an own message: a box with its text, Enter
+ * (or Save) saves, Esc (or Cancel) cancels. One at a time.
+ */
+function startEdit(li) {
+  const open = editingItem();
+  if (open !== null) {
+    closeEditor(open);
+  }
+  const body = li.querySelector('.text');
+  const id = `edit-help-${li.dataset.seq}`;
+  const box = el('textarea', 'edit-box');
+  box.value = body.textContent;
+  box.rows = 1;
+  box.dir = 'auto';
+  box.setAttribute('aria-label', 'Edit your message');
+  box.setAttribute('aria-describedby', id);
+  const help = el('span', 'edit-help', 'Enter saves · Esc cancels');
+  help.id = id;
+  help.setAttribute('aria-live', 'polite');
+  const bar = el('div', 'edit-bar');
+  bar.append(
+    actionButton('Save', 'Save the change', () => saveEdit(li)),
+    actionButton('Cancel', 'Keep the message as it was', () => cancelEdit(li)),
+    help,
+  );
+  body.hidden = true;
+  body.after(box, bar);
+  li.classList.add('editing');
+  box.addEventListener('keydown', (event) => onEditKey(event, li));
+  box.addEventListener('input', () => {
+    const problem = tooLong(outgoing(box.value));
+    help.textContent = problem ?? 'Enter saves · Esc cancels';
+    help.classList.toggle('warn', problem !== null);
+    growBox(box);
+  });
+  keepInView(() => growBox(box));
+  box.focus();
+  box.setSelectionRange(box.value.length, box.value.length);
+}
+
+function onEditKey(event, li) {
+  if (event.key === 'Escape') {
+    event.preventDefault();
+    cancelEdit(li);
+  } else if (event.key === 'Enter' && !event.shiftKey && !event.isComposing && event.keyCode !== 229) {
+    event.preventDefault();
+    saveEdit(li);
+  }
+}
+
+/**
+ * Sends the edit (the text changes on the page when the server's `edit`
+ * event comes back) and closes the editor; the focus goes back to the
+ * message box. Nothing is sent for unchanged text.
+ */
+function saveEdit(li) {
+  const box = li.querySelector('.edit-box');
+  const help = li.querySelector('.edit-help');
+  const text = outgoing(box.value);
+  const problem = text.trim() === '' ? 'An empty message cannot be saved: use Delete to remove it.' : tooLong(text);
+  if (problem !== null) {
+    help.textContent = problem;
+    help.classList.add('warn');
+    return;
+  }
+  if (text !== li.querySelector('.text').textContent) {
+    if (!sendCommand({ type: 'edit', seq: Number(li.dataset.seq), text })) {
+      help.textContent = 'Not connected: your change stays here until you can save it.';
+      help.classList.add('warn');
+      return;
+    }
+  }
+  closeEditor(li);
+  ui.input.focus();
+}
+
+/** Closes the editor unchanged; the focus goes back to the message's Edit button. */
+function cancelEdit(li) {
+  closeEditor(li);
+  const edit = li.querySelector('.actions .msg-action');
+  (edit ?? ui.input).focus();
+}
+
+/**
+ * Takes the editor off a line (if it has one) and shows its text again.
+ * If the focus was in it, it goes to the message box (callers that know
+ * better move it on).
+ */
+function closeEditor(li) {
+  if (!li.classList.contains('editing')) {
+    return;
+  }
+  if (li.contains(document.activeElement)) {
+    ui.input.focus();
+  }
+  li.querySelector('.edit-box')?.remove();
+  li.querySelector('.edit-bar')?.remove();
+  li.querySelector('.text').hidden = false;
+  li.classList.remove('editing');
+}
+
+/** ↑ in the empty message box: edit the newest own message that may still be changed. */
+function editLast() {
+  const own = [...ui.messages.querySelectorAll('li.msg.own .actions')];
+  const li = own.length === 0 ? null : own.at(-1).closest('li.msg');
+  if (li === null) {
+    return false;
+  }
+  startEdit(li);
+  return true;
+}
+
+// ---------------------------------------------------------------- typing
+
+/** Tells the others we type: at most once per TYPING_SEND_MS, never for an empty box. */
+function maybeSendTyping() {
+  const now = Date.now();
+  if (state !== 'connected' || outgoing(ui.input.value).trim() === '' || now - lastTypingSent < TYPING_SEND_MS) {
+    return;
+  }
+  if (sendCommand({ type: 'typing' })) {
+    lastTypingSent = now;
+  }
+}
+
+/** Someone types: shown for TYPING_SHOW_MS after their last `typing`. */
+function onTyping(event) {
+  if (typeof event.user !== 'string' || isMe(event.user)) {
+    return;
+  }
+  typers.set(event.user.toLowerCase(), { user: event.user, until: Date.now() + TYPING_SHOW_MS });
+  renderTyping();
+}
+
+/** They sent their message (or left): no longer typing. */
+function stopTyping(user) {
+  if (typeof user === 'string' && typers.delete(user.toLowerCase())) {
+    renderTyping();
+  }
+}
+
+/** "bob is typing…", "bob and carol are typing…", "bob, carol and dave are typing…". */
+function typingText(names) {
+  if (names.length === 0) {
+    return '';
+  }
+  if (names.length === 1) {
+    return `${names[0]} is typing…`;
+  }
+  if (names.length > 3) {
+    return 'Several people are typing…';
+  }
+  return `${names.slice(0, -1).join(', ')} and ${names.at(-1)} are typing…`;
+}
+
+/** Redraws the typing line, dropping who stopped, and plans the next redraw. */
+function renderTyping() {
+  clearTimeout(typingTimer);
+  typingTimer = null;
+  const now = Date.now();
+  for (const [key, typer] of typers) {
+    if (typer.until <= now) {
+      typers.delete(key);
+    }
+  }
+  const names = [...typers.values()].map((t) => t.user).sort((a, b) => a.localeCompare(b));
+  const text = typingText(names);
+  if (ui.typing.textContent !== text) {
+    ui.typing.textContent = text;
+  }
+  if (typers.size > 0) {
+    const next = Math.min(...[...typers.values()].map((t) => t.until));
+    typingTimer = setTimeout(renderTyping, next - now + 10);
+  }
+}
+
+// ---------------------------------------------------------------- notices
+
+/** The server's reasons for refusing a change, in words; others are shown as they come. */
+const REFUSALS = {
+  'too late': 'the time to change that message is over',
+  'not yours': 'that message is not yours',
+  'deleted': 'that message was deleted',
+  'no such message': 'that message is no longer kept',
+  'empty': 'a message cannot be empty',
+};
+
+/** The server refused a command (an edit too late, a message not ours…). */
+function onError(event) {
+  const reason = typeof event.reason === 'string' && event.reason !== '' ? event.reason : 'no reason given';
+  const words = Object.hasOwn(REFUSALS, reason) ? REFUSALS[reason] : reason;
+  showNotice(`The server refused that: ${words}.`);
+  if (reason === 'too late') {
+    learnWindow(messageElement(lastChanged));
+  }
+  refreshActions();
+}
+
+/**
+ * A change of `li` came too late: the server's window is shorter than the
+ * page thought (a server whose welcome does not say it). No longer offer
+ * changes of messages as old as this one.
+ */
+function learnWindow(li) {
+  if (li === null) {
+    return;
+  }
+  const age = serverNow() - Number(li.dataset.at);
+  if (age >= 0 && age < editWindowMs) {
+    editWindowMs = Math.max(0, Math.floor(age));
+  }
+}
+
+/** A short line under the message box, gone after NOTICE_MS or at the next keystroke. */
+function showNotice(text) {
+  setHint(text, true);
+  clearTimeout(noticeTimer);
+  noticeTimer = setTimeout(() => {
+    if (ui.hint.textContent === text) {
+      setHint('');
+    }
+  }, NOTICE_MS);
 }
 
 // ---------------------------------------------------------------- message text: links and mentions
@@ -1056,10 +1671,21 @@ async function fetchHistory(before, limit) {
     throw stale;
   }
   const list = body && Array.isArray(body.messages) ? body.messages : [];
-  const messages = list
-    .filter((m) => m && m.type === 'message' && Number.isInteger(m.seq))
-    .sort((a, b) => a.seq - b.seq);
-  return { messages, more: Boolean(body && body.more === true) };
+  const events = list.filter((m) => m && Number.isInteger(m.seq)).sort((a, b) => a.seq - b.seq);
+  return {
+    messages: events.filter((m) => m.type === 'message'),
+    changes: events.filter(isChange),
+    more: Boolean(body && body.more === true),
+  };
+}
+
+/** Shows the edits and deletes a history answer holds (if it holds any). */
+function applyChanges(changes) {
+  keepInView(() => {
+    for (const change of changes) {
+      applyEvent(change);
+    }
+  });
 }
 
 // ---------------------------------------------------------------- older messages (scrollback)
@@ -1118,6 +1744,7 @@ async function loadOlder() {
     insertOlder(items);
     showOlder(done ? 'done' : '', done ? startText() : '');
   });
+  applyChanges(page.changes);
   older = done ? 'done' : 'idle';
   maybeLoadOlder(); // the page was short: still near the top
 }
@@ -1158,11 +1785,9 @@ function fillGap(mark, after) {
         mark.remove();
         return;
       }
-      const upper = nextSeqAfter(mark);
-      const count = upper === null ? 'Some' : String(upper - after - 1);
-      const noun = count === '1' ? 'message was' : 'messages were';
+      // Edits and deletes have seqs too, so the seqs do not count messages.
       mark.className = 'system gap';
-      mark.replaceChildren(el('span', '', `${count} ${noun} missed: ${problem}.`));
+      mark.replaceChildren(el('span', '', `Some messages were missed: ${problem}.`));
     });
   });
 }
@@ -1176,18 +1801,24 @@ async function fetchGapPages(mark, after) {
     }
     const page = await fetchHistory(upper, GAP_PAGE);
     const below = nextSeqAfter(mark); // live messages may have come meanwhile
+    // Messages already shown come too: they refresh edits and deletes the
+    // reconnect could not replay (see refreshShown()).
     const items = page.messages
-      .filter((m) => m.seq > after && (below === null || m.seq < below))
-      .map((m) => messageItem(m, true))
+      .filter((m) => below === null || m.seq < below)
+      .map((m) => (m.seq > after ? messageItem(m, true) : (refreshShown(m), null)))
       .filter((item) => item !== null);
-    if (items.length === 0) {
-      return 'the room no longer keeps them';
-    }
     keepInView(() => {
       mark.after(...items);
       tidy(items);
     });
-    if (!page.more && nextSeqAfter(mark) > after + 1) {
+    applyChanges(page.changes.filter((c) => c.seq > after));
+    // Done once the answer reaches back to what was shown before the cut
+    // (seqs between that are edits or deletes, not messages).
+    const oldest = page.messages.length === 0 ? null : page.messages[0].seq;
+    if (oldest !== null && oldest <= after + 1) {
+      return null;
+    }
+    if (items.length === 0 || !page.more) {
       return 'the room no longer keeps them';
     }
   }
@@ -1325,14 +1956,26 @@ function updateSendButton() {
 
 /** The box grows with its text, up to the few lines CSS allows (then it scrolls). */
 function growInput() {
-  const box = ui.input;
+  growBox(ui.input);
+}
+
+/** A textarea as tall as its text, up to its CSS max-height. */
+function growBox(box) {
   box.style.height = 'auto';
   const borders = box.offsetHeight - box.clientHeight;
   box.style.height = `${box.scrollHeight + borders}px`;
 }
 
-/** Enter sends; Shift+Enter (and Enter while an input method composes) does not. */
+/**
+ * Enter sends; Shift+Enter (and Enter while an input method composes) does
+ * not. ↑ in an empty box edits one's newest message that may still be changed.
+ */
 function onInputKey(event) {
+  const plain = !event.shiftKey && !event.altKey && !event.ctrlKey && !event.metaKey && !event.isComposing;
+  if (event.key === 'ArrowUp' && plain && ui.input.value === '' && editLast()) {
+    event.preventDefault();
+    return;
+  }
   if (event.key !== 'Enter' || event.shiftKey || event.isComposing || event.keyCode === 229) {
     return;
   }
@@ -1379,10 +2022,20 @@ function send() {
     }
     return;
   }
-  socket.send(text);
+  socket.send(sayFrame(text));
   ui.input.value = '';
   updateCounter();
   setHint('');
+}
+
+/** What goes on the socket for a chat message: a "say" command, or the text itself. */
+function sayFrame(text) {
+  return v2 ? JSON.stringify({ type: 'say', text }) : text;
+}
+
+function onInput() {
+  updateCounter();
+  maybeSendTyping();
 }
 
 function onSubmit(event) {
@@ -1427,11 +2080,15 @@ window.wsrooms = Object.freeze({
   get oldestSeq() { return oldestSeq; },
   get older() { return older; },
   get state() { return state; },
+  get v2() { return v2; },
+  get editWindowMs() { return editWindowMs; },
+  /** The frame the page would send for a chat message `text` on this socket. */
+  sayFrame,
 });
 
 function init() {
   ui.form.addEventListener('submit', onSubmit);
-  ui.input.addEventListener('input', updateCounter);
+  ui.input.addEventListener('input', onInput);
   ui.input.addEventListener('keydown', onInputKey);
   ui.log.addEventListener('scroll', onLogScroll, { passive: true });
   if ('ResizeObserver' in window) {

@@ -147,6 +147,40 @@ export function withTimeout(promise, ms, what) {
   ]).finally(() => clearTimeout(timer));
 }
 
+/** A port on 127.0.0.1 that was free a moment ago (for --admin-bind). */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const probe = net.createServer();
+    probe.once('error', reject);
+    probe.listen(0, '127.0.0.1', () => {
+      const { port } = probe.address();
+      probe.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * A request to the operator API at 127.0.0.1:`port`: a POST (with the
+ * `Wsrooms-Admin: yes` header and `form` as its body) or, without `form`,
+ * a GET. Resolves to `{ status, body }` (body parsed as JSON when it is).
+ */
+export async function admin(port, path, form) {
+  const init = form === undefined ? {} : {
+    method: 'POST',
+    headers: { 'Wsrooms-Admin': 'yes', 'Content-Type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams(form).toString(),
+  };
+  const res = await withTimeout(fetch(`http://127.0.0.1:${port}${path}`, init), WAIT_MS, `admin ${path}`);
+  const text = await res.text();
+  let body = text;
+  try {
+    body = JSON.parse(text);
+  } catch (err) {
+    // not JSON: kept as text
+  }
+  return { status: res.status, body };
+}
+
 // ------------------------------------------------------------------ proxy
 
 /**
@@ -325,7 +359,11 @@ export async function say(page, text) {
   await page.waitForFunction(() => document.getElementById('text').value === '', null, { timeout: WAIT_MS });
 }
 
-/** The chat messages shown, in order. */
+/**
+ * The chat messages shown, in order: `text` is what the line shows (for a
+ * deleted message, its "message deleted" line); `edited` whether it is
+ * marked "(edited)".
+ */
 export function messages(page) {
   return page.$$eval('#messages li.msg', (items) =>
     items.map((li) => ({
@@ -334,8 +372,18 @@ export function messages(page) {
       text: li.querySelector('.text')?.textContent ?? '',
       own: li.classList.contains('own'),
       history: li.classList.contains('history'),
+      edited: li.querySelector('.edited-mark') !== null,
+      deleted: li.classList.contains('deleted'),
     })),
   );
+}
+
+/**
+ * What a reader sees of each message, for comparing two pages: seq, id,
+ * text (or the tombstone's words) and the "(edited)" mark.
+ */
+export async function messageStates(page) {
+  return (await messages(page)).map((m) => [m.seq, m.user, m.text, m.edited, m.deleted]);
 }
 
 /** Waits until a message with exactly this text is shown. */

@@ -13,9 +13,12 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import {
   WAIT_MS,
+  admin,
   dayLines,
+  freePort,
   launchBrowser,
   login,
+  messageStates,
   messages,
   middayTimezone,
   newContext,
@@ -39,6 +42,18 @@ import { checkDocsShot } from './docshot.mjs';
 
 /** No test may take longer than this (ms). */
 const TEST_MS = 120000;
+
+/** The server's flags, from its --help. */
+const FLAGS = (await runWsrooms(['--help'])).stdout;
+
+/**
+ * Test options for a case that needs a server feature known by its flag
+ * (`--leave-delay-secs`, `--admin-bind`): skipped, saying why, when this
+ * build has no such flag (a branch without that feature), run otherwise.
+ */
+function needs(flag, options = {}) {
+  return FLAGS.includes(flag) ? options : { ...options, skip: `this server has no ${flag}` };
+}
 
 let browser;
 
@@ -351,7 +366,7 @@ describe('room', () => {
       await login(page, server.url, 'speedy', 11);
       // Four messages at once, without waiting between them.
       await page.evaluate(() => {
-        for (let i = 0; i < 4; i++) window.wsrooms.socket.send(`burst ${i}`);
+        for (let i = 0; i < 4; i++) window.wsrooms.socket.send(window.wsrooms.sayFrame(`burst ${i}`));
       });
       await waitState(page, 'closed');
       const detail = await page.textContent('#status-detail');
@@ -649,7 +664,7 @@ describe('older messages', () => {
         // Bob fills the room quickly, straight from his page's socket.
         await login(bob, server.url, 'bob', 21);
         await bob.evaluate((n) => {
-          for (let i = 1; i <= n; i++) window.wsrooms.socket.send(`old ${i}`);
+          for (let i = 1; i <= n; i++) window.wsrooms.socket.send(window.wsrooms.sayFrame(`old ${i}`));
         }, total);
         await waitMessage(bob, `old ${total}`);
 
@@ -745,7 +760,7 @@ describe('scrollback budget', () => {
         const bob = await b.newPage();
         await login(bob, server.url, 'bob', 23);
         await bob.evaluate(() => {
-          for (let i = 1; i <= 150; i++) window.wsrooms.socket.send(`old ${i}`);
+          for (let i = 1; i <= 150; i++) window.wsrooms.socket.send(window.wsrooms.sayFrame(`old ${i}`));
         });
         await waitMessage(bob, 'old 150');
         await login(alice, server.url, 'alice', 23);
@@ -1236,6 +1251,559 @@ describe('a restored older copy', () => {
 
 // ---------------------------------------------------------------------------
 
+/** The line of the message whose text (or tombstone) is `text`, as a locator. */
+function line(page, text) {
+  return page.locator('#messages li.msg', { has: page.locator('.text', { hasText: new RegExp(`^${escapeRe(text)}$`) }) });
+}
+
+function escapeRe(text) {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+/** Records the frames `page` sends on its room sockets: `window`-free, in node. */
+function sentFrames(page) {
+  const frames = [];
+  page.on('websocket', (ws) => ws.on('framesent', (f) => frames.push(f.payload)));
+  return frames;
+}
+
+/** Waits until `page`'s line for message `seq` is a tombstone saying `words`. */
+async function waitTombstone(page, seq, words) {
+  await page.waitForFunction(([s, w]) => {
+    const li = document.querySelector(`#messages li.msg[data-seq="${s}"]`);
+    return li !== null && li.classList.contains('deleted') && li.querySelector('.text').textContent === w;
+  }, [seq, words]);
+}
+
+/** The id of the element with the focus (or its text, for a button without one). */
+function focused(page) {
+  return page.evaluate(() => document.activeElement.id || document.activeElement.textContent);
+}
+
+describe('edit, delete, typing', () => {
+  test('edit and delete own messages in place (mouse and keyboard), seen live by another page; a refusal is a notice', { timeout: TEST_MS }, async () => {
+    await withServer({}, async (server) => {
+      const a = await newContext(browser);
+      const b = await newContext(browser);
+      const alice = await a.newPage();
+      const bob = await b.newPage();
+      await login(alice, server.url, 'alice', 40);
+      await login(bob, server.url, 'bob', 40);
+      assert.equal(await alice.evaluate(() => window.wsrooms.socket.protocol), 'wsrooms.v2');
+      assert.equal(await alice.evaluate(() => window.wsrooms.v2), true);
+      for (const text of ['helo wrold', 'second', 'to be deleted']) await say(alice, text);
+      await say(bob, 'from bob');
+      await waitMessage(alice, 'from bob');
+      const [typo, second, doomed, bobs] = seqs(await messages(alice));
+      // Own messages have Edit and Delete, others' none.
+      assert.equal(await alice.locator('#messages li.msg.own .actions').count(), 3);
+      assert.equal(await alice.locator('#messages li.msg:not(.own) .actions').count(), 0);
+      assert.equal(await bob.locator('#messages li.msg.own .actions').count(), 1);
+
+      // Mouse: Edit, fix the text, Enter saves; the focus goes back to the box.
+      await line(alice, 'helo wrold').getByRole('button', { name: 'Edit' }).click();
+      const box = alice.locator('#messages .edit-box');
+      assert.equal(await box.inputValue(), 'helo wrold');
+      assert.equal(await alice.evaluate(() => document.activeElement.classList.contains('edit-box')), true);
+      await box.fill('hello world');
+      await box.press('Enter');
+      await waitMessage(bob, 'hello world');
+      await waitMessage(alice, 'hello world');
+      assert.equal(await focused(alice), 'text');
+      for (const page of [alice, bob]) {
+        const edited = (await messages(page)).find((m) => m.seq === typo);
+        assert.deepEqual([edited.text, edited.edited], ['hello world', true]);
+        const title = await page.locator(`#messages li.msg[data-seq="${typo}"] .edited-mark`).getAttribute('title');
+        assert.match(title, /^edited /, 'the time of the edit in its tooltip');
+      }
+
+      // Keyboard: ↑ in the empty box edits the newest own message; Esc
+      // cancels (focus on its Edit button); ↑ again, Shift+Enter breaks a
+      // line, Enter saves.
+      await alice.focus('#text');
+      await alice.keyboard.press('ArrowUp');
+      assert.equal(await box.inputValue(), 'to be deleted');
+      await alice.keyboard.press('Escape');
+      assert.equal(await box.count(), 0, 'Esc closed the editor');
+      assert.equal(await focused(alice), 'Edit');
+      assert.equal(await alice.evaluate(() => document.activeElement.closest('li').dataset.seq), String(doomed));
+      await alice.focus('#text');
+      await alice.keyboard.press('ArrowUp');
+      await alice.keyboard.press('End');
+      await alice.keyboard.press('Shift+Enter');
+      await alice.keyboard.type('soon');
+      await alice.keyboard.press('Enter');
+      await waitMessage(bob, 'to be deleted\nsoon');
+      // An empty edit is not sent: the editor says to use Delete.
+      await alice.focus('#text');
+      await alice.keyboard.press('ArrowUp');
+      await box.fill('   ');
+      await box.press('Enter');
+      assert.match(await alice.locator('#messages .edit-help').textContent(), /use Delete/);
+      await box.press('Escape');
+
+      // Delete asks first; Keep keeps it.
+      await line(alice, 'second').getByRole('button', { name: 'Delete' }).click();
+      assert.equal(await focused(alice), 'Keep');
+      await alice.keyboard.press('Enter');
+      assert.equal(await line(alice, 'second').count(), 1);
+      await line(alice, 'to be deleted\nsoon').getByRole('button', { name: 'Delete' }).click();
+      await line(alice, 'to be deleted\nsoon').locator('.confirm').getByRole('button', { name: 'Delete' }).click();
+      for (const page of [alice, bob]) {
+        await waitTombstone(page, doomed, 'message deleted');
+        assert.equal(await page.locator('#messages').evaluate((n) => n.textContent.includes('to be deleted')), false, 'the text left the page');
+        assert.equal(await page.locator(`#messages li.msg[data-seq="${doomed}"] .actions`).count(), 0);
+      }
+      // Each edit and delete took a seq: both pages count them.
+      const last = await alice.evaluate(() => window.wsrooms.lastSeq);
+      assert.equal(last, bobs + 3, 'two edits and a delete after the last message');
+      assert.equal(await bob.evaluate(() => window.wsrooms.lastSeq), last);
+
+      // Refused by the server (not hers; deleted already): a short notice on
+      // that page only, the socket stays open.
+      await bob.evaluate((s) => window.wsrooms.socket.send(JSON.stringify({ type: 'edit', seq: s, text: 'hijack' })), second);
+      await bob.waitForFunction(() => /refused/.test(document.getElementById('composer-hint').textContent));
+      await alice.evaluate((s) => window.wsrooms.socket.send(JSON.stringify({ type: 'delete', seq: s })), doomed);
+      await alice.waitForFunction(() => /refused/.test(document.getElementById('composer-hint').textContent));
+      assert.equal(await bob.locator('#messages li.msg', { hasText: 'hijack' }).count(), 0);
+      await say(bob, 'still here');
+      await waitMessage(alice, 'still here');
+
+      // 390 px wide: the buttons, the editor and the question fit.
+      await alice.setViewportSize({ width: 390, height: 800 });
+      await line(alice, 'second').getByRole('button', { name: 'Edit' }).click();
+      const fits = () => alice.evaluate(() => {
+        const wide = document.documentElement.scrollWidth - window.innerWidth;
+        const controls = [...document.querySelectorAll('#messages .msg-action, #messages .edit-box')]
+          .filter((n) => n.offsetParent !== null)
+          .map((n) => n.getBoundingClientRect());
+        return {
+          wide,
+          outside: controls.filter((r) => r.left < 0 || r.right > window.innerWidth).length,
+          small: controls.filter((r) => r.height < 24).length,
+          count: controls.length,
+        };
+      });
+      let fit = await fits();
+      assert.ok(fit.count >= 3 && fit.wide <= 0 && fit.outside === 0 && fit.small === 0, `editor at 390 px: ${JSON.stringify(fit)}`);
+      await alice.screenshot({ path: shotPath('room-390-editing.png') });
+      await alice.keyboard.press('Escape');
+      await line(alice, 'second').getByRole('button', { name: 'Delete' }).click();
+      fit = await fits();
+      assert.ok(fit.count >= 2 && fit.wide <= 0 && fit.outside === 0 && fit.small === 0, `question at 390 px: ${JSON.stringify(fit)}`);
+      await alice.screenshot({ path: shotPath('room-390-delete.png') });
+      await finish(a, b);
+    });
+  });
+
+  test('edits and deletes missed over a network cut and a restart (--data-file): the page ends up as a fresh page', { timeout: TEST_MS * 2 }, async () => {
+    const data = tempDataFile();
+    const args = ['--data-file', data.file];
+    let server = await startServer({ args });
+    const port = server.port;
+    const proxy = await startProxy(port);
+    const a = await newContext(browser);
+    const b = await newContext(browser);
+    const c = await newContext(browser);
+    /** Bob's page against a fresh page of Carol's, after a `say` from Alice as a sync point. */
+    const sameAsFresh = async (mark) => {
+      await say(alice, mark);
+      await waitMessage(bob, mark);
+      const fresh = await c.newPage();
+      await fresh.goto(`${server.url}/rooms/41`);
+      await waitState(fresh, 'connected');
+      await waitMessage(fresh, mark);
+      assert.deepEqual(await messageStates(bob), await messageStates(fresh), `after ${mark}: Bob's page is a fresh page`);
+      await fresh.close();
+    };
+    const edit = (page, seq, text) => page.evaluate(([s, t]) => window.wsrooms.socket.send(JSON.stringify({ type: 'edit', seq: s, text: t })), [seq, text]);
+    const remove = (page, seq) => page.evaluate((s) => window.wsrooms.socket.send(JSON.stringify({ type: 'delete', seq: s })), seq);
+    let alice;
+    let bob;
+    try {
+      alice = await a.newPage();
+      bob = await b.newPage();
+      const carol = await c.newPage();
+      await login(alice, server.url, 'alice', 41);
+      await login(bob, proxy.url, 'bob', 41);
+      await login(carol, server.url, 'carol', 41);
+      await carol.close(); // her session stays: later pages of hers are fresh pages
+      for (const text of ['one', 'two', 'three', 'four']) await say(alice, text);
+      await waitMessage(bob, 'four');
+      const [one, two, three, four] = seqs(await messages(bob));
+
+      // A cut: Bob misses an edit, a delete, a new message and its edit.
+      const before = await bob.evaluate(() => window.wsrooms.lastSeq);
+      const sockets = [];
+      bob.on('websocket', (ws) => sockets.push(ws.url()));
+      proxy.cut();
+      await waitState(bob, 'reconnecting');
+      await edit(alice, one, 'one, edited');
+      await remove(alice, two);
+      await say(alice, 'five');
+      const five = (await messages(alice)).at(-1).seq;
+      await edit(alice, five, 'five, edited');
+      await waitMessage(alice, 'five, edited');
+      proxy.restore();
+      await waitState(bob, 'connected', WAIT_MS * 2);
+      await waitMessage(bob, 'five, edited');
+      assert.ok(sockets.some((u) => u.includes(`since=${before}`)), `reconnected with since=${before}: ${sockets}`);
+      await waitTombstone(bob, two, 'message deleted');
+      await sameAsFresh('after the cut');
+
+      // A restart while Bob is cut off: what was changed after it too.
+      proxy.cut();
+      await waitState(bob, 'reconnecting');
+      await stopServer(server, 'SIGTERM');
+      server = await startServer({ port, args });
+      await waitState(alice, 'connected', WAIT_MS * 2);
+      await edit(alice, three, 'three, edited after the restart');
+      await remove(alice, four);
+      await waitMessage(alice, 'three, edited after the restart');
+      proxy.restore();
+      await waitState(bob, 'connected', WAIT_MS * 2);
+      await waitMessage(bob, 'three, edited after the restart');
+      await waitTombstone(bob, four, 'message deleted');
+      await sameAsFresh('after the restart');
+      // And a reload shows the same.
+      await bob.reload();
+      await waitState(bob, 'connected');
+      await sameAsFresh('after a reload');
+      await finish(a, b, c);
+    } finally {
+      await a.close().catch(() => {});
+      await b.close().catch(() => {});
+      await c.close().catch(() => {});
+      await proxy.close();
+      await stopServer(server, 'SIGKILL');
+      data.remove();
+    }
+  });
+
+  test('a cut longer than the history: edits and deletes of messages shown before it still arrive (from scrollback)', { timeout: TEST_MS }, async () => {
+    // Scrollback from the data file holds what memory (3 events) does not.
+    const data = tempDataFile();
+    await withServer({ args: ['--history-messages', '3', '--data-file', data.file] }, async (server) => {
+      const proxy = await startProxy(server.port);
+      const a = await newContext(browser);
+      const b = await newContext(browser);
+      const c = await newContext(browser);
+      try {
+        const alice = await a.newPage();
+        const bob = await b.newPage();
+        await login(alice, server.url, 'alice', 47);
+        await login(bob, proxy.url, 'bob', 47);
+        for (const text of ['m1', 'm2', 'm3']) await say(alice, text);
+        await waitMessage(bob, 'm3');
+        const [m1, m2] = seqs(await messages(bob));
+        proxy.cut();
+        await waitState(bob, 'reconnecting');
+        const send = (command) => alice.evaluate((cmd) => window.wsrooms.socket.send(JSON.stringify(cmd)), command);
+        await send({ type: 'edit', seq: m1, text: 'm1, edited' });
+        await send({ type: 'delete', seq: m2 });
+        // Five more: the edit and the delete are no longer in the server's memory.
+        for (const text of ['m4', 'm5', 'm6', 'm7', 'm8']) await say(alice, text);
+        await waitMessage(alice, 'm8');
+        proxy.restore();
+        await waitState(bob, 'connected', WAIT_MS * 2);
+        await waitMessage(bob, 'm8');
+        await waitMessage(bob, 'm1, edited');
+        await waitTombstone(bob, m2, 'message deleted');
+        await bob.waitForFunction(() => document.querySelectorAll('#messages li.gap-fill, #messages li.gap').length === 0);
+        // A fresh page (its older pages loaded) shows the same.
+        const carol = await c.newPage();
+        await login(carol, server.url, 'carol', 47);
+        await carol.waitForFunction(() => window.wsrooms.older === 'done');
+        assert.deepEqual(await messageStates(bob), await messageStates(carol));
+        await finish(a, b, c);
+      } finally {
+        await a.close().catch(() => {});
+        await b.close().catch(() => {});
+        await c.close().catch(() => {});
+        await proxy.close();
+      }
+    }).finally(() => data.remove());
+  });
+
+  test('the edit window closes: Edit and Delete go away, a late change is refused with a notice', { timeout: TEST_MS }, async () => {
+    await withServer({ args: ['--edit-window-secs', '2'] }, async (server) => {
+      const a = await newContext(browser);
+      const b = await newContext(browser);
+      const alice = await a.newPage();
+      const bob = await b.newPage();
+      await login(alice, server.url, 'alice', 42);
+      await login(bob, server.url, 'bob', 42);
+      await say(alice, 'quick');
+      await waitMessage(bob, 'quick');
+      const quick = line(alice, 'quick');
+      const at = Number(await quick.getAttribute('data-at'));
+      assert.equal(await quick.locator('.actions').count(), 1, 'Edit and Delete while the window is open');
+      // The window is the subject here: wait it out.
+      await new Promise((r) => setTimeout(r, Math.max(0, at + 2500 - Date.now())));
+      const named = await alice.evaluate(() => window.wsrooms.editWindowMs) === 2000;
+      if (named) {
+        // The welcome named the window: the buttons went by themselves.
+        await quick.locator('.actions').waitFor({ state: 'detached' });
+        await alice.evaluate(() => window.wsrooms.socket.send(JSON.stringify({ type: 'edit', seq: 1, text: 'late' })));
+      } else {
+        // A welcome without it (the page assumes 900 s): the server refuses
+        // the late edit, and the page learns the window from that.
+        await quick.getByRole('button', { name: 'Edit' }).click();
+        await alice.locator('#messages .edit-box').fill('quick, edited');
+        await alice.locator('#messages .edit-box').press('Enter');
+      }
+      await alice.waitForFunction(() => /The server refused that: the time to change that message is over/.test(document.getElementById('composer-hint').textContent));
+      assert.equal(await quick.locator('.actions').count(), 0, 'no more buttons on it');
+      // ↑ finds nothing to edit now.
+      await alice.focus('#text');
+      await alice.keyboard.press('ArrowUp');
+      assert.equal(await alice.locator('#messages .edit-box').count(), 0);
+      for (const page of [alice, bob]) {
+        assert.deepEqual((await messages(page)).map((m) => [m.text, m.edited]), [['quick', false]]);
+      }
+      // A newer message has its buttons, and loses them when its window closes.
+      await say(alice, 'newer');
+      await waitMessage(alice, 'newer');
+      assert.equal(await line(alice, 'newer').locator('.actions').count(), 1);
+      await line(alice, 'newer').locator('.actions').waitFor({ state: 'detached', timeout: 5000 });
+      await finish(a, b);
+    });
+  });
+
+  test('typing: "bob is typing…" for a few seconds, at most one typing frame per 3 s, gone when his message comes', { timeout: TEST_MS }, async () => {
+    await withServer({}, async (server) => {
+      const a = await newContext(browser);
+      const b = await newContext(browser);
+      const c = await newContext(browser);
+      const alice = await a.newPage();
+      const bob = await b.newPage();
+      const carol = await c.newPage();
+      const fromBob = sentFrames(bob);
+      await login(alice, server.url, 'alice', 43);
+      await login(bob, server.url, 'bob', 43);
+      await login(carol, server.url, 'carol', 43);
+      const typing = () => alice.textContent('#typing');
+      assert.equal(await typing(), '');
+      // An empty box is not typing.
+      await bob.fill('#text', 'x');
+      await bob.fill('#text', '');
+      await alice.waitForFunction(() => document.getElementById('typing').textContent === 'bob is typing…');
+      const typingFrames = () => fromBob.filter((f) => f === '{"type":"typing"}').length;
+      assert.equal(typingFrames(), 1);
+      // More keystrokes within 3 s: no more frames.
+      await bob.focus('#text');
+      await bob.keyboard.press('End');
+      await bob.keyboard.type('yz', { delay: 100 });
+      assert.equal(typingFrames(), 1, 'at most one per 3 s');
+      assert.equal(await bob.textContent('#typing'), '', 'nobody is shown typing to himself');
+      // Two people typing.
+      await carol.fill('#text', 'hm');
+      await alice.waitForFunction(() => document.getElementById('typing').textContent === 'bob and carol are typing…');
+      await alice.screenshot({ path: shotPath('room-1280-typing.png') });
+      // Bob's message ends his typing at once.
+      await bob.press('#text', 'Enter');
+      await waitMessage(alice, 'yz');
+      assert.equal(await typing(), 'carol is typing…');
+      // Carol stops: her line goes about 5 s after her last typing event.
+      const stopped = Date.now();
+      await alice.waitForFunction(() => document.getElementById('typing').textContent === '', null, { timeout: 10000 });
+      assert.ok(Date.now() - stopped >= 2000, `shown for a while (${Date.now() - stopped} ms after Bob sent)`);
+      assert.equal(await alice.getAttribute('#typing', 'aria-live'), 'polite');
+      // The words for more people (the page's own function).
+      assert.deepEqual(await alice.evaluate(() => [['a'], ['a', 'b'], ['a', 'b', 'c'], ['a', 'b', 'c', 'd']].map(typingText)), [
+        'a is typing…', 'a and b are typing…', 'a, b and c are typing…', 'Several people are typing…',
+      ]);
+      await finish(a, b, c);
+    });
+  });
+});
+
+describe('presence', () => {
+  test('a reload is silent: the other page shows no "left" or "joined"; a closed tab is "left" after the delay, and its id stays its own', needs('--leave-delay-secs', { timeout: TEST_MS }), async () => {
+    await withServer({ args: ['--leave-delay-secs', '2'] }, async (server) => {
+      const a = await newContext(browser);
+      const b = await newContext(browser);
+      const c = await newContext(browser);
+      const alice = await a.newPage();
+      let bob = await b.newPage();
+      await login(alice, server.url, 'alice', 44);
+      await login(bob, server.url, 'bob', 44);
+      await alice.waitForSelector('#messages li.system:has-text("bob joined")');
+      const presenceLines = () => alice.$$eval('#messages li.system > span:first-child', (items) =>
+        items.map((span) => span.textContent).filter((t) => /^bob (left|joined)$/.test(t)));
+      assert.deepEqual(await presenceLines(), ['bob joined']);
+
+      await bob.reload();
+      await waitState(bob, 'connected');
+      await say(bob, 'back from a reload');
+      await waitMessage(alice, 'back from a reload');
+      await waitPresence(alice, ['alice', 'bob']);
+      assert.deepEqual(await presenceLines(), ['bob joined'], 'no left/joined for a reload');
+
+      // The tab closes: "left" once the delay is over, but the id stays Bob's.
+      await bob.close();
+      await alice.waitForSelector('#messages li.system:has-text("bob left")');
+      await waitPresence(alice, ['alice']);
+      const carol = await c.newPage();
+      await openLogin(carol, server.url, 44);
+      await carol.fill('#user', 'Bob');
+      const answer = carol.waitForResponse((r) => r.url().includes('/login'));
+      await carol.click('#submit');
+      assert.equal((await answer).status(), 409);
+      await carol.waitForFunction(() => /already in room 44/.test(document.getElementById('user-error').textContent));
+      // Bob comes back (same browser, its cookie): himself, no login.
+      bob = await b.newPage();
+      await bob.goto(`${server.url}/rooms/44`);
+      await waitState(bob, 'connected');
+      assert.equal(await bob.textContent('#me'), 'bob');
+      await waitPresence(alice, ['alice', 'bob']);
+      await finish(a, b, c);
+    });
+  });
+  test('a server restart with a data file makes no "left" or "joined" for those who come back', needs('--leave-delay-secs', { timeout: TEST_MS }), async () => {
+    const data = tempDataFile();
+    const args = ['--data-file', data.file];
+    let server = await startServer({ args });
+    const port = server.port;
+    const a = await newContext(browser);
+    const b = await newContext(browser);
+    try {
+      const alice = await a.newPage();
+      const bob = await b.newPage();
+      await login(alice, server.url, 'alice', 49);
+      await login(bob, server.url, 'bob', 49);
+      await alice.waitForSelector('#messages li.system:has-text("bob joined")');
+      await say(bob, 'before the restart');
+      await waitMessage(alice, 'before the restart');
+      await stopServer(server, 'SIGTERM');
+      await waitState(alice, 'reconnecting');
+      server = await startServer({ port, args });
+      for (const page of [alice, bob]) await waitState(page, 'connected', WAIT_MS * 2);
+      await say(bob, 'after the restart');
+      await waitMessage(alice, 'after the restart');
+      await say(alice, 'and alice too');
+      await waitMessage(bob, 'and alice too');
+      const lines = (page) => page.$$eval('#messages li.system > span:first-child', (items) =>
+        items.map((span) => span.textContent).filter((t) => / (left|joined)$/.test(t)));
+      assert.deepEqual(await lines(alice), ['bob joined'], 'Alice saw Bob join once, before the restart');
+      assert.deepEqual(await lines(bob), [], 'Bob saw no one come or go');
+      await waitPresence(alice, ['alice', 'bob']);
+      await waitPresence(bob, ['alice', 'bob']);
+      await finish(a, b);
+    } finally {
+      await a.close().catch(() => {});
+      await b.close().catch(() => {});
+      await stopServer(server, 'SIGKILL');
+      data.remove();
+    }
+  });
+});
+
+describe('moderation', () => {
+  test('a message deleted by the operator is a tombstone for everyone, live and on a fresh page', needs('--admin-bind', { timeout: TEST_MS }), async () => {
+    const adminPort = await freePort();
+    await withServer({ args: ['--admin-bind', `127.0.0.1:${adminPort}`] }, async (server) => {
+      const a = await newContext(browser);
+      const b = await newContext(browser);
+      const c = await newContext(browser);
+      const alice = await a.newPage();
+      const bob = await b.newPage();
+      await login(alice, server.url, 'alice', 48);
+      await login(bob, server.url, 'bob', 48);
+      await say(bob, 'buy cheap stuff');
+      await say(bob, 'and more');
+      await waitMessage(alice, 'and more');
+      const spam = (await messages(alice)).at(-2).seq;
+      const deleted = await admin(adminPort, `/admin/rooms/48/messages/${spam}/delete`, {});
+      assert.equal(deleted.status, 200, JSON.stringify(deleted.body));
+      for (const page of [alice, bob]) {
+        await waitTombstone(page, spam, 'message deleted by the operator');
+        assert.equal(await page.locator('#messages').evaluate((n) => n.textContent.includes('cheap')), false);
+      }
+      // Bob's own message, deleted by the operator: no buttons left on it.
+      assert.equal(await bob.locator(`#messages li.msg[data-seq="${spam}"] .actions`).count(), 0);
+      const carol = await c.newPage();
+      await login(carol, server.url, 'carol', 48);
+      await waitMessage(carol, 'and more');
+      assert.deepEqual(await messageStates(carol), await messageStates(alice), 'a fresh page shows the same');
+      await finish(a, b, c);
+    });
+  });
+
+  test('removed by the operator: a banner, no reconnect, the reason at the login page', needs('--admin-bind', { timeout: TEST_MS }), async () => {
+    const adminPort = await freePort();
+    await withServer({ args: ['--admin-bind', `127.0.0.1:${adminPort}`] }, async (server) => {
+      const a = await newContext(browser);
+      const b = await newContext(browser);
+      const alice = await a.newPage();
+      const bob = await b.newPage();
+      await login(alice, server.url, 'alice', 45);
+      await login(bob, server.url, 'bob', 45);
+      const listed = await admin(adminPort, '/admin/rooms');
+      assert.equal(listed.status, 200);
+      assert.deepEqual(listed.body.find((r) => r.room === 45)?.users.sort(), ['alice', 'bob']);
+
+      const sockets = [];
+      bob.on('websocket', (ws) => sockets.push(ws.url()));
+      const removed = await admin(adminPort, '/admin/rooms/45/remove', { user: 'bob', minutes: '5' });
+      assert.equal(removed.status, 200, JSON.stringify(removed.body));
+      await waitState(bob, 'closed');
+      const banner = await bob.textContent('#status-detail');
+      assert.match(banner, /removed from this room by the operator/);
+      assert.match(banner, /4001/);
+      assert.ok(await bob.locator('#reconnect').isHidden(), 'no Reconnect button');
+      assert.ok(await bob.locator('.status-bar.removed').isVisible());
+      assert.ok(await bob.locator('#text').isDisabled());
+      await alice.waitForSelector('#messages li.system:has-text("bob left")');
+      await bob.setViewportSize({ width: 390, height: 800 });
+      await bob.screenshot({ path: shotPath('room-390-removed.png') });
+      // No reconnect loop: the page's first retry would come within a second.
+      await new Promise((r) => setTimeout(r, 1500));
+      assert.deepEqual(sockets, [], 'no new socket after 4001');
+      assert.equal(await bob.evaluate(() => window.wsrooms.state), 'closed');
+
+      // His session is over; logging in again is refused with the reason.
+      await bob.goto(`${server.url}/rooms/45`);
+      await bob.waitForURL(`${server.url}/?room=45`);
+      await bob.fill('#user', 'bob');
+      const answer = bob.waitForResponse((r) => r.url().includes('/login'));
+      await bob.click('#submit');
+      assert.equal((await answer).status(), 403);
+      await bob.waitForFunction(() => document.getElementById('user-error').textContent.trim() !== '');
+      assert.match(await bob.textContent('#user-error'), /operator/);
+      assert.equal(new URL(bob.url()).pathname, '/', 'stays on the login page');
+      await bob.screenshot({ path: shotPath('login-390-removed.png') });
+      await finish(a, b);
+    });
+  });
+
+  test('an address barred by the operator: its open page gets the banner, a new login the reason inline', needs('--admin-bind', { timeout: TEST_MS }), async () => {
+    const adminPort = await freePort();
+    await withServer({ args: ['--admin-bind', `127.0.0.1:${adminPort}`] }, async (server) => {
+      const a = await newContext(browser);
+      const b = await newContext(browser);
+      const alice = await a.newPage();
+      await login(alice, server.url, 'alice', 46);
+      const barred = await admin(adminPort, '/admin/bar', { address: '127.0.0.1', minutes: '5' });
+      assert.equal(barred.status, 200, JSON.stringify(barred.body));
+      await waitState(alice, 'closed');
+      assert.match(await alice.textContent('#status-detail'), /by the operator/);
+      assert.ok(await alice.locator('#reconnect').isHidden());
+      const bob = await b.newPage();
+      await openLogin(bob, server.url, 46);
+      await bob.fill('#user', 'bob');
+      const answer = bob.waitForResponse((r) => r.url().includes('/login'));
+      await bob.click('#submit');
+      assert.equal((await answer).status(), 403);
+      await bob.waitForFunction(() => document.getElementById('user-error').textContent.trim() !== '');
+      assert.match(await bob.textContent('#user-error'), /barred by the operator/);
+      await finish(a, b);
+    });
+  });
+});
+
+// ---------------------------------------------------------------------------
+
 describe('screenshots', () => {
   test('login and room pages at 1280×800 and 360×740, light and dark', { timeout: TEST_MS }, async () => {
     await withServer({}, async (server) => {
@@ -1278,6 +1846,7 @@ describe('screenshots', () => {
       await login(pages.Alice, server.url, 'Alice', 3);
       const lines = [
         ['carlos.m', 'release notes: https://example.com/wsrooms/releases/0.4'],
+        ['carlos.m', 'oops, wrong room'],
         ['Alice', 'great, thanks for checking.\nTwo things to try today:\n– the new message box (Shift+Enter for a new line)\n– the Log out button'],
         ['bob', 'lunch at 12:30?'],
         ['bob', 'I booked the usual place'],
@@ -1286,10 +1855,27 @@ describe('screenshots', () => {
         await say(pages[who], text);
         await waitMessage(pages.Alice, text);
       }
+      // One message deleted, one edited, with the page's own buttons.
+      const wrong = line(pages['carlos.m'], 'oops, wrong room');
+      await wrong.getByRole('button', { name: 'Delete' }).click();
+      await wrong.locator('.confirm').getByRole('button', { name: 'Delete' }).click();
+      await waitMessage(pages.Alice, 'message deleted');
+      await line(pages.bob, 'lunch at 12:30?').getByRole('button', { name: 'Edit' }).click();
+      await pages.bob.locator('#messages .edit-box').fill('lunch at 12:45?');
+      await pages.bob.locator('#messages .edit-box').press('Enter');
+      await waitMessage(pages.Alice, 'lunch at 12:45?');
       // Someone leaves: a system line.
       await pages['carlos.m'].close();
       const alice = pages.Alice;
       await waitPresence(alice, people.filter((p) => p !== 'carlos.m'));
+      // Zoë is typing (her page and the server let one "typing" through per
+      // 3 s, and her last message had one: she types on until it shows).
+      const shown = () => alice.waitForFunction(() => document.getElementById('typing').textContent === 'Zoë is typing…', null, { timeout: 500 }).then(() => true, () => false);
+      const deadline = Date.now() + WAIT_MS;
+      for (let i = 1; !(await shown()); i++) {
+        assert.ok(Date.now() < deadline, 'Zoë is shown typing');
+        await pages['Zoë'].fill('#text', 'on my way' + '.'.repeat(i % 4));
+      }
       await alice.fill('#text', 'sounds good');
       await alice.screenshot({ path: shotPath('room-1280.png') });
       // The README's picture is this one (docs/room.png): not stale.
