@@ -287,7 +287,8 @@ fn the_edit_window_closes() {
         edit_window: Duration::ZERO,
         ..config()
     });
-    let (mut alice, _, _) = join_v2(addr, "alice", 1);
+    let (mut alice, welcome, _) = join_v2(addr, "alice", 1);
+    assert_eq!(welcome["editWindowSecs"], 0, "the welcome names the window");
     say(&mut alice, "fixed");
     next_of_type(&mut alice, "message");
     send_json(&mut alice, json!({"type": "edit", "seq": 1, "text": "x"}));
@@ -300,7 +301,8 @@ fn the_edit_window_closes() {
         edit_window: Duration::from_secs(1),
         ..config()
     });
-    let (mut alice, _, _) = join_v2(addr, "alice", 1);
+    let (mut alice, welcome, _) = join_v2(addr, "alice", 1);
+    assert_eq!(welcome["editWindowSecs"], 1);
     say(&mut alice, "soon fixed");
     let sent = next_of_type(&mut alice, "message")["at"].as_u64().unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);

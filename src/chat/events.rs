@@ -123,6 +123,10 @@ pub struct Welcome<'a, U, H> {
     pub max_chars: usize,
     /// The most lines of one chat text (`--max-chat-lines`), for the page's input.
     pub max_lines: usize,
+    /// How long after its `at` a message may be edited or deleted by its
+    /// sender, in seconds (`--edit-window-secs`; 0: never), for the page's
+    /// buttons.
+    pub edit_window_secs: u64,
     /// Already-encoded `message` events, oldest first.
     pub history: H,
     /// True when messages the client asked for (`since`) are no longer kept.
@@ -132,7 +136,7 @@ pub struct Welcome<'a, U, H> {
     pub epoch: u64,
 }
 
-/// `{"type":"welcome","room":…,"user":…,"users":[…],"maxChars":…,"maxLines":…,"history":[…],"gap":…,"epoch":"…"}`
+/// `{"type":"welcome","room":…,"user":…,"users":[…],"maxChars":…,"maxLines":…,"editWindowSecs":…,"history":[…],"gap":…,"epoch":"…"}`
 pub fn welcome<'a, U, H>(out: &mut Vec<u8>, w: Welcome<'a, U, H>)
 where
     U: Iterator<Item = &'a str>,
@@ -149,8 +153,8 @@ where
     }
     let _ = write!(
         out,
-        "],\"maxChars\":{},\"maxLines\":{},\"history\":[",
-        w.max_chars, w.max_lines
+        "],\"maxChars\":{},\"maxLines\":{},\"editWindowSecs\":{},\"history\":[",
+        w.max_chars, w.max_lines, w.edit_window_secs
     );
     for (i, event) in w.history.enumerate() {
         if i > 0 {
@@ -186,6 +190,7 @@ mod tests {
                 users: ["alice", "bob"].into_iter(),
                 max_chars: 50,
                 max_lines: 40,
+                edit_window_secs: 900,
                 history: [&m[..], &m[..]].into_iter(),
                 gap: true,
                 epoch: 0x00ab_cdef_0123_4567,

@@ -707,13 +707,14 @@ impl Chat {
 
     /// The `welcome` event for a socket of `session`, with the history after
     /// `since` (and `gap` when messages after `since` are no longer kept).
-    /// `limits` are the longest chat text in code points and in lines.
+    /// `limits` are the longest chat text in code points and in lines, and
+    /// the edit window in seconds.
     /// Empty if the session or its room is gone.
     pub fn welcome(
         &self,
         session: SessionId,
         since: Option<u64>,
-        limits: (usize, usize),
+        limits: (usize, usize, u64),
     ) -> Vec<u8> {
         let Some(s) = self.sessions.get(session) else {
             return Vec::new();
@@ -753,6 +754,7 @@ impl Chat {
                 users: users.into_iter(),
                 max_chars: limits.0,
                 max_lines: limits.1,
+                edit_window_secs: limits.2,
                 history,
                 gap,
                 epoch: self.epoch,
@@ -1096,7 +1098,7 @@ mod tests {
         let users =
             |w: Vec<u8>| serde_json::from_slice::<serde_json::Value>(&w).unwrap()["users"].clone();
         assert_eq!(
-            users(chat.welcome(bob, None, (50, 40))),
+            users(chat.welcome(bob, None, (50, 40, 900))),
             serde_json::json!(["ann", "bob"])
         );
         chat.announced(bob);
@@ -1177,24 +1179,27 @@ mod tests {
             (seqs, v["gap"].as_bool().unwrap())
         };
         assert_eq!(
-            seqs(chat.welcome(key, None, (50, 40))),
+            seqs(chat.welcome(key, None, (50, 40, 900))),
             (vec![4, 5, 6, 7, 8], false)
         );
         assert_eq!(
-            seqs(chat.welcome(key, Some(6), (50, 40))),
+            seqs(chat.welcome(key, Some(6), (50, 40, 900))),
             (vec![7, 8], false)
         );
         assert_eq!(
-            seqs(chat.welcome(key, Some(3), (50, 40))),
+            seqs(chat.welcome(key, Some(3), (50, 40, 900))),
             (vec![4, 5, 6, 7, 8], false)
         );
         assert_eq!(
-            seqs(chat.welcome(key, Some(1), (50, 40))),
+            seqs(chat.welcome(key, Some(1), (50, 40, 900))),
             (vec![4, 5, 6, 7, 8], true)
         );
-        assert_eq!(seqs(chat.welcome(key, Some(8), (50, 40))), (vec![], false));
         assert_eq!(
-            seqs(chat.welcome(key, Some(99), (50, 40))),
+            seqs(chat.welcome(key, Some(8), (50, 40, 900))),
+            (vec![], false)
+        );
+        assert_eq!(
+            seqs(chat.welcome(key, Some(99), (50, 40, 900))),
             (vec![4, 5, 6, 7, 8], false)
         );
     }

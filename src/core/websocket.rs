@@ -48,7 +48,11 @@ impl Core {
                 CloseReason::new(close::REPLACED, "replaced by a newer connection"),
             );
         }
-        let limits = (self.config.max_chat_chars, self.config.max_chat_lines);
+        let limits = (
+            self.config.max_chat_chars,
+            self.config.max_chat_lines,
+            self.config.edit_window.as_secs(),
+        );
         let welcome = self.chat.welcome(session, since, limits);
         self.send(
             id,

@@ -43,18 +43,6 @@ import { checkDocsShot } from './docshot.mjs';
 /** No test may take longer than this (ms). */
 const TEST_MS = 120000;
 
-/** The server's flags, from its --help. */
-const FLAGS = (await runWsrooms(['--help'])).stdout;
-
-/**
- * Test options for a case that needs a server feature known by its flag
- * (`--leave-delay-secs`, `--admin-bind`): skipped, saying why, when this
- * build has no such flag (a branch without that feature), run otherwise.
- */
-function needs(flag, options = {}) {
-  return FLAGS.includes(flag) ? options : { ...options, skip: `this server has no ${flag}` };
-}
-
 let browser;
 
 before(async () => {
@@ -1619,7 +1607,7 @@ describe('edit, delete, typing', () => {
 });
 
 describe('presence', () => {
-  test('a reload is silent: the other page shows no "left" or "joined"; a closed tab is "left" after the delay, and its id stays its own', needs('--leave-delay-secs', { timeout: TEST_MS }), async () => {
+  test('a reload is silent: the other page shows no "left" or "joined"; a closed tab is "left" after the delay, and its id stays its own', { timeout: TEST_MS }, async () => {
     await withServer({ args: ['--leave-delay-secs', '2'] }, async (server) => {
       const a = await newContext(browser);
       const b = await newContext(browser);
@@ -1660,7 +1648,7 @@ describe('presence', () => {
       await finish(a, b, c);
     });
   });
-  test('a server restart with a data file makes no "left" or "joined" for those who come back', needs('--leave-delay-secs', { timeout: TEST_MS }), async () => {
+  test('a server restart with a data file makes no "left" or "joined" for those who come back', { timeout: TEST_MS }, async () => {
     const data = tempDataFile();
     const args = ['--data-file', data.file];
     let server = await startServer({ args });
@@ -1700,7 +1688,7 @@ describe('presence', () => {
 });
 
 describe('moderation', () => {
-  test('a message deleted by the operator is a tombstone for everyone, live and on a fresh page', needs('--admin-bind', { timeout: TEST_MS }), async () => {
+  test('a message deleted by the operator is a tombstone for everyone, live and on a fresh page', { timeout: TEST_MS }, async () => {
     const adminPort = await freePort();
     await withServer({ args: ['--admin-bind', `127.0.0.1:${adminPort}`] }, async (server) => {
       const a = await newContext(browser);
@@ -1730,7 +1718,7 @@ describe('moderation', () => {
     });
   });
 
-  test('removed by the operator: a banner, no reconnect, the reason at the login page', needs('--admin-bind', { timeout: TEST_MS }), async () => {
+  test('removed by the operator: a banner, no reconnect, the reason at the login page', { timeout: TEST_MS }, async () => {
     const adminPort = await freePort();
     await withServer({ args: ['--admin-bind', `127.0.0.1:${adminPort}`] }, async (server) => {
       const a = await newContext(browser);
@@ -1777,7 +1765,7 @@ describe('moderation', () => {
     });
   });
 
-  test('an address barred by the operator: its open page gets the banner, a new login the reason inline', needs('--admin-bind', { timeout: TEST_MS }), async () => {
+  test('an address barred by the operator: its open page gets the banner, a new login the reason inline', { timeout: TEST_MS }, async () => {
     const adminPort = await freePort();
     await withServer({ args: ['--admin-bind', `127.0.0.1:${adminPort}`] }, async (server) => {
       const a = await newContext(browser);

@@ -531,6 +531,11 @@ impl World {
             return;
         };
         let other = rusqlite::Connection::open(path).expect("the file opens");
+        // The store's helper thread may hold the lock for a moment (a
+        // checkpoint that resets the log): wait for it, as a program would.
+        other
+            .busy_timeout(std::time::Duration::from_secs(10))
+            .expect("a busy timeout");
         other
             .execute_batch("BEGIN IMMEDIATE")
             .expect("the write lock");
