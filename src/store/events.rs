@@ -10,7 +10,7 @@ use super::{Kind, Message, StoredMessage, TokenHash, to_i64, to_u64};
 /// The columns [`from_row`] reads, in its order.
 pub const COLUMNS: &str = "seq, at, user, text, kind, target, author, edited, deleted";
 
-/// Parameters [`write`]'s `INSERT` binds per row (and so does the
+/// Parameters [`write()`]'s `INSERT` binds per row (and so does the
 /// store's multi-row one).
 pub const INSERTED: usize = 8;
 
