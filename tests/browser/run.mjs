@@ -67,6 +67,20 @@ async function withServer(options, body) {
   }
 }
 
+/**
+ * Alice and Bob, each in a browser context of their own, logged in to room
+ * `room` of `url`: `{ a, b, alice, bob }` (close the contexts with `finish`).
+ */
+async function aliceAndBob(url, room) {
+  const a = await newContext(browser);
+  const b = await newContext(browser);
+  const alice = await a.newPage();
+  const bob = await b.newPage();
+  await login(alice, url, 'alice', room);
+  await login(bob, url, 'bob', room);
+  return { a, b, alice, bob };
+}
+
 /** Closes the contexts after checking that no page misbehaved. */
 async function finish(...contexts) {
   try {
@@ -1271,12 +1285,7 @@ function focused(page) {
 describe('edit, delete, typing', () => {
   test('edit and delete own messages in place (mouse and keyboard), seen live by another page; a refusal is a notice', { timeout: TEST_MS }, async () => {
     await withServer({}, async (server) => {
-      const a = await newContext(browser);
-      const b = await newContext(browser);
-      const alice = await a.newPage();
-      const bob = await b.newPage();
-      await login(alice, server.url, 'alice', 40);
-      await login(bob, server.url, 'bob', 40);
+      const { a, b, alice, bob } = await aliceAndBob(server.url, 40);
       assert.equal(await alice.evaluate(() => window.wsrooms.socket.protocol), 'wsrooms.v2');
       assert.equal(await alice.evaluate(() => window.wsrooms.v2), true);
       for (const text of ['helo wrold', 'second', 'to be deleted']) await say(alice, text);
@@ -1515,12 +1524,7 @@ describe('edit, delete, typing', () => {
 
   test('the edit window closes: Edit and Delete go away, a late change is refused with a notice', { timeout: TEST_MS }, async () => {
     await withServer({ args: ['--edit-window-secs', '2'] }, async (server) => {
-      const a = await newContext(browser);
-      const b = await newContext(browser);
-      const alice = await a.newPage();
-      const bob = await b.newPage();
-      await login(alice, server.url, 'alice', 42);
-      await login(bob, server.url, 'bob', 42);
+      const { a, b, alice, bob } = await aliceAndBob(server.url, 42);
       await say(alice, 'quick');
       await waitMessage(bob, 'quick');
       const quick = line(alice, 'quick');
@@ -1691,13 +1695,8 @@ describe('moderation', () => {
   test('a message deleted by the operator is a tombstone for everyone, live and on a fresh page', { timeout: TEST_MS }, async () => {
     const adminPort = await freePort();
     await withServer({ args: ['--admin-bind', `127.0.0.1:${adminPort}`] }, async (server) => {
-      const a = await newContext(browser);
-      const b = await newContext(browser);
+      const { a, b, alice, bob } = await aliceAndBob(server.url, 48);
       const c = await newContext(browser);
-      const alice = await a.newPage();
-      const bob = await b.newPage();
-      await login(alice, server.url, 'alice', 48);
-      await login(bob, server.url, 'bob', 48);
       await say(bob, 'buy cheap stuff');
       await say(bob, 'and more');
       await waitMessage(alice, 'and more');
@@ -1721,12 +1720,7 @@ describe('moderation', () => {
   test('removed by the operator: a banner, no reconnect, the reason at the login page', { timeout: TEST_MS }, async () => {
     const adminPort = await freePort();
     await withServer({ args: ['--admin-bind', `127.0.0.1:${adminPort}`] }, async (server) => {
-      const a = await newContext(browser);
-      const b = await newContext(browser);
-      const alice = await a.newPage();
-      const bob = await b.newPage();
-      await login(alice, server.url, 'alice', 45);
-      await login(bob, server.url, 'bob', 45);
+      const { a, b, alice, bob } = await aliceAndBob(server.url, 45);
       const listed = await admin(adminPort, '/admin/rooms');
       assert.equal(listed.status, 200);
       assert.deepEqual(listed.body.find((r) => r.room === 45)?.users.sort(), ['alice', 'bob']);
