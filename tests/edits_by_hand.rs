@@ -344,7 +344,7 @@ fn split(clients: &mut [Client], n: usize) -> (&mut Client, Vec<&mut Client>) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
 
     /// In memory, with a small history (so reconnects find gaps too).
     #[test]

@@ -273,14 +273,24 @@ impl Chat {
     }
 
     /// A delivered edit or delete changes the message it targets, if the
-    /// history in memory holds it: its frame shows the new state; a
-    /// deleted message's edits lose their text.
+    /// history in memory holds it: its frame shows the new state. A delete
+    /// also takes the text out of the message's edits in the history, even
+    /// when the message itself has already left it.
     pub(super) fn apply_change(&mut self, room: RoomId, event: &Event) {
         let (target, text, at) = match event {
             Event::Message(_) => return,
             Event::Edit { target, text, at } => (*target, Some(&**text), *at),
             Event::Delete { target, at } => (*target, None, *at),
         };
+        self.show_change(room, target, text, at);
+        if text.is_none() {
+            self.blank_edits_of(room, target);
+        }
+    }
+
+    /// The history's entry of message `target` shows it edited (`text`)
+    /// or deleted (`None`), if the history holds it and it is not deleted.
+    fn show_change(&mut self, room: RoomId, target: u64, text: Option<&str>, at: u64) {
         let Some(r) = self.rooms.get_mut(room) else {
             return;
         };
@@ -302,21 +312,25 @@ impl Chat {
         let old = entry.frame.len();
         entry.frame = frame::encode_frame(Opcode::Text, &json).into();
         self.history_bytes = self.history_bytes - old + entry.frame.len();
-        if text.is_none() {
-            // Its edits stay (their `seq`s too: a history has no holes),
-            // without their text.
-            let mut change = 0isize;
-            for k in r.history.iter_mut() {
-                if let Event::Edit { target: t, at, .. } = k.event
-                    && t == target
-                {
-                    let blank = Kept::edit(k.seq, target, "", at);
-                    change += blank.frame.len() as isize - k.frame.len() as isize;
-                    *k = blank;
-                }
+    }
+
+    /// A deleted message's edits stay in the history (their `seq`s too: a
+    /// history has no holes), without their text, as in the data file.
+    fn blank_edits_of(&mut self, room: RoomId, target: u64) {
+        let Some(r) = self.rooms.get_mut(room) else {
+            return;
+        };
+        let mut change = 0isize;
+        for k in r.history.iter_mut() {
+            if let Event::Edit { target: t, at, .. } = k.event
+                && t == target
+            {
+                let blank = Kept::edit(k.seq, target, "", at);
+                change += blank.frame.len() as isize - k.frame.len() as isize;
+                *k = blank;
             }
-            self.history_bytes = self.history_bytes.saturating_add_signed(change);
         }
+        self.history_bytes = self.history_bytes.saturating_add_signed(change);
     }
 }
 
@@ -380,6 +394,34 @@ mod tests {
         chat.keep(room, delete, 3);
         assert_eq!(chat.target(room, 1), Found::Older);
         let _ = chat.history_bytes();
+    }
+
+    #[test]
+    fn a_delete_blanks_the_edits_of_a_message_that_left_the_history() {
+        // Found by tests/edits_by_hand.rs: the data file blanked them, the
+        // history in memory did not, so a restart changed the history.
+        let mut chat = Chat::new();
+        let now = std::time::Instant::now();
+        chat.login(1, "al", [1; 16], now, 10).unwrap();
+        let room = chat.room_by_number(1).unwrap();
+        let one = chat.number_said(room, "al", "one", 7, Some(ALICE)).unwrap();
+        chat.keep(room, one, 3);
+        let two = chat.number_said(room, "al", "two", 7, Some(ALICE)).unwrap();
+        chat.keep(room, two, 3);
+        let edit = chat.number_edit(room, 1, "one!", 8).unwrap();
+        chat.keep(room, edit, 3);
+        let four = chat
+            .number_said(room, "al", "four", 8, Some(ALICE))
+            .unwrap();
+        chat.keep(room, four, 3);
+        assert_eq!(chat.target(room, 1), Found::Older);
+        let delete = chat.number_delete(room, 1, Some("al"), 9).unwrap();
+        chat.keep(room, delete, 3);
+        let history = &chat.rooms.get(room).unwrap().history;
+        let edit = String::from_utf8_lossy(history[0].json()).into_owned();
+        assert!(edit.contains(r#""seq":3"#), "{edit}");
+        assert!(edit.contains(r#""text":"""#), "{edit}");
+        let _ = chat.history_bytes(); // a debug build checks the count
     }
 
     #[test]
