@@ -14,6 +14,10 @@
 //!   `SCHED_FIFO` priority PRIO (root): on a shared machine this keeps other
 //!   programs from stealing their CPUs. `WSROOMS_BENCH_NICE=N` is the milder
 //!   version (nice N).
+//! - `WSROOMS_BENCH_ROUNDS=N` (default 3): (a) and (b) run N times on
+//!   wsrooms in memory and N times with `--data-file`, alternating, and the
+//!   table shows each one's median run (by deliveries/s for (a), by p99
+//!   for (b)); each round's figure goes to stderr.
 //! - `WSROOMS_BENCH_PERF=DIR`: attach `perf record` to each server, into
 //!   `DIR/<server>-<workload>.data` (`WSROOMS_BENCH_PERF_FREQ`, default 2000 Hz;
 //!   `WSROOMS_BENCH_PERF_ARGS`, e.g. `-g`).
@@ -134,8 +138,31 @@ fn main() {
     setup.print_notes();
 
     let mut results: Vec<(Kind, Results)> = Vec::new();
+    // In memory against a data file: (a) and (b) in interleaved rounds.
+    let paired =
+        want(Kind::Wsrooms.name(), &servers) && want(Kind::WsroomsDataFile.name(), &servers);
+    let mut first = Results::default();
+    if paired {
+        let rounds = rounds();
+        if want("fanout", &workloads) {
+            let (memory, file) = in_rounds(
+                rounds,
+                "fan-out",
+                |kind| fanout(&setup, kind),
+                |f| f.deliveries,
+            );
+            first.fanout = memory;
+            first.fanout_data_file = file;
+        }
+        if want("rooms", &workloads) {
+            let (memory, file) =
+                in_rounds(rounds, "rooms", |kind| rooms(&setup, kind), |r| r.p99_us);
+            first.rooms = memory;
+            first.rooms_data_file = file;
+        }
+    }
     for kind in [Kind::Wsrooms, Kind::WsroomsDataFile, Kind::Peer] {
-        if !want(kind.name(), &servers) {
+        if !want(kind.name(), &servers) || (paired && kind == Kind::WsroomsDataFile) {
             continue;
         }
         let mut r = Results::default();
@@ -156,11 +183,15 @@ fn main() {
             }
             continue;
         }
-        if want("fanout", &workloads) {
-            r.fanout = run_logged(kind, "fan-out", || fanout(&setup, kind));
-        }
-        if want("rooms", &workloads) {
-            r.rooms = run_logged(kind, "rooms", || rooms(&setup, kind));
+        if kind == Kind::Wsrooms && paired {
+            r = std::mem::take(&mut first);
+        } else {
+            if want("fanout", &workloads) {
+                r.fanout = run_logged(kind, "fan-out", || fanout(&setup, kind));
+            }
+            if want("rooms", &workloads) {
+                r.rooms = run_logged(kind, "rooms", || rooms(&setup, kind));
+            }
         }
         if want("idle", &workloads) {
             r.idle = run_logged(kind, "idle", || idle(&setup, kind));
@@ -175,6 +206,51 @@ fn main() {
         results.push((kind, r));
     }
     print_table(&setup, &results);
+}
+
+/// Rounds of the in-memory against data-file comparison
+/// (`WSROOMS_BENCH_ROUNDS`, default 3).
+fn rounds() -> usize {
+    std::env::var("WSROOMS_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3)
+        .max(1)
+}
+
+/// Runs a workload `rounds` times on wsrooms in memory and with a data
+/// file, alternating (memory, file, memory, file, …), and keeps each one's
+/// median run by `key`. On a shared machine the figures of one run drift
+/// by a factor of two or more within minutes; alternating exposes both to
+/// the same drift, and the median drops a run that met a burst of it.
+/// Each round's figures go to stderr.
+fn in_rounds<T>(
+    rounds: usize,
+    what: &str,
+    run: impl Fn(Kind) -> io::Result<T>,
+    key: impl Fn(&T) -> u64,
+) -> (Option<T>, Option<T>) {
+    let (mut memory, mut file) = (Vec::new(), Vec::new());
+    for round in 1..=rounds {
+        for (kind, runs) in [
+            (Kind::Wsrooms, &mut memory),
+            (Kind::WsroomsDataFile, &mut file),
+        ] {
+            let label = format!("{what} (round {round} of {rounds})");
+            if let Some(r) = run_logged(kind, &label, || run(kind)) {
+                eprintln!("e2e: {} {label}: {}", kind.name(), key(&r));
+                runs.push(r);
+            }
+        }
+    }
+    (median_by(memory, &key), median_by(file, &key))
+}
+
+/// The run in the middle by `key` (of an even count, the upper middle).
+fn median_by<T>(mut runs: Vec<T>, key: impl Fn(&T) -> u64) -> Option<T> {
+    runs.sort_by_key(|r| key(r));
+    let middle = runs.len() / 2;
+    runs.into_iter().nth(middle)
 }
 
 fn run_logged<T>(kind: Kind, what: &str, f: impl FnOnce() -> io::Result<T>) -> Option<T> {
