@@ -18,6 +18,10 @@
 //!   wsrooms in memory and N times with `--data-file`, alternating, and the
 //!   table shows each one's median run (by deliveries/s for (a), by p99
 //!   for (b)); each round's figure goes to stderr.
+//! - `WSROOMS_BENCH_AA=1`: the "--data-file" runs are in memory too, an
+//!   A/A check: the ratios it prints are what chance alone gives on this
+//!   machine (with 3 rounds, within about 10 % of 1 on a quiet 2-core VM;
+//!   single runs of (b) varied from 1.1 to 4 ms p99 there).
 //! - `WSROOMS_BENCH_PERF=DIR`: attach `perf record` to each server, into
 //!   `DIR/<server>-<workload>.data` (`WSROOMS_BENCH_PERF_FREQ`, default 2000 Hz;
 //!   `WSROOMS_BENCH_PERF_ARGS`, e.g. `-g`).

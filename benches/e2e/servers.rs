@@ -213,7 +213,8 @@ impl Server {
                     argv.push(a.to_string());
                 }
                 argv.extend(extra.iter().cloned());
-                if kind == Kind::WsroomsDataFile {
+                // `WSROOMS_BENCH_AA=1`: the same server on both sides (see main.rs).
+                if kind == Kind::WsroomsDataFile && std::env::var_os("WSROOMS_BENCH_AA").is_none() {
                     let dir = std::env::temp_dir()
                         .join(format!("wsrooms-e2e-{}-{workload}", std::process::id()));
                     std::fs::create_dir_all(&dir)?;
