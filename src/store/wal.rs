@@ -42,6 +42,16 @@
 //! the file back to the hard cap when it starts again, so a single huge
 //! commit does not leave a huge file behind.
 //!
+//! **Two connections, one log.** The loop's connection commits while the
+//! helper's checkpoints, and a commit may start the log again between two
+//! checkpoints of a catch-up. SQLite from 3.7.0 to 3.51.2 had a rare race
+//! in exactly that pattern (the "WAL-reset bug", fixed in 3.51.3 and
+//! 3.53.0): a checkpoint that began as another connection started the log
+//! again could later skip pages, corrupting the file or losing commits.
+//! The SQLite built into wsrooms is newer, and a test
+//! (`the_built_in_sqlite_has_the_wal_reset_fix`) fails the build's tests
+//! if an older one is ever linked.
+//!
 //! **Readers.** Another program may read the file while the server runs
 //! (`sqlite3 .backup`, `VACUUM INTO`, `wsrooms backup`, a Litestream-style
 //! replicator). A read transaction sees the file as it was when it began,
@@ -273,4 +283,16 @@ impl Wal {
 /// appends to the log).
 fn pages_left(log: i32, done: i32) -> u32 {
     if done >= log { 0 } else { log.max(0) as u32 }
+}
+
+#[cfg(test)]
+mod tests {
+    /// See the module doc, "Two connections, one log": 3.51.3, or 3.53.0
+    /// and later (3.52.0 was withdrawn without the fix).
+    #[test]
+    fn the_built_in_sqlite_has_the_wal_reset_fix() {
+        let version = rusqlite::version_number();
+        let fixed = (3_051_003..3_052_000).contains(&version) || version >= 3_053_000;
+        assert!(fixed, "SQLite {} has the WAL-reset bug", rusqlite::version());
+    }
 }
