@@ -417,8 +417,12 @@ function handleClose(event, opened, myGeneration) {
   generation++; // nothing more to wait for
   setState('closed', info.text);
   if (info.removed) {
-    // A banner, and no button: the server refuses this session now.
+    // A banner, and no button: the server refuses this session now. We
+    // are no longer in the room, so its list of who is there would only
+    // go stale: it is emptied.
     ui.statusBar.classList.add('removed');
+    presence.clear();
+    renderPresence();
     offerReconnect(null);
     return;
   }

@@ -1736,6 +1736,8 @@ describe('moderation', () => {
       assert.ok(await bob.locator('#reconnect').isHidden(), 'no Reconnect button');
       assert.ok(await bob.locator('.status-bar.removed').isVisible());
       assert.ok(await bob.locator('#text').isDisabled());
+      assert.equal(await bob.locator('#users li').count(), 0, 'no stale list of who is there');
+      assert.equal(await bob.textContent('#user-count'), '0');
       await alice.waitForSelector('#messages li.system:has-text("bob left")');
       await bob.setViewportSize({ width: 390, height: 800 });
       await bob.screenshot({ path: shotPath('room-390-removed.png') });
