@@ -293,6 +293,10 @@ mod tests {
     fn the_built_in_sqlite_has_the_wal_reset_fix() {
         let version = rusqlite::version_number();
         let fixed = (3_051_003..3_052_000).contains(&version) || version >= 3_053_000;
-        assert!(fixed, "SQLite {} has the WAL-reset bug", rusqlite::version());
+        assert!(
+            fixed,
+            "SQLite {} has the WAL-reset bug",
+            rusqlite::version()
+        );
     }
 }
