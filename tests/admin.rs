@@ -436,7 +436,7 @@ fn stop(server: &mut Spawned) {
 }
 
 #[test]
-fn with_a_data_file_a_removed_session_stays_ended_and_a_restart_lifts_the_bars() {
+fn with_a_data_file_a_removed_session_stays_ended_and_the_bars_outlast_a_restart() {
     let dir = TempDir::new("admin-restart");
     let path = dir.join("rooms.db");
     let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
@@ -446,34 +446,44 @@ fn with_a_data_file_a_removed_session_stays_ended_and_a_restart_lifts_the_bars()
         "--admin-bind",
         &admin.to_string(),
     ];
+    const BARRED_IP: [u8; 4] = [127, 0, 0, 3];
     let mut server = spawn_binary(&args);
-    let (bob, _) = join(server.addr, "bob", 5);
+    let (bob, _) = join_from(ip(BOB_IP), server.addr, "bob", 5);
     let carol_cookie = login(server.addr, "carol", 5);
-    let r = admin_post(admin, "/admin/rooms/5/remove", "user=bob");
+    let r = admin_post(admin, "/admin/rooms/5/remove", "user=bob&minutes=60");
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(
-        admin_post(admin, "/admin/bar", "address=192.0.2.1").status,
-        200
-    );
-    let bob_cookie = login_raw(server.addr, "bob", "5");
-    assert_eq!(bob_cookie.status, 403, "barred before the restart");
+    let r = admin_post(admin, "/admin/bar", "address=127.0.0.3&minutes=30");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(login_raw(server.addr, "bob", "5").status, 403);
     drop(bob);
     stop(&mut server);
 
     let server = spawn_binary(&args);
     let addr = server.addr;
-    // Carol's session came back; bob's did not, and his id is free: the
-    // bars were in memory only.
+    // Carol's session came back; bob's did not.
     let mut carol = ws_connect(addr, 5, &carol_cookie);
-    let welcome = next_event(&mut carol);
-    assert_eq!(welcome["type"], "welcome");
+    assert_eq!(next_event(&mut carol)["type"], "welcome");
     assert_eq!(
         json_of(&admin_request(admin, "GET", "/admin/rooms", "", ""))[0]["users"],
         serde_json::json!(["carol"])
     );
-    assert_eq!(
-        login_raw(addr, "bob", "5").status,
-        303,
-        "the bar was lifted"
-    );
+    // The bars came back with the time they had left: the id (and its
+    // look-alikes) and bob's address in room 5, and the barred address
+    // everywhere.
+    for (source, user) in [(ALICE_IP, "bob"), (ALICE_IP, "B0B"), (BOB_IP, "dave")] {
+        let r = login_from(ip(source), addr, user, 5);
+        assert_eq!(r.status, 403, "{user} from {source:?}: {}", r.text());
+        assert!(
+            r.text().contains("removed from room 5 by the operator")
+                && r.text().contains("60 minute(s)"),
+            "{}",
+            r.text()
+        );
+    }
+    let r = login_from(ip(BARRED_IP), addr, "erin", 7);
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert!(r.text().contains("30 more minute(s)"), "{}", r.text());
+    // Nobody else is barred.
+    assert_eq!(login_from(ip(ALICE_IP), addr, "dave", 5).status, 303);
+    assert_eq!(login_from(ip(BOB_IP), addr, "bob", 6).status, 303);
 }

@@ -8,7 +8,9 @@
 //!   common with the removed id ([`IdKeys::meets`], the rule the room
 //!   itself uses), or when it comes from the removed user's address.
 //!
-//! Bars live in memory only (a restart lifts them) and end by time: each
+//! Bars live in memory; with a data file the core also keeps each one
+//! there as it is set, and puts back those still running at start (see
+//! `Core::use_store`), so a restart does not lift them. They end by time: each
 //! holds the instant it ends, and one that has ended is ignored at once and
 //! forgotten at the next change (no timer). There are at most
 //! [`MAX_BARS`] of both kinds together; barring again what is barred
@@ -105,8 +107,17 @@ impl Bars {
         minutes: u32,
         now: Instant,
     ) -> Result<Instant, Full> {
+        self.bar_address_until(address, now + minutes_of(minutes), now)
+    }
+
+    /// [`Bars::bar_address`] until `until` (a bar put back at start).
+    pub fn bar_address_until(
+        &mut self,
+        address: IpAddr,
+        until: Instant,
+        now: Instant,
+    ) -> Result<Instant, Full> {
         let address = address.to_canonical();
-        let until = now + minutes_of(minutes);
         if !self.addresses.contains_key(&address) {
             self.make_room(now)?;
         }
@@ -125,8 +136,19 @@ impl Bars {
         minutes: u32,
         now: Instant,
     ) -> Result<Instant, Full> {
+        self.bar_in_room_until(room, keys, address, now + minutes_of(minutes), now)
+    }
+
+    /// [`Bars::bar_in_room`] until `until` (a bar put back at start).
+    pub fn bar_in_room_until(
+        &mut self,
+        room: u32,
+        keys: IdKeys,
+        address: Option<IpAddr>,
+        until: Instant,
+        now: Instant,
+    ) -> Result<Instant, Full> {
         let address = address.map(|a| a.to_canonical());
-        let until = now + minutes_of(minutes);
         let same = |b: &RoomBar| b.keys.meets(&keys);
         if let Some(bar) = self
             .rooms

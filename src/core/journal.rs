@@ -8,8 +8,8 @@ use std::path::Path;
 
 use crate::chat::TokenHash;
 use crate::store::{
-    self, CommitError, Committed, History, QueryError, Store, StoredMessage, StoredRoom, SyncStats,
-    retention,
+    self, CommitError, Committed, History, QueryError, Store, StoredBar, StoredMessage, StoredRoom,
+    SyncStats, retention,
 };
 
 /// The data file, or no data file.
@@ -40,6 +40,13 @@ impl Journal {
     pub fn record_session_end(&mut self, token_hash: TokenHash) {
         if let Journal::File(store) = self {
             store.record_session_end(token_hash);
+        }
+    }
+
+    /// The operator set a bar (kept until it ends, across restarts).
+    pub fn record_bar(&mut self, bar: StoredBar) {
+        if let Journal::File(store) = self {
+            store.record_bar(bar);
         }
     }
 

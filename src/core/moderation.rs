@@ -34,6 +34,7 @@ use crate::http::request::Request;
 use crate::http::response::Response;
 use crate::http::routes;
 use crate::logsafe::Escaped;
+use crate::store::StoredBar;
 use crate::ws::close::{self, CloseReason};
 
 /// The close a removed or barred user's socket gets.
@@ -154,6 +155,7 @@ impl Core {
         {
             return bars_full(by);
         }
+        self.keep_bar(Some(room), Some(&present), address, minutes);
         if let Some(socket) = socket {
             self.close_ws(socket, REMOVED);
         }
@@ -174,6 +176,51 @@ impl Core {
         )
     }
 
+    /// Puts back the bars a data file kept that had not ended at `now_ms`
+    /// (in the order they were set: one set again ends when it said last);
+    /// returns how many are running.
+    pub(super) fn restore_bars(&mut self, bars: &[StoredBar], now_ms: u64) -> usize {
+        for bar in bars {
+            let left = std::time::Duration::from_millis(bar.until.saturating_sub(now_ms));
+            let until = self.now + left;
+            let restored = match (bar.room, bar.address) {
+                (Some(room), address) => {
+                    let keys = IdKeys::of(bar.user.as_deref().unwrap_or(""));
+                    self.bars
+                        .bar_in_room_until(room, keys, address, until, self.now)
+                }
+                (None, Some(address)) => self.bars.bar_address_until(address, until, self.now),
+                (None, None) => continue, // bars nothing (a row edited by hand)
+            };
+            if restored == Err(Full) {
+                log::warn!(
+                    "data file: more bars than {} running; the rest not restored",
+                    crate::admin::bars::MAX_BARS
+                );
+                break;
+            }
+        }
+        self.bars.len()
+    }
+
+    /// With a data file, records a bar just set, so that a restart keeps
+    /// it until it ends (see `use_store`).
+    fn keep_bar(
+        &mut self,
+        room: Option<u32>,
+        user: Option<&str>,
+        address: Option<IpAddr>,
+        minutes: u32,
+    ) {
+        let until = self.unix_millis() + u64::from(minutes) * 60_000;
+        self.journal.record_bar(StoredBar {
+            room,
+            user: user.map(str::to_string),
+            address: address.map(|a| a.to_canonical()),
+            until,
+        });
+    }
+
     /// `POST /admin/bar`: bars the address and closes its WebSockets.
     fn bar_address(&mut self, address: IpAddr, minutes: u32, by: IpAddr) -> Response {
         self.bars.forget_ended(self.now);
@@ -181,6 +228,7 @@ impl Core {
             return bars_full(by);
         }
         let address = address.to_canonical();
+        self.keep_bar(None, None, Some(address), minutes);
         let open: Vec<ConnId> = self
             .conns
             .iter()

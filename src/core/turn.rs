@@ -167,8 +167,14 @@ impl Core {
     /// commits to it before anything is written.
     pub fn use_store(&mut self, mut store: Store) -> Result<(), QueryError> {
         let keep = self.config.history_messages;
+        let now_ms = self.unix_millis();
         let loaded = store.load(keep)?;
         store.refuse_unreadable(&loaded.damaged_rooms);
+        let bars = store.bars(now_ms)?;
+        if let Err(e) = store.forget_ended_bars(now_ms) {
+            log::warn!("data file: could not delete the bars that ended: {e}");
+        }
+        let bars = self.restore_bars(&bars, now_ms);
         let held = self.config.reserve_timeout.max(self.config.grace_timeout);
         let expires = self.now + held;
         // Those who were in a room when the server stopped are listed again,
@@ -214,7 +220,7 @@ impl Core {
         self.chat.set_epoch(store.epoch());
         log::info!(
             "data file: {restored} sessions restored in {} rooms, {listed} of them \
-             listed as present for {delay:?} (epoch {:016x})",
+             listed as present for {delay:?}, {bars} operator's bars (epoch {:016x})",
             self.chat.rooms.len(),
             store.epoch()
         );

@@ -71,6 +71,19 @@ impl Kind {
     pub const SAID: Kind = Kind::Said { author: None };
 }
 
+/// An operator's bar, as the data file keeps it (see `schema`, version 6).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredBar {
+    /// The room of a removal; `None` for an address bar.
+    pub room: Option<u32>,
+    /// The removed id (`None` for an address bar).
+    pub user: Option<String>,
+    /// The barred address (of a removal: its socket's, if it had one).
+    pub address: Option<std::net::IpAddr>,
+    /// When it ends, in Unix milliseconds.
+    pub until: u64,
+}
+
 #[derive(Debug, Clone)]
 struct LoginRecord {
     token_hash: TokenHash,
@@ -97,6 +110,8 @@ pub struct Batch {
     ends: Vec<TokenHash>,
     /// Sessions whose presence changed: listed (`true`) or no longer.
     presence: Vec<(TokenHash, bool)>,
+    /// Bars the operator set (rare: no buffer reuse needed).
+    bars: Vec<StoredBar>,
     messages: Vec<MessageRecord>,
     /// Each room's highest recorded `seq`.
     last_seqs: HashMap<u32, u64>,
@@ -111,6 +126,7 @@ impl Batch {
             && self.ends.is_empty()
             && self.messages.is_empty()
             && self.presence.is_empty()
+            && self.bars.is_empty()
     }
 
     /// The logins, in the order they were recorded.
@@ -146,6 +162,11 @@ impl Batch {
         &self.presence
     }
 
+    /// The bars the operator set, in order.
+    pub fn bars(&self) -> &[StoredBar] {
+        &self.bars
+    }
+
     /// Each room that got messages, with its highest `seq`.
     pub fn last_seqs(&self) -> impl Iterator<Item = (u32, u64)> + '_ {
         self.last_seqs.iter().map(|(&room, &seq)| (room, seq))
@@ -167,6 +188,10 @@ impl Batch {
 
     pub(super) fn push_presence(&mut self, token_hash: TokenHash, present: bool) {
         self.presence.push((token_hash, present));
+    }
+
+    pub(super) fn push_bar(&mut self, bar: StoredBar) {
+        self.bars.push(bar);
     }
 
     pub(super) fn push_message(&mut self, m: Message<'_>) {
@@ -195,20 +220,23 @@ impl Batch {
         self.logins.clear();
         self.ends.clear();
         self.presence.clear();
+        self.bars.clear();
         self.messages.clear();
         self.last_seqs.clear();
         self.strings.clear();
     }
 
     /// After a failed commit: takes out the logins and messages (returned to
-    /// the caller as discarded) and keeps the session ends and presence
-    /// changes for the next commit (their events went out anyway).
+    /// the caller as discarded) and keeps the session ends, presence
+    /// changes and bars for the next commit (they took effect anyway).
     pub(super) fn take_failed(&mut self) -> Batch {
         let ends = std::mem::take(&mut self.ends);
         let presence = std::mem::take(&mut self.presence);
+        let bars = std::mem::take(&mut self.bars);
         let failed = std::mem::take(self);
         self.ends = ends;
         self.presence = presence;
+        self.bars = bars;
         failed
     }
 }

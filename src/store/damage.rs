@@ -17,7 +17,9 @@ use std::collections::HashSet;
 
 use rusqlite::{Connection, Transaction, params};
 
-use super::{Batch, is_damage, to_i64, write_logins, write_presence, write_session_ends};
+use super::{
+    Batch, is_damage, to_i64, write_bars, write_logins, write_presence, write_session_ends,
+};
 
 /// Rooms whose pages are known to be damaged.
 #[derive(Debug, Default)]
@@ -110,6 +112,7 @@ pub fn write_around(
     }
     write_presence(&tx, batch)?;
     write_session_ends(&tx, batch)?;
+    write_bars(&tx, batch)?;
     tx.commit()
 }
 

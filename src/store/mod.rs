@@ -164,7 +164,7 @@ use std::sync::Arc;
 
 use rusqlite::{Connection, Transaction, params};
 
-pub use batch::{Batch, Kind, Login, Message, TokenHash};
+pub use batch::{Batch, Kind, Login, Message, StoredBar, TokenHash};
 pub use damage::Damage;
 pub use file::OpenError;
 pub use lock::FileLock;
@@ -555,6 +555,11 @@ impl Store {
         self.wal.frames()
     }
 
+    /// Records an operator's bar (kept across restarts until it ends).
+    pub fn record_bar(&mut self, bar: StoredBar) {
+        self.batch.push_bar(bar);
+    }
+
     /// Records a login (its `303` must wait for the commit).
     pub fn record_login(&mut self, token_hash: TokenHash, room: u32, user: &str, at: u64) {
         self.batch.push_login(token_hash, room, user, at);
@@ -775,6 +780,33 @@ impl Store {
         Ok(messages)
     }
 
+    /// The operator's bars still running at `now_ms`, in the order they
+    /// were set (ended ones are deleted by [`Store::forget_ended_bars`]).
+    pub fn bars(&self, now_ms: u64) -> Result<Vec<StoredBar>, QueryError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT room, user, address, until FROM bars WHERE until > ?1 ORDER BY rowid",
+        )?;
+        let rows = stmt.query_map([to_i64(now_ms)], |row| {
+            let address: Option<String> = row.get(2)?;
+            Ok(StoredBar {
+                room: row.get(0)?,
+                user: row.get(1)?,
+                // An address that does not parse (a file edited by hand)
+                // bars nothing.
+                address: address.and_then(|a| a.parse().ok()),
+                until: to_u64(row.get(3)?),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Deletes the bars that ended by `now_ms` (at start: they are few,
+    /// one row per operator action).
+    pub fn forget_ended_bars(&mut self, now_ms: u64) -> rusqlite::Result<usize> {
+        self.conn
+            .execute("DELETE FROM bars WHERE until <= ?1", [to_i64(now_ms)])
+    }
+
     fn sessions(&self) -> Result<Vec<StoredSession>, QueryError> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT token_hash, room, user, login_at, present FROM sessions \
@@ -830,7 +862,22 @@ fn write_batch(
     write_rooms(&tx, batch, keep, damage)?;
     write_presence(&tx, batch)?;
     write_session_ends(&tx, batch)?;
+    write_bars(&tx, batch)?;
     tx.commit()
+}
+
+/// One row per bar set (see `schema`, version 6).
+fn write_bars(tx: &Transaction, batch: &Batch) -> rusqlite::Result<()> {
+    if batch.bars().is_empty() {
+        return Ok(());
+    }
+    let mut stmt =
+        tx.prepare_cached("INSERT INTO bars (room, user, address, until) VALUES (?1, ?2, ?3, ?4)")?;
+    for bar in batch.bars() {
+        let address = bar.address.map(|a| a.to_string());
+        stmt.execute(params![bar.room, bar.user, address, to_i64(bar.until)])?;
+    }
+    Ok(())
 }
 
 fn write_logins(tx: &Transaction, batch: &Batch) -> rusqlite::Result<()> {

@@ -23,7 +23,9 @@ pub type Step = &'static str;
 /// is an empty file, so the first step creates the tables of version 1.
 /// A later version appends a step here (and never edits an old one: files
 /// in the field went through it).
-pub const STEPS: &[Step] = &[VERSION_1, VERSION_2, VERSION_3, VERSION_4, VERSION_5];
+pub const STEPS: &[Step] = &[
+    VERSION_1, VERSION_2, VERSION_3, VERSION_4, VERSION_5, VERSION_6,
+];
 
 /// The schema version this binary writes and understands.
 pub const SCHEMA_VERSION: u32 = STEPS.len() as u32;
@@ -112,6 +114,22 @@ const VERSION_4: &str = "
 /// those sessions again, so that it makes no `join` per person.
 const VERSION_5: &str = "
     ALTER TABLE sessions ADD COLUMN present INTEGER NOT NULL DEFAULT 0;
+";
+
+/// Version 6: `bars`, the operator's bars (`src/admin/bars.rs`), so that
+/// a restart does not lift them. One row per bar set, in order (a bar set
+/// again is a new row; loading applies them in order, so the last one
+/// wins, as in memory). `room` is null for an address bar (every login
+/// and socket from `address`); otherwise `user` is the removed id and
+/// `address` its socket's, if it had one. `until` is when the bar ends
+/// (Unix ms); rows that have ended are deleted at start.
+const VERSION_6: &str = "
+    CREATE TABLE bars (
+        room INTEGER,
+        user TEXT,
+        address TEXT,
+        until INTEGER NOT NULL
+    );
 ";
 
 /// The file's epoch (version 3 and later; see `VERSION_3`).

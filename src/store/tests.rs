@@ -148,6 +148,40 @@ fn presence_is_written_when_it_changes_and_kept_over_a_failed_commit() {
 }
 
 #[test]
+fn bars_are_kept_until_they_end_and_then_deleted() {
+    let (_dir, path) = temp();
+    let mut store = Store::open(&path, 100).expect("open");
+    let address = Some("192.0.2.7".parse().unwrap());
+    let room_bar = StoredBar {
+        room: Some(5),
+        user: Some("bob".into()),
+        address,
+        until: 2_000,
+    };
+    let address_bar = StoredBar {
+        room: None,
+        user: None,
+        address,
+        until: 1_000,
+    };
+    store.record_bar(address_bar.clone());
+    store.record_bar(room_bar.clone());
+    store.commit().expect("commit");
+    drop(store);
+
+    let mut store = Store::open(&path, 100).expect("reopen");
+    assert_eq!(store.bars(999).unwrap(), [address_bar, room_bar.clone()]);
+    assert_eq!(
+        store.bars(1_000).unwrap(),
+        std::slice::from_ref(&room_bar),
+        "ended"
+    );
+    assert_eq!(store.forget_ended_bars(1_000).unwrap(), 1);
+    assert_eq!(store.bars(0).unwrap(), [room_bar]);
+    assert_eq!(store.bars(2_000).unwrap(), []);
+}
+
+#[test]
 fn the_file_holds_token_hashes_never_tokens() {
     let (_dir, path) = temp();
     let secret = *b"0123456789abcdef";
