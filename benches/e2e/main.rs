@@ -3,7 +3,7 @@
 //! `GET /rooms/{room}/ws`). Run it with
 //!
 //! ```text
-//! cargo bench --bench e2e                 # everything (≈35 s)
+//! cargo bench --bench e2e                 # everything (≈100 s)
 //! cargo bench --bench e2e -- fanout       # only (a); also `rooms`, `idle`
 //! cargo bench --bench e2e -- wsrooms      # only wsrooms; also `peer`
 //! WSROOMS_BENCH_RT=10 cargo bench --bench e2e   # SCHED_FIFO, for busy machines
