@@ -163,7 +163,8 @@ impl Core {
     /// one that was away during the restart keeps its id as long as if
     /// there had been none; the newest `--max-sessions` of them, the older
     /// ones end and are deleted from the file with the first commit), its
-    /// rooms' `seq` counters and their histories. From now on every turn
+    /// rooms' `seq` counters and their histories, and the operator's bars that
+    /// have not ended (with the time they had left). From now on every turn
     /// commits to it before anything is written.
     pub fn use_store(&mut self, mut store: Store) -> Result<(), QueryError> {
         let keep = self.config.history_messages;
