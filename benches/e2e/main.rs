@@ -22,6 +22,10 @@
 //!   A/A check: the ratios it prints are what chance alone gives on this
 //!   machine (with 3 rounds, within about 10 % of 1 on a quiet 2-core VM;
 //!   single runs of (b) varied from 1.1 to 4 ms p99 there).
+//! - `WSROOMS_BENCH_METRICS=DIR`: after each measured run of (a) and (b),
+//!   the server's whole `/metrics` page goes to
+//!   `DIR/<server>-<workload>-<pid>.txt` (wsrooms only), e.g. to compare
+//!   the loop-turn and commit histograms of the two sides.
 //! - `WSROOMS_BENCH_PERF=DIR`: attach `perf record` to each server, into
 //!   `DIR/<server>-<workload>.data` (`WSROOMS_BENCH_PERF_FREQ`, default 2000 Hz;
 //!   `WSROOMS_BENCH_PERF_ARGS`, e.g. `-g`).
@@ -327,6 +331,7 @@ fn fanout(setup: &Setup, kind: Kind) -> io::Result<Fanout> {
     load.run_for(MEASURE);
     let cpu = meter.stop(&server);
     let store = figures.map(|start| store_figures(&server, kind).unwrap_or(start).since(start));
+    server.save_metrics("fanout");
     let m = load.meter.take();
     load.window_active = false;
     load.check_closed()?;
@@ -355,6 +360,7 @@ fn rooms(setup: &Setup, kind: Kind) -> io::Result<Rooms> {
     load.run_for(MEASURE);
     let cpu = meter.stop(&server);
     let store = figures.map(|start| store_figures(&server, kind).unwrap_or(start).since(start));
+    server.save_metrics("rooms");
     let m = load.meter.take();
     load.stop_schedule();
     load.check_closed()?;

@@ -168,6 +168,7 @@ impl Kind {
 /// A server child process, killed on drop.
 pub(crate) struct Server {
     child: Child,
+    kind: Kind,
     pid: u32,
     pub(crate) addr: SocketAddr,
     /// `perf record` attached to the server (env `WSROOMS_BENCH_PERF`).
@@ -271,6 +272,7 @@ impl Server {
         });
         Ok(Server {
             child,
+            kind,
             pid,
             addr,
             perf,
@@ -278,8 +280,27 @@ impl Server {
         })
     }
 
-    /// The data file's figures from `/metrics` (wsrooms only).
-    pub(crate) fn store_figures(&self) -> io::Result<StoreFigures> {
+    /// `WSROOMS_BENCH_METRICS=DIR`: saves the server's `/metrics` page in
+    /// DIR (see main.rs). Best effort: a failure is reported, not fatal.
+    pub(crate) fn save_metrics(&self, workload: &str) {
+        let Some(dir) = std::env::var_os("WSROOMS_BENCH_METRICS") else {
+            return;
+        };
+        if self.kind == Kind::Peer {
+            return;
+        }
+        let path = std::path::Path::new(&dir).join(format!(
+            "{}-{workload}-{}.txt",
+            self.kind.name(),
+            self.pid
+        ));
+        if let Err(e) = self.metrics_page().and_then(|page| std::fs::write(&path, page)) {
+            eprintln!("e2e: cannot save {}: {e}", path.display());
+        }
+    }
+
+    /// The whole `/metrics` answer (wsrooms only).
+    fn metrics_page(&self) -> io::Result<String> {
         use std::io::{Read, Write};
         let mut s = std::net::TcpStream::connect(self.addr)?;
         s.set_read_timeout(Some(Duration::from_secs(10)))?;
@@ -289,6 +310,12 @@ impl Server {
         )?;
         let mut text = String::new();
         s.read_to_string(&mut text)?;
+        Ok(text)
+    }
+
+    /// The data file's figures from `/metrics` (wsrooms only).
+    pub(crate) fn store_figures(&self) -> io::Result<StoreFigures> {
+        let text = self.metrics_page()?;
         let value = |name: &str| {
             text.lines()
                 .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
