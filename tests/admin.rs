@@ -487,3 +487,63 @@ fn with_a_data_file_a_removed_session_stays_ended_and_the_bars_outlast_a_restart
     assert_eq!(login_from(ip(ALICE_IP), addr, "dave", 5).status, 303);
     assert_eq!(login_from(ip(BOB_IP), addr, "bob", 6).status, 303);
 }
+
+#[test]
+fn with_a_data_file_a_message_of_a_room_nobody_is_in_can_be_deleted() {
+    let dir = TempDir::new("admin-empty-room");
+    let path = dir.join("rooms.db");
+    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let args = [
+        "--data-file",
+        path.to_str().unwrap(),
+        "--admin-bind",
+        &admin.to_string(),
+    ];
+    let server = spawn_binary(&args);
+    let addr = server.addr;
+    let (mut alice, _) = join_from(ip(ALICE_IP), addr, "alice", 9);
+    for text in ["spam", "hello"] {
+        alice.send(tungstenite::Message::text(text)).unwrap();
+        next_of_type(&mut alice, "message");
+    }
+    // Removing alice ends the room's only session: the room leaves memory.
+    let r = admin_post(admin, "/admin/rooms/9/remove", "user=alice&minutes=1");
+    assert_eq!(r.status, 200, "{}", r.text());
+    drop(alice);
+    let rooms = json_of(&admin_request(admin, "GET", "/admin/rooms", "", ""));
+    assert_eq!(rooms, serde_json::json!([]), "{rooms}");
+
+    let r = admin_post(admin, "/admin/rooms/9/messages/1/delete", "");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        json_of(&r),
+        serde_json::json!({"room": 9, "seq": 1, "already": false})
+    );
+    // The room was brought back for that turn only.
+    let rooms = json_of(&admin_request(admin, "GET", "/admin/rooms", "", ""));
+    assert_eq!(rooms, serde_json::json!([]), "{rooms}");
+    let again = admin_post(admin, "/admin/rooms/9/messages/1/delete", "");
+    assert_eq!(again.status, 200, "{}", again.text());
+    assert_eq!(json_of(&again)["already"], true);
+    for missing in [
+        "/admin/rooms/9/messages/99/delete",
+        "/admin/rooms/8/messages/1/delete",
+    ] {
+        let r = admin_post(admin, missing, "");
+        assert_eq!(r.status, 404, "{missing}: {}", r.text());
+    }
+
+    // Whoever comes next sees the tombstone, and the room numbers on from
+    // the delete's seq (3), reusing none.
+    let cookie = cookie_of(&login_from(ip(BOB_IP), addr, "bob", 9));
+    let mut bob = ws_connect_from(ip(BOB_IP), addr, 9, &cookie).expect("room socket");
+    let welcome = next_event(&mut bob);
+    let history = welcome["history"].as_array().expect("history");
+    let first = history.iter().find(|m| m["seq"] == 1).expect("message 1");
+    assert_eq!(first["deleted"], true, "{first}");
+    assert!(first.get("text").is_none(), "{first}");
+    let second = history.iter().find(|m| m["seq"] == 2).expect("message 2");
+    assert_eq!(second["text"], "hello", "{second}");
+    bob.send(tungstenite::Message::text("after")).unwrap();
+    assert_eq!(next_of_type(&mut bob, "message")["seq"], 4);
+}

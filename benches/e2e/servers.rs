@@ -294,7 +294,10 @@ impl Server {
             self.kind.name(),
             self.pid
         ));
-        if let Err(e) = self.metrics_page().and_then(|page| std::fs::write(&path, page)) {
+        if let Err(e) = self
+            .metrics_page()
+            .and_then(|page| std::fs::write(&path, page))
+        {
             eprintln!("e2e: cannot save {}: {e}", path.display());
         }
     }

@@ -385,6 +385,29 @@ impl Chat {
         Ok(id)
     }
 
+    /// Room `number` in memory, created empty (no session, `seq` 0) if it
+    /// is not: for the operator, who may change a room nobody is in (the
+    /// core restores its past from the data file, and closes it again with
+    /// [`Chat::close_if_unused`] once the change is delivered).
+    pub fn open_room(&mut self, number: u32) -> RoomId {
+        self.room_or_create(number)
+    }
+
+    /// Frees `room` if no session holds it (see [`Chat::open_room`]).
+    pub fn close_if_unused(&mut self, room: RoomId) {
+        let Some(r) = self.rooms.get(room) else {
+            return;
+        };
+        if !r.names.is_empty() {
+            return;
+        }
+        let number = r.number;
+        if let Some(gone) = self.rooms.remove(room) {
+            self.history_bytes -= frame_bytes(&gone.history);
+        }
+        self.by_number.remove(&number);
+    }
+
     fn room_or_create(&mut self, number: u32) -> RoomId {
         if let Some(&room) = self.by_number.get(&number) {
             return room;

@@ -183,19 +183,48 @@ impl Core {
     /// and history and scrollback show the message as a tombstone from
     /// then on. No edit window and no owner apply.
     ///
-    /// Refused ([`Refusal::reason`] says why) when the room is not in
-    /// memory (nobody holds a session in it: [`Refusal::NoSuchMessage`]),
-    /// when no kept message of the room has that `seq`
-    /// ([`Refusal::NoSuchMessage`]), or when it is deleted already
-    /// ([`Refusal::Deleted`]). If the turn's commit then fails, the delete
-    /// is dropped like any event of that turn (nobody sees it).
+    /// A room nobody holds a session in is brought back from the data
+    /// file for the turn ([`Core::visit_room`]), so its kept messages can
+    /// be deleted too.
+    ///
+    /// Refused ([`Refusal::reason`] says why) when the room has no kept
+    /// message with that `seq` ([`Refusal::NoSuchMessage`]; without a data
+    /// file that is every room nobody is in, as nothing of it is kept), or
+    /// when it is deleted already ([`Refusal::Deleted`]). If the turn's
+    /// commit then fails, the delete is dropped like any event of that
+    /// turn (nobody sees it).
     pub fn delete_as_operator(&mut self, room: u32, seq: u64) -> Result<(), Refusal> {
-        let Some(room_id) = self.chat.room_by_number(room) else {
-            return Err(Refusal::NoSuchMessage);
+        let room_id = match self.chat.room_by_number(room) {
+            Some(id) => id,
+            None => self.visit_room(room).ok_or(Refusal::NoSuchMessage)?,
         };
         self.delete(None, room_id, seq, (Changer::Operator, ""))?;
         log::info!("operator: message {seq} of room {room} deleted");
         Ok(())
+    }
+
+    /// Room `number`, which nobody is in, brought back from the data file
+    /// (its `seq` and history, as a login would) for the rest of the turn:
+    /// it is closed again at the end of [`Core::end_turn`], after its
+    /// events are committed and delivered, unless a login took it
+    /// meanwhile. Numbering on from its stored `seq` keeps a login in the
+    /// same turn, or a later one, from reusing a number. `None` without a
+    /// data file, or if the file has no such room.
+    fn visit_room(&mut self, number: u32) -> Option<RoomId> {
+        let keep = self.config.history_messages;
+        let stored = match self.journal.room(number, keep) {
+            Ok(Some(stored)) => stored,
+            Ok(None) => return None,
+            Err(e) => {
+                log::warn!("data file: cannot read room {number}: {e}");
+                return None;
+            }
+        };
+        let room = self.chat.open_room(number);
+        let history = stored.history.iter().map(super::turn::kept).collect();
+        self.chat.restore_room(room, stored.last_seq, history, keep);
+        self.visiting.push(room);
+        Some(room)
     }
 }
 

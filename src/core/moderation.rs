@@ -255,7 +255,8 @@ impl Core {
 
     /// `POST /admin/rooms/{room}/messages/{seq}/delete`: everyone in the
     /// room gets a `delete` event with `"by":null` (`Core::delete_as_operator`);
-    /// `404` when the room is not in memory or has no such message; `200`
+    /// `404` when the room keeps no such message (with a data file, a room
+    /// nobody is in is read back from it for the delete); `200`
     /// with `"already":true` when it is deleted already.
     fn delete_message(&mut self, room: u32, seq: u64, by: IpAddr) -> Response {
         let already = match self.delete_as_operator(room, seq) {

@@ -476,6 +476,9 @@ impl Core {
             self.deliver(outgoing, verdict, &refused_rooms);
             self.close_too_slow();
         }
+        for room in std::mem::take(&mut self.visiting) {
+            self.chat.close_if_unused(room);
+        }
     }
 
     /// After the driver wrote the turn's output: a retention step if its
@@ -817,7 +820,7 @@ fn event(m: &StoredMessage) -> Vec<u8> {
 }
 
 /// A stored event as the room's history keeps it (its frame encoded once).
-fn kept(m: &StoredMessage) -> Kept {
+pub(super) fn kept(m: &StoredMessage) -> Kept {
     match m.kind {
         store::Kind::Said { author } => {
             let said = Said {
