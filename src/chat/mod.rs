@@ -634,12 +634,7 @@ impl Chat {
             room.also_names.remove(key);
         }
         let number = room.number;
-        if room.names.is_empty() {
-            if let Some(gone) = self.rooms.remove(s.room) {
-                self.history_bytes -= frame_bytes(&gone.history);
-            }
-            self.by_number.remove(&number);
-        }
+        self.close_if_unused(s.room);
         Some(number)
     }
 
