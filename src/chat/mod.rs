@@ -479,7 +479,10 @@ impl Chat {
         s.expires = None;
         let back = s.leave_at.take().is_some();
         let old = s.socket.replace(conn);
-        s.joining = old.is_none() && !back;
+        // A join still waiting to go out (a busy data file holds the turn's
+        // output) stays waiting when a newer socket takes over, or the
+        // session comes back: welcomes made until it goes out leave it out.
+        s.joining = s.joining || (old.is_none() && !back);
         let Some(room) = self.rooms.get_mut(s.room) else {
             return none;
         };
@@ -970,6 +973,36 @@ mod tests {
             "the room went with its last user"
         );
         assert!(chat.login(5, "alice", [4; 16], now, 10).is_ok());
+    }
+
+    #[test]
+    fn a_join_not_yet_announced_stays_unannounced_across_a_newer_socket_or_a_return() {
+        let mut chat = Chat::new();
+        let now = Instant::now();
+        let later = now + Duration::from_secs(60);
+        let id = chat.login(5, "alice", [1; 16], later, 10).unwrap();
+        chat.join(id, conn(1));
+        assert!(
+            chat.sessions.get(id).unwrap().joining,
+            "its join waits in the outbox"
+        );
+        // A busy data file holds the join; a second tab takes over.
+        chat.join(id, conn(2));
+        assert!(
+            chat.sessions.get(id).unwrap().joining,
+            "welcomes made now must still leave it out"
+        );
+        // The socket closes within its leave delay and comes back.
+        chat.leave(id, conn(2), Some(later), later).unwrap();
+        chat.join(id, conn(3));
+        assert!(chat.sessions.get(id).unwrap().joining);
+        chat.announced(id);
+        assert!(!chat.sessions.get(id).unwrap().joining);
+        // Once announced, neither makes it a new join.
+        chat.join(id, conn(4));
+        chat.leave(id, conn(4), Some(later), later).unwrap();
+        chat.join(id, conn(5));
+        assert!(!chat.sessions.get(id).unwrap().joining);
     }
 
     #[test]
