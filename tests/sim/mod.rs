@@ -9,7 +9,8 @@
 //!   same target, and a delete's `by` is the target's sender), even across
 //!   failed commits and restarts from the data file (no `seq` reused);
 //!   half the clients speak `wsrooms.v2` and edit and delete their own
-//!   messages now and then;
+//!   messages now and then, and the operator deletes anyone's, in rooms
+//!   nobody is in too;
 //! - **exactly once, in order, none missed**: each client sees its room's
 //!   messages with consecutive `seq`s, across reconnects with `since`
 //!   (unless its welcome says `gap`);
@@ -487,6 +488,9 @@ impl World {
                 }
             }
         }
+        if self.rng.chance(6) {
+            self.operator_deletes();
+        }
         if self.rng.chance(5) {
             // Many connections from one address at once.
             let n = self.rng.below(self.clients.len() as u64) as usize;
@@ -502,6 +506,29 @@ impl World {
             }
         }
         Ok(())
+    }
+
+    /// The operator deletes a message of a room, whoever sent it, in a
+    /// room nobody is in too (read back from the data file, with one): a
+    /// `delete` with `"by":null`, numbered in the room's one history.
+    fn operator_deletes(&mut self) {
+        let room = 1 + self.rng.below(u64::from(self.plan.rooms)) as u32;
+        let last = self
+            .history
+            .get(&room)
+            .and_then(|h| h.keys().next_back().copied())
+            .unwrap_or(0);
+        let seq = 1 + self.rng.below(last + 1);
+        let in_memory = self.net.core.chat().room_by_number(room).is_some();
+        let result = self.net.core.delete_as_operator(room, seq);
+        self.note(format!(
+            "the operator deletes message {seq} of room {room} ({}): {result:?}",
+            if in_memory {
+                "in memory"
+            } else {
+                "nobody in it"
+            }
+        ));
     }
 
     fn set_failing(&mut self, fail: bool) {
