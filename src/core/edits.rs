@@ -184,7 +184,7 @@ impl Core {
     /// then on. No edit window and no owner apply.
     ///
     /// A room nobody holds a session in is brought back from the data
-    /// file for the turn ([`Core::visit_room`]), so its kept messages can
+    /// file for the turn (`Core::visit_room`), so its kept messages can
     /// be deleted too.
     ///
     /// Refused ([`Refusal::reason`] says why) when the room has no kept
