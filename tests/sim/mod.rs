@@ -307,6 +307,17 @@ impl World {
             self.read_all()?;
             self.check()?;
         }
+        // A socket opened in the last of those turns (after many refusals
+        // of a full server) may still have its welcome on the way, a small
+        // receive buffer taking a few turns: let what is queued drain,
+        // opening nothing new, before the final checks.
+        for _ in 0..20 {
+            self.turn += 1;
+            self.net.now += Duration::from_millis(50);
+            self.net.turn();
+            self.read_all()?;
+            self.check()?;
+        }
         Ok(())
     }
 
@@ -512,7 +523,14 @@ impl World {
     /// room nobody is in too (read back from the data file, with one): a
     /// `delete` with `"by":null`, numbered in the room's one history.
     fn operator_deletes(&mut self) {
-        let room = 1 + self.rng.below(u64::from(self.plan.rooms)) as u32;
+        let mut room = 1 + self.rng.below(u64::from(self.plan.rooms)) as u32;
+        // Rooms nobody is in are rarer: look for one half the time.
+        if self.plan.durable && self.rng.chance(500) {
+            let chat = self.net.core.chat();
+            if let Some(empty) = (1..=self.plan.rooms).find(|&r| chat.room_by_number(r).is_none()) {
+                room = empty;
+            }
+        }
         let last = self
             .history
             .get(&room)
