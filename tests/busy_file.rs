@@ -105,3 +105,73 @@ fn messages_wait_for_a_busy_file_and_all_arrive_once_it_is_free() {
         .unwrap();
     assert_eq!((count, distinct), (HELD as i64 + 2, HELD as i64 + 2));
 }
+
+/// The last session of a room ends while an event of the room (here the
+/// operator's delete) waits for the busy file, and someone logs in to the
+/// room before the file is free: the room stays in memory until that
+/// event is out, so the new login numbers on from it. (It used to be
+/// freed at once and read back from the file, which did not have the
+/// event yet: the next message took the same `seq`, its commit failed,
+/// and its sender got `1011`, again at every try.)
+#[test]
+fn a_room_emptied_while_its_event_waits_numbers_on_from_that_event() {
+    let dir = TempDir::new("busy-file-emptied");
+    let path = dir.join("rooms.db");
+    let admin: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let server = spawn_binary(&[
+        "--rate-limit",
+        "0",
+        "--data-file",
+        path.to_str().unwrap(),
+        "--admin-bind",
+        &admin.to_string(),
+        "--leave-delay-secs",
+        "0",
+        "--grace-secs",
+        "1",
+    ]);
+    let addr = server.addr;
+    let (mut alice, _) = join(addr, "alice", 7);
+    alice.send(Message::text("first")).unwrap();
+    assert_eq!(next_of_type(&mut alice, "message")["seq"], 1);
+    // Alice closes her page: her id stays reserved for a second.
+    alice.close(None).unwrap();
+    while alice.read().is_ok() {}
+
+    let other = rusqlite::Connection::open(&path).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let r = admin_post(admin, "/admin/rooms/7/messages/1/delete", "");
+    assert_eq!(r.status, 200, "{}", r.text());
+    // The delete (seq 2) waits; alice's reservation lapses meanwhile, and
+    // the room has nobody.
+    assert!(
+        wait_until(IO_TIMEOUT, || read_metric(addr, "wsrooms_sessions") == 0.0),
+        "alice's reservation never lapsed"
+    );
+    // Bob logs in to the room meanwhile; his 303 waits for the file.
+    let requests = read_metric(addr, "wsrooms_http_requests_total");
+    let bob_login = std::thread::spawn(move || login(addr, "bob", 7));
+    assert!(
+        wait_until(IO_TIMEOUT, || {
+            read_metric(addr, "wsrooms_http_requests_total") >= requests + 2.0
+        }),
+        "the server never read bob's login"
+    );
+    drop(other); // lets the lock go
+
+    let cookie = bob_login.join().unwrap();
+    let mut bob = ws_connect(addr, 7, &cookie);
+    let welcome = next_event(&mut bob);
+    let seqs: Vec<u64> = welcome["history"]
+        .as_array()
+        .expect("history")
+        .iter()
+        .filter_map(|m| m["seq"].as_u64())
+        .collect();
+    assert!(seqs.contains(&1) && !seqs.contains(&3), "{welcome}");
+    bob.send(Message::text("after")).unwrap();
+    let after = next_of_type(&mut bob, "message");
+    assert_eq!(after["seq"], 3, "{after}");
+    assert_eq!(after["text"], "after", "{after}");
+    assert_eq!(read_metric(addr, "wsrooms_persist_errors_total"), 0.0);
+}

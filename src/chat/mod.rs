@@ -261,9 +261,14 @@ pub struct Left {
 /// All rooms and sessions.
 #[derive(Debug, Default)]
 pub struct Chat {
-    /// Every room with at least one session.
+    /// Every room with at least one session, and, until the end of the
+    /// turn's output, the rooms in `left_empty`.
     pub rooms: Table<Room>,
     by_number: HashMap<u32, RoomId>,
+    /// Rooms without a session kept until the turn's output is out: their
+    /// last session ended while events of theirs waited for the commit, or
+    /// the operator opened them ([`Chat::open_room`]).
+    left_empty: Vec<RoomId>,
     /// Every session, joined or only reserved.
     pub sessions: Table<Session>,
     by_token: HashMap<TokenHash, SessionId>,
@@ -299,7 +304,8 @@ impl Chat {
         self.epoch
     }
 
-    /// The room numbered `number`, if it has any session.
+    /// The room numbered `number`, if it has any session (or is kept until
+    /// the end of the turn's output: see `left_empty`).
     pub fn room_by_number(&self, number: u32) -> Option<RoomId> {
         self.by_number.get(&number).copied()
     }
@@ -386,19 +392,33 @@ impl Chat {
     }
 
     /// Room `number` in memory, created empty (no session, `seq` 0) if it
-    /// is not: for the operator, who may change a room nobody is in (the
-    /// core restores its past from the data file, and closes it again with
-    /// [`Chat::close_if_unused`] once the change is delivered).
+    /// is not: for the operator, who may change a room nobody is in. The
+    /// core restores its past from the data file; it is closed again at
+    /// the end of the turn ([`Chat::close_rooms_left_empty`]) unless a
+    /// login took it meanwhile.
     pub fn open_room(&mut self, number: u32) -> RoomId {
-        self.room_or_create(number)
+        let room = self.room_or_create(number);
+        self.left_empty.push(room);
+        room
     }
 
-    /// Frees `room` if no session holds it (see [`Chat::open_room`]).
-    pub fn close_if_unused(&mut self, room: RoomId) {
+    /// Frees `room` if no session holds it. A room with events still
+    /// waiting for their commit (numbered, not yet delivered: a busy data
+    /// file can hold them over several turns) stays until they are out,
+    /// so that whoever opens it next numbers on from them rather than from
+    /// the file, which does not have them yet; [`Chat::close_rooms_left_empty`]
+    /// frees it then.
+    fn close_if_unused(&mut self, room: RoomId) {
         let Some(r) = self.rooms.get(room) else {
             return;
         };
         if !r.names.is_empty() {
+            return;
+        }
+        if r.numbered > r.last_seq {
+            if !self.left_empty.contains(&room) {
+                self.left_empty.push(room);
+            }
             return;
         }
         let number = r.number;
@@ -406,6 +426,16 @@ impl Chat {
             self.history_bytes -= frame_bytes(&gone.history);
         }
         self.by_number.remove(&number);
+    }
+
+    /// After a turn's output went out (its events delivered, or taken back
+    /// when the commit failed): frees the rooms that were left without a
+    /// session while events of theirs waited, and the ones the operator
+    /// opened, unless a session holds them now.
+    pub fn close_rooms_left_empty(&mut self) {
+        for room in std::mem::take(&mut self.left_empty) {
+            self.close_if_unused(room);
+        }
     }
 
     fn room_or_create(&mut self, number: u32) -> RoomId {

@@ -206,8 +206,8 @@ impl Core {
     /// Room `number`, which nobody is in, brought back from the data file
     /// (its `seq` and history, as a login would) for the rest of the turn:
     /// it is closed again at the end of [`Core::end_turn`], after its
-    /// events are committed and delivered, unless a login took it
-    /// meanwhile. Numbering on from its stored `seq` keeps a login in the
+    /// events are committed and delivered (`Chat::close_rooms_left_empty`),
+    /// unless a login took it meanwhile. Numbering on from its stored `seq` keeps a login in the
     /// same turn, or a later one, from reusing a number. `None` without a
     /// data file, or if the file has no such room.
     fn visit_room(&mut self, number: u32) -> Option<RoomId> {
@@ -216,14 +216,13 @@ impl Core {
             Ok(Some(stored)) => stored,
             Ok(None) => return None,
             Err(e) => {
-                log::warn!("data file: cannot read room {number}: {e}");
+                self.read_failed(&format!("room {number} for the operator's delete"), &e);
                 return None;
             }
         };
         let room = self.chat.open_room(number);
         let history = stored.history.iter().map(super::turn::kept).collect();
         self.chat.restore_room(room, stored.last_seq, history, keep);
-        self.visiting.push(room);
         Some(room)
     }
 }

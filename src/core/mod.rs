@@ -152,9 +152,6 @@ pub struct Core {
     outbox: VecDeque<Outgoing>,
     /// Logins whose answer waits for the turn's commit.
     held: Vec<HeldLogin>,
-    /// Rooms nobody is in, brought back from the data file for an
-    /// operator's change this turn (`edits.rs`: `Core::visit_room`).
-    visiting: Vec<crate::chat::RoomId>,
     /// Receivers a broadcast pushed over `--max-buffered`, to close (with
     /// the bytes they had queued).
     too_slow: Vec<(ConnId, usize)>,
@@ -209,7 +206,6 @@ impl Core {
             journal: Journal::Memory,
             outbox: VecDeque::new(),
             held: Vec::new(),
-            visiting: Vec::new(),
             too_slow: Vec::new(),
             dirty: VecDeque::new(),
             effects: VecDeque::new(),

@@ -101,12 +101,14 @@ impl Core {
         }
     }
 
-    /// The rooms in memory, by number.
+    /// The rooms in memory, by number (not one that only waits for its
+    /// last events to go out before it leaves memory: nobody is in it).
     fn room_list(&self) -> Vec<RoomInfo> {
         let mut rooms: Vec<RoomInfo> = self
             .chat
             .rooms
             .iter()
+            .filter(|(_, r)| !r.names.is_empty())
             .map(|(_, r)| {
                 let mut users: Vec<String> = r
                     .names

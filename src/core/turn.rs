@@ -476,9 +476,7 @@ impl Core {
             self.deliver(outgoing, verdict, &refused_rooms);
             self.close_too_slow();
         }
-        for room in std::mem::take(&mut self.visiting) {
-            self.chat.close_if_unused(room);
-        }
+        self.chat.close_rooms_left_empty();
     }
 
     /// After the driver wrote the turn's output: a retention step if its
