@@ -51,6 +51,7 @@ use std::time::{Duration, Instant};
 
 use wsrooms::Config;
 use wsrooms::chat::RoomId;
+use wsrooms::chat::edits::Refusal;
 use wsrooms::core::Core;
 use wsrooms::outside::Outside;
 use wsrooms::store::Store;
@@ -500,7 +501,7 @@ impl World {
             }
         }
         if self.rng.chance(6) {
-            self.operator_deletes();
+            self.operator_deletes()?;
         }
         if self.rng.chance(5) {
             // Many connections from one address at once.
@@ -522,7 +523,7 @@ impl World {
     /// The operator deletes a message of a room, whoever sent it, in a
     /// room nobody is in too (read back from the data file, with one): a
     /// `delete` with `"by":null`, numbered in the room's one history.
-    fn operator_deletes(&mut self) {
+    fn operator_deletes(&mut self) -> Result<(), Failure> {
         let mut room = 1 + self.rng.below(u64::from(self.plan.rooms)) as u32;
         // Rooms nobody is in are rarer: look for one half the time.
         if self.plan.durable && self.rng.chance(500) {
@@ -547,6 +548,18 @@ impl World {
                 "nobody in it"
             }
         ));
+        // A message someone saw is in the data file: in a room nobody is
+        // in, it is read back from there (deleted already, at most).
+        let seen = matches!(
+            self.history.get(&room).and_then(|h| h.get(&seq)),
+            Some(Entry::Said { .. })
+        );
+        if self.plan.durable && !in_memory && seen && result == Err(Refusal::NoSuchMessage) {
+            return Err(format!(
+                "the operator could not delete message {seq} of room {room}, nobody in it"
+            ));
+        }
+        Ok(())
     }
 
     fn set_failing(&mut self, fail: bool) {
@@ -816,6 +829,14 @@ impl World {
                         chat.user(m.session)
                     ));
                 }
+            }
+            // A room nobody is in leaves memory once the turn's output is
+            // out (the operator's, or one whose events waited for a commit).
+            if room.names.is_empty() && !core.waiting_for_commit() {
+                return Err(format!(
+                    "room {} stays in memory with nobody in it",
+                    room.number
+                ));
             }
             let mut users = chat.listed(room.number);
             users.sort_unstable();
