@@ -343,3 +343,64 @@ fn a_removal_ends_after_its_minutes() {
     net.now += Duration::from_secs(1);
     assert_eq!(login_status(&mut net, &bob), 303, "back in room 5");
 }
+
+/// Bug: with no leave delay, a socket that the turn's output closed as
+/// too slow before its own `join` went out (a message earlier in the turn
+/// pushed it over --max-buffered) had its `leave` sent at once, and then
+/// the `join`: the others listed it for good. Now nobody hears of it.
+#[test]
+fn a_socket_closed_before_its_own_join_went_out_is_never_announced() {
+    let max_buffered = ghost_join(1 << 20, None);
+    ghost_join(max_buffered - 1, Some(max_buffered));
+}
+
+/// `a` and `b` in room 4; in one turn `a` sends a message and `n` opens
+/// its socket (stalled: it reads nothing), in that order. Returns what
+/// `n` then holds queued. With `calibrated` (what it held with room to
+/// spare) the message pushes it over: `b` must see neither its join nor
+/// its leave.
+fn ghost_join(max_buffered: usize, calibrated: Option<usize>) -> usize {
+    use sim::client::Phase;
+    let mut net = net(Config {
+        max_buffered,
+        rate_limit: 0.0,
+        ..config()
+    });
+    let (mut a, mut b, mut n) = (Client::new(1, 4), Client::new(2, 4), Client::new(3, 4));
+    join(&mut net, &mut a, &mut []);
+    join(&mut net, &mut b, &mut [&mut a]);
+    let p = net.connect(n.peer, 1 << 20);
+    net.pipes[p].send(&n.login_request());
+    n.phase = Phase::LoggingIn(p);
+    turn(&mut net, &mut [&mut a, &mut b]);
+    read(&mut net, &mut n);
+    assert_eq!(n.phase, Phase::In, "n logged in");
+
+    let frame = a.chat_frame();
+    net.pipes[a.pipe().unwrap()].send(&frame);
+    let q = net.connect(n.peer, 0);
+    net.pipes[q].send(&n.upgrade_request());
+    let seen = turn(&mut net, &mut [&mut a, &mut b]);
+    assert_eq!(messages(&seen[1]), [1]);
+    let presence: Vec<(bool, String)> = seen[1]
+        .iter()
+        .filter_map(|s| match s {
+            Seen::Presence { join, user, .. } => Some((*join, user.clone())),
+            _ => None,
+        })
+        .collect();
+    let id = net.pipes[q].id.unwrap();
+    if calibrated.is_none() {
+        assert_eq!(presence, [(true, "u3".to_string())]);
+        return net.core.conn(id).unwrap().out.buffered();
+    }
+    let closed = net
+        .core
+        .conn(id)
+        .is_none_or(|c| !c.machine.is_open_websocket());
+    assert!(closed, "n was closed as too slow");
+    assert_eq!(presence, [], "b heard of n");
+    assert_eq!(b.roster, ["u1", "u2"]);
+    assert_eq!(net.core.chat().listed(4), ["u1", "u2"]);
+    max_buffered
+}

@@ -628,10 +628,17 @@ impl Core {
                 _,
             ) => {
                 self.chat.announced(session);
+                // No longer listed: its socket was closed before this join
+                // went out (too slow, with no leave delay) or its session
+                // ended, and the others had its `leave` at once. Sending the
+                // join now would list it for good.
+                let Some(s) = self.chat.sessions.get(session).filter(|s| s.listed()) else {
+                    return;
+                };
                 // Its socket now: a newer one may have replaced `conn` while
                 // the join waited (for a busy data file), and was welcomed
                 // with its own id listed.
-                let now = self.chat.sessions.get(session).and_then(|s| s.socket);
+                let now = s.socket;
                 self.broadcast(room, frame, now.or(Some(conn)));
             }
             (

@@ -113,6 +113,13 @@ impl Core {
             return;
         }
         self.record_leave(session);
+        // Its `join` has not gone out yet (this socket was closed by the
+        // turn's output before it, as too slow): nobody saw it come, so
+        // nobody is told it left, and that `join` is not sent either (it
+        // is no longer listed when its turn comes: `Core::deliver`).
+        if self.chat.sessions.get(session).is_some_and(|s| s.joining) {
+            return;
+        }
         // (Only called while the turn is delivered: broadcast in order.)
         self.broadcast(
             left.room,
