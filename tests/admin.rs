@@ -428,6 +428,20 @@ fn deleting_a_message_sends_a_delete_by_null_and_leaves_a_tombstone() {
     assert_eq!(unconfirmed.status, 403);
 }
 
+/// The flags of a server with its data file in `dir` and the admin API on
+/// a free port; that port.
+fn with_data_file_and_admin(dir: &TempDir) -> (Vec<String>, SocketAddr) {
+    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let path = dir.join("rooms.db");
+    let args = [
+        "--data-file",
+        path.to_str().unwrap(),
+        "--admin-bind",
+        &admin.to_string(),
+    ];
+    (args.map(String::from).to_vec(), admin)
+}
+
 /// Stops a spawned server with SIGTERM and waits for it.
 fn stop(server: &mut Spawned) {
     sigterm(server.child.id());
@@ -438,14 +452,8 @@ fn stop(server: &mut Spawned) {
 #[test]
 fn with_a_data_file_a_removed_session_stays_ended_and_the_bars_outlast_a_restart() {
     let dir = TempDir::new("admin-restart");
-    let path = dir.join("rooms.db");
-    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let args = [
-        "--data-file",
-        path.to_str().unwrap(),
-        "--admin-bind",
-        &admin.to_string(),
-    ];
+    let (args, admin) = with_data_file_and_admin(&dir);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     const BARRED_IP: [u8; 4] = [127, 0, 0, 3];
     let mut server = spawn_binary(&args);
     let (bob, _) = join_from(ip(BOB_IP), server.addr, "bob", 5);
@@ -491,14 +499,8 @@ fn with_a_data_file_a_removed_session_stays_ended_and_the_bars_outlast_a_restart
 #[test]
 fn with_a_data_file_a_message_of_a_room_nobody_is_in_can_be_deleted() {
     let dir = TempDir::new("admin-empty-room");
-    let path = dir.join("rooms.db");
-    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let args = [
-        "--data-file",
-        path.to_str().unwrap(),
-        "--admin-bind",
-        &admin.to_string(),
-    ];
+    let (args, admin) = with_data_file_and_admin(&dir);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let server = spawn_binary(&args);
     let addr = server.addr;
     let (mut alice, _) = join_from(ip(ALICE_IP), addr, "alice", 9);
