@@ -207,9 +207,10 @@ impl Core {
     /// (its `seq` and history, as a login would) for the rest of the turn:
     /// it is closed again at the end of [`Core::end_turn`], after its
     /// events are committed and delivered (`Chat::close_rooms_left_empty`),
-    /// unless a login took it meanwhile. Numbering on from its stored `seq` keeps a login in the
-    /// same turn, or a later one, from reusing a number. `None` without a
-    /// data file, or if the file has no such room.
+    /// unless a login took it meanwhile. Numbering on from its stored
+    /// `seq` keeps a login in the same turn, or a later one, from reusing
+    /// a number. `None` without a data file, or if the file has no such
+    /// room.
     fn visit_room(&mut self, number: u32) -> Option<RoomId> {
         let keep = self.config.history_messages;
         let stored = match self.journal.room(number, keep) {
