@@ -1595,3 +1595,33 @@ fn edits_and_deletes_in_a_turn_of_many_rows_change_their_messages() {
     assert_eq!((h[3].text.as_str(), h[3].deleted), ("", true));
     assert_eq!(h[19].text, "m20");
 }
+
+/// A `seq` that is already in the file fails the whole commit, even when
+/// it sits in the middle of one multi-row `INSERT`: the rows that
+/// statement wrote before it, and everything else of the turn, are rolled
+/// back, and the message that was there keeps its text.
+#[test]
+fn a_seq_already_in_the_file_fails_the_whole_commit() {
+    let (_dir, path) = temp();
+    let mut store = Store::open(&path, 100).expect("create");
+    post(&mut store, 5, 1..=3);
+    for seq in 4..=12 {
+        store.record_message(message(5, seq, "new"));
+    }
+    store.record_message(message(5, 2, "replaced?"));
+    for seq in 13..=30 {
+        store.record_message(message(5, seq, "new"));
+    }
+    store.record_message(message(6, 1, "another room"));
+    let error = store.commit().expect_err("a seq given twice");
+    assert!(!error.is_busy());
+    assert_eq!(error.discarded.messages().count(), 29);
+    let room = store.room(5, 100).expect("read").expect("room 5");
+    assert_eq!(room.last_seq, 3);
+    assert_eq!(seqs(&room.history), [1, 2, 3]);
+    assert_eq!(room.history[1].text, "m2");
+    assert!(store.room(6, 100).expect("read").is_none());
+    // The store works on: the next turn commits.
+    post(&mut store, 5, 4..=4);
+    assert_eq!(store.room(5, 100).unwrap().unwrap().last_seq, 4);
+}
