@@ -4,7 +4,6 @@
 //! the core has one delivery semantics (everything a turn produced waits
 //! for the turn's commit) and never asks whether there is a file.
 
-use std::path::Path;
 
 use crate::chat::TokenHash;
 use crate::store::{
@@ -165,18 +164,12 @@ impl Journal {
         }
     }
 
-    /// Bytes of the data file at `path` and its log, for `/metrics` (0
-    /// without one).
-    pub fn file_bytes(&self, path: Option<&Path>) -> u64 {
-        let (Journal::File(_), Some(path)) = (self, path) else {
-            return 0;
-        };
-        let mut wal = path.to_path_buf().into_os_string();
-        wal.push("-wal");
-        [path.as_os_str(), wal.as_os_str()]
-            .iter()
-            .filter_map(|p| std::fs::metadata(p).ok())
-            .map(|m| m.len())
-            .sum()
+    /// Bytes of the data file and its log, for `/metrics` (0 without
+    /// one).
+    pub fn file_bytes(&self) -> u64 {
+        match self {
+            Journal::File(store) => store.file_bytes(),
+            Journal::Memory => 0,
+        }
     }
 }

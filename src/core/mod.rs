@@ -873,7 +873,7 @@ impl Core {
             buffered_bytes: self.conns.iter().map(|(_, c)| c.out.buffered()).sum(),
             history_bytes: self.chat.history_bytes(),
             peer_addresses: self.peer_limits.len(),
-            data_file_bytes: self.journal.file_bytes(self.config.data_file.as_deref()),
+            data_file_bytes: self.journal.file_bytes(),
             degraded: self.degraded(),
             process: self.metrics.process(self.now),
         }

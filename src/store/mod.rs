@@ -159,7 +159,7 @@ pub mod wal;
 mod tests;
 
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rusqlite::{Connection, Transaction, params};
@@ -211,6 +211,8 @@ pub struct Store {
     wal: Wal,
     /// The log, for `--sync-ms 0` (synced by the loop after each commit).
     log: sync::LogFile,
+    /// The data file, links resolved: its log and size are beside it.
+    real: PathBuf,
     sync_every: SyncEvery,
     /// Syncs the log (`--sync-ms N`, N > 0) and runs checkpoints.
     helper: sync::Helper,
@@ -447,14 +449,19 @@ impl Store {
             .and_then(|page_size| Wal::install(&mut conn, page_size))
             .map_err(|e| file::sqlite_error(path, e))?;
         let epoch = schema::ensure_epoch(&conn).map_err(|e| file::sqlite_error(path, e))?;
+        // SQLite follows a link to the file it names and keeps its log
+        // beside the file itself: the log to sync is there, not beside
+        // the link.
+        let real = lock::resolved(path);
         let sync_stats = Arc::new(SyncStats::default());
-        let helper = start_helper(path, &wal, settings.sync, &sync_stats)?;
+        let helper = start_helper(path, &real, &wal, settings.sync, &sync_stats)?;
         Ok(Store {
             conn,
             keep_messages,
             batch: Batch::default(),
             wal,
-            log: sync::LogFile::beside(path),
+            log: sync::LogFile::beside(&real),
+            real,
             sync_every: settings.sync,
             helper,
             sync_stats,
@@ -503,6 +510,16 @@ impl Store {
     /// within one epoch.
     pub fn epoch(&self) -> u64 {
         self.epoch
+    }
+
+    /// Bytes of the data file and its log, for `/metrics`.
+    pub fn file_bytes(&self) -> u64 {
+        let log = file::side_path(&self.real, "-wal");
+        [self.real.as_path(), log.as_path()]
+            .iter()
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum()
     }
 
     /// The write-ahead log has grown enough to be worth a checkpoint (see
@@ -825,9 +842,11 @@ impl Store {
     }
 }
 
-/// The helper thread, on a connection of its own to the file at `path`.
+/// The helper thread, on a connection of its own to the file at `path`
+/// (`real`: that file, links resolved).
 fn start_helper(
     path: &Path,
+    real: &Path,
     wal: &Wal,
     every: SyncEvery,
     stats: &Arc<SyncStats>,
@@ -835,7 +854,7 @@ fn start_helper(
     let conn = file::connect(path)?;
     file::tune_helper(path, &conn)?;
     sync::Helper::start(
-        sync::LogFile::beside(path),
+        sync::LogFile::beside(real),
         conn,
         wal.clone(),
         every,

@@ -1625,3 +1625,64 @@ fn a_seq_already_in_the_file_fails_the_whole_commit() {
     post(&mut store, 5, 4..=4);
     assert_eq!(store.room(5, 100).unwrap().unwrap().last_seq, 4);
 }
+
+/// `--sync-ms 0` promises a sync of the log before each turn's output,
+/// `--sync-ms N` one within N ms. With `--data-file` a symbolic link,
+/// SQLite keeps the log beside the file the link points to: that is the
+/// log to sync (syncing `LINK-wal`, which does not exist, synced nothing).
+#[test]
+fn a_linked_data_file_still_syncs_its_log_every_commit() {
+    let (dir, path) = temp();
+    let real = dir.path().join("real");
+    fs::create_dir(&real).unwrap();
+    let target = real.join("rooms.db");
+    fs::write(&target, "").unwrap(); // an empty file: a new database
+    std::os::unix::fs::symlink(&target, &path).unwrap();
+    let settings = Settings {
+        sync: SyncEvery::Commit,
+        ..Settings::default()
+    };
+    let mut store = Store::open_with(&path, &settings).expect("open through the link");
+    post(&mut store, 1, 1..=1);
+    assert!(
+        file::side_path(&target, "-wal").exists(),
+        "SQLite keeps the log beside the target"
+    );
+    assert!(
+        store.sync_stats().syncs() >= 1,
+        "a commit with --sync-ms 0 must sync the log before its output; syncs: {}",
+        store.sync_stats().syncs()
+    );
+    let log = file::side_path(&target, "-wal");
+    assert_eq!(
+        store.file_bytes(),
+        fs::metadata(&target).unwrap().len() + fs::metadata(&log).unwrap().len(),
+        "/metrics counts the log beside the real file"
+    );
+}
+
+/// The same with `--sync-ms N`: the helper thread syncs the real log.
+#[test]
+fn a_linked_data_file_syncs_its_log_within_sync_ms() {
+    let (dir, path) = temp();
+    let real = dir.path().join("real");
+    fs::create_dir(&real).unwrap();
+    let target = real.join("rooms.db");
+    fs::write(&target, "").unwrap(); // an empty file: a new database
+    std::os::unix::fs::symlink(&target, &path).unwrap();
+    let settings = Settings {
+        sync: SyncEvery::from_millis(10),
+        ..Settings::default()
+    };
+    let mut store = Store::open_with(&path, &settings).expect("open through the link");
+    post(&mut store, 1, 1..=1);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while store.sync_stats().syncs() == 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert!(
+        store.sync_stats().syncs() >= 1,
+        "a commit must be synced within --sync-ms; syncs after 5 s: {}",
+        store.sync_stats().syncs()
+    );
+}
