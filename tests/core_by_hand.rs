@@ -18,6 +18,8 @@ use sim::client::{Client, Seen};
 use sim::net::Net;
 use wsrooms::Config;
 use wsrooms::conn::Via;
+use wsrooms::core::Core;
+use wsrooms::outside::Outside;
 
 fn messages(seen: &[Seen]) -> Vec<u64> {
     seen.iter()
@@ -342,6 +344,59 @@ fn a_removal_ends_after_its_minutes() {
     );
     net.now += Duration::from_secs(1);
     assert_eq!(login_status(&mut net, &bob), 303, "back in room 5");
+}
+
+/// The wall clock of the cores of the restart tests (Unix ms at their
+/// `start`): virtual time and Unix time move on together across a restart.
+const T0: u64 = 1_765_000_000_000;
+
+/// A core on the data file of `config`, its wall clock `T0` at `start`.
+fn core_at(config: &Config, start: std::time::Instant, now: std::time::Instant) -> Core {
+    sim::start_core_with(config, now, Outside::replayable(T0, start, 7))
+}
+
+fn durable_bar_config(dir: &tempfile::TempDir) -> Config {
+    Config {
+        data_file: Some(dir.path().join("rooms.db")),
+        ..bar_config()
+    }
+}
+
+/// The server stops (`kill -9`: it lets go of the file) and a new core
+/// takes the data file over, `now` being the net's time.
+fn restart(net: &mut Net, config: &Config, start: std::time::Instant) {
+    let now = net.now;
+    net.crash(Core::new(config.clone(), now));
+    net.core = core_at(config, start, now);
+}
+
+/// Bug: a bar set again, shorter, ended in memory when it said last; but
+/// the data file kept one row per time it was set, and a restart put back
+/// only the rows still running: the first, longer one. The address was
+/// barred again for most of an hour.
+#[test]
+fn a_bar_shortened_by_barring_again_stays_short_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = durable_bar_config(&dir);
+    let start = std::time::Instant::now();
+    let mut net = Net::new(core_at(&config, start, start), start);
+    let carol = Client::new(3, 5);
+    let address = carol.peer.ip();
+    let bar = |minutes| format!("address={address}&minutes={minutes}");
+    assert_eq!(admin_post(&mut net, "/admin/bar", &bar(60)), 200);
+    assert_eq!(admin_post(&mut net, "/admin/bar", &bar(1)), 200);
+    net.now += Duration::from_secs(120);
+    net.turn(); // the core's clock moves on before the login comes
+    assert_eq!(
+        login_status(&mut net, &carol),
+        303,
+        "the one minute is over"
+    );
+    restart(&mut net, &config, start);
+    // Another id from the same address (carol's id is hers until it expires).
+    let mut dave = Client::new(4, 5);
+    dave.peer = std::net::SocketAddr::new(address, 40_001);
+    assert_eq!(login_status(&mut net, &dave), 303, "and stays over");
 }
 
 /// Bug: with no leave delay, a socket that the turn's output closed as

@@ -126,8 +126,9 @@ impl Bars {
     }
 
     /// Bars logins to room `room` by an id meeting `keys`, or from
-    /// `address`, for `minutes` from `now` (a bar of the same id there ends
-    /// then instead); returns when it ends.
+    /// `address`, for `minutes` from `now`. A bar of the same id there that
+    /// is still running ends then instead, and keeps its address when this
+    /// one has none. Returns the address the bar holds now.
     pub fn bar_in_room(
         &mut self,
         room: u32,
@@ -135,11 +136,13 @@ impl Bars {
         address: Option<IpAddr>,
         minutes: u32,
         now: Instant,
-    ) -> Result<Instant, Full> {
+    ) -> Result<Option<IpAddr>, Full> {
         self.bar_in_room_until(room, keys, address, now + minutes_of(minutes), now)
     }
 
-    /// [`Bars::bar_in_room`] until `until` (a bar put back at start).
+    /// [`Bars::bar_in_room`] until `until` (a bar put back at start). A
+    /// bar of the same id that has ended is replaced whole, as if it had
+    /// been forgotten.
     pub fn bar_in_room_until(
         &mut self,
         room: u32,
@@ -147,7 +150,7 @@ impl Bars {
         address: Option<IpAddr>,
         until: Instant,
         now: Instant,
-    ) -> Result<Instant, Full> {
+    ) -> Result<Option<IpAddr>, Full> {
         let address = address.map(|a| a.to_canonical());
         let same = |b: &RoomBar| b.keys.meets(&keys);
         if let Some(bar) = self
@@ -155,9 +158,13 @@ impl Bars {
             .get_mut(&room)
             .and_then(|l| l.iter_mut().find(|b| same(b)))
         {
+            if bar.until > now {
+                bar.address = address.or(bar.address);
+            } else {
+                (bar.keys, bar.address) = (keys, address);
+            }
             bar.until = until;
-            bar.address = address.or(bar.address);
-            return Ok(until);
+            return Ok(bar.address);
         }
         self.make_room(now)?;
         self.rooms.entry(room).or_default().push(RoomBar {
@@ -166,7 +173,7 @@ impl Bars {
             until,
         });
         self.room_bars += 1;
-        Ok(until)
+        Ok(address)
     }
 
     /// Is `address` barred now?
@@ -300,6 +307,30 @@ mod tests {
         let later = now + Duration::from_secs(120);
         assert!(bars.address_barred(ip("192.0.2.7"), later).is_some());
         assert!(bars.login_barred(5, "bob", ip("::1"), later).is_some());
+    }
+
+    #[test]
+    fn barring_again_keeps_a_running_bars_address_not_an_ended_ones() {
+        let now = Instant::now();
+        let mut bars = Bars::default();
+        let (first, other) = (ip("192.0.2.7"), ip("198.51.100.1"));
+        let held = bars.bar_in_room(5, IdKeys::of("bob"), Some(first), 10, now);
+        assert_eq!(held, Ok(Some(first)));
+        // Running: barred again without an address, it keeps the first.
+        let held = bars.bar_in_room(5, IdKeys::of("b0b"), None, 1, now);
+        assert_eq!(held, Ok(Some(first)));
+        let soon = now + Duration::from_secs(30);
+        assert!(bars.login_barred(5, "carol", first, soon).is_some());
+        // Shortened to one minute: over after it, address and id alike.
+        let later = now + Duration::from_secs(61);
+        assert!(bars.login_barred(5, "carol", first, later).is_none());
+        assert!(bars.login_barred(5, "bob", other, later).is_none());
+        // Ended (not forgotten yet): barred again, it starts afresh.
+        let held = bars.bar_in_room(5, IdKeys::of("bob"), None, 5, later);
+        assert_eq!(held, Ok(None));
+        assert!(bars.login_barred(5, "carol", first, later).is_none());
+        assert!(bars.login_barred(5, "bob", other, later).is_some());
+        assert_eq!(bars.len(), 1);
     }
 
     #[test]

@@ -4,7 +4,6 @@
 //! the core has one delivery semantics (everything a turn produced waits
 //! for the turn's commit) and never asks whether there is a file.
 
-
 use crate::chat::TokenHash;
 use crate::store::{
     self, CommitError, Committed, History, QueryError, Store, StoredBar, StoredMessage, StoredRoom,

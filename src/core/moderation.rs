@@ -150,14 +150,15 @@ impl Core {
             .map(|c| c.peer().ip());
         self.bars.forget_ended(self.now);
         let keys = IdKeys::of(&present);
-        if self
+        let Ok(held) = self
             .bars
             .bar_in_room(room, keys, address, minutes, self.now)
-            == Err(Full)
-        {
+        else {
             return bars_full(by);
-        }
-        self.keep_bar(Some(room), Some(&present), address, minutes);
+        };
+        // The bar as it now stands (an earlier one's address kept), so
+        // that the row alone says what a restart must put back.
+        self.keep_bar(Some(room), Some(&present), held, minutes);
         if let Some(socket) = socket {
             self.close_ws(socket, REMOVED);
         }
@@ -178,9 +179,10 @@ impl Core {
         )
     }
 
-    /// Puts back the bars a data file kept that had not ended at `now_ms`
-    /// (in the order they were set: one set again ends when it said last);
-    /// returns how many are running.
+    /// Puts back the bars a data file kept, in the order they were set,
+    /// ended ones too: a bar set again ends when it said last, even when
+    /// that is before an earlier row's end (a bar shortened). Then forgets
+    /// those that have ended by `now_ms`; returns how many are running.
     pub(super) fn restore_bars(&mut self, bars: &[StoredBar], now_ms: u64) -> usize {
         for bar in bars {
             let left = std::time::Duration::from_millis(bar.until.saturating_sub(now_ms));
@@ -190,8 +192,12 @@ impl Core {
                     let keys = IdKeys::of(bar.user.as_deref().unwrap_or(""));
                     self.bars
                         .bar_in_room_until(room, keys, address, until, self.now)
+                        .map(|_| ())
                 }
-                (None, Some(address)) => self.bars.bar_address_until(address, until, self.now),
+                (None, Some(address)) => self
+                    .bars
+                    .bar_address_until(address, until, self.now)
+                    .map(|_| ()),
                 (None, None) => continue, // bars nothing (a row edited by hand)
             };
             if restored == Err(Full) {
@@ -202,6 +208,7 @@ impl Core {
                 break;
             }
         }
+        self.bars.forget_ended(self.now);
         self.bars.len()
     }
 

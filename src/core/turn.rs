@@ -171,7 +171,7 @@ impl Core {
         let now_ms = self.unix_millis();
         let loaded = store.load(keep)?;
         store.refuse_unreadable(&loaded.damaged_rooms);
-        let bars = store.bars(now_ms)?;
+        let bars = store.bars()?;
         if let Err(e) = store.forget_ended_bars(now_ms) {
             log::warn!("data file: could not delete the bars that ended: {e}");
         }

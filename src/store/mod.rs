@@ -797,13 +797,14 @@ impl Store {
         Ok(messages)
     }
 
-    /// The operator's bars still running at `now_ms`, in the order they
-    /// were set (ended ones are deleted by [`Store::forget_ended_bars`]).
-    pub fn bars(&self, now_ms: u64) -> Result<Vec<StoredBar>, QueryError> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT room, user, address, until FROM bars WHERE until > ?1 ORDER BY rowid",
-        )?;
-        let rows = stmt.query_map([to_i64(now_ms)], |row| {
+    /// Every bar row, in the order they were set, ended ones too (a row
+    /// that has ended may still end an earlier one it shortened): the core
+    /// replays them as they were set (`Core::restore_bars`).
+    pub fn bars(&self) -> Result<Vec<StoredBar>, QueryError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT room, user, address, until FROM bars ORDER BY rowid")?;
+        let rows = stmt.query_map([], |row| {
             let address: Option<String> = row.get(2)?;
             Ok(StoredBar {
                 room: row.get(0)?,
@@ -817,11 +818,18 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Deletes the bars that ended by `now_ms` (at start: they are few,
-    /// one row per operator action).
+    /// Deletes the bar rows that can no longer change anything at `now_ms`:
+    /// those that ended before the first row still running (or all, when
+    /// none is). A row that ended after a running one stays: it may be
+    /// that bar set again, shorter. At start; the rows are few (one per
+    /// operator action).
     pub fn forget_ended_bars(&mut self, now_ms: u64) -> rusqlite::Result<usize> {
-        self.conn
-            .execute("DELETE FROM bars WHERE until <= ?1", [to_i64(now_ms)])
+        self.conn.execute(
+            "DELETE FROM bars WHERE rowid < coalesce(
+                 (SELECT min(rowid) FROM bars WHERE until > ?1),
+                 (SELECT max(rowid) FROM bars) + 1)",
+            [to_i64(now_ms)],
+        )
     }
 
     fn sessions(&self) -> Result<Vec<StoredSession>, QueryError> {
