@@ -140,8 +140,16 @@ fn a_room_emptied_while_its_event_waits_numbers_on_from_that_event() {
 
     let other = rusqlite::Connection::open(&path).unwrap();
     other.execute_batch("BEGIN IMMEDIATE").unwrap();
-    let r = admin_post(admin, "/admin/rooms/7/messages/1/delete", "");
-    assert_eq!(r.status, 200, "{}", r.text());
+    // The operator's delete: its answer waits for the file, as its event.
+    let requests = read_metric(addr, "wsrooms_http_requests_total");
+    let delete =
+        std::thread::spawn(move || admin_post(admin, "/admin/rooms/7/messages/1/delete", ""));
+    assert!(
+        wait_until(IO_TIMEOUT, || {
+            read_metric(addr, "wsrooms_http_requests_total") >= requests + 2.0
+        }),
+        "the server never read the delete"
+    );
     // The delete (seq 2) waits; alice's reservation lapses meanwhile, and
     // the room has nobody.
     assert!(
@@ -159,6 +167,8 @@ fn a_room_emptied_while_its_event_waits_numbers_on_from_that_event() {
     );
     drop(other); // lets the lock go
 
+    let r = delete.join().unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
     let cookie = bob_login.join().unwrap();
     let mut bob = ws_connect(addr, 7, &cookie);
     let welcome = next_event(&mut bob);

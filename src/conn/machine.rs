@@ -428,6 +428,17 @@ impl Machine {
         actions
     }
 
+    /// The request read last waits for its answer until the turn's commit
+    /// (a login's `303`, an operator's `200`; a busy data file can hold it
+    /// for seconds, and is given up after a bound): its head is in, so the
+    /// head timeout gives way to `until`, past that bound. The answer sets
+    /// the next deadline.
+    pub fn answer_waits(&mut self, until: Instant) {
+        if self.is_http() {
+            self.deadline = Some(until);
+        }
+    }
+
     /// Tells a client that waits with its body to send it: queues
     /// `100 Continue`.
     pub fn continue_body(&self, out: &mut WriteQueue) {

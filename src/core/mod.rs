@@ -77,7 +77,7 @@ use crate::timers::Timers;
 use crate::ws::close::{self, CloseReason};
 
 pub use journal::Journal;
-use turn::{HeldLogin, Outgoing};
+use turn::{HeldAnswer, HeldLogin, Outgoing};
 
 /// Timers fired per [`Core::tick`] (see there).
 const TIMERS_PER_TURN: usize = 64;
@@ -152,6 +152,8 @@ pub struct Core {
     outbox: VecDeque<Outgoing>,
     /// Logins whose answer waits for the turn's commit.
     held: Vec<HeldLogin>,
+    /// The operator's answers that wait for the turn's commit.
+    held_answers: Vec<HeldAnswer>,
     /// Receivers a broadcast pushed over `--max-buffered`, to close (with
     /// the bytes they had queued).
     too_slow: Vec<(ConnId, usize)>,
@@ -206,6 +208,7 @@ impl Core {
             journal: Journal::Memory,
             outbox: VecDeque::new(),
             held: Vec::new(),
+            held_answers: Vec::new(),
             too_slow: Vec::new(),
             dirty: VecDeque::new(),
             effects: VecDeque::new(),

@@ -60,6 +60,20 @@ struct BarredAddress {
     closed: usize,
 }
 
+/// When an action's answer goes out.
+enum Answer {
+    /// Now: the action changed nothing the data file keeps.
+    Now(Response),
+    /// After the turn's commit, which holds what the action changed (see
+    /// `HeldAnswer`): `done` if it worked, else `lost`.
+    AfterCommit {
+        done: Response,
+        lost: Response,
+        /// A delete's room.
+        room: Option<u32>,
+    },
+}
+
 impl Core {
     /// Answers a request that came in on the admin listener.
     pub(super) fn admin_request(&mut self, id: ConnId, req: &Request, body: &[u8], reply: Reply) {
@@ -67,7 +81,7 @@ impl Core {
         let Some(peer) = self.conns.get(id).map(|c| c.peer()) else {
             return;
         };
-        let response = match admin::parse(req, body) {
+        let answer = match admin::parse(req, body) {
             Ok(action) => self.admin_action(action, peer.ip()),
             Err(refused) => {
                 log::info!(
@@ -76,20 +90,25 @@ impl Core {
                     Escaped(req.path),
                     refused.status.code()
                 );
-                refused
+                Answer::Now(refused)
             }
         };
-        self.respond(id, response, reply);
+        match answer {
+            Answer::Now(response) => self.respond(id, response, reply),
+            Answer::AfterCommit { done, lost, room } => {
+                self.hold_answer(id, done, lost, room, reply)
+            }
+        }
     }
 
     /// Carries out one checked action; `by` is who asked (for the log).
-    fn admin_action(&mut self, action: Action, by: IpAddr) -> Response {
+    fn admin_action(&mut self, action: Action, by: IpAddr) -> Answer {
         match action {
-            Action::Health => routes::health(self.degraded()),
+            Action::Health => Answer::Now(routes::health(self.degraded())),
             Action::ListRooms => {
                 let rooms = self.room_list();
                 log::info!("admin {by}: listed {} rooms", rooms.len());
-                admin::json(Status::Ok, &rooms)
+                Answer::Now(admin::json(Status::Ok, &rooms))
             }
             Action::Remove {
                 room,
@@ -130,7 +149,7 @@ impl Core {
 
     /// `POST /admin/rooms/{room}/remove`: `404` unless an id that looks
     /// like `user` holds a session in the room.
-    fn remove_user(&mut self, room: u32, user: &str, minutes: u32, by: IpAddr) -> Response {
+    fn remove_user(&mut self, room: u32, user: &str, minutes: u32, by: IpAddr) -> Answer {
         let owner = self
             .chat
             .room_by_number(room)
@@ -142,7 +161,7 @@ impl Core {
                 "admin {by}: remove \"{}\" from room {room}: no such id there",
                 Escaped(user)
             );
-            return admin::error(Status::NotFound, "no such id in this room");
+            return Answer::Now(admin::error(Status::NotFound, "no such id in this room"));
         };
         let present = self.chat.user(session).to_string();
         let address = socket
@@ -154,7 +173,7 @@ impl Core {
             .bars
             .bar_in_room(room, keys, address, minutes, self.now)
         else {
-            return bars_full(by);
+            return Answer::Now(bars_full(by));
         };
         // The bar as it now stands (an earlier one's address kept), so
         // that the row alone says what a restart must put back.
@@ -168,15 +187,23 @@ impl Core {
             Escaped(&present),
             address.map_or("(none: no socket)".to_string(), |a| a.to_string())
         );
-        admin::json(
-            Status::Ok,
-            &Removed {
-                room,
-                user: &present,
-                address,
-                minutes,
-            },
-        )
+        Answer::AfterCommit {
+            done: admin::json(
+                Status::Ok,
+                &Removed {
+                    room,
+                    user: &present,
+                    address,
+                    minutes,
+                },
+            ),
+            lost: not_written(
+                "removed and barred, but the data file could not be written yet: \
+                 it is written with the next commit that works, and a restart \
+                 before then undoes it",
+            ),
+            room: None,
+        }
     }
 
     /// Puts back the bars a data file kept, in the order they were set,
@@ -231,10 +258,10 @@ impl Core {
     }
 
     /// `POST /admin/bar`: bars the address and closes its WebSockets.
-    fn bar_address(&mut self, address: IpAddr, minutes: u32, by: IpAddr) -> Response {
+    fn bar_address(&mut self, address: IpAddr, minutes: u32, by: IpAddr) -> Answer {
         self.bars.forget_ended(self.now);
         if self.bars.bar_address(address, minutes, self.now) == Err(Full) {
-            return bars_full(by);
+            return Answer::Now(bars_full(by));
         }
         let address = address.to_canonical();
         self.keep_bar(None, None, Some(address), minutes);
@@ -252,14 +279,22 @@ impl Core {
             "admin {by}: barred {address} from every login and socket for {minutes} min; {} sockets closed",
             open.len()
         );
-        admin::json(
-            Status::Ok,
-            &BarredAddress {
-                address,
-                minutes,
-                closed: open.len(),
-            },
-        )
+        Answer::AfterCommit {
+            done: admin::json(
+                Status::Ok,
+                &BarredAddress {
+                    address,
+                    minutes,
+                    closed: open.len(),
+                },
+            ),
+            lost: not_written(
+                "barred, but the data file could not be written yet: it is \
+                 written with the next commit that works, and a restart before \
+                 then lifts the bar",
+            ),
+            room: None,
+        }
     }
 
     /// `POST /admin/rooms/{room}/messages/{seq}/delete`: everyone in the
@@ -267,7 +302,7 @@ impl Core {
     /// `404` when the room keeps no such message (with a data file, a room
     /// nobody is in is read back from it for the delete); `200`
     /// with `"already":true` when it is deleted already.
-    fn delete_message(&mut self, room: u32, seq: u64, by: IpAddr) -> Response {
+    fn delete_message(&mut self, room: u32, seq: u64, by: IpAddr) -> Answer {
         let already = match self.delete_as_operator(room, seq) {
             Ok(()) => false,
             Err(Refusal::Deleted) => true,
@@ -276,15 +311,33 @@ impl Core {
                     "admin {by}: delete message {seq} of room {room}: {}",
                     why.reason()
                 );
-                return admin::error(Status::NotFound, "no such message in this room");
+                return Answer::Now(admin::error(
+                    Status::NotFound,
+                    "no such message in this room",
+                ));
             }
         };
         log::info!(
             "admin {by}: deleted message {seq} of room {room}{}",
             if already { " (deleted already)" } else { "" }
         );
-        admin::json(Status::Ok, &DeletedMessage { room, seq, already })
+        let done = admin::json(Status::Ok, &DeletedMessage { room, seq, already });
+        if already {
+            return Answer::Now(done);
+        }
+        Answer::AfterCommit {
+            done,
+            lost: not_written(
+                "the data file could not be written: the message was not deleted; try again",
+            ),
+            room: Some(room),
+        }
     }
+}
+
+/// `503`: what an action did could not be written to the data file.
+fn not_written(what: &str) -> Response {
+    admin::error(Status::ServiceUnavailable, what)
 }
 
 /// The answer to a message delete.

@@ -147,6 +147,22 @@ pub(super) struct HeldLogin {
     expires: Instant,
 }
 
+/// An operator's answer (`200`) whose action recorded something for the
+/// turn's commit (a removal's session end and bar, a bar, a delete): it
+/// waits for the commit as a login's `303` does, so that the operator is
+/// never told "done" of what a crash can undo.
+pub(super) struct HeldAnswer {
+    conn: ConnId,
+    /// The answer when the commit worked.
+    done: Response,
+    /// The answer when it did not.
+    lost: Response,
+    /// A delete's room: its answer is `lost` too when the store refused
+    /// that room's records (its pages are damaged).
+    room: Option<u32>,
+    reply: Reply,
+}
+
 /// What the turn's commit came to, for its messages and logins.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Verdict {
@@ -398,9 +414,43 @@ impl Core {
             reply,
             expires,
         });
+        let until = self.answer_deadline();
         if let Some(c) = self.conns.get_mut(conn) {
             c.gate.hold();
+            c.machine.answer_waits(until);
         }
+    }
+
+    /// Holds the operator's answer `done` until the turn's commit (`lost`
+    /// if it fails; `room`: see [`HeldAnswer`]); the connection reads no
+    /// further request meanwhile.
+    pub(super) fn hold_answer(
+        &mut self,
+        conn: ConnId,
+        done: Response,
+        lost: Response,
+        room: Option<u32>,
+        reply: Reply,
+    ) {
+        self.held_answers.push(HeldAnswer {
+            conn,
+            done,
+            lost,
+            room,
+            reply,
+        });
+        let until = self.answer_deadline();
+        if let Some(c) = self.conns.get_mut(conn) {
+            c.gate.hold();
+            c.machine.answer_waits(until);
+        }
+    }
+
+    /// How long a held answer's connection may wait: the commit is tried
+    /// until [`BUSY_GIVE_UP`] and answers then in any case; the head
+    /// timeout once more is a margin, not a wait.
+    fn answer_deadline(&self) -> Instant {
+        self.now + BUSY_GIVE_UP + BUSY_RETRY + self.config.head_timeout
     }
 
     /// A room just created in memory by a login, holding nothing yet: its
@@ -472,6 +522,8 @@ impl Core {
         self.busy_since = None;
         let held = std::mem::take(&mut self.held);
         self.answer_held(held, verdict);
+        let answers = std::mem::take(&mut self.held_answers);
+        self.answer_operator(answers, verdict, &refused_rooms);
         while let Some(outgoing) = self.outbox.pop_front() {
             self.deliver(outgoing, verdict, &refused_rooms);
             self.close_too_slow();
@@ -500,7 +552,11 @@ impl Core {
     /// restores it and it lapses there.) Not while a commit waits for a
     /// busy file or a failed one's session ends wait to be written.
     fn release_store_when_draining(&mut self) {
-        if self.shutting_down.is_none() || self.busy_since.is_some() || !self.held.is_empty() {
+        if self.shutting_down.is_none()
+            || self.busy_since.is_some()
+            || !self.held.is_empty()
+            || !self.held_answers.is_empty()
+        {
             return;
         }
         if let super::Journal::File(store) = &self.journal
@@ -727,6 +783,22 @@ impl Core {
                     self.respond(h.conn, not_stored(h.room), h.reply);
                 }
             }
+            if let Some(conn) = self.conns.get_mut(h.conn) {
+                conn.gate.release();
+                self.effects.push_back(super::Effect::Resume(h.conn));
+            }
+        }
+    }
+
+    /// Answers the operator's requests held for the commit.
+    fn answer_operator(&mut self, held: Vec<HeldAnswer>, verdict: Verdict, refused: &[u32]) {
+        for h in held {
+            let refused = h.room.is_some_and(|room| refused.contains(&room));
+            let response = match verdict {
+                Verdict::Stored if !refused => h.done,
+                _ => h.lost,
+            };
+            self.respond(h.conn, response, h.reply);
             if let Some(conn) = self.conns.get_mut(h.conn) {
                 conn.gate.release();
                 self.effects.push_back(super::Effect::Resume(h.conn));
