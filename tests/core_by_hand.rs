@@ -504,6 +504,37 @@ fn an_operators_delete_the_busy_file_dropped_is_answered_503() {
     assert!(shown(&net).contains(r#""deleted":true"#), "{}", shown(&net));
 }
 
+/// A removal whose write fails (a full disk) took effect (the socket is
+/// closed, the id barred) but is not in the file yet: the operator is told
+/// so with `503`, and the next commit that works writes it.
+#[test]
+fn a_removal_whose_write_fails_is_answered_503_and_written_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = durable_bar_config(&dir);
+    let start = std::time::Instant::now();
+    let mut net = Net::new(core_at(&config, start, start), start);
+    let (mut alice, mut bob) = (Client::new(1, 5), Client::new(2, 5));
+    join(&mut net, &mut alice, &mut []);
+    join(&mut net, &mut bob, &mut [&mut alice]);
+    net.core.fail_writes(true).unwrap();
+    let p = admin_send(&mut net, "/admin/rooms/5/remove", "user=u2&minutes=60");
+    turn(&mut net, &mut [&mut alice]);
+    let answer = net.pipes[p].take(usize::MAX);
+    let text = String::from_utf8_lossy(&answer);
+    assert_eq!(status_of(&answer), 503, "{text}");
+    assert!(text.contains("restart before then undoes it"), "{text}");
+    assert_eq!(login_status(&mut net, &bob), 403, "in force meanwhile");
+
+    net.core.fail_writes(false).unwrap();
+    let frame = alice.chat_frame();
+    net.pipes[alice.pipe().unwrap()].send(&frame); // a turn with a commit
+    turn(&mut net, &mut [&mut alice]);
+    restart(&mut net, &config, start);
+    let mut bob_again = Client::new(2, 5);
+    bob_again.peer = std::net::SocketAddr::from(([10, 9, 9, 9], 40_000));
+    assert_eq!(login_status(&mut net, &bob_again), 403, "written since");
+}
+
 /// Bug: a login (or an operator's request) whose answer waited for a busy
 /// data file longer than the head timeout (2 s here, 10 s by default: as
 /// long as the server waits for a busy file) was dropped by that timeout,
