@@ -504,6 +504,38 @@ fn an_operators_delete_the_busy_file_dropped_is_answered_503() {
     assert!(shown(&net).contains(r#""deleted":true"#), "{}", shown(&net));
 }
 
+/// A login that waits for a busy file, and whose id the operator removes
+/// meanwhile, gets `403`, not a `303` with the cookie of a session that has
+/// ended; a login of another id in the same wait still gets in.
+#[test]
+fn a_login_removed_while_it_waits_for_a_busy_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = durable_bar_config(&dir);
+    let start = std::time::Instant::now();
+    let mut net = Net::new(core_at(&config, start, start), start);
+    let other = rusqlite::Connection::open(config.data_file.as_ref().unwrap()).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let login = |net: &mut Net, c: &mut Client| {
+        let p = net.connect(c.peer, 1 << 20);
+        net.pipes[p].send(&c.login_request());
+        c.phase = sim::client::Phase::LoggingIn(p);
+        p
+    };
+    let (mut alice, mut bob) = (Client::new(1, 5), Client::new(2, 5));
+    let p = login(&mut net, &mut alice);
+    turn(&mut net, &mut []);
+    let removal = admin_send(&mut net, "/admin/rooms/5/remove", "user=u1&minutes=5");
+    turn(&mut net, &mut []);
+    login(&mut net, &mut bob);
+    turn(&mut net, &mut []);
+    drop(other);
+    turn(&mut net, &mut []);
+    assert_eq!(status_of(&net.pipes[removal].take(usize::MAX)), 200);
+    assert_eq!(status_of(&net.pipes[p].take(usize::MAX)), 403);
+    read(&mut net, &mut bob);
+    assert_eq!(bob.phase, sim::client::Phase::In, "bob got his 303");
+}
+
 /// A removal whose write fails (a full disk) took effect (the socket is
 /// closed, the id barred) but is not in the file yet: the operator is told
 /// so with `503`, and the next commit that works writes it.

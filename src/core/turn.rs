@@ -141,6 +141,9 @@ pub(super) enum Outgoing {
 pub(super) struct HeldLogin {
     conn: ConnId,
     session: SessionId,
+    /// The session's token hash: the slot may hold another session by the
+    /// time the answer goes out, if this one was removed meanwhile.
+    token_hash: store::TokenHash,
     room: u32,
     response: Response,
     reply: Reply,
@@ -409,6 +412,7 @@ impl Core {
         self.held.push(HeldLogin {
             conn,
             session,
+            token_hash,
             room,
             response,
             reply,
@@ -520,14 +524,15 @@ impl Core {
             }
         };
         self.busy_since = None;
-        let held = std::mem::take(&mut self.held);
-        self.answer_held(held, verdict);
-        let answers = std::mem::take(&mut self.held_answers);
-        self.answer_operator(answers, verdict, &refused_rooms);
         while let Some(outgoing) = self.outbox.pop_front() {
             self.deliver(outgoing, verdict, &refused_rooms);
             self.close_too_slow();
         }
+        // After the outbox: a removal's log-out has ended its session there.
+        let held = std::mem::take(&mut self.held);
+        self.answer_held(held, verdict);
+        let answers = std::mem::take(&mut self.held_answers);
+        self.answer_operator(answers, verdict, &refused_rooms);
         self.chat.close_rooms_left_empty();
     }
 
@@ -769,10 +774,17 @@ impl Core {
 
     /// Answers the logins held for the commit: `303` with the cookie if it
     /// was stored; else the session is cancelled, nothing of it stays, and
-    /// the answer is `503`. Their connections read again.
+    /// the answer is `503`; `403` if the operator removed the id meanwhile
+    /// (its session is gone, and its slot may be another's). Their
+    /// connections read again.
     fn answer_held(&mut self, held: Vec<HeldLogin>, verdict: Verdict) {
         for h in held {
+            let hash = self.chat.sessions.get(h.session).map(|s| s.token_hash);
             match verdict {
+                // The operator removed the id while its login waited.
+                _ if hash != Some(h.token_hash) => {
+                    self.respond(h.conn, ended_meanwhile(h.room), h.reply);
+                }
                 Verdict::Stored => {
                     self.metrics.logins += 1;
                     self.timers.add(h.expires, TimerKey::Session(h.session));
@@ -888,6 +900,17 @@ fn not_stored(room: u32) -> Response {
         &format!("/?room={room}"),
     )
     .header("Retry-After", "60")
+}
+
+/// The answer (`403`) to a login whose session ended while the answer
+/// waited for the commit: the operator removed that id.
+fn ended_meanwhile(room: u32) -> Response {
+    Response::error_page(
+        Status::Forbidden,
+        "user",
+        "The operator removed this id from the room while your login was being saved.",
+        &format!("/?room={room}"),
+    )
 }
 
 /// A stored event as history and scrollback show it (a message in its
