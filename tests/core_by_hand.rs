@@ -536,6 +536,40 @@ fn a_login_removed_while_it_waits_for_a_busy_file_is_refused() {
     assert_eq!(bob.phase, sim::client::Phase::In, "bob got his 303");
 }
 
+/// A log-out's `303` waits for its session's end to be in the data file,
+/// as a login's `303` waits for its session: a crash after the answer does
+/// not bring the session back.
+#[test]
+fn a_logout_is_answered_once_it_is_in_the_data_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = durable_bar_config(&dir);
+    let start = std::time::Instant::now();
+    let mut net = Net::new(core_at(&config, start, start), start);
+    let mut alice = Client::new(1, 5);
+    join(&mut net, &mut alice, &mut []);
+    let other = rusqlite::Connection::open(config.data_file.as_ref().unwrap()).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let logout = net.connect(alice.peer, 1 << 20);
+    let request = format!(
+        "POST /logout HTTP/1.1\r\nHost: sim\r\nOrigin: http://sim\r\nCookie: {}\r\n\
+         Content-Length: 0\r\nConnection: close\r\n\r\n",
+        alice.cookie.as_deref().unwrap()
+    );
+    net.pipes[logout].send(request.as_bytes());
+    turn(&mut net, &mut [&mut alice]);
+    turn(&mut net, &mut [&mut alice]);
+    assert_eq!(
+        net.pipes[logout].take(usize::MAX),
+        b"",
+        "not in the file yet"
+    );
+    drop(other);
+    turn(&mut net, &mut [&mut alice]);
+    assert_eq!(status_of(&net.pipes[logout].take(usize::MAX)), 303);
+    restart(&mut net, &config, start);
+    assert_eq!(net.core.chat().sessions.len(), 0, "the session stays ended");
+}
+
 /// A removal whose write fails (a full disk) took effect (the socket is
 /// closed, the id barred) but is not in the file yet: the operator is told
 /// so with `503`, and the next commit that works writes it.

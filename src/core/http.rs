@@ -154,8 +154,9 @@ impl Core {
                 expires,
             } => self.hold_login(id, session, response, reply, expires),
             Outcome::LoggedOut { response, session } => {
+                // Answered once the session's end is in the data file.
                 self.log_out(session);
-                self.respond(id, response, reply);
+                self.hold_answer(id, response, None, None, reply);
             }
             Outcome::Metrics => {
                 self.count_store_syncs();

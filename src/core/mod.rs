@@ -152,7 +152,8 @@ pub struct Core {
     outbox: VecDeque<Outgoing>,
     /// Logins whose answer waits for the turn's commit.
     held: Vec<HeldLogin>,
-    /// The operator's answers that wait for the turn's commit.
+    /// Other answers that wait for the turn's commit (the operator's, a
+    /// log-out's).
     held_answers: Vec<HeldAnswer>,
     /// Receivers a broadcast pushed over `--max-buffered`, to close (with
     /// the bytes they had queued).

@@ -96,7 +96,7 @@ impl Core {
         match answer {
             Answer::Now(response) => self.respond(id, response, reply),
             Answer::AfterCommit { done, lost, room } => {
-                self.hold_answer(id, done, lost, room, reply)
+                self.hold_answer(id, done, Some(lost), room, reply)
             }
         }
     }

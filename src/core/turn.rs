@@ -150,16 +150,17 @@ pub(super) struct HeldLogin {
     expires: Instant,
 }
 
-/// An operator's answer (`200`) whose action recorded something for the
-/// turn's commit (a removal's session end and bar, a bar, a delete): it
-/// waits for the commit as a login's `303` does, so that the operator is
-/// never told "done" of what a crash can undo.
+/// An answer whose request recorded something for the turn's commit (an
+/// operator's removal, bar or delete; a log-out): it waits for the commit
+/// as a login's `303` does, so that nobody is told "done" of what a crash
+/// can undo.
 pub(super) struct HeldAnswer {
     conn: ConnId,
     /// The answer when the commit worked.
     done: Response,
-    /// The answer when it did not.
-    lost: Response,
+    /// The answer when it did not (`None`: `done` all the same: what the
+    /// request did took effect, and is written with the next commit).
+    lost: Option<Response>,
     /// A delete's room: its answer is `lost` too when the store refused
     /// that room's records (its pages are damaged).
     room: Option<u32>,
@@ -425,14 +426,14 @@ impl Core {
         }
     }
 
-    /// Holds the operator's answer `done` until the turn's commit (`lost`
-    /// if it fails; `room`: see [`HeldAnswer`]); the connection reads no
-    /// further request meanwhile.
+    /// Holds the answer `done` until the turn's commit (`lost` if it
+    /// fails; `room`: see [`HeldAnswer`]); the connection reads no further
+    /// request meanwhile.
     pub(super) fn hold_answer(
         &mut self,
         conn: ConnId,
         done: Response,
-        lost: Response,
+        lost: Option<Response>,
         room: Option<u32>,
         reply: Reply,
     ) {
@@ -532,7 +533,7 @@ impl Core {
         let held = std::mem::take(&mut self.held);
         self.answer_held(held, verdict);
         let answers = std::mem::take(&mut self.held_answers);
-        self.answer_operator(answers, verdict, &refused_rooms);
+        self.answer_requests(answers, verdict, &refused_rooms);
         self.chat.close_rooms_left_empty();
     }
 
@@ -802,13 +803,14 @@ impl Core {
         }
     }
 
-    /// Answers the operator's requests held for the commit.
-    fn answer_operator(&mut self, held: Vec<HeldAnswer>, verdict: Verdict, refused: &[u32]) {
+    /// Answers the requests held for the commit (see [`HeldAnswer`]).
+    fn answer_requests(&mut self, held: Vec<HeldAnswer>, verdict: Verdict, refused: &[u32]) {
         for h in held {
             let refused = h.room.is_some_and(|room| refused.contains(&room));
-            let response = match verdict {
-                Verdict::Stored if !refused => h.done,
-                _ => h.lost,
+            let response = match (verdict, h.lost) {
+                (Verdict::Stored, _) if !refused => h.done,
+                (_, Some(lost)) => lost,
+                (_, None) => h.done,
             };
             self.respond(h.conn, response, h.reply);
             if let Some(conn) = self.conns.get_mut(h.conn) {
