@@ -172,6 +172,11 @@ fn rows() -> Vec<Row> {
             bd(r, |x| x.p99_us as f64 / 1e3)
         })
         .target("<= 2 ms", |w, _| w <= 2.0),
+        row("(b) --data-file: p99 / in memory", 2, |r| {
+            let in_memory = b(r, |x| x.p99_us as f64)?;
+            bd(r, |x| x.p99_us as f64 / in_memory)
+        })
+        .target("<= 1.50", |w, _| w <= 1.50),
         row("(b) --data-file: latency p99.9 ms", 3, |r| {
             bd(r, |x| x.p999_us as f64 / 1e3)
         }),
