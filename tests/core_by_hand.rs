@@ -691,3 +691,114 @@ fn ghost_join(max_buffered: usize, calibrated: Option<usize>) -> usize {
     assert_eq!(net.core.chat().listed(4), ["u1", "u2"]);
     max_buffered
 }
+
+/// Bug: an operator's removal whose `200` waits for a busy data
+/// file, when SIGTERM comes meanwhile: `begin_shutdown` takes the admin
+/// connection (nothing in its queue yet) for an idle one and drops it. The
+/// removal is then committed once the file is free, but the operator never
+/// gets an answer (before the held answers, the `200` was queued at once
+/// and drained out at shutdown).
+#[test]
+fn a_held_answer_survives_the_start_of_a_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = durable_bar_config(&dir);
+    let start = std::time::Instant::now();
+    let mut net = Net::new(core_at(&config, start, start), start);
+    let (mut alice, mut bob) = (Client::new(1, 5), Client::new(2, 5));
+    join(&mut net, &mut alice, &mut []);
+    join(&mut net, &mut bob, &mut [&mut alice]);
+
+    let other = rusqlite::Connection::open(config.data_file.as_ref().unwrap()).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let p = admin_send(&mut net, "/admin/rooms/5/remove", "user=u2&minutes=60");
+    turn(&mut net, &mut [&mut alice]);
+    assert_eq!(net.pipes[p].take(usize::MAX), b"", "held for the file");
+    net.core.begin_shutdown(); // SIGTERM
+    drop(other);
+    turn(&mut net, &mut [&mut alice]);
+    let answer = net.pipes[p].take(usize::MAX);
+    assert!(
+        !answer.is_empty(),
+        "the removal was committed but its answer was never sent (pipe closed: {})",
+        net.pipes[p].closed
+    );
+    assert_eq!(status_of(&answer), 200);
+}
+
+/// Bug, with no data file at all (a user-visible change from
+/// before the held answers): a log-out read in the same loop turn as
+/// SIGTERM (one `poll` batch) is never answered. Its `303` is held for
+/// the turn's commit (a no-op in memory), so its connection's queue is
+/// empty when `begin_shutdown` runs, and it is dropped as idle.
+#[test]
+fn a_logout_read_in_the_turn_of_the_signal_is_answered_in_memory() {
+    let mut net = net(config());
+    let mut alice = Client::new(1, 5);
+    join(&mut net, &mut alice, &mut []);
+    let logout = net.connect(alice.peer, 1 << 20);
+    let request = format!(
+        "POST /logout HTTP/1.1\r\nHost: sim\r\nOrigin: http://sim\r\nCookie: {}\r\n\
+         Content-Length: 0\r\n\r\n",
+        alice.cookie.as_deref().unwrap()
+    );
+    // The loop reads the request, then the signal of the same poll batch.
+    let id = net.pipes[logout].id.unwrap();
+    net.core.read(id, request.as_bytes());
+    net.core.begin_shutdown();
+    net.now += Duration::from_millis(10);
+    net.turn();
+    let answer = net.pipes[logout].take(usize::MAX);
+    assert!(
+        !answer.is_empty(),
+        "the log-out took effect but was never answered (pipe closed: {})",
+        net.pipes[logout].closed
+    );
+    assert_eq!(status_of(&answer), 303);
+}
+
+/// Bug: the operator's delete asked twice while the first waits
+/// for a busy data file. The second finds the first in the outbox
+/// (`may_change`: `Refusal::Deleted`) and is answered at once,
+/// `200 {"already":true}`, before the first is in the file. The server
+/// then gave up on the busy file: the delete was dropped (the first got
+/// `503`, "not deleted"), yet the operator had been told `200` that it
+/// was deleted already. Now the second waits for the same commit.
+#[test]
+fn a_second_delete_is_not_told_done_before_the_first_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = durable_bar_config(&dir);
+    let start = std::time::Instant::now();
+    let mut net = Net::new(core_at(&config, start, start), start);
+    let mut alice = Client::new(1, 5);
+    join(&mut net, &mut alice, &mut []);
+    let p = alice.pipe().unwrap();
+    let frame = alice.chat_frame();
+    net.pipes[p].send(&frame);
+    turn(&mut net, &mut [&mut alice]);
+
+    let other = rusqlite::Connection::open(config.data_file.as_ref().unwrap()).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let first = admin_send(&mut net, "/admin/rooms/5/messages/1/delete", "");
+    turn(&mut net, &mut [&mut alice]);
+    let second = admin_send(&mut net, "/admin/rooms/5/messages/1/delete", "");
+    turn(&mut net, &mut [&mut alice]);
+    let early = net.pipes[second].take(usize::MAX);
+    assert_eq!(
+        early,
+        b"",
+        "answered before the first delete is in the file: {}",
+        String::from_utf8_lossy(&early)
+    );
+    for _ in 0..12 {
+        net.now += Duration::from_secs(1);
+        net.turn();
+    }
+    assert_eq!(status_of(&net.pipes[first].take(usize::MAX)), 503);
+    let answer = net.pipes[second].take(usize::MAX);
+    assert_ne!(
+        status_of(&answer),
+        200,
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+}

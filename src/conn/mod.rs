@@ -93,9 +93,10 @@ impl Input {
 /// there (responses, pongs, echoes, closes, broadcasts). It opens again once
 /// the output has drained below half of that.
 ///
-/// With a data file it also holds a connection whose login waits for the
-/// loop turn's commit: its answer (`303` or `503`) is decided only then,
-/// and no later request of it may be answered before that one.
+/// With a data file it also holds a connection whose answer waits for the
+/// loop turn's commit (a login's `303` or `503`, a log-out's, the
+/// operator's): it is decided only then, and no later request of it may
+/// be answered before that one.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub enum InputGate {
     /// Input is read and processed.
@@ -103,7 +104,7 @@ pub enum InputGate {
     Open,
     /// Input waits until the output drains.
     Paused,
-    /// A login's answer waits for the commit.
+    /// An answer waits for the commit.
     Held,
 }
 

@@ -123,7 +123,16 @@ impl Core {
         let target = self.find_target(room, seq);
         let window = self.config.edit_window.as_millis() as u64;
         edits::check(target, by, self.unix_millis(), window)?;
-        let pending_delete = self.outbox.iter().any(|o| match o {
+        if self.delete_waits(room, seq) {
+            return Err(Refusal::Deleted);
+        }
+        Ok(())
+    }
+
+    /// A delete of message `seq` of `room` waits in this turn's outbox
+    /// (for the commit: with a busy data file, for several turns).
+    pub(super) fn delete_waits(&self, room: RoomId, seq: u64) -> bool {
+        self.outbox.iter().any(|o| match o {
             Outgoing::Message {
                 room: r, message, ..
             } => {
@@ -131,11 +140,7 @@ impl Core {
                     && matches!(message.event, edits::Event::Delete { target, .. } if target == seq)
             }
             _ => false,
-        });
-        if pending_delete {
-            return Err(Refusal::Deleted);
-        }
-        Ok(())
+        })
     }
 
     /// Message `seq` of `room`: in the history in memory, or, if older,

@@ -64,7 +64,7 @@ use crate::bytes::Bytes;
 use crate::chat::{Chat, Expiry, SessionId};
 use crate::config::Config;
 use crate::conn::machine::{Actions, DropReason, Settings};
-use crate::conn::{Conn, ConnId, Machine, Via};
+use crate::conn::{Conn, ConnId, InputGate, Machine, Via};
 use crate::http::Status;
 use crate::http::response::Response;
 use crate::metrics::{self, Gauges, Metrics};
@@ -807,6 +807,9 @@ impl Core {
             if conn.machine.is_websocket() {
                 let reason = CloseReason::new(close::GOING_AWAY, "server shutting down");
                 self.close_ws(id, reason);
+            } else if conn.gate == InputGate::Held {
+                // Its answer waits for the commit (`end_turn`); it goes out
+                // then, as the last on this connection (no keep-alive now).
             } else if conn.machine.is_http() && conn.out.is_empty() {
                 // Idle, or half a request in: no answer is coming.
                 self.drop_conn(id, DropReason::Shutdown);

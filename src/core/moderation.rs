@@ -322,7 +322,13 @@ impl Core {
             if already { " (deleted already)" } else { "" }
         );
         let done = admin::json(Status::Ok, &DeletedMessage { room, seq, already });
-        if already {
+        // Deleted already, and written: nothing waits. (A delete still
+        // waiting for the commit is only as done as that one.)
+        let waits = self
+            .chat
+            .room_by_number(room)
+            .is_some_and(|r| self.delete_waits(r, seq));
+        if already && !waits {
             return Answer::Now(done);
         }
         Answer::AfterCommit {
