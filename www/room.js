@@ -99,6 +99,7 @@ let socket = null;        // the current WebSocket (kept after it closes, for in
 let state = 'connecting'; // connecting | connected | reconnecting | closed
 let lastSeq = null;       // seq of the newest message shown, null before any
 let oldestSeq = null;     // seq of the oldest message shown, null before any
+let olderBefore = null;   // scrollback's cursor: the oldest seq a history answer held
 const shown = new Set();  // seq of every message on the page
 // Scrollback, one of: idle (older messages may exist), loading, waiting (a
 // load failed; no retry until OLDER_RETRY_MS passed), done (none are older).
@@ -684,6 +685,7 @@ function startAfresh() {
   patches.clear();
   lastSeq = null;
   oldestSeq = null;
+  olderBefore = null;
   older = 'idle';
   showOlder('', '');
 }
@@ -873,12 +875,17 @@ function newerEdit(li, at, seq) {
   if (li.dataset.edited === undefined) {
     return true;
   }
+  const shownSeq = li.dataset.editSeq === undefined ? null : Number(li.dataset.editSeq);
+  if (seq !== null && shownSeq !== null) {
+    // Two edit events: their seqs say which came last (the server's clock
+    // may have stepped back between them; its order did not).
+    return seq > shownSeq;
+  }
   const shownAt = Number(li.dataset.edited);
   if (at !== shownAt) {
     return at > shownAt;
   }
-  const shownSeq = li.dataset.editSeq === undefined ? null : Number(li.dataset.editSeq);
-  return seq !== null && (shownSeq === null || seq > shownSeq);
+  return seq !== null && shownSeq === null;
 }
 
 /** "(edited)" by the time, with when in its tooltip. */
@@ -1724,10 +1731,28 @@ function maybeLoadOlder() {
   inTurn(loadOlder);
 }
 
+/**
+ * Where the next page of scrollback starts: below the oldest message shown
+ * and below the oldest event an answer held (a page may hold only edits
+ * and deletes: they have seqs too), and never above what the socket has
+ * brought (what is newer comes on the socket, in order).
+ */
+function olderStart() {
+  const bounds = [oldestSeq, olderBefore, lastSeq === null ? null : lastSeq + 1]
+    .filter((seq) => seq !== null);
+  return bounds.length === 0 ? null : Math.min(...bounds);
+}
+
+/** The oldest seq of a history answer's events, or null if it has none. */
+function oldestOf(page) {
+  const seqs = page.messages.concat(page.changes).map((e) => e.seq);
+  return seqs.length === 0 ? null : Math.min(...seqs);
+}
+
 async function loadOlder() {
   let page;
   try {
-    page = await fetchHistory(oldestSeq, OLDER_PAGE);
+    page = await fetchHistory(olderStart(), OLDER_PAGE);
   } catch (err) {
     if (err.stale) {
       return; // startAfresh() reset the scrollback state
@@ -1743,7 +1768,11 @@ async function loadOlder() {
     .filter((m) => oldestSeq === null || m.seq < oldestSeq)
     .map((m) => messageItem(m, true))
     .filter((item) => item !== null);
-  const done = !page.more || items.length === 0;
+  const oldest = oldestOf(page);
+  if (oldest !== null) {
+    olderBefore = olderBefore === null ? oldest : Math.min(olderBefore, oldest);
+  }
+  const done = !page.more || oldest === null;
   keepInView(() => {
     insertOlder(items);
     showOlder(done ? 'done' : '', done ? startText() : '');
@@ -1798,12 +1827,14 @@ function fillGap(mark, after) {
 
 /** fillGap()'s requests; returns null when the gap is closed, else why not. */
 async function fetchGapPages(mark, after) {
+  // Below the first message after the mark (or what the socket brought);
+  // each answer moves it down to its oldest event.
+  let before = nextSeqAfter(mark) ?? (lastSeq === null ? null : lastSeq + 1);
   for (;;) {
-    const upper = nextSeqAfter(mark);
-    if (upper !== null && upper <= after + 1) {
+    if (before !== null && before <= after + 1) {
       return null; // seqs go up by one: nothing is missing any more
     }
-    const page = await fetchHistory(upper, GAP_PAGE);
+    const page = await fetchHistory(before, GAP_PAGE);
     const below = nextSeqAfter(mark); // live messages may have come meanwhile
     // Messages already shown come too: they refresh edits and deletes the
     // reconnect could not replay (see refreshShown()).
@@ -1816,15 +1847,17 @@ async function fetchGapPages(mark, after) {
       tidy(items);
     });
     applyChanges(page.changes.filter((c) => c.seq > after));
-    // Done once the answer reaches back to what was shown before the cut
-    // (seqs between that are edits or deletes, not messages).
-    const oldest = page.messages.length === 0 ? null : page.messages[0].seq;
+    // Done once the answer reaches back to what was shown before the cut;
+    // its oldest event (a message, or an edit or a delete: they have seqs
+    // too) is where the next page starts.
+    const oldest = oldestOf(page);
     if (oldest !== null && oldest <= after + 1) {
       return null;
     }
-    if (items.length === 0 || !page.more) {
+    if (oldest === null || !page.more) {
       return 'the room no longer keeps them';
     }
+    before = before === null ? oldest : Math.min(before, oldest);
   }
 }
 

@@ -1881,3 +1881,218 @@ describe('screenshots', () => {
     });
   });
 });
+
+// ---------------------------------------------------------------------------
+// Scrollback and gap fill across edits and deletes, scrollback meeting live
+// messages, edits in seq order (bugs found in a review of the page).
+
+/** Scrolls the log to the top until the page's scrollback stops ('done'), or `ms` pass. */
+async function scrollToStart(page, ms = 10000) {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    const older = await page.evaluate(() => {
+      document.getElementById('log').scrollTop = 0;
+      return window.wsrooms.older;
+    });
+    if (older === 'done') return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+describe('scrollback across edits and deletes', () => {
+  test('a page of 50 deletes in a row does not end scrollback: the messages before them still load', { timeout: TEST_MS }, async () => {
+    const adminPort = await freePort();
+    const data = tempDataFile();
+    try {
+      await withServer({ args: ['--rate-limit', '0', '--data-file', data.file, '--admin-bind', `127.0.0.1:${adminPort}`] }, async (server) => {
+        const a = await newContext(browser);
+        const c = await newContext(browser);
+        const alice = await a.newPage();
+        await login(alice, server.url, 'alice', 61);
+        await say(alice, 'the first message');
+        // A flood of 50 (a paste sent line by line, a spammer), which the
+        // operator then deletes, one after the other: 50 `delete` events in a row.
+        await alice.evaluate(() => {
+          for (let i = 1; i <= 50; i++) window.wsrooms.socket.send(window.wsrooms.sayFrame(`spam ${i}`));
+        });
+        await waitMessage(alice, 'spam 50');
+        for (let seq = 2; seq <= 51; seq++) {
+          const res = await admin(adminPort, `/admin/rooms/61/messages/${seq}/delete`, {});
+          assert.equal(res.status, 200, JSON.stringify(res.body));
+        }
+        await alice.waitForFunction(() => window.wsrooms.lastSeq === 101);
+
+        // Carol comes in: her welcome holds the 50 deletes (seq 52…101).
+        const carol = await c.newPage();
+        await login(carol, server.url, 'carol', 61);
+        await scrollToStart(carol);
+        const shown = await messages(carol);
+        assert.deepEqual(
+          shown.map((m) => m.seq),
+          Array.from({ length: 51 }, (_, i) => i + 1),
+          `scrollback stopped early; the page says ${JSON.stringify(await carol.textContent('#older'))}`,
+        );
+        assert.equal(shown[0].text, 'the first message');
+        await finish(a, c);
+      });
+    } finally {
+      data.remove();
+    }
+  });
+});
+
+describe('a gap filled across edits and deletes', () => {
+  test('a gap whose newest 100 events are deletes is still filled: the messages missed before them are shown', { timeout: TEST_MS * 2 }, async () => {
+    const adminPort = await freePort();
+    const data = tempDataFile();
+    try {
+      await withServer({ args: ['--rate-limit', '0', '--data-file', data.file, '--admin-bind', `127.0.0.1:${adminPort}`] }, async (server) => {
+        const proxy = await startProxy(server.port);
+        const a = await newContext(browser);
+        const b = await newContext(browser);
+        try {
+          const alice = await a.newPage();
+          const bob = await b.newPage();
+          await login(alice, server.url, 'alice', 62);
+          await login(bob, proxy.url, 'bob', 62);
+          await say(alice, 'before the cut');
+          await waitMessage(bob, 'before the cut');
+          await bob.evaluate(() => {
+            window.wsrooms.socket.addEventListener('close', () => {
+              window.__closed = true;
+            });
+          });
+          proxy.cut();
+          await bob.waitForFunction(() => window.__closed === true);
+          // While Bob is away: five real messages, then a flood of 100 that
+          // the operator deletes (100 `delete` events in a row).
+          for (let i = 1; i <= 5; i++) await say(alice, `real ${i}`);
+          await alice.evaluate(() => {
+            for (let i = 1; i <= 100; i++) window.wsrooms.socket.send(window.wsrooms.sayFrame(`spam ${i}`));
+          });
+          await waitMessage(alice, 'spam 100');
+          for (let seq = 7; seq <= 106; seq++) {
+            const res = await admin(adminPort, `/admin/rooms/62/messages/${seq}/delete`, {});
+            assert.equal(res.status, 200, JSON.stringify(res.body));
+          }
+          await alice.waitForFunction(() => window.wsrooms.lastSeq === 206);
+          proxy.restore();
+          await waitState(bob, 'connected', WAIT_MS * 2);
+          // The gap fill has run when its "loading missed messages…" line is gone or says why.
+          await bob.waitForFunction(() => document.querySelector('#messages li.gap-fill') === null);
+          const texts = (await messages(bob)).map((m) => m.text).filter((t) => !t.startsWith('message deleted'));
+          const gapLine = await bob.locator('#messages li.gap').allTextContents();
+          assert.deepEqual(texts, ['before the cut', 'real 1', 'real 2', 'real 3', 'real 4', 'real 5'], `gap line: ${JSON.stringify(gapLine)}`);
+          assert.deepEqual(gapLine, [], 'nothing was lost: the room keeps every message');
+          await finish(a, b);
+        } finally {
+          await a.close().catch(() => {});
+          await b.close().catch(() => {});
+          await proxy.close();
+        }
+      });
+    } finally {
+      data.remove();
+    }
+  });
+});
+
+describe('scrollback meeting live messages', () => {
+  test('a scrollback answer that is ahead of the socket does not make the page drop the live messages it skipped', { timeout: TEST_MS }, async () => {
+    const data = tempDataFile();
+    try {
+    await withServer({ args: ['--history-messages', '1', '--data-file', data.file] }, async (server) => {
+      const a = await newContext(browser);
+      const c = await newContext(browser);
+      const alice = await a.newPage();
+      await login(alice, server.url, 'alice', 63);
+      await say(alice, 'm1');
+      await alice.waitForFunction(() => window.wsrooms.lastSeq === 1);
+      await alice.evaluate(() => window.wsrooms.socket.send(JSON.stringify({ type: 'edit', seq: 1, text: 'm1 edited' })));
+      await waitMessage(alice, 'm1 edited');
+
+      // Carol's socket goes through a route that can hold the server's
+      // frames back a moment (as a busy network does), and her history
+      // requests wait until released.
+      const carol = await c.newPage();
+      let holding = false;
+      const held = [];
+      let toPage = null;
+      await carol.routeWebSocket(/\/rooms\/[0-9]+\/ws/, (ws) => {
+        const server = ws.connectToServer();
+        toPage = ws;
+        ws.onMessage((m) => server.send(m));
+        server.onMessage((m) => (holding ? held.push(m) : ws.send(m)));
+      });
+      const release = await holdHistory(carol);
+      // Her welcome holds only the edit (seq 2): no message, so the page asks
+      // for the newest page of scrollback (held).
+      await login(carol, server.url, 'carol', 63);
+      await carol.waitForFunction(() => window.wsrooms.older === 'loading');
+      await say(alice, 'm3');
+      await waitMessage(carol, 'm3');
+      // m4 and its edit are on their way to Carol's page when the
+      // scrollback answer comes.
+      holding = true;
+      await say(alice, 'm4');
+      await alice.waitForFunction(() => window.wsrooms.lastSeq === 4);
+      await alice.evaluate(() => window.wsrooms.socket.send(JSON.stringify({ type: 'edit', seq: 4, text: 'm4 edited' })));
+      await waitMessage(alice, 'm4 edited');
+      const deadline = Date.now() + WAIT_MS;
+      while (held.length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      assert.equal(held.length, 2, 'm4 and its edit held');
+      release();
+      await carol.waitForFunction(() => window.wsrooms.older !== 'loading');
+      holding = false;
+      for (const m of held.splice(0)) toPage.send(m);
+      await carol.waitForTimeout(500);
+      const shown = (await messages(carol)).map((m) => [m.seq, m.text]);
+      assert.deepEqual(shown, [[1, 'm1 edited'], [3, 'm3'], [4, 'm4 edited']]);
+      await finish(a, c);
+    });
+    } finally {
+      data.remove();
+    }
+  });
+});
+
+describe('edits in seq order', () => {
+  test('a later edit whose "at" is earlier (the server clock stepped back) still shows, as on a fresh page', { timeout: TEST_MS }, async () => {
+    await withServer({}, async (server) => {
+      const { a, b, alice, bob } = await (async () => {
+        const a = await newContext(browser);
+        const b = await newContext(browser);
+        const alice = await a.newPage();
+        const bob = await b.newPage();
+        // Bob's page sees the server's clock step back one minute between
+        // the two edits: the second edit's `at` is earlier than the first's.
+        let edits = 0;
+        await bob.routeWebSocket(/\/rooms\/[0-9]+\/ws/, (ws) => {
+          const server = ws.connectToServer();
+          ws.onMessage((m) => server.send(m));
+          server.onMessage((m) => {
+            const event = JSON.parse(m);
+            if (event.type === 'edit' && ++edits === 2) {
+              event.at -= 60000;
+              return ws.send(JSON.stringify(event));
+            }
+            ws.send(m);
+          });
+        });
+        await login(alice, server.url, 'alice', 64);
+        await login(bob, server.url, 'bob', 64);
+        return { a, b, alice, bob };
+      })();
+      await say(alice, 'first text');
+      await waitMessage(bob, 'first text');
+      const seq = (await messages(alice)).at(-1).seq;
+      await alice.evaluate((s) => window.wsrooms.socket.send(JSON.stringify({ type: 'edit', seq: s, text: 'second text' })), seq);
+      await waitMessage(bob, 'second text');
+      await alice.evaluate((s) => window.wsrooms.socket.send(JSON.stringify({ type: 'edit', seq: s, text: 'third text' })), seq);
+      await waitMessage(alice, 'third text');
+      await bob.waitForFunction(() => window.wsrooms.lastSeq === 3);
+      assert.deepEqual((await messages(bob)).map((m) => m.text), ['third text'], 'the newest edit (by seq) is what the message says');
+      await finish(a, b);
+    });
+  });
+});
