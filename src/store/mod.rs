@@ -133,17 +133,19 @@
 //! file meanwhile (a backup), and [`wal`] says what that costs the log.
 //! [`copy`] makes and restores copies. Each file has an *epoch*
 //! ([`Store::epoch`]): `seq`s are unique within it, and a restore draws a
-//! new one.
+//! new one, as does the first start after a power loss ([`boot`]).
 //!
 //! The files: [`schema`] (tables, versions, migrations), [`file`](mod@file) (opening,
 //! recognising and refusing files), [`sidefiles`] (what SQLite would replay
 //! from the files beside it, read from their bytes), [`batch`] (what a turn
-//! recorded), [`damage`] (writing around damaged pages), [`wal`] (when the
+//! recorded), [`boot`] (a power loss and the epoch), [`damage`] (writing
+//! around damaged pages), [`wal`] (when the
 //! log is checkpointed), [`sync`] (when it is synced: `--sync-ms`),
 //! [`retention`] (`--keep-days`, removing expired rooms, giving free pages
 //! back).
 
 pub mod batch;
+pub mod boot;
 pub mod copy;
 pub mod damage;
 pub mod events;
@@ -448,19 +450,21 @@ impl Store {
         let wal = file::page_size(&conn)
             .and_then(|page_size| Wal::install(&mut conn, page_size))
             .map_err(|e| file::sqlite_error(path, e))?;
-        let epoch = schema::ensure_epoch(&conn).map_err(|e| file::sqlite_error(path, e))?;
+        schema::ensure_epoch(&conn).map_err(|e| file::sqlite_error(path, e))?;
         // SQLite follows a link to the file it names and keeps its log
         // beside the file itself: the log to sync is there, not beside
         // the link.
         let real = lock::resolved(path);
         let sync_stats = Arc::new(SyncStats::default());
+        let mut log = sync::LogFile::beside(&real);
+        let epoch = note_open(path, &conn, &mut log, &sync_stats)?;
         let helper = start_helper(path, &real, &wal, settings.sync, &sync_stats)?;
         Ok(Store {
             conn,
             keep_messages,
             batch: Batch::default(),
             wal,
-            log: sync::LogFile::beside(&real),
+            log,
             real,
             sync_every: settings.sync,
             helper,
@@ -847,6 +851,44 @@ impl Store {
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+/// Records that the file is open in this boot, after a new epoch if the
+/// last process had it open in another one and did not close it (see
+/// [`boot`]), and syncs that to the disk before anything is served;
+/// returns the epoch.
+fn note_open(
+    path: &Path,
+    conn: &Connection,
+    log: &mut sync::LogFile,
+    stats: &SyncStats,
+) -> Result<u64, OpenError> {
+    let stop = boot::note_open(conn, boot::this_boot().as_deref())
+        .map_err(|e| file::sqlite_error(path, e))?;
+    if stop == boot::LastStop::CrashedBeforeAReboot {
+        log::warn!(
+            "data file {path:?}: the server that had it open stopped without closing it, \
+             before a reboot (a power loss, or a crash of the system?): the commits it had \
+             not synced yet (at most its last --sync-ms) may be lost, so the numbering \
+             starts a new epoch: open pages load their rooms afresh"
+        );
+    }
+    log.sync(stats).map_err(|error| OpenError::Io {
+        path: path.to_owned(),
+        error,
+    })?;
+    schema::epoch(conn).map_err(|e| file::sqlite_error(path, e))
+}
+
+/// A clean close: the file is no longer open (see [`boot`]). A failure
+/// (the disk) leaves the record, and the next start judges as after a
+/// crash: at worst its pages load their rooms afresh.
+impl Drop for Store {
+    fn drop(&mut self) {
+        if let Err(e) = boot::note_close(&self.conn) {
+            log::debug!("data file: could not record its clean close: {e}");
+        }
     }
 }
 

@@ -1697,3 +1697,69 @@ fn a_linked_data_file_syncs_its_log_within_sync_ms() {
         store.sync_stats().syncs()
     );
 }
+
+/// The `open_in_boot` record (see `boot`): what a row of it says, or
+/// `None` once the file was closed cleanly.
+fn open_record(path: &Path) -> Option<String> {
+    let conn = Connection::open(path).unwrap();
+    conn.query_row(
+        "SELECT value FROM meta WHERE key = 'open_in_boot'",
+        [],
+        |row| row.get(0),
+    )
+    .ok()
+}
+
+/// As a process stopped without closing the file (`kill -9`, a power
+/// loss) would leave it, in boot `boot`.
+fn leave_open_record(path: &Path, boot: &str) {
+    let conn = Connection::open(path).unwrap();
+    conn.execute(
+        "INSERT OR REPLACE INTO meta (key, value) VALUES ('open_in_boot', ?1)",
+        [boot],
+    )
+    .unwrap();
+}
+
+/// A power loss (or a crash of the system) can take the last `--sync-ms`
+/// of commits with it, and their `seq`s would be given again, to other
+/// messages: a file last open in another boot, and not closed, takes a new
+/// epoch, so that pages start their rooms afresh. After `kill -9` in the
+/// same boot nothing was lost, and after a clean close nothing happened:
+/// the epoch stays.
+#[test]
+fn a_file_left_open_before_a_reboot_takes_a_new_epoch() {
+    let (_dir, path) = temp();
+    let store = Store::open(&path, 100).expect("create");
+    let first = store.epoch();
+    assert_eq!(
+        open_record(&path).as_deref(),
+        Some(boot::this_boot().unwrap_or_default().as_str()),
+        "recorded while open"
+    );
+    drop(store);
+    assert_eq!(open_record(&path), None, "a clean close deletes it");
+    assert_eq!(Store::open(&path, 100).unwrap().epoch(), first);
+
+    let this = boot::this_boot().expect("Linux tells its boot id");
+    leave_open_record(&path, &this);
+    let store = Store::open(&path, 100).unwrap();
+    assert_eq!(store.epoch(), first, "a crash in this boot lost nothing");
+    assert!(
+        store.sync_stats().syncs() >= 1,
+        "the record is synced at open"
+    );
+    drop(store);
+
+    leave_open_record(&path, "a-boot-before-the-power-went");
+    let store = Store::open(&path, 100).unwrap();
+    let second = store.epoch();
+    assert_ne!(second, first, "commits may be lost: a new epoch");
+    assert_eq!(open_record(&path).as_deref(), Some(this.as_str()));
+    drop(store);
+    assert_eq!(
+        Store::open(&path, 100).unwrap().epoch(),
+        second,
+        "and it stays"
+    );
+}
