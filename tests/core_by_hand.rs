@@ -802,3 +802,48 @@ fn a_second_delete_is_not_told_done_before_the_first_is_written() {
         String::from_utf8_lossy(&answer)
     );
 }
+
+/// `GET /healthz` on the main listener; its status.
+fn health(net: &mut Net) -> u16 {
+    let peer = std::net::SocketAddr::from(([127, 0, 0, 1], 50_001));
+    let bytes = b"GET /healthz HTTP/1.1\r\nHost: sim\r\nConnection: close\r\n\r\n";
+    request(net, peer, Via::Main, bytes)
+}
+
+/// A sync of the log that fails (a failing disk) was only logged at
+/// `warn`, every time: `/healthz` said `ok` while what was committed
+/// could be lost at a power loss. Now it is a persist error, logged once,
+/// and `/healthz` is degraded until a sync works again. (The commit
+/// stands, and its output went out: it is safe against a crash of the
+/// process.)
+#[test]
+fn a_failing_sync_degrades_health_until_one_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config {
+        sync_ms: 0, // every turn's commit is synced before its output
+        ..durable_bar_config(&dir)
+    };
+    let start = std::time::Instant::now();
+    let mut net = Net::new(core_at(&config, start, start), start);
+    let mut alice = Client::new(1, 5);
+    join(&mut net, &mut alice, &mut []);
+    assert_eq!(health(&mut net), 200);
+
+    net.core.fail_syncs(true);
+    let frame = alice.chat_frame();
+    net.pipes[alice.pipe().unwrap()].send(&frame);
+    let seen = turn(&mut net, &mut [&mut alice]);
+    assert!(
+        seen[0]
+            .iter()
+            .any(|s| matches!(s, sim::client::Seen::Message { .. })),
+        "the commit stands and is delivered: {seen:?}"
+    );
+    assert_eq!(health(&mut net), 503, "degraded while syncs fail");
+
+    net.core.fail_syncs(false);
+    let frame = alice.chat_frame();
+    net.pipes[alice.pipe().unwrap()].send(&frame);
+    turn(&mut net, &mut [&mut alice]);
+    assert_eq!(health(&mut net), 200, "a sync worked again");
+}

@@ -168,6 +168,9 @@ pub struct Core {
     /// what waits for them are kept, and the commit is tried again
     /// (`turn.rs`).
     busy_since: Option<Instant>,
+    /// The data file's syncs as last seen (`turn.rs`): failing ones keep
+    /// `/healthz` degraded until one works.
+    syncs: turn::SyncWatch,
     /// A read or a commit met a damaged page of the data file: logged
     /// once, and `/healthz` answers `503 degraded` until it is repaired (a
     /// restart on a repaired file).
@@ -215,6 +218,7 @@ impl Core {
             effects: VecDeque::new(),
             degraded: false,
             busy_since: None,
+            syncs: turn::SyncWatch::default(),
             damaged: false,
             retention_due: false,
             metrics_conns: 0,
@@ -249,7 +253,7 @@ impl Core {
     /// `/healthz` says `degraded` while commits fail and once the data
     /// file is known to be damaged.
     fn degraded(&self) -> bool {
-        self.degraded || self.damaged
+        self.degraded || self.damaged || self.syncs.failing
     }
 
     /// The driver's turn took this long (`/metrics`).
@@ -277,6 +281,15 @@ impl Core {
     /// simulation (a client is not caught up meanwhile).
     pub fn waiting_for_commit(&self) -> bool {
         self.busy_since.is_some()
+    }
+
+    /// With a data file: makes its syncs fail as a failing disk would, or
+    /// work again (see [`SyncStats::fail_syncs`](crate::store::sync::SyncStats::fail_syncs);
+    /// for the tests).
+    pub fn fail_syncs(&mut self, fail: bool) {
+        if let Some(stats) = self.journal.sync_stats() {
+            stats.fail_syncs(fail);
+        }
     }
 
     /// With a data file: makes its commits fail as a full disk would, or

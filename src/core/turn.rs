@@ -167,6 +167,15 @@ pub(super) struct HeldAnswer {
     reply: Reply,
 }
 
+/// The data file's syncs as the loop last saw them.
+#[derive(Debug, Default)]
+pub(super) struct SyncWatch {
+    syncs: u64,
+    failures: u64,
+    /// A sync failed, and none has worked since.
+    pub(super) failing: bool,
+}
+
 /// What the turn's commit came to, for its messages and logins.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Verdict {
@@ -542,9 +551,38 @@ impl Core {
     /// log is due for one or retention changed the file (see
     /// [`Journal::checkpoint_when_due`](super::Journal::checkpoint_when_due)).
     pub fn after_flush(&mut self) {
+        self.watch_syncs();
         let changed = self.retention_when_due();
         self.journal.checkpoint_when_due(changed);
         self.release_store_when_draining();
+    }
+
+    /// A sync of the data file's log failed (the disk said no: what was
+    /// committed since the last good sync could be lost at a power loss):
+    /// counted as a persist error, logged once, and `/healthz` is degraded
+    /// until a sync works again. (The commits stand: they are in the log,
+    /// safe against a crash of the process; their output went out.)
+    fn watch_syncs(&mut self) {
+        let Some(stats) = self.journal.sync_stats() else {
+            return;
+        };
+        let (syncs, failures) = (stats.syncs(), stats.failures());
+        let watch = &mut self.syncs;
+        if failures > watch.failures {
+            self.metrics.persist_errors += failures - watch.failures;
+            if !watch.failing {
+                log::error!(
+                    "syncing the data file's log to the disk failed: commits since the last \
+                     good sync could be lost at a power loss; /healthz answers 503 degraded \
+                     until a sync works (see wsrooms_persist_errors_total)"
+                );
+            }
+            watch.failing = true;
+        } else if watch.failing && syncs > watch.syncs {
+            watch.failing = false;
+            log::warn!("syncing the data file's log works again");
+        }
+        (watch.syncs, watch.failures) = (syncs, failures);
     }
 
     /// Once shutdown began and its turn's commit is made, nothing more is

@@ -496,14 +496,16 @@ impl Store {
     }
 
     /// A commit was made: synced now (`--sync-ms 0`) or handed to the sync
-    /// thread. A failed sync is logged; the commit stands (it is in the
-    /// log, safe against a crash of the process).
+    /// thread. A failed sync is counted ([`SyncStats::failures`]); the
+    /// commit stands (it is in the log, safe against a crash of the
+    /// process).
     fn after_commit(&mut self) {
         match self.sync_every {
             SyncEvery::Within(_) => self.helper.committed(),
             SyncEvery::Commit => {
+                // Counted in the stats, which the loop reports (once).
                 if let Err(e) = self.log.sync(&self.sync_stats) {
-                    log::warn!("syncing the data file's log failed: {e}");
+                    log::debug!("syncing the data file's log failed: {e}");
                 }
             }
         }

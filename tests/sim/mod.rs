@@ -1050,7 +1050,8 @@ pub fn start_core_with(config: &Config, now: Instant, outside: Outside) -> Core 
     let mut core = Core::new(config.clone(), now);
     core.set_outside(outside);
     if let Some(path) = &config.data_file {
-        let store = Store::open(path, config.keep_messages as u64).expect("the data file opens");
+        // As the server opens it: with `--keep-messages`, `--sync-ms`, `--keep-days`.
+        let store = Store::open_with(path, &config.store_settings()).expect("the data file opens");
         core.use_store(store).expect("the data file loads");
     }
     core
