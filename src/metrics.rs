@@ -49,6 +49,13 @@ pub struct Metrics {
     pub checkpoints: u64,
     /// The time those took in all (`wsrooms_checkpoint_microseconds_total`).
     pub checkpoint_micros: u64,
+    /// Of those, the checkpoints the poll loop ran itself, waiting for the
+    /// disk between two turns, because the helper thread's never let the
+    /// log start again (`wsrooms_loop_checkpoints_total`).
+    pub loop_checkpoints: u64,
+    /// The time those took in all
+    /// (`wsrooms_loop_checkpoint_microseconds_total`).
+    pub loop_checkpoint_micros: u64,
     /// Syncs of the data file's log to the disk, by the loop
     /// (`--sync-ms 0`) or by the sync thread (`wsrooms_store_syncs_total`;
     /// checkpoints sync too and are counted apart).
@@ -240,7 +247,7 @@ impl Metrics {
     }
 
     /// The unlabelled counters: name, help, value.
-    fn counters(&self) -> [(&'static str, &'static str, u64); 15] {
+    fn counters(&self) -> [(&'static str, &'static str, u64); 17] {
         [
             (
                 "wsrooms_connections_accepted_total",
@@ -301,6 +308,16 @@ impl Metrics {
                 "wsrooms_checkpoint_microseconds_total",
                 "Time spent in data file checkpoints, in microseconds.",
                 self.checkpoint_micros,
+            ),
+            (
+                "wsrooms_loop_checkpoints_total",
+                "Of those, checkpoints run on the poll loop (a stall: the helper thread's never caught up).",
+                self.loop_checkpoints,
+            ),
+            (
+                "wsrooms_loop_checkpoint_microseconds_total",
+                "Time the poll loop spent in its own checkpoints, in microseconds.",
+                self.loop_checkpoint_micros,
             ),
             (
                 "wsrooms_store_syncs_total",

@@ -74,6 +74,9 @@ fn rows() -> Vec<Row> {
             s.checkpoint_us as f64 / s.checkpoints.max(1) as f64
         })
     }
+    fn loop_stall_percent(s: Option<StoreFigures>, wall: f64) -> f64 {
+        s.map_or(0.0, |s| s.loop_checkpoint_us as f64 / 1e4 / wall.max(1e-9))
+    }
     fn bytes_per_million(s: Option<StoreFigures>, messages: u64) -> f64 {
         s.map_or(0.0, |s| {
             s.file_bytes as f64 / (messages.max(1) as f64 / 1e6)
@@ -136,6 +139,9 @@ fn rows() -> Vec<Row> {
         }),
         row("(a) --data-file: us / checkpoint", 1, |r| {
             ad(r, |f| us_per_checkpoint(f.store))
+        }),
+        row("(a) --data-file: loop in its own checkpoints %", 1, |r| {
+            ad(r, |f| loop_stall_percent(f.store, f.cpu.wall))
         }),
         row("(a) --data-file: file bytes / M messages", 0, |r| {
             ad(r, |f| {
@@ -200,6 +206,9 @@ fn rows() -> Vec<Row> {
         }),
         row("(b) --data-file: us / checkpoint", 1, |r| {
             bd(r, |x| us_per_checkpoint(x.store))
+        }),
+        row("(b) --data-file: loop in its own checkpoints %", 1, |r| {
+            bd(r, |x| loop_stall_percent(x.store, x.cpu.wall))
         }),
         row("(b) --data-file: file bytes / M messages", 0, |r| {
             bd(r, |x| {

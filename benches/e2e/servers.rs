@@ -330,6 +330,7 @@ impl Server {
             commit_us: value("wsrooms_commit_microseconds_total"),
             checkpoints: value("wsrooms_checkpoints_total"),
             checkpoint_us: value("wsrooms_checkpoint_microseconds_total"),
+            loop_checkpoint_us: value("wsrooms_loop_checkpoint_microseconds_total"),
             messages: value("wsrooms_messages_in_total"),
             file_bytes: value("wsrooms_data_file_bytes"),
         })
@@ -389,6 +390,8 @@ pub(crate) struct StoreFigures {
     pub(crate) commit_us: u64,
     pub(crate) checkpoints: u64,
     pub(crate) checkpoint_us: u64,
+    /// The poll loop's own checkpoints' time (a stall), waits included.
+    pub(crate) loop_checkpoint_us: u64,
     pub(crate) messages: u64,
     pub(crate) file_bytes: u64,
 }
@@ -402,6 +405,8 @@ impl StoreFigures {
             commit_us: self.commit_us - start.commit_us.min(self.commit_us),
             checkpoints: self.checkpoints - start.checkpoints.min(self.checkpoints),
             checkpoint_us: self.checkpoint_us - start.checkpoint_us.min(self.checkpoint_us),
+            loop_checkpoint_us: self.loop_checkpoint_us
+                - start.loop_checkpoint_us.min(self.loop_checkpoint_us),
             messages: self.messages,
             file_bytes: self.file_bytes,
         }

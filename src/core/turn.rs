@@ -669,6 +669,8 @@ impl Core {
             self.metrics.store_sync_micros = stats.micros();
             self.metrics.checkpoints = stats.checkpoints();
             self.metrics.checkpoint_micros = stats.checkpoint_micros();
+            self.metrics.loop_checkpoints = stats.loop_checkpoints();
+            self.metrics.loop_checkpoint_micros = stats.loop_checkpoint_micros();
         }
     }
 

@@ -565,11 +565,11 @@ impl Store {
     /// [`Store::start_checkpoint`] on the caller's thread, waiting for the
     /// disk (when overdue, and for tests and benchmarks).
     pub fn checkpoint(&mut self) -> rusqlite::Result<()> {
+        let started = std::time::Instant::now();
         self.wal.wait(std::time::Duration::from_secs(10));
         self.wal.begin();
-        let started = std::time::Instant::now();
         let result = self.wal.checkpoint(&self.conn);
-        self.sync_stats.count_checkpoint(started.elapsed());
+        self.sync_stats.count_loop_checkpoint(started.elapsed());
         result
     }
 

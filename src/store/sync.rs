@@ -141,6 +141,8 @@ pub struct SyncStats {
     micros: AtomicU64,
     checkpoints: AtomicU64,
     checkpoint_micros: AtomicU64,
+    loop_checkpoints: AtomicU64,
+    loop_checkpoint_micros: AtomicU64,
     failures: AtomicU64,
     /// Every sync fails, as on a failing disk (the tests' switch).
     fail: AtomicBool,
@@ -177,6 +179,26 @@ impl SyncStats {
     /// Their time in all, in microseconds.
     pub fn checkpoint_micros(&self) -> u64 {
         self.checkpoint_micros.load(Ordering::Relaxed)
+    }
+
+    /// Of those, the checkpoints the poll loop ran itself, waiting for the
+    /// disk (`wsrooms_loop_checkpoints_total`; see `Wal::overdue`).
+    pub fn loop_checkpoints(&self) -> u64 {
+        self.loop_checkpoints.load(Ordering::Relaxed)
+    }
+
+    /// Their time in all, in microseconds.
+    pub fn loop_checkpoint_micros(&self) -> u64 {
+        self.loop_checkpoint_micros.load(Ordering::Relaxed)
+    }
+
+    /// A checkpoint of the poll loop's own ran for `took` (counted in
+    /// [`SyncStats::checkpoints`] too).
+    pub fn count_loop_checkpoint(&self, took: Duration) {
+        self.count_checkpoint(took);
+        self.loop_checkpoints.fetch_add(1, Ordering::Relaxed);
+        self.loop_checkpoint_micros
+            .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
     }
 
     /// A checkpoint ran for `took`.

@@ -1763,3 +1763,23 @@ fn a_file_left_open_before_a_reboot_takes_a_new_epoch() {
         "and it stays"
     );
 }
+
+/// The loop's own checkpoints (a pause of every connection) are counted
+/// apart from the helper thread's, for `wsrooms_loop_checkpoints_total`.
+#[test]
+fn the_loops_own_checkpoints_are_counted_apart() {
+    let (_dir, path) = temp();
+    let mut store = Store::open(&path, DEFAULT_KEEP_MESSAGES).unwrap();
+    post(&mut store, 1, 1..=10);
+    store.checkpoint().unwrap();
+    let stats = store.sync_stats();
+    assert_eq!((stats.checkpoints(), stats.loop_checkpoints()), (1, 1));
+    post(&mut store, 1, 11..=20);
+    assert!(store.start_checkpoint(), "no checkpoint was running");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while store.sync_stats().checkpoints() < 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    let stats = store.sync_stats();
+    assert_eq!((stats.checkpoints(), stats.loop_checkpoints()), (2, 1));
+}

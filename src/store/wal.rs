@@ -36,9 +36,8 @@
 //! from its beginning once all of it is copied and no reader still uses
 //! it. Without other readers (the usual case: the server is the file's only
 //! user) the log holds at most [`HARD_CAP_BYTES`] plus the pages of one
-//! commit, and in the server between [`CHECKPOINT_BYTES`] and twice
-//! [`OVERDUE_CHECKPOINTS`] × [`CHECKPOINT_BYTES`] (8 MiB), plus one turn's
-//! commit. `journal_size_limit` cuts
+//! commit, and in the server between [`CHECKPOINT_BYTES`] and
+//! [`HARD_CAP_BYTES`] (16 MiB), plus one turn's commit. `journal_size_limit` cuts
 //! the file back to the hard cap when it starts again, so a single huge
 //! commit does not leave a huge file behind.
 //!
@@ -98,13 +97,16 @@ use rusqlite::{Connection, FileControl};
 pub const CHECKPOINT_BYTES: u32 = 256 * 1024;
 
 /// How many [`CHECKPOINT_BYTES`] the log may grow by without starting
-/// again before the loop checkpoints itself (see [`Wal::overdue`]): 4 MiB,
-/// and the loop waits for the helper's checkpoint at twice that. Under a
-/// steady load the helper's checkpoints never let the log start again, so
-/// each such time costs the loop a wait for the helper (a few ms, much more
-/// when the helper gets little CPU beside a busy loop); at 1 MiB that was
-/// 7 % of the loop's time in `benches/e2e` (a) with a data file, at 4 MiB
-/// about 2 %, for 6 MiB more of log at most.
+/// again before the loop checkpoints itself (see [`Wal::overdue`]): 4 MiB.
+/// If the helper's checkpoint still runs then, the loop lets it finish and
+/// checkpoints the little that is left after it; it waits for the helper
+/// only when the log reaches [`HARD_CAP_BYTES`]. Under a steady load the
+/// helper's checkpoints never let the log start again, and each wait costs
+/// the loop what is left of a helper's checkpoint (tens of ms when the
+/// helper gets little CPU beside a busy loop): in `benches/e2e` (a) with a
+/// data file, waiting at 8 MiB stalled the loop 6–7 % of its time (about
+/// 350 ms in 5 s, `wsrooms_loop_checkpoint_microseconds_total`), at 12 MiB
+/// as much, at 16 MiB about 2 %.
 pub const OVERDUE_CHECKPOINTS: u32 = 16;
 
 /// Checkpoints in a row at most, each copying what was committed while the
@@ -131,6 +133,8 @@ pub struct Wal {
     frames: Arc<AtomicU32>,
     /// [`CHECKPOINT_BYTES`] in pages of this file.
     due_frames: u32,
+    /// [`HARD_CAP_BYTES`] in pages of this file.
+    cap_frames: u32,
     /// The log's size in pages at the last checkpoint, if that checkpoint
     /// could not copy all of it (a reader held pages back); 0 if it could.
     held: Arc<AtomicU32>,
@@ -167,6 +171,7 @@ impl Wal {
         Ok(Wal {
             frames,
             due_frames: (CHECKPOINT_BYTES / page_size).max(1),
+            cap_frames,
             held: Arc::new(AtomicU32::new(0)),
             running: Arc::new(AtomicBool::new(false)),
             reader: Arc::new(AtomicBool::new(false)),
@@ -189,16 +194,16 @@ impl Wal {
     /// the old pause now and then.
     /// Not while a reader holds pages back: a checkpoint of the loop could
     /// not copy them either.
-    /// If the helper's checkpoint runs still when the log holds twice
-    /// that, the loop waits for it to end (see [`Wal::wait`]): the log's
-    /// bound holds even on a disk slower than the commits.
+    /// If the helper's checkpoint runs still when the log reaches
+    /// [`HARD_CAP_BYTES`], the loop waits for it to end (see [`Wal::wait`]):
+    /// the log's bound holds even on a disk slower than the commits.
     pub fn overdue(&self) -> bool {
         let pages = self.due_frames.saturating_mul(OVERDUE_CHECKPOINTS);
         let frames = self.frames();
         if self.reader.load(Ordering::Relaxed) || frames < pages {
             return false;
         }
-        !self.running.load(Ordering::Acquire) || frames >= pages.saturating_mul(2)
+        !self.running.load(Ordering::Acquire) || frames >= self.cap_frames.max(pages)
     }
 
     /// Waits until no checkpoint runs (at most `limit`).
@@ -287,6 +292,33 @@ fn pages_left(log: i32, done: i32) -> u32 {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    fn wal_of_4k_pages(frames: u32, running: bool) -> Wal {
+        Wal {
+            frames: Arc::new(AtomicU32::new(frames)),
+            due_frames: CHECKPOINT_BYTES / 4096,
+            cap_frames: HARD_CAP_BYTES / 4096,
+            held: Arc::new(AtomicU32::new(0)),
+            running: Arc::new(AtomicBool::new(running)),
+            reader: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// The loop checkpoints itself from 4 MiB of log if no checkpoint of
+    /// the helper's runs, and waits for a running one only at the cap.
+    #[test]
+    fn the_loop_waits_for_the_helper_only_at_the_hard_cap() {
+        let overdue_frames = OVERDUE_CHECKPOINTS * CHECKPOINT_BYTES / 4096;
+        let cap_frames = HARD_CAP_BYTES / 4096;
+        assert!(!wal_of_4k_pages(overdue_frames - 1, false).overdue());
+        assert!(wal_of_4k_pages(overdue_frames, false).overdue());
+        assert!(!wal_of_4k_pages(overdue_frames, true).overdue());
+        assert!(!wal_of_4k_pages(2 * overdue_frames, true).overdue());
+        assert!(!wal_of_4k_pages(cap_frames - 1, true).overdue());
+        assert!(wal_of_4k_pages(cap_frames, true).overdue());
+    }
+
     /// See the module doc, "Two connections, one log": 3.51.3, or 3.53.0
     /// and later (3.52.0 was withdrawn without the fix).
     #[test]
