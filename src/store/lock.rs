@@ -111,10 +111,27 @@ fn lock_data_file(data_file: &Path) -> Result<Option<File>, OpenError> {
     }
 }
 
-/// The file a path names, links resolved (as SQLite resolves them); the
-/// path itself if there is no file yet.
+/// The file a path names, links resolved (as SQLite resolves them). If
+/// there is no file yet, the name in its directory with the directory's
+/// links resolved (so `link/rooms.db-wal` and `rooms.db-wal` from inside
+/// the directory name the same file as `real/rooms.db-wal`); the path
+/// itself if the directory does not exist either.
 pub fn resolved(path: &Path) -> PathBuf {
-    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned())
+    if let Ok(real) = std::fs::canonicalize(path) {
+        return real;
+    }
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return path.to_owned();
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    match std::fs::canonicalize(dir) {
+        Ok(real_dir) => real_dir.join(name),
+        Err(_) => path.to_owned(),
+    }
 }
 
 /// `FILE.lock` for `FILE`.

@@ -1783,3 +1783,32 @@ fn the_loops_own_checkpoints_are_counted_apart() {
     let stats = store.sync_stats();
     assert_eq!((stats.checkpoints(), stats.loop_checkpoints()), (2, 1));
 }
+
+/// A COPY that names one of the data file's side files is refused even
+/// when that side file does not exist and the path goes through a link to
+/// the directory. (It was written with a whole database: the next start
+/// on the data file then deleted a `-wal` copy, the backup gone, or
+/// refused to start beside a `-journal` copy.)
+#[test]
+fn a_backup_into_a_missing_side_file_spelt_through_a_link_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let real = dir.path().join("real");
+    fs::create_dir(&real).unwrap();
+    let link = dir.path().join("link");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let path = link.join("wsrooms.db");
+    post(&mut Store::open(&path, 100).unwrap(), 1, 1..=3);
+    // The server stopped: no log beside the file.
+    for side in ["-wal", "-journal"] {
+        let copy = link.join(format!("wsrooms.db{side}"));
+        assert!(!copy.exists(), "{copy:?}");
+        let result = copy::backup(&path, &copy, false, &mut |_| {});
+        let wrote = copy.exists();
+        let _ = fs::remove_file(&copy);
+        assert!(
+            matches!(result, Err(copy::CopyError::SameFile { .. })),
+            "backup into {copy:?} (the data file's own {side}) was {:?}; file written: {wrote}",
+            result.map(|c| c.pages)
+        );
+    }
+}
