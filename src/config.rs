@@ -233,7 +233,7 @@ pub struct Config {
 
     /// Serve the pages from this directory instead of the embedded copies
     /// [default: embedded]
-    #[arg(long, value_name = "DIR", env = "WSROOMS_WWW", value_parser = Checked(directory))]
+    #[arg(long, value_name = "DIR", env = "WSROOMS_WWW", value_parser = CheckedPath(directory))]
     #[serde(serialize_with = "lossy_path")]
     pub www: Option<PathBuf>,
 
@@ -407,18 +407,45 @@ where
         value: &OsStr,
         source: ValueSource,
     ) -> Result<T, clap::Error> {
-        (self.0)(&value.to_string_lossy()).map_err(|why| {
-            let flag = format!("--{}", arg.and_then(Arg::get_long).unwrap_or("?"));
-            let place = match (source, arg.and_then(Arg::get_env)) {
-                (ValueSource::EnvVariable, Some(var)) => {
-                    format!("{} ({flag})", var.to_string_lossy())
-                }
-                _ => flag,
-            };
-            clap::Error::raw(ErrorKind::ValueValidation, format!("{place}: {why}"))
-                .format(&mut cmd.clone())
-        })
+        (self.0)(&value.to_string_lossy()).map_err(|why| refusal(cmd, arg, source, &why))
     }
+}
+
+/// [`Checked`] for a path, which is checked as the system will see it
+/// (not after a lossy conversion to UTF-8): `fn(&Path) -> Result<T, String>`.
+#[derive(Clone)]
+struct CheckedPath<F>(F);
+
+impl<F, T> TypedValueParser for CheckedPath<F>
+where
+    F: Fn(&Path) -> Result<T, String> + Clone + Send + Sync + 'static,
+    T: Clone + Send + Sync + 'static,
+{
+    type Value = T;
+
+    fn parse_ref(&self, cmd: &Command, arg: Option<&Arg>, value: &OsStr) -> Result<T, clap::Error> {
+        self.parse_ref_(cmd, arg, value, ValueSource::CommandLine)
+    }
+
+    fn parse_ref_(
+        &self,
+        cmd: &Command,
+        arg: Option<&Arg>,
+        value: &OsStr,
+        source: ValueSource,
+    ) -> Result<T, clap::Error> {
+        (self.0)(Path::new(value)).map_err(|why| refusal(cmd, arg, source, &why))
+    }
+}
+
+/// The error for a refused value: the flag, or the variable it came from.
+fn refusal(cmd: &Command, arg: Option<&Arg>, source: ValueSource, why: &str) -> clap::Error {
+    let flag = format!("--{}", arg.and_then(Arg::get_long).unwrap_or("?"));
+    let place = match (source, arg.and_then(Arg::get_env)) {
+        (ValueSource::EnvVariable, Some(var)) => format!("{} ({flag})", var.to_string_lossy()),
+        _ => flag,
+    };
+    clap::Error::raw(ErrorKind::ValueValidation, format!("{place}: {why}")).format(&mut cmd.clone())
 }
 
 fn number<T: Number>(value: &str, min: T, max: T) -> Result<T, String> {
@@ -535,11 +562,10 @@ fn host_and_port(authority: &str) -> Result<(&str, Option<u16>), &'static str> {
     }
 }
 
-fn directory(v: &str) -> Result<PathBuf, String> {
-    let path = PathBuf::from(v);
+fn directory(path: &Path) -> Result<PathBuf, String> {
     match path.is_dir() {
-        true => Ok(path),
-        false => Err(format!("expects a directory, {v:?} is not one")),
+        true => Ok(path.to_owned()),
+        false => Err(format!("expects a directory, {path:?} is not one")),
     }
 }
 
@@ -627,7 +653,34 @@ impl Config {
             );
             return Err(clap::Error::raw(ErrorKind::ArgumentConflict, why).format(command));
         }
+        if let Some(why) = config.listeners_clash() {
+            return Err(clap::Error::raw(ErrorKind::ArgumentConflict, why).format(command));
+        }
         Ok(config)
+    }
+
+    /// Two listeners given the same address (not port 0, which picks a
+    /// free port for each): the second could never be bound, and the
+    /// start would fail as if another program held the port.
+    fn listeners_clash(&self) -> Option<String> {
+        let listeners = [
+            ("--bind", Some(self.bind)),
+            ("--metrics-bind", self.metrics_bind),
+            ("--admin-bind", self.admin_bind),
+        ];
+        for (i, (first, a)) in listeners.iter().enumerate() {
+            for (second, b) in &listeners[i + 1..] {
+                if let (Some(a), Some(b)) = (a, b)
+                    && a == b
+                    && a.port() != 0
+                {
+                    return Some(format!(
+                        "{first} and {second} are both {a}; give each its own"
+                    ));
+                }
+            }
+        }
+        None
     }
 
     /// One line of `name=value` for every field, for the start log: the

@@ -103,7 +103,7 @@ pub fn parse(req: &Request, body: &[u8]) -> Result<Action, Response> {
     let Some(rest) = req.path.strip_prefix("/admin/") else {
         return Err(error(Status::NotFound, "not found"));
     };
-    if !req.header_str("host").is_some_and(host_allowed) {
+    if !req.host().is_some_and(host_allowed) {
         return Err(error(
             Status::Forbidden,
             "the Host must be an IP address or localhost",
@@ -146,7 +146,7 @@ pub fn parse(req: &Request, body: &[u8]) -> Result<Action, Response> {
 pub fn wants_body(req: &Request) -> bool {
     req.method == "POST"
         && req.path.starts_with("/admin/")
-        && req.header_str("host").is_some_and(host_allowed)
+        && req.host().is_some_and(host_allowed)
         && confirmed(req)
         && routes::is_form(req)
 }

@@ -121,6 +121,9 @@ pub struct Request<'h, 'b> {
     pub path: &'b str,
     /// The query string after `?`, if any.
     pub query: Option<&'b str>,
+    /// The host of an absolute-form target (`GET http://HOST/path`), which
+    /// stands for the `Host` header (RFC 9112 §3.2.2); see [`Request::host`].
+    pub authority: Option<&'b str>,
     /// Minor version: 1 for HTTP/1.1, 0 for HTTP/1.0.
     pub version: u8,
     /// The headers in the order sent.
@@ -146,6 +149,12 @@ impl<'h, 'b> Request<'h, 'b> {
         self.header(name)
             .and_then(|v| std::str::from_utf8(v).ok())
             .map(str::trim)
+    }
+
+    /// The host the request is for: an absolute-form target's, else the
+    /// `Host` header's (RFC 9112 §3.2.2: the target's wins).
+    pub fn host(&self) -> Option<&'b str> {
+        self.authority.or_else(|| self.header_str("host"))
     }
 
     /// The client address a trusted proxy put last in `X-Forwarded-For`
@@ -229,22 +238,49 @@ pub fn parse<'h, 'b>(
     let method = req.method.ok_or(HeadError::Malformed)?;
     let target = req.path.ok_or(HeadError::Malformed)?;
     let version = req.version.ok_or(HeadError::Malformed)?;
-    if !target.starts_with('/') {
-        return Err(HeadError::Malformed);
-    }
+    let (authority, target) = split_absolute_form(target)?;
     let (path, query) = match target.split_once('?') {
         Some((p, q)) => (p, Some(q)),
         None => (target, None),
     };
+    // `http://host` and `http://host?x` have the path `/`.
+    let path = if path.is_empty() { "/" } else { path };
     let headers: &'h [httparse::Header<'b>] = req.headers;
     check_host(headers, version)?;
     Ok(Request {
         method,
         path,
         query,
+        authority,
         version,
         headers,
     })
+}
+
+/// The origin-form target (`/path?query`) as it is, or an absolute-form
+/// one (`http://host:port/path?query`, which a server must accept: RFC 9112
+/// §3.2.2) split into its host and the rest (whose empty path is `/`).
+/// Anything else (`*`, `host:port`, another scheme) is malformed here.
+fn split_absolute_form(target: &str) -> Result<(Option<&str>, &str), HeadError> {
+    if target.starts_with('/') {
+        return Ok((None, target));
+    }
+    let scheme_len = ["http://", "https://"]
+        .iter()
+        .find(|s| {
+            target
+                .get(..s.len())
+                .is_some_and(|t| t.eq_ignore_ascii_case(s))
+        })
+        .map(|s| s.len())
+        .ok_or(HeadError::Malformed)?;
+    let rest = &target[scheme_len..];
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, rest) = rest.split_at(end);
+    if authority.is_empty() || authority.contains('@') {
+        return Err(HeadError::Malformed);
+    }
+    Ok((Some(authority), rest))
 }
 
 /// Exactly one `Host` in HTTP/1.1; at most one in HTTP/1.0 (RFC 9112 §3.2).
@@ -267,6 +303,31 @@ mod tests {
         max_head_bytes: 8192,
         max_line_bytes: 2048,
     };
+
+    #[test]
+    fn an_absolute_form_target_gives_its_path_and_its_host_wins() {
+        let mut storage = [httparse::EMPTY_HEADER; 8];
+        let head = b"GET HTTP://a.example:8/x/y?z=1 HTTP/1.1\r\nHost: b.example\r\n\r\n";
+        let req = parse(head, &mut storage).unwrap();
+        assert_eq!((req.path, req.query), ("/x/y", Some("z=1")));
+        assert_eq!(req.host(), Some("a.example:8"));
+        for (target, path, query) in [
+            ("http://a", "/", None),
+            ("http://a?q", "/", Some("q")),
+            ("https://a/", "/", None),
+        ] {
+            let head = format!("GET {target} HTTP/1.1\r\nHost: a\r\n\r\n");
+            let mut storage = [httparse::EMPTY_HEADER; 8];
+            let req = parse(head.as_bytes(), &mut storage).unwrap();
+            assert_eq!((req.path, req.query), (path, query), "{target}");
+        }
+        for target in ["*", "a:80", "ftp://a/x", "http:///x", "http://u@a/x", "x"] {
+            let head = format!("GET {target} HTTP/1.1\r\nHost: a\r\n\r\n");
+            let mut storage = [httparse::EMPTY_HEADER; 8];
+            let parsed = parse(head.as_bytes(), &mut storage);
+            assert!(matches!(parsed, Err(HeadError::Malformed)), "{target}");
+        }
+    }
 
     #[test]
     fn finds_the_end_when_fed_byte_by_byte() {

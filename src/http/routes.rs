@@ -402,7 +402,7 @@ pub fn origin_allowed(req: &Request, config: &Config, proxied: bool) -> bool {
     let forwarded_host = proxied
         .then(|| req.header_str("x-forwarded-host"))
         .flatten();
-    let Some(host) = forwarded_host.or_else(|| req.header_str("host")) else {
+    let Some(host) = forwarded_host.or_else(|| req.host()) else {
         return false;
     };
     let host = host.to_ascii_lowercase();

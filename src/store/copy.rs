@@ -96,6 +96,12 @@ pub enum CopyError {
         /// The copy's path.
         path: PathBuf,
     },
+    /// COPY exists and is not a regular file (a directory, a device such
+    /// as `/dev/null`, a FIFO, a socket): `--force` replaces files only.
+    NotAFile {
+        /// The copy's path.
+        path: PathBuf,
+    },
     /// COPY is the data file itself, or one of the files SQLite or the
     /// lock keep beside it: replacing it would damage the data file.
     SameFile {
@@ -137,6 +143,10 @@ impl fmt::Display for CopyError {
             CopyError::Exists { path } => write!(
                 f,
                 "{path:?} exists; refusing to overwrite it (give --force to replace it)"
+            ),
+            CopyError::NotAFile { path } => write!(
+                f,
+                "{path:?} exists and is not a regular file; refusing to replace it"
             ),
             CopyError::SameFile { path } => write!(
                 f,
@@ -193,6 +203,11 @@ pub fn backup(
     let exists = fs::symlink_metadata(to).is_ok();
     if !force && exists {
         return Err(CopyError::Exists { path: to.into() });
+    }
+    // Checked before anything is created beside it (the lock, the
+    // temporary copy): a link to a regular file is one.
+    if exists && !fs::metadata(to).is_ok_and(|m| m.is_file()) {
+        return Err(CopyError::NotAFile { path: to.into() });
     }
     // A COPY being replaced must not be a file some wsrooms is using.
     let _lock = match exists {
@@ -256,8 +271,27 @@ fn is_part_of(path: &Path, file: &Path) -> bool {
     let (path, base) = (resolved(path), resolved(file));
     let side = ["-wal", "-shm", "-journal", super::lock::LOCK_SUFFIX]
         .iter()
-        .any(|suffix| path == side_path(&base, suffix));
+        .any(|suffix| same_place(&path, &side_path(&base, suffix)));
     same_inode || side
+}
+
+/// Do two resolved paths name one place, file or not? The same name in
+/// the same directory, the directories compared as files (device and
+/// inode), so that a bind mount of a directory is that directory too.
+fn same_place(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    if a == b {
+        return true;
+    }
+    let (Some(dir_a), Some(dir_b)) = (a.parent(), b.parent()) else {
+        return false;
+    };
+    match (fs::metadata(dir_a), fs::metadata(dir_b)) {
+        (Ok(x), Ok(y)) => {
+            (x.dev(), x.ino()) == (y.dev(), y.ino()) && a.file_name() == b.file_name()
+        }
+        _ => false,
+    }
 }
 
 /// The source must be a non-empty wsrooms database this binary knows.
@@ -344,7 +378,8 @@ fn restore_into(
 fn open_reader(path: &Path) -> Result<Connection, CopyError> {
     let what = || format!("opening {path:?}");
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn = Connection::open_with_flags(path, flags).map_err(sqlite_error(what))?;
+    let conn =
+        Connection::open_with_flags(file::sqlite_name(path), flags).map_err(sqlite_error(what))?;
     conn.busy_timeout(READER_BUSY_TIMEOUT)
         .map_err(sqlite_error(what))?;
     Ok(conn)
@@ -371,7 +406,8 @@ fn create_dest(path: &Path) -> Result<Connection, CopyError> {
         .map_err(io_error(|| format!("creating {path:?}")))?;
     let what = || format!("opening {path:?}");
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn = Connection::open_with_flags(path, flags).map_err(sqlite_error(what))?;
+    let conn =
+        Connection::open_with_flags(file::sqlite_name(path), flags).map_err(sqlite_error(what))?;
     conn.execute_batch("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF")
         .map_err(sqlite_error(what))?;
     Ok(conn)

@@ -173,7 +173,9 @@ impl std::error::Error for OpenError {}
 pub fn inspect(path: &Path) -> Result<Found, OpenError> {
     let (exists, found) = examine(path)?;
     if !exists {
-        create(path).map_err(|error| OpenError::Io {
+        // Through a link to a file not made yet, the file it points to
+        // (the link itself exists, so it cannot be created anew).
+        create(&super::lock::resolved(path)).map_err(|error| OpenError::Io {
             path: path.to_owned(),
             error,
         })?;
@@ -444,13 +446,28 @@ fn read_up_to(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
     Ok(len)
 }
 
-/// Opens the inspected file with SQLite: read-write, never creating it, no
-/// URI parsing (a path is a path). The caller holds the file's lock
-/// ([`lock`](super::lock)).
+/// The name to give SQLite for `path`, so that it opens the file that was
+/// checked and locked. The bundled SQLite reads names that begin with
+/// `file:` as URIs (it is built with `SQLITE_USE_URI`): `--data-file
+/// file:rooms.db` would be checked and locked as the file `file:rooms.db`
+/// and opened as `rooms.db`, which another server may hold. A relative
+/// name is given as `./NAME`, which is never a URI; an absolute one
+/// begins with `/` and is not one either.
+pub fn sqlite_name(path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        path.to_owned()
+    } else {
+        Path::new(".").join(path)
+    }
+}
+
+/// Opens the inspected file with SQLite: read-write, never creating it,
+/// as a path, never a URI ([`sqlite_name`]). The caller holds the file's
+/// lock ([`lock`](super::lock)).
 pub fn connect(path: &Path) -> Result<Connection, OpenError> {
     let sqlite = |error| sqlite_error(path, error);
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn = Connection::open_with_flags(path, flags).map_err(sqlite)?;
+    let conn = Connection::open_with_flags(sqlite_name(path), flags).map_err(sqlite)?;
     // rusqlite waits up to 5 s for a lock by default, sleeping in the
     // thread that asked: the poll loop's. Readers of the write-ahead log
     // never make the writer wait, and a checkpoint does not wait for them

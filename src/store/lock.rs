@@ -114,12 +114,14 @@ fn lock_data_file(data_file: &Path) -> Result<Option<File>, OpenError> {
 /// The file a path names, links resolved (as SQLite resolves them). If
 /// there is no file yet, the name in its directory with the directory's
 /// links resolved (so `link/rooms.db-wal` and `rooms.db-wal` from inside
-/// the directory name the same file as `real/rooms.db-wal`); the path
-/// itself if the directory does not exist either.
+/// the directory name the same file as `real/rooms.db-wal`), and a link
+/// to a file not made yet stands for that file; the path itself if the
+/// directory does not exist either.
 pub fn resolved(path: &Path) -> PathBuf {
     if let Ok(real) = std::fs::canonicalize(path) {
         return real;
     }
+    let path = &link_target(path);
     let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
         return path.to_owned();
     };
@@ -132,6 +134,24 @@ pub fn resolved(path: &Path) -> PathBuf {
         Ok(real_dir) => real_dir.join(name),
         Err(_) => path.to_owned(),
     }
+}
+
+/// Where a link that points to no file points (following links to links,
+/// as the system does, at most 40); `path` itself if it is not a link.
+fn link_target(path: &Path) -> PathBuf {
+    let mut path = path.to_owned();
+    for _ in 0..40 {
+        let Ok(target) = std::fs::read_link(&path) else {
+            break;
+        };
+        // A relative target is relative to the link's directory; `join`
+        // keeps an absolute one as it is.
+        path = match path.parent() {
+            Some(dir) => dir.join(target),
+            None => target,
+        };
+    }
+    path
 }
 
 /// `FILE.lock` for `FILE`.
