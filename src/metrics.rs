@@ -62,7 +62,8 @@ pub struct Metrics {
     pub store_syncs: u64,
     /// The time those took in all (`wsrooms_store_sync_microseconds_total`).
     pub store_sync_micros: u64,
-    /// Commits that failed (their messages and logins were refused).
+    /// Commits that failed (their messages and logins were refused) and
+    /// syncs of the log that failed.
     pub persist_errors: u64,
     /// How long loop turns took, from the wake-up to the end of the turn's
     /// work (`wsrooms_loop_turn_seconds`).
@@ -331,7 +332,7 @@ impl Metrics {
             ),
             (
                 "wsrooms_persist_errors_total",
-                "Data file commits that failed; their messages and logins were refused.",
+                "Data file commits (their messages and logins were refused) and syncs that failed.",
                 self.persist_errors,
             ),
         ]
