@@ -271,3 +271,25 @@ fn the_same_address_for_two_listeners_is_a_refused_value() {
         Err(e) => assert_eq!(e.exit_code(), 2),
     }
 }
+
+/// A backup of a missing data file, or a restore of a missing copy, says
+/// so plainly (it said "entity not found") and leaves nothing behind (a
+/// restore made the data file's `.lock` first).
+#[test]
+fn a_missing_source_is_named_and_leaves_nothing() {
+    let dir = TempDir::new("missing-source");
+    for args in [
+        ["backup", "--data-file", "nope.db", "copy.db"],
+        ["restore", "nope.db", "--data-file", "rooms.db"],
+    ] {
+        let out = wsrooms_in(dir.path(), &args);
+        assert_eq!(out.exited().code(), Some(2), "{args:?}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("\"nope.db\": there is no such file"),
+            "{args:?}: {}",
+            out.stderr
+        );
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert!(left.is_empty(), "{args:?} left {left:?}");
+    }
+}

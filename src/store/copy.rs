@@ -241,10 +241,11 @@ pub fn restore(
     // Only a wsrooms file (or none) is replaced: not another program's
     // file that a wrong --data-file, or a link, names.
     file::replaceable(file)?;
+    // Before the lock is made: a missing or foreign COPY leaves nothing.
+    source_is_ours(copy)?;
     let lock = FileLock::acquire(file)?;
     let owner = owner_for(file)?;
     give_owner(lock.path(), owner)?;
-    source_is_ours(copy)?;
     let temp = temp_beside(file, "restore");
     // Holding the lock, a temporary file there is left over from a restore
     // that was interrupted: nobody else uses it.
@@ -296,6 +297,12 @@ fn same_place(a: &Path, b: &Path) -> bool {
 
 /// The source must be a non-empty wsrooms database this binary knows.
 fn source_is_ours(path: &Path) -> Result<(), CopyError> {
+    if fs::symlink_metadata(path).is_err_and(|e| e.kind() == io::ErrorKind::NotFound) {
+        return Err(CopyError::Io {
+            what: format!("reading {path:?}"),
+            error: io::Error::new(io::ErrorKind::NotFound, "there is no such file"),
+        });
+    }
     match file::recognise(path)? {
         Found::Empty => Err(CopyError::Empty { path: path.into() }),
         Found::Ours { .. } => Ok(()),
