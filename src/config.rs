@@ -646,6 +646,12 @@ impl Config {
         {
             config.log_level = from_rust_log;
         }
+        // With a data file, memory holds no event the file no longer keeps
+        // (an edit of one would change memory only, and a restart would
+        // lose what memory still showed).
+        if config.data_file.is_some() {
+            config.history_messages = config.history_messages.min(config.keep_messages);
+        }
         if config.pause_reading_at > config.max_buffered {
             let why = format!(
                 "--pause-reading-at ({}) must not exceed --max-buffered ({})",
@@ -962,6 +968,19 @@ mod tests {
             line.contains("--trust-proxy") && line.contains("10.0.0.0/40"),
             "{line}"
         );
+    }
+
+    #[test]
+    fn with_a_data_file_memory_keeps_no_more_than_the_file() {
+        let c = run(&["--data-file", "r.db", "--keep-messages", "10"], None).unwrap();
+        assert_eq!(c.history_messages, 10);
+        let c = run(&["--keep-messages", "10"], None).unwrap();
+        assert_eq!(
+            c.history_messages, 50,
+            "without a data file, no file to follow"
+        );
+        let c = run(&["--data-file", "r.db", "--history-messages", "20"], None).unwrap();
+        assert_eq!(c.history_messages, 20);
     }
 
     #[test]

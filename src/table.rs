@@ -151,6 +151,11 @@ impl<T> Table<T> {
             .map(|(key, slot)| (Id::new(key as u32, slot.generation), &slot.value))
     }
 
+    /// Every value, to change in place, in slot order.
+    pub fn values_mut(&mut self) -> impl Iterator<Item = &mut T> {
+        self.slots.iter_mut().map(|(_, slot)| &mut slot.value)
+    }
+
     /// The ids of every value (a snapshot, to change the table meanwhile).
     pub fn ids(&self) -> Vec<Id<T>> {
         self.iter().map(|(id, _)| id).collect()

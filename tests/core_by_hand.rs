@@ -847,3 +847,53 @@ fn a_failing_sync_degrades_health_until_one_works() {
     turn(&mut net, &mut [&mut alice]);
     assert_eq!(health(&mut net), 200, "a sync worked again");
 }
+
+/// Bug: `--keep-days` deleted old messages from the data file, but a room
+/// in use went on serving them from its in-memory history: a newcomer's
+/// `welcome` still held messages days past the limit. Now the retention
+/// step drops them from memory too, keeping the room's newest (as the
+/// file does while the room is in use).
+#[test]
+fn messages_past_keep_days_leave_the_memory_history_too() {
+    use sim::client::Phase;
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config {
+        keep_days: 1,
+        rate_limit: 0.0,
+        // Alice stays connected across the days this test skips.
+        ping_interval: Duration::from_secs(3600),
+        pong_timeout: Duration::from_secs(3600),
+        ..durable_bar_config(&dir)
+    };
+    let start = std::time::Instant::now();
+    let mut net = Net::new(core_at(&config, start, start), start);
+    let mut alice = Client::new(1, 5);
+    join(&mut net, &mut alice, &mut []);
+    for _ in 0..3 {
+        let frame = alice.chat_frame();
+        net.pipes[alice.pipe().unwrap()].send(&frame);
+    }
+    let seen = turn(&mut net, &mut [&mut alice]);
+    assert_eq!(messages(&seen[0]), [1, 2, 3]);
+    // Two days, an hour at a time (alice answers her pings).
+    for _ in 0..48 {
+        net.now += Duration::from_secs(3600);
+        turn(&mut net, &mut [&mut alice]);
+    }
+    let mut bob = Client::new(2, 5);
+    let p = net.connect(bob.peer, 1 << 20);
+    net.pipes[p].send(&bob.login_request());
+    bob.phase = Phase::LoggingIn(p);
+    turn(&mut net, &mut [&mut alice]);
+    read(&mut net, &mut bob);
+    let p = net.connect(bob.peer, 1 << 20);
+    net.pipes[p].send(&bob.upgrade_request());
+    bob.phase = Phase::Opening(p);
+    turn(&mut net, &mut [&mut alice]);
+    let seen = read(&mut net, &mut bob);
+    assert!(
+        matches!(seen.first(), Some(Seen::Welcome { .. })),
+        "{seen:?}"
+    );
+    assert_eq!(messages(&seen), [3], "only the newest is kept: {seen:?}");
+}

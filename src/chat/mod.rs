@@ -873,6 +873,24 @@ impl Chat {
         (page, start > 0)
     }
 
+    /// Drops from every room's history the events from before `cutoff`
+    /// (Unix ms), oldest first, keeping each room's newest: what
+    /// `--keep-days` deleted from the data file is not served from memory
+    /// either. Returns how many were dropped.
+    pub fn forget_before(&mut self, cutoff: u64) -> usize {
+        let mut dropped = 0;
+        for room in self.rooms.values_mut() {
+            while room.history.len() > 1
+                && room.history.front().is_some_and(|k| k.event.at() < cutoff)
+                && let Some(old) = room.history.pop_front()
+            {
+                self.history_bytes -= old.frame.len();
+                dropped += 1;
+            }
+        }
+        dropped
+    }
+
     /// Bytes of message frames held in histories (for `/metrics`): a
     /// count kept as they change (a debug build checks it against every
     /// room's history).

@@ -629,9 +629,18 @@ impl Core {
         if !std::mem::take(&mut self.retention_due) {
             return false;
         }
+        let now_ms = self.unix_millis();
+        if self.config.keep_days > 0 {
+            let cutoff = now_ms.saturating_sub(
+                self.config
+                    .keep_days
+                    .saturating_mul(store::retention::DAY_MS),
+            );
+            self.chat.forget_before(cutoff);
+        }
         let chat = &self.chat;
         let live = |number| chat.room_by_number(number).is_some();
-        let Some(result) = self.journal.retention_step(self.unix_millis(), live) else {
+        let Some(result) = self.journal.retention_step(now_ms, live) else {
             return false;
         };
         let (next, changed) = match result {
