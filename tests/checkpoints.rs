@@ -3,7 +3,7 @@
 //! the log holds `CHECKPOINT_BYTES`; the log starts again once a checkpoint
 //! found nothing more to copy, and if commits never leave it such a moment,
 //! the loop checkpoints itself at `OVERDUE_CHECKPOINTS` times that (waiting
-//! for the helper's checkpoint at twice that): the log file stays bounded
+//! for the helper's checkpoint only at `HARD_CAP_BYTES`): the log file stays bounded
 //! under a steady stream of messages, and every message is still there
 //! after a crash.
 
@@ -11,11 +11,11 @@ mod common;
 
 use common::*;
 use tungstenite::Message;
-use wsrooms::store::wal::{CHECKPOINT_BYTES, OVERDUE_CHECKPOINTS};
+use wsrooms::store::wal::{CHECKPOINT_BYTES, HARD_CAP_BYTES};
 
 /// The log's size bound in the server, plus one turn's commit and the
 /// header (generous for the one-message turns used here).
-const LOG_BOUND: u64 = 2 * (OVERDUE_CHECKPOINTS * CHECKPOINT_BYTES) as u64 + 64 * 1024;
+const LOG_BOUND: u64 = HARD_CAP_BYTES as u64 + 64 * 1024;
 
 #[test]
 fn the_log_stays_small_and_a_crash_loses_nothing() {
@@ -40,10 +40,11 @@ fn the_log_stays_small_and_a_crash_loses_nothing() {
     }
     // The helper thread's checkpoints run beside the loop: on a busy
     // machine the last ones may still be running (their syncs waiting for
-    // the disk) when the last message comes back.
+    // the disk) when the last message comes back, and a disk that other
+    // programs keep busy can take seconds per sync.
     let checkpoints = || read_metric(server.addr, "wsrooms_checkpoints_total");
     assert!(
-        wait_until(IO_TIMEOUT, || checkpoints() >= 2.0),
+        wait_until(6 * IO_TIMEOUT, || checkpoints() >= 2.0),
         "{} checkpoints",
         checkpoints()
     );
