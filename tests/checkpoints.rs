@@ -40,11 +40,13 @@ fn the_log_stays_small_and_a_crash_loses_nothing() {
     }
     // The helper thread's checkpoints run beside the loop: on a busy
     // machine the last ones may still be running (their syncs waiting for
-    // the disk) when the last message comes back, and a disk that other
-    // programs keep busy can take seconds per sync.
+    // the disk) when the last message comes back. On a disk other programs
+    // keep busy, one checkpoint whose syncs take seconds can copy the whole
+    // stream (it copies what came meanwhile too), so one is all that is
+    // sure to end.
     let checkpoints = || read_metric(server.addr, "wsrooms_checkpoints_total");
     assert!(
-        wait_until(6 * IO_TIMEOUT, || checkpoints() >= 2.0),
+        wait_until(6 * IO_TIMEOUT, || checkpoints() >= 1.0),
         "{} checkpoints",
         checkpoints()
     );
