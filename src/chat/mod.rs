@@ -463,6 +463,14 @@ impl Chat {
         (self.rooms.get(session.room)?.number == number).then_some(id)
     }
 
+    /// The session's cookie names it no more (it logged out; the session
+    /// itself ends in the turn's order, [`Chat::log_out`]).
+    pub fn forget_token(&mut self, id: SessionId) {
+        if let Some(s) = self.sessions.get(id) {
+            self.by_token.remove(&s.token_hash);
+        }
+    }
+
     /// The session with this token, in whichever room.
     pub fn session_by_token(&self, token: &Token) -> Option<SessionId> {
         self.by_token.get(&TokenHash::of(token)).copied()

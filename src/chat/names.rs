@@ -191,24 +191,27 @@ fn check_allowed(user: &str) -> Result<(), BadUserId> {
 }
 
 /// Whether an id's NFKC form may hold `c`: `_ - .`, a character whose
-/// UTS #39 Identifier_Status is Allowed, or one of two groups that
-/// Unicode leaves out although people write their names with them
+/// UTS #39 Identifier_Status is Allowed, or a modern conjoining jamo
 /// ([`is_also_allowed`]).
 pub fn is_allowed(c: char) -> bool {
     matches!(c, '_' | '-' | '.') || c.identifier_allowed() || is_also_allowed(c)
 }
 
-/// The additions to Unicode's Allowed set, each a whole group with a
-/// reason: the Hebrew points (vowel points, dagesh, the shin and sin dots:
-/// U+05B0–U+05BD, U+05BF, U+05C1, U+05C2, U+05C7), with which many write
-/// their name (`שָׁלוֹם`; Unicode calls them Uncommon_Use); and the modern
-/// conjoining jamo (U+1100–U+1112, U+1161–U+1175, U+11A8–U+11C2), which a
-/// Korean keyboard types as lone consonants or vowels (`ㅋㅋㅋ`: NFKC turns
-/// those into these) and which Unicode allows only inside syllables.
+/// The addition to Unicode's Allowed set that the id rule itself makes:
+/// the modern conjoining jamo (U+1100–U+1112, U+1161–U+1175,
+/// U+11A8–U+11C2), which a Korean keyboard types as lone consonants or
+/// vowels (`ㅋㅋㅋ`: NFKC turns those into these) and which Unicode allows
+/// only inside syllables; the rule keeps them valid, and its look-alike
+/// keys make them one with the syllables they spell.
+///
+/// The Hebrew points (niqqud) were allowed here too once, beyond the rule:
+/// some are drawn exactly like another allowed mark that UTS #39's table
+/// does not tie them to (U+05C7 qamats qatan and U+05B8 qamats; U+05BF
+/// rafe and U+0304 macron; U+05B7 patah and U+0331 macron below), so two
+/// people could hold ids that look the same in one room. Like every
+/// character whose Identifier_Status is not Allowed, they are refused.
 pub fn is_also_allowed(c: char) -> bool {
-    matches!(c,
-        '\u{5B0}'..='\u{5BD}' | '\u{5BF}' | '\u{5C1}' | '\u{5C2}' | '\u{5C7}'
-        | '\u{1100}'..='\u{1112}' | '\u{1161}'..='\u{1175}' | '\u{11A8}'..='\u{11C2}')
+    matches!(c, '\u{1100}'..='\u{1112}' | '\u{1161}'..='\u{1175}' | '\u{11A8}'..='\u{11C2}')
 }
 
 /// In the NFKD form (every mark that shows, precomposed or not), at most

@@ -139,7 +139,11 @@ impl Core {
     /// A session within its leave delay that ends now (log-out, removal):
     /// the others see its `leave` at once.
     pub(super) fn leave_now(&mut self, session: SessionId) {
-        if let Some((room, user)) = self.chat.leave_now(session) {
+        // Its `join` has not gone out: nobody saw it come (see `leave_room`).
+        let joining = self.chat.sessions.get(session).is_some_and(|s| s.joining);
+        if let Some((room, user)) = self.chat.leave_now(session)
+            && !joining
+        {
             let frame = leave_frame(self.chat.number(room), &user, self.unix_millis());
             self.broadcast(room, frame, None);
         }
@@ -147,11 +151,21 @@ impl Core {
 
     /// `POST /logout`: the session's end is recorded in this turn's
     /// commit, and the session ends in the turn's order (`end_session`).
+    /// What is read after the log-out, in this turn too, finds it over:
+    /// its cookie names no session any more (an upgrade, a page, a second
+    /// log-out are answered as after it), and its socket is closed now,
+    /// so nothing it sends after is read and its `leave` is queued before
+    /// the log-out (which then sends it at once).
     pub(super) fn log_out(&mut self, session: SessionId) {
         let Some(s) = self.chat.sessions.get(session) else {
             return;
         };
         self.journal.record_session_end(s.token_hash);
+        let socket = s.socket;
+        self.chat.forget_token(session);
+        if let Some(socket) = socket {
+            self.close_ws(socket, CloseReason::new(close::NORMAL, "logged out"));
+        }
         self.outbox.push_back(Outgoing::LogOut { session });
     }
 
@@ -161,6 +175,11 @@ impl Core {
     pub(super) fn end_session(&mut self, session: SessionId) {
         if let Some(socket) = self.chat.sessions.get(session).and_then(|s| s.socket) {
             self.close_now(socket, CloseReason::new(close::NORMAL, "logged out"));
+            // Already closing (its own `leave` waits behind this in the
+            // outbox, and will find no session): it leaves its room now.
+            if self.chat.sessions.get(session).and_then(|s| s.socket) == Some(socket) {
+                self.leave_room(session, socket);
+            }
         }
         // Not after a leave delay: a log-out is no reload.
         self.leave_now(session);
