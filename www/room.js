@@ -118,6 +118,7 @@ let generation = 0;       // bumps on every connect/stop, to ignore stale callba
 let reconnectTimer = null;
 let countdownTimer = null;
 let sendRetryTimer = null;
+let unconfirmed = [];      // texts sent on this socket whose own echo has not come back yet
 let unread = 0;           // messages that arrived while the tab was hidden
 let leaving = false;      // the page is being unloaded
 let atBottom = true;      // was the reader at the newest message at the last scroll?
@@ -353,8 +354,10 @@ function connect() {
   stopSendRetry();
   const myGeneration = ++generation;
   const first = !welcomed && failures === 0;
+  // While reconnecting, the line keeps saying why (a live region: each
+  // attempt's own words would be read out every second or two).
   setState(first ? 'connecting' : 'reconnecting',
-    first ? `Connecting to room ${room}…` : 'Reconnecting…');
+    first ? `Connecting to room ${room}…` : (state === 'reconnecting' ? undefined : 'Reconnecting…'));
   offerReconnect(null);
   ui.statusBar.classList.remove('removed');
 
@@ -404,6 +407,7 @@ function handleClose(event, opened, myGeneration) {
     return;
   }
   const info = explainClose(event.code, event.reason);
+  restoreUnconfirmed(event.code);
 
   if (!opened) {
     // The handshake failed. Maybe the server is down, maybe it no longer
@@ -436,12 +440,32 @@ function handleClose(event, opened, myGeneration) {
 }
 
 /**
+ * Close 1011 ("message not stored": the server could not write it, and
+ * delivered it to no one): what this socket sent and never saw come back
+ * goes back into the box, if the box is empty, with a word. Any other
+ * close forgets them (a reconnect's history shows what arrived).
+ */
+function restoreUnconfirmed(code) {
+  const lost = unconfirmed;
+  unconfirmed = [];
+  if (code !== 1011 || lost.length === 0 || ui.input.value !== '') {
+    return;
+  }
+  ui.input.value = lost.join('\n');
+  updateCounter();
+  setHint(lost.length === 1
+    ? 'Your last message was not stored: it is back in the box.'
+    : 'Your last messages were not stored: they are back in the box.');
+}
+
+/**
  * GET /rooms/{room} without following redirects: a 303 (seen as an
  * "opaqueredirect" response) means the server has no session for us, so
  * we go back to the login page with the room filled in.
  */
 async function checkSessionThenRetry(myGeneration) {
-  setState(welcomed || failures > 0 ? 'reconnecting' : 'connecting', 'Checking the session…');
+  const again = welcomed || failures > 0;
+  setState(again ? 'reconnecting' : 'connecting', again && state === 'reconnecting' ? undefined : 'Checking the session…');
   let why;
   try {
     const res = await fetch(location.pathname, { redirect: 'manual', cache: 'no-store' });
@@ -473,15 +497,21 @@ function scheduleReconnect(why) {
   failures += 1;
   const due = Date.now() + delay;
 
+  // The cause goes to the polite live region once; the seconds left are on
+  // the button, which is not announced (a screen reader heard the region
+  // every second).
   const showCountdown = () => {
     const seconds = Math.max(1, Math.ceil((due - Date.now()) / 1000));
-    ui.detail.textContent = `Reconnecting in ${seconds} s: ${why}.`;
+    offerReconnect(`Reconnect now (${seconds} s)`);
   };
   setState('reconnecting');
+  const line = `Reconnecting: ${why}.`;
+  if (ui.detail.textContent !== line) {
+    ui.detail.textContent = line; // read out when the cause changes only
+  }
   showCountdown();
   countdownTimer = setInterval(showCountdown, 250);
   reconnectTimer = setTimeout(connect, delay);
-  offerReconnect('Reconnect now');
 }
 
 /** The manual button: "Reconnect now" while waiting, "Reconnect" once closed. */
@@ -607,6 +637,9 @@ function onLeave(event) {
 
 function onMessage(event) {
   const own = isMe(event.user);
+  if (own && unconfirmed.length > 0) {
+    unconfirmed.shift(); // ours come back in the order they were sent
+  }
   if (Number.isFinite(event.at)) {
     clockSkew = event.at - Date.now(); // stamped by the server a moment ago
   }
@@ -1036,7 +1069,7 @@ function sendCommand(command) {
   if (!v2 || !socket || socket.readyState !== WebSocket.OPEN) {
     return false;
   }
-  socket.send(JSON.stringify(command));
+  socket.send(JSON.stringify(wellFormed(command)));
   if (command.type === 'edit' || command.type === 'delete') {
     lastChanged = command.seq;
   }
@@ -2060,6 +2093,7 @@ function send() {
     return;
   }
   socket.send(sayFrame(text));
+  unconfirmed.push(text);
   ui.input.value = '';
   updateCounter();
   setHint('');
@@ -2067,7 +2101,23 @@ function send() {
 
 /** What goes on the socket for a chat message: a "say" command, or the text itself. */
 function sayFrame(text) {
-  return v2 ? JSON.stringify({ type: 'say', text }) : text;
+  return v2 ? JSON.stringify({ type: 'say', text: wellFormed(text) }) : text;
+}
+
+/**
+ * A text (or a command's `text`) with each lone surrogate (half of an
+ * emoji, from a broken paste) made U+FFFD. JSON.stringify would write it
+ * as an escape the server refuses as a bad command (close 1008, the text
+ * lost); a plain text frame is encoded that way by the browser itself.
+ */
+function wellFormed(value) {
+  if (typeof value === 'string') {
+    return typeof value.toWellFormed === 'function' ? value.toWellFormed() : value;
+  }
+  if (value !== null && typeof value === 'object' && typeof value.text === 'string') {
+    return { ...value, text: wellFormed(value.text) };
+  }
+  return value;
 }
 
 function onInput() {
@@ -2078,6 +2128,9 @@ function onInput() {
 function onSubmit(event) {
   event.preventDefault();
   submitMessage();
+  // Sent with the button: the next message is typed without a click (and
+  // a phone keeps its keyboard).
+  ui.input.focus();
 }
 
 function submitMessage() {

@@ -466,11 +466,38 @@ fn logout(req: &Request, ctx: &mut Ctx) -> Outcome {
             "/",
         ));
     }
+    let session = session_cookie(req).and_then(|t| ctx.chat.session_by_token(&t));
+    // The room page says which room it logs out of. One browser has one
+    // cookie: a login to another room in another tab replaced it, and
+    // that other session is not this page's to end.
+    let page_room = req
+        .query
+        .and_then(|q| form::field(q, "room"))
+        .flatten()
+        .and_then(|r| plain_number(&r));
+    let other_room = match (session, page_room) {
+        (Some(s), Some(room)) => ctx
+            .chat
+            .sessions
+            .get(s)
+            .map(|s| s.room)
+            .is_some_and(|r| u64::from(ctx.chat.number(r)) != room),
+        _ => false,
+    };
+    if other_room {
+        log::info!(
+            "{}: logout from a page of another room than its session's: nothing ended",
+            ctx.client
+        );
+        return Outcome::Respond(
+            Response::redirect(Status::SeeOther, "/").header("Cache-Control", "no-store"),
+        );
+    }
     let cleared = format!("{COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
     let response = Response::redirect(Status::SeeOther, "/")
         .header("Set-Cookie", cleared)
         .header("Cache-Control", "no-store");
-    match session_cookie(req).and_then(|t| ctx.chat.session_by_token(&t)) {
+    match session {
         Some(session) => Outcome::LoggedOut { response, session },
         None => Outcome::Respond(response),
     }
