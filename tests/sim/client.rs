@@ -134,6 +134,18 @@ impl Client {
         .into_bytes()
     }
 
+    /// `POST /logout?room=N` with its cookie, as the room page's button
+    /// sends it.
+    pub fn logout_request(&self) -> Vec<u8> {
+        format!(
+            "POST /logout?room={} HTTP/1.1\r\nHost: sim\r\nOrigin: http://sim\r\nCookie: {}\r\n\
+             Content-Length: 0\r\nConnection: close\r\n\r\n",
+            self.room,
+            self.cookie.as_deref().unwrap_or("")
+        )
+        .into_bytes()
+    }
+
     /// The upgrade request of its room socket, with `since` once it has
     /// seen a message.
     pub fn upgrade_request(&self) -> Vec<u8> {

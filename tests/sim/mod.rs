@@ -417,6 +417,25 @@ impl World {
                     self.net.pipes[p].send(&frame);
                 }
             }
+            850..862 => {
+                // The page's Log out button: `POST /logout` and, in the
+                // same turn half the time, its socket's close (before or
+                // after the log-out is read: the pipes are read in order).
+                // Its socket is then closed `1000 logged out`, its next
+                // upgrade refused, and it logs in again.
+                self.note(format!("{user} logs out"));
+                let c = &self.clients[n];
+                let q = self.net.connect(c.peer, 32 * 1024);
+                if self.net.pipes[q].id.is_none() {
+                    self.refused += 1;
+                }
+                let request = c.logout_request();
+                self.net.pipes[q].send(&request);
+                if roll.is_multiple_of(2) {
+                    let close = self.clients[n].close_frame();
+                    self.net.pipes[p].send(&close);
+                }
+            }
             760..775 if faults => {
                 // A second socket for the same session (another tab).
                 self.note(format!("{user} opens a second socket"));
