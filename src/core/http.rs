@@ -251,17 +251,21 @@ impl Core {
     /// connection is counted by `--max-connections-per-ip` under the address
     /// of its latest request (a proxy reuses its connections for different
     /// clients); without one, it was counted by its TCP peer when accepted.
+    /// A proxied request that names no client (no `X-Forwarded-For`, or
+    /// one that cannot be read) is the proxy's own, never the client of
+    /// the connection's previous request.
     /// `None` if the connection is gone; a refusal names the address.
     fn attribute_client(
         &mut self,
         id: ConnId,
         req: &Request,
     ) -> Option<Result<IpAddr, (IpAddr, Refusal)>> {
+        let proxy = self.proxy_peers.get(&id).copied();
         let conn = self.get(id)?;
         let proxied = conn.via_proxy;
         let forwarded = if proxied { req.forwarded_for() } else { None };
         let peer = conn.peer();
-        let client = forwarded.unwrap_or(peer.ip());
+        let client = forwarded.or(proxy).unwrap_or(peer.ip());
         if !proxied || conn.via != Via::Main || (conn.counted && client == peer.ip()) {
             return Some(Ok(client));
         }

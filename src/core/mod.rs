@@ -54,8 +54,8 @@ mod moderation;
 mod turn;
 mod websocket;
 
-use std::collections::VecDeque;
-use std::net::SocketAddr;
+use std::collections::{BTreeMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use crate::admin::{self, bars::Bars};
@@ -146,6 +146,10 @@ pub struct Core {
     metrics: Metrics,
     /// Connections and logins per client address.
     peer_limits: PeerLimits,
+    /// The address of each connection whose TCP peer is a proxy named by
+    /// `--trust-proxy` (its own peer becomes the client of its latest
+    /// request): a request that names no client is the proxy's own.
+    proxy_peers: BTreeMap<ConnId, IpAddr>,
     /// The data file, or nothing to write (committing is then a no-op).
     journal: Journal,
     /// The turn's work queue: broadcasts waiting for the end of the turn.
@@ -203,6 +207,7 @@ impl Core {
         Core {
             assets: Assets::new(config.www.clone()),
             peer_limits: PeerLimits::new(&config),
+            proxy_peers: BTreeMap::new(),
             settings: Settings::of(&config, now),
             config,
             conns: Table::new(),
@@ -368,6 +373,9 @@ impl Core {
         conn.via_proxy = via_proxy;
         conn.counted = counted;
         let id = self.conns.insert(conn);
+        if via_proxy {
+            self.proxy_peers.insert(id, peer.ip());
+        }
         self.metrics.connections_accepted += 1;
         self.count_side_conn(via, true);
         log::debug!("{peer}: connected");
@@ -467,6 +475,7 @@ impl Core {
             return;
         };
         log::debug!("{}: dropped ({why:?})", conn.peer());
+        self.proxy_peers.remove(&id);
         if let Some(drain) = self.drain.as_mut() {
             drain.on_drop(id, conn.machine.finished());
         }

@@ -158,11 +158,13 @@ impl<'h, 'b> Request<'h, 'b> {
     }
 
     /// The client address a trusted proxy put last in `X-Forwarded-For`
-    /// (only meaningful behind one: anyone else can send the header).
+    /// (only meaningful behind one: anyone else can send the header). Some
+    /// proxies write it with its port or IPv6 in brackets: `1.2.3.4:5678`,
+    /// `[2001:db8::7]`, `[2001:db8::7]:5678` name the same clients.
     pub fn forwarded_for(&self) -> Option<std::net::IpAddr> {
         let value = self.headers_named("x-forwarded-for").last()?;
         let text = std::str::from_utf8(value).ok()?;
-        text.rsplit(',').next()?.trim().parse().ok()
+        forwarded_address(text.rsplit(',').next()?.trim())
     }
 
     /// Does a comma-separated header list (in any of its headers) hold this
@@ -220,6 +222,18 @@ impl<'h, 'b> Request<'h, 'b> {
             .find(|(k, _)| *k == name)
             .map(|(_, v)| v.trim())
     }
+}
+
+/// One `X-Forwarded-For` entry as an address: `IP`, `IP:port`, `[IPv6]`
+/// or `[IPv6]:port`; `None` for anything else (`unknown`, a name, empty).
+fn forwarded_address(entry: &str) -> Option<std::net::IpAddr> {
+    if let Ok(ip) = entry.parse() {
+        return Some(ip);
+    }
+    if let Ok(socket) = entry.parse::<std::net::SocketAddr>() {
+        return Some(socket.ip());
+    }
+    entry.strip_prefix('[')?.strip_suffix(']')?.parse().ok()
 }
 
 /// Parses a complete head (as found by [`find_head_end`]) into `storage`.
