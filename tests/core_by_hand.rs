@@ -13,7 +13,7 @@ mod sim;
 
 use std::time::Duration;
 
-use sim::by_hand::{join, net, read, turn};
+use sim::by_hand::{admin_post, join, net, read, request, status_of, turn};
 use sim::client::{Client, Seen};
 use sim::net::Net;
 use wsrooms::Config;
@@ -266,39 +266,6 @@ fn one_seed_of_the_simulation() {
 }
 
 // ----- the operator's bars end on the core's clock ---------------------------
-
-/// The status code at the front of what a pipe received.
-fn status_of(bytes: &[u8]) -> u16 {
-    let text = String::from_utf8_lossy(bytes);
-    text.strip_prefix("HTTP/1.1 ")
-        .and_then(|rest| rest.get(..3))
-        .and_then(|code| code.parse().ok())
-        .unwrap_or_else(|| panic!("not a response: {text:?}"))
-}
-
-/// One request on a new connection (on the listener `via`), answered in
-/// one turn 10 ms later; its status.
-fn request(net: &mut Net, peer: std::net::SocketAddr, via: Via, bytes: &[u8]) -> u16 {
-    let p = net.connect_via(peer, 1 << 20, via);
-    net.pipes[p].send(bytes);
-    net.now += Duration::from_millis(10);
-    net.turn();
-    let answer = net.pipes[p].take(usize::MAX);
-    net.pipes[p].fin();
-    status_of(&answer)
-}
-
-/// `POST path` with `form` on the admin listener; its status.
-fn admin_post(net: &mut Net, path: &str, form: &str) -> u16 {
-    let peer = std::net::SocketAddr::from(([127, 0, 0, 1], 50_000));
-    let bytes = format!(
-        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nWsrooms-Admin: yes\r\n\
-         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\
-         Connection: close\r\n\r\n{form}",
-        form.len()
-    );
-    request(net, peer, Via::Admin, bytes.as_bytes())
-}
 
 /// `c`'s login from its own address; its status.
 fn login_status(net: &mut Net, c: &Client) -> u16 {

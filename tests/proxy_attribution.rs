@@ -10,10 +10,9 @@ mod sim;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use sim::by_hand::net;
+use sim::by_hand::{admin_post, net};
 use sim::net::Net;
 use wsrooms::Config;
-use wsrooms::conn::Via;
 use wsrooms::trust_proxy::TrustProxy;
 
 fn config() -> Config {
@@ -40,23 +39,6 @@ fn statuses(bytes: &[u8]) -> Vec<u16> {
     text.match_indices("HTTP/1.1 ")
         .filter_map(|(at, _)| text.get(at + 9..at + 12)?.parse().ok())
         .collect()
-}
-
-fn admin_post(net: &mut Net, path: &str, form: &str) -> u16 {
-    let peer = SocketAddr::from(([127, 0, 0, 1], 50_000));
-    let p = net.connect_via(peer, 1 << 20, Via::Admin);
-    let bytes = format!(
-        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nWsrooms-Admin: yes\r\n\
-         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\
-         Connection: close\r\n\r\n{form}",
-        form.len()
-    );
-    net.pipes[p].send(bytes.as_bytes());
-    net.now += Duration::from_millis(10);
-    net.turn();
-    let answer = net.pipes[p].take(usize::MAX);
-    net.pipes[p].fin();
-    statuses(&answer)[0]
 }
 
 fn login_req(user: &str, room: u32, extra: &str) -> String {

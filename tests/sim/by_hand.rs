@@ -3,9 +3,11 @@
 //! a core on a virtual clock, a turn, a client reading its pipe, a login
 //! and a room socket.
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use wsrooms::Config;
+use wsrooms::conn::Via;
 use wsrooms::core::Core;
 
 use super::client::{Client, Phase, Seen};
@@ -55,4 +57,37 @@ pub fn open(net: &mut Net, c: &mut Client, others: &mut [&mut Client]) -> Seen {
     let seen = read(net, c);
     assert_eq!(c.phase, Phase::Open(p), "its socket is open");
     seen.into_iter().next().expect("a welcome")
+}
+
+/// The status code at the front of what a pipe received.
+pub fn status_of(bytes: &[u8]) -> u16 {
+    let text = String::from_utf8_lossy(bytes);
+    text.strip_prefix("HTTP/1.1 ")
+        .and_then(|rest| rest.get(..3))
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("not a response: {text:?}"))
+}
+
+/// One request on a new connection (on the listener `via`), answered in
+/// one turn 10 ms later; its status.
+pub fn request(net: &mut Net, peer: SocketAddr, via: Via, bytes: &[u8]) -> u16 {
+    let p = net.connect_via(peer, 1 << 20, via);
+    net.pipes[p].send(bytes);
+    net.now += Duration::from_millis(10);
+    net.turn();
+    let answer = net.pipes[p].take(usize::MAX);
+    net.pipes[p].fin();
+    status_of(&answer)
+}
+
+/// `POST path` with `form` on the admin listener; its status.
+pub fn admin_post(net: &mut Net, path: &str, form: &str) -> u16 {
+    let peer = SocketAddr::from(([127, 0, 0, 1], 50_000));
+    let bytes = format!(
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nWsrooms-Admin: yes\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{form}",
+        form.len()
+    );
+    request(net, peer, Via::Admin, bytes.as_bytes())
 }
