@@ -47,6 +47,13 @@ fn wsrooms_in(dir: &std::path::Path, args: &[&str]) -> Finished {
     )
 }
 
+/// `wsrooms backup --data-file DATA COPY FLAGS` in `dir`.
+fn backup(dir: &std::path::Path, data: &std::path::Path, copy: &str, flags: &[&str]) -> Finished {
+    let mut args = vec!["backup", "--data-file", data.to_str().unwrap(), copy];
+    args.extend_from_slice(flags);
+    wsrooms_in(dir, &args)
+}
+
 /// A data file with one login in it, the server stopped (so no `-wal`).
 fn stopped_data_file(dir: &TempDir) -> std::path::PathBuf {
     let path = dir.join("rooms.db");
@@ -88,16 +95,7 @@ fn backup_force_does_not_replace_a_device_node() {
         eprintln!("skipped: mknod failed");
         return;
     }
-    let out = wsrooms_in(
-        dir.path(),
-        &[
-            "backup",
-            "--data-file",
-            data.to_str().unwrap(),
-            "null",
-            "--force",
-        ],
-    );
+    let out = backup(dir.path(), &data, "null", &["--force"]);
     use std::os::unix::fs::FileTypeExt;
     let kind = std::fs::symlink_metadata(&null).unwrap().file_type();
     assert!(
@@ -117,16 +115,7 @@ fn backup_force_onto_a_directory_leaves_nothing_behind() {
     let dir = TempDir::new("backup-dir");
     let data = stopped_data_file(&dir);
     std::fs::create_dir(dir.join("sub")).unwrap();
-    let out = wsrooms_in(
-        dir.path(),
-        &[
-            "backup",
-            "--data-file",
-            data.to_str().unwrap(),
-            "sub",
-            "--force",
-        ],
-    );
+    let out = backup(dir.path(), &data, "sub", &["--force"]);
     assert_eq!(out.exited().code(), Some(2), "{}", out.stderr);
     assert!(
         !dir.join("sub.lock").exists(),
@@ -161,15 +150,7 @@ fn a_backup_into_the_data_files_wal_through_a_bind_mount_is_refused() {
         eprintln!("skipped: mount --bind failed");
         return;
     }
-    let out = wsrooms_in(
-        dir.path(),
-        &[
-            "backup",
-            "--data-file",
-            data.to_str().unwrap(),
-            "mnt/rooms.db-wal",
-        ],
-    );
+    let out = backup(dir.path(), &data, "mnt/rooms.db-wal", &[]);
     let wal_written = real.join("rooms.db-wal").exists();
     let _ = Command::new("umount").arg(&mount).status();
     assert!(

@@ -44,6 +44,19 @@ fn members(net: &Net, room: u32) -> usize {
         .map_or(0, |r| r.members.len())
 }
 
+/// One turn, 10 ms later, that reads `c`'s log-out on a new connection
+/// and then `frame` from `c`'s socket.
+fn logout_then(net: &mut Net, c: &Client, frame: &[u8]) {
+    let logout = net.connect(c.peer, 1 << 20);
+    let logout_id = net.pipes[logout].id.unwrap();
+    let socket = socket_id(net, c);
+    net.now += Duration::from_millis(10);
+    net.core.set_now(net.now);
+    net.core.read(logout_id, &logout_request(c));
+    net.core.read(socket, frame);
+    net.turn();
+}
+
 /// Several turns, `step` apart, everyone reading.
 fn wait(net: &mut Net, clients: &mut [&mut Client], step: Duration, turns: usize) -> Vec<Seen> {
     let mut seen = Vec::new();
@@ -72,15 +85,8 @@ fn logout_and_socket_close_in_one_turn_leave_a_ghost() {
     assert_eq!(bob.roster, ["u1", "u2"]);
     assert_eq!(members(&net, 5), 2);
 
-    let logout = net.connect(alice.peer, 1 << 20);
-    let logout_id = net.pipes[logout].id.unwrap();
-    let alice_socket = socket_id(&net, &alice);
-    net.now += Duration::from_millis(10);
-    net.core.set_now(net.now);
-    net.core.read(logout_id, &logout_request(&alice));
     let close = alice.close_frame();
-    net.core.read(alice_socket, &close);
-    net.turn();
+    logout_then(&mut net, &alice, &close);
     read(&mut net, &mut alice);
     // Long past the leave delay (2 s), the close timeout, the grace.
     let seen = wait(&mut net, &mut [&mut bob], Duration::from_secs(1), 10);
@@ -154,15 +160,8 @@ fn a_message_read_after_the_logout_is_delivered_after_the_leave() {
     let (mut alice, mut bob) = (Client::new(1, 5), Client::new(2, 5));
     join(&mut net, &mut alice, &mut []);
     join(&mut net, &mut bob, &mut [&mut alice]);
-    let logout = net.connect(alice.peer, 1 << 20);
-    let logout_id = net.pipes[logout].id.unwrap();
-    let alice_socket = socket_id(&net, &alice);
-    net.now += Duration::from_millis(10);
-    net.core.set_now(net.now);
-    net.core.read(logout_id, &logout_request(&alice));
     let frame = alice.chat_frame();
-    net.core.read(alice_socket, &frame);
-    net.turn();
+    logout_then(&mut net, &alice, &frame);
     let seen = read(&mut net, &mut bob);
     let leave = seen
         .iter()

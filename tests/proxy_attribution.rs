@@ -73,27 +73,19 @@ fn on_one_connection(net: &mut Net, peer: SocketAddr, requests: &[String]) -> Ve
 /// login.)
 #[test]
 fn a_request_without_a_readable_forwarded_for_is_not_charged_to_the_previous_client() {
-    let mut net = net(proxied_config());
-    assert_eq!(
-        admin_post(&mut net, "/admin/bar", "address=203.0.113.7&minutes=60"),
-        200
-    );
-    let got = on_one_connection(
-        &mut net,
-        SocketAddr::from(PROXY),
-        &[
-            // The barred client asks for the health check (answered).
-            "GET /healthz HTTP/1.1\r\nHost: sim\r\nX-Forwarded-For: 203.0.113.7\r\n\r\n".into(),
-            // Then another client, whose address the proxy wrote as
-            // `unknown` (nginx's `$remote_addr` over a unix socket, …).
-            login_req("carol", 5, "X-Forwarded-For: unknown\r\n"),
-        ],
-    );
-    assert_eq!(got, vec![200, 303], "carol is not the barred client");
+    // Another client, whose address the proxy wrote as `unknown` (nginx's
+    // `$remote_addr` over a unix socket, …).
+    after_the_barred_client_on_one_connection("X-Forwarded-For: unknown\r\n");
 }
 
 #[test]
 fn a_request_without_forwarded_for_is_not_charged_to_the_previous_client() {
+    after_the_barred_client_on_one_connection("");
+}
+
+/// The barred client asks for the health check on a proxy connection
+/// (answered), then carol logs in on it, her request carrying `carol_xff`.
+fn after_the_barred_client_on_one_connection(carol_xff: &str) {
     let mut net = net(proxied_config());
     assert_eq!(
         admin_post(&mut net, "/admin/bar", "address=203.0.113.7&minutes=60"),
@@ -104,7 +96,7 @@ fn a_request_without_forwarded_for_is_not_charged_to_the_previous_client() {
         SocketAddr::from(PROXY),
         &[
             "GET /healthz HTTP/1.1\r\nHost: sim\r\nX-Forwarded-For: 203.0.113.7\r\n\r\n".into(),
-            login_req("carol", 5, ""),
+            login_req("carol", 5, carol_xff),
         ],
     );
     assert_eq!(got, vec![200, 303], "carol is not the barred client");

@@ -344,12 +344,8 @@ impl World {
     }
 
     fn log_in(&mut self, n: usize) {
-        let c = &self.clients[n];
-        let p = self.net.connect(c.peer, 64 * 1024);
-        let request = c.login_request();
-        if self.net.pipes[p].id.is_none() {
-            self.refused += 1;
-        }
+        let p = self.connect_from(n, 64 * 1024);
+        let request = self.clients[n].login_request();
         // Sometimes in two pieces: a head cut anywhere.
         let cut = self.rng.below(request.len() as u64) as usize;
         self.net.pipes[p].send(&request[..cut]);
@@ -362,14 +358,20 @@ impl World {
             true => 2 * 1024, // a small receive buffer: fills quickly
             false => 32 * 1024,
         };
-        let c = &self.clients[n];
-        let p = self.net.connect(c.peer, cap);
+        let p = self.connect_from(n, cap);
+        let request = self.clients[n].upgrade_request();
+        self.net.pipes[p].send(&request);
+        self.clients[n].phase = Phase::Opening(p);
+    }
+
+    /// A new connection from client `n`'s address (receive buffer `cap`),
+    /// counted when the server refuses it at accept; its pipe.
+    fn connect_from(&mut self, n: usize, cap: usize) -> usize {
+        let p = self.net.connect(self.clients[n].peer, cap);
         if self.net.pipes[p].id.is_none() {
             self.refused += 1;
         }
-        let request = c.upgrade_request();
-        self.net.pipes[p].send(&request);
-        self.clients[n].phase = Phase::Opening(p);
+        p
     }
 
     fn act_open(&mut self, n: usize, p: usize, roll: u64, faults: bool) {
@@ -424,12 +426,8 @@ impl World {
                 // Its socket is then closed `1000 logged out`, its next
                 // upgrade refused, and it logs in again.
                 self.note(format!("{user} logs out"));
-                let c = &self.clients[n];
-                let q = self.net.connect(c.peer, 32 * 1024);
-                if self.net.pipes[q].id.is_none() {
-                    self.refused += 1;
-                }
-                let request = c.logout_request();
+                let q = self.connect_from(n, 32 * 1024);
+                let request = self.clients[n].logout_request();
                 self.net.pipes[q].send(&request);
                 if roll.is_multiple_of(2) {
                     let close = self.clients[n].close_frame();
@@ -439,12 +437,8 @@ impl World {
             760..775 if faults => {
                 // A second socket for the same session (another tab).
                 self.note(format!("{user} opens a second socket"));
-                let c = &self.clients[n];
-                let q = self.net.connect(c.peer, 32 * 1024);
-                if self.net.pipes[q].id.is_none() {
-                    self.refused += 1;
-                }
-                let request = c.upgrade_request();
+                let q = self.connect_from(n, 32 * 1024);
+                let request = self.clients[n].upgrade_request();
                 self.net.pipes[q].send(&request);
                 self.clients[n].phase = Phase::Opening(q);
                 self.net.pipes[p].fin();
