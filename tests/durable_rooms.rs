@@ -400,27 +400,32 @@ fn sessions_restored_from_disk_respect_max_sessions_newest_first() {
     assert_eq!(read_metric(server.addr, "wsrooms_sessions"), 11.0);
 }
 
-/// Sends `count` messages "{name}-0001-…" to `ws`'s room and waits until
-/// the last one comes back.
+/// Sends `count` messages "{name}-0001-…" to `ws`'s room, each after the
+/// one before came back: one per loop turn, as in a quiet room, so each is
+/// a chunk of its own and the room's rows fill pages of their own (a
+/// page of the `chunks` table holds the rows of the turns that wrote it,
+/// whatever their rooms).
 fn fill_room(ws: &mut Ws, name: &str, count: u64) {
     let pad = "x".repeat(150);
     for seq in 1..=count {
         ws.send(Message::text(format!("{name}-{seq:04}-{pad}")))
             .unwrap();
+        while next_of_type(ws, "message")["seq"] != seq {}
     }
-    while next_of_type(ws, "message")["seq"] != count {}
 }
 
-/// Writes garbage over every leaf page of the (closed) file that holds
-/// `marker`. `messages` is a `WITHOUT ROWID` table: its rows are in index
-/// b-tree pages, leaves of type 0x0a (interior pages hold whole rows as
-/// keys too, but span both rooms).
+/// Writes garbage over every page of the (closed) file that holds
+/// `marker` in a row of `chunks`: a table b-tree leaf (type 0x0d), or an
+/// overflow page, where a row of several KiB (a busy turn's chunk) goes on
+/// (it starts with the next overflow page's number, so with a 0 byte in a
+/// file this small). The index holds no text.
 fn damage_leaf_pages(path: &Path, marker: &[u8]) -> usize {
     let mut bytes = std::fs::read(path).unwrap();
     let size = usize::from(u16::from_be_bytes([bytes[16], bytes[17]]));
     let mut damaged = 0;
     for page in bytes.chunks_mut(size).skip(1) {
-        if page[0] == 0x0a && page.windows(marker.len()).any(|w| w == marker) {
+        let rows = page[0] == 0x0d || page[0] == 0;
+        if rows && page.windows(marker.len()).any(|w| w == marker) {
             page.fill(0xa5);
             damaged += 1;
         }

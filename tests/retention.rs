@@ -52,7 +52,7 @@ fn messages_older_than_keep_days_go_and_the_file_shrinks() {
         let mut store = Store::open(&path, 10_000).unwrap();
         let old = now_ms() - 3 * DAY_MS;
         for room in 2..=201 {
-            post(&mut store, room, 40, old, &text);
+            post(&mut store, room, 50, old, &text);
         }
         post(&mut store, 1, 5, now_ms(), "recent");
     }

@@ -24,20 +24,31 @@ fn a_hundred_thousand_rooms_on_disk_start_in_a_second_and_64_mb() {
         store.record_login(TokenHash([1; 32]), 7, "zoë", 0);
         store.commit().unwrap();
     }
-    // The rows, written by SQL (the schema is the store's own).
-    let conn = rusqlite::Connection::open(&path).unwrap();
-    conn.execute_batch(&format!(
-        "BEGIN;
-         WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < {ROOMS})
-         INSERT INTO rooms (number) SELECT n FROM r;
-         WITH RECURSIVE s(k) AS (SELECT 1 UNION ALL SELECT k + 1 FROM s WHERE k < {PER_ROOM})
-         INSERT INTO messages (room, seq, at, user, text)
-             SELECT number, k, 1700000000000 + k, 'someone',
-                    'a chat line of ordinary length, about sixty characters long'
-             FROM rooms, s;
-         COMMIT;"
+    // The rows, written by SQL (the schema is the store's own): each room's
+    // messages as one chunk (`src/store/events.rs`), the same for every room.
+    let events: Vec<String> = (1..=PER_ROOM)
+        .map(|k| {
+            format!(
+                "[{k},{},\"someone\",\"a chat line of ordinary length, about sixty characters long\"]",
+                1_700_000_000_000u64 + k as u64
+            )
+        })
+        .collect();
+    let chunk = format!("{{\"authors\":[],\"events\":[{}]}}", events.join(","));
+    let mut conn = rusqlite::Connection::open(&path).unwrap();
+    let tx = conn.transaction().unwrap();
+    tx.execute_batch(&format!(
+        "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < {ROOMS})
+         INSERT INTO rooms (number) SELECT n FROM r;"
     ))
     .unwrap();
+    tx.execute(
+        "INSERT INTO chunks (room, first, last, at, events)
+         SELECT number, 1, ?1, ?2, ?3 FROM rooms",
+        rusqlite::params![PER_ROOM, 1_700_000_000_000i64 + PER_ROOM as i64, chunk],
+    )
+    .unwrap();
+    tx.commit().unwrap();
     drop(conn);
 
     let started = Instant::now();

@@ -2,7 +2,7 @@
 //! damaged, and the commit that finds out (see "A damaged file" in the
 //! module doc of `store`).
 //!
-//! A room's messages are one range of the `messages` b-tree. When a commit
+//! A room's events are one range of the `chunks` table. When a commit
 //! meets a damaged page, [`write_around`] tries each room of the batch on
 //! its own to learn which part fails: a room whose new messages cannot be
 //! written is *refused* (its messages of the turn are dropped, and of every
@@ -15,10 +15,10 @@
 
 use std::collections::HashSet;
 
-use rusqlite::{Connection, Transaction, params};
+use rusqlite::{Connection, Transaction};
 
 use super::{
-    Batch, is_damage, to_i64, write_bars, write_logins, write_presence, write_session_ends,
+    Batch, events, is_damage, write_bars, write_logins, write_presence, write_session_ends,
 };
 
 /// Rooms whose pages are known to be damaged.
@@ -132,19 +132,20 @@ fn undamaged(
     }
 }
 
-/// One room's messages of the batch, and the room in `rooms`.
+/// One room's events of the batch (its chunk, then what its edits and
+/// deletes change), and the room in `rooms`.
 fn write_room(tx: &Transaction, batch: &Batch, room: u32) -> rusqlite::Result<()> {
     tx.prepare_cached("INSERT OR IGNORE INTO rooms (number) VALUES (?1)")?
         .execute([room])?;
-    for m in batch.messages().filter(|m| m.room == room) {
-        super::events::write(tx, &m)?;
+    let events: Vec<_> = batch.messages().filter(|m| m.room == room).collect();
+    events::write_chunk(tx, room, &events, None, &mut Vec::new())?;
+    for m in &events {
+        events::apply(tx, m)?;
     }
     Ok(())
 }
 
-/// Deletes `room`'s messages up to `seq`.
+/// Deletes `room`'s chunks up to `seq`.
 fn prune(tx: &Transaction, room: u32, seq: u64) -> rusqlite::Result<()> {
-    tx.prepare_cached("DELETE FROM messages WHERE room = ?1 AND seq <= ?2")?
-        .execute(params![room, to_i64(seq)])
-        .map(|_| ())
+    events::prune(tx, room, seq)
 }

@@ -513,8 +513,16 @@ pub fn tune(path: &Path, conn: &Connection) -> Result<(), OpenError> {
         .map_err(sqlite)?;
     conn.pragma_update(None, "cache_size", -16_384) // KiB: 16 MiB
         .map_err(sqlite)?;
+    // Every statement the store runs stays prepared (`prepare_cached`):
+    // about thirty in all, more than rusqlite keeps by default (16), and
+    // its cache forgets the least recently used, so a commit would parse
+    // its SQL again every turn.
+    conn.set_prepared_statement_cache_capacity(STATEMENTS);
     Ok(())
 }
+
+/// Prepared statements the loop's connection keeps (see [`tune`]).
+pub const STATEMENTS: usize = 64;
 
 /// The helper thread's connection (checkpoints only): it syncs what it
 /// copies, and needs little cache.

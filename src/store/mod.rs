@@ -96,9 +96,11 @@
 //!
 //! A page that is not what SQLite expects (a disk error, a file edited or
 //! cut by hand) makes every read and write that reaches it fail with
-//! SQLite's "database disk image is malformed" ([`is_damage`]). A room's
-//! messages are one range of the `messages` b-tree, so damage usually hits
-//! one room's pages. It must not stop the others:
+//! SQLite's "database disk image is malformed" ([`is_damage`]), and so
+//! does a chunk of events that does not decode (`events::decode`). A
+//! room's chunks are one range of the `chunks` index, and most of a busy
+//! room's rows sit on pages of its own, so damage usually hits one room
+//! (or two, whose turns share a page). It must not stop the others:
 //!
 //! - **Reads** ([`Store::history`], [`Store::room`]) fail for that room
 //!   only ([`QueryError::is_damage`]); [`Store::load`] leaves such a room
@@ -228,6 +230,8 @@ pub struct Store {
     _lock: FileLock,
     /// Rooms whose pages are known to be damaged (see `damage`).
     damage: Damage,
+    /// Each room's last committed `seq`, as far as known (see `events`).
+    written: events::Written,
 }
 
 /// A session as stored: enough to restore its reservation.
@@ -475,6 +479,7 @@ impl Store {
             epoch,
             _lock: lock,
             damage: Damage::default(),
+            written: events::Written::default(),
         })
     }
 
@@ -487,6 +492,8 @@ impl Store {
         live: impl Fn(u32) -> bool,
     ) -> rusqlite::Result<retention::Step> {
         let cutoff = retention::cutoff(now_ms, self.keep_days);
+        // A room it removes starts again at seq 1.
+        self.written.forget();
         retention::step(&mut self.conn, &mut self.sweep, cutoff, live, self.vacuum)
     }
 
@@ -627,7 +634,8 @@ impl Store {
             return Ok(Committed::default());
         }
         let keep = self.keep_messages;
-        let written = match write_batch(&mut self.conn, &self.batch, keep, &self.damage) {
+        let batch = &self.batch;
+        let written = match write_batch(&mut self.conn, batch, keep, &self.damage, &self.written) {
             Ok(()) => Ok(false),
             Err(error) if is_damage(&error) => {
                 self.rollback();
@@ -638,6 +646,11 @@ impl Store {
         };
         match written {
             Ok(went_around) => {
+                if went_around {
+                    self.written.forget();
+                } else {
+                    self.written.committed(&self.batch);
+                }
                 let committed = self.committed(went_around);
                 self.batch.clear();
                 self.after_commit();
@@ -645,11 +658,13 @@ impl Store {
             }
             Err(error) if is_busy(&error) => {
                 self.rollback();
+                self.written.forget();
                 let discarded = Box::default();
                 Err(CommitError { error, discarded })
             }
             Err(error) => {
                 self.rollback();
+                self.written.forget();
                 let discarded = Box::new(self.batch.take_failed());
                 Err(CommitError { error, discarded })
             }
@@ -688,7 +703,7 @@ impl Store {
     /// demand, without a mount).
     pub fn fail_writes(&mut self, fail: bool) -> rusqlite::Result<()> {
         let sql = if fail {
-            "CREATE TEMP TRIGGER IF NOT EXISTS full_disk_m BEFORE INSERT ON messages \
+            "CREATE TEMP TRIGGER IF NOT EXISTS full_disk_m BEFORE INSERT ON chunks \
                BEGIN SELECT RAISE(ABORT, 'database or disk is full (simulated)'); END;\
              CREATE TEMP TRIGGER IF NOT EXISTS full_disk_s BEFORE INSERT ON sessions \
                BEGIN SELECT RAISE(ABORT, 'database or disk is full (simulated)'); END;\
@@ -742,11 +757,7 @@ impl Store {
     /// message.
     pub fn room(&self, number: u32, history: usize) -> Result<Option<StoredRoom>, QueryError> {
         // The newest message is never pruned: its seq is the room's last.
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT max(seq) FROM messages WHERE room = ?1")?;
-        let last: Option<i64> = stmt.query_row([number], |row| row.get(0))?;
-        let Some(last_seq) = last.map(to_u64) else {
+        let Some(last_seq) = events::last_seq(&self.conn, number)? else {
             return Ok(None);
         };
         let history = self.newest(number, u64::MAX, history)?;
@@ -779,6 +790,9 @@ impl Store {
     /// edit or delete targets, when it is older than the history in
     /// memory).
     pub fn event(&self, room: u32, seq: u64) -> Result<Option<StoredMessage>, QueryError> {
+        if seq <= self.kept_after(room)? {
+            return Ok(None);
+        }
         Ok(events::one(&self.conn, room, seq)?)
     }
 
@@ -789,18 +803,17 @@ impl Store {
         before: u64,
         count: usize,
     ) -> Result<Vec<StoredMessage>, QueryError> {
-        let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {} FROM messages
-             WHERE room = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3",
-            events::COLUMNS
-        ))?;
-        let rows = stmt.query_map(
-            params![room, to_i64(before), to_i64(count as u64)],
-            events::from_row,
-        )?;
-        let mut messages = rows.collect::<Result<Vec<_>, _>>()?;
-        messages.reverse();
-        Ok(messages)
+        let after = self.kept_after(room)?;
+        Ok(events::newest(&self.conn, room, after, before, count)?)
+    }
+
+    /// The `seq` after which `room`'s events are kept: the newest
+    /// `--keep-messages`. Pruning deletes a turn's chunk only once all of
+    /// it is older (`events::prune`), so the file may still hold a few
+    /// older ones; they are never read.
+    fn kept_after(&self, room: u32) -> Result<u64, QueryError> {
+        let last = events::last_seq(&self.conn, room)?.unwrap_or(0);
+        Ok(last.saturating_sub(self.keep_messages))
     }
 
     /// Every bar row, in the order they were set, ended ones too (a row
@@ -926,10 +939,11 @@ fn write_batch(
     batch: &Batch,
     keep: u64,
     damage: &Damage,
+    written: &events::Written,
 ) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
     write_logins(&tx, batch)?;
-    write_messages(&tx, batch, damage)?;
+    write_messages(&tx, batch, damage, written)?;
     write_rooms(&tx, batch, keep, damage)?;
     write_presence(&tx, batch)?;
     write_session_ends(&tx, batch)?;
@@ -970,75 +984,35 @@ fn write_logins(tx: &Transaction, batch: &Batch) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// Rows of one multi-row `INSERT` (see [`write_messages`]).
-const ROWS_PER_INSERT: usize = 16;
-
-/// Each event's row, in the order recorded, then the changes its edits
-/// and deletes make to the messages they target (`events::apply`: in
-/// order too, so the file ends as `events::write` one by one would leave
-/// it). `INSERT OR FAIL`, not `OR REPLACE`: a `(room, seq)` that is
-/// already there fails the commit rather than replace a message someone
-/// may have seen. `FAIL` rather than the default `ABORT`: both stop the
-/// statement with an error, and the caller rolls the whole transaction
-/// back either way; `ABORT` would also undo the statement's own rows
-/// first, which makes SQLite copy every page the statement touches into
-/// a statement journal (about 5 % of a 75-message commit). A busy
-/// room's turn holds dozens of messages: they go [`ROWS_PER_INSERT`] rows
-/// to a statement (one statement run instead of sixteen), the rest one by
-/// one; both statements are prepared once and cached.
-fn write_messages(tx: &Transaction, batch: &Batch, damage: &Damage) -> rusqlite::Result<()> {
+/// The turn's events as one chunk per room (`events::write_chunk`), then
+/// the changes its edits and deletes make to the messages they target
+/// (`events::apply`, in the order recorded, so the file ends as applying
+/// them one by one would leave it). Rooms known to refuse writes are left
+/// out.
+fn write_messages(
+    tx: &Transaction,
+    batch: &Batch,
+    damage: &Damage,
+    written: &events::Written,
+) -> rusqlite::Result<()> {
     if batch.messages().len() == 0 {
         return Ok(());
     }
-    let rows = || batch.messages().filter(|m| damage.writes(m.room));
-    let mut left = rows().count();
-    let mut rows = rows();
-    if left >= ROWS_PER_INSERT {
-        let mut many = tx.prepare_cached(&multi_row_insert(ROWS_PER_INSERT))?;
-        while left >= ROWS_PER_INSERT {
-            for (i, m) in rows.by_ref().take(ROWS_PER_INSERT).enumerate() {
-                bind_message(&mut many, i * events::INSERTED, &m)?;
-            }
-            many.raw_execute()?;
-            left -= ROWS_PER_INSERT;
-        }
+    let mut events: Vec<Message<'_>> = batch.messages().filter(|m| damage.writes(m.room)).collect();
+    // Stable: a room's events keep their recorded (rising seq) order. A
+    // turn of one room is in order already.
+    if !events.is_sorted_by_key(|m| m.room) {
+        events.sort_by_key(|m| m.room);
     }
-    let mut one = tx.prepare_cached(&multi_row_insert(1))?;
-    for m in rows {
-        bind_message(&mut one, 0, &m)?;
-        one.raw_execute()?;
+    let mut buf = Vec::new();
+    for room_events in events.chunk_by(|a, b| a.room == b.room) {
+        let room = room_events[0].room;
+        events::write_chunk(tx, room, room_events, Some(written), &mut buf)?;
     }
-    for m in batch.messages().filter(|m| damage.writes(m.room)) {
-        events::apply(tx, &m)?;
+    for m in &events {
+        events::apply(tx, m)?;
     }
     Ok(())
-}
-
-/// `INSERT INTO messages … VALUES (?, ?, ?, ?, ?), …` with `rows` rows.
-fn multi_row_insert(rows: usize) -> String {
-    let row = "(?, ?, ?, ?, ?, ?, ?, ?)";
-    let values = vec![row; rows].join(", ");
-    format!(
-        "INSERT OR FAIL INTO messages (room, seq, at, user, text, kind, target, author) VALUES {values}"
-    )
-}
-
-/// Binds one event's row to the [`events::INSERTED`] parameters after
-/// `before`.
-fn bind_message(
-    stmt: &mut rusqlite::CachedStatement<'_>,
-    before: usize,
-    m: &Message<'_>,
-) -> rusqlite::Result<()> {
-    let (kind, target, author) = events::columns(m);
-    stmt.raw_bind_parameter(before + 1, m.room)?;
-    stmt.raw_bind_parameter(before + 2, to_i64(m.seq))?;
-    stmt.raw_bind_parameter(before + 3, to_i64(m.at))?;
-    stmt.raw_bind_parameter(before + 4, m.user)?;
-    stmt.raw_bind_parameter(before + 5, m.text)?;
-    stmt.raw_bind_parameter(before + 6, kind)?;
-    stmt.raw_bind_parameter(before + 7, target)?;
-    stmt.raw_bind_parameter(before + 8, author)
 }
 
 /// Lists each touched room in `rooms` (a room already there is left alone,
@@ -1053,14 +1027,13 @@ fn write_rooms(
     damage: &Damage,
 ) -> rusqlite::Result<()> {
     let mut list = tx.prepare_cached("INSERT OR IGNORE INTO rooms (number) VALUES (?1)")?;
-    let mut prune = tx.prepare_cached("DELETE FROM messages WHERE room = ?1 AND seq <= ?2")?;
     for (room, last_seq) in batch.last_seqs() {
         if !damage.writes(room) {
             continue;
         }
         list.execute([room])?;
         if last_seq > keep && damage.prunes(room) {
-            prune.execute(params![room, to_i64(last_seq - keep)])?;
+            events::prune(tx, room, last_seq - keep)?;
         }
     }
     Ok(())

@@ -4,7 +4,8 @@
 //! `--keep-messages` prunes a room when it gets a message (in the commit).
 //! What no message touches needs a sweep: [`step`] looks at up to
 //! [`ROOMS_PER_STEP`] rooms (in room order, from where the last step
-//! stopped) and, for each, at its oldest [`ROWS_PER_ROOM`] messages:
+//! stopped) and, for each, at its oldest [`CHUNKS_PER_ROOM`] chunks of
+//! events:
 //!
 //! - messages older than `--keep-days` are deleted, **except a room's
 //!   newest**: it carries the room's last `seq`, which must survive while
@@ -35,12 +36,14 @@ use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::events;
+
 /// Rooms looked at per step.
 pub const ROOMS_PER_STEP: usize = 128;
 
-/// A room's oldest messages looked at per step: more expired ones than
-/// this are deleted in the next passes.
-pub const ROWS_PER_ROOM: usize = 256;
+/// A room's oldest chunks (a turn's events each, see `events.rs`) looked
+/// at per step: more expired ones than this are deleted in the next passes.
+pub const CHUNKS_PER_ROOM: usize = 256;
 
 /// Free pages given back per step (1 MiB of 4 KiB pages).
 pub const VACUUM_PAGES: u32 = 256;
@@ -133,7 +136,7 @@ fn next_rooms(conn: &Connection, after: u32) -> rusqlite::Result<Vec<u32>> {
     rows.collect()
 }
 
-/// Ages out one room's old messages, or removes the room.
+/// Ages out one room's old events, or removes the room.
 fn expire_room(
     conn: &Connection,
     number: u32,
@@ -141,29 +144,38 @@ fn expire_room(
     live: bool,
     done: &mut Step,
 ) -> rusqlite::Result<()> {
-    let newest: Option<(i64, i64)> = conn
-        .prepare_cached("SELECT seq, at FROM messages WHERE room = ?1 ORDER BY seq DESC LIMIT 1")?
-        .query_row([number], |row| Ok((row.get(0)?, row.get(1)?)))
+    let newest: Option<(i64, i64, i64)> = conn
+        .prepare_cached(
+            "SELECT first, last, at FROM chunks WHERE room = +?1 ORDER BY first DESC LIMIT 1",
+        )?
+        .query_row([number], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
         .optional()?;
-    let expired = |at: i64| (at.max(0) as u64) < cutoff;
+    let expired = |at: u64| at < cutoff;
     match newest {
         None if !live => remove_room(conn, number, done),
-        Some((_, at)) if !live && expired(at) => remove_room(conn, number, done),
-        Some((last, _)) => {
+        Some((_, _, at)) if !live && expired(at.max(0) as u64) => remove_room(conn, number, done),
+        Some((newest_first, last, _)) => {
             let oldest = conn
                 .prepare_cached(
-                    "SELECT seq, at FROM messages WHERE room = ?1 AND seq < ?2
-                     ORDER BY seq LIMIT ?3",
+                    "SELECT first, at FROM chunks WHERE room = +?1 ORDER BY first LIMIT ?2",
                 )?
-                .query_map(params![number, last, ROWS_PER_ROOM as i64], |row| {
+                .query_map(params![number, CHUNKS_PER_ROOM as i64], |row| {
                     Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?))
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
-            let end = oldest.iter().take_while(|(_, at)| expired(*at)).last();
-            if let Some(&(end, _)) = end {
-                done.messages += conn
-                    .prepare_cached("DELETE FROM messages WHERE room = ?1 AND seq <= ?2")?
-                    .execute(params![number, end])?;
+            for (first, at) in oldest {
+                if first < newest_first && expired(at.max(0) as u64) {
+                    done.messages += delete_chunk(conn, number, first)?;
+                } else {
+                    done.messages += trim_chunk(
+                        conn,
+                        number,
+                        first.max(0) as u64,
+                        &expired,
+                        last.max(0) as u64,
+                    )?;
+                    break;
+                }
             }
             Ok(())
         }
@@ -171,10 +183,49 @@ fn expire_room(
     }
 }
 
+/// Deletes one chunk; its events.
+fn delete_chunk(conn: &Connection, room: u32, first: i64) -> rusqlite::Result<usize> {
+    conn.prepare_cached(
+        "DELETE FROM chunks WHERE room = ?1 AND first = ?2 RETURNING json_array_length(events, '$.events')",
+    )?
+    .query_map(params![room, first], |row| row.get::<_, i64>(0))?
+    .map(|n| n.map(|n| n.max(0) as usize))
+    .sum()
+}
+
+/// Drops the expired events at the start of a chunk whose newest is not
+/// expired (or that holds the room's `last` event, which always stays);
+/// the events dropped.
+fn trim_chunk(
+    conn: &Connection,
+    room: u32,
+    first: u64,
+    expired: &dyn Fn(u64) -> bool,
+    last: u64,
+) -> rusqlite::Result<usize> {
+    let json: String = conn
+        .prepare_cached("SELECT events FROM chunks WHERE room = ?1 AND first = ?2")?
+        .query_row(params![room, first as i64], |row| row.get(0))?;
+    let mut events = events::decode(&json)?;
+    let gone = events
+        .iter()
+        .take_while(|e| expired(e.at) && e.seq != last)
+        .count();
+    if gone > 0 {
+        events.drain(..gone);
+        events::rewrite(conn, room, first, &events)?;
+    }
+    Ok(gone)
+}
+
 fn remove_room(conn: &Connection, number: u32, done: &mut Step) -> rusqlite::Result<()> {
     done.messages += conn
-        .prepare_cached("DELETE FROM messages WHERE room = ?1")?
-        .execute([number])?;
+        .prepare_cached(
+            "DELETE FROM chunks WHERE room = ?1 RETURNING json_array_length(events, '$.events')",
+        )?
+        .query_map([number], |row| row.get::<_, i64>(0))?
+        .map(|n| n.map(|n| n.max(0) as usize))
+        .sum::<rusqlite::Result<usize>>()?;
     conn.prepare_cached("DELETE FROM rooms WHERE number = ?1")?
         .execute([number])?;
     done.rooms += 1;
@@ -292,6 +343,9 @@ mod tests {
         assert_eq!((two.last_seq, two.history.len()), (30, 1));
         assert_eq!(s.room(3, 50).unwrap().unwrap().history.len(), 30);
         assert_eq!(s.room(300, 50).unwrap(), None);
+        // A removed room starts again at seq 1.
+        post(&mut s, 1, 1, NOW);
+        assert_eq!(s.room(1, 50).unwrap().unwrap().last_seq, 1);
     }
 
     #[test]
@@ -312,7 +366,7 @@ mod tests {
         let path = dir.path().join("r.db");
         let mut s = store(&dir, 1);
         for room in 1..=20 {
-            post(&mut s, room, 100, OLD);
+            post(&mut s, room, 400, OLD);
         }
         s.checkpoint().unwrap();
         let before = std::fs::metadata(&path).unwrap().len();

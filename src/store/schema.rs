@@ -10,21 +10,35 @@
 //! its transaction commits: reading those 100 bytes is enough to recognise a
 //! file, with no SQLite and no side effect (see `file.rs`).
 
-use rusqlite::{Connection, Transaction};
+use rusqlite::{Connection, Transaction, params};
+
+use super::{Kind, StoredMessage, TokenHash, events};
 
 /// "wsRm": the `application_id` of every wsrooms database.
 pub const APPLICATION_ID: u32 = u32::from_be_bytes(*b"wsRm");
 
-/// One step from version `n` to `n + 1`: SQL run inside the migration's
-/// transaction.
-pub type Step = &'static str;
+/// One step from version `n` to `n + 1`, run inside the migration's
+/// transaction: SQL, or Rust where SQL alone cannot do it.
+#[derive(Clone, Copy)]
+pub enum Step {
+    /// SQL statements.
+    Sql(&'static str),
+    /// A function given the transaction.
+    Rust(fn(&Transaction) -> rusqlite::Result<()>),
+}
 
 /// The steps, in order: `STEPS[n]` brings version `n` to `n + 1`. Version 0
 /// is an empty file, so the first step creates the tables of version 1.
 /// A later version appends a step here (and never edits an old one: files
 /// in the field went through it).
 pub const STEPS: &[Step] = &[
-    VERSION_1, VERSION_2, VERSION_3, VERSION_4, VERSION_5, VERSION_6,
+    Step::Sql(VERSION_1),
+    Step::Sql(VERSION_2),
+    Step::Sql(VERSION_3),
+    Step::Sql(VERSION_4),
+    Step::Sql(VERSION_5),
+    Step::Sql(VERSION_6),
+    Step::Rust(version_7),
 ];
 
 /// The schema version this binary writes and understands.
@@ -132,6 +146,121 @@ const VERSION_6: &str = "
     );
 ";
 
+/// Version 7: a room's events of one loop turn are one row of `chunks`
+/// (`events.rs` says why, and what the JSON in `events` holds), instead
+/// of a row of `messages` each. `first` and `last` are the chunk's first
+/// and last `seq`, `at` its newest event's time (for `--keep-days`). The
+/// primary key (room, first) is an index beside the table: a room's
+/// newest chunk, a scrollback page and pruning are each one range of it.
+/// (A `WITHOUT ROWID` table, one b-tree, measured slower: a chunk of a
+/// busy turn is several KiB, and appending such rows to a rowid table is
+/// SQLite's cheapest insert.)
+///
+/// The step moves the rows of `messages` into chunks of up to
+/// [`CHUNK_EVENTS_AT_UPGRADE`] events, through the same encoder as the
+/// server's (so in Rust: SQL could not write the authors' list), then puts
+/// a view named `messages` in the table's place: one row per event, with
+/// the old columns (`author` as hex text), so that `sqlite3 FILE "SELECT …
+/// FROM messages"` still reads the history.
+const VERSION_7: &str = "
+    CREATE TABLE chunks (
+        room INTEGER NOT NULL,
+        first INTEGER NOT NULL,
+        last INTEGER NOT NULL,
+        at INTEGER NOT NULL,
+        events TEXT NOT NULL,
+        PRIMARY KEY (room, first)
+    );
+";
+
+/// The view of version 7. `json_extract`, not the `->>` operator, so that
+/// an older `sqlite3` (before 3.38) can still open the file.
+const MESSAGES_VIEW: &str = "
+    CREATE VIEW messages (room, seq, at, user, text, kind, target, author, edited, deleted) AS
+        SELECT c.room,
+               json_extract(e.value, '$[0]'), json_extract(e.value, '$[1]'),
+               json_extract(e.value, '$[2]'), json_extract(e.value, '$[3]'),
+               coalesce(json_extract(e.value, '$[5]'), 0), json_extract(e.value, '$[6]'),
+               json_extract(c.events, '$.authors[' || json_extract(e.value, '$[4]') || ']'),
+               json_extract(e.value, '$[7]'), coalesce(json_extract(e.value, '$[8]'), 0)
+        FROM chunks AS c, json_each(c.events, '$.events') AS e;
+";
+
+/// Events per chunk when an older file's rows are moved into chunks.
+pub const CHUNK_EVENTS_AT_UPGRADE: usize = 64;
+
+fn version_7(tx: &Transaction) -> rusqlite::Result<()> {
+    tx.execute_batch(VERSION_7)?;
+    let mut read = tx.prepare(
+        "SELECT room, seq, at, user, text, kind, target, author, edited, deleted
+         FROM messages ORDER BY room, seq",
+    )?;
+    let mut write = tx.prepare(
+        "INSERT INTO chunks (room, first, last, at, events) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    let mut rows = read.query([])?;
+    let mut chunk: Vec<StoredMessage> = Vec::new();
+    let mut room = 0u32;
+    let mut buf = Vec::new();
+    let mut flush = |room: u32, chunk: &mut Vec<StoredMessage>| -> rusqlite::Result<()> {
+        let (Some(first), Some(last)) = (chunk.first(), chunk.last()) else {
+            return Ok(());
+        };
+        events::encode_stored(chunk, &mut buf);
+        let json = String::from_utf8_lossy(&buf);
+        let at = chunk.iter().map(|e| e.at).max().unwrap_or(0);
+        write.execute(params![
+            room,
+            first.seq as i64,
+            last.seq as i64,
+            at as i64,
+            json
+        ])?;
+        chunk.clear();
+        Ok(())
+    };
+    while let Some(row) = rows.next()? {
+        let this_room: u32 = row.get(0)?;
+        if this_room != room || chunk.len() == CHUNK_EVENTS_AT_UPGRADE {
+            flush(room, &mut chunk)?;
+            room = this_room;
+        }
+        chunk.push(version_6_row(row)?);
+    }
+    flush(room, &mut chunk)?;
+    drop(rows);
+    drop(read);
+    tx.execute_batch("DROP TABLE messages;")?;
+    tx.execute_batch(MESSAGES_VIEW)
+}
+
+/// A row of version 6's `messages` (from its second column on).
+fn version_6_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredMessage> {
+    let number = |i| -> rusqlite::Result<u64> {
+        Ok(row.get::<_, Option<i64>>(i)?.unwrap_or(0).max(0) as u64)
+    };
+    let target = number(6)?;
+    let kind = match row.get::<_, i64>(5)? {
+        1 => Kind::Edit { target },
+        2 => Kind::Delete { target },
+        _ => Kind::Said {
+            author: row
+                .get::<_, Option<Vec<u8>>>(7)?
+                .and_then(|a| <[u8; 32]>::try_from(a).ok())
+                .map(TokenHash),
+        },
+    };
+    Ok(StoredMessage {
+        seq: number(1)?,
+        at: number(2)?,
+        user: row.get(3)?,
+        text: row.get(4)?,
+        kind,
+        edited: row.get::<_, Option<i64>>(8)?.map(|n| n.max(0) as u64),
+        deleted: row.get::<_, i64>(9)? != 0,
+    })
+}
+
 /// The file's epoch (version 3 and later; see `VERSION_3`).
 pub fn epoch(conn: &Connection) -> rusqlite::Result<u64> {
     conn.query_row("SELECT value FROM meta WHERE key = 'epoch'", [], |row| {
@@ -180,7 +309,10 @@ pub fn migrate(conn: &mut Connection, from: u32, steps: &[Step]) -> rusqlite::Re
         tx.pragma_update(None, "application_id", APPLICATION_ID as i32)?;
     }
     for step in &steps[from as usize..] {
-        tx.execute_batch(step)?;
+        match step {
+            Step::Sql(sql) => tx.execute_batch(sql)?,
+            Step::Rust(run) => run(&tx)?,
+        }
     }
     set_version(&tx, to)?;
     tx.commit()

@@ -530,7 +530,7 @@ fn migrations_run_from_the_files_version_in_one_step() {
     conn.execute("INSERT INTO rooms VALUES (1, 9)", []).unwrap();
     let version_2: &[schema::Step] = &[
         schema::STEPS[0],
-        "ALTER TABLE rooms ADD COLUMN topic TEXT NOT NULL DEFAULT ''",
+        schema::Step::Sql("ALTER TABLE rooms ADD COLUMN topic TEXT NOT NULL DEFAULT ''"),
     ];
     schema::migrate(&mut conn, 1, version_2).unwrap();
     let number = |name| {
@@ -645,9 +645,10 @@ fn a_version_1_file_is_migrated_with_every_room_seq_and_message() {
 }
 
 #[test]
-fn a_message_to_a_known_room_writes_one_page() {
-    // The room's newest messages share a page; nothing else changes (a
-    // room's last seq is not written apart from its messages).
+fn a_message_to_a_known_room_writes_two_pages() {
+    // Its chunk (appended to the table's last page) and the chunk's entry
+    // in the index; nothing else changes (a room's last seq is not
+    // written apart from its messages).
     let (_dir, path) = temp();
     let mut store = Store::open(&path, 100).unwrap();
     post(&mut store, 1, 1..=1);
@@ -655,7 +656,7 @@ fn a_message_to_a_known_room_writes_one_page() {
     for seq in 2..=6 {
         let before = store.wal_pages();
         post(&mut store, 1, seq..=seq);
-        assert_eq!(store.wal_pages(), before + 1, "message {seq}");
+        assert_eq!(store.wal_pages(), before + 2, "message {seq}");
     }
 }
 
@@ -691,7 +692,8 @@ fn a_checkpoint_empties_the_log_and_loses_nothing() {
     assert_eq!(store.wal_pages(), 0);
     assert!(!store.checkpoint_due());
     post(&mut store, 1, seq + 1..=seq + 1);
-    assert_eq!(store.wal_pages(), 1, "the log starts again");
+    // Its chunk and the chunk's entry in the index.
+    assert_eq!(store.wal_pages(), 2, "the log starts again");
 
     // What a kill leaves now (main file + a short log) has everything.
     let crashed = tempfile::tempdir().unwrap();
@@ -927,13 +929,21 @@ fn a_fifo_or_a_directory_is_refused_before_it_is_opened() {
 /// Writes 300 messages to room 1 ("one-0001-…") and then 300 to room 2
 /// ("two-…"), so each room's messages fill pages of their own, and closes
 /// the store (everything in the main file).
+/// Room 1, then room 2, each 300 messages in 30 turns of 10: 30 chunks
+/// of about 2 KB a room, two to a page of the `chunks` table, the rooms on
+/// pages of their own (but for the page where one ends and the other
+/// starts).
 fn two_full_rooms(path: &Path) {
     let mut store = Store::open(path, 300).unwrap();
     let pad = "x".repeat(150);
     for (room, name) in [(1, "one"), (2, "two")] {
         let texts: Vec<String> = (1..=300).map(|s| format!("{name}-{s:04}-{pad}")).collect();
-        for (seq, text) in (1..=300).zip(&texts) {
-            store.record_message(message(room, seq, text));
+        for turn in texts.chunks(10).enumerate() {
+            let (n, texts) = turn;
+            for (i, text) in texts.iter().enumerate() {
+                store.record_message(message(room, (n * 10 + i + 1) as u64, text));
+            }
+            store.commit().unwrap();
         }
         // A session in each room: start-up loads the rooms of sessions.
         store.record_login(TokenHash::of(&token(room as u8)), room, name, 0);
@@ -941,16 +951,16 @@ fn two_full_rooms(path: &Path) {
     }
 }
 
-/// Writes garbage over every leaf page of the closed file at `path` that
-/// holds `marker` (`messages` is a `WITHOUT ROWID` table: its rows live in
-/// index b-tree pages, leaves of type 0x0a; an interior page also holds
-/// whole rows as keys, and spans both rooms); returns how many.
+/// Writes garbage over every page of the closed file at `path` that holds
+/// `marker` in a row of `chunks` (a rowid table: its rows live in table
+/// b-tree leaves, pages of type 0x0d; its index holds no text); returns
+/// how many.
 fn damage_pages(path: &Path, marker: &[u8]) -> usize {
     let mut bytes = fs::read(path).unwrap();
     let size = usize::from(u16::from_be_bytes([bytes[16], bytes[17]]));
     let mut damaged = 0;
     for page in bytes.chunks_mut(size).skip(1) {
-        if page[0] == 0x0a && page.windows(marker.len()).any(|w| w == marker) {
+        if page[0] == 0x0d && page.windows(marker.len()).any(|w| w == marker) {
             page.fill(0xa5);
             damaged += 1;
         }
@@ -973,17 +983,22 @@ fn damaged_old_pages_fail_their_reads_and_only_skip_their_rooms_pruning() {
         seqs(&store.history(1, None, 3).unwrap().messages),
         [298, 299, 300]
     );
-    // Each room's next message prunes its oldest: room 1's prune meets the
-    // damage and is skipped; both messages are written.
-    store.record_message(message(1, 301, "one more"));
-    store.record_message(message(2, 301, "two more"));
+    // Each room's next ten messages prune its oldest chunk: room 1's prune
+    // meets the damage and is skipped; all the messages are written.
+    for seq in 301..=310 {
+        store.record_message(message(1, seq, "one more"));
+        store.record_message(message(2, seq, "two more"));
+    }
     let committed = store.commit().expect("committed around the damage");
     assert!(committed.damaged);
-    assert_eq!((committed.messages, committed.refused_rooms), (2, vec![]));
-    assert_eq!(seqs(&store.history(1, None, 1).unwrap().messages), [301]);
-    assert_eq!(seqs(&store.history(2, Some(3), 10).unwrap().messages), [2]);
+    assert_eq!((committed.messages, committed.refused_rooms), (20, vec![]));
+    assert_eq!(seqs(&store.history(1, None, 1).unwrap().messages), [310]);
+    assert_eq!(
+        seqs(&store.history(2, Some(13), 2).unwrap().messages),
+        [11, 12]
+    );
     // Known now: room 1 is no longer pruned, and nothing fails.
-    store.record_message(message(1, 302, "and another"));
+    store.record_message(message(1, 311, "and another"));
     let committed = store.commit().expect("committed");
     assert_eq!((committed.messages, committed.damaged), (1, true));
 }
@@ -1067,7 +1082,10 @@ fn the_journal_of_our_own_interrupted_upgrade_is_played_back_and_the_upgrade_run
         .execute_batch("PRAGMA journal_mode=DELETE; PRAGMA cache_size=1;")
         .unwrap();
     let tx = upgrading.transaction().unwrap();
-    tx.execute_batch(schema::STEPS[1]).unwrap();
+    let schema::Step::Sql(version_2) = schema::STEPS[1] else {
+        panic!("version 2 is SQL")
+    };
+    tx.execute_batch(version_2).unwrap();
     tx.execute_batch(
         "PRAGMA user_version=2;
          WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 200)
@@ -1180,7 +1198,8 @@ fn a_reader_holding_the_log_neither_stalls_nor_repeats_checkpoints() {
     store.checkpoint().unwrap();
     assert_eq!(store.wal_pages(), 0, "everything copied");
     post(&mut store, 1, seq + 1..=seq + 1);
-    assert_eq!(store.wal_pages(), 1, "the log starts again");
+    // Its chunk and the chunk's entry in the index.
+    assert_eq!(store.wal_pages(), 2, "the log starts again");
 }
 
 #[test]
@@ -1811,4 +1830,136 @@ fn a_backup_into_a_missing_side_file_spelt_through_a_link_is_refused() {
             result.map(|c| c.pages)
         );
     }
+}
+
+/// A file of version 6 (a row per event in `messages`) is moved into
+/// chunks at start: every event, its author, its edit and its delete
+/// read back as they were, and the view `messages` shows the same rows.
+#[test]
+fn a_version_6_file_is_moved_into_chunks_and_reads_the_same() {
+    let (_dir, path) = temp();
+    {
+        let mut old = Connection::open(&path).unwrap();
+        schema::migrate(&mut old, 0, &schema::STEPS[..6]).unwrap();
+        old.execute_batch(
+            "INSERT INTO rooms VALUES (5), (6);
+             INSERT INTO messages (room, seq, at, user, text, kind, target, author, edited, deleted)
+             VALUES (5, 1, 10, 'a', 'one!', 0, NULL, zeroblob(32), 14, 0),
+                    (5, 2, 11, 'b', '', 0, NULL, NULL, NULL, 1),
+                    (5, 3, 12, 'a', 'one!', 1, 1, NULL, NULL, 0),
+                    (5, 4, 13, '', '', 2, 2, NULL, NULL, 0);
+             WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 150)
+             INSERT INTO messages (room, seq, at, user, text) SELECT 6, x, x, 'z', 'm' || x FROM c;",
+        )
+        .unwrap();
+    }
+    let store = Store::open(&path, 1000).unwrap();
+    let five = store.history(5, None, 10).unwrap().messages;
+    assert_eq!(seqs(&five), [1, 2, 3, 4]);
+    assert_eq!(
+        (five[0].text.as_str(), five[0].edited, five[0].kind),
+        (
+            "one!",
+            Some(14),
+            Kind::Said {
+                author: Some(TokenHash([0; 32]))
+            }
+        )
+    );
+    assert!(five[1].deleted);
+    assert_eq!(five[2].kind, Kind::Edit { target: 1 });
+    assert_eq!(five[3].kind, Kind::Delete { target: 2 });
+    let six = store.room(6, 200).unwrap().unwrap();
+    assert_eq!((six.last_seq, six.history.len()), (150, 150));
+    assert_eq!(six.history[149].text, "m150");
+    let chunks: i64 = store
+        .conn
+        .query_row("SELECT count(*) FROM chunks WHERE room = 6", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(chunks, 3, "150 events in chunks of 64");
+    let view: (i64, String, String, i64) = store
+        .conn
+        .query_row(
+            "SELECT count(*), max(text), max(author), sum(deleted) FROM messages WHERE room = 5",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .unwrap();
+    assert_eq!(view, (4, "one!".to_owned(), "00".repeat(32), 1));
+}
+
+/// A delete empties the text of the message's edits in later chunks too,
+/// and leaves the other chunks as they were.
+#[test]
+fn a_delete_empties_its_messages_edits_in_every_chunk() {
+    let (_dir, path) = temp();
+    let mut store = Store::open(&path, 1000).unwrap();
+    let said = Kind::Said {
+        author: Some(TokenHash([9; 32])),
+    };
+    store.record_message(event(1, "alice", "secret one", said));
+    store.record_message(event(2, "alice", "secret two", Kind::Edit { target: 1 }));
+    store.commit().unwrap();
+    store.record_message(event(3, "bob", "[1,2,\"x\",1,1]", said));
+    store.commit().unwrap();
+    store.record_message(event(4, "alice", "secret three", Kind::Edit { target: 1 }));
+    store.record_message(event(5, "bob", "other", said));
+    store.commit().unwrap();
+    store.record_message(event(6, "alice", "", Kind::Delete { target: 1 }));
+    store.commit().unwrap();
+    let h = store.history(5, None, 10).unwrap().messages;
+    assert_eq!(seqs(&h), [1, 2, 3, 4, 5, 6]);
+    assert!(h[0].deleted);
+    let texts: Vec<&str> = h.iter().map(|m| m.text.as_str()).collect();
+    assert_eq!(texts, ["", "", "[1,2,\"x\",1,1]", "", "other", ""]);
+    let left: i64 = store
+        .conn
+        .query_row(
+            "SELECT count(*) FROM chunks WHERE events LIKE '%secret%'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(left, 0, "a deleted text stays in no row");
+}
+
+/// A room's last `seq` is looked up with a statement prepared once:
+/// SQLite prepares a statement again when its plan depends on a bound
+/// value (see `events::LAST_SEQ`), and a commit that meets a room it has
+/// not noted runs it.
+#[test]
+fn the_last_seq_statement_is_prepared_once() {
+    let (_dir, path) = temp();
+    let mut store = Store::open(&path, 5).unwrap();
+    for seq in 1..=20 {
+        for room in 1..=3 {
+            store.record_message(message(room, seq, "m"));
+        }
+        store.commit().unwrap();
+    }
+    for room in 1..=3 {
+        store.room(room, 1).unwrap().expect("a room with messages");
+    }
+    let stmt = store.conn.prepare_cached(events::LAST_SEQ).unwrap();
+    assert!(stmt.get_status(rusqlite::StatementStatus::Run) >= 6);
+    assert_eq!(stmt.get_status(rusqlite::StatementStatus::RePrepare), 0);
+}
+
+/// What the store notes of the rooms it wrote stands for the file's own
+/// last `seq`: a seq given again is refused all the same, after a commit
+/// that failed, and after a retention step removed a room (which then
+/// starts again at 1).
+#[test]
+fn a_seq_given_again_is_refused_with_or_without_the_noted_last_seq() {
+    let (_dir, path) = temp();
+    let mut store = Store::open(&path, 100).unwrap();
+    post(&mut store, 1, 1..=5);
+    store.record_message(message(1, 5, "again"));
+    assert!(store.commit().is_err(), "noted: 5");
+    store.record_message(message(1, 3, "again"));
+    assert!(store.commit().is_err(), "looked up after the failure");
+    post(&mut store, 1, 6..=6);
+    assert_eq!(store.room(1, 10).unwrap().unwrap().last_seq, 6);
 }
