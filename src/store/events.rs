@@ -14,20 +14,25 @@
 //! room gets one message per turn, so its chunks hold one event each, as
 //! rows did before.
 //!
-//! **An event** is `[seq, at, user, text, kind, target, author, edited,
-//! deleted]`: `kind` 0 a message, 1 an edit, 2 a delete; `target` the
-//! `seq` an edit or delete changes (else null); `author` the SHA-256 of
-//! the sending session's token in hex (of a message; null for nobody);
-//! `edited` when a message was last edited (Unix ms, or null); `deleted`
-//! 1 once a message is deleted (its text is then empty, and so is the text
-//! of its edits: a deleted text stays in no row). The file has a view
+//! **A chunk** is `{"authors":[…],"events":[…]}`: `authors` the SHA-256
+//! of each sending session's token (who may edit and delete the message),
+//! in hex, once per chunk; `events` the events, oldest first, each an array
+//! `[seq, at, user, text, author, kind, target, edited, deleted]`:
+//! `author` a message's author as its place in `authors` (null for
+//! nobody); `kind` 0 a message, 1 an edit, 2 a delete; `target` the `seq`
+//! an edit or delete changes (else null); `edited` when a message was last
+//! edited (Unix ms, or null); `deleted` 1 once a message is deleted (its
+//! text is then empty, and so is the text of its edits: a deleted text
+//! stays in no row). The fields after `text` are left out from the first
+//! one on that is at its default (null, or 0 for `kind` and `deleted`):
+//! most events are `[seq, at, user, text, author]`. The file has a view
 //! `messages` with one row per event, for `sqlite3` and other readers.
 //!
-//! **Rules the writer keeps**: a room's chunks hold consecutive, rising
-//! `seq`s; `first` and `last` are the chunk's first and last `seq`, `at`
-//! its last event's time; a new chunk starts after the room's last `seq`
-//! (else the commit fails: a number given twice would replace an event
-//! someone may have seen). A chunk that does not decode (a file edited by
+//! **Rules the writer keeps**: a chunk's `seq`s rise, its `first` and
+//! `last` are its first and last event's, and `at` its newest event's
+//! time; a new chunk starts after the room's last `seq` (else the commit
+//! fails: a number given twice would replace an event someone may have
+//! seen). A chunk that breaks them or does not decode (a file edited by
 //! hand) reads as a damaged page of its room.
 
 use std::collections::HashMap;
@@ -216,9 +221,21 @@ pub fn encode_stored(events: &[StoredMessage], out: &mut Vec<u8>) {
     encode(events.iter().map(EventRef::from), out);
 }
 
-/// A chunk's events, oldest first; an error of its room's damage if the
-/// text is not a chunk.
-pub fn decode(json: &str) -> rusqlite::Result<Vec<StoredMessage>> {
+/// The events of the chunk `first..=last`, oldest first; an error of its
+/// room's damage if `json` is not such a chunk (see the module doc).
+pub fn decode(first: u64, last: u64, json: &str) -> rusqlite::Result<Vec<StoredMessage>> {
+    let events = decode_json(json)?;
+    let rising = events.windows(2).all(|w| w[0].seq < w[1].seq);
+    let ends = (events.first().map(|e| e.seq), events.last().map(|e| e.seq));
+    if !rising || ends != (Some(first), Some(last)) {
+        return Err(damaged(&format!(
+            "its events are not {first} to {last}, rising"
+        )));
+    }
+    Ok(events)
+}
+
+fn decode_json(json: &str) -> rusqlite::Result<Vec<StoredMessage>> {
     let chunk: ChunkIn = serde_json::from_str(json).map_err(|e| damaged(&e))?;
     let authors: Vec<Option<TokenHash>> = chunk
         .authors
@@ -409,17 +426,17 @@ fn delete(tx: &Transaction, room: u32, target: u64) -> rusqlite::Result<()> {
     // `,1,TARGET]` (kind, then target). Text can hold those characters
     // too; such a chunk is decoded and left as it was.
     let marker = format!(",1,{target}]");
-    let later: Vec<(u64, String)> = tx
+    let later: Vec<(u64, u64, String)> = tx
         .prepare_cached(
-            "SELECT first, events FROM chunks
+            "SELECT first, last, events FROM chunks
              WHERE room = ?1 AND first > ?2 AND instr(events, ?3) > 0",
         )?
         .query_map(params![room, to_i64(target), marker], |row| {
-            Ok((to_u64(row.get(0)?), row.get(1)?))
+            Ok((to_u64(row.get(0)?), to_u64(row.get(1)?), row.get(2)?))
         })?
         .collect::<rusqlite::Result<_>>()?;
-    for (first, json) in later {
-        let mut events = decode(&json)?;
+    for (first, last, json) in later {
+        let mut events = decode(first, last, &json)?;
         if blank(&mut events, target, false) {
             rewrite(tx, room, first, &events)?;
         }
@@ -456,35 +473,32 @@ fn change_chunk_of(
     seq: u64,
     change: impl FnOnce(&mut Vec<StoredMessage>) -> bool,
 ) -> rusqlite::Result<()> {
-    let Some((first, json)) = chunk_holding(tx, room, seq)? else {
+    let Some((first, last, json)) = chunk_holding(tx, room, seq)? else {
         return Ok(());
     };
-    let mut events = decode(&json)?;
+    let mut events = decode(first, last, &json)?;
     if change(&mut events) {
         rewrite(tx, room, first, &events)?;
     }
     Ok(())
 }
 
-/// The `first` and events of the chunk whose range holds `seq`, if any.
+/// The `first`, `last` and events of the chunk whose range holds `seq`,
+/// if any.
 fn chunk_holding(
     conn: &Connection,
     room: u32,
     seq: u64,
-) -> rusqlite::Result<Option<(u64, String)>> {
+) -> rusqlite::Result<Option<(u64, u64, String)>> {
     conn.prepare_cached(
-        "SELECT first, events, last FROM chunks
+        "SELECT first, last, events FROM chunks
          WHERE room = +?1 AND first <= ?2 ORDER BY first DESC LIMIT 1",
     )?
     .query_row(params![room, to_i64(seq)], |row| {
-        Ok((to_u64(row.get(0)?), row.get(1)?, row.get::<_, i64>(2)?))
+        Ok((to_u64(row.get(0)?), to_u64(row.get(1)?), row.get(2)?))
     })
     .optional()
-    .map(|found| {
-        found
-            .filter(|&(_, _, last)| to_u64(last) >= seq)
-            .map(|(first, json, _)| (first, json))
-    })
+    .map(|found| found.filter(|&(_, last, _)| last >= seq))
 }
 
 /// Writes `events` (not empty) back as `room`'s chunk that started at
@@ -550,13 +564,17 @@ pub fn newest(
     if count == 0 {
         return Ok(newest_first);
     }
+    // Only chunks with a kept event (`last > after`): one left whole by
+    // pruning, older than what is kept, is not even read.
     let mut stmt = conn.prepare_cached(
-        "SELECT events FROM chunks WHERE room = +?1 AND first < ?2 ORDER BY first DESC",
+        "SELECT first, last, events FROM chunks
+         WHERE room = +?1 AND first < ?2 AND last > ?3 ORDER BY first DESC",
     )?;
-    let mut rows = stmt.query(params![room, to_i64(before)])?;
+    let mut rows = stmt.query(params![room, to_i64(before), to_i64(after)])?;
     'chunks: while let Some(row) = rows.next()? {
-        let json: String = row.get(0)?;
-        let events = decode(&json)?;
+        let (first, last): (i64, i64) = (row.get(0)?, row.get(1)?);
+        let json: String = row.get(2)?;
+        let events = decode(to_u64(first), to_u64(last), &json)?;
         for e in events.into_iter().rev().filter(|e| e.seq < before) {
             if e.seq <= after {
                 break 'chunks;
@@ -573,10 +591,12 @@ pub fn newest(
 
 /// The event `seq` of `room`, if the file keeps it.
 pub fn one(conn: &Connection, room: u32, seq: u64) -> rusqlite::Result<Option<StoredMessage>> {
-    let Some((_, json)) = chunk_holding(conn, room, seq)? else {
+    let Some((first, last, json)) = chunk_holding(conn, room, seq)? else {
         return Ok(None);
     };
-    Ok(decode(&json)?.into_iter().find(|e| e.seq == seq))
+    Ok(decode(first, last, &json)?
+        .into_iter()
+        .find(|e| e.seq == seq))
 }
 
 /// Deletes `room`'s chunks whose events all have `seq <= up_to`. A chunk
@@ -633,7 +653,7 @@ mod tests {
                 ..said(6, "", "", None)
             },
         ];
-        assert_eq!(decode(&json(&events)).unwrap(), events);
+        assert_eq!(decode(1, 6, &json(&events)).unwrap(), events);
     }
 
     #[test]
@@ -675,8 +695,12 @@ mod tests {
             "{\"events\":[[1,2,\"u\",\"t\",null,7,1]]}",
             "{\"events\":[[1,2,\"u\",\"t\",null,1]]}",
             "{\"events\":[[-1,2,\"u\",\"t\"]]}",
+            // Not the chunk 1..=1: none, another seq, two, not rising.
+            "{\"events\":[]}",
+            "{\"events\":[[2,2,\"u\",\"t\"]]}",
+            "{\"events\":[[1,2,\"u\",\"t\"],[1,2,\"u\",\"t\"]]}",
         ] {
-            let error = decode(bad).expect_err(bad);
+            let error = decode(1, 1, bad).expect_err(bad);
             assert!(crate::store::is_damage(&error), "{bad}: {error}");
         }
     }

@@ -106,7 +106,13 @@ pub fn step(
         let tx = conn.transaction()?;
         let numbers = next_rooms(&tx, sweep.cursor)?;
         for &number in &numbers {
-            expire_room(&tx, number, cutoff, live(number), &mut done)?;
+            match expire_room(&tx, number, cutoff, live(number), &mut done) {
+                // A room with a damaged chunk keeps it; the others go on.
+                Err(e) if super::is_damage(&e) => {
+                    log::debug!("retention: room {number} skipped: {e}");
+                }
+                other => other?,
+            }
         }
         tx.commit()?;
         sweep.cursor = match numbers.last() {
@@ -183,11 +189,16 @@ fn expire_room(
     }
 }
 
+/// How many events a deleted chunk held, for [`Step::messages`] (0 if
+/// it is not JSON: a chunk edited by hand is deleted all the same).
+const EVENTS_IN_CHUNK: &str = "coalesce(CASE WHEN json_valid(events)
+    THEN json_array_length(events, '$.events') END, 0)";
+
 /// Deletes one chunk; its events.
 fn delete_chunk(conn: &Connection, room: u32, first: i64) -> rusqlite::Result<usize> {
-    conn.prepare_cached(
-        "DELETE FROM chunks WHERE room = ?1 AND first = ?2 RETURNING json_array_length(events, '$.events')",
-    )?
+    conn.prepare_cached(&format!(
+        "DELETE FROM chunks WHERE room = ?1 AND first = ?2 RETURNING {EVENTS_IN_CHUNK}"
+    ))?
     .query_map(params![room, first], |row| row.get::<_, i64>(0))?
     .map(|n| n.map(|n| n.max(0) as usize))
     .sum()
@@ -203,10 +214,12 @@ fn trim_chunk(
     expired: &dyn Fn(u64) -> bool,
     last: u64,
 ) -> rusqlite::Result<usize> {
-    let json: String = conn
-        .prepare_cached("SELECT events FROM chunks WHERE room = ?1 AND first = ?2")?
-        .query_row(params![room, first as i64], |row| row.get(0))?;
-    let mut events = events::decode(&json)?;
+    let (chunk_last, json): (i64, String) = conn
+        .prepare_cached("SELECT last, events FROM chunks WHERE room = ?1 AND first = ?2")?
+        .query_row(params![room, first as i64], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })?;
+    let mut events = events::decode(first, chunk_last.max(0) as u64, &json)?;
     let gone = events
         .iter()
         .take_while(|e| expired(e.at) && e.seq != last)
@@ -220,9 +233,9 @@ fn trim_chunk(
 
 fn remove_room(conn: &Connection, number: u32, done: &mut Step) -> rusqlite::Result<()> {
     done.messages += conn
-        .prepare_cached(
-            "DELETE FROM chunks WHERE room = ?1 RETURNING json_array_length(events, '$.events')",
-        )?
+        .prepare_cached(&format!(
+            "DELETE FROM chunks WHERE room = ?1 RETURNING {EVENTS_IN_CHUNK}"
+        ))?
         .query_map([number], |row| row.get::<_, i64>(0))?
         .map(|n| n.map(|n| n.max(0) as usize))
         .sum::<rusqlite::Result<usize>>()?;

@@ -10,6 +10,7 @@
 //! its transaction commits: reading those 100 bytes is enough to recognise a
 //! file, with no SQLite and no side effect (see `file.rs`).
 
+use rusqlite::types::ValueRef;
 use rusqlite::{Connection, Transaction, params};
 
 use super::{Kind, StoredMessage, TokenHash, events};
@@ -201,6 +202,7 @@ fn version_7(tx: &Transaction) -> rusqlite::Result<()> {
     let mut rows = read.query([])?;
     let mut chunk: Vec<StoredMessage> = Vec::new();
     let mut room = 0u32;
+    let mut placed: Option<(u32, u64)> = None;
     let mut buf = Vec::new();
     let mut flush = |room: u32, chunk: &mut Vec<StoredMessage>| -> rusqlite::Result<()> {
         let (Some(first), Some(last)) = (chunk.first(), chunk.last()) else {
@@ -220,12 +222,22 @@ fn version_7(tx: &Transaction) -> rusqlite::Result<()> {
         Ok(())
     };
     while let Some(row) = rows.next()? {
-        let this_room: u32 = row.get(0)?;
+        // A row whose room or seq is not a number (a file edited by hand)
+        // cannot be placed: it is left out.
+        let Some((this_room, event)) = version_6_row(row) else {
+            continue;
+        };
+        // Seqs must rise within a room (a real seq read as an integer may
+        // meet the one before it).
+        if placed.is_some_and(|(r, seq)| r == this_room && seq >= event.seq) {
+            continue;
+        }
+        placed = Some((this_room, event.seq));
         if this_room != room || chunk.len() == CHUNK_EVENTS_AT_UPGRADE {
             flush(room, &mut chunk)?;
             room = this_room;
         }
-        chunk.push(version_6_row(row)?);
+        chunk.push(event);
     }
     flush(room, &mut chunk)?;
     drop(rows);
@@ -234,31 +246,57 @@ fn version_7(tx: &Transaction) -> rusqlite::Result<()> {
     tx.execute_batch(MESSAGES_VIEW)
 }
 
-/// A row of version 6's `messages` (from its second column on).
-fn version_6_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredMessage> {
-    let number = |i| -> rusqlite::Result<u64> {
-        Ok(row.get::<_, Option<i64>>(i)?.unwrap_or(0).max(0) as u64)
-    };
-    let target = number(6)?;
-    let kind = match row.get::<_, i64>(5)? {
-        1 => Kind::Edit { target },
-        2 => Kind::Delete { target },
+/// A row of version 6's `messages`: its room and event. Read as loosely
+/// as SQLite stores (a column holds whatever was put in it, by hand too):
+/// a value of another type than the server writes becomes the nearest
+/// event rather than stop the upgrade, and so the start.
+fn version_6_row(row: &rusqlite::Row<'_>) -> Option<(u32, StoredMessage)> {
+    let room = u32::try_from(int(row, 0)?).ok()?;
+    let seq = u64::try_from(int(row, 1)?).ok()?;
+    let number = |i| int(row, i).map_or(0, |n| n.max(0) as u64);
+    let target = number(6);
+    let kind = match int(row, 5) {
+        Some(1) => Kind::Edit { target },
+        Some(2) => Kind::Delete { target },
         _ => Kind::Said {
-            author: row
-                .get::<_, Option<Vec<u8>>>(7)?
-                .and_then(|a| <[u8; 32]>::try_from(a).ok())
-                .map(TokenHash),
+            author: match row.get_ref(7) {
+                Ok(ValueRef::Blob(bytes)) => <[u8; 32]>::try_from(bytes).ok().map(TokenHash),
+                _ => None,
+            },
         },
     };
-    Ok(StoredMessage {
-        seq: number(1)?,
-        at: number(2)?,
-        user: row.get(3)?,
-        text: row.get(4)?,
+    let event = StoredMessage {
+        seq,
+        at: number(2),
+        user: text(row, 3),
+        text: text(row, 4),
         kind,
-        edited: row.get::<_, Option<i64>>(8)?.map(|n| n.max(0) as u64),
-        deleted: row.get::<_, i64>(9)? != 0,
-    })
+        edited: int(row, 8).map(|n| n.max(0) as u64),
+        deleted: int(row, 9).is_some_and(|n| n != 0),
+    };
+    Some((room, event))
+}
+
+/// Column `i` as an integer, if it is one (or a real, or text that reads
+/// as one).
+fn int(row: &rusqlite::Row<'_>, i: usize) -> Option<i64> {
+    match row.get_ref(i).ok()? {
+        ValueRef::Integer(n) => Some(n),
+        ValueRef::Real(x) => Some(x as i64),
+        ValueRef::Text(t) => std::str::from_utf8(t).ok()?.trim().parse().ok(),
+        ValueRef::Null | ValueRef::Blob(_) => None,
+    }
+}
+
+/// Column `i` as text (a number as its digits, bytes as UTF-8 at best,
+/// null as empty).
+fn text(row: &rusqlite::Row<'_>, i: usize) -> String {
+    match row.get_ref(i) {
+        Ok(ValueRef::Text(t) | ValueRef::Blob(t)) => String::from_utf8_lossy(t).into_owned(),
+        Ok(ValueRef::Integer(n)) => n.to_string(),
+        Ok(ValueRef::Real(x)) => x.to_string(),
+        Ok(ValueRef::Null) | Err(_) => String::new(),
+    }
 }
 
 /// The file's epoch (version 3 and later; see `VERSION_3`).

@@ -1963,3 +1963,89 @@ fn a_seq_given_again_is_refused_with_or_without_the_noted_last_seq() {
     post(&mut store, 1, 6..=6);
     assert_eq!(store.room(1, 10).unwrap().unwrap().last_seq, 6);
 }
+
+/// Values of odd types in a version 6 file (put in by hand: SQLite keeps
+/// whatever a column is given) do not stop the upgrade to version 7, and
+/// with it the start: each becomes the nearest event, and a row that
+/// cannot be placed (its seq not a number, or met before) is left out.
+#[test]
+fn odd_values_in_a_version_6_file_do_not_stop_the_upgrade() {
+    let (_dir, path) = temp();
+    {
+        let mut old = Connection::open(&path).unwrap();
+        schema::migrate(&mut old, 0, &schema::STEPS[..6]).unwrap();
+        old.execute_batch(
+            "INSERT INTO rooms VALUES (5), (6);
+             INSERT INTO messages (room, seq, at, user, text, author, kind, deleted)
+             VALUES (5, 1, 10, 'a', 'hello', 'not a blob', 0, 0),
+                    (5, 2, 10.5, 7, x'6869', NULL, '0', 'no'),
+                    (5, 2.5, 11, 'c', 'met before', NULL, 0, 0),
+                    (5, 'x', 12, 'd', 'no seq', NULL, 0, 0),
+                    (6, 1, 10, 'b', 'other room', NULL, 0, 0);",
+        )
+        .unwrap();
+    }
+    let store = Store::open(&path, 100).expect("the file opens");
+    let five = store.history(5, None, 10).unwrap().messages;
+    assert_eq!(seqs(&five), [1, 2]);
+    assert_eq!(five[0].kind, Kind::SAID, "not a hash: nobody's");
+    assert_eq!(
+        (five[1].at, five[1].user.as_str(), five[1].text.as_str()),
+        (10, "7", "hi")
+    );
+    let six = store.room(6, 10).unwrap().unwrap();
+    assert_eq!(six.history[0].text, "other room");
+}
+
+/// A chunk whose events do not rise (a file edited by hand) is not a chunk
+/// the writer could have left: it must read as damage of its room, not
+/// serve an event twice and out of order.
+#[test]
+fn a_chunk_whose_events_do_not_rise_reads_as_damage() {
+    let (_dir, path) = temp();
+    let store = Store::open(&path, 100).unwrap();
+    store
+        .conn
+        .execute_batch(
+            "INSERT INTO rooms VALUES (9);
+             INSERT INTO chunks (room, first, last, at, events) VALUES
+               (9, 1, 2, 5, '{\"events\":[[2,5,\"u\",\"two\"],[2,5,\"u\",\"again\"],[1,4,\"u\",\"one\"]]}');",
+        )
+        .unwrap();
+    match store.history(9, None, 10) {
+        Err(e) => assert!(e.is_damage(), "{e}"),
+        Ok(page) => panic!("read as {:?}", seqs(&page.messages)),
+    }
+}
+
+/// Retention by age must not stop for every room because one room's
+/// chunk does not decode (which the store otherwise treats as damage of
+/// that room only).
+#[test]
+fn one_undecodable_chunk_does_not_stop_retention_of_the_other_rooms() {
+    let (_dir, path) = temp();
+    let settings = Settings {
+        keep_days: 1,
+        ..Settings::default()
+    };
+    let now = 1_800_000_000_000u64;
+    let old = now - 3 * retention::DAY_MS;
+    let mut store = Store::open_with(&path, &settings).unwrap();
+    for seq in 1..=5 {
+        store.record_message(Message {
+            at: old,
+            ..message(1, seq, "old")
+        });
+        store.commit().unwrap();
+    }
+    store
+        .conn
+        .execute_batch(
+            "INSERT INTO rooms VALUES (2);
+             INSERT INTO chunks (room, first, last, at, events) VALUES (2, 1, 1, 0, 'not json');",
+        )
+        .unwrap();
+    let step = store.retention_step(now, |room| room == 1);
+    assert!(step.is_ok(), "{step:?}");
+    assert_eq!(store.room(1, 10).unwrap().unwrap().history.len(), 1);
+}
