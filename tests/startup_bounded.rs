@@ -34,7 +34,7 @@ fn a_hundred_thousand_rooms_on_disk_start_in_a_second_and_64_mb() {
             )
         })
         .collect();
-    let chunk = format!("{{\"authors\":[],\"events\":[{}]}}", events.join(","));
+    let chunk = format!("[{}]", events.join(","));
     let mut conn = rusqlite::Connection::open(&path).unwrap();
     let tx = conn.transaction().unwrap();
     tx.execute_batch(&format!(

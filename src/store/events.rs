@@ -1,7 +1,6 @@
 //! Room events in the file (schema version 7, see `schema.rs`): a chat
 //! message, an edit or a delete, kept in **chunks**. A chunk is one row of
-//! `chunks`: the events one loop turn added to one room, as a JSON array,
-//! oldest first. This module writes a turn's chunk, makes the message an
+//! `chunks`: the events one loop turn added to one room, oldest first. This module writes a turn's chunk, makes the message an
 //! edit or a delete targets show its current state, reads events back as
 //! [`StoredMessage`]s, and deletes chunks (pruning, retention).
 //!
@@ -14,10 +13,11 @@
 //! room gets one message per turn, so its chunks hold one event each, as
 //! rows did before.
 //!
-//! **A chunk** is `{"authors":[…],"events":[…]}`: `authors` the SHA-256
-//! of each sending session's token (who may edit and delete the message),
-//! in hex, once per chunk; `events` the events, oldest first, each an array
-//! `[seq, at, user, text, author, kind, target, edited, deleted]`:
+//! **A chunk** is two columns: `authors`, the SHA-256 of each sending
+//! session's token (who may edit and delete the message), 32 bytes each,
+//! once per chunk; and `events`, a JSON array of the events, oldest first,
+//! each an array `[seq, at, user, text, author, kind, target, edited,
+//! deleted]`:
 //! `author` a message's author as its place in `authors` (null for
 //! nobody); `kind` 0 a message, 1 an edit, 2 a delete; `target` the `seq`
 //! an edit or delete changes (else null); `edited` when a message was last
@@ -42,12 +42,48 @@ use serde::Deserialize;
 
 use super::{Kind, Message, StoredMessage, TokenHash, to_i64, to_u64};
 
-/// A chunk as read back (see the module doc for its JSON).
-#[derive(Deserialize)]
-struct ChunkIn {
-    #[serde(default)]
-    authors: Vec<String>,
-    events: Vec<EventIn>,
+/// A chunk as its row holds it: `authors`, each distinct author's token
+/// hash (32 bytes each, in the order the events first name them), and
+/// `events`, their JSON array. Buffers kept from turn to turn.
+#[derive(Debug, Default)]
+pub struct Encoded {
+    /// The authors' hashes, one after the other.
+    pub authors: Vec<u8>,
+    /// The events' JSON.
+    pub events: Vec<u8>,
+}
+
+impl Encoded {
+    /// The events' JSON as text (always UTF-8: JSON of Rust strings).
+    fn json(&self) -> rusqlite::Result<&str> {
+        std::str::from_utf8(&self.events).map_err(|e| damaged(&e))
+    }
+}
+
+/// A chunk's row as read: its range, authors and events' JSON.
+struct ChunkRow {
+    first: u64,
+    last: u64,
+    authors: Vec<u8>,
+    events: String,
+}
+
+/// The columns [`ChunkRow::read`] reads, in its order.
+const CHUNK_COLUMNS: &str = "first, last, authors, events";
+
+impl ChunkRow {
+    fn read(row: &rusqlite::Row<'_>) -> rusqlite::Result<ChunkRow> {
+        Ok(ChunkRow {
+            first: to_u64(row.get(0)?),
+            last: to_u64(row.get(1)?),
+            authors: row.get(2)?,
+            events: row.get(3)?,
+        })
+    }
+
+    fn decode(&self) -> rusqlite::Result<Vec<StoredMessage>> {
+        decode(self.first, self.last, &self.authors, &self.events)
+    }
 }
 
 /// One event as read back: `[seq, at, user, text, author, kind, target,
@@ -108,12 +144,11 @@ impl<'a> From<&'a StoredMessage> for EventRef<'a> {
     }
 }
 
-/// Writes `events` to `out` (cleared first) as one chunk's JSON:
-/// `{"authors":[…],"events":[[…],…]}`. Each distinct author is written
-/// once, in hex, and its messages name it by its place in `authors`: a
-/// busy room's turn has dozens of messages from a few people, and the
-/// 64 digits per message would be about a third of the chunk.
-fn encode<'a>(events: impl Iterator<Item = EventRef<'a>> + Clone, out: &mut Vec<u8>) {
+/// Writes `events` to `out` (cleared first) as one chunk: each distinct
+/// author once, in `authors`, and the events' JSON array, whose messages
+/// name their author by its place there (a busy room's turn has dozens of
+/// messages from a few people; a quiet room's chunk holds one).
+fn encode<'a>(events: impl Iterator<Item = EventRef<'a>> + Clone, out: &mut Encoded) {
     let mut authors: Vec<TokenHash> = Vec::new();
     for e in events.clone() {
         if let Kind::Said {
@@ -124,22 +159,20 @@ fn encode<'a>(events: impl Iterator<Item = EventRef<'a>> + Clone, out: &mut Vec<
             authors.push(author);
         }
     }
-    out.clear();
-    out.extend_from_slice(b"{\"authors\":[");
-    for (i, author) in authors.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        write_hex(out, author);
+    out.authors.clear();
+    for author in &authors {
+        out.authors.extend_from_slice(&author.0);
     }
-    out.extend_from_slice(b"],\"events\":[");
+    let json = &mut out.events;
+    json.clear();
+    json.push(b'[');
     for (i, e) in events.enumerate() {
         if i > 0 {
-            out.push(b',');
+            json.push(b',');
         }
-        write_event(out, &e, &authors);
+        write_event(json, &e, &authors);
     }
-    out.extend_from_slice(b"]}");
+    json.push(b']');
 }
 
 /// One event's array, the fields after `text` only up to the last one
@@ -203,28 +236,22 @@ fn write_string(out: &mut Vec<u8>, s: &str) {
     let _ = serde_json::to_writer(&mut *out, s);
 }
 
-const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
-
-/// A token hash as a JSON string of 64 lowercase hex digits.
-fn write_hex(out: &mut Vec<u8>, hash: &TokenHash) {
-    out.push(b'"');
-    for byte in hash.0 {
-        out.push(HEX_DIGITS[usize::from(byte >> 4)]);
-        out.push(HEX_DIGITS[usize::from(byte & 15)]);
-    }
-    out.push(b'"');
-}
-
 /// Writes stored events (a chunk read back, or rows of an older file) to
-/// `out` as one chunk's JSON.
-pub fn encode_stored(events: &[StoredMessage], out: &mut Vec<u8>) {
+/// `out` as one chunk.
+pub fn encode_stored(events: &[StoredMessage], out: &mut Encoded) {
     encode(events.iter().map(EventRef::from), out);
 }
 
 /// The events of the chunk `first..=last`, oldest first; an error of its
-/// room's damage if `json` is not such a chunk (see the module doc).
-pub fn decode(first: u64, last: u64, json: &str) -> rusqlite::Result<Vec<StoredMessage>> {
-    let events = decode_json(json)?;
+/// room's damage if `authors` and `json` are not such a chunk (see the
+/// module doc).
+pub fn decode(
+    first: u64,
+    last: u64,
+    authors: &[u8],
+    json: &str,
+) -> rusqlite::Result<Vec<StoredMessage>> {
+    let events = decode_json(authors, json)?;
     let rising = events.windows(2).all(|w| w[0].seq < w[1].seq);
     let ends = (events.first().map(|e| e.seq), events.last().map(|e| e.seq));
     if !rising || ends != (Some(first), Some(last)) {
@@ -235,29 +262,23 @@ pub fn decode(first: u64, last: u64, json: &str) -> rusqlite::Result<Vec<StoredM
     Ok(events)
 }
 
-fn decode_json(json: &str) -> rusqlite::Result<Vec<StoredMessage>> {
-    let chunk: ChunkIn = serde_json::from_str(json).map_err(|e| damaged(&e))?;
-    let authors: Vec<Option<TokenHash>> = chunk
-        .authors
-        .iter()
-        .map(|hex| unhex(hex).map(TokenHash))
-        .collect();
-    chunk
-        .events
-        .into_iter()
-        .map(|e| stored(e, &authors))
-        .collect()
+fn decode_json(authors: &[u8], json: &str) -> rusqlite::Result<Vec<StoredMessage>> {
+    if !authors.len().is_multiple_of(32) {
+        return Err(damaged(&"its authors are not 32 bytes each"));
+    }
+    let events: Vec<EventIn> = serde_json::from_str(json).map_err(|e| damaged(&e))?;
+    events.into_iter().map(|e| stored(e, authors)).collect()
 }
 
-fn stored(e: EventIn, authors: &[Option<TokenHash>]) -> rusqlite::Result<StoredMessage> {
+fn stored(e: EventIn, authors: &[u8]) -> rusqlite::Result<StoredMessage> {
     let EventIn(seq, at, user, text, author, kind, target, edited, deleted) = e;
     let kind = match (kind, target) {
         (0, _) => Kind::Said {
             author: match author {
                 None => None,
-                Some(i) => match authors.get(i) {
-                    Some(Some(hash)) => Some(*hash),
-                    _ => return Err(damaged(&format!("event {seq}: author {i}"))),
+                Some(i) => match author_at(authors, i) {
+                    Some(hash) => Some(hash),
+                    None => return Err(damaged(&format!("event {seq}: author {i}"))),
                 },
             },
         },
@@ -276,21 +297,11 @@ fn stored(e: EventIn, authors: &[Option<TokenHash>]) -> rusqlite::Result<StoredM
     })
 }
 
-/// 64 hex digits (either case) as 32 bytes.
-fn unhex(hex: &str) -> Option<[u8; 32]> {
-    let bytes = hex.as_bytes();
-    if bytes.len() != 64 {
-        return None;
-    }
-    let mut out = [0; 32];
-    for (i, pair) in bytes.chunks(2).enumerate() {
-        out[i] = (nibble(pair[0])? << 4) | nibble(pair[1])?;
-    }
-    Some(out)
-}
-
-fn nibble(digit: u8) -> Option<u8> {
-    (digit as char).to_digit(16).map(|n| n as u8)
+/// The `i`th author's hash in a chunk's `authors`.
+fn author_at(authors: &[u8], i: usize) -> Option<TokenHash> {
+    let start = i.checked_mul(32)?;
+    let bytes = authors.get(start..start.checked_add(32)?)?;
+    <[u8; 32]>::try_from(bytes).ok().map(TokenHash)
 }
 
 /// What SQLite says of a damaged page, for a chunk that does not decode:
@@ -352,7 +363,7 @@ pub fn write_chunk(
     room: u32,
     events: &[Message<'_>],
     written: Option<&Written>,
-    buf: &mut Vec<u8>,
+    buf: &mut Encoded,
 ) -> rusqlite::Result<()> {
     let (Some(first), Some(last)) = (events.first(), events.last()) else {
         return Ok(());
@@ -368,17 +379,18 @@ pub fn write_chunk(
         return Err(seq_given_twice(room, first.seq));
     }
     encode(events.iter().map(EventRef::from), buf);
-    let json = std::str::from_utf8(buf).map_err(|e| damaged(&e))?;
     let at = events.iter().map(|e| e.at).max().unwrap_or(last.at);
     tx.prepare_cached(
-        "INSERT INTO chunks (room, first, last, at, events) VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT INTO chunks (room, first, last, at, authors, events)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?
     .execute(params![
         room,
         to_i64(first.seq),
         to_i64(last.seq),
         to_i64(at),
-        json
+        buf.authors,
+        buf.json()?
     ])
     .map(|_| ())
 }
@@ -426,19 +438,17 @@ fn delete(tx: &Transaction, room: u32, target: u64) -> rusqlite::Result<()> {
     // `,1,TARGET]` (kind, then target). Text can hold those characters
     // too; such a chunk is decoded and left as it was.
     let marker = format!(",1,{target}]");
-    let later: Vec<(u64, u64, String)> = tx
-        .prepare_cached(
-            "SELECT first, last, events FROM chunks
-             WHERE room = ?1 AND first > ?2 AND instr(events, ?3) > 0",
-        )?
-        .query_map(params![room, to_i64(target), marker], |row| {
-            Ok((to_u64(row.get(0)?), to_u64(row.get(1)?), row.get(2)?))
-        })?
+    let later: Vec<ChunkRow> = tx
+        .prepare_cached(&format!(
+            "SELECT {CHUNK_COLUMNS} FROM chunks
+             WHERE room = ?1 AND first > ?2 AND instr(events, ?3) > 0"
+        ))?
+        .query_map(params![room, to_i64(target), marker], ChunkRow::read)?
         .collect::<rusqlite::Result<_>>()?;
-    for (first, last, json) in later {
-        let mut events = decode(first, last, &json)?;
+    for chunk in later {
+        let mut events = chunk.decode()?;
         if blank(&mut events, target, false) {
-            rewrite(tx, room, first, &events)?;
+            rewrite(tx, room, chunk.first, &events)?;
         }
     }
     Ok(())
@@ -473,32 +483,25 @@ fn change_chunk_of(
     seq: u64,
     change: impl FnOnce(&mut Vec<StoredMessage>) -> bool,
 ) -> rusqlite::Result<()> {
-    let Some((first, last, json)) = chunk_holding(tx, room, seq)? else {
+    let Some(chunk) = chunk_holding(tx, room, seq)? else {
         return Ok(());
     };
-    let mut events = decode(first, last, &json)?;
+    let mut events = chunk.decode()?;
     if change(&mut events) {
-        rewrite(tx, room, first, &events)?;
+        rewrite(tx, room, chunk.first, &events)?;
     }
     Ok(())
 }
 
-/// The `first`, `last` and events of the chunk whose range holds `seq`,
-/// if any.
-fn chunk_holding(
-    conn: &Connection,
-    room: u32,
-    seq: u64,
-) -> rusqlite::Result<Option<(u64, u64, String)>> {
-    conn.prepare_cached(
-        "SELECT first, last, events FROM chunks
-         WHERE room = +?1 AND first <= ?2 ORDER BY first DESC LIMIT 1",
-    )?
-    .query_row(params![room, to_i64(seq)], |row| {
-        Ok((to_u64(row.get(0)?), to_u64(row.get(1)?), row.get(2)?))
-    })
+/// The chunk whose range holds `seq`, if any.
+fn chunk_holding(conn: &Connection, room: u32, seq: u64) -> rusqlite::Result<Option<ChunkRow>> {
+    conn.prepare_cached(&format!(
+        "SELECT {CHUNK_COLUMNS} FROM chunks
+         WHERE room = +?1 AND first <= ?2 ORDER BY first DESC LIMIT 1"
+    ))?
+    .query_row(params![room, to_i64(seq)], ChunkRow::read)
     .optional()
-    .map(|found| found.filter(|&(_, last, _)| last >= seq))
+    .map(|found| found.filter(|chunk| chunk.last >= seq))
 }
 
 /// Writes `events` (not empty) back as `room`'s chunk that started at
@@ -512,19 +515,19 @@ pub fn rewrite(
     let (Some(new_first), Some(last)) = (events.first(), events.last()) else {
         return Ok(());
     };
-    let mut buf = Vec::new();
+    let mut buf = Encoded::default();
     encode_stored(events, &mut buf);
-    let json = std::str::from_utf8(&buf).map_err(|e| damaged(&e))?;
     let at = events.iter().map(|e| e.at).max().unwrap_or(last.at);
     conn.prepare_cached(
-        "UPDATE chunks SET first = ?1, last = ?2, at = ?3, events = ?4
-         WHERE room = ?5 AND first = ?6",
+        "UPDATE chunks SET first = ?1, last = ?2, at = ?3, authors = ?4, events = ?5
+         WHERE room = ?6 AND first = ?7",
     )?
     .execute(params![
         to_i64(new_first.seq),
         to_i64(last.seq),
         to_i64(at),
-        json,
+        buf.authors,
+        buf.json()?,
         room,
         to_i64(first)
     ])
@@ -566,15 +569,13 @@ pub fn newest(
     }
     // Only chunks with a kept event (`last > after`): one left whole by
     // pruning, older than what is kept, is not even read.
-    let mut stmt = conn.prepare_cached(
-        "SELECT first, last, events FROM chunks
-         WHERE room = +?1 AND first < ?2 AND last > ?3 ORDER BY first DESC",
-    )?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {CHUNK_COLUMNS} FROM chunks
+         WHERE room = +?1 AND first < ?2 AND last > ?3 ORDER BY first DESC"
+    ))?;
     let mut rows = stmt.query(params![room, to_i64(before), to_i64(after)])?;
     'chunks: while let Some(row) = rows.next()? {
-        let (first, last): (i64, i64) = (row.get(0)?, row.get(1)?);
-        let json: String = row.get(2)?;
-        let events = decode(to_u64(first), to_u64(last), &json)?;
+        let events = ChunkRow::read(row)?.decode()?;
         for e in events.into_iter().rev().filter(|e| e.seq < before) {
             if e.seq <= after {
                 break 'chunks;
@@ -591,12 +592,10 @@ pub fn newest(
 
 /// The event `seq` of `room`, if the file keeps it.
 pub fn one(conn: &Connection, room: u32, seq: u64) -> rusqlite::Result<Option<StoredMessage>> {
-    let Some((first, last, json)) = chunk_holding(conn, room, seq)? else {
+    let Some(chunk) = chunk_holding(conn, room, seq)? else {
         return Ok(None);
     };
-    Ok(decode(first, last, &json)?
-        .into_iter()
-        .find(|e| e.seq == seq))
+    Ok(chunk.decode()?.into_iter().find(|e| e.seq == seq))
 }
 
 /// Deletes `room`'s chunks whose events all have `seq <= up_to`. A chunk
@@ -627,10 +626,10 @@ mod tests {
         }
     }
 
-    fn json(events: &[StoredMessage]) -> String {
-        let mut out = Vec::new();
+    fn encoded(events: &[StoredMessage]) -> (Vec<u8>, String) {
+        let mut out = Encoded::default();
         encode_stored(events, &mut out);
-        String::from_utf8(out).unwrap()
+        (out.authors, String::from_utf8(out.events).unwrap())
     }
 
     #[test]
@@ -653,7 +652,8 @@ mod tests {
                 ..said(6, "", "", None)
             },
         ];
-        assert_eq!(decode(1, 6, &json(&events)).unwrap(), events);
+        let (authors, json) = encoded(&events);
+        assert_eq!(decode(1, 6, &authors, &json).unwrap(), events);
     }
 
     #[test]
@@ -664,43 +664,43 @@ mod tests {
             said(3, "a", "z", Some(7)),
             said(4, "c", "w", None),
         ];
-        let seven = "07".repeat(32);
-        let nine = "09".repeat(32);
+        let (authors, json) = encoded(&events);
+        assert_eq!(authors, [[7u8; 32], [9u8; 32]].concat());
         assert_eq!(
-            json(&events),
-            format!(
-                "{{\"authors\":[\"{seven}\",\"{nine}\"],\"events\":[\
-                 [1,1700000000001,\"a\",\"x\",0],[2,1700000000002,\"b\",\"y\",1],\
-                 [3,1700000000003,\"a\",\"z\",0],[4,1700000000004,\"c\",\"w\"]]}}"
-            )
+            json,
+            "[[1,1700000000001,\"a\",\"x\",0],[2,1700000000002,\"b\",\"y\",1],\
+             [3,1700000000003,\"a\",\"z\",0],[4,1700000000004,\"c\",\"w\"]]"
         );
         let edit = StoredMessage {
             kind: Kind::Edit { target: 12 },
             ..said(13, "a", "x", None)
         };
         assert!(
-            json(&[edit]).ends_with(",null,1,12]]}"),
+            encoded(&[edit]).1.ends_with(",null,1,12]]"),
             "the marker a delete looks for"
         );
     }
 
     #[test]
     fn a_chunk_that_does_not_decode_reads_as_damage() {
-        for bad in [
-            "",
-            "[]",
-            "{\"events\":[[1,2,\"u\"]]}",
-            "{\"events\":[[1,2,\"u\",\"t\",0]]}",
-            "{\"authors\":[\"zz\"],\"events\":[[1,2,\"u\",\"t\",0]]}",
-            "{\"events\":[[1,2,\"u\",\"t\",null,7,1]]}",
-            "{\"events\":[[1,2,\"u\",\"t\",null,1]]}",
-            "{\"events\":[[-1,2,\"u\",\"t\"]]}",
+        let one = [7u8; 32];
+        let none: &[u8] = &[];
+        for (authors, bad) in [
+            (none, ""),
+            (none, "{}"),
+            (none, "[[1,2,\"u\"]]"),
+            (none, "[[1,2,\"u\",\"t\",0]]"),
+            (&one[..31], "[[1,2,\"u\",\"t\",0]]"),
+            (&one[..], "[[1,2,\"u\",\"t\",1]]"),
+            (none, "[[1,2,\"u\",\"t\",null,7,1]]"),
+            (none, "[[1,2,\"u\",\"t\",null,1]]"),
+            (none, "[[-1,2,\"u\",\"t\"]]"),
             // Not the chunk 1..=1: none, another seq, two, not rising.
-            "{\"events\":[]}",
-            "{\"events\":[[2,2,\"u\",\"t\"]]}",
-            "{\"events\":[[1,2,\"u\",\"t\"],[1,2,\"u\",\"t\"]]}",
+            (none, "[]"),
+            (none, "[[2,2,\"u\",\"t\"]]"),
+            (none, "[[1,2,\"u\",\"t\"],[1,2,\"u\",\"t\"]]"),
         ] {
-            let error = decode(1, 1, bad).expect_err(bad);
+            let error = decode(1, 1, authors, bad).expect_err(bad);
             assert!(crate::store::is_damage(&error), "{bad}: {error}");
         }
     }

@@ -1004,7 +1004,7 @@ fn write_messages(
     if !events.is_sorted_by_key(|m| m.room) {
         events.sort_by_key(|m| m.room);
     }
-    let mut buf = Vec::new();
+    let mut buf = events::Encoded::default();
     for room_events in events.chunk_by(|a, b| a.room == b.room) {
         let room = room_events[0].room;
         events::write_chunk(tx, room, room_events, Some(written), &mut buf)?;

@@ -191,8 +191,8 @@ fn expire_room(
 
 /// How many events a deleted chunk held, for [`Step::messages`] (0 if
 /// it is not JSON: a chunk edited by hand is deleted all the same).
-const EVENTS_IN_CHUNK: &str = "coalesce(CASE WHEN json_valid(events)
-    THEN json_array_length(events, '$.events') END, 0)";
+const EVENTS_IN_CHUNK: &str =
+    "coalesce(CASE WHEN json_valid(events) THEN json_array_length(events) END, 0)";
 
 /// Deletes one chunk; its events.
 fn delete_chunk(conn: &Connection, room: u32, first: i64) -> rusqlite::Result<usize> {
@@ -214,12 +214,12 @@ fn trim_chunk(
     expired: &dyn Fn(u64) -> bool,
     last: u64,
 ) -> rusqlite::Result<usize> {
-    let (chunk_last, json): (i64, String) = conn
-        .prepare_cached("SELECT last, events FROM chunks WHERE room = ?1 AND first = ?2")?
+    let (chunk_last, authors, json): (i64, Vec<u8>, String) = conn
+        .prepare_cached("SELECT last, authors, events FROM chunks WHERE room = ?1 AND first = ?2")?
         .query_row(params![room, first as i64], |row| {
-            Ok((row.get(0)?, row.get(1)?))
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
         })?;
-    let mut events = events::decode(first, chunk_last.max(0) as u64, &json)?;
+    let mut events = events::decode(first, chunk_last.max(0) as u64, &authors, &json)?;
     let gone = events
         .iter()
         .take_while(|e| expired(e.at) && e.seq != last)

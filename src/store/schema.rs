@@ -157,6 +157,11 @@ const VERSION_6: &str = "
 /// busy turn is several KiB, and appending such rows to a rowid table is
 /// SQLite's cheapest insert.)
 ///
+/// `authors` holds the chunk's distinct authors' token hashes, 32 bytes
+/// each, which its messages name by their place there (binary, not in the
+/// JSON: a quiet room's chunk holds one message, and its author in hex
+/// would make it half again as big).
+///
 /// The step moves the rows of `messages` into chunks of up to
 /// [`CHUNK_EVENTS_AT_UPGRADE`] events, through the same encoder as the
 /// server's (so in Rust: SQL could not write the authors' list), then puts
@@ -169,6 +174,7 @@ const VERSION_7: &str = "
         first INTEGER NOT NULL,
         last INTEGER NOT NULL,
         at INTEGER NOT NULL,
+        authors BLOB NOT NULL DEFAULT x'',
         events TEXT NOT NULL,
         PRIMARY KEY (room, first)
     );
@@ -182,9 +188,9 @@ const MESSAGES_VIEW: &str = "
                json_extract(e.value, '$[0]'), json_extract(e.value, '$[1]'),
                json_extract(e.value, '$[2]'), json_extract(e.value, '$[3]'),
                coalesce(json_extract(e.value, '$[5]'), 0), json_extract(e.value, '$[6]'),
-               json_extract(c.events, '$.authors[' || json_extract(e.value, '$[4]') || ']'),
+               lower(hex(substr(c.authors, 32 * json_extract(e.value, '$[4]') + 1, 32))),
                json_extract(e.value, '$[7]'), coalesce(json_extract(e.value, '$[8]'), 0)
-        FROM chunks AS c, json_each(c.events, '$.events') AS e;
+        FROM chunks AS c, json_each(c.events) AS e;
 ";
 
 /// Events per chunk when an older file's rows are moved into chunks.
@@ -197,25 +203,27 @@ fn version_7(tx: &Transaction) -> rusqlite::Result<()> {
          FROM messages ORDER BY room, seq",
     )?;
     let mut write = tx.prepare(
-        "INSERT INTO chunks (room, first, last, at, events) VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT INTO chunks (room, first, last, at, authors, events)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?;
     let mut rows = read.query([])?;
     let mut chunk: Vec<StoredMessage> = Vec::new();
     let mut room = 0u32;
     let mut placed: Option<(u32, u64)> = None;
-    let mut buf = Vec::new();
+    let mut buf = events::Encoded::default();
     let mut flush = |room: u32, chunk: &mut Vec<StoredMessage>| -> rusqlite::Result<()> {
         let (Some(first), Some(last)) = (chunk.first(), chunk.last()) else {
             return Ok(());
         };
         events::encode_stored(chunk, &mut buf);
-        let json = String::from_utf8_lossy(&buf);
+        let json = String::from_utf8_lossy(&buf.events);
         let at = chunk.iter().map(|e| e.at).max().unwrap_or(0);
         write.execute(params![
             room,
             first.seq as i64,
             last.seq as i64,
             at as i64,
+            buf.authors,
             json
         ])?;
         chunk.clear();

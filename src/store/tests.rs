@@ -2009,7 +2009,7 @@ fn a_chunk_whose_events_do_not_rise_reads_as_damage() {
         .execute_batch(
             "INSERT INTO rooms VALUES (9);
              INSERT INTO chunks (room, first, last, at, events) VALUES
-               (9, 1, 2, 5, '{\"events\":[[2,5,\"u\",\"two\"],[2,5,\"u\",\"again\"],[1,4,\"u\",\"one\"]]}');",
+               (9, 1, 2, 5, '[[2,5,\"u\",\"two\"],[2,5,\"u\",\"again\"],[1,4,\"u\",\"one\"]]');",
         )
         .unwrap();
     match store.history(9, None, 10) {
