@@ -1832,17 +1832,22 @@ fn a_backup_into_a_missing_side_file_spelt_through_a_link_is_refused() {
     }
 }
 
+/// A file of schema version 6 at `path` with the rows `sql` inserts.
+fn version_6_file(path: &Path, sql: &str) {
+    let mut old = Connection::open(path).unwrap();
+    schema::migrate(&mut old, 0, &schema::STEPS[..6]).unwrap();
+    old.execute_batch(sql).unwrap();
+}
+
 /// A file of version 6 (a row per event in `messages`) is moved into
 /// chunks at start: every event, its author, its edit and its delete
 /// read back as they were, and the view `messages` shows the same rows.
 #[test]
 fn a_version_6_file_is_moved_into_chunks_and_reads_the_same() {
     let (_dir, path) = temp();
-    {
-        let mut old = Connection::open(&path).unwrap();
-        schema::migrate(&mut old, 0, &schema::STEPS[..6]).unwrap();
-        old.execute_batch(
-            "INSERT INTO rooms VALUES (5), (6);
+    version_6_file(
+        &path,
+        "INSERT INTO rooms VALUES (5), (6);
              INSERT INTO messages (room, seq, at, user, text, kind, target, author, edited, deleted)
              VALUES (5, 1, 10, 'a', 'one!', 0, NULL, zeroblob(32), 14, 0),
                     (5, 2, 11, 'b', '', 0, NULL, NULL, NULL, 1),
@@ -1850,9 +1855,7 @@ fn a_version_6_file_is_moved_into_chunks_and_reads_the_same() {
                     (5, 4, 13, '', '', 2, 2, NULL, NULL, 0);
              WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 150)
              INSERT INTO messages (room, seq, at, user, text) SELECT 6, x, x, 'z', 'm' || x FROM c;",
-        )
-        .unwrap();
-    }
+    );
     let store = Store::open(&path, 1000).unwrap();
     let five = store.history(5, None, 10).unwrap().messages;
     assert_eq!(seqs(&five), [1, 2, 3, 4]);
@@ -1971,20 +1974,16 @@ fn a_seq_given_again_is_refused_with_or_without_the_noted_last_seq() {
 #[test]
 fn odd_values_in_a_version_6_file_do_not_stop_the_upgrade() {
     let (_dir, path) = temp();
-    {
-        let mut old = Connection::open(&path).unwrap();
-        schema::migrate(&mut old, 0, &schema::STEPS[..6]).unwrap();
-        old.execute_batch(
-            "INSERT INTO rooms VALUES (5), (6);
+    version_6_file(
+        &path,
+        "INSERT INTO rooms VALUES (5), (6);
              INSERT INTO messages (room, seq, at, user, text, author, kind, deleted)
              VALUES (5, 1, 10, 'a', 'hello', 'not a blob', 0, 0),
                     (5, 2, 10.5, 7, x'6869', NULL, '0', 'no'),
                     (5, 2.5, 11, 'c', 'met before', NULL, 0, 0),
                     (5, 'x', 12, 'd', 'no seq', NULL, 0, 0),
                     (6, 1, 10, 'b', 'other room', NULL, 0, 0);",
-        )
-        .unwrap();
-    }
+    );
     let store = Store::open(&path, 100).expect("the file opens");
     let five = store.history(5, None, 10).unwrap().messages;
     assert_eq!(seqs(&five), [1, 2]);
