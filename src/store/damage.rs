@@ -138,11 +138,7 @@ fn write_room(tx: &Transaction, batch: &Batch, room: u32) -> rusqlite::Result<()
     tx.prepare_cached("INSERT OR IGNORE INTO rooms (number) VALUES (?1)")?
         .execute([room])?;
     let events: Vec<_> = batch.messages().filter(|m| m.room == room).collect();
-    events::write_chunk(tx, room, &events, None, &mut events::Encoded::default())?;
-    for m in &events {
-        events::apply(tx, m)?;
-    }
-    Ok(())
+    events::write(tx, room, &events, None, &mut events::Encoded::default())
 }
 
 /// Deletes `room`'s chunks up to `seq`.

@@ -354,11 +354,28 @@ impl Written {
     }
 }
 
+/// Writes one room's events of the turn as its chunk, then what its edits
+/// and deletes change in the messages they target (in the order
+/// recorded; they target messages of the same room only).
+pub fn write(
+    tx: &Transaction,
+    room: u32,
+    events: &[Message<'_>],
+    written: Option<&Written>,
+    buf: &mut Encoded,
+) -> rusqlite::Result<()> {
+    write_chunk(tx, room, events, written, buf)?;
+    for m in events {
+        apply(tx, m)?;
+    }
+    Ok(())
+}
+
 /// Writes one room's events of the turn (`events`: that room's, in `seq`
 /// order, at least one) as one chunk; `buf` is the caller's, reused from
 /// turn to turn. Fails, writing nothing, unless the `seq`s rise and start
 /// after the room's last (as `written` notes it, else as the file says).
-pub fn write_chunk(
+fn write_chunk(
     tx: &Transaction,
     room: u32,
     events: &[Message<'_>],
@@ -407,7 +424,7 @@ fn seq_given_twice(room: u32, seq: u64) -> rusqlite::Error {
 /// What an edit or a delete, once its own event is written, changes in the
 /// message it targets (nothing for a chat message, or if the file no longer
 /// keeps the target).
-pub fn apply(tx: &Transaction, m: &Message<'_>) -> rusqlite::Result<()> {
+fn apply(tx: &Transaction, m: &Message<'_>) -> rusqlite::Result<()> {
     match m.kind {
         Kind::Said { .. } => Ok(()),
         Kind::Edit { target } => edit(tx, m, target),

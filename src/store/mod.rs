@@ -984,11 +984,9 @@ fn write_logins(tx: &Transaction, batch: &Batch) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// The turn's events as one chunk per room (`events::write_chunk`), then
-/// the changes its edits and deletes make to the messages they target
-/// (`events::apply`, in the order recorded, so the file ends as applying
-/// them one by one would leave it). Rooms known to refuse writes are left
-/// out.
+/// The turn's events as one chunk per room, each followed by the changes
+/// its edits and deletes make to the messages they target
+/// (`events::write`). Rooms known to refuse writes are left out.
 fn write_messages(
     tx: &Transaction,
     batch: &Batch,
@@ -1007,10 +1005,7 @@ fn write_messages(
     let mut buf = events::Encoded::default();
     for room_events in events.chunk_by(|a, b| a.room == b.room) {
         let room = room_events[0].room;
-        events::write_chunk(tx, room, room_events, Some(written), &mut buf)?;
-    }
-    for m in &events {
-        events::apply(tx, m)?;
+        events::write(tx, room, room_events, Some(written), &mut buf)?;
     }
     Ok(())
 }
